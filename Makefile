@@ -1,0 +1,32 @@
+# The two commands of the README, plus what they are built from.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DB ?= $(VENV)/demo.db
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Audits the bundled example log with the embedded GeoIP database into a SQLite file.
+# region-auditor exits 1 when it finds violations, which the example has on purpose.
+demo: $(VENV)/.installed
+	$(BIN)/region-auditor logs examples/squid-access.log --config examples/auditor.toml --db $(DEMO_DB); \
+	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 1 ]
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

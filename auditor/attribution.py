@@ -1,0 +1,64 @@
+"""Who made a call and where it left from: egress resolution and org attribution, from config."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from functools import lru_cache
+
+from auditor.config import Config, Org, Site, SourceConfig
+from auditor.events import ConnectionEvent, Egress
+from geoip.interface import normalize_ip
+
+UNATTRIBUTED = "unattributed"
+"""The org of traffic no configuration claims."""
+
+NO_EGRESS = Egress(ip="", basis="none")
+
+
+class Attributor:
+    """Applies the egress rule and org attribution of DESIGN.md."""
+
+    def __init__(self, config: Config) -> None:
+        # Most specific network first, so a /24 inside a /16 wins.
+        self._sites = _by_specificity(config.sites)
+        self._orgs = _by_specificity(config.orgs)
+        self._parse = lru_cache(maxsize=65536)(_parse)
+
+    def egress(self, event: ConnectionEvent, source: SourceConfig) -> Egress:
+        """In order: an egress the event records, the source's configured egress_ip, the site
+        whose networks contain the client, the client itself when it is public, else none."""
+        if event.egress_h:
+            return Egress(event.egress_h, "event")
+        if source.egress_ip:
+            return Egress(source.egress_ip, f"source:{source.path}")
+        addr = self._parse(event.orig_h)
+        if addr is None:
+            return NO_EGRESS
+        for network, site in self._sites:
+            if addr.version == network.version and addr in network:
+                return Egress(site.egress_ip, f"site:{site.name}")
+        if addr.is_global:
+            return Egress(str(addr), "client")
+        return NO_EGRESS
+
+    def org(self, event: ConnectionEvent, source: SourceConfig) -> str:
+        """The org whose networks contain the client, else the source's org, else unattributed."""
+        addr = self._parse(event.orig_h)
+        if addr is not None:
+            for network, org in self._orgs:
+                if addr.version == network.version and addr in network:
+                    return org.name
+        return source.org or UNATTRIBUTED
+
+
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return normalize_ip(text)
+    except ValueError:
+        return None
+
+
+def _by_specificity(entries: Sequence[Site] | Sequence[Org]) -> list:
+    pairs = [(network, entry) for entry in entries for network in entry.networks]
+    return sorted(pairs, key=lambda pair: pair[0].prefixlen, reverse=True)

@@ -1,0 +1,69 @@
+"""The values that travel between pipeline stages. Connection fields use Zeek's vocabulary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from geoip.interface import Location
+from rules.policy import Verdict
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    """One outbound call, as a log line or a packet shows it."""
+
+    ts: dt.datetime
+    """When the call was made (UTC, timezone-aware)."""
+    orig_h: str
+    """Originator (client) address as the source records it (Zeek id.orig_h)."""
+    server_name: str
+    """Host the call was for: SNI, CONNECT host or URL/Host header host; lower case."""
+    source: str
+    """Where the event was read: `file:line` or interface."""
+    orig_p: int = 0
+    """Originator port, 0 when not recorded."""
+    resp_h: str = ""
+    """Responder (server) address, "" when not recorded (Zeek id.resp_h)."""
+    resp_p: int = 0
+    """Responder port, 0 when not recorded."""
+    proto: str = "tcp"
+    """Transport protocol."""
+    method: str = ""
+    """HTTP method (`CONNECT`, `POST`), "" when not HTTP."""
+    status: int = 0
+    """Response status as recorded, 0 when none."""
+    egress_h: str = ""
+    """Public address the call left from, when the event itself records it; "" otherwise."""
+    raw: str = ""
+    """The record as read (secrets redacted), for evidence."""
+
+
+@dataclass(frozen=True)
+class Egress:
+    """The public address a call left from, and how it was established."""
+
+    ip: str
+    """The address; "" when it could not be established."""
+    basis: str
+    """`event`, `source:<path>`, `site:<name>`, `client`, or `none`."""
+
+    @property
+    def known(self) -> bool:
+        return bool(self.ip)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One governed call, located, judged and attributed."""
+
+    event: ConnectionEvent
+    """The call."""
+    org: str
+    """Organization, `unattributed` when no rule matched."""
+    egress: Egress
+    """Where it left from."""
+    location: Location
+    """Where that is."""
+    verdict: Verdict
+    """What the provider's policy says."""

@@ -1,0 +1,1 @@
+"""Event sources: log files (Squid, nginx/Apache combined), later packets."""

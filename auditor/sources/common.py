@@ -1,0 +1,74 @@
+"""Helpers shared by the log parsers: hosts from request targets, timestamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlsplit
+
+from auditor.sources.interface import Ignored, Malformed
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
+    """`api.openai.com:443` -> ("api.openai.com", 443); `[2001:db8::1]:443` and bare hosts too."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise Malformed(f"bad port in {text[:60]!r}")
+        port = int(port_text)
+    return host.rstrip(".").lower(), port
+
+
+def host_from_target(method: str, target: str) -> tuple[str, int]:
+    """The host and port a request line's target names: `host:port` for CONNECT, else the
+    authority of an absolute URL. A relative target (`/v1/chat`) names no host: Ignored."""
+    if method == "CONNECT":
+        return split_host_port(target, 443)
+    if "://" in target:
+        parts = urlsplit(target)
+        if not parts.netloc:
+            raise Malformed(f"URL without a host: {target[:60]!r}")
+        netloc = parts.netloc.rpartition("@")[2]
+        return split_host_port(netloc, DEFAULT_PORTS.get(parts.scheme.lower(), 0))
+    if target.startswith("/") or target == "*":
+        raise Ignored("request names no host")
+    # Squid logs intercepted TLS as `host:port` with method NONE or similar.
+    return split_host_port(target, 0)
+
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def parse_clf_time(text: str) -> dt.datetime:
+    """`15/Jul/2024:09:10:11 +0000` (Common Log Format) -> aware UTC datetime."""
+    try:
+        day, month, rest = text.split("/", 2)
+        year, hh, mm, ss_zone = rest.split(":", 3)
+        ss, zone = ss_zone.split(" ", 1)
+        sign = -1 if zone[0] == "-" else 1
+        offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
+        if len(zone) != 5 or zone[0] not in "+-":
+            raise ValueError(zone)
+        local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=dt.timezone(offset))
+    except (ValueError, KeyError, IndexError):
+        raise Malformed(f"bad timestamp {text[:40]!r}") from None
+    return local.astimezone(dt.timezone.utc)
+
+
+def parse_epoch(text: str) -> dt.datetime:
+    """`1721005923.412` -> aware UTC datetime."""
+    try:
+        value = float(text)
+        if not 0 <= value < 1e11:
+            raise ValueError(text)
+        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise Malformed(f"bad timestamp {text[:40]!r}") from None

@@ -1,0 +1,79 @@
+"""The EventSource role and its error base."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from auditor.events import ConnectionEvent
+
+
+class SourceError(Exception):
+    """An input cannot be read at all (missing, unreadable, not a known format)."""
+
+
+class Malformed(Exception):
+    """A record that cannot be parsed; counted and skipped with its location."""
+
+
+class Ignored(Exception):
+    """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
+
+
+MAX_LOCATIONS = 5
+"""How many locations of each skip reason a summary keeps."""
+
+
+@dataclass
+class SourceStats:
+    """What reading a source saw; mutable, owned by the source while it reads."""
+
+    lines: int = 0
+    """Records read in this run (after any checkpoint)."""
+    candidates: int = 0
+    """Records that passed the prefilter and were parsed."""
+    events: int = 0
+    """Connection events produced."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Malformed records by reason."""
+    ignored: Counter[str] = field(default_factory=Counter)
+    """Well-formed records that are not calls, by reason."""
+    locations: dict[str, list[str]] = field(default_factory=dict)
+    """The first few `file:line` locations per skip reason."""
+
+    def skip(self, reason: str, location: str) -> None:
+        """Count a malformed record."""
+        self.skipped[reason] += 1
+        where = self.locations.setdefault(reason, [])
+        if len(where) < MAX_LOCATIONS:
+            where.append(location)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events read since the last batch, and the position to resume after them."""
+
+    events: tuple[ConnectionEvent, ...]
+    """Events in the batch, in input order."""
+    offset: int
+    """Byte offset (in the decompressed stream) just after the last complete record."""
+    line: int
+    """Number of the last complete record (1-based; 0 before any)."""
+
+
+class EventSource(ABC):
+    """A producer of connection events."""
+
+    name: str
+    """The input, as shown to users (path, `-`, interface)."""
+
+    @abstractmethod
+    def batches(self) -> Iterator[Batch]:
+        """Events in batches, each ending at a position that can be checkpointed."""
+
+    def events(self) -> Iterator[ConnectionEvent]:
+        """All events, one at a time."""
+        for batch in self.batches():
+            yield from batch.events

@@ -1,0 +1,255 @@
+"""Reading one log input: plain, gzip, bz2 or xz, or stdin; format detected per file.
+
+Lines are read as bytes in large chunks. A line is parsed only when it contains one of the
+prefilter needles (governed host names, lower-cased); every other line is only counted. A line
+that passes the prefilter is parsed before it counts: a substring hit proves nothing.
+
+The reader exposes a fingerprint of the start of the (decompressed) stream so that the store can
+recognise input it has read before and resume after its checkpoint.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from auditor.events import ConnectionEvent
+from auditor.sources import combined, squid
+from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, SourceError, SourceStats
+
+CHUNK = 1 << 20
+"""Bytes read at a time."""
+FINGERPRINT_BYTES = 4096
+"""How much of the start of a stream identifies it."""
+BATCH_LINES = 200_000
+"""Lines per batch (one store transaction each)."""
+MAX_LINE = 1 << 20
+"""A longer line is skipped as malformed (its bytes are still consumed)."""
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """A log format: a name, a cheap recogniser and a parser."""
+
+    name: str
+    """Format name for --format and summaries."""
+    sniff: Callable[[str], bool]
+    """True when a line looks like this format."""
+    parse: Callable[[str, str], ConnectionEvent]
+    """Line and location -> event; raises Malformed or Ignored."""
+
+
+FORMATS = {f.name: f for f in (LogFormat(squid.NAME, squid.sniff, squid.parse), LogFormat(combined.NAME, combined.sniff, combined.parse))}
+"""Known formats by name, in detection order."""
+
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def detect_format(sample: bytes, name: str) -> LogFormat | None:
+    """The format most of the first lines of `sample` match; None for an empty sample."""
+    lines = [ln for ln in sample.split(b"\n")[:64] if ln.strip()]
+    if len(lines) > 1 and not sample.endswith(b"\n"):
+        lines = lines[:-1]  # the last one may be cut off by the sample size
+    if not lines:
+        return None
+    texts = [ln.decode("utf-8", "replace") for ln in lines]
+    best, best_hits = None, 0
+    for fmt in FORMATS.values():
+        hits = sum(1 for t in texts if fmt.sniff(t))
+        if hits > best_hits:
+            best, best_hits = fmt, hits
+    if best is None:
+        known = " or ".join(FORMATS)
+        raise SourceError(f"{name}: not a recognised log format (looked for {known} records in its first lines); pass --format to force one")
+    return best
+
+
+class LogFile(EventSource):
+    """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
+
+    def __init__(self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None) -> None:
+        self.name = name
+        self.compression = compression
+        self.needles = needles
+        self.stats = SourceStats()
+        self.unterminated = False
+        """True when the input ended inside a line left for the next run."""
+        self._stream = stream
+        self._offset = 0
+        self._line = 0
+        try:
+            self.prefix = self._read(FINGERPRINT_BYTES)
+        except SourceError:
+            self.close()
+            raise
+        self._pending = self.prefix
+        self.format = FORMATS[fmt] if fmt else detect_format(self.prefix, name)
+
+    @classmethod
+    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None) -> LogFile:
+        """Open a file (or `-` for stdin), detecting compression by magic bytes."""
+        try:
+            raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise SourceError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise SourceError(f"{path}: is a directory; name the log files in it") from None
+        except OSError as e:
+            raise SourceError(f"{path}: cannot open ({e.strerror})") from None
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        head = buffered.peek(8)[:8]
+        stream: IO[bytes] = buffered
+        compression = "plain"
+        for magic, kind in _MAGIC:
+            if head.startswith(magic):
+                compression = kind
+                opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
+                stream = opener(fileobj=buffered) if kind == "gzip" else opener(buffered)  # type: ignore[operator]
+                break
+        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the first FINGERPRINT_BYTES of the decompressed stream."""
+        return hashlib.sha256(self.prefix).hexdigest()
+
+    def prefix_fingerprint(self, length: int) -> str:
+        """SHA-256 of the first `length` bytes (for matching a checkpoint taken when shorter)."""
+        return hashlib.sha256(self.prefix[:length]).hexdigest()
+
+    def resume(self, offset: int, line: int) -> bool:
+        """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain
+        file is now shorter than the checkpoint (it was truncated and rewritten)."""
+        if offset <= len(self._pending):
+            self._pending = self._pending[offset:]
+        elif self.compression == "plain" and self._stream.seekable():
+            if self._stream.seek(0, io.SEEK_END) < offset:
+                self._stream.seek(len(self.prefix))
+                return False
+            self._stream.seek(offset)
+            self._pending = b""
+        else:
+            remaining = offset - len(self._pending)
+            while remaining:
+                got = self._read(min(remaining, CHUNK))
+                if not got:
+                    raise SourceError(
+                        f"{self.name}: ends before the point already audited (byte {offset}); "
+                        "it is not the input audited before, so give it a new name"
+                    )
+                remaining -= len(got)
+            self._pending = b""
+        self._offset, self._line = offset, line
+        return True
+
+    def close(self) -> None:
+        if self._stream is not sys.stdin.buffer:
+            self._stream.close()
+
+    def _read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
+            raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(getattr(self, '_pending', b''))} ({e})") from None
+
+    def batches(self) -> Iterator[Batch]:
+        """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
+        events: list[ConnectionEvent] = []
+        lines_in_batch = 0
+        buf = self._pending
+        self._pending = b""
+        eof = False
+        while not eof:
+            chunk = self._read(CHUNK)
+            eof = not chunk
+            buf += chunk
+            if eof:
+                if buf and (self.compression != "plain" or self.name == "<stdin>"):
+                    buf += b"\n"  # a finished stream's last line is complete
+                elif buf:
+                    self.unterminated = True
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                if len(buf) > MAX_LINE:
+                    buf = self._drop_long(buf)
+                continue
+            complete, buf = buf[:cut], buf[cut:]
+            n = self._scan(complete, events)
+            lines_in_batch += n
+            if lines_in_batch >= BATCH_LINES:
+                yield Batch(tuple(events), self._offset, self._line)
+                events, lines_in_batch = [], 0
+        if events or lines_in_batch:
+            yield Batch(tuple(events), self._offset, self._line)
+
+    def _drop_long(self, buf: bytes) -> bytes:
+        """Consume the rest of an overlong line; count it as malformed."""
+        self._line += 1
+        self.stats.lines += 1
+        self.stats.skip("line longer than 1 MiB", f"{self.name}:{self._line}")
+        dropped = len(buf)
+        while True:
+            chunk = self._read(CHUNK)
+            if not chunk:
+                self._offset += dropped
+                return b""
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                self._offset += dropped + nl + 1
+                return chunk[nl + 1 :]
+            dropped += len(chunk)
+
+    def _scan(self, block: bytes, events: list[ConnectionEvent]) -> int:
+        """Parse the lines of `block` (complete lines) that contain a needle; count all."""
+        total = block.count(b"\n")
+        low = block.lower()
+        base_line = self._line
+        pos = 0
+        counted_to = 0
+        newlines_before = 0
+        while True:
+            hit = -1
+            for needle in self.needles:
+                i = low.find(needle, pos)
+                if i >= 0 and (hit < 0 or i < hit):
+                    hit = i
+            if hit < 0:
+                break
+            start = block.rfind(b"\n", 0, hit) + 1
+            end = block.find(b"\n", hit)
+            newlines_before += block.count(b"\n", counted_to, start)
+            counted_to = start
+            line_no = base_line + newlines_before + 1
+            self._parse_line(block[start:end], f"{self.name}:{line_no}", events)
+            pos = end + 1
+        self._line += total
+        self._offset += len(block)
+        self.stats.lines += total
+        return total
+
+    def _parse_line(self, raw: bytes, location: str, events: list[ConnectionEvent]) -> None:
+        self.stats.candidates += 1
+        if len(raw) > MAX_LINE:
+            self.stats.skip("line longer than 1 MiB", location)
+            return
+        if self.format is None:  # an input that was empty at open and grew since
+            self.format = detect_format(raw + b"\n", self.name)
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        try:
+            event = self.format.parse(text, location)  # type: ignore[union-attr]
+        except Malformed as e:
+            self.stats.skip(str(e), location)
+            return
+        except Ignored as e:
+            self.stats.ignored[str(e)] += 1
+            return
+        self.stats.events += 1
+        events.append(event)

@@ -1,0 +1,56 @@
+"""Squid native access.log (the default `squid` logformat).
+
+    %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt
+
+    1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -
+
+CONNECT lines carry `host:port`, other methods an absolute URL. With `log_mime_hdrs on` the
+request and reply headers follow in brackets; they are kept (redacted) in the raw record only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from auditor.events import ConnectionEvent
+from auditor.redact import redact
+from auditor.sources.common import host_from_target, parse_epoch
+from auditor.sources.interface import Ignored, Malformed
+
+NAME = "squid"
+_SNIFF = re.compile(r"^\d{9,11}\.\d{3}\s+-?\d+\s+\S+\s+[A-Z_]+/\d{3}\s+\d+\s+\S+\s+\S+\s+\S+\s+\S+/\S+")
+_IPISH = re.compile(r"^[0-9a-fA-F.:]+$")
+
+
+def sniff(line: str) -> bool:
+    """True when `line` looks like a Squid native record."""
+    return _SNIFF.match(line) is not None
+
+
+def parse(line: str, location: str) -> ConnectionEvent:
+    """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
+    fields = line.split(None, 10)
+    if len(fields) < 10:
+        raise Malformed(f"squid: {len(fields)} fields, expected 10")
+    ts = parse_epoch(fields[0])
+    result, _, status_text = fields[3].partition("/")
+    if not status_text.isdigit():
+        raise Malformed("squid: result code without /status")
+    if result.startswith("TCP_DENIED") or result.startswith("TAG_NONE") and status_text == "403":
+        raise Ignored("denied by the proxy")
+    method, target = fields[5], fields[6]
+    host, port = host_from_target(method, target)
+    if not host:
+        raise Ignored("request names no host")
+    _, _, peer = fields[8].partition("/")
+    return ConnectionEvent(
+        ts=ts,
+        orig_h=fields[2],
+        server_name=host,
+        source=location,
+        resp_h=peer if _IPISH.match(peer) else "",
+        resp_p=port,
+        method=method,
+        status=int(status_text),
+        raw=redact(line),
+    )
