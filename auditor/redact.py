@@ -8,9 +8,9 @@ MARK = "[REDACTED]"
 
 _PATTERNS = (
     # Authorization / Proxy-Authorization header values (Squid log_mime_hdrs, custom formats).
-    (re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|digest|token)\s+)?[^\s\]\"\\,]+"), r"\1" + MARK),
+    (re.compile(r"(?i)((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|digest|token)\s+)?[^\s\]\"\\,]+"), r"\1" + MARK),
     # API key headers.
-    (re.compile(r"(?i)\b((?:x-api-key|api-key|openai-api-key|x-goog-api-key)\s*[:=]\s*)[^\s\]\"\\,]+"), r"\1" + MARK),
+    (re.compile(r"(?i)((?:x-api-key|api-key|openai-api-key|x-goog-api-key)\s*[:=]\s*)[^\s\]\"\\,]+"), r"\1" + MARK),
     # Query parameters that carry secrets.
     (re.compile(r"(?i)([?&;](?:api[_-]?key|key|token|access[_-]?token|auth|password|passwd|secret|sig|signature)=)[^&\s\"]+"), r"\1" + MARK),
     # user:password@ in URLs.

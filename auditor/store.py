@@ -244,10 +244,10 @@ class SqlStore(FindingStore):
             if parsed.get_backend_name() == "sqlite":
                 _prepare_sqlite_file(parsed.database or "")
             self.engine = sa.create_engine(url, future=True)
-        except (ArgumentError, ValueError) as e:
-            raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             raise StoreError(f"{target}: no driver for this database ({e}); for PostgreSQL install region-auditor[postgres]") from None
+        except (ArgumentError, ValueError) as e:
+            raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -8,18 +8,18 @@ from pathlib import Path
 from geoip.chain import ChainLocator
 from geoip.embedded import open_embedded
 from geoip.interface import Locator
-from geoip.mmdb import SYSTEM_DIRS, MmdbLocator, find_system_database
+from geoip.mmdb import MmdbLocator, find_system_database
 from geoip.overrides import Override, OverrideLocator
 
 
 def build_locator(
     overrides: Iterable[Override] = (),
     database: Path | None = None,
-    system_dirs: tuple[Path, ...] = SYSTEM_DIRS,
+    system_dirs: tuple[Path, ...] | None = None,
     embedded: bool = True,
 ) -> ChainLocator:
     """Overrides first, then the user's database (`database`, else one installed in
-    `system_dirs`), then the embedded database."""
+    `system_dirs`, default geoip.mmdb.SYSTEM_DIRS), then the embedded database."""
     layers: list[Locator] = []
     override_locator = OverrideLocator(overrides)
     if len(override_locator):

@@ -140,8 +140,10 @@ SYSTEM_NAMES = ("GeoIP2-Country.mmdb", "GeoLite2-Country.mmdb", "GeoIP2-City.mmd
 """The files looked for in SYSTEM_DIRS, best first."""
 
 
-def find_system_database(dirs: tuple[Path, ...] = SYSTEM_DIRS) -> Path | None:
+def find_system_database(dirs: tuple[Path, ...] | None = None) -> Path | None:
     """The first readable MaxMind country/city database installed on this machine, if any."""
+    if dirs is None:
+        dirs = SYSTEM_DIRS
     for name in SYSTEM_NAMES:
         for directory in dirs:
             candidate = directory / name

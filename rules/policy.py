@@ -163,8 +163,8 @@ class Pack:
         """Judge a bare ISO 3166-1 (`HK`) or 3166-2 (`UA-43`) code on `when` (default: today)."""
         when = when or dt.date.today()
         code = code.strip().upper()
-        country, _, sub = code.partition("-")
-        if len(country) != 2 or not country.isalpha() or (sub and not sub.isalnum()):
+        country, dash, sub = code.partition("-")
+        if len(country) != 2 or not country.isalpha() or (dash and not (sub.isalnum() and len(sub) <= 3)):
             raise PolicyError(f"{code!r} is not an ISO 3166-1 country code (HK) or 3166-2 code (UA-43)")
         version = self.version_at(when)
         return self._judge_code(version, country, code if sub else "", when)

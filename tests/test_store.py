@@ -1,0 +1,248 @@
+"""The store on a real SQLite file and a real PostgreSQL server: aggregation, evidence,
+checkpoints (re-auditing never double counts), redaction, permissions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from auditor.attribution import Attributor
+from auditor.config import parse_config
+from auditor.pipeline import Auditor
+from auditor.runner import audit_logs
+from auditor.store import EVIDENCE_PER_OBSERVATION, SqlStore, StoreError, to_url
+from geoip.chain import ChainLocator
+from geoip.overrides import OverrideLocator
+from rules.policy import load_policies
+from tests.conftest import make_event
+
+CONFIG = parse_config(
+    {
+        "site": [
+            {"name": "hk-office", "networks": ["10.20.0.0/16"], "egress_ip": "203.0.113.10"},
+            {"name": "sg-office", "networks": ["10.30.0.0/16"], "egress_ip": "198.51.100.10"},
+        ],
+        "org": [{"name": "acme", "networks": ["10.20.1.0/24"]}, {"name": "beta", "networks": ["10.30.0.0/16"]}],
+        "override": [{"network": "203.0.113.0/24", "country": "HK"}, {"network": "198.51.100.0/24", "country": "SG"}],
+    },
+    "test.toml",
+)
+
+
+def _auditor() -> Auditor:
+    return Auditor(load_policies(), ChainLocator([OverrideLocator(CONFIG.overrides)]), Attributor(CONFIG))
+
+
+def squid(ts: float, client: str, host: str = "api.openai.com", auth: str = "") -> str:
+    line = f"{ts:.3f} {1234:>6} {client} TCP_TUNNEL/200 5120 CONNECT {host}:443 - HIER_DIRECT/162.159.140.245 -"
+    if auth:
+        line += f" [Host: {host}\\r\\nAuthorization: Bearer {auth}\\r\\n] []"
+    return line + "\n"
+
+
+T0 = dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.timezone.utc).timestamp()
+LINES = [
+    squid(T0 + 0, "10.20.1.5"),
+    squid(T0 + 60, "10.20.1.6"),
+    "1721638900.000 truncated CONNECT api.openai.com:4\n",
+    squid(T0 + 120, "10.30.2.7"),
+    squid(T0 + 180, "192.168.77.9"),
+    squid(T0 + 240, "10.20.1.5", host="www.google.com"),
+]
+
+
+def run(store: SqlStore, *paths: Path | str) -> list[dict]:
+    summary = audit_logs([str(p) for p in paths], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    return [r.as_dict() for r in store.rows(summary.source_ids)]
+
+
+def calls(rows: list) -> dict[tuple[str, str], int]:
+    dicts = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    return {(r["org"], r["verdict"]): r["calls"] for r in dicts}
+
+
+def test_audit_aggregates_and_reaudit_never_double_counts(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    first = run(store, log)
+    assert calls(first) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
+    acme = next(r for r in first if r["org"] == "acme")
+    assert acme["egress_ip"] == "203.0.113.10" and acme["country"] == "HK" and acme["basis"] == "override:203.0.113.0/24"
+    assert acme["first_seen"] == "2024-07-22T09:00:00Z" and acme["last_seen"] == "2024-07-22T09:01:00Z"
+    # Same file again, and a byte-identical copy under another name: nothing new.
+    copy = tmp_path / "access.log.1"
+    copy.write_bytes(log.read_bytes())
+    assert run(store, log) == first
+    assert run(store, copy) == first
+    # A fresh store object on the same database sees the same checkpoint.
+    assert run(SqlStore(db_target), log) == first
+
+
+def test_grown_file_reads_only_new_lines(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES[:2]))
+    store = SqlStore(db_target)
+    assert calls(run(store, log)) == {("acme", "violation"): 2}
+    with log.open("a") as f:
+        f.write("".join(LINES[2:]))
+    summary = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert summary.inputs[0].resumed_at_line == 2
+    assert summary.inputs[0].lines == 4
+    assert summary.inputs[0].skipped == {"squid: 4 fields, expected 10": 1}
+    assert summary.inputs[0].locations["squid: 4 fields, expected 10"] == [f"{log}:3"]
+    assert calls(store.rows(summary.source_ids)) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
+
+
+def test_rotated_file_with_new_content_is_a_new_input(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES[:2]))
+    store = SqlStore(db_target)
+    run(store, log)
+    log.rename(tmp_path / "access.log.1")
+    log.write_text(squid(T0 + 3600, "10.20.1.9"))
+    assert calls(run(store, log)) == {("acme", "violation"): 1}
+    assert calls(store.rows()) == {("acme", "violation"): 3}
+
+
+def test_truncated_and_rewritten_file_starts_over(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    run(store, log)
+    log.write_text(LINES[0])  # copytruncate, then the same first line written again
+    summary = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert summary.inputs[0].resumed_at_line == 0 and summary.inputs[0].lines == 1
+    assert calls(store.rows())[("acme", "violation")] == 3
+
+
+def test_compressed_copy_of_audited_file_is_not_counted_again(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    first = run(store, log)
+    packed = tmp_path / "access.log.1.gz"
+    packed.write_bytes(gzip.compress(log.read_bytes()))
+    assert run(store, packed) == first
+
+
+def test_evidence_is_bounded_sampled_and_redacted(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(squid(T0 + i, "10.20.1.5", auth="sk-proj-abcdefghijklmnop1234") for i in range(12)))
+    store = SqlStore(db_target)
+    rows = store.rows()
+    assert rows == []
+    run(store, log)
+    (row,) = store.rows()
+    assert row.calls == 12
+    evidence = store.evidence(row, limit=100)
+    assert len(evidence) == EVIDENCE_PER_OBSERVATION
+    assert [e.location for e in evidence] == [f"{log}:{i}" for i in range(1, 6)]
+    assert all(e.egress_basis == "site:hk-office" and e.rule_id == "openai@v188:not-listed:HK" for e in evidence)
+    for e in evidence:
+        assert "sk-proj" not in e.raw and "abcdefghijklmnop" not in e.raw
+        assert "Authorization: [REDACTED]" in e.raw
+
+
+def test_checkpoint_and_findings_commit_together(db_target: str, tmp_path: Path) -> None:
+    """A batch whose write fails leaves neither its findings nor its checkpoint behind."""
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+
+    class Boom(Exception):
+        pass
+
+    original = store._upsert
+    seen = []
+
+    def failing(conn, run_id, key, group):  # type: ignore[no-untyped-def]
+        original(conn, run_id, key, group)
+        seen.append(key)
+        if len(seen) == 2:
+            raise Boom
+
+    store._upsert = failing  # type: ignore[method-assign]
+    with pytest.raises(Boom):
+        run(store, log)
+    store._upsert = original  # type: ignore[method-assign]
+    assert store.rows() == []
+    assert calls(run(store, log)) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
+
+
+def test_findings_on_different_days_are_separate_observations_but_one_row(db_target: str) -> None:
+    store = SqlStore(db_target)
+    auditor = _auditor()
+    from auditor.store import Checkpoint
+
+    class Input:
+        name = "synthetic"
+        prefix = b"synthetic"
+        fingerprint = "0" * 64
+
+        def prefix_fingerprint(self, length: int) -> str:
+            return self.fingerprint
+
+    checkpoint = store.checkpoint(Input())
+    assert checkpoint.offset == 0
+    run_id = store.start_run("test", "x", "y")
+    events = [make_event(ts=dt.datetime(2024, 7, d, 12, tzinfo=dt.timezone.utc)) for d in (8, 9, 10)]
+    store.add_batch(run_id, checkpoint, list(auditor.audit(events, CONFIG.source("x"))), 100, 3)
+    rows = {r.verdict: r for r in store.rows()}
+    assert rows["at_risk"].calls == 1  # 2024-07-08, before the cutoff
+    assert rows["violation"].calls == 2
+    assert rows["violation"].first_seen == dt.datetime(2024, 7, 9, 12)
+    assert store.checkpoint(Input()) == type(checkpoint)(checkpoint.source_id, 100, 3)
+
+
+def test_sqlite_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "findings.db"
+    os.umask(0o022)
+    SqlStore(str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_store_errors_are_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot create the findings database"):
+        SqlStore(str(tmp_path / "file" / "findings.db"))
+    with pytest.raises(StoreError, match="cannot open the findings database"):
+        SqlStore("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(StoreError, match="no driver for this database"):
+        SqlStore("mysql+nosuchdriver://x@localhost/db")
+    notdb = tmp_path / "notes.txt"
+    notdb.write_text("this is not a database\n" * 100)
+    with pytest.raises(StoreError, match="cannot open the findings database"):
+        SqlStore(str(notdb))
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    path = tmp_path / "f.db"
+    SqlStore(str(path))
+    engine = sa.create_engine(to_url(str(path)))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match="newer than this region-auditor"):
+        SqlStore(str(path))
+
+
+@pytest.mark.parametrize(
+    "target, url",
+    [
+        ("findings.db", "sqlite:///" + os.path.abspath("findings.db")),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_to_url(target: str, url: str) -> None:
+    assert to_url(target) == url
