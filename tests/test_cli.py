@@ -1,0 +1,214 @@
+"""The command line, driven with click's CliRunner (and once as a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from tests.conftest import asset
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_LOG = ROOT / "examples" / "squid-access.log"
+EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
+ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "first_seen", "last_seen"]
+
+
+def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_example_shows_violation_allowed_and_unknown_with_bases(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    result = invoke("logs", str(EXAMPLE_LOG), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
+    assert result.exit_code == 1, result.output
+    rows = json.loads(result.stdout)
+    assert all(list(r) == ROW_KEYS for r in rows)
+    by_verdict = {r["verdict"]: r for r in rows}
+    assert set(by_verdict) == {"violation", "allowed", "unknown"}
+    assert by_verdict["violation"] | {"calls": 0} == {
+        "org": "acme-research", "provider": "openai", "host": "api.openai.com", "egress_ip": "43.198.12.34",
+        "country": "HK", "basis": "mmdb:IPFire-Location-Country@2026-06-25", "verdict": "violation", "calls": 0,
+        "first_seen": by_verdict["violation"]["first_seen"], "last_seen": by_verdict["violation"]["last_seen"],
+    }
+    assert (by_verdict["allowed"]["org"], by_verdict["allowed"]["country"]) == ("beta-labs", "SG")
+    assert (by_verdict["unknown"]["org"], by_verdict["unknown"]["basis"], by_verdict["unknown"]["egress_ip"]) == ("unattributed", "no-egress", "")
+    governed = sum(1 for line in EXAMPLE_LOG.read_text().splitlines() if " CONNECT api.openai.com:443 " in line)
+    assert sum(r["calls"] for r in rows) == governed
+    assert f"{EXAMPLE_LOG} (squid): 40 lines, {governed} calls to governed hosts" in result.stderr
+
+    # Again: same rows (nothing double counted), and `findings` reads the same back.
+    again = invoke("logs", str(EXAMPLE_LOG), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
+    assert json.loads(again.stdout) == rows
+    assert "0 lines after line 40 (audited before)" in again.stderr
+    stored = invoke("findings", "--db", db, "--json")
+    assert stored.exit_code == 1
+    assert json.loads(stored.stdout) == rows
+
+
+def test_table_output(tmp_path: Path) -> None:
+    result = invoke("logs", str(EXAMPLE_LOG), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db"))
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT", "CALLS", "FIRST", "SEEN", "LAST", "SEEN", "BASIS"]
+    assert lines[1].split()[:6] == ["acme-research", "openai", "api.openai.com", "43.198.12.34", "HK", "violation"]
+    assert lines[1].split()[-1] == "mmdb:IPFire-Location-Country@2026-06-25"
+    assert lines[2].split()[5] == "unknown" and lines[3].split()[5] == "allowed"
+
+
+def test_clean_log_exits_zero_and_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "clean.log"
+    log.write_text("1721638800.000    120 10.30.2.7 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n")
+    result = invoke("logs", str(log), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db"))
+    assert result.exit_code == 0
+    assert "allowed" in result.stdout
+    empty = tmp_path / "none.log"
+    empty.write_text("1721638800.000    120 10.30.2.7 TCP_TUNNEL/200 5120 CONNECT github.com:443 - HIER_DIRECT/140.82.121.3 -\n")
+    result = invoke("logs", str(empty), "--db", str(tmp_path / "g.db"))
+    assert result.exit_code == 0
+    assert result.stdout == "no calls to governed AI provider hosts found\n"
+    assert invoke("logs", str(empty), "--db", str(tmp_path / "g.db"), "--json").stdout == "[]\n"
+
+
+def test_stdin(tmp_path: Path) -> None:
+    data = EXAMPLE_LOG.read_bytes()
+    result = invoke("logs", "-", "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db"), "--json", input=data)
+    assert result.exit_code == 1
+    assert {r["verdict"] for r in json.loads(result.stdout)} == {"violation", "allowed", "unknown"}
+    assert "<stdin> (squid): 40 lines" in result.stderr
+
+
+def test_user_geoip_database_and_override_come_first(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[site]]\nname = "uk"\nnetworks = ["10.1.0.0/16"]\negress_ip = "81.2.69.160"\n'
+        '[[site]]\nname = "x"\nnetworks = ["10.2.0.0/16"]\negress_ip = "43.198.12.34"\n'
+        '[[override]]\nnetwork = "43.198.0.0/15"\ncountry = "SG"\n'
+    )
+    log = tmp_path / "a.log"
+    log.write_text(
+        "1721638800.000    120 10.1.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+        "1721638801.000    120 10.2.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+    )
+    result = invoke("logs", str(log), "--config", str(config), "--db", str(tmp_path / "f.db"), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")), "--json")
+    rows = {r["egress_ip"]: r for r in json.loads(result.stdout)}
+    assert (rows["81.2.69.160"]["country"], rows["81.2.69.160"]["basis"]) == ("GB", "mmdb:GeoIP2-Country@2026-02-04")
+    assert (rows["43.198.12.34"]["country"], rows["43.198.12.34"]["basis"]) == ("SG", "override:43.198.0.0/15")
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["logs", "{missing}"], 3, "{missing}: no such file"),
+        (["logs", "{tmp}"], 3, "is a directory"),
+        (["logs", "{garbage}"], 3, "not a recognised log format"),
+        (["logs", "{log}", "--config", "{missing}"], 2, "no such config file"),
+        (["logs", "{log}", "--config", "{badconfig}"], 2, "'10.0.0.0/99' is not a network"),
+        (["logs", "{log}", "--geoip-db", "{garbage}"], 3, "not a valid MMDB file"),
+        (["logs", "{log}", "--geoip-db", str(asset("maxmind/GeoIP2-Anonymous-IP-Test.mmdb"))], 3, "has no country data"),
+        (["logs", "{log}", "--db", "{tmp}/garbage/f.db"], 3, "cannot create the findings database"),
+        (["logs", "{log}", "--format", "apache"], 2, "Invalid value for '--format'"),
+        (["logs"], 2, "Missing argument"),
+        (["rules", "show", "nosuch"], 2, "no policy pack for 'nosuch'"),
+        (["rules", "check", "openai", "Hong Kong"], 2, "is not an ISO 3166-1 country code"),
+    ],
+)
+def test_errors_are_one_sentence_with_exit_code(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    (tmp_path / "garbage").write_bytes(b"\x00\x01binary junk\n" * 50)
+    (tmp_path / "bad.toml").write_text('[[site]]\nname = "x"\nnetworks = ["10.0.0.0/99"]\negress_ip = "1.2.3.4"\n')
+    subs = {"missing": str(tmp_path / "missing"), "tmp": str(tmp_path), "garbage": str(tmp_path / "garbage"),
+            "badconfig": str(tmp_path / "bad.toml"), "log": str(EXAMPLE_LOG)}
+    argv = [a.format(**subs) for a in args]
+    if argv[0] == "logs" and "--db" not in argv and len(argv) > 1:
+        argv += ["--db", str(tmp_path / "f.db")]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == code, result.output
+    assert message.format(**subs) in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_rules_show() -> None:
+    listing = invoke("rules", "show")
+    assert listing.stdout.startswith("openai\tOpenAI API\tv2026-11-expanded")
+    result = invoke("rules", "show", "openai")
+    assert "governed hosts: api.openai.com, us.api.openai.com" in result.stdout
+    assert "version v188: 188-entry list" in result.stdout
+    assert "  in force from 2024-07-09, enforced from 2024-07-09" in result.stdout
+    assert "    SG  Singapore" in result.stdout
+    assert "excluded: UA-43  Autonomous Republic of Crimea (inferred)" in result.stdout
+    assert "HK  " not in result.stdout
+    data = json.loads(invoke("rules", "show", "openai", "--json").stdout)
+    assert len(data["versions"][0]["supported"]) == 188
+    assert data["versions"][0]["excluded_subdivisions"][0]["code"] == "UA-43"
+
+
+@pytest.mark.parametrize(
+    "code, date, exit_code, says",
+    [
+        ("HK", None, 1, "HK: not supported by OpenAI API"),
+        ("hk", "2024-07-01", 1, "blocking starts 2024-07-09"),
+        ("JP", None, 0, "JP: supported by OpenAI API"),
+        ("UA-43", None, 1, "UA-43 (Autonomous Republic of Crimea) is excluded from UA (inferred exclusion)"),
+        ("AW", "2025-01-01", 1, "version v188 in force from 2024-07-09"),
+        ("AW", "2026-11-20", 0, "version v2026-11-expanded in force from 2026-11-10"),
+    ],
+)
+def test_rules_check(code: str, date: str | None, exit_code: int, says: str) -> None:
+    args = ["rules", "check", "openai", code] + (["--date", date] if date else [])
+    result = invoke(*args)
+    assert result.exit_code == exit_code
+    assert says in result.stdout
+    assert "source: https://help.openai.com/" in result.stdout
+
+
+def test_geoip_lookup(tmp_path: Path) -> None:
+    result = invoke("geoip", "lookup", "43.198.12.34", "10.0.0.1", "not-an-ip", "--json")
+    data = {r["ip"]: r for r in json.loads(result.stdout)}
+    assert data["43.198.12.34"]["country"] == "HK"
+    assert data["43.198.12.34"]["basis"] == "mmdb:IPFire-Location-Country@2026-06-25"
+    assert data["43.198.12.34"]["source_version"] == "IPFire-Location-Country@2026-06-25"
+    assert data["43.198.12.34"]["network"].startswith("43.198.")
+    assert data["10.0.0.1"]["country"] == "" and data["10.0.0.1"]["basis"].startswith("not-found:")
+    assert data["not-an-ip"]["basis"].startswith("not-an-address")
+    text = invoke("geoip", "lookup", "81.2.69.160", "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
+    assert text.stdout.split("\t") == ["81.2.69.160", "GB (registered US)", "81.2.69.160/27", "mmdb:GeoIP2-Country@2026-02-04\n"]
+    config = tmp_path / "c.toml"
+    config.write_text('[[override]]\nnetwork = "43.198.0.0/16"\ncountry = "SG"\n')
+    over = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--config", str(config), "--json").stdout)
+    assert (over[0]["country"], over[0]["basis"]) == ("SG", "override:43.198.0.0/16")
+
+
+def test_console_entry_point_runs_as_a_module(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", str(EXAMPLE_LOG), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "violation" in proc.stdout and "allowed" in proc.stdout and "unknown" in proc.stdout
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            out += _commands(command, f"{prefix}{name} ")
+    return out
+
+
+@pytest.mark.parametrize("name, command", _commands(cli))
+def test_every_command_has_help_and_a_readme_entry(name: str, command: click.Command) -> None:
+    assert command.help and len(command.help) > 20
+    readme = (ROOT / "README.md").read_text()
+    assert f"region-auditor {name}" in readme
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{name} {param.opts} has no help"
+            assert any(opt in readme for opt in param.opts if opt.startswith("--")), f"{name} {param.opts} not in README"

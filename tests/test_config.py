@@ -1,0 +1,101 @@
+"""Config parsing, egress resolution and org attribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditor.attribution import Attributor
+from auditor.config import ConfigError, load_config, parse_config
+from tests.conftest import make_event
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "auditor.toml"
+BASE = {
+    "site": [{"name": "hk-office", "networks": ["10.20.0.0/16", "2001:db8:20::/48"], "egress_ip": "43.198.12.34"},
+             {"name": "hk-lab", "networks": ["10.20.9.0/24"], "egress_ip": "43.198.99.1"}],
+    "org": [{"name": "acme", "networks": ["10.20.0.0/16"]}, {"name": "acme-lab", "networks": ["10.20.9.0/24"]}],
+    "source": [{"path": "/var/log/squid/access.log*", "egress_ip": "203.0.113.7", "org": "platform"}],
+}
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert [s.name for s in config.sites] == ["hk-office", "sg-office"]
+    assert config.overrides[0].country_code == "SG"
+
+
+@pytest.mark.parametrize(
+    "orig_h, egress_h, source_path, egress, basis",
+    [
+        # 1. an egress the event records
+        ("10.20.1.5", "198.51.100.1", "x.log", "198.51.100.1", "event"),
+        # 2. the source's configured egress_ip (glob matches rotated files)
+        ("10.20.1.5", "", "/var/log/squid/access.log.1", "203.0.113.7", "source:/var/log/squid/access.log*"),
+        # 3. the site containing the client; the most specific site wins
+        ("10.20.1.5", "", "x.log", "43.198.12.34", "site:hk-office"),
+        ("10.20.9.5", "", "x.log", "43.198.99.1", "site:hk-lab"),
+        ("2001:db8:20::5", "", "x.log", "43.198.12.34", "site:hk-office"),
+        ("::ffff:10.20.1.5", "", "x.log", "43.198.12.34", "site:hk-office"),
+        # 4. the client itself when public
+        ("8.8.8.8", "", "x.log", "8.8.8.8", "client"),
+        # 5. else none: private, shared, documentation, loopback, not an address
+        ("192.168.77.9", "", "x.log", "", "none"),
+        ("100.64.0.1", "", "x.log", "", "none"),
+        ("203.0.113.9", "", "x.log", "", "none"),
+        ("::1", "", "x.log", "", "none"),
+        ("client.example.com", "", "x.log", "", "none"),
+    ],
+)
+def test_egress_rule(orig_h: str, egress_h: str, source_path: str, egress: str, basis: str) -> None:
+    config = parse_config(BASE, "t.toml")
+    result = Attributor(config).egress(make_event(orig_h=orig_h, egress_h=egress_h), config.source(source_path))
+    assert (result.ip, result.basis) == (egress, basis)
+
+
+@pytest.mark.parametrize(
+    "orig_h, source_path, org",
+    [
+        ("10.20.1.5", "x.log", "acme"),
+        ("10.20.9.5", "x.log", "acme-lab"),
+        ("10.99.0.1", "x.log", "unattributed"),
+        ("10.99.0.1", "/var/log/squid/access.log", "platform"),
+        ("10.20.1.5", "/var/log/squid/access.log", "acme"),
+        ("not-an-ip", "x.log", "unattributed"),
+    ],
+)
+def test_org_attribution(orig_h: str, source_path: str, org: str) -> None:
+    config = parse_config(BASE, "t.toml")
+    assert Attributor(config).org(make_event(orig_h=orig_h), config.source(source_path)) == org
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"site": [{"name": "x", "networks": ["10.0.0.0/33"], "egress_ip": "1.2.3.4"}]}, r"\[\[site\]\] #1: '10.0.0.0/33' is not a network; write it in CIDR form"),
+        ({"site": [{"name": "x", "networks": ["10.0.0.0/8"], "egress_ip": "nat.example"}]}, "'nat.example' is not an IP address"),
+        ({"site": [{"name": "x", "networks": [], "egress_ip": "1.2.3.4"}]}, "'networks' must be a non-empty list"),
+        ({"org": [{"networks": ["10.0.0.0/8"]}]}, r"\[\[org\]\] #1: 'name' must be a non-empty string"),
+        ({"org": [{"name": "a", "networks": ["10.0.0.0/8"], "netwroks": []}]}, "unknown key 'netwroks'; allowed keys: name, networks"),
+        ({"override": [{"network": "198.51.100.0/24", "country": "Singapore"}]}, "'SINGAPORE' is not an ISO 3166-1 alpha-2 code"),
+        ({"override": [{"network": "198.51.100.0/24", "country": "UA", "region": "RU-CR"}]}, "is not an ISO 3166-2 code of UA"),
+        ({"sites": []}, "unknown section 'sites'"),
+        ({"site": {"name": "x"}}, r"must be written as \[\[site\]\] tables"),
+        ({"store": {"path": "x"}}, r"\[store\] has unknown key 'path'; allowed: url"),
+        ({"source": [{"egress_ip": "1.2.3.4"}]}, "'path' must be a non-empty string"),
+    ],
+)
+def test_config_errors_name_the_entry(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(data, "auditor.toml")
+    assert str(info.value).startswith("auditor.toml: ")
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file; check the path given to --config"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[site]\nname=1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    assert load_config(None).sites == ()
