@@ -36,7 +36,8 @@ class ConnectionEvent:
     egress_h: str = ""
     """Public address the call left from, when the event itself records it; "" otherwise."""
     raw: str = ""
-    """The record as read (secrets redacted), for evidence."""
+    """The record as read, for evidence. It may hold secrets: whatever stores or prints it
+    passes it through auditor.redact first."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from auditor.events import Finding
+from auditor.redact import redact
 
 SCHEMA_VERSION = 1
 EVIDENCE_PER_OBSERVATION = 5
@@ -344,7 +345,7 @@ class SqlStore(FindingStore):
                 {
                     "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h, "egress_basis": f.egress.basis,
-                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": f.event.raw[:2000],
+                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
                 }
                 for f in sample
             ],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.redact import redact
 from auditor.sources.common import host_from_target, parse_clf_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
@@ -58,5 +57,5 @@ def parse(line: str, location: str) -> ConnectionEvent:
         resp_p=port,
         method=method,
         status=int(m["status"]),
-        raw=redact(line),
+        raw=line,
     )

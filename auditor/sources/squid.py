@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.redact import redact
 from auditor.sources.common import host_from_target, parse_epoch
 from auditor.sources.interface import Ignored, Malformed
 
@@ -52,5 +51,5 @@ def parse(line: str, location: str) -> ConnectionEvent:
         resp_p=port,
         method=method,
         status=int(status_text),
-        raw=redact(line),
+        raw=line,
     )
