@@ -42,7 +42,7 @@ class InputSummary:
         for reason, count in self.ignored.most_common():
             parts.append(f"  not counted {count}: {reason}")
         if self.unterminated:
-            parts.append("  the last line has no newline yet; it is read once complete")
+            parts.append("  the last line has no newline and the file changed just now; it is read once complete")
         return "\n".join(parts)
 
 

@@ -15,7 +15,9 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ BATCH_LINES = 200_000
 """Lines per batch (one store transaction each)."""
 MAX_LINE = 1 << 20
 """A longer line is skipped as malformed (its bytes are still consumed)."""
+SETTLED_SECONDS = 10.0
+"""A plain file unchanged for this long is finished: its last line counts without a newline."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,12 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
 class LogFile(EventSource):
     """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
 
-    def __init__(self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None) -> None:
+    def __init__(
+        self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False
+    ) -> None:
         self.name = name
+        self.growing = growing
+        """True for a plain file changed in the last SETTLED_SECONDS: a writer may be mid-line."""
         self.compression = compression
         self.needles = needles
         self.stats = SourceStats()
@@ -114,7 +122,10 @@ class LogFile(EventSource):
                 opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
                 stream = opener(fileobj=buffered) if kind == "gzip" else opener(buffered)  # type: ignore[operator]
                 break
-        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt)
+        growing = False
+        if path != "-" and compression == "plain":
+            growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
+        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing)
 
     @property
     def fingerprint(self) -> str:
@@ -171,11 +182,11 @@ class LogFile(EventSource):
             chunk = self._read(CHUNK)
             eof = not chunk
             buf += chunk
-            if eof:
-                if buf and (self.compression != "plain" or self.name == "<stdin>"):
-                    buf += b"\n"  # a finished stream's last line is complete
-                elif buf:
-                    self.unterminated = True
+            if eof and buf:
+                if self.growing:
+                    self.unterminated = True  # left for the next run, once the writer ends it
+                else:
+                    buf += b"\n"  # a finished input's last line is complete
             cut = buf.rfind(b"\n") + 1
             if cut == 0:
                 if len(buf) > MAX_LINE:
