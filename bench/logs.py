@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Throughput of `region-auditor logs` on a generated Squid log, next to grep and wc on the same file.
+
+    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--dir /tmp/ra-bench]
+
+Generates (once, then reuses) a Squid native access.log with `--lines` lines from many clients,
+a `--share` of them CONNECTs to api.openai.com plus a few look-alike decoys, then runs, each
+from a cold process:
+  region-auditor logs FILE --db <fresh SQLite>    (the whole audit, store included)
+  grep -c -F api.openai.com FILE                  (the floor: a substring count)
+  wc -l FILE
+and prints wall time, lines/s and peak RSS for each, and checks that region-auditor found
+exactly the governed calls the generator wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOSTS = ["www.google.com:443", "github.com:443", "pypi.org:443", "files.pythonhosted.org:443", "s3.amazonaws.com:443", "slack.com:443"]
+DECOYS = ["api.openai.com.evil.example:443", "notapi.openai.community:443"]
+
+
+def generate(path: Path, lines: int, share: float) -> int:
+    rng = random.Random(42)
+    governed = 0
+    t = 1721638800.0
+    with path.open("w") as out:
+        buf = []
+        for _ in range(lines):
+            t += 0.01
+            client = f"10.{rng.choice((20, 30, 40))}.{rng.randint(0, 15)}.{rng.randint(1, 254)}"
+            r = rng.random()
+            if r < share:
+                host = "api.openai.com:443"
+                governed += 1
+            elif r < share * 1.1:
+                host = rng.choice(DECOYS)
+            else:
+                host = rng.choice(HOSTS)
+            buf.append(f"{t:.3f} {rng.randint(1, 200000):>6} {client} TCP_TUNNEL/200 {rng.randint(100, 100000)} CONNECT {host} - HIER_DIRECT/142.250.66.68 -\n")
+            if len(buf) >= 100_000:
+                out.writelines(buf)
+                buf = []
+        out.writelines(buf)
+    return governed
+
+
+def timed(argv: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in KiB (via GNU time when present) and stdout."""
+    gnu_time = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+    with tempfile.NamedTemporaryFile("r") as report:
+        cmd = [gnu_time, "-f", "%M", "-o", report.name, *argv] if gnu_time else argv
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        rss = int(report.read().strip().splitlines()[-1]) if gnu_time else 0
+    if proc.returncode not in (0, 1):
+        sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return wall, rss, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=5_000_000)
+    ap.add_argument("--share", type=float, default=0.015, help="share of governed calls")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "ra-bench")
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    log = args.dir / f"squid-{args.lines}-{args.share}.log"
+    meta = log.with_suffix(".json")
+    if not (log.exists() and meta.exists()):
+        print(f"generating {log} ...", file=sys.stderr)
+        meta.write_text(json.dumps({"governed": generate(log, args.lines, args.share)}))
+    governed = json.loads(meta.read_text())["governed"]
+    size = log.stat().st_size
+    os.utime(log, (time.time() - 3600, time.time() - 3600))
+    auditor = shutil.which("region-auditor", path=os.path.dirname(sys.executable)) or shutil.which("region-auditor")
+    if not auditor:
+        sys.exit("region-auditor is not installed in this environment; run make install first")
+    db = args.dir / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+    subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+    results = []
+    ours_wall, ours_rss, out = timed([auditor, "logs", str(log), "--db", str(db), "--json"])
+    found = sum(r["calls"] for r in json.loads(out))
+    results.append(("region-auditor logs", ours_wall, ours_rss))
+    grep_wall, grep_rss, grep_out = timed(["grep", "-c", "-F", "api.openai.com", str(log)])
+    results.append(("grep -c -F api.openai.com", grep_wall, grep_rss))
+    wc_wall, wc_rss, _ = timed(["wc", "-l", str(log)])
+    results.append(("wc -l", wc_wall, wc_rss))
+
+    print(f"file: {log} ({args.lines:,} lines, {size / 1e6:.0f} MB, {governed:,} governed calls, grep hits {int(grep_out):,} incl. decoys)")
+    print(f"{'command':28} {'wall s':>8} {'lines/s':>14} {'peak RSS MB':>12} {'x grep':>7}")
+    for name, wall, rss in results:
+        print(f"{name:28} {wall:8.2f} {args.lines / wall:14,.0f} {rss / 1024:12.1f} {wall / grep_wall:7.1f}")
+    ok = found == governed
+    print(f"region-auditor found {found:,} governed calls: {'matches' if ok else 'DOES NOT MATCH'} the generator's {governed:,}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
