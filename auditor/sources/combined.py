@@ -20,16 +20,36 @@ from auditor.sources.interface import Ignored, Malformed
 NAME = "combined"
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
-    r"^(?:(?P<vhost>\S+) )?(?P<orig_h>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "
+    r"^(?P<head>\S.*?) \[(?P<time>[^\]]+)\] "
     + _QUOTED.replace("(", "(?P<request>", 1)
-    + r" (?P<status>\d{3}) (?P<bytes>\d+|-)"
+    + r" (?P<status>[0-9]{3}) (?P<bytes>[0-9]+|-)"
     + r'(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?'
 )
+_METHOD = re.compile(r"^[A-Z][A-Z_-]{1,19}$")
+
+
+def _split_head(head: str) -> tuple[str, str]:
+    """(vhost, client) from what precedes `[time]`: `client ident user` or `vhost client ident user`.
+
+    The user may contain spaces (it is logged unescaped); the ident field is all but always `-`,
+    which tells the two layouts apart.
+    """
+    parts = head.split(" ")
+    if len(parts) >= 3 and parts[1] == "-":
+        return "", parts[0]
+    if len(parts) >= 4 and parts[2] == "-":
+        return parts[0], parts[1]
+    if len(parts) == 3:
+        return "", parts[0]
+    if len(parts) == 4:
+        return parts[0], parts[1]
+    raise Malformed("combined: cannot tell client, ident and user apart")
 
 
 def sniff(line: str) -> bool:
     """True when `line` looks like a combined/common record."""
-    return _LINE.match(line) is not None
+    m = _LINE.match(line)
+    return m is not None and 3 <= m["head"].count(" ") + 1 <= 6
 
 
 def parse(line: str, location: str) -> ConnectionEvent:
@@ -37,21 +57,27 @@ def parse(line: str, location: str) -> ConnectionEvent:
     m = _LINE.match(line)
     if m is None:
         raise Malformed("combined: not a combined/common log record")
+    vhost, orig_h = _split_head(m["head"])
     ts = parse_clf_time(m["time"])
     request = m["request"].split(" ")
-    method = request[0] if len(request) == 3 else ""
-    vhost = m["vhost"]
-    if vhost:
+    if len(request) == 3 and _METHOD.match(request[0]) and request[2].startswith("HTTP/"):
+        method, target = request[0], request[1]
+    else:
+        method, target = "", ""
+    if method and (method == "CONNECT" or "://" in target):
+        # A forward proxy: the request names the host; a leading %v is the proxy's own name.
+        host, port = host_from_target(method, target)
+    elif vhost:
         host, port = split_host_port(vhost, 0)
     elif method:
-        host, port = host_from_target(method, request[1])
+        host, port = host_from_target(method, target)
     else:
         raise Ignored("request line is not METHOD TARGET PROTOCOL")
-    if not host or host == "-" or host == "_":
+    if not host or host in ("-", "_"):
         raise Ignored("request names no host")
     return ConnectionEvent(
         ts=ts,
-        orig_h=m["orig_h"],
+        orig_h=orig_h,
         server_name=host,
         source=location,
         resp_p=port,

@@ -21,7 +21,7 @@ def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
         host, port_text = text, ""
     port = default_port
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise Malformed(f"bad port in {text[:60]!r}")
         port = int(port_text)
     return host.rstrip(".").lower(), port
@@ -38,7 +38,7 @@ def host_from_target(method: str, target: str) -> tuple[str, int]:
             raise Malformed(f"URL without a host: {target[:60]!r}")
         netloc = parts.netloc.rpartition("@")[2]
         return split_host_port(netloc, DEFAULT_PORTS.get(parts.scheme.lower(), 0))
-    if target.startswith("/") or target == "*":
+    if target.startswith("/") or target in ("*", "-") or target.startswith("error:"):
         raise Ignored("request names no host")
     # Squid logs intercepted TLS as `host:port` with method NONE or similar.
     return split_host_port(target, 0)
@@ -53,10 +53,10 @@ def parse_clf_time(text: str) -> dt.datetime:
         day, month, rest = text.split("/", 2)
         year, hh, mm, ss_zone = rest.split(":", 3)
         ss, zone = ss_zone.split(" ", 1)
+        if len(zone) != 5 or zone[0] not in "+-" or not (zone[1:].isascii() and zone[1:].isdigit()):
+            raise ValueError(zone)
         sign = -1 if zone[0] == "-" else 1
         offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        if len(zone) != 5 or zone[0] not in "+-":
-            raise ValueError(zone)
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=dt.timezone(offset))
     except (ValueError, KeyError, IndexError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None

@@ -31,6 +31,8 @@ CHUNK = 1 << 20
 """Bytes read at a time."""
 FINGERPRINT_BYTES = 4096
 """How much of the start of a stream identifies it."""
+SAMPLE_BYTES = 1 << 16
+"""How much of the start of a stream format detection looks at."""
 BATCH_LINES = 200_000
 """Lines per batch (one store transaction each)."""
 MAX_LINE = 1 << 20
@@ -94,12 +96,15 @@ class LogFile(EventSource):
         self._offset = 0
         self._line = 0
         try:
-            self.prefix = self._read(FINGERPRINT_BYTES)
+            self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
+            self._sample_end = len(self._pending)
+            self.prefix = self._pending[:FINGERPRINT_BYTES]
+            if fmt is not None and fmt not in FORMATS:
+                raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+            self.format = FORMATS[fmt] if fmt else detect_format(self._pending, name)
         except SourceError:
             self.close()
             raise
-        self._pending = self.prefix
-        self.format = FORMATS[fmt] if fmt else detect_format(self.prefix, name)
 
     @classmethod
     def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None) -> LogFile:
@@ -143,7 +148,7 @@ class LogFile(EventSource):
             self._pending = self._pending[offset:]
         elif self.compression == "plain" and self._stream.seekable():
             if self._stream.seek(0, io.SEEK_END) < offset:
-                self._stream.seek(len(self.prefix))
+                self._stream.seek(self._sample_end)
                 return False
             self._stream.seek(offset)
             self._pending = b""
@@ -175,18 +180,19 @@ class LogFile(EventSource):
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
-        buf = self._pending
-        self._pending = b""
+        buf = b""
         eof = False
         while not eof:
-            chunk = self._read(CHUNK)
+            chunk = self._next_chunk()
             eof = not chunk
             buf += chunk
-            if eof and buf:
+            synthetic = False
+            if eof and buf and not buf.endswith(b"\n"):
                 if self.growing:
                     self.unterminated = True  # left for the next run, once the writer ends it
                 else:
                     buf += b"\n"  # a finished input's last line is complete
+                    synthetic = True
             cut = buf.rfind(b"\n") + 1
             if cut == 0:
                 if len(buf) > MAX_LINE:
@@ -194,6 +200,8 @@ class LogFile(EventSource):
                 continue
             complete, buf = buf[:cut], buf[cut:]
             n = self._scan(complete, events)
+            if synthetic:
+                self._offset -= 1  # the newline added above is not in the input
             lines_in_batch += n
             if lines_in_batch >= BATCH_LINES:
                 yield Batch(tuple(events), self._offset, self._line)
@@ -201,22 +209,42 @@ class LogFile(EventSource):
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
 
+    def _next_chunk(self) -> bytes:
+        """Up to CHUNK bytes: what is left of the sample first, then the stream."""
+        if self._pending:
+            chunk, self._pending = self._pending[:CHUNK], self._pending[CHUNK:]
+            return chunk
+        return self._read(CHUNK)
+
     def _drop_long(self, buf: bytes) -> bytes:
-        """Consume the rest of an overlong line; count it as malformed."""
+        """Consume the rest of an overlong line without keeping it. Like any other line it is
+        counted, and counted as malformed when it names a governed host."""
         self._line += 1
         self.stats.lines += 1
-        self.stats.skip("line longer than 1 MiB", f"{self.name}:{self._line}")
-        dropped = len(buf)
+        keep = max(map(len, self.needles), default=1) - 1
+        candidate = self._has_needle(buf)
+        dropped, tail = len(buf), buf[len(buf) - keep :] if keep else b""
         while True:
-            chunk = self._read(CHUNK)
-            if not chunk:
-                self._offset += dropped
-                return b""
+            chunk = self._next_chunk()
             nl = chunk.find(b"\n")
-            if nl >= 0:
-                self._offset += dropped + nl + 1
-                return chunk[nl + 1 :]
+            piece = chunk if nl < 0 else chunk[:nl]
+            candidate = candidate or self._has_needle(tail + piece)
+            if not chunk or nl >= 0:
+                break
             dropped += len(chunk)
+            tail = (tail + chunk)[-keep:] if keep else b""
+        if candidate:
+            self.stats.candidates += 1
+            self.stats.skip("line longer than 1 MiB", f"{self.name}:{self._line}")
+        if not chunk:
+            self._offset += dropped
+            return b""
+        self._offset += dropped + nl + 1
+        return chunk[nl + 1 :]
+
+    def _has_needle(self, data: bytes) -> bool:
+        low = data.lower()
+        return any(n in low for n in self.needles)
 
     def _scan(self, block: bytes, events: list[ConnectionEvent]) -> int:
         """Parse the lines of `block` (complete lines) that contain a needle; count all."""

@@ -10,6 +10,7 @@ request and reply headers follow in brackets; they are kept (redacted) in the ra
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from auditor.events import ConnectionEvent
@@ -17,8 +18,17 @@ from auditor.sources.common import host_from_target, parse_epoch
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
-_SNIFF = re.compile(r"^\d{9,11}\.\d{3}\s+-?\d+\s+\S+\s+[A-Z_]+/\d{3}\s+\d+\s+\S+\s+\S+\s+\S+\s+\S+/\S+")
-_IPISH = re.compile(r"^[0-9a-fA-F.:]+$")
+_SNIFF = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S+\s+\S+/\S+")
+_NOT_FORWARDED = ("NONE", "TAG_NONE", "NONE_NONE")
+"""Result tags of requests Squid did not forward: denied, failed, invalid, or the CONNECT of an
+ssl-bumped tunnel whose requests are logged on lines of their own."""
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return ""
 
 
 def sniff(line: str) -> bool:
@@ -33,10 +43,12 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed(f"squid: {len(fields)} fields, expected 10")
     ts = parse_epoch(fields[0])
     result, _, status_text = fields[3].partition("/")
-    if not status_text.isdigit():
+    if not (status_text.isascii() and status_text.isdigit()):
         raise Malformed("squid: result code without /status")
-    if result.startswith("TCP_DENIED") or result.startswith("TAG_NONE") and status_text == "403":
+    if result.startswith("TCP_DENIED"):
         raise Ignored("denied by the proxy")
+    if result in _NOT_FORWARDED:
+        raise Ignored("denied by the proxy" if status_text in ("403", "407") else "not forwarded by the proxy (NONE result)")
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)
     if not host:
@@ -47,7 +59,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
         orig_h=fields[2],
         server_name=host,
         source=location,
-        resp_h=peer if _IPISH.match(peer) else "",
+        resp_h=_address(peer),
         resp_p=port,
         method=method,
         status=int(status_text),

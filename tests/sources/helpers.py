@@ -1,0 +1,54 @@
+"""Shared helpers for the log-source tests: run a parser on one line, read a file through LogFile."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from auditor.events import ConnectionEvent
+from auditor.sources.interface import Ignored, Malformed
+from auditor.sources.logfile import LogFile
+from rules.policy import load_policies
+
+UTC = dt.timezone.utc
+POLICIES = load_policies()
+NEEDLES = POLICIES.needles()
+FIELDS = ("server_name", "orig_h", "resp_h", "resp_p", "method", "status", "ts")
+
+
+def utc(text: str) -> dt.datetime:
+    """`2024-07-15 01:12:03.412` -> aware UTC datetime."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def fields(event: ConnectionEvent) -> dict[str, Any]:
+    """The fields the tables pin, as a dict (so a mismatch shows every field at once)."""
+    return {name: getattr(event, name) for name in FIELDS}
+
+
+def outcome(parse: Callable[[str, str], ConnectionEvent], line: str) -> tuple[str, str]:
+    """("event", server_name) | ("malformed", reason) | ("ignored", reason) for one line."""
+    try:
+        event = parse(line, "t.log:1")
+    except Malformed as e:
+        return "malformed", str(e)
+    except Ignored as e:
+        return "ignored", str(e)
+    return "event", event.server_name
+
+
+def read_all(path: Path | str, fmt: str | None = None) -> tuple[LogFile, list[ConnectionEvent]]:
+    """Open `path` with the shipped policies' needles and read every event."""
+    log = LogFile.open(str(path), NEEDLES, fmt)
+    try:
+        events = list(log.events())
+    finally:
+        log.close()
+    return log, events
+
+
+def line_no(event: ConnectionEvent) -> int:
+    """The line number of an event's `file:line` source."""
+    return int(event.source.rsplit(":", 1)[1])

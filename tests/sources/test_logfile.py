@@ -1,0 +1,604 @@
+"""LogFile: compression, stdin, format detection, exact locations, resume, unterminated and long lines.
+
+The expectations are computed from how each test builds its input (which line is what), never from
+a first run of the reader.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gc
+import gzip
+import io
+import json
+import lzma
+import os
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import auditor.sources.logfile as logfile_mod
+from auditor.sources.interface import Batch, SourceError
+from auditor.sources.logfile import LogFile, detect_format
+from tests.conftest import asset
+from tests.sources.helpers import NEEDLES, fields, line_no
+
+ROOT = Path(__file__).resolve().parents[2]
+TRUNCATED = "squid: 7 fields, expected 10"
+BAD_PORT = "bad port in 'api.openai.com:99999'"
+DENIED = "denied by the proxy"
+LONG = "line longer than 1 MiB"
+COMPRESS = {"plain": lambda b: b, "gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+SUFFIX = {"plain": "", "gzip": ".gz", "bz2": ".bz2", "xz": ".xz"}
+
+
+def squid_line(i: int, host: str = "api.openai.com:443", result: str = "TCP_TUNNEL/200", method: str = "CONNECT") -> str:
+    return f"{1721005923 + i}.{i % 1000:03d} {i * 37 % 200000:6d} 10.20.{i % 7}.{i % 250 + 1} {result} {1000 + i} {method} {host} - HIER_DIRECT/162.159.140.245 -"
+
+
+@dataclass
+class Built:
+    """A log built line by line, with what each line must give."""
+
+    lines: list[str] = field(default_factory=list)
+    events: dict[int, str] = field(default_factory=dict)  # line -> server_name
+    skipped: dict[str, list[int]] = field(default_factory=dict)  # reason -> lines
+    ignored: dict[str, int] = field(default_factory=dict)
+    candidates: int = 0
+
+    def add(self, text: str, *, event: str | None = None, skip: str | None = None, ignore: str | None = None) -> None:
+        self.lines.append(text)
+        n = len(self.lines)
+        if b"api.openai.com" in text.lower().encode():
+            self.candidates += 1
+        if event is not None:
+            self.events[n] = event
+        if skip is not None:
+            self.skipped.setdefault(skip, []).append(n)
+        if ignore is not None:
+            self.ignored[ignore] = self.ignored.get(ignore, 0) + 1
+
+    @property
+    def data(self) -> bytes:
+        return ("\n".join(self.lines) + "\n").encode()
+
+    def end_of_line(self, n: int) -> int:
+        """Byte offset just after line `n`'s newline (0 for n == 0)."""
+        return sum(len(t.encode()) + 1 for t in self.lines[:n])
+
+
+def mixed_log(rounds: int = 12) -> Built:
+    """~13 KB of Squid lines: events, non-candidates, denials, runs of adjacent malformed lines, decoys."""
+    b = Built()
+    i = 0
+    for r in range(rounds):
+        for kind in ("event", "other", "denied", "truncated", "truncated", "event", "decoy", "badport", "other", "upper", "event", "truncated"):
+            i += 1
+            if kind == "event":
+                b.add(squid_line(i), event="api.openai.com")
+            elif kind == "other":
+                b.add(squid_line(i, host="pypi.org:443"))
+            elif kind == "denied":
+                b.add(squid_line(i, result="TCP_DENIED/403"), ignore=DENIED)
+            elif kind == "truncated":
+                b.add(squid_line(i).split(" CONNECT ")[0] + " CONNECT api.openai.com", skip=TRUNCATED)
+            elif kind == "decoy":
+                b.add(squid_line(i, host="api.openai.com.evil.example:443"), event="api.openai.com.evil.example")
+            elif kind == "badport":
+                b.add(squid_line(i, host="api.openai.com:99999"), skip=BAD_PORT)
+            elif kind == "upper":
+                b.add(squid_line(i, host="API.OpenAI.COM:443"), event="api.openai.com")
+    return b
+
+
+def write(path: Path, data: bytes, kind: str = "plain", *, settled: bool = True) -> Path:
+    """Write `data` compressed as `kind`; a settled file was last changed an hour ago."""
+    path = path.with_name(path.name + SUFFIX[kind])
+    path.write_bytes(COMPRESS[kind](data))
+    if settled:
+        old = time.time() - 3600
+        os.utime(path, (old, old))
+    return path
+
+
+def run(path: Path | str, fmt: str | None = None, *, resume: tuple[int, int] | None = None) -> tuple[LogFile, list[Batch]]:
+    log = LogFile.open(str(path), NEEDLES, fmt)
+    try:
+        if resume is not None:
+            assert log.resume(*resume)
+        batches = list(log.batches())
+    finally:
+        log.close()
+    return log, batches
+
+
+def events_of(batches: list[Batch]) -> list:
+    return [e for b in batches for e in b.events]
+
+
+def check_against(built: Built, log: LogFile, batches: list[Batch], name: str, *, first_line: int = 1) -> None:
+    """Everything the reader reports about `built` (from `first_line` on) is exactly what was built."""
+    events = events_of(batches)
+    want_events = {n: h for n, h in built.events.items() if n >= first_line}
+    assert [line_no(e) for e in events] == sorted(want_events)
+    assert {line_no(e): e.server_name for e in events} == want_events
+    assert all(e.source == f"{name}:{line_no(e)}" for e in events)
+    assert all(e.raw == built.lines[line_no(e) - 1] for e in events)
+    assert log.stats.lines == len(built.lines) - first_line + 1
+    assert log.stats.events == len(want_events)
+    want_skipped = {r: [n for n in ns if n >= first_line] for r, ns in built.skipped.items()}
+    want_skipped = {r: ns for r, ns in want_skipped.items() if ns}
+    assert dict(log.stats.skipped) == {r: len(ns) for r, ns in want_skipped.items()}
+    assert log.stats.locations == {r: [f"{name}:{n}" for n in ns[:5]] for r, ns in want_skipped.items()}
+    assert batches[-1].offset == len(built.data)
+    assert batches[-1].line == len(built.lines)
+
+
+# --- compression and stdin ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(COMPRESS))
+def test_compressions_read_the_same(tmp_path: Path, kind: str) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data, kind)
+    log, batches = run(path)
+    assert log.compression == kind
+    assert log.format is not None and log.format.name == "squid"
+    check_against(built, log, batches, str(path))
+    assert log.stats.candidates == built.candidates
+    assert dict(log.stats.ignored) == built.ignored
+    assert not log.unterminated
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bz2", "xz"])
+def test_compressed_sample_file_matches_plain(tmp_path: Path, kind: str) -> None:
+    data = asset("logs/squid-access.log").read_bytes()
+    plain_log, plain = run(write(tmp_path / "plain.log", data))
+    packed_log, packed = run(write(tmp_path / "access.log", data, kind))
+    assert packed_log.compression == kind
+    assert [(line_no(e), fields(e), e.raw) for e in events_of(packed)] == [(line_no(e), fields(e), e.raw) for e in events_of(plain)]
+    assert len(events_of(plain)) == 14
+    assert packed_log.fingerprint == plain_log.fingerprint
+    assert (packed_log.stats.candidates, packed_log.stats.skipped, packed_log.stats.ignored) == (
+        plain_log.stats.candidates, plain_log.stats.skipped, plain_log.stats.ignored,
+    )
+
+
+def test_multi_member_gzip_is_read_to_the_end(tmp_path: Path) -> None:
+    built = mixed_log()
+    half = len(built.lines) // 2
+    first = ("\n".join(built.lines[:half]) + "\n").encode()
+    second = ("\n".join(built.lines[half:]) + "\n").encode()
+    path = tmp_path / "access.log.gz"
+    path.write_bytes(gzip.compress(first) + gzip.compress(second))  # what `cat a.gz b.gz` makes
+    log, batches = run(path)
+    check_against(built, log, batches, str(path))
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip"])
+@pytest.mark.parametrize("buffered", [False, True], ids=["bytesio-buffer", "bufferedreader-buffer"])
+def test_stdin(monkeypatch: pytest.MonkeyPatch, kind: str, buffered: bool) -> None:
+    built = mixed_log()
+    raw: io.RawIOBase | io.BytesIO = io.BytesIO(COMPRESS[kind](built.data))
+    stream = io.BufferedReader(raw) if buffered else raw  # type: ignore[arg-type]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))  # type: ignore[arg-type]
+    log, batches = run("-")
+    assert (log.name, log.compression, log.growing) == ("<stdin>", kind, False)
+    check_against(built, log, batches, "<stdin>")
+    if buffered:  # the real sys.stdin.buffer is a BufferedReader: closing the source leaves it open
+        assert not sys.stdin.buffer.closed
+
+
+def test_stdin_through_a_real_pipe(tmp_path: Path) -> None:
+    built = mixed_log()
+    script = (
+        "import json\n"
+        "from auditor.sources.logfile import LogFile\n"
+        "log = LogFile.open('-', (b'api.openai.com',))\n"
+        "events = list(log.events())\n"
+        "print(json.dumps({'compression': log.compression, 'sources': [e.source for e in events], 'lines': log.stats.lines,"
+        " 'skipped': dict(log.stats.skipped)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=gzip.compress(built.data), capture_output=True, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    out = json.loads(done.stdout)
+    assert out["compression"] == "gzip"
+    assert out["sources"] == [f"<stdin>:{n}" for n in sorted(built.events)]
+    assert out["lines"] == len(built.lines)
+    assert out["skipped"] == {r: len(ns) for r, ns in built.skipped.items()}
+
+
+# --- format detection --------------------------------------------------------------------------
+
+
+COMBINED = '10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"'
+
+
+@pytest.mark.parametrize(
+    "sample, expected",
+    [
+        pytest.param(asset("logs/squid-access.log").read_bytes(), "squid", id="squid-sample"),
+        pytest.param(asset("logs/nginx-access.log").read_bytes(), "combined", id="nginx-sample"),
+        pytest.param(asset("logs/apache-vhost-access.log").read_bytes(), "combined", id="apache-vhost-sample"),
+        pytest.param(b"junk\n\x00\x01\x02\nmore junk\n" + (squid_line(1) + "\n").encode() * 5, "squid", id="squid-after-junk"),
+        pytest.param((COMBINED + "\n").encode() * 5 + (squid_line(1) + "\n").encode() * 2, "combined", id="majority-combined"),
+        pytest.param((squid_line(1) + "\n" + squid_line(2)[:30]).encode(), "squid", id="cut-last-line-ignored"),
+        pytest.param(b"\n\n   \n", None, id="blank"),
+        pytest.param(b"", None, id="empty"),
+    ],
+)
+def test_detect_format(sample: bytes, expected: str | None) -> None:
+    fmt = detect_format(sample, "x.log")
+    assert (fmt.name if fmt else None) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"hello\nworld\nthis is not a log\n", id="text"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, id="binary"),
+        pytest.param("2024/07/15 09:10:25 [error] 2314#2314: *118 connect() failed, host: \"api.openai.com\"\n".encode() * 3, id="nginx-error-log-only"),
+    ],
+)
+def test_unknown_format_is_a_clear_source_error(tmp_path: Path, data: bytes) -> None:
+    path = write(tmp_path / "mystery.log", data)
+    with pytest.raises(SourceError) as info:
+        LogFile.open(str(path), NEEDLES)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a recognised log format")
+    assert "squid or combined" in message and "--format" in message
+
+
+def test_forced_format_parses_every_candidate_with_it(tmp_path: Path) -> None:
+    built = mixed_log(rounds=2)
+    path = write(tmp_path / "access.log", built.data)
+    log, batches = run(path, fmt="combined")
+    assert log.format is not None and log.format.name == "combined"
+    assert events_of(batches) == []
+    assert dict(log.stats.skipped) == {"combined: not a combined/common log record": built.candidates}
+
+
+def test_forced_format_opens_what_detection_refuses(tmp_path: Path) -> None:
+    # Detection looks at the first 64 lines only.
+    path = write(tmp_path / "access.log", b"# exported by a log shipper\n" * 64 + (squid_line(1) + "\n").encode() * 40)
+    with pytest.raises(SourceError):
+        LogFile.open(str(path), NEEDLES)
+    log, batches = run(path, fmt="squid")
+    assert [e.source for e in events_of(batches)] == [f"{path}:{n}" for n in range(65, 105)]
+
+
+def test_input_empty_at_open_detects_its_format_once_it_has_lines(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_bytes(b"")
+    log = LogFile.open(str(path), NEEDLES)
+    assert log.format is None
+    built = mixed_log(rounds=1)
+    path.write_bytes(built.data)  # the writer got there before the reader
+    batches = list(log.batches())
+    log.close()
+    assert log.format is not None and log.format.name == "squid"
+    assert [line_no(e) for e in events_of(batches)] == sorted(built.events)
+
+
+@pytest.mark.parametrize(
+    "first, second, name",
+    [
+        (f'10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET http://api.openai.com/v1/x?q={"a" * 5000} HTTP/1.1" 200 5 "-" "curl/8.5.0"', COMBINED, "combined"),
+        (squid_line(1, host="http://api.openai.com/v1/x?q=" + "a" * 5000, result="TCP_MISS/200", method="GET"), squid_line(2), "squid"),
+    ],
+    ids=["combined", "squid"],
+)
+def test_detects_a_log_whose_first_line_is_long(tmp_path: Path, first: str, second: str, name: str) -> None:
+    path = write(tmp_path / "access.log", (first + "\n" + second + "\n").encode())
+    log, batches = run(path)
+    assert log.format is not None and log.format.name == name
+    assert [line_no(e) for e in events_of(batches)] == [1, 2]
+
+
+# --- exact locations across chunk boundaries and batches ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chunk, prefix",
+    [(1 << 20, 4096), (64, 4096), (64, 64), (7, 50), (1, 1), (113, 4096)],
+    ids=["default", "chunk64", "chunk64-prefix64", "chunk7-prefix50", "bytewise", "chunk113"],
+)
+def test_locations_are_exact_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, prefix: int) -> None:
+    monkeypatch.setattr(logfile_mod, "CHUNK", chunk)
+    monkeypatch.setattr(logfile_mod, "FINGERPRINT_BYTES", prefix)
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data)
+    log, batches = run(path, fmt=None if prefix >= 4096 else "squid")  # a 1-byte sample cannot be detected
+    check_against(built, log, batches, str(path))
+    assert len(built.skipped[TRUNCATED]) > 5  # more hits than kept: only the first five are listed
+    assert log.stats.candidates == built.candidates
+
+
+def test_batch_positions_are_line_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logfile_mod, "CHUNK", 64)
+    monkeypatch.setattr(logfile_mod, "BATCH_LINES", 5)
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data)
+    log, batches = run(path)
+    assert len(batches) > 10
+    lines_seen = [b.line for b in batches]
+    assert lines_seen == sorted(set(lines_seen))
+    for b in batches:
+        assert b.offset == built.end_of_line(b.line)
+        assert all(line_no(e) <= b.line for e in b.events)
+    for earlier, later in zip(batches, batches[1:]):
+        assert all(earlier.line < line_no(e) <= later.line for e in later.events)
+    check_against(built, log, batches, str(path))
+
+
+# --- resume ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "xz"])
+def test_resume_from_every_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    # Offsets within the 4096-byte sample slice it; beyond it a plain file seeks and a stream reads ahead.
+    monkeypatch.setattr(logfile_mod, "CHUNK", 256)
+    monkeypatch.setattr(logfile_mod, "BATCH_LINES", 9)
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data, kind)
+    _, full = run(path)
+    assert len(full) > 5
+    checkpoints = {(b.offset, b.line) for b in full} | {(built.end_of_line(n), n) for n in range(0, len(built.lines) + 1, 5)}
+    assert any(0 < offset < 4096 for offset, _ in checkpoints) and any(offset > 4096 for offset, _ in checkpoints)
+    for offset, line in sorted(checkpoints):
+        log, rest = run(path, resume=(offset, line))
+        assert [e.source for e in events_of(rest)] == [e.source for e in events_of(full) if line_no(e) > line]
+        assert log.stats.lines == len(built.lines) - line
+        want_skips = {r: [n for n in ns if n > line] for r, ns in built.skipped.items()}
+        assert log.stats.locations == {r: [f"{path}:{n}" for n in ns[:5]] for r, ns in want_skips.items() if ns}
+        if rest:
+            assert (rest[-1].offset, rest[-1].line) == (len(built.data), len(built.lines))
+
+
+def test_resume_after_the_file_grew(tmp_path: Path) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data)
+    _, first = run(path)
+    checkpoint = (first[-1].offset, first[-1].line)
+    assert checkpoint == (len(built.data), len(built.lines))
+    old_count = len(built.lines)
+    for i in range(3):
+        built.add(squid_line(900 + i), event="api.openai.com")
+    built.add(squid_line(990)[:40] + " api.openai.com", skip="squid: 5 fields, expected 10")
+    built.add(squid_line(991, host="eu.api.openai.com:443"), event="eu.api.openai.com")
+    write(tmp_path / "access.log", built.data)
+    log, second = run(path, resume=checkpoint)
+    assert [e.source for e in events_of(second)] == [f"{path}:{n}" for n in (old_count + 1, old_count + 2, old_count + 3, old_count + 5)]
+    assert log.stats.lines == 5
+    assert log.stats.locations == {"squid: 5 fields, expected 10": [f"{path}:{old_count + 4}"]}
+    assert (second[-1].offset, second[-1].line) == (len(built.data), len(built.lines))
+
+
+def test_resume_on_a_truncated_file_restarts_from_the_top(tmp_path: Path) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data)
+    _, first = run(path)
+    short = mixed_log(rounds=5)
+    write(tmp_path / "access.log", short.data)  # rotated by copytruncate, then written again
+    log = LogFile.open(str(path), NEEDLES)
+    assert log.resume(first[-1].offset, first[-1].line) is False
+    batches = list(log.batches())
+    log.close()
+    check_against(short, log, batches, str(path))
+
+
+def test_resume_past_the_end_of_a_stream_is_a_source_error(tmp_path: Path) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data, "gzip")
+    log = LogFile.open(str(path), NEEDLES)
+    with pytest.raises(SourceError, match="ends before the point already audited"):
+        log.resume(len(built.data) + 5000, len(built.lines) + 40)
+    log.close()
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip"])
+def test_small_finished_input_counts_its_lines_and_checkpoints_at_its_end(tmp_path: Path, kind: str) -> None:
+    built = mixed_log(rounds=1)
+    assert len(built.data) < 4096
+    path = write(tmp_path / "access.log", built.data, kind)
+    log, batches = run(path)
+    assert log.stats.lines == len(built.lines)
+    assert (batches[-1].offset, batches[-1].line) == (len(built.data), len(built.lines))
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip"])
+def test_rerun_after_unterminated_last_line_reads_nothing_new(tmp_path: Path, kind: str) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data[:-1], kind)  # no final newline; settled
+    _, first = run(path)
+    assert [line_no(e) for e in events_of(first)] == sorted(built.events)
+    log = LogFile.open(str(path), NEEDLES)
+    resumed = log.resume(first[-1].offset, first[-1].line)
+    again = events_of(list(log.batches()))
+    log.close()
+    assert resumed and again == []
+
+
+# --- unterminated last line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rounds", [1, 12], ids=["within-sample", "beyond-sample"])
+def test_growing_plain_file_leaves_its_unterminated_last_line(tmp_path: Path, rounds: int) -> None:
+    built = mixed_log(rounds)
+    built.add(squid_line(500), event="api.openai.com")
+    partial = built.data[:-20]  # the writer is mid-line
+    path = write(tmp_path / "access.log", partial, settled=False)
+    log, batches = run(path)
+    assert log.growing and log.unterminated
+    complete = len(built.lines) - 1
+    assert log.stats.lines == complete
+    assert (batches[-1].offset, batches[-1].line) == (built.end_of_line(complete), complete)
+    assert len(built.lines) not in {line_no(e) for e in events_of(batches)}
+    # The writer finishes the line; the next run resumes and reads it, numbered right.
+    path.write_bytes(built.data)
+    log2, rest = run(path, resume=(batches[-1].offset, batches[-1].line))
+    assert [e.source for e in events_of(rest)] == [f"{path}:{len(built.lines)}"]
+    assert log2.stats.lines == 1
+    assert (rest[-1].offset, rest[-1].line) == (len(built.data), len(built.lines))
+    assert log2.unterminated is False
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "bz2"])
+def test_finished_input_reads_its_unterminated_last_line(tmp_path: Path, kind: str) -> None:
+    built = mixed_log()
+    built.add(squid_line(500, host="eu.api.openai.com:443"), event="eu.api.openai.com")
+    path = write(tmp_path / "access.log", built.data[:-1], kind, settled=True)
+    log, batches = run(path)
+    assert not log.growing and not log.unterminated
+    events = events_of(batches)
+    assert [line_no(e) for e in events] == sorted(built.events)
+    assert events[-1].server_name == "eu.api.openai.com"
+    assert events[-1].raw == built.lines[-1]
+    assert log.stats.lines == len(built.lines)
+
+
+def test_stdin_reads_its_unterminated_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = mixed_log()
+    built.add(squid_line(500), event="api.openai.com")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(built.data[:-1]))))  # type: ignore[arg-type]
+    log, batches = run("-")
+    assert not log.unterminated
+    assert line_no(events_of(batches)[-1]) == len(built.lines)
+
+
+def test_growing_small_file_ending_in_newline_is_not_unterminated(tmp_path: Path) -> None:
+    built = mixed_log(rounds=1)
+    path = write(tmp_path / "access.log", built.data, settled=False)
+    log, _ = run(path)
+    assert log.growing
+    assert not log.unterminated
+
+
+# --- long lines ----------------------------------------------------------------------------------
+
+
+def long_squid_line(i: int, size: int = (1 << 20) + 4000) -> str:
+    url = "https://api.openai.com/v1/files?q=" + "a" * size
+    return squid_line(i, host=url, result="TCP_MISS/200", method="GET")
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "after-sample"])
+def test_line_over_1_mib_is_skipped_and_counted(tmp_path: Path, where: str) -> None:
+    built = Built()
+    at = {"first": 1, "middle": 3, "after-sample": 60}[where]
+    for i in range(1, 70):
+        if i == at:
+            built.add(long_squid_line(i), skip=LONG)
+        else:
+            built.add(squid_line(i), event="api.openai.com")
+    path = write(tmp_path / "access.log", built.data)
+    log, batches = run(path, fmt="squid" if at == 1 else None)  # see test_detects_a_log_whose_first_line_is_long
+    assert log.stats.locations[LONG] == [f"{path}:{at}"]
+    check_against(built, log, batches, str(path))
+
+
+def test_line_over_1_mib_without_needle_counts_the_same_wherever_it_is(tmp_path: Path) -> None:
+    long_other = squid_line(1, host="http://pypi.org/simple?q=" + "b" * ((1 << 20) + 4000), method="GET")
+    skipped = []
+    for at in (1, 3):
+        lines = [squid_line(i) for i in range(1, 8)]
+        lines[at - 1] = long_other
+        path = write(tmp_path / f"at{at}.log", ("\n".join(lines) + "\n").encode())
+        log, _ = run(path, fmt="squid")
+        skipped.append(dict(log.stats.skipped))
+    assert skipped[0] == skipped[1]
+
+
+# --- inputs that cannot be read ----------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r": no such file$"):
+        LogFile.open(str(tmp_path / "nope.log"), NEEDLES)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="is a directory; name the log files in it"):
+        LogFile.open(str(tmp_path), NEEDLES)
+
+
+GOOD_GZ = gzip.compress(mixed_log().data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x1f\x8b" + b"this is not deflate data at all" * 20, id="gzip-magic-then-garbage"),
+        pytest.param(b"\x1f\x8b", id="gzip-magic-only"),
+        pytest.param(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + bytes(range(256)) * 8, id="gzip-header-then-garbage"),
+        pytest.param(GOOD_GZ[: len(GOOD_GZ) // 2], id="gzip-cut-in-half"),
+        pytest.param(GOOD_GZ[:-8] + bytes(8), id="gzip-bad-crc-and-length"),
+        pytest.param(b"BZh9" + b"\x00garbage" * 40, id="bz2-garbage"),
+        pytest.param(bz2.compress(mixed_log().data)[:300], id="bz2-cut"),
+        pytest.param(b"\xfd7zXZ\x00" + b"garbage!" * 40, id="xz-garbage"),
+        pytest.param(lzma.compress(mixed_log().data)[:200], id="xz-cut"),
+    ],
+)
+def test_corrupt_compressed_input_is_a_source_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "access.log.gz"
+    path.write_bytes(data)
+    with pytest.raises(SourceError) as info:  # at open or while reading; never another exception type
+        log = LogFile.open(str(path), NEEDLES)
+        try:
+            list(log.batches())
+        finally:
+            log.close()
+    assert str(info.value).startswith(f"{path}: cannot read ")
+
+
+# --- line endings, prefilter, crashes, leaks ---------------------------------------------------
+
+
+def test_crlf_line_endings(tmp_path: Path) -> None:
+    built = mixed_log()
+    path = write(tmp_path / "access.log", built.data.replace(b"\n", b"\r\n"))
+    log, batches = run(path)
+    events = events_of(batches)
+    assert [line_no(e) for e in events] == sorted(built.events)
+    assert all(not e.raw.endswith("\r") and e.raw == built.lines[line_no(e) - 1] for e in events)
+    assert log.stats.lines == len(built.lines)
+
+
+def test_prefilter_parses_only_lines_naming_a_needle(tmp_path: Path) -> None:
+    built = Built()
+    built.add("this line is garbage and names no governed host")
+    built.add(squid_line(1, host="pypi.org:99999"))  # malformed, but never parsed
+    built.add(squid_line(2, host="API.OPENAI.COM:443"), event="api.openai.com")
+    built.add("garbage naming Api.OpenAI.Com", skip="squid: 3 fields, expected 10")
+    built.add(squid_line(3, host="notapi.openai.community:443"), event="notapi.openai.community")
+    built.add(squid_line(4, host="openai.com:443"))
+    for i in range(40):
+        built.add(squid_line(10 + i, host="example.org:443"))
+    path = write(tmp_path / "access.log", built.data)
+    log, batches = run(path)
+    assert log.stats.candidates == 3
+    check_against(built, log, batches, str(path))
+
+
+def test_unicode_digit_does_not_abort_the_input(tmp_path: Path) -> None:
+    built = mixed_log()
+    built.add(squid_line(700, host="api.openai.com:4²3"), skip="bad port")
+    path = write(tmp_path / "access.log", built.data)
+    log, _ = run(path)
+    assert sum(log.stats.skipped.values()) == sum(len(v) for v in built.skipped.values())
+
+
+def test_unrecognised_input_does_not_leak_its_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "mystery.log", b"hello\nworld\n")
+    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(SourceError):
+            LogFile.open(str(path), NEEDLES)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning) and str(path) in str(w.message)]
