@@ -202,8 +202,11 @@ def test_findings_on_different_days_are_separate_observations_but_one_row(db_tar
 
 def test_sqlite_file_is_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "findings.db"
-    os.umask(0o022)
-    SqlStore(str(path))
+    old = os.umask(0o022)
+    try:
+        SqlStore(str(path))
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
