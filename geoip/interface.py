@@ -30,6 +30,10 @@ class Location:
     """The network (CIDR) the answer applies to, as the source stores it."""
     source_version: str = ""
     """Version of the data behind the answer (`GeoLite2-Country@2026-11-20`), "" for config."""
+    cloud_provider: str = ""
+    """Cloud or edge platform whose region the answer names (`aws`, `vercel`), else ""."""
+    cloud_region: str = ""
+    """That platform's region code (`ap-east-1`, `hkg1`), else ""."""
 
     @property
     def known(self) -> bool:
