@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -15,12 +16,15 @@ from auditor import __version__
 from auditor.attribution import Attributor
 from auditor.config import Config, ConfigError, load_config
 from auditor.pipeline import Auditor
+from auditor.preflight import PreflightError, render_json, render_text, scan
 from auditor.report.interface import FormatChoice, ReportError
 from auditor.runner import audit_logs
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS
 from auditor.store import SqlStore, StoreError, default_db_path
+from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
+from geoip.cloud import PROVIDERS
 from geoip.defaults import build_locator
 from geoip.interface import LocatorError
 from rules.policy import Outcome, PolicyError, load_policies
@@ -44,7 +48,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as e:
+        except (ConfigError, PreflightError) as e:
             raise Failure(str(e), EXIT_USAGE) from e
         except PolicyError as e:
             raise Failure(str(e), EXIT_USAGE) from e
@@ -208,6 +212,27 @@ def rules_check(provider: str, code: str, when: dt.datetime | None) -> None:
         sys.exit(EXIT_VIOLATIONS)
 
 
+@cli.command("scan-config")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@json_option
+@click.option("--date", "when", type=click.DateTime(["%Y-%m-%d"]), help="Judge as of this date (default: today).")
+def scan_config(path: Path, as_json: bool, when: dt.datetime | None) -> None:
+    """Pre-flight: flag Vercel/Next.js region config that would call a governed API from an
+    unsupported region (vercel.json regions, preferredRegion, config.regions), and edge routes
+    that call one without pinned regions.
+
+    Prints `path:line: message` and `  fix: ...` per flag. Exit 0: nothing flagged; 1: flagged;
+    2: PATH is not a directory.
+    """
+    result = scan(path, load_policies(), when.date() if when else None)
+    for skipped in result.skipped:
+        click.echo(f"{skipped.path}: skipped: {skipped.reason}", err=True)
+    click.echo(render_json(result) if as_json else render_text(result), nl=False)
+    click.echo(result.summary(), err=True)
+    if result.flags:
+        sys.exit(EXIT_VIOLATIONS)
+
+
 @cli.group()
 def geoip() -> None:
     """GeoIP data: look addresses up through the locator chain."""
@@ -234,6 +259,95 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
     for r in results:
         registered = f" (registered {r['registered_country']})" if r["registered_country"] else ""
         click.echo(f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}")
+
+
+class _ProgressBars:
+    """One click progress bar per download, fed by geoip.update's progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._name = ""
+        self._done = 0
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if name != self._name or done < self._done:
+            self.close()
+            self._name, self._done = name, 0
+            self._bar = click.progressbar(length=total or 0, label=f"{name:<18}", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@geoip.command("update")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
+              help="Where to keep the data (default: $XDG_DATA_HOME/region-auditor/geoip).")
+@click.option("--only", multiple=True, type=click.Choice([*PROVIDERS, geoip_update_data.DBIP, "maxmind"]),
+              help="Update only these sources (repeatable; default: all).")
+@click.option("--license-key", envvar="MAXMIND_LICENSE_KEY", show_envvar=True,
+              help="MaxMind license key: also download MaxMind's country database.")
+@click.option("--account-id", envvar="MAXMIND_ACCOUNT_ID", show_envvar=True,
+              help="MaxMind account id (HTTP Basic authentication; without it the key is sent in the URL).")
+@click.option("--edition", "editions", multiple=True, type=click.Choice(geoip_update_data.MAXMIND_EDITIONS),
+              help="MaxMind edition (repeatable; default: GeoLite2-Country).")
+@click.option("--url", "urls", multiple=True, metavar="SOURCE=URL",
+              help="Download one source from another URL (repeatable).")
+@click.option("--base-url", metavar="URL", help="A mirror that serves every source under its official path.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=geoip_update_data.DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds without data before a download is abandoned.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@json_option
+def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str | None, account_id: str | None,
+                 editions: tuple[str, ...], urls: tuple[str, ...], base_url: str | None, timeout: float,
+                 quiet: bool, as_json: bool) -> None:
+    """Download cloud providers' IP ranges and country databases into the local GeoIP cache.
+
+    Each file is validated before it replaces the previous copy; a bad download keeps the
+    previous copy. Exit 3 when any source was not updated.
+    """
+    if (editions or "maxmind" in only) and not license_key:
+        raise click.UsageError("MaxMind downloads need --license-key (or MAXMIND_LICENSE_KEY)")
+    overrides: dict[str, str] = {}
+    for item in urls:
+        name, sep, url = item.partition("=")
+        if not sep or not url:
+            raise click.UsageError(f"--url takes SOURCE=URL, not {item!r}")
+        overrides[name] = url
+    wanted = set(only)
+    try:
+        sources = geoip_update_data.default_sources(
+            feeds=[p for p in PROVIDERS if not wanted or p in wanted],
+            dbip=not wanted or geoip_update_data.DBIP in wanted,
+            license_key=(license_key or "") if not wanted or "maxmind" in wanted else "",
+            account_id=account_id or "",
+            editions=editions or ("GeoLite2-Country",),
+            base_url=base_url or "",
+            urls=overrides,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    bars = _ProgressBars(enabled=not quiet and not as_json)
+    try:
+        results = geoip_update_data.update(sources, directory, progress=bars, timeout=timeout)
+    finally:
+        bars.close()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            click.echo(f"{r.status}\t{r.message}")
+    not_updated = [r.source for r in results if not r.ok]
+    if not_updated:
+        click.echo(f"not updated: {', '.join(not_updated)}", err=True)
+        sys.exit(EXIT_INPUT)
 
 
 def main() -> None:

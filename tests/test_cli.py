@@ -34,7 +34,7 @@ def test_example_shows_violation_allowed_and_unknown_with_bases(tmp_path: Path) 
     assert set(by_verdict) == {"violation", "allowed", "unknown"}
     assert by_verdict["violation"] | {"calls": 0} == {
         "org": "acme-research", "provider": "openai", "host": "api.openai.com", "egress_ip": "43.198.12.34",
-        "country": "HK", "basis": "mmdb:IPFire-Location-Country@2026-06-25", "verdict": "violation", "calls": 0,
+        "country": "HK", "basis": "cloud:aws:ap-east-1", "verdict": "violation", "calls": 0,
         "first_seen": by_verdict["violation"]["first_seen"], "last_seen": by_verdict["violation"]["last_seen"],
     }
     assert (by_verdict["allowed"]["org"], by_verdict["allowed"]["country"]) == ("beta-labs", "SG")
@@ -57,7 +57,7 @@ def test_table_output(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT", "CALLS", "FIRST", "SEEN", "LAST", "SEEN", "BASIS"]
     assert lines[1].split()[:6] == ["acme-research", "openai", "api.openai.com", "43.198.12.34", "HK", "violation"]
-    assert lines[1].split()[-1] == "mmdb:IPFire-Location-Country@2026-06-25"
+    assert lines[1].split()[-1] == "cloud:aws:ap-east-1"
     assert lines[2].split()[5] == "unknown" and lines[3].split()[5] == "allowed"
 
 
@@ -136,7 +136,8 @@ def test_errors_are_one_sentence_with_exit_code(tmp_path: Path, args: list[str],
 
 def test_rules_show() -> None:
     listing = invoke("rules", "show")
-    assert listing.stdout.startswith("openai\tOpenAI API\tv2026-11-expanded")
+    assert [line.split("\t")[0] for line in listing.stdout.splitlines()] == ["anthropic", "gemini", "openai"]
+    assert "\nopenai\tOpenAI API\tv2026-11-expanded" in listing.stdout
     result = invoke("rules", "show", "openai")
     assert "governed hosts: api.openai.com, us.api.openai.com" in result.stdout
     assert "version v188: 188-entry list" in result.stdout
@@ -172,9 +173,9 @@ def test_geoip_lookup(tmp_path: Path) -> None:
     result = invoke("geoip", "lookup", "43.198.12.34", "10.0.0.1", "not-an-ip", "--json")
     data = {r["ip"]: r for r in json.loads(result.stdout)}
     assert data["43.198.12.34"]["country"] == "HK"
-    assert data["43.198.12.34"]["basis"] == "mmdb:IPFire-Location-Country@2026-06-25"
-    assert data["43.198.12.34"]["source_version"] == "IPFire-Location-Country@2026-06-25"
-    assert data["43.198.12.34"]["network"].startswith("43.198.")
+    assert data["43.198.12.34"]["basis"] == "cloud:aws:ap-east-1"
+    assert data["43.198.12.34"]["source_version"].startswith("aws:cloudip-db@")
+    assert data["43.198.12.34"]["network"] == "43.198.0.0/15"
     assert data["10.0.0.1"]["country"] == "" and data["10.0.0.1"]["basis"].startswith("not-found:")
     assert data["not-an-ip"]["basis"].startswith("not-an-address")
     text = invoke("geoip", "lookup", "81.2.69.160", "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))

@@ -77,10 +77,12 @@ def test_embedded_database_without_writable_cache(monkeypatch, tmp_path) -> None
 
 def test_build_locator_user_database_before_embedded(tmp_path) -> None:  # type: ignore[no-untyped-def]
     chain = build_locator([_override("198.51.100.0/24", "SG")], asset("maxmind/GeoIP2-Country-Test.mmdb"))
-    assert [loc.description.split(":")[0] for loc in chain.locators] == ["override", "mmdb", "mmdb"]
+    assert [loc.description.split(":")[0] for loc in chain.locators] == ["override", "cloud", "mmdb", "mmdb"]
     assert chain.locate("198.51.100.1").basis == "override:198.51.100.0/24"
     assert chain.locate("81.2.69.160").basis.startswith("mmdb:GeoIP2-Country")
-    assert chain.locate("43.198.12.34").basis.startswith("mmdb:IPFire-Location-Country")
+    # AWS ap-east-1: the cloud layer answers before the country databases.
+    assert chain.locate("43.198.12.34").basis == "cloud:aws:ap-east-1"
+    assert chain.locators[-1].locate("43.198.12.34").basis.startswith("mmdb:IPFire-Location-Country")
 
 
 def test_build_locator_finds_system_database(tmp_path) -> None:  # type: ignore[no-untyped-def]

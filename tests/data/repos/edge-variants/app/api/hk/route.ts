@@ -1,0 +1,8 @@
+import OpenAI from 'openai';
+
+export const runtime = 'edge';
+export const preferredRegion = 'hkg1';
+
+export async function GET() {
+  return Response.json(await new OpenAI().models.list());
+}

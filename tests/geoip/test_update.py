@@ -1,0 +1,490 @@
+"""`geoip update` against a local HTTP server (127.0.0.1 only) serving fixtures in the official
+formats, malformed ones and broken transfers included."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import io
+import json
+import os
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from geoip import cloud, update
+from geoip.cloud import FeedError
+from geoip.defaults import build_locator
+from geoip.update import FAILED, KEPT, OK, Source, UpdateResult
+from tests.conftest import asset
+
+TODAY = dt.date(2026, 11, 28)
+AZURE_PAGE = "/en-us/download/details.aspx?id=56519"
+AZURE_DIR = "/download/7/1/D/71D86715-5596-4529-9B13-DA13A5DE5B63"
+MAXMIND_PATH = "/geoip/databases/GeoLite2-Country/download?suffix=tar.gz"
+
+
+# -- a local server -----------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    mode: str = ""
+    """"" | "truncate" (announces the full length, sends half) | "stall-headers" | "stall-body"."""
+    location: str = ""
+    """Redirect target (with status 302)."""
+
+
+class FeedServer:
+    """Serves routes by exact request path (query included); 404 with an HTML page otherwise."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.stop = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                owner.requests.append((self.headers.get("Host", ""), self.path, dict(self.headers)))
+                route = owner.routes.get(self.path)
+                if route is None:
+                    route = Route(asset("feeds/malformed/error.html").read_bytes(), status=404, headers={"Content-Type": "text/html"})
+                if route.mode == "stall-headers":
+                    owner.stop.wait(5)
+                    return
+                self.send_response(route.status)
+                if route.location:
+                    self.send_header("Location", route.location)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                if route.mode == "truncate":
+                    self.wfile.write(route.body[: len(route.body) // 2])
+                    return
+                if route.mode == "stall-body":
+                    self.wfile.write(route.body[:10])
+                    self.wfile.flush()
+                    owner.stop.wait(5)
+                    return
+                self.wfile.write(route.body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, body: bytes = b"", **kwargs: object) -> None:
+        self.routes[path] = Route(body, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    s = FeedServer()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+# -- fixtures in the official formats -----------------------------------------------------------
+
+
+def _fresh() -> dt.date:
+    """A data date at least as recent as the bundled snapshot, so downloads take precedence."""
+    return max(TODAY, dt.date.fromisoformat(cloud.bundle_info().date) + dt.timedelta(days=1))
+
+
+def aws_bytes(created: dt.date | None = None) -> bytes:
+    doc = json.loads(asset("feeds/ip-ranges.json").read_text())
+    doc["createDate"] = (created or _fresh()).strftime("%Y-%m-%d-21-03-13")
+    return json.dumps(doc).encode()
+
+
+def tar_gz(mmdb: Path, member: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(mmdb, arcname=member)
+    return buf.getvalue()
+
+
+GOOD_MMDB = asset("maxmind/GeoLite2-Country-Test.mmdb")
+ANONYMOUS_MMDB = asset("maxmind/GeoIP2-Anonymous-IP-Test.mmdb")
+
+
+def serve_official(server: FeedServer) -> str:
+    """Every source at its official path under the server; returns the Azure file's date."""
+    azure_day = _fresh()
+    azure_file = f"ServiceTags_Public_{azure_day:%Y%m%d}.json"
+    page = asset("feeds/azure-details.html").read_text().replace("{base}", server.url).replace("ServiceTags_Public_20261123.json", azure_file)
+    server.serve("/ip-ranges.json", aws_bytes(), headers={"Content-Type": "application/json"})
+    server.serve("/ipranges/cloud.json", asset("feeds/cloud.json").read_bytes())
+    server.serve(AZURE_PAGE, page.encode(), headers={"Content-Type": "text/html"})
+    server.serve(f"{AZURE_DIR}/{azure_file}", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
+    server.serve("/iaas/tools/public_ip_ranges.json", asset("feeds/public_ip_ranges.json").read_bytes())
+    server.serve("/geo/google.csv", asset("feeds/google.csv").read_bytes(), headers={"Last-Modified": "Wed, 25 Nov 2026 08:00:00 GMT"})
+    server.serve("/free/dbip-country-lite-2026-11.mmdb.gz", gzip.compress(GOOD_MMDB.read_bytes()))
+    server.serve(MAXMIND_PATH, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    return azure_day.isoformat()
+
+
+def sources_for(server: FeedServer, **kwargs: object) -> list[Source]:
+    """The official sources moved to the test server, with fixture-sized prefix minimums."""
+    return [replace(s, min_prefixes=1) for s in update.default_sources(base_url=server.url, **kwargs)]  # type: ignore[arg-type]
+
+
+def by_name(results: list[UpdateResult]) -> dict[str, UpdateResult]:
+    return {r.source: r for r in results}
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".tmp-"))
+
+
+# -- everything at once -------------------------------------------------------------------------
+
+
+def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
+    azure_day = serve_official(server)
+    dest = tmp_path / "data" / "region-auditor" / "geoip"
+    calls: list[tuple[str, int, int | None]] = []
+    sources = sources_for(server, license_key="s3cret-key", account_id="123456")
+    results = by_name(update.update(sources, dest, progress=lambda *a: calls.append(a), today=TODAY))
+
+    assert set(results) == {"aws", "gcp", "azure", "oracle", "digitalocean", "dbip-country-lite", "GeoLite2-Country"}
+    assert all(r.status == OK for r in results.values()), [r.message for r in results.values()]
+    assert results["aws"].date == _fresh().isoformat()
+    assert results["aws"].message.startswith("aws: 8 prefixes with a location (2 without, skipped); aws:ip-ranges.json@")
+    assert results["azure"].date == azure_day
+    assert results["azure"].url.endswith(f"ServiceTags_Public_{azure_day.replace('-', '')}.json")
+    assert results["digitalocean"].date == "2026-11-25"  # from Last-Modified: the geofeed has no date
+    assert results["dbip-country-lite"].date == "2026-02-04"
+    assert results["dbip-country-lite"].url.endswith("/free/dbip-country-lite-2026-11.mmdb.gz")
+    assert results["GeoLite2-Country"].message == "GeoLite2-Country: GeoLite2-Country database built 2026-02-04"
+    assert results["aws"].bytes == len(aws_bytes())
+
+    # Files: in place, 0600, in a 0700 directory, no temporaries left.
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700
+    for r in results.values():
+        assert Path(r.path).parent == dest
+        assert stat.S_IMODE(Path(r.path).stat().st_mode) == 0o600
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [*cloud.FEED_FILES.values(), "dbip-country-lite.mmdb", "GeoLite2-Country.mmdb"]
+    )
+    assert (dest / "dbip-country-lite.mmdb").read_bytes() == GOOD_MMDB.read_bytes()
+
+    # Progress: per source, from (0, total) to (total, total), never backwards.
+    for name, result in results.items():
+        mine = [(done, total) for n, done, total in calls if n == name]
+        assert mine[0] == (0, result.bytes) and mine[-1] == (result.bytes, result.bytes), name
+        assert [d for d, _ in mine] == sorted(d for d, _ in mine)
+
+    # Credentials: HTTP Basic to MaxMind only, never in a URL or a message.
+    auth = {path: headers.get("Authorization") for _, path, headers in server.requests}
+    assert auth[MAXMIND_PATH] == "Basic " + base64.b64encode(b"123456:s3cret-key").decode()
+    assert [p for p, a in auth.items() if a] == [MAXMIND_PATH]
+    assert not any("s3cret" in r.message + r.url for r in results.values())
+
+    # The chain now uses the downloads: feeds newer than the snapshot, the country database
+    # before the embedded one (GeoLite2 preferred over DB-IP).
+    chain = build_locator(data_dir=dest)
+    assert chain.locate("43.198.12.34").source_version.startswith("aws:ip-ranges.json@")
+    assert chain.locate("198.18.0.10").source_version == f"azure:ServiceTags_Public@{azure_day}/changeNumber=347"
+    assert chain.locate("198.18.49.1").basis == "cloud:digitalocean:US-SF"
+    assert update.downloaded_database(dest) == dest / "GeoLite2-Country.mmdb"
+    assert chain.locate("89.160.20.112").basis == "mmdb:GeoLite2-Country@2026-02-04"
+    assert chain.locators[-1].description.startswith("mmdb:IPFire-Location-Country")
+
+
+# -- bad downloads keep the previous copy -------------------------------------------------------
+
+
+BAD_AWS = [
+    ("truncated JSON", {"body": asset("feeds/malformed/truncated.json").read_bytes()}, "is not valid JSON"),
+    ("wrong top-level shape", {"body": asset("feeds/malformed/list.json").read_bytes()}, "no 'prefixes' list"),
+    ("HTML error page with 200", {"body": asset("feeds/malformed/error.html").read_bytes()}, "is an HTML or XML page, not an AWS ip-ranges.json feed"),
+    ("no prefixes", {"body": asset("feeds/malformed/empty-prefixes.json").read_bytes()}, "holds 0 prefixes with a location, fewer than the 1 expected"),
+    ("invalid prefix", {"body": asset("feeds/malformed/bad-prefix.json").read_bytes()}, "invalid prefix '300.198.0.0/15'"),
+    ("HTTP 404", None, "HTTP 404 (not found) from http://127.0.0.1:"),
+    ("HTTP 500", {"body": b"oops", "status": 500}, "HTTP 500 (Internal Server Error)"),
+    ("connection closed mid-body", {"body": b"{" + b" " * 4000 + b"}", "mode": "truncate"}, "stopped after 2001 of 4002 bytes"),
+    ("no answer", {"mode": "stall-headers"}, "no answer from http://127.0.0.1:"),
+    ("stalled mid-body", {"body": b"x" * 100, "mode": "stall-body"}, "stalled for 0.3 s after 10 bytes"),
+]
+
+
+@pytest.mark.parametrize("case, route, reason", BAD_AWS, ids=[c[0] for c in BAD_AWS])
+def test_bad_download_keeps_previous_copy(server: FeedServer, tmp_path: Path, case: str, route: dict | None, reason: str) -> None:  # type: ignore[type-arg]
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    good = aws_bytes(dt.date(2026, 11, 20))
+    server.serve("/ip-ranges.json", good)
+    assert update.update(sources, tmp_path, timeout=0.3)[0].status == OK
+    target = tmp_path / cloud.FEED_FILES["aws"]
+    before = target.stat()
+
+    if route is None:
+        del server.routes["/ip-ranges.json"]
+    else:
+        server.serve("/ip-ranges.json", **route)
+    [result] = update.update(sources, tmp_path, timeout=0.3)
+
+    assert result.status == KEPT, result.message
+    assert reason in result.message
+    assert result.message.endswith("; kept the previous copy (data of 2026-11-20)")
+    assert result.date == "2026-11-20" and result.path == str(target)
+    assert target.read_bytes() == good
+    assert target.stat().st_mtime_ns == before.st_mtime_ns and target.stat().st_ino == before.st_ino
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_download_without_previous_copy_fails(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/iaas/tools/public_ip_ranges.json", asset("feeds/malformed/error.html").read_bytes())
+    [result] = update.update(sources_for(server, feeds=["oracle"], dbip=False), tmp_path)
+    assert result.status == FAILED
+    assert result.path == "" and result.date == ""
+    assert result.message == (
+        f"oracle: {server.url}/iaas/tools/public_ip_ranges.json: is an HTML or XML page, not an Oracle Cloud "
+        "public_ip_ranges.json feed; no previous copy, the bundled snapshot is used"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_bad_source_does_not_stop_the_others(server: FeedServer, tmp_path: Path) -> None:
+    serve_official(server)
+    server.serve("/ipranges/cloud.json", b"{}")
+    results = by_name(update.update(sources_for(server, dbip=False), tmp_path, today=TODAY))
+    assert results["gcp"].status == FAILED and "no 'prefixes' list" in results["gcp"].message
+    assert [n for n, r in results.items() if r.ok] == ["aws", "azure", "oracle", "digitalocean"]
+
+
+def test_default_minimum_refuses_a_tiny_feed(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/ip-ranges.json", aws_bytes())
+    [result] = update.update(update.default_sources(feeds=["aws"], dbip=False, base_url=server.url), tmp_path)
+    assert result.status == FAILED
+    assert "holds 8 prefixes with a location, fewer than the 4000 expected of a complete aws feed" in result.message
+
+
+# -- Azure: the Download Center page ------------------------------------------------------------
+
+
+def test_azure_page_without_link_fails(server: FeedServer, tmp_path: Path) -> None:
+    server.serve(AZURE_PAGE, b"<!DOCTYPE html><html><body>Download</body></html>")
+    [result] = update.update(sources_for(server, feeds=["azure"], dbip=False), tmp_path)
+    assert result.status == FAILED
+    assert "links no ServiceTags_Public_YYYYMMDD.json file" in result.message
+
+
+def test_azure_file_url_given_directly(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/x/ServiceTags_Public_20261123.json", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
+    source = update.feed_source("azure", f"{server.url}/x/ServiceTags_Public_20261123.json", min_prefixes=1)
+    [result] = update.update([source], tmp_path)
+    assert (result.status, result.date) == (OK, "2026-11-23")
+    # The date travels in the file's modification time (the format has none).
+    assert cloud.read_feed_file("azure", tmp_path / cloud.FEED_FILES["azure"]).published == "2026-11-23"
+
+
+# -- DB-IP ---------------------------------------------------------------------------------------
+
+
+def test_dbip_falls_back_to_last_month(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/free/dbip-country-lite-2026-10.mmdb.gz", gzip.compress(GOOD_MMDB.read_bytes()))
+    [result] = update.update(update.default_sources(feeds=[], base_url=server.url), tmp_path, today=dt.date(2026, 11, 1))
+    assert result.status == OK
+    assert result.url.endswith("dbip-country-lite-2026-10.mmdb.gz")
+    paths = [path for _, path, _ in server.requests]
+    assert paths == ["/free/dbip-country-lite-2026-11.mmdb.gz", "/free/dbip-country-lite-2026-10.mmdb.gz"]
+
+    [missing] = update.update(update.default_sources(feeds=[], base_url=server.url), tmp_path / "other", today=dt.date(2027, 1, 5))
+    assert missing.status == FAILED
+    assert "no file for 2027-01 or 2026-12" in missing.message
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (asset("feeds/malformed/dbip-garbage.mmdb.gz").read_bytes(), "the download is not a valid gzip file"),
+        (GOOD_MMDB.read_bytes(), "the download is not a valid gzip file"),  # not compressed at all
+        (gzip.compress(ANONYMOUS_MMDB.read_bytes()), "is a GeoIP2-Anonymous-IP database, which has no country data"),
+        (gzip.compress(b"not an mmdb" * 100), "is not a usable country database"),
+    ],
+    ids=["gzip garbage", "not gzip", "Anonymous-IP database", "not an MMDB"],
+)
+def test_bad_dbip_download_keeps_previous(server: FeedServer, tmp_path: Path, body: bytes, reason: str) -> None:
+    path = "/free/dbip-country-lite-2026-11.mmdb.gz"
+    server.serve(path, gzip.compress(GOOD_MMDB.read_bytes()))
+    sources = update.default_sources(feeds=[], base_url=server.url)
+    assert update.update(sources, tmp_path, today=TODAY)[0].ok
+    server.serve(path, body)
+    [result] = update.update(sources, tmp_path, today=TODAY)
+    assert result.status == KEPT
+    assert reason in result.message
+    assert result.message.endswith("kept the previous copy (data of 2026-02-04)")
+    assert (tmp_path / "dbip-country-lite.mmdb").read_bytes() == GOOD_MMDB.read_bytes()
+    assert leftovers(tmp_path) == []
+
+
+# -- MaxMind --------------------------------------------------------------------------------------
+
+
+def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, tmp_path: Path) -> None:
+    # MaxMind answers its permalink with a redirect to a presigned storage URL on another host:
+    # here `localhost` (the same loopback server under another name).
+    storage = f"http://localhost:{server.port}/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"
+    server.serve(MAXMIND_PATH, status=302, location=storage)
+    server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    source = update.maxmind_source("GeoLite2-Country", "s3cret-key", "123456", url=server.url + MAXMIND_PATH)
+    [result] = update.update([source], tmp_path)
+    assert result.status == OK, result.message
+    seen = {path: (host, headers.get("Authorization")) for host, path, headers in server.requests}
+    assert seen[MAXMIND_PATH][1] is not None
+    assert seen["/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"] == (f"localhost:{server.port}", None)
+
+
+def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) -> None:
+    legacy = "/app/geoip_download?edition_id=GeoLite2-Country&license_key=s3cret-key&suffix=tar.gz"
+    server.serve(legacy, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    sources = update.default_sources(feeds=[], dbip=False, license_key="s3cret-key", base_url=server.url)
+    assert sources[0].url == f"{server.url}{legacy}"
+    [result] = update.update(sources, tmp_path)
+    assert result.status == OK
+    assert result.url.endswith("license_key=***&suffix=tar.gz")
+    assert "s3cret" not in repr(sources[0])
+
+    server.serve(legacy, b"Invalid license key", status=401)
+    [refused] = update.update(sources, tmp_path)
+    assert refused.status == KEPT
+    assert "HTTP 401 from" in refused.message and "MaxMind refused the credentials" in refused.message
+    assert "s3cret" not in refused.message + refused.url
+
+
+@pytest.mark.parametrize(
+    "archive, reason",
+    [
+        (lambda: tar_gz(ANONYMOUS_MMDB, "GeoIP2-Anonymous-IP_20260204/GeoIP2-Anonymous-IP.mmdb"), "which has no country data"),
+        (lambda: tar_gz(asset("feeds/README.md"), "GeoLite2-Country_20260204/README.txt"), "the archive holds no .mmdb file"),
+        (lambda: gzip.compress(GOOD_MMDB.read_bytes()), "not a valid tar.gz archive"),
+        (lambda: asset("feeds/malformed/error.html").read_bytes(), "not a valid tar.gz archive"),
+    ],
+    ids=["Anonymous-IP database", "no mmdb inside", "gzip without tar", "HTML page"],
+)
+def test_bad_maxmind_archive(server: FeedServer, tmp_path: Path, archive, reason: str) -> None:  # type: ignore[no-untyped-def]
+    server.serve(MAXMIND_PATH, archive())
+    source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
+    [result] = update.update([source], tmp_path)
+    assert result.status == FAILED
+    assert reason in result.message
+    assert result.message.endswith("no previous copy, the embedded database is used")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_maxmind_source_checks_edition_and_key() -> None:
+    with pytest.raises(ValueError, match="GeoLite2-ASN.*has no country data"):
+        update.maxmind_source("GeoLite2-ASN", "k")
+    with pytest.raises(ValueError, match="needs a MaxMind license key"):
+        update.maxmind_source("GeoLite2-Country", "")
+    assert update.maxmind_source("GeoIP2-City", "k", "1").url == "https://download.maxmind.com/geoip/databases/GeoIP2-City/download?suffix=tar.gz"
+
+
+# -- sources, directories, odds and ends --------------------------------------------------------
+
+
+def test_default_sources_official_urls_and_overrides() -> None:
+    sources = {s.name: s for s in update.default_sources()}
+    assert list(sources) == ["aws", "gcp", "azure", "oracle", "digitalocean", "dbip-country-lite"]
+    assert sources["aws"].url == "https://ip-ranges.amazonaws.com/ip-ranges.json"
+    assert sources["dbip-country-lite"].url == "https://download.db-ip.com/free/dbip-country-lite-{month}.mmdb.gz"
+    mirrored = {s.name: s for s in update.default_sources(base_url="http://127.0.0.1:9/mirror/", urls={"gcp": "http://127.0.0.1:9/g.json"})}
+    assert mirrored["aws"].url == "http://127.0.0.1:9/mirror/ip-ranges.json"
+    assert mirrored["azure"].url == "http://127.0.0.1:9/mirror/en-us/download/details.aspx?id=56519"
+    assert mirrored["gcp"].url == "http://127.0.0.1:9/g.json"
+    with pytest.raises(ValueError, match="no source named nope"):
+        update.default_sources(urls={"nope": "http://127.0.0.1:9/"})
+
+
+def test_non_http_url_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_bytes(aws_bytes())
+    [result] = update.update([update.feed_source("aws", secret.as_uri(), min_prefixes=1)], tmp_path / "d")
+    assert result.status == FAILED and "is not an http(s) URL" in result.message
+
+
+def test_default_dir_and_its_creation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert update.default_dir() == tmp_path / "xdg" / "region-auditor" / "geoip"
+    old = os.umask(0o022)
+    try:
+        created = update.ensure_dir()
+    finally:
+        os.umask(old)
+    assert created == update.default_dir()
+    assert stat.S_IMODE(created.stat().st_mode) == 0o700
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert update.default_dir() == tmp_path / "home" / ".local" / "share" / "region-auditor" / "geoip"
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(FeedError, match="cannot create the GeoIP data directory"):
+        update.ensure_dir(blocker / "geoip")
+
+
+def test_downloaded_database_preference(tmp_path: Path) -> None:
+    assert update.downloaded_database(tmp_path) is None
+    for name in ("dbip-country-lite.mmdb", "GeoLite2-City.mmdb", "GeoLite2-Country.mmdb"):
+        (tmp_path / name).write_bytes(GOOD_MMDB.read_bytes())
+    assert update.downloaded_database(tmp_path) == tmp_path / "GeoLite2-Country.mmdb"
+    (tmp_path / "GeoIP2-Country.mmdb").write_bytes(GOOD_MMDB.read_bytes())
+    assert update.downloaded_database(tmp_path) == tmp_path / "GeoIP2-Country.mmdb"
+
+
+def test_stale_temporaries_are_removed(server: FeedServer, tmp_path: Path) -> None:
+    stale = tmp_path / ".tmp-abc.download"
+    stale.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".tmp-def.download"  # maybe another update running now: left alone
+    fresh.write_bytes(b"partial")
+    server.serve("/ip-ranges.json", aws_bytes())
+    update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
+    assert leftovers(tmp_path) == [".tmp-def.download"]
+
+
+def test_write_failure_in_the_cache_keeps_previous(server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 20)))
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    assert update.update(sources, tmp_path)[0].ok
+
+    def full(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(update.os, "replace", full)
+    server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 27)))
+    [result] = update.update(sources, tmp_path)
+    assert result.status == KEPT
+    assert result.message == f"aws: cannot write into {tmp_path} (No space left on device); kept the previous copy (data of 2026-11-20)"
+    assert leftovers(tmp_path) == []
