@@ -23,6 +23,7 @@ class Attributor:
         # Most specific network first, so a /24 inside a /16 wins.
         self._sites = _by_specificity(config.sites)
         self._orgs = _by_specificity(config.orgs)
+        self._projects = {p: org.name for org in config.orgs for p in org.vercel_projects}
         self._parse = lru_cache(maxsize=65536)(_parse)
 
     def egress(self, event: ConnectionEvent, source: SourceConfig) -> Egress:
@@ -30,6 +31,8 @@ class Attributor:
         whose networks contain the client, the client itself when it is public, else none."""
         if event.egress_h:
             return Egress(event.egress_h, "event")
+        if event.egress_region:
+            return Egress("", "event", region=event.egress_region)
         if source.egress_ip:
             return Egress(source.egress_ip, f"source:{source.path}")
         addr = self._parse(event.orig_h)
@@ -43,7 +46,11 @@ class Attributor:
         return NO_EGRESS
 
     def org(self, event: ConnectionEvent, source: SourceConfig) -> str:
-        """The org whose networks contain the client, else the source's org, else unattributed."""
+        """The org owning the event's platform project, else the org whose networks contain the
+        client, else the source's org, else unattributed."""
+        for project in (event.project_id, event.project_name):
+            if project and project in self._projects:
+                return self._projects[project]
         addr = self._parse(event.orig_h)
         if addr is not None:
             for network, org in self._orgs:

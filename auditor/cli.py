@@ -252,13 +252,22 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         results.append({
             "ip": ip, "country": loc.country_code, "registered_country": loc.registered_country_code,
             "region": loc.region_code, "network": loc.network, "basis": loc.basis, "source_version": loc.source_version,
+            "cloud_provider": loc.cloud_provider, "cloud_region": loc.cloud_region,
+            "disagreements": list(loc.disagreements),
+            "layers": [
+                {"basis": layer.basis, "country": layer.country_code, "network": layer.network, "source_version": layer.source_version}
+                for layer in locator.layers(ip)
+            ],
         })
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
         registered = f" (registered {r['registered_country']})" if r["registered_country"] else ""
-        click.echo(f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}")
+        line = f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}"
+        if r["disagreements"]:
+            line += f"\t(other layers: {', '.join(r['disagreements'])})"
+        click.echo(line)
 
 
 class _ProgressBars:

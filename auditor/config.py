@@ -54,12 +54,14 @@ class Site:
 
 @dataclass(frozen=True)
 class Org:
-    """An organization, attributed by its client networks."""
+    """An organization, attributed by its client networks or its platform projects."""
 
     name: str
     """Organization name."""
     networks: tuple[Network, ...]
     """Client networks it owns."""
+    vercel_projects: tuple[str, ...] = ()
+    """Vercel project ids or names it owns (`prj_...`, `my-app`)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Config:
 
 _KEYS = {
     "site": {"name", "networks", "egress_ip"},
-    "org": {"name", "networks"},
+    "org": {"name", "networks", "vercel_projects"},
     "override": {"network", "country", "region"},
     "source": {"path", "egress_ip", "org"},
 }
@@ -175,7 +177,15 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         Site(_string(e, "name", w), _networks(e, w), _address(e.get("egress_ip"), w))
         for w, e in _entries(data, "site", where)
     )
-    orgs = tuple(Org(_string(e, "name", w), _networks(e, w)) for w, e in _entries(data, "org", where))
+    orgs = []
+    for w, e in _entries(data, "org", where):
+        projects = e.get("vercel_projects", [])
+        if not isinstance(projects, list) or not all(isinstance(p, str) and p for p in projects):
+            raise ConfigError(f"{w}: 'vercel_projects' must be a list of Vercel project ids or names")
+        if "networks" not in e and not projects:
+            raise ConfigError(f"{w}: give 'networks' (client CIDRs) or 'vercel_projects', or both")
+        networks = _networks(e, w) if "networks" in e else ()
+        orgs.append(Org(_string(e, "name", w), networks, tuple(projects)))
     overrides = []
     for w, e in _entries(data, "override", where):
         country = _string(e, "country", w).upper()
@@ -204,7 +214,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         tables[name] = {k: _string(table, k, f"{where}: [{name}]") for k in table}
     return Config(
         sites=sites,
-        orgs=orgs,
+        orgs=tuple(orgs),
         overrides=tuple(overrides),
         sources=sources,
         store_url=tables["store"].get("url", ""),

@@ -35,6 +35,14 @@ class ConnectionEvent:
     """Response status as recorded, 0 when none."""
     egress_h: str = ""
     """Public address the call left from, when the event itself records it; "" otherwise."""
+    egress_region: str = ""
+    """`platform:region` the call left from when the record says (`vercel:hkg1`), else ""."""
+    project_id: str = ""
+    """Platform project id (Vercel `projectId`), for org attribution; "" when none."""
+    project_name: str = ""
+    """Platform project name (Vercel `projectName`); "" when none."""
+    message: str = ""
+    """Application log text that came with the record (Vercel `message`), "" when none."""
     raw: str = ""
     """The record as read, for evidence. It may hold secrets: whatever stores or prints it
     passes it through auditor.redact first."""
@@ -45,13 +53,20 @@ class Egress:
     """The public address a call left from, and how it was established."""
 
     ip: str
-    """The address; "" when it could not be established."""
+    """The address; "" when it could not be established or the egress is a region."""
     basis: str
     """`event`, `source:<path>`, `site:<name>`, `client`, or `none`."""
+    region: str = ""
+    """`platform:region` when the egress is known only as a platform region (`vercel:hkg1`)."""
 
     @property
     def known(self) -> bool:
-        return bool(self.ip)
+        return bool(self.ip or self.region)
+
+    @property
+    def label(self) -> str:
+        """What reports show as the egress: the address, else the platform region."""
+        return self.ip or self.region
 
 
 @dataclass(frozen=True)
@@ -68,3 +83,6 @@ class Finding:
     """Where that is."""
     verdict: Verdict
     """What the provider's policy says."""
+    host: str = ""
+    """The governed host the call was for (the event's server_name, or the pack's host when only
+    the provider's error names the provider)."""

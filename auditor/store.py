@@ -23,7 +23,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from auditor.events import Finding
 from auditor.redact import redact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MIGRATIONS = {
+    # version reached: statements that take the previous version there
+    2: (
+        "ALTER TABLE evidence ADD COLUMN disagreements TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observations ADD COLUMN blocked_calls BIGINT NOT NULL DEFAULT 0",
+    ),
+}
+"""Schema upgrades, applied in order to databases written by earlier versions."""
 EVIDENCE_PER_OBSERVATION = 5
 """Evidence events kept per observation (the first ones seen)."""
 VERDICT_ORDER = ("violation", "at_risk", "unknown", "allowed")
@@ -59,6 +67,8 @@ class Row:
     calls: int
     first_seen: dt.datetime
     last_seen: dt.datetime
+    blocked_calls: int = 0
+    """Calls the provider already refused with its blocked-region error (not in as_dict)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, timestamps in ISO 8601 UTC."""
@@ -87,6 +97,7 @@ class Evidence:
     rule_id: str
     reason: str
     raw: str
+    disagreements: str
 
 
 class Fingerprinted(Protocol):
@@ -189,6 +200,7 @@ observations = sa.Table(
     sa.Column("first_seen", sa.DateTime, nullable=False),
     sa.Column("last_seen", sa.DateTime, nullable=False),
     sa.Column("evidence_count", sa.Integer, nullable=False, default=0),
+    sa.Column("blocked_calls", sa.BigInteger, nullable=False, default=0),
     sa.UniqueConstraint(*_KEY, name="observation_key"),
 )
 evidence = sa.Table(
@@ -203,6 +215,7 @@ evidence = sa.Table(
     sa.Column("rule_id", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("disagreements", sa.Text, nullable=False, default=""),
 )
 
 
@@ -265,6 +278,11 @@ class SqlStore(FindingStore):
                 conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor")
+            elif int(found) < SCHEMA_VERSION:
+                for version in range(int(found) + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(sa.text(statement))
+                conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -303,7 +321,7 @@ class SqlStore(FindingStore):
         groups: dict[tuple[Any, ...], list[Finding]] = {}
         for f in findings:
             key = (
-                checkpoint.source_id, f.org, f.verdict.provider, f.event.server_name, f.egress.ip,
+                checkpoint.source_id, f.org, f.verdict.provider, f.host or f.event.server_name, f.egress.label,
                 f.location.country_code, f.location.basis, f.verdict.outcome.value,
                 f.event.ts.astimezone(dt.timezone.utc).date(),
             )
@@ -317,7 +335,8 @@ class SqlStore(FindingStore):
         first = min(_naive_utc(f.event.ts) for f in group)
         last = max(_naive_utc(f.event.ts) for f in group)
         values = dict(zip(_KEY, key))
-        values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0)
+        values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0,
+                      blocked_calls=sum(1 for f in group if f.verdict.rule_id.endswith(":provider-blocked")))
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         elif self.dialect == "sqlite":
@@ -330,6 +349,7 @@ class SqlStore(FindingStore):
             index_elements=list(_KEY),
             set_={
                 "calls": t.calls + new.calls,
+                "blocked_calls": t.blocked_calls + new.blocked_calls,
                 "first_seen": sa.case((new.first_seen < t.first_seen, new.first_seen), else_=t.first_seen),
                 "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
             },
@@ -346,6 +366,7 @@ class SqlStore(FindingStore):
                     "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h, "egress_basis": f.egress.basis,
                     "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
+                    "disagreements": "; ".join(f.location.disagreements),
                 }
                 for f in sample
             ],
@@ -355,17 +376,19 @@ class SqlStore(FindingStore):
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:
         t = observations.c
         group = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
-        query = sa.select(*group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen)).group_by(*group)
+        query = sa.select(
+            *group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen), sa.func.sum(t.blocked_calls)
+        ).group_by(*group)
         if source_ids is not None:
             query = query.where(t.source_id.in_(list(source_ids)))
         with self._begin() as conn:
-            result = [Row(*r[:7], int(r[7]), r[8], r[9]) for r in conn.execute(query)]
+            result = [Row(*r[:7], int(r[7]), r[8], r[9], int(r[10])) for r in conn.execute(query)]
         return sorted(result, key=lambda r: (VERDICT_ORDER.index(r.verdict), r.org, r.provider, r.host, r.egress_ip))
 
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
         t, e = observations.c, evidence.c
         query = (
-            sa.select(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw)
+            sa.select(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements)
             .join(observations, observations.c.id == e.observation_id)
             .where(t.org == row.org, t.provider == row.provider, t.host == row.host, t.egress_ip == row.egress_ip,
                    t.country == row.country, t.basis == row.basis, t.verdict == row.verdict)

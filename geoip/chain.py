@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -22,13 +23,22 @@ class ChainLocator(Locator):
     def locate(self, ip: str) -> Location:
         return self._cached(ip)
 
+    def layers(self, ip: str) -> tuple[Location, ...]:
+        """Every layer's own answer, in precedence order."""
+        return tuple(locator.locate(ip) for locator in self.locators)
+
     def _locate(self, ip: str) -> Location:
-        unknowns: list[Location] = []
-        for locator in self.locators:
-            location = locator.locate(ip)
+        answers = self.layers(ip)
+        for i, location in enumerate(answers):
             if location.known:
-                return location
-            unknowns.append(location)
+                others = answers[i + 1 :]
+                differing = tuple(
+                    f"{o.basis}={o.country_code}"
+                    for o in others
+                    if (o.known and o.country_code != location.country_code) or o.basis.startswith("cloud-")
+                )
+                return dataclasses.replace(location, disagreements=differing) if differing else location
+        unknowns = list(answers)
         # Prefer an unknown that says something (a record without a country) over plain misses.
         for location in unknowns:
             if not location.basis.startswith("not-found"):

@@ -34,6 +34,9 @@ class Location:
     """Cloud or edge platform whose region the answer names (`aws`, `vercel`), else ""."""
     cloud_region: str = ""
     """That platform's region code (`ap-east-1`, `hkg1`), else ""."""
+    disagreements: tuple[str, ...] = ()
+    """Answers of other locator layers that differ from this one, as `basis=country`
+    (`mmdb:GeoLite2-Country@2026-11-20=CN`), kept as evidence."""
 
     @property
     def known(self) -> bool:

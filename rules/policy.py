@@ -126,8 +126,25 @@ class Pack:
         return False
 
     def needles(self) -> tuple[bytes, ...]:
-        """Lower-case byte strings one of which every line naming a governed host contains."""
-        return _minimal({p.removeprefix("*.").encode() for p in self.hosts})
+        """Lower-case byte strings one of which every line naming a governed host, or carrying
+        the provider's blocked-region error, contains."""
+        found = {p.removeprefix("*.").encode() for p in self.hosts}
+        if self.blocked_error_code:
+            found.add(self.blocked_error_code.lower().encode())
+        return _minimal(found)
+
+    def is_blocked_message(self, text: str) -> bool:
+        """True when `text` carries this provider's blocked-region error."""
+        return bool(self.blocked_error_code) and self.blocked_error_code.lower() in text.lower()
+
+    def named_host(self, text: str) -> str:
+        """The first governed host `text` names, else the pack's first exact host."""
+        low = text.lower()
+        exact = [h for h in self.hosts if not h.startswith("*.")]
+        for host in sorted(exact, key=len, reverse=True):
+            if host in low:
+                return host
+        return exact[0] if exact else self.hosts[0].removeprefix("*.")
 
     def version_at(self, when: dt.date) -> PolicyVersion:
         """The version in force on `when` (the earliest version for earlier dates)."""
@@ -147,11 +164,18 @@ class Pack:
         known = ", ".join(v.id for v in self.versions)
         raise PolicyError(f"{self.provider} has no version {version_id!r}; known versions: {known}")
 
-    def judge(self, event: EventLike, location: Location) -> Verdict:
-        """Judge one call from `location` at `event.ts`. Pure."""
+    def judge(self, event: EventLike, location: Location, *, provider_blocked: bool = False) -> Verdict:
+        """Judge one call from `location` at `event.ts`. Pure. A call the provider already
+        answered with its blocked-region error is a violation whatever the location says."""
         when = event.ts.astimezone(dt.timezone.utc).date()
         version = self.version_at(when)
         tag = f"{self.provider}@{version.id}"
+        if provider_blocked:
+            where = f"from {location.country_code} ({location.basis})" if location.known else f"({location.basis})"
+            return Verdict(
+                Outcome.VIOLATION, self.provider, tag, f"{tag}:provider-blocked",
+                f"{self.name} already refused this call {where} with {self.blocked_error_code!r}",
+            )
         if not location.known:
             return Verdict(
                 Outcome.UNKNOWN, self.provider, tag, f"{tag}:no-location",
@@ -231,6 +255,13 @@ class PolicySet:
                 return pack
         known = ", ".join(p.provider for p in self.packs)
         raise PolicyError(f"no policy pack for {provider!r}; known providers: {known}")
+
+    def blocked_by(self, text: str) -> Pack | None:
+        """The pack whose blocked-region error `text` carries, if any."""
+        for pack in self.packs:
+            if pack.is_blocked_message(text):
+                return pack
+        return None
 
     def needles(self) -> tuple[bytes, ...]:
         """Prefilter strings for all packs, without any that contains another."""

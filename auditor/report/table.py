@@ -16,7 +16,7 @@ def _cells(row: Row) -> tuple[str, ...]:
 
     return (
         row.org, row.provider, row.host, row.egress_ip or "-", row.country or "-", row.verdict,
-        str(row.calls), when(row.first_seen), when(row.last_seen), row.basis,
+        f"{row.calls} ({row.blocked_calls} blocked)" if row.blocked_calls else str(row.calls), when(row.first_seen), when(row.last_seen), row.basis,
     )
 
 

@@ -14,6 +14,7 @@ import bz2
 import gzip
 import hashlib
 import io
+import json
 import lzma
 import os
 import sys
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from auditor.events import ConnectionEvent
-from auditor.sources import combined, squid
+from auditor.sources import combined, squid, vercel
 from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, SourceError, SourceStats
 
 CHUNK = 1 << 20
@@ -37,6 +38,8 @@ BATCH_LINES = 200_000
 """Lines per batch (one store transaction each)."""
 MAX_LINE = 1 << 20
 """A longer line is skipped as malformed (its bytes are still consumed)."""
+MAX_DOCUMENT = 512 << 20
+"""A JSON array input (Vercel drain batch) is read whole; a larger one is refused."""
 SETTLED_SECONDS = 10.0
 """A plain file unchanged for this long is finished: its last line counts without a newline."""
 
@@ -53,7 +56,14 @@ class LogFormat:
     """Line and location -> event; raises Malformed or Ignored."""
 
 
-FORMATS = {f.name: f for f in (LogFormat(squid.NAME, squid.sniff, squid.parse), LogFormat(combined.NAME, combined.sniff, combined.parse))}
+FORMATS = {
+    f.name: f
+    for f in (
+        LogFormat(squid.NAME, squid.sniff, squid.parse),
+        LogFormat(combined.NAME, combined.sniff, combined.parse),
+        LogFormat(vercel.NAME, vercel.sniff, vercel.parse),
+    )
+}
 """Known formats by name, in detection order."""
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
@@ -61,6 +71,8 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
     """The format most of the first lines of `sample` match; None for an empty sample."""
+    if vercel.sniff_sample(sample):
+        return FORMATS[vercel.NAME]
     lines = [ln for ln in sample.split(b"\n")[:64] if ln.strip()]
     if len(lines) > 1 and not sample.endswith(b"\n"):
         lines = lines[:-1]  # the last one may be cut off by the sample size
@@ -144,6 +156,10 @@ class LogFile(EventSource):
     def resume(self, offset: int, line: int) -> bool:
         """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain
         file is now shorter than the checkpoint (it was truncated and rewritten)."""
+        if self._is_array():
+            self._array_skip = offset  # a JSON document is re-read whole; audited entries are skipped
+            self._offset, self._line = 0, 0
+            return True
         if offset <= len(self._pending):
             self._pending = self._pending[offset:]
         elif self.compression == "plain" and self._stream.seekable():
@@ -176,8 +192,14 @@ class LogFile(EventSource):
         except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
             raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(getattr(self, '_pending', b''))} ({e})") from None
 
+    def _is_array(self) -> bool:
+        return self.format is not None and self.format.name == vercel.NAME and self._pending.lstrip()[:1] == b"["
+
     def batches(self) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
+        if self._is_array():
+            yield from self._array_batches()
+            return
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         buf = b""
@@ -208,6 +230,59 @@ class LogFile(EventSource):
                 events, lines_in_batch = [], 0
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
+
+    def _array_batches(self) -> Iterator[Batch]:
+        """A JSON array of log objects: read whole, one batch, entries before the checkpoint skipped."""
+        parts, size = [self._pending], len(self._pending)
+        self._pending = b""
+        while chunk := self._read(CHUNK):
+            size += len(chunk)
+            if size > MAX_DOCUMENT:
+                raise SourceError(f"{self.name}: a JSON array larger than {MAX_DOCUMENT >> 20} MiB; split it or convert it to NDJSON")
+            parts.append(chunk)
+        data = b"".join(parts)
+        text = data.decode("utf-8", "replace")
+        skip_chars = len(data[: getattr(self, "_array_skip", 0)].decode("utf-8", "replace"))
+        decoder = json.JSONDecoder()
+        events: list[ConnectionEvent] = []
+        pos, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
+        counted = pos
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text) or text[pos] == "]":
+                break
+            line += text.count("\n", counted, pos)
+            counted = pos
+            location = f"{self.name}:{line}"
+            try:
+                record, end = decoder.raw_decode(text, pos)
+            except ValueError as e:
+                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({e.msg})")
+                break
+            if end > skip_chars:
+                self.stats.lines += 1
+                self._parse_record(record, text[pos:end], location, events)
+            pos = end
+        self._line = line
+        self._offset = len(data)
+        yield Batch(tuple(events), self._offset, self._line)
+
+    def _parse_record(self, record: object, raw: str, location: str, events: list[ConnectionEvent]) -> None:
+        low = raw.lower()
+        if not any(n.decode() in low for n in self.needles):
+            return
+        self.stats.candidates += 1
+        try:
+            event = vercel.parse_record(record, location, raw)
+        except Malformed as e:
+            self.stats.skip(str(e), location)
+            return
+        except Ignored as e:
+            self.stats.ignored[str(e)] += 1
+            return
+        self.stats.events += 1
+        events.append(event)
 
     def _next_chunk(self) -> bytes:
         """Up to CHUNK bytes: what is left of the sample first, then the stream."""
