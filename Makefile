@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 # Audits the bundled example log with the embedded GeoIP database into a SQLite file.
 # region-auditor exits 1 when it finds violations, which the example has on purpose.
 demo: $(VENV)/.installed
-	$(BIN)/region-auditor logs examples/squid-access.log --config examples/auditor.toml --db $(DEMO_DB); \
+	$(BIN)/region-auditor logs examples/squid-access.log examples/vercel-drain.ndjson --config examples/auditor.toml --db $(DEMO_DB); \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 1 ]
 
 test: $(VENV)/.installed-test

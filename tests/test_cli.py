@@ -213,3 +213,44 @@ def test_every_command_has_help_and_a_readme_entry(name: str, command: click.Com
         if isinstance(param, click.Option):
             assert param.help, f"{name} {param.opts} has no help"
             assert any(opt in readme for opt in param.opts if opt.startswith("--")), f"{name} {param.opts} not in README"
+
+
+EXAMPLE_DRAIN = ROOT / "examples" / "vercel-drain.ndjson"
+
+
+def test_vercel_drain_example(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    result = invoke("logs", str(EXAMPLE_DRAIN), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
+    assert result.exit_code == 1
+    rows = {r["org"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"chat-team", "docs-team"}
+    chat, docs = rows["chat-team"], rows["docs-team"]
+    assert (chat["egress_ip"], chat["country"], chat["basis"], chat["verdict"]) == ("vercel:hkg1", "HK", "edge:vercel:hkg1", "violation")
+    assert (docs["egress_ip"], docs["country"], docs["basis"], docs["verdict"]) == ("vercel:iad1", "US", "edge:vercel:iad1", "allowed")
+    records = [json.loads(line) for line in EXAMPLE_DRAIN.read_text().splitlines()]
+    blocked = sum("unsupported_country_region_territory" in r.get("message", "") for r in records if r["projectName"] == "chat-app")
+    external = sum(r["source"] == "external" for r in records if r["projectName"] == "chat-app")
+    assert chat["calls"] == blocked + external
+    table = invoke("findings", "--db", db)
+    assert f"{blocked + external} ({blocked} blocked)" in table.stdout
+    # The evidence names the rule that says the provider already refused the calls.
+    from auditor.store import SqlStore
+
+    store = SqlStore(db)
+    (chat_row,) = [r for r in store.rows() if r.org == "chat-team"]
+    assert chat_row.blocked_calls == blocked
+    rules = {e.rule_id for e in store.evidence(chat_row, limit=50)}
+    assert rules == {"openai@v188:provider-blocked", "openai@v188:not-listed:HK"}
+
+
+def test_geoip_lookup_shows_every_layer(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[[override]]\nnetwork = "81.2.69.0/24"\ncountry = "SG"\n')
+    result = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")), "--json")
+    (data,) = json.loads(result.stdout)
+    assert [(layer["basis"].split(":")[0], layer["country"]) for layer in data["layers"]] == [
+        ("override", "SG"), ("not-found", ""), ("mmdb", "GB"), ("mmdb", "GB"),
+    ]
+    assert data["disagreements"] == ["mmdb:GeoIP2-Country@2026-02-04=GB", "mmdb:IPFire-Location-Country@2026-06-25=GB"]
+    text = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
+    assert "(other layers: mmdb:GeoIP2-Country@2026-02-04=GB" in text.stdout

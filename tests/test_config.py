@@ -99,3 +99,27 @@ def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
     assert load_config(None).sites == ()
+
+
+def test_orgs_by_vercel_project() -> None:
+    config = parse_config({"org": [{"name": "chat", "vercel_projects": ["prj_chat", "chat-app"]}, {"name": "net", "networks": ["10.0.0.0/8"]}]}, "t.toml")
+    attributor = Attributor(config)
+    source = config.source("x")
+    assert attributor.org(make_event(orig_h="", project_id="prj_chat"), source) == "chat"
+    assert attributor.org(make_event(orig_h="", project_id="prj_zzz", project_name="chat-app"), source) == "chat"
+    assert attributor.org(make_event(orig_h="10.1.1.1", project_id="prj_zzz"), source) == "net"
+    egress = attributor.egress(make_event(orig_h="", egress_region="vercel:hkg1"), source)
+    assert (egress.ip, egress.region, egress.label, egress.known) == ("", "vercel:hkg1", "vercel:hkg1", True)
+
+
+@pytest.mark.parametrize(
+    "org, message",
+    [
+        ({"name": "a"}, r"give 'networks' \(client CIDRs\) or 'vercel_projects'"),
+        ({"name": "a", "vercel_projects": "prj_1"}, "'vercel_projects' must be a list"),
+        ({"name": "a", "vercel_projects": [""]}, "'vercel_projects' must be a list"),
+    ],
+)
+def test_org_project_errors(org: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"org": [org]}, "t.toml")

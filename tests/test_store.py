@@ -249,3 +249,42 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 )
 def test_to_url(target: str, url: str) -> None:
     assert to_url(target) == url
+
+
+def test_schema_1_database_is_migrated(db_target: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    first = run(store, log)
+    store.close()
+    # Make it a schema-1 database: without the columns schema 2 added.
+    engine = sa.create_engine(to_url(db_target))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE evidence DROP COLUMN disagreements"))
+        conn.execute(sa.text("ALTER TABLE observations DROP COLUMN blocked_calls"))
+        conn.execute(sa.text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    engine.dispose()
+    migrated = SqlStore(db_target)
+    assert run(migrated, log) == first  # data kept, checkpoint kept
+    with migrated.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert conn.execute(sa.text("SELECT sum(blocked_calls) FROM observations")).scalar() == 0
+
+
+def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: Path) -> None:
+    from geoip.mmdb import MmdbLocator
+    from tests.conftest import asset
+
+    config = parse_config({"site": [{"name": "uk", "networks": ["10.1.0.0/16"], "egress_ip": "81.2.69.160"}],
+                           "override": [{"network": "81.2.69.0/24", "country": "SG"}]}, "t.toml")
+    locator = ChainLocator([OverrideLocator(config.overrides), MmdbLocator(asset("maxmind/GeoIP2-Country-Test.mmdb"))])
+    log = tmp_path / "a.log"
+    log.write_text(squid(T0, "10.1.0.5"))
+    store = SqlStore(db_target)
+    audit_logs([str(log)], config=config, auditor=Auditor(load_policies(), locator, Attributor(config)), store=store, fmt=None, command="t")
+    (row,) = store.rows()
+    assert (row.country, row.basis) == ("SG", "override:81.2.69.0/24")
+    (ev,) = store.evidence(row)
+    assert ev.disagreements == "mmdb:GeoIP2-Country@2026-02-04=GB"

@@ -89,3 +89,14 @@ def test_build_locator_finds_system_database(tmp_path) -> None:  # type: ignore[
     (tmp_path / "GeoLite2-Country.mmdb").write_bytes(asset("maxmind/GeoLite2-Country-Test.mmdb").read_bytes())
     chain = build_locator(system_dirs=(tmp_path,))
     assert chain.locate("89.160.20.112").basis == "mmdb:GeoLite2-Country@2026-02-04"
+
+
+def test_disagreeing_layers_are_kept_as_evidence() -> None:
+    mmdb = MmdbLocator(asset("maxmind/GeoIP2-Country-Test.mmdb"))
+    chain = ChainLocator([OverrideLocator([_override("81.2.69.0/24", "SG"), _override("89.160.20.0/24", "SE")]), mmdb])
+    loc = chain.locate("81.2.69.160")
+    assert (loc.country_code, loc.basis) == ("SG", "override:81.2.69.0/24")
+    assert loc.disagreements == ("mmdb:GeoIP2-Country@2026-02-04=GB",)
+    # Agreement is not a disagreement.
+    assert chain.locate("89.160.20.112").disagreements == ()
+    assert [layer.basis for layer in chain.layers("81.2.69.160")] == ["override:81.2.69.0/24", "mmdb:GeoIP2-Country@2026-02-04"]

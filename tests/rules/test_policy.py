@@ -196,3 +196,28 @@ def test_load_pack_file_errors(tmp_path: Path) -> None:
     good = tmp_path / "acme.toml"
     good.write_text(PACK)
     assert load_pack(good).provider == "acme"
+
+
+def test_provider_blocked_is_a_violation_whatever_the_location() -> None:
+    for location in (Location("US", basis="mmdb:x"), Location.unknown(basis="no-egress")):
+        verdict = OPENAI.judge(make_event(ts=dt.datetime(2023, 1, 1, tzinfo=UTC)), location, provider_blocked=True)
+        assert verdict.outcome is Outcome.VIOLATION
+        assert verdict.rule_id == "openai@v188:provider-blocked"
+        assert "unsupported_country_region_territory" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "message, provider, host",
+    [
+        ('OpenAI 403 {"error":{"code":"unsupported_country_region_territory"}}', "openai", "api.openai.com"),
+        ("POST https://eu.api.openai.com/v1/x -> 403 unsupported_country_region_territory", "openai", "eu.api.openai.com"),
+        ("[GoogleGenerativeAI Error]: 400 User location is not supported for the API use.", "gemini", "generativelanguage.googleapis.com"),
+        ("403 Forbidden from api.openai.com", None, None),
+        ("unsupported country", None, None),
+    ],
+)
+def test_blocked_messages_name_the_provider(message: str, provider: str | None, host: str | None) -> None:
+    pack = load_policies().blocked_by(message)
+    assert (pack.provider if pack else None) == provider
+    if pack is not None:
+        assert pack.named_host(message) == host
