@@ -104,14 +104,18 @@ def _store(config: Config, db: str | None) -> SqlStore:
 @geoip_option
 @json_option
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), help="Log format (default: detected per file).")
-def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool, fmt: str | None) -> None:
-    """Audit proxy logs (Squid native, nginx/Apache combined; plain, gzip, bz2, xz; - for stdin).
+@click.option("--provider", "providers", multiple=True, metavar="ID",
+              help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).")
+def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
+         fmt: str | None, providers: tuple[str, ...]) -> None:
+    """Audit proxy logs (Squid native, nginx/Apache combined, Vercel drains; plain, gzip, bz2, xz; - for stdin).
 
     Prints one row per (org, provider, host, egress, verdict). Exit 0: no violation; 1: violations
     found; 2: usage or config error; 3: input error. Lines audited before are not counted again.
     """
     config = load_config(config_path)
-    auditor = Auditor(load_policies(), _locator(config, geoip_db), Attributor(config))
+    policies = load_policies(providers or config.providers or None)
+    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
     store = _store(config, db)
     summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command="logs")
     for item in summary.inputs:

@@ -100,6 +100,8 @@ class Config:
     """[store] url, "" for the default."""
     geoip_database: str = ""
     """[geoip] database, "" for the default search."""
+    providers: tuple[str, ...] = ()
+    """[policy] providers: the packs to audit against, () for all shipped packs."""
     path: str = field(default="", compare=False)
     """The file it was read from, "" for the empty default."""
 
@@ -167,11 +169,11 @@ def _entries(data: Mapping[str, Any], name: str, where: str) -> list[tuple[str, 
 
 def parse_config(data: Mapping[str, Any], where: str) -> Config:
     """Validate parsed TOML; every error names the entry."""
-    unknown = set(data) - set(_KEYS) - set(_TABLES)
+    unknown = set(data) - set(_KEYS) - set(_TABLES) - {"policy"}
     if unknown:
         raise ConfigError(
             f"{where}: unknown section {sorted(unknown)[0]!r}; "
-            "known: [[site]], [[org]], [[override]], [[source]], [store], [geoip]"
+            "known: [[site]], [[org]], [[override]], [[source]], [store], [geoip], [policy]"
         )
     sites = tuple(
         Site(_string(e, "name", w), _networks(e, w), _address(e.get("egress_ip"), w))
@@ -212,7 +214,14 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         if bad:
             raise ConfigError(f"{where}: [{name}] has unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(keys))}")
         tables[name] = {k: _string(table, k, f"{where}: [{name}]") for k in table}
+    policy = data.get("policy", {})
+    if not isinstance(policy, dict) or set(policy) - {"providers"}:
+        raise ConfigError(f"{where}: [policy] takes one key, providers = [\"openai\", ...]")
+    providers = policy.get("providers", [])
+    if not isinstance(providers, list) or not all(isinstance(p, str) and p for p in providers):
+        raise ConfigError(f"{where}: [policy] providers must be a list of provider ids like [\"openai\"]")
     return Config(
+        providers=tuple(providers),
         sites=sites,
         orgs=tuple(orgs),
         overrides=tuple(overrides),

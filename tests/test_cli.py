@@ -254,3 +254,26 @@ def test_geoip_lookup_shows_every_layer(tmp_path: Path) -> None:
     assert data["disagreements"] == ["mmdb:GeoIP2-Country@2026-02-04=GB", "mmdb:IPFire-Location-Country@2026-06-25=GB"]
     text = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
     assert "(other layers: mmdb:GeoIP2-Country@2026-02-04=GB" in text.stdout
+
+
+def test_provider_narrows_the_audit(tmp_path: Path) -> None:
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        "1721638800.000    120 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+        "1721638801.000    120 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT api.anthropic.com:443 - HIER_DIRECT/160.79.104.10 -\n"
+        "1721638802.000    120 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT generativelanguage.googleapis.com:443 - HIER_DIRECT/142.250.66.74 -\n"
+    )
+    def providers(*extra: str) -> list[str]:
+        db = tmp_path / f"{len(list(tmp_path.iterdir()))}.db"
+        result = invoke("logs", str(log), "--config", str(EXAMPLE_CONFIG), "--db", str(db), "--json", *extra)
+        return sorted(r["provider"] for r in json.loads(result.stdout))
+    assert providers() == ["anthropic", "gemini", "openai"]
+    assert providers("--provider", "anthropic") == ["anthropic"]
+    assert providers("--provider", "anthropic", "--provider", "gemini") == ["anthropic", "gemini"]
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text(EXAMPLE_CONFIG.read_text() + '\n[policy]\nproviders = ["gemini"]\n')
+    db = tmp_path / "n.db"
+    result = invoke("logs", str(log), "--config", str(narrow), "--db", str(db), "--json")
+    assert [r["provider"] for r in json.loads(result.stdout)] == ["gemini"]
+    bad = CliRunner().invoke(cli, ["logs", str(log), "--db", str(tmp_path / "b.db"), "--provider", "mistral"])
+    assert bad.exit_code == 2 and "no policy pack for 'mistral'" in bad.output

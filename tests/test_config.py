@@ -83,6 +83,8 @@ def test_org_attribution(orig_h: str, source_path: str, org: str) -> None:
         ({"site": {"name": "x"}}, r"must be written as \[\[site\]\] tables"),
         ({"store": {"path": "x"}}, r"\[store\] has unknown key 'path'; allowed: url"),
         ({"source": [{"egress_ip": "1.2.3.4"}]}, "'path' must be a non-empty string"),
+        ({"policy": {"providers": "openai"}}, r"\[policy\] providers must be a list of provider ids"),
+        ({"policy": {"provider": ["openai"]}}, r"\[policy\] takes one key"),
     ],
 )
 def test_config_errors_name_the_entry(data: dict, message: str) -> None:
