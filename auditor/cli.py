@@ -22,6 +22,7 @@ from auditor.runner import audit_logs
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS
 from auditor.store import SqlStore, StoreError, default_db_path
+from geoip import regions
 from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
 from geoip.cloud import PROVIDERS
@@ -243,16 +244,23 @@ def geoip() -> None:
 
 
 @geoip.command("lookup")
-@click.argument("addresses", nargs=-1, required=True, metavar="IP...")
+@click.argument("addresses", nargs=-1, required=True, metavar="IP_OR_REGION...")
 @config_option
 @geoip_option
 @json_option
 def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db: Path | None, as_json: bool) -> None:
-    """Locate addresses: country, registered country, network and the basis of the answer."""
+    """Locate addresses: country, registered country, network and the basis of the answer.
+
+    Also takes platform region references: vercel:hkg1, fly:nrt, cloudflare:hkg,
+    cf-ray:230b030023ae2822-HKG, aws:ap-east-1 (and gcp, azure, oracle, alibaba, tencent).
+    """
     config = load_config(config_path)
     locator = _locator(config, geoip_db)
     results = []
-    for ip, loc in locator.locate_all(addresses):
+    answers = [(a, regions.locate_reference(a)) for a in addresses]
+    located = dict(locator.locate_all(a for a, ref in answers if ref is None))
+    for ip, ref in answers:
+        loc = ref or located[ip]
         results.append({
             "ip": ip, "country": loc.country_code, "registered_country": loc.registered_country_code,
             "region": loc.region_code, "network": loc.network, "basis": loc.basis, "source_version": loc.source_version,
@@ -260,7 +268,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
             "disagreements": list(loc.disagreements),
             "layers": [
                 {"basis": layer.basis, "country": layer.country_code, "network": layer.network, "source_version": layer.source_version}
-                for layer in locator.layers(ip)
+                for layer in (locator.layers(ip) if ref is None else (ref,))
             ],
         })
     if as_json:

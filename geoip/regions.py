@@ -65,3 +65,25 @@ def lookup(kind: str, platform: str, code: str) -> Region | None:
 def platforms(kind: str) -> tuple[str, ...]:
     """Known platforms of a kind."""
     return tuple(sorted(_tables().get(kind, {})))
+
+
+def locate_reference(text: str) -> Location | None:
+    """A region reference -> its Location; None when `text` is not one (an address, say).
+
+    References: `vercel:hkg1`, `fly:nrt`, `cloudflare:hkg` (a colo), `cf-ray:230b030023ae2822-HKG`
+    (the colo is the Ray ID's suffix), `aws:ap-east-1` and the other cloud platforms. A known
+    platform with an unknown code gives an unknown Location that says so.
+    """
+    platform, sep, code = text.strip().partition(":")
+    platform = platform.lower()
+    if not sep or not code:
+        return None
+    if platform == "cf-ray":
+        platform, code = "cloudflare", code.rpartition("-")[2]
+    for kind in ("edge", "cloud"):
+        if platform in _tables().get(kind, {}):
+            region = lookup(kind, platform, code)
+            if region is None:
+                return Location.unknown(basis=f"{kind}-region-unknown:{platform}:{code.lower()}")
+            return region.location()
+    return None

@@ -100,3 +100,33 @@ def test_disagreeing_layers_are_kept_as_evidence() -> None:
     # Agreement is not a disagreement.
     assert chain.locate("89.160.20.112").disagreements == ()
     assert [layer.basis for layer in chain.layers("81.2.69.160")] == ["override:81.2.69.0/24", "mmdb:GeoIP2-Country@2026-02-04"]
+
+
+import pytest  # noqa: E402
+
+from geoip.regions import locate_reference  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "ref, country, basis",
+    [
+        ("vercel:hkg1", "HK", "edge:vercel:hkg1"),
+        ("Vercel:SIN1", "SG", "edge:vercel:sin1"),
+        ("cf-ray:230b030023ae2822-HKG", "HK", "edge:cloudflare:hkg"),
+        ("cloudflare:mfm", "MO", "edge:cloudflare:mfm"),
+        ("fly:nrt", "JP", "edge:fly:nrt"),
+        ("aws:ap-east-1", "HK", "cloud:aws:ap-east-1"),
+        ("gcp:asia-east2", "HK", "cloud:gcp:asia-east2"),
+        ("alibaba:ap-southeast-3", "MY", "cloud:alibaba:ap-southeast-3"),  # Jakarta on AWS, Kuala Lumpur here
+        ("aws:ap-southeast-3", "ID", "cloud:aws:ap-southeast-3"),
+        ("vercel:zzz9", "", "edge-region-unknown:vercel:zzz9"),
+    ],
+)
+def test_region_references(ref: str, country: str, basis: str) -> None:
+    loc = locate_reference(ref)
+    assert loc is not None and (loc.country_code, loc.basis) == (country, basis)
+
+
+@pytest.mark.parametrize("text", ["2001:db8::1", "::ffff:1.2.3.4", "8.8.8.8", "nosuch:hkg1", "vercel:"])
+def test_not_region_references(text: str) -> None:
+    assert locate_reference(text) is None
