@@ -488,3 +488,42 @@ def test_write_failure_in_the_cache_keeps_previous(server: FeedServer, tmp_path:
     assert result.status == KEPT
     assert result.message == f"aws: cannot write into {tmp_path} (No space left on device); kept the previous copy (data of 2026-11-20)"
     assert leftovers(tmp_path) == []
+
+
+# -- through the command line -------------------------------------------------------------------
+
+
+def test_cli_update_then_lookup_uses_the_download(server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    for provider in update.MIN_PREFIXES:
+        monkeypatch.setitem(update.MIN_PREFIXES, provider, 1)
+    serve_official(server)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "--only", "dbip-country-lite", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    statuses = {r["source"]: r["status"] for r in _json.loads(result.stdout)}
+    assert statuses == {"aws": "ok", "dbip-country-lite": "ok"}
+    # The downloaded AWS feed (newer than the bundled snapshot) now answers, with its own date.
+    (found,) = _json.loads(runner.invoke(cli, ["geoip", "lookup", "198.51.100.200", "--json"]).stdout)
+    assert (found["country"], found["basis"]) == ("SG", "cloud:aws:ap-southeast-1")
+    assert found["source_version"].startswith("aws:ip-ranges.json@")
+    # The downloaded DB-IP database sits before the embedded one.
+    bases = [layer["basis"] for layer in found["layers"]]
+    assert len(bases) == 3
+    assert bases[1].endswith("GeoLite2-Country@2026-02-04") and bases[2].endswith("IPFire-Location-Country@2026-06-25")
+
+    # A bad download: HTML instead of JSON. The previous copy stays; exit 3 names the source.
+    server.serve("/ip-ranges.json", b"<html><body>Service Unavailable</body></html>", headers={"Content-Type": "text/html"})
+    bad = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q"])
+    assert bad.exit_code == 3
+    assert bad.stdout.startswith("kept-previous\t")
+    assert "not updated: aws" in bad.stderr
+    (again,) = _json.loads(runner.invoke(cli, ["geoip", "lookup", "198.51.100.200", "--json"]).stdout)
+    assert again["basis"] == "cloud:aws:ap-southeast-1"
+    usage = runner.invoke(cli, ["geoip", "update", "--edition", "GeoLite2-Country"])
+    assert usage.exit_code == 2 and "need --license-key" in usage.output
