@@ -329,10 +329,14 @@ class LogFile(EventSource):
         pos = 0
         counted_to = 0
         newlines_before = 0
+        # Next occurrence of each needle at or after `pos`; a needle absent from the rest of the
+        # block is searched once, not once per hit of another needle.
+        upcoming = {needle: low.find(needle) for needle in self.needles}
         while True:
             hit = -1
-            for needle in self.needles:
-                i = low.find(needle, pos)
+            for needle, i in upcoming.items():
+                if 0 <= i < pos:
+                    i = upcoming[needle] = low.find(needle, pos)
                 if i >= 0 and (hit < 0 or i < hit):
                     hit = i
             if hit < 0:
