@@ -277,8 +277,11 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
     for r in results:
         registered = f" (registered {r['registered_country']})" if r["registered_country"] else ""
         line = f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}"
+        if len(r["layers"]) > 1:
+            answers = ", ".join(f"{layer['basis']}={layer['country'] or '-'}" for layer in r["layers"])
+            line += f"\tlayers: {answers}"
         if r["disagreements"]:
-            line += f"\t(other layers: {', '.join(r['disagreements'])})"
+            line += f"\t(other layers disagree: {', '.join(r['disagreements'])})"
         click.echo(line)
 
 

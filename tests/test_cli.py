@@ -179,7 +179,7 @@ def test_geoip_lookup(tmp_path: Path) -> None:
     assert data["10.0.0.1"]["country"] == "" and data["10.0.0.1"]["basis"].startswith("not-found:")
     assert data["not-an-ip"]["basis"].startswith("not-an-address")
     text = invoke("geoip", "lookup", "81.2.69.160", "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
-    assert text.stdout.split("\t") == ["81.2.69.160", "GB (registered US)", "81.2.69.160/27", "mmdb:GeoIP2-Country@2026-02-04\n"]
+    assert text.stdout.split("\t")[:4] == ["81.2.69.160", "GB (registered US)", "81.2.69.160/27", "mmdb:GeoIP2-Country@2026-02-04"]
     config = tmp_path / "c.toml"
     config.write_text('[[override]]\nnetwork = "43.198.0.0/16"\ncountry = "SG"\n')
     over = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--config", str(config), "--json").stdout)
@@ -253,7 +253,10 @@ def test_geoip_lookup_shows_every_layer(tmp_path: Path) -> None:
     ]
     assert data["disagreements"] == ["mmdb:GeoIP2-Country@2026-02-04=GB", "mmdb:IPFire-Location-Country@2026-06-25=GB"]
     text = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
-    assert "(other layers: mmdb:GeoIP2-Country@2026-02-04=GB" in text.stdout
+    assert "(other layers disagree: mmdb:GeoIP2-Country@2026-02-04=GB" in text.stdout
+    hk = invoke("geoip", "lookup", "43.198.12.34").stdout
+    # The cloud answer, with the country database's answer beside it.
+    assert hk.startswith("43.198.12.34\tHK\t43.198.0.0/15\tcloud:aws:ap-east-1\tlayers: cloud:aws:ap-east-1=HK, mmdb:IPFire-Location-Country@2026-06-25=HK")
 
 
 def test_provider_narrows_the_audit(tmp_path: Path) -> None:
