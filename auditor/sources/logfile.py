@@ -250,7 +250,19 @@ class LogFile(EventSource):
         while True:
             while pos < len(text) and text[pos] in " \t\r\n,":
                 pos += 1
-            if pos >= len(text) or text[pos] == "]":
+            if pos < len(text) and text[pos] == "]":
+                # One drain request body per line: another array may follow.
+                pos += 1
+                while pos < len(text) and text[pos] in " \t\r\n":
+                    pos += 1
+                if pos < len(text) and text[pos] == "[":
+                    pos += 1
+                    continue
+                if pos < len(text):
+                    line += text.count("\n", counted, pos)
+                    self.stats.skip("vercel: text after the JSON array was not read", f"{self.name}:{line}")
+                break
+            if pos >= len(text):
                 break
             line += text.count("\n", counted, pos)
             counted = pos

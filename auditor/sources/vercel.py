@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import split_host_port
+from auditor.sources.common import DEFAULT_PORTS, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "vercel"
@@ -62,8 +62,8 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
     host, port = "", 0
     destination = record.get("destination")
     if record.get("source") == "external" and isinstance(destination, str) and destination:
-        netloc = urlsplit(destination if "://" in destination else f"https://{destination}").netloc
-        host, port = split_host_port(netloc.rpartition("@")[2], 443)
+        parts = urlsplit(destination if "://" in destination else f"https://{destination}")
+        host, port = split_host_port(parts.netloc.rpartition("@")[2], DEFAULT_PORTS.get(parts.scheme.lower(), 443))
     message = record.get("message") if isinstance(record.get("message"), str) else ""
     if not host and not message:
         raise Ignored("no outbound call in this record")
@@ -79,6 +79,6 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
         egress_region=f"vercel:{region}" if region else "",
         project_id=str(record.get("projectId") or ""),
         project_name=str(record.get("projectName") or ""),
-        message=message[:4000],
+        message=message,
         raw=raw,
     )
