@@ -1178,7 +1178,6 @@ class _Scan:
         return Route(rel, kind, cfg.runtime, regions, cfg.regions_from, apis)
 
     def route_config(self, path: Path, kind: str, module: _Module, app_dir: Path | None) -> _RouteConfig:
-        rel = module.path
         config = module.exports.get("config")
         config_line = config.line if config is not None else 0
         if not kind.startswith("app-"):

@@ -216,22 +216,27 @@ def parse_aws(data: bytes, name: str = "ip-ranges.json") -> Feed:
     return Feed("aws", _FEED_LABELS["aws"], published, serial, tuple(ranges), skipped)
 
 
+def _iso_field(doc: dict[str, Any], key: str, name: str, what: str) -> str:
+    """An ISO 8601 time field of a feed, as UTC text; "" when absent."""
+    stamp = _str(doc.get(key))
+    if not stamp:
+        return ""
+    try:
+        moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise _shape_error(name, what, f"{key} {stamp!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    return _iso_utc(moment)
+
+
 def parse_gcp(data: bytes, name: str = "cloud.json") -> Feed:
     """Google Cloud `cloud.json`. A missing or `global` scope is skipped."""
     what = "a Google Cloud cloud.json feed"
     doc = _load_json(data, name, what)
     if not isinstance(doc, dict) or not isinstance(doc.get("prefixes"), list):
         raise _shape_error(name, what, "no 'prefixes' list")
-    published = ""
-    created = _str(doc.get("creationTime"))
-    if created:
-        try:
-            moment = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
-        except ValueError:
-            raise _shape_error(name, what, f"creationTime {created!r} is not an ISO 8601 time") from None
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(dt.timezone.utc)
-        published = _iso_utc(moment)
+    published = _iso_field(doc, "creationTime", name, what)
     token = doc.get("syncToken")
     serial = f"syncToken={token}" if isinstance(token, (str, int)) and str(token) else ""
     ranges: list[CloudRange] = []
@@ -283,16 +288,7 @@ def parse_oracle(data: bytes, name: str = "public_ip_ranges.json") -> Feed:
     doc = _load_json(data, name, what)
     if not isinstance(doc, dict) or not isinstance(doc.get("regions"), list):
         raise _shape_error(name, what, "no 'regions' list")
-    published = ""
-    stamp = _str(doc.get("last_updated_timestamp"))
-    if stamp:
-        try:
-            moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            raise _shape_error(name, what, f"last_updated_timestamp {stamp!r} is not an ISO 8601 time") from None
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(dt.timezone.utc)
-        published = _iso_utc(moment)
+    published = _iso_field(doc, "last_updated_timestamp", name, what)
     ranges: list[CloudRange] = []
     skipped = 0
     for i, block in enumerate(doc["regions"]):

@@ -178,7 +178,6 @@ def test_checkpoint_and_findings_commit_together(db_target: str, tmp_path: Path)
 def test_findings_on_different_days_are_separate_observations_but_one_row(db_target: str) -> None:
     store = SqlStore(db_target)
     auditor = _auditor()
-    from auditor.store import Checkpoint
 
     class Input:
         name = "synthetic"

@@ -285,16 +285,7 @@ class LogFile(EventSource):
         if not any(n.decode() in low for n in self.needles):
             return
         self.stats.candidates += 1
-        try:
-            event = vercel.parse_record(record, location, raw)
-        except Malformed as e:
-            self.stats.skip(str(e), location)
-            return
-        except Ignored as e:
-            self.stats.ignored[str(e)] += 1
-            return
-        self.stats.events += 1
-        events.append(event)
+        self._collect(lambda: vercel.parse_record(record, location, raw), location, events)
 
     def _next_chunk(self) -> bytes:
         """Up to CHUNK bytes: what is left of the sample first, then the stream."""
@@ -373,8 +364,12 @@ class LogFile(EventSource):
         if self.format is None:  # an input that was empty at open and grew since
             self.format = detect_format(raw + b"\n", self.name)
         text = raw.decode("utf-8", "replace").rstrip("\r")
+        self._collect(lambda: self.format.parse(text, location), location, events)  # type: ignore[union-attr]
+
+    def _collect(self, parse: Callable[[], ConnectionEvent], location: str, events: list[ConnectionEvent]) -> None:
+        """Run one parse: keep the event, or count why there is none."""
         try:
-            event = self.format.parse(text, location)  # type: ignore[union-attr]
+            event = parse()
         except Malformed as e:
             self.stats.skip(str(e), location)
             return
