@@ -126,6 +126,53 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 
 
 @cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@config_option
+@db_option
+@geoip_option
+@json_option
+@click.option("--events", "show_events", is_flag=True,
+              help="Print each extracted connection as a JSON line instead of auditing.")
+@click.option("--provider", "providers", multiple=True, metavar="ID",
+              help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).")
+def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
+         show_events: bool, providers: tuple[str, ...]) -> None:
+    """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), HTTP CONNECT and
+    Host, DNS answers naming connections without SNI. Same rows and exit codes as `logs`.
+    """
+    from auditor.sources.pcap import PcapFile
+
+    if show_events:
+        for path in files:
+            capture = PcapFile.open(path)
+            try:
+                for event in capture.events():
+                    click.echo(json.dumps({
+                        "ts": event.ts.isoformat().replace("+00:00", "Z"), "orig_h": event.orig_h, "orig_p": event.orig_p,
+                        "resp_h": event.resp_h, "resp_p": event.resp_p, "proto": event.proto,
+                        "server_name": event.server_name, "name_source": event.name_source,
+                    }))
+            finally:
+                capture.close()
+            _describe_skips(capture)
+        return
+    config = load_config(config_path)
+    policies = load_policies(providers or config.providers or None)
+    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
+    store = _store(config, db)
+    summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=None, command="pcap", opener=PcapFile.open)
+    for item in summary.inputs:
+        click.echo(item.describe().replace(" lines", " packets"), err=True)
+    _print_rows(store.rows(summary.source_ids), as_json)
+
+
+def _describe_skips(capture: Any) -> None:
+    for reason, count in capture.stats.skipped.most_common():
+        where = ", ".join(capture.stats.locations.get(reason, []))
+        click.echo(f"{capture.name}: skipped {count} packets: {reason} ({where})", err=True)
+
+
+@cli.command()
 @config_option
 @db_option
 @json_option

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditor.config import Config
 from auditor.pipeline import Auditor
@@ -59,14 +60,18 @@ class RunSummary:
         return sum(sum(i.skipped.values()) for i in self.inputs)
 
 
-def audit_logs(paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None, command: str) -> RunSummary:
-    """Audit each input once; inputs read before resume after their checkpoint."""
+def audit_logs(
+    paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None, command: str,
+    opener: Callable[[str], Any] | None = None,
+) -> RunSummary:
+    """Audit each input once; inputs read before resume after their checkpoint. `opener` opens
+    one input (default: a log file with the policies' prefilter)."""
     run_id = store.start_run(command, auditor.locator.description, auditor.policies.version_tag)
     summary = RunSummary(run_id)
     totals = Counter[str]()
     needles = auditor.policies.needles()
     for path in paths:
-        log = LogFile.open(path, needles, fmt)
+        log = opener(path) if opener else LogFile.open(path, needles, fmt)
         try:
             checkpoint = store.checkpoint(log)
             if not log.resume(checkpoint.offset, checkpoint.line):

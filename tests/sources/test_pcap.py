@@ -1,0 +1,194 @@
+"""Captures written by scapy inside the tests -> connection events, through PcapFile and the CLI."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import CookedLinux, Dot1Q, Ether, Loopback
+from scapy.packet import Raw
+from scapy.utils import PcapNgWriter, PcapWriter
+
+from auditor.cli import cli
+from auditor.sources.interface import SourceError
+from auditor.sources.pcap import PcapFile
+
+CLIENT, SERVER = "10.20.1.5", "162.159.140.245"
+# Explicit addresses everywhere: scapy would otherwise resolve MACs (ARP/NDP) when building frames.
+MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "auditor.toml"
+
+
+def client_hello(sni: str | None, padding: int = 0) -> bytes:
+    """A TLS 1.2-style ClientHello record, with a server_name extension when `sni` is given."""
+    exts = b""
+    if sni is not None:
+        name = sni.encode()
+        entry = b"\x00" + struct.pack("!H", len(name)) + name
+        exts += struct.pack("!HH", 0, len(entry) + 2) + struct.pack("!H", len(entry)) + entry
+    exts += struct.pack("!HH", 0x0015, padding) + b"\x00" * padding  # padding extension
+    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 4) + b"\x13\x01\x13\x02" + b"\x01\x00"
+    body += struct.pack("!H", len(exts)) + exts
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
+
+
+def tcp_session(hello: bytes, *, src: str = CLIENT, dst: str = SERVER, sport: int = 50000, dport: int = 443,
+                split: int = 0, order: list[int] | None = None, v6: bool = False, t0: float = 1721638800.0) -> list:
+    """SYN, SYN-ACK, then the hello in `split`-byte segments (in `order`), then a server reply."""
+    ip = (lambda s, d: IPv6(src=s, dst=d)) if v6 else (lambda s, d: IP(src=s, dst=d))
+    seq = 1000
+    pkts = [ip(src, dst) / TCP(sport=sport, dport=dport, flags="S", seq=seq),
+            ip(dst, src) / TCP(sport=dport, dport=sport, flags="SA", seq=5000, ack=seq + 1)]
+    pieces = [hello[i : i + split] for i in range(0, len(hello), split)] if split else [hello]
+    segs = []
+    offset = 0
+    for piece in pieces:
+        segs.append(ip(src, dst) / TCP(sport=sport, dport=dport, flags="PA", seq=seq + 1 + offset, ack=5001) / Raw(piece))
+        offset += len(piece)
+    for i in order or range(len(segs)):
+        pkts.append(segs[i])
+    pkts.append(ip(dst, src) / TCP(sport=dport, dport=sport, flags="PA", seq=5001, ack=seq + 1 + offset) / Raw(b"\x16\x03\x03\x00\x05\x02\x00\x00\x01\x00"))
+    for i, p in enumerate(pkts):
+        p.time = t0 + i * 0.01
+    return pkts
+
+
+def write(path: Path, packets: list, linktype: int | None = None, ng: bool = False, t0: float = 1721638800.0) -> Path:
+    writer = PcapNgWriter(str(path)) if ng else PcapWriter(str(path), linktype=linktype, sync=True)
+    for i, p in enumerate(packets):
+        p.time = t0 + i * 0.01
+        writer.write(p)
+    writer.close()
+    return path
+
+
+def events(path: Path) -> tuple[PcapFile, list]:
+    capture = PcapFile.open(str(path))
+    try:
+        return capture, [e for b in capture.batches() for e in b.events]
+    finally:
+        capture.close()
+
+
+def names(path: Path) -> list[tuple[str, str]]:
+    return [(e.server_name, e.name_source) for e in events(path)[1]]
+
+
+def test_single_segment_hello(tmp_path: Path) -> None:
+    capture, found = events(write(tmp_path / "a.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))]))
+    assert [(e.orig_h, e.orig_p, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
+        (CLIENT, 50000, SERVER, 443, "api.openai.com", "sni")]
+    assert found[0].ts.timestamp() == pytest.approx(1721638800.0)  # the SYN's time
+    assert capture.format.name == "pcap" and capture.stats.lines == 4
+
+
+@pytest.mark.parametrize("split, order", [(50, None), (7, None), (100, [2, 0, 1]), (60, [0, 0, 2, 1, 1, 4, 3])])
+def test_split_reordered_and_retransmitted_hello(tmp_path: Path, split: int, order: list[int] | None) -> None:
+    hello = client_hello("api.openai.com", padding=180)
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, split=split, order=order)]
+    assert names(write(tmp_path / "s.pcap", pkts)) == [("api.openai.com", "sni")]
+
+
+def test_link_types_and_ipv6(tmp_path: Path) -> None:
+    hello = client_hello("eu.api.openai.com")
+    v6 = tcp_session(hello, src="2001:db8::5", dst="2606:4700::6812:1a2b", v6=True)
+    cases = {
+        "vlan": write(tmp_path / "vlan.pcap", [Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=20) / p for p in tcp_session(hello)]),
+        "qinq": write(tmp_path / "qinq.pcap", [Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=1) / Dot1Q(vlan=20) / p for p in tcp_session(hello)]),
+        "sll": write(tmp_path / "sll.pcap", [CookedLinux(proto=0x0800) / p for p in tcp_session(hello)], linktype=113),
+        "raw": write(tmp_path / "raw.pcap", tcp_session(hello), linktype=101),
+        "loopback": write(tmp_path / "lo.pcap", [Loopback(type=2) / p for p in tcp_session(hello)], linktype=0),
+        "ipv6": write(tmp_path / "v6.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in v6]),
+        "pcapng": write(tmp_path / "ng.pcapng", [Ether(src=MAC_A, dst=MAC_B) / p for p in v6], ng=True),
+    }
+    for name, path in cases.items():
+        assert names(path) == [("eu.api.openai.com", "sni")], name
+    _, (ev,) = events(cases["pcapng"])
+    assert (ev.orig_h, ev.resp_h) == ("2001:db8::5", "2606:4700::6812:1a2b")
+
+
+def test_tcp_fast_open_data_in_syn(tmp_path: Path) -> None:
+    hello = client_hello("api.openai.com")
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=50001, dport=443, flags="S", seq=77) / Raw(hello)]
+    assert names(write(tmp_path / "tfo.pcap", pkts)) == [("api.openai.com", "sni")]
+
+
+def test_dns_answer_names_a_hello_without_sni(tmp_path: Path) -> None:
+    answer = IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
+        id=1, qr=1, qd=DNSQR(qname="api.openai.com"),
+        an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER), DNSRR(rrname="api.openai.com", type="A", rdata="104.18.7.192")])
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello(None), dst="104.18.7.192")]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello(None), dst="192.0.2.1", sport=50002)]
+    assert names(write(tmp_path / "dns.pcap", pkts)) == [("api.openai.com", "dns"), ("", "none")]
+
+
+def test_http_connect_and_host(tmp_path: Path) -> None:
+    connect = b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n"
+    plain = b"GET /v1/models HTTP/1.1\r\nUser-Agent: curl\r\nHost: API.OpenAI.com\r\n\r\n"
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(connect, dst="10.0.0.3", dport=3128)]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(plain, dport=80, sport=50003)]
+    found = events(write(tmp_path / "http.pcap", pkts))[1]
+    assert [(e.server_name, e.name_source, e.method, e.resp_p) for e in found] == [
+        ("api.openai.com", "connect", "CONNECT", 3128), ("api.openai.com", "http", "GET", 80)]
+
+
+def test_bad_packets_are_counted_with_their_number(tmp_path: Path) -> None:
+    absurd = b"\x16\x03\x01\xff\xff" + b"\x01" * 40  # record longer than TLS allows
+    # A complete record whose ClientHello claims a 255-byte session id it does not have.
+    body = b"\x03\x03" + b"\x00" * 32 + b"\xff" + b"\x00" * 8
+    broken = b"\x16\x03\x01" + struct.pack("!H", len(body) + 4) + b"\x01" + len(body).to_bytes(3, "big") + body
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(absurd)]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(broken, sport=50010)]
+    pkts += [Ether(src=MAC_A, dst=MAC_B, type=0x0800) / Raw(b"\x45\x00")]  # truncated IPv4 header
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"), sport=50011)]
+    capture, found = events(write(tmp_path / "bad.pcap", pkts))
+    assert [e.server_name for e in found] == ["api.openai.com"]
+    assert capture.stats.locations == {
+        "TLS record longer than the protocol allows": [f"{tmp_path / 'bad.pcap'}#3"],
+        "malformed ClientHello": [f"{tmp_path / 'bad.pcap'}#7"],
+        "truncated IPv4 header": [f"{tmp_path / 'bad.pcap'}#9"],
+    }
+
+
+def test_truncated_and_foreign_files(tmp_path: Path) -> None:
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"), sport=50099)]
+    good = write(tmp_path / "good.pcap", pkts)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(good.read_bytes()[:-8])  # the last record's data is cut short
+    capture, found = events(cut)
+    assert [e.orig_p for e in found] == [50000, 50099]
+    assert capture.stats.lines == 8
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 20)
+    with pytest.raises(SourceError, match="not a pcap or pcapng capture"):
+        PcapFile.open(str(text))
+    with pytest.raises(SourceError, match="no such file"):
+        PcapFile.open(str(tmp_path / "missing.pcap"))
+
+
+def test_cli_pcap_audit_and_events(tmp_path: Path) -> None:
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"), src="10.30.2.7", sport=50100)]
+    path = write(tmp_path / "c.pcap", pkts)
+    runner = CliRunner()
+    lines = runner.invoke(cli, ["pcap", str(path), "--events"]).stdout.splitlines()
+    assert [json.loads(line) for line in lines][0] == {
+        "ts": "2024-07-22T09:00:00Z", "orig_h": CLIENT, "orig_p": 50000, "resp_h": SERVER, "resp_p": 443,
+        "proto": "tcp", "server_name": "api.openai.com", "name_source": "sni"}
+    db = str(tmp_path / "f.db")
+    result = runner.invoke(cli, ["pcap", str(path), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json"])
+    assert result.exit_code == 1
+    rows = {r["org"]: (r["verdict"], r["country"], r["calls"]) for r in json.loads(result.stdout)}
+    assert rows == {"acme-research": ("violation", "HK", 1), "beta-labs": ("allowed", "SG", 1)}
+    again = runner.invoke(cli, ["pcap", str(path), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json"])
+    assert {r["org"]: r["calls"] for r in json.loads(again.stdout)} == {"acme-research": 1, "beta-labs": 1}
+    bad = runner.invoke(cli, ["pcap", str(EXAMPLE_CONFIG), "--db", db])
+    assert bad.exit_code == 3 and "not a pcap or pcapng capture" in bad.output
