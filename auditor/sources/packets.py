@@ -3,10 +3,11 @@
 Link types: Ethernet (with 802.1Q/QinQ tags), Linux cooked SLL and SLL2, raw IP, BSD loopback
 (null and loop). Network: IPv4 (first fragments only) and IPv6 (extension headers skipped).
 What names a connection, from the client's first bytes: a TLS ClientHello's SNI (reassembled
-when split over several TCP segments, also out of order), an HTTP CONNECT target or Host header;
+when split over several TCP segments, also out of order), an HTTP CONNECT target or Host header,
+a SOCKS5 CONNECT target;
 and DNS answers, which name a connection whose ClientHello has no SNI (`name_source = "dns"`).
 
-Not yet: QUIC Initial SNI, SOCKS5, live capture (issue 4).
+Not yet: QUIC Initial SNI, live capture (issue 4).
 """
 
 from __future__ import annotations
@@ -199,6 +200,35 @@ def http_host(data: bytes) -> tuple[bool, str, str, int]:
     return True, method, "", 0
 
 
+def socks5_target(data: bytes) -> tuple[bool, str, int]:
+    """(complete, host, port) from a SOCKS5 client's greeting followed by its CONNECT request."""
+    if len(data) < 2:
+        return False, "", 0
+    if data[0] != 0x05 or not 1 <= data[1] <= 16:
+        raise NotAStart("not a SOCKS5 greeting")
+    off = 2 + data[1]
+    if len(data) < off + 5:
+        return False, "", 0
+    ver, cmd, _rsv, atyp = data[off : off + 4]
+    if ver != 0x05 or cmd != 0x01:
+        raise NotAStart("not a SOCKS5 CONNECT")
+    off += 4
+    if atyp == 0x01:
+        raw, off = data[off : off + 4], off + 4
+        host = _ip(raw) if len(raw) == 4 else ""
+    elif atyp == 0x04:
+        raw, off = data[off : off + 16], off + 16
+        host = _ip(raw) if len(raw) == 16 else ""
+    elif atyp == 0x03:
+        n = data[off]
+        host, off = data[off + 1 : off + 1 + n].decode("ascii", "replace").lower(), off + 1 + n
+    else:
+        raise PacketError("SOCKS5 request with an unknown address type")
+    if len(data) < off + 2 or not host:
+        return False, "", 0
+    return True, host, struct.unpack_from("!H", data, off)[0]
+
+
 def dns_answers(payload: bytes) -> list[tuple[str, str]]:
     """(address, name) pairs from the A/AAAA answers of a DNS response (name = the question)."""
     if len(payload) < 12 or not payload[2] & 0x80:
@@ -310,6 +340,9 @@ class Extractor:
             if data[0] == 0x16:
                 complete, name = client_hello_sni(data)
                 method, source = "", "sni"
+            elif data[0] == 0x05:
+                complete, name, _port = socks5_target(data)
+                method, source = "", "socks5"
             else:
                 complete, method, name, _port = http_host(data)
                 source = "connect" if method == "CONNECT" else "http"

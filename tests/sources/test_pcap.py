@@ -192,3 +192,27 @@ def test_cli_pcap_audit_and_events(tmp_path: Path) -> None:
     assert {r["org"]: r["calls"] for r in json.loads(again.stdout)} == {"acme-research": 1, "beta-labs": 1}
     bad = runner.invoke(cli, ["pcap", str(EXAMPLE_CONFIG), "--db", db])
     assert bad.exit_code == 3 and "not a pcap or pcapng capture" in bad.output
+
+
+@pytest.mark.parametrize(
+    "request_bytes, host, port",
+    [
+        (b"\x05\x01\x00\x03\x0eapi.openai.com\x01\xbb", "api.openai.com", 443),
+        (b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", "162.159.140.245", 443),
+        (b"\x05\x01\x00\x04" + bytes.fromhex("20010db8000000000000000000000001") + b"\x00\x50", "2001:db8::1", 80),
+    ],
+)
+def test_socks5_connect(tmp_path: Path, request_bytes: bytes, host: str, port: int) -> None:
+    """Greeting and request in separate segments, the server's method choice between them."""
+    ip_c, ip_p = IP(src=CLIENT, dst="10.0.0.3"), IP(src="10.0.0.3", dst=CLIENT)
+    greeting = b"\x05\x01\x00"
+    pkts = [
+        ip_c / TCP(sport=50200, dport=1080, flags="S", seq=10),
+        ip_p / TCP(sport=1080, dport=50200, flags="SA", seq=90, ack=11),
+        ip_c / TCP(sport=50200, dport=1080, flags="PA", seq=11, ack=91) / Raw(greeting),
+        ip_p / TCP(sport=1080, dport=50200, flags="PA", seq=91, ack=14) / Raw(b"\x05\x00"),
+        ip_c / TCP(sport=50200, dport=1080, flags="PA", seq=14, ack=93) / Raw(request_bytes),
+    ]
+    found = events(write(tmp_path / "socks.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]))[1]
+    assert [(e.server_name, e.name_source, e.resp_p) for e in found] == [(host, "socks5", 1080)]
+    assert port == int.from_bytes(request_bytes[-2:], "big")
