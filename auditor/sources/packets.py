@@ -7,7 +7,8 @@ when split over several TCP segments, also out of order), an HTTP CONNECT target
 a SOCKS5 CONNECT target;
 and DNS answers, which name a connection whose ClientHello has no SNI (`name_source = "dns"`).
 
-Not yet: QUIC Initial SNI, live capture (issue 4).
+QUIC v1 and v2 Initial packets are decrypted (auditor.sources.quic) for the ClientHello's SNI.
+Not yet: live capture (issue 4).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from auditor.events import ConnectionEvent
+from auditor.sources import quic
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
@@ -146,18 +148,19 @@ def client_hello_sni(record: bytes) -> tuple[bool, str]:
     if len(body) < 4 or body[0] != 0x01:
         raise NotAStart("TLS handshake is not a ClientHello")
     hello_len = int.from_bytes(body[1:4], "big")
-    hello = body[4 : 4 + hello_len]
-    if len(hello) < hello_len:
-        # A ClientHello spread over several records (rare; post-quantum key shares): read what
-        # the first record holds.
-        pass
+    # A ClientHello spread over several records (rare): what the first record holds is read.
+    return True, hello_sni(body[4 : 4 + hello_len])
+
+
+def hello_sni(hello: bytes) -> str:
+    """The server_name of a ClientHello message body (after type and length); "" when none."""
     try:
         off = 2 + 32
         off += 1 + hello[off]  # session id
         off += 2 + struct.unpack_from("!H", hello, off)[0]  # cipher suites
         off += 1 + hello[off]  # compression methods
         if off + 2 > len(hello):
-            return True, ""
+            return ""
         end = min(len(hello), off + 2 + struct.unpack_from("!H", hello, off)[0])
         off += 2
         while off + 4 <= end:
@@ -166,11 +169,11 @@ def client_hello_sni(record: bytes) -> tuple[bool, str]:
             if ext_type == 0 and len(data) >= 5:
                 name_len = struct.unpack_from("!H", data, 3)[0]
                 if data[2] == 0:
-                    return True, data[5 : 5 + name_len].decode("ascii", "replace").lower()
+                    return data[5 : 5 + name_len].decode("ascii", "replace").lower()
             off += 4 + ext_len
     except (IndexError, struct.error):
         raise PacketError("malformed ClientHello") from None
-    return True, ""
+    return ""
 
 
 def http_host(data: bytes) -> tuple[bool, str, str, int]:
@@ -301,6 +304,7 @@ class Extractor:
         self._flows: OrderedDict[tuple[str, int, str, int], _Flow] = OrderedDict()
         self._done: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
         self._dns: OrderedDict[str, str] = OrderedDict()
+        self._quic_streams: OrderedDict[tuple[str, int, str, int], tuple[quic.CryptoStream, dt.datetime]] = OrderedDict()
 
     def frame(self, number: int, ts: dt.datetime, linktype: int, frame: bytes) -> ConnectionEvent | None:
         """One frame -> an event when it completes a connection's name; PacketError when bad."""
@@ -308,6 +312,8 @@ class Extractor:
         if seg is None:
             return None
         if seg.proto == "udp":
+            if seg.payload and quic.is_initial(seg.payload):
+                return self._quic(number, ts, seg)
             if seg.orig_p == 53 and seg.payload:
                 for addr, name in dns_answers(seg.payload):
                     self._dns[addr] = name
@@ -363,6 +369,45 @@ class Extractor:
         return ConnectionEvent(
             ts=flow.ts, orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
             server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
+        )
+
+    def _quic(self, number: int, ts: dt.datetime, seg: Segment) -> ConnectionEvent | None:
+        key = (seg.orig_h, seg.orig_p, seg.resp_h, seg.resp_p)
+        if key in self._done:
+            return None
+        try:
+            _dcid, frames = quic.initial_crypto(seg.payload)
+        except quic.QuicError as e:
+            if "does not decrypt" in str(e):
+                return None  # the server's Initial (other keys), or a retransmission we cannot read
+            raise PacketError(f"QUIC: {e}") from None
+        if not frames:
+            return None
+        stream = self._quic_streams.get(key)
+        if stream is None:
+            stream = self._quic_streams[key] = (quic.CryptoStream(), ts)
+            if len(self._quic_streams) > MAX_FLOWS:
+                self._quic_streams.popitem(last=False)
+        data = stream[0].add(frames)
+        if len(data) < 4:
+            return None
+        if data[0] != 0x01:
+            self._quic_streams.pop(key, None)
+            self._done[key] = None
+            return None
+        hello_len = int.from_bytes(data[1:4], "big")
+        if len(data) < 4 + hello_len:
+            return None
+        self._quic_streams.pop(key, None)
+        self._done[key] = None
+        name = hello_sni(data[4 : 4 + hello_len])
+        source = "sni"
+        if not name:
+            name = self._dns.get(seg.resp_h, "")
+            source = "dns" if name else "none"
+        return ConnectionEvent(
+            ts=stream[1], orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
+            proto="udp", server_name=name, source=f"{self.source}#{number}", name_source=source,
         )
 
     def _bound(self) -> None:

@@ -216,3 +216,74 @@ def test_socks5_connect(tmp_path: Path, request_bytes: bytes, host: str, port: i
     found = events(write(tmp_path / "socks.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]))[1]
     assert [(e.server_name, e.name_source, e.resp_p) for e in found] == [(host, "socks5", 1080)]
     assert port == int.from_bytes(request_bytes[-2:], "big")
+
+
+# --- QUIC -----------------------------------------------------------------------------------
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
+from auditor.sources import quic  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "version, key, iv, hp",
+    [
+        # RFC 9001 appendix A.1 and RFC 9369 appendix A.1, DCID 0x8394c8f03e515708.
+        (quic.V1, "1f369613dd76d5467730efcbe3b1a22d", "fa044b2f42a3fd3b46fb255c", "9f50449e04a0e810283a1e9933adedd2"),
+        (quic.V2, "8b1a0bc121284290a29e0971b5cd045d", "91f73e2351d8fa91660e909f", "45b95e15235d6f45a6b19cbcb0294ba9"),
+    ],
+)
+def test_initial_keys_match_the_rfc_vectors(version: int, key: str, iv: str, hp: str) -> None:
+    assert tuple(k.hex() for k in quic.client_keys(bytes.fromhex("8394c8f03e515708"), version)) == (key, iv, hp)
+
+
+def _varint(value: int) -> bytes:
+    return struct.pack("!H", 0x4000 | value) if value >= 64 else bytes([value])
+
+
+def client_initial(crypto: list[tuple[int, bytes]], dcid: bytes, pn: int, version: int = quic.V1) -> bytes:
+    """A protected client Initial carrying CRYPTO frames, padded like a real one (RFC 9001 5.3-5.4)."""
+    key, iv, hp = quic.client_keys(dcid, version)
+    frames = b"".join(b"\x06" + _varint(off) + _varint(len(data)) + data for off, data in crypto)
+    frames += b"\x00" * (1100 - len(frames))
+    type_bits = 0 if version == quic.V1 else 1
+    first = 0xC0 | (type_bits << 4) | 0x01  # 2-byte packet number
+    pn_bytes = pn.to_bytes(2, "big")
+    length = len(frames) + 16 + 2
+    header = bytes([first]) + version.to_bytes(4, "big") + bytes([len(dcid)]) + dcid + b"\x08" + b"\x55" * 8 + b"\x00"
+    header += struct.pack("!H", 0x4000 | length) + pn_bytes
+    nonce = bytes(a ^ b for a, b in zip(iv, pn.to_bytes(12, "big")))
+    sealed = AESGCM(key).encrypt(nonce, frames, header)
+    pn_offset = len(header) - 2
+    sample = sealed[2:18]  # 4 bytes past the start of the packet number
+    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = enc.update(sample) + enc.finalize()
+    protected = bytearray(header + sealed)
+    protected[0] ^= mask[0] & 0x0F
+    for i in range(2):
+        protected[pn_offset + i] ^= mask[1 + i]
+    return bytes(protected)
+
+
+@pytest.mark.parametrize("version", [quic.V1, quic.V2])
+def test_quic_initial_sni_across_packets_out_of_order(tmp_path: Path, version: int) -> None:
+    record = client_hello("api.openai.com", padding=600)
+    hello = record[5:]  # QUIC carries the handshake message without the TLS record header
+    dcid = bytes.fromhex("0011223344556677")
+    cut = 300
+    first = client_initial([(cut, hello[cut:])], dcid, 1, version)  # the second half arrives first
+    second = client_initial([(0, hello[:cut])], dcid, 2, version)
+    udp = lambda payload, i: IP(src=CLIENT, dst=SERVER) / UDP(sport=51000, dport=443) / Raw(payload)  # noqa: E731
+    server = IP(src=SERVER, dst=CLIENT) / UDP(sport=443, dport=51000) / Raw(client_initial([(0, b"\x02\x00\x00\x00")], b"\x99" * 8, 1))
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in (udp(first, 0), server, udp(second, 1))]
+    found = events(write(tmp_path / "quic.pcap", pkts))[1]
+    assert [(e.proto, e.server_name, e.name_source, e.resp_p) for e in found] == [("udp", "api.openai.com", "sni", 443)]
+
+
+def test_quic_garbage_is_counted(tmp_path: Path) -> None:
+    bogus = b"\xc1\x00\x00\x00\x01\x08" + b"\x01" * 8 + b"\x00\x00\x7f\xff" + b"\x00" * 40  # length past the datagram
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51001, dport=443) / Raw(bogus)]
+    capture, found = events(write(tmp_path / "bad-quic.pcap", pkts))
+    assert found == []
+    assert capture.stats.locations == {"QUIC: Initial packet length beyond the datagram": [f"{tmp_path / 'bad-quic.pcap'}#1"]}
