@@ -85,6 +85,13 @@ def geoip_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def provider_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--provider", "providers", multiple=True, metavar="ID",
+        help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).",
+    )(f)
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
@@ -105,8 +112,7 @@ def _store(config: Config, db: str | None) -> SqlStore:
 @geoip_option
 @json_option
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), help="Log format (default: detected per file).")
-@click.option("--provider", "providers", multiple=True, metavar="ID",
-              help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).")
+@provider_option
 def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
          fmt: str | None, providers: tuple[str, ...]) -> None:
     """Audit proxy logs (Squid native, nginx/Apache combined, Vercel drains; plain, gzip, bz2, xz; - for stdin).
@@ -114,15 +120,21 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
     Prints one row per (org, provider, host, egress, verdict). Exit 0: no violation; 1: violations
     found; 2: usage or config error; 3: input error. Lines audited before are not counted again.
     """
+    _audit(files, config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt)
+
+
+def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
+           providers: tuple[str, ...], as_json: bool, *, command: str, fmt: str | None = None,
+           opener: Callable[[str], Any] | None = None, unit: str = "lines") -> None:
+    """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
     config = load_config(config_path)
     policies = load_policies(providers or config.providers or None)
     auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
     store = _store(config, db)
-    summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command="logs")
+    summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener)
     for item in summary.inputs:
-        click.echo(item.describe(), err=True)
-    rows = store.rows(summary.source_ids)
-    _print_rows(rows, as_json)
+        click.echo(item.describe().replace(" lines", f" {unit}"), err=True)
+    _print_rows(store.rows(summary.source_ids), as_json)
 
 
 @cli.command()
@@ -133,8 +145,7 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 @json_option
 @click.option("--events", "show_events", is_flag=True,
               help="Print each extracted connection as a JSON line instead of auditing.")
-@click.option("--provider", "providers", multiple=True, metavar="ID",
-              help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).")
+@provider_option
 def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
          show_events: bool, providers: tuple[str, ...]) -> None:
     """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), HTTP CONNECT and
@@ -156,14 +167,7 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
                 capture.close()
             _describe_skips(capture)
         return
-    config = load_config(config_path)
-    policies = load_policies(providers or config.providers or None)
-    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
-    store = _store(config, db)
-    summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=None, command="pcap", opener=PcapFile.open)
-    for item in summary.inputs:
-        click.echo(item.describe().replace(" lines", " packets"), err=True)
-    _print_rows(store.rows(summary.source_ids), as_json)
+    _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packets")
 
 
 def _describe_skips(capture: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
@@ -61,6 +62,22 @@ class Batch:
     """Byte offset (in the decompressed stream) just after the last complete record."""
     line: int
     """Number of the last complete record (1-based; 0 before any)."""
+
+
+class Prefixed:
+    """An input identified by the first bytes of its content (see FindingStore.checkpoint)."""
+
+    prefix: bytes
+    """The first bytes of the (decompressed) content."""
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of `prefix`."""
+        return hashlib.sha256(self.prefix).hexdigest()
+
+    def prefix_fingerprint(self, length: int) -> str:
+        """SHA-256 of the first `length` bytes (to match a checkpoint taken when it was shorter)."""
+        return hashlib.sha256(self.prefix[:length]).hexdigest()
 
 
 class EventSource(ABC):

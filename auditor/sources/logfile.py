@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import io
 import json
 import lzma
@@ -26,7 +25,7 @@ from typing import IO
 
 from auditor.events import ConnectionEvent
 from auditor.sources import combined, squid, vercel
-from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, SourceError, SourceStats
+from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
@@ -90,7 +89,7 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
     return best
 
 
-class LogFile(EventSource):
+class LogFile(Prefixed, EventSource):
     """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
 
     def __init__(
@@ -143,15 +142,6 @@ class LogFile(EventSource):
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
         return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing)
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the first FINGERPRINT_BYTES of the decompressed stream."""
-        return hashlib.sha256(self.prefix).hexdigest()
-
-    def prefix_fingerprint(self, length: int) -> str:
-        """SHA-256 of the first `length` bytes (for matching a checkpoint taken when shorter)."""
-        return hashlib.sha256(self.prefix[:length]).hexdigest()
 
     def resume(self, offset: int, line: int) -> bool:
         """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain

@@ -8,7 +8,6 @@ still fed to the extractor (a connection may span the checkpoint) but give no ev
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import Batch, EventSource, SourceError, SourceStats
+from auditor.sources.interface import Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.logfile import FINGERPRINT_BYTES
 from auditor.sources.packets import Extractor, PacketError
 
@@ -24,7 +23,7 @@ BATCH_PACKETS = 500_000
 logging.getLogger("scapy").setLevel(logging.ERROR)  # damaged records are counted, not logged
 
 
-class PcapFile(EventSource):
+class PcapFile(Prefixed, EventSource):
     """One capture file. Open with `PcapFile.open()`, then `resume()` and iterate `batches()`."""
 
     compression = "plain"
@@ -52,13 +51,6 @@ class PcapFile(EventSource):
     @classmethod
     def open(cls, path: str) -> PcapFile:
         return cls(path)
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.prefix).hexdigest()
-
-    def prefix_fingerprint(self, length: int) -> str:
-        return hashlib.sha256(self.prefix[:length]).hexdigest()
 
     def resume(self, offset: int, line: int) -> bool:
         """Give no events for packets up to number `line` (already audited)."""
