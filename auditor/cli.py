@@ -96,6 +96,13 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def audit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """FILE... and the options every auditing command takes."""
+    for decorate in (provider_option, json_option, geoip_option, db_option, config_option):
+        f = decorate(f)
+    return click.argument("files", nargs=-1, required=True, metavar="FILE...")(f)
+
+
 def _locator(config: Config, geoip_db: Path | None) -> ChainLocator:
     database = geoip_db or (Path(config.geoip_database) if config.geoip_database else None)
     return build_locator(config.overrides, database)
@@ -106,13 +113,8 @@ def _store(config: Config, db: str | None) -> SqlStore:
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@config_option
-@db_option
-@geoip_option
-@json_option
+@audit_options
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), help="Log format (default: detected per file).")
-@provider_option
 def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
          fmt: str | None, providers: tuple[str, ...]) -> None:
     """Audit proxy logs (Squid native, nginx/Apache combined, Vercel drains; plain, gzip, bz2, xz; - for stdin).
@@ -138,18 +140,14 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@config_option
-@db_option
-@geoip_option
-@json_option
+@audit_options
 @click.option("--events", "show_events", is_flag=True,
               help="Print each extracted connection as a JSON line instead of auditing.")
-@provider_option
 def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
          show_events: bool, providers: tuple[str, ...]) -> None:
-    """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), HTTP CONNECT and
-    Host, DNS answers naming connections without SNI. Same rows and exit codes as `logs`.
+    """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), QUIC Initial SNI,
+    HTTP CONNECT and Host, SOCKS5, DNS answers naming connections without SNI. Same rows and
+    exit codes as `logs`.
     """
     from auditor.sources.pcap import PcapFile
 
