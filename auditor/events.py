@@ -42,7 +42,7 @@ class ConnectionEvent:
     project_name: str = ""
     """Platform project name (Vercel `projectName`); "" when none."""
     name_source: str = ""
-    """How server_name was learnt from packets: `sni`, `http`, `connect`, `socks5`, `dns`, `none`; "" for logs."""
+    """How server_name was learnt from packets: `sni`, `http`, `connect`, `socks5`, `dns` (no SNI, or only an ECH outer name), `ech-outer` (no DNS answer seen), `none`; "" for logs."""
     message: str = ""
     """Application log text that came with the record (Vercel `message`), "" when none."""
     raw: str = ""

@@ -132,48 +132,54 @@ def transport(etype: int, packet: bytes) -> Segment | None:
     return None
 
 
-def client_hello_sni(record: bytes) -> tuple[bool, str]:
-    """(complete, sni) for bytes starting a TLS record. complete=False: more bytes are needed.
+def client_hello_sni(record: bytes) -> tuple[bool, str, bool]:
+    """(complete, sni, ech) for bytes starting a TLS record. complete=False: more bytes are needed.
     Raises PacketError when the bytes are not a TLS handshake at all."""
     if len(record) < 5:
-        return False, ""
+        return False, "", False
     if record[0] != 0x16 or record[1] != 0x03:
         raise NotAStart("not a TLS handshake")
     length = struct.unpack_from("!H", record, 3)[0]
     if length > MAX_HELLO - 5:
         raise PacketError("TLS record longer than the protocol allows")
     if len(record) < 5 + length:
-        return False, ""
+        return False, "", False
     body = record[5 : 5 + length]
     if len(body) < 4 or body[0] != 0x01:
         raise NotAStart("TLS handshake is not a ClientHello")
     hello_len = int.from_bytes(body[1:4], "big")
     # A ClientHello spread over several records (rare): what the first record holds is read.
-    return True, hello_sni(body[4 : 4 + hello_len])
+    return (True, *hello_sni(body[4 : 4 + hello_len]))
 
 
-def hello_sni(hello: bytes) -> str:
-    """The server_name of a ClientHello message body (after type and length); "" when none."""
+ECH_EXTENSION = 0xFE0D
+"""encrypted_client_hello: the server_name beside it is only the public (outer) name."""
+
+
+def hello_sni(hello: bytes) -> tuple[str, bool]:
+    """(server_name, has ECH) of a ClientHello message body (after type and length)."""
+    name, ech = "", False
     try:
         off = 2 + 32
         off += 1 + hello[off]  # session id
         off += 2 + struct.unpack_from("!H", hello, off)[0]  # cipher suites
         off += 1 + hello[off]  # compression methods
         if off + 2 > len(hello):
-            return ""
+            return "", False
         end = min(len(hello), off + 2 + struct.unpack_from("!H", hello, off)[0])
         off += 2
         while off + 4 <= end:
             ext_type, ext_len = struct.unpack_from("!HH", hello, off)
             data = hello[off + 4 : off + 4 + ext_len]
-            if ext_type == 0 and len(data) >= 5:
+            if ext_type == 0 and len(data) >= 5 and data[2] == 0:
                 name_len = struct.unpack_from("!H", data, 3)[0]
-                if data[2] == 0:
-                    return data[5 : 5 + name_len].decode("ascii", "replace").lower()
+                name = data[5 : 5 + name_len].decode("ascii", "replace").lower()
+            elif ext_type == ECH_EXTENSION:
+                ech = True
             off += 4 + ext_len
     except (IndexError, struct.error):
         raise PacketError("malformed ClientHello") from None
-    return ""
+    return name, ech
 
 
 def http_host(data: bytes) -> tuple[bool, str, str, int]:
@@ -343,8 +349,9 @@ class Extractor:
         if not data:
             return None
         try:
+            ech = False
             if data[0] == 0x16:
-                complete, name = client_hello_sni(data)
+                complete, name, ech = client_hello_sni(data)
                 method, source = "", "sni"
             elif data[0] == 0x05:
                 complete, name, _port = socks5_target(data)
@@ -363,9 +370,7 @@ class Extractor:
                 self._finish(key)
             return None
         self._finish(key)
-        if not name:
-            name = self._dns.get(seg.resp_h, "")
-            source = "dns" if name else "none"
+        name, source = self._resolve(name, source, seg.resp_h, ech)
         return ConnectionEvent(
             ts=flow.ts, orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
             server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
@@ -400,15 +405,22 @@ class Extractor:
             return None
         self._quic_streams.pop(key, None)
         self._done[key] = None
-        name = hello_sni(data[4 : 4 + hello_len])
-        source = "sni"
-        if not name:
-            name = self._dns.get(seg.resp_h, "")
-            source = "dns" if name else "none"
+        sni, ech = hello_sni(data[4 : 4 + hello_len])
+        name, source = self._resolve(sni, "sni", seg.resp_h, ech)
         return ConnectionEvent(
             ts=stream[1], orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
             proto="udp", server_name=name, source=f"{self.source}#{number}", name_source=source,
         )
+
+    def _resolve(self, name: str, source: str, resp_h: str, ech: bool) -> tuple[str, str]:
+        """The name of a connection: the one it sent, unless it sent none or only an ECH outer
+        name; then the latest DNS answer for its server address."""
+        if name and not ech:
+            return name, source
+        answer = self._dns.get(resp_h, "")
+        if answer:
+            return answer, "dns"
+        return (name, "ech-outer") if name else ("", "none")
 
     def _bound(self) -> None:
         if len(self._flows) > MAX_FLOWS:

@@ -25,9 +25,12 @@ MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "auditor.toml"
 
 
-def client_hello(sni: str | None, padding: int = 0) -> bytes:
-    """A TLS 1.2-style ClientHello record, with a server_name extension when `sni` is given."""
+def client_hello(sni: str | None, padding: int = 0, ech: bool = False) -> bytes:
+    """A TLS 1.2-style ClientHello record, with a server_name extension when `sni` is given and
+    an encrypted_client_hello extension (opaque bytes here) when `ech`."""
     exts = b""
+    if ech:
+        exts += struct.pack("!HH", 0xFE0D, 12) + b"\x00" + b"\xaa" * 11
     if sni is not None:
         name = sni.encode()
         entry = b"\x00" + struct.pack("!H", len(name)) + name
@@ -287,3 +290,12 @@ def test_quic_garbage_is_counted(tmp_path: Path) -> None:
     capture, found = events(write(tmp_path / "bad-quic.pcap", pkts))
     assert found == []
     assert capture.stats.locations == {"QUIC: Initial packet length beyond the datagram": [f"{tmp_path / 'bad-quic.pcap'}#1"]}
+
+
+def test_ech_outer_name_gives_way_to_dns(tmp_path: Path) -> None:
+    answer = IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
+        id=2, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    hello = client_hello("cloudflare-ech.com", ech=True)
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello)]
+    pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, dst="192.0.2.9", sport=50300)]
+    assert names(write(tmp_path / "ech.pcap", pkts)) == [("api.openai.com", "dns"), ("cloudflare-ech.com", "ech-outer")]
