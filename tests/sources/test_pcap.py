@@ -299,3 +299,22 @@ def test_ech_outer_name_gives_way_to_dns(tmp_path: Path) -> None:
     pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello)]
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, dst="192.0.2.9", sport=50300)]
     assert names(write(tmp_path / "ech.pcap", pkts)) == [("api.openai.com", "dns"), ("cloudflare-ech.com", "ech-outer")]
+
+
+def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
+    eth = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))]
+    sll = [CookedLinux(proto=0x0800) / p for p in tcp_session(client_hello("eu.api.openai.com"), sport=50400)]
+    for p in eth:
+        p.sniffed_on = "eth0"
+    for p in sll:
+        p.sniffed_on = "any"
+    path = tmp_path / "multi.pcapng"
+    writer = PcapNgWriter(str(path))
+    for i, p in enumerate(x for pair in zip(eth, sll) for x in pair):  # interleaved
+        p.time = 1721638800.0 + i * 0.01
+        writer.write(p)
+    writer.close()
+    capture, found = events(path)
+    assert capture.format.name == "pcapng"
+    assert sorted((e.server_name, e.orig_p) for e in found) == [("api.openai.com", 50000), ("eu.api.openai.com", 50400)]
+    assert capture.stats.skipped == {}
