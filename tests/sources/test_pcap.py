@@ -318,3 +318,44 @@ def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
     assert capture.format.name == "pcapng"
     assert sorted((e.server_name, e.orig_p) for e in found) == [("api.openai.com", 50000), ("eu.api.openai.com", 50400)]
     assert capture.stats.skipped == {}
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="capturing on loopback needs root (CAP_NET_RAW)")
+def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
+    """Python's own TLS client talks to a local socket; scapy captures it on lo; we name it."""
+    import socket
+    import ssl
+    import threading
+    import time
+
+    from scapy.sendrecv import AsyncSniffer
+    from scapy.utils import wrpcap
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)  # read the ClientHello, then hang up: no certificate needed
+        conn.close()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport))
+    sniffer.start()
+    time.sleep(0.5)
+    context = ssl.create_default_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            context.wrap_socket(raw, server_hostname="api.openai.com").close()
+    acceptor.join(5)
+    time.sleep(0.5)
+    packets = sniffer.stop()
+    server.close()
+    path = tmp_path / "lo.pcap"
+    wrpcap(str(path), packets)
+    found = events(path)[1]
+    assert [(e.orig_h, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
+        ("127.0.0.1", "127.0.0.1", port, "api.openai.com", "sni")]
