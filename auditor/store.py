@@ -263,6 +263,13 @@ class SqlStore(FindingStore):
         except (ArgumentError, ValueError) as e:
             raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
         self.dialect = self.engine.dialect.name
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
+        self._insert = insert
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -337,13 +344,7 @@ class SqlStore(FindingStore):
         values = dict(zip(_KEY, key))
         values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0,
                       blocked_calls=sum(1 for f in group if f.verdict.rule_id.endswith(":provider-blocked")))
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            raise StoreError(f"{self.dialect} is not supported; use SQLite or PostgreSQL")
-        stmt = insert(observations).values(**values)
+        stmt = self._insert(observations).values(**values)
         t, new = observations.c, stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=list(_KEY),

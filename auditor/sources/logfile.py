@@ -106,6 +106,8 @@ class LogFile(Prefixed, EventSource):
         self._stream = stream
         self._offset = 0
         self._line = 0
+        self._pending = b""
+        self._array_skip = 0
         try:
             self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
             self._sample_end = len(self._pending)
@@ -180,7 +182,7 @@ class LogFile(Prefixed, EventSource):
         try:
             return self._stream.read(size)
         except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
-            raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(getattr(self, '_pending', b''))} ({e})") from None
+            raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(self._pending)} ({e})") from None
 
     def _is_array(self) -> bool:
         return self.format is not None and self.format.name == vercel.NAME and self._pending.lstrip()[:1] == b"["
@@ -232,7 +234,7 @@ class LogFile(Prefixed, EventSource):
             parts.append(chunk)
         data = b"".join(parts)
         text = data.decode("utf-8", "replace")
-        skip_chars = len(data[: getattr(self, "_array_skip", 0)].decode("utf-8", "replace"))
+        skip_chars = len(data[: self._array_skip].decode("utf-8", "replace"))
         decoder = json.JSONDecoder()
         events: list[ConnectionEvent] = []
         pos, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))

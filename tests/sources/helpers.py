@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import Ignored, Malformed
+from auditor.redact import redact
+from auditor.sources.interface import Batch, Ignored, Malformed
 from auditor.sources.logfile import LogFile
 from rules.policy import load_policies
 
@@ -47,6 +48,32 @@ def read_all(path: Path | str, fmt: str | None = None) -> tuple[LogFile, list[Co
     finally:
         log.close()
     return log, events
+
+
+def run(path: Path | str, fmt: str | None = None, *, resume: tuple[int, int] | None = None) -> tuple[LogFile, list[Batch]]:
+    """Read `path` through LogFile (after resuming at a checkpoint when given): the reader and its batches."""
+    log = LogFile.open(str(path), NEEDLES, fmt)
+    try:
+        if resume is not None:
+            assert log.resume(*resume)
+        batches = list(log.batches())
+    finally:
+        log.close()
+    return log, batches
+
+
+def events_of(batches: list[Batch]) -> list[ConnectionEvent]:
+    """All events of some batches, in order."""
+    return [e for b in batches for e in b.events]
+
+
+def assert_redacted(raw: str, secrets: list[str], kept: list[str]) -> None:
+    """What the store keeps of `raw` holds none of `secrets` and all of `kept`."""
+    cleaned = redact(raw)
+    for secret in secrets:
+        assert secret not in cleaned
+    for text in kept:
+        assert text in cleaned
 
 
 def line_no(event: ConnectionEvent) -> int:

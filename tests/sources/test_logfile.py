@@ -26,7 +26,7 @@ import auditor.sources.logfile as logfile_mod
 from auditor.sources.interface import Batch, SourceError
 from auditor.sources.logfile import LogFile, detect_format
 from tests.conftest import asset
-from tests.sources.helpers import NEEDLES, fields, line_no
+from tests.sources.helpers import NEEDLES, events_of, fields, line_no, run
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUNCATED = "squid: 7 fields, expected 10"
@@ -104,21 +104,6 @@ def write(path: Path, data: bytes, kind: str = "plain", *, settled: bool = True)
         old = time.time() - 3600
         os.utime(path, (old, old))
     return path
-
-
-def run(path: Path | str, fmt: str | None = None, *, resume: tuple[int, int] | None = None) -> tuple[LogFile, list[Batch]]:
-    log = LogFile.open(str(path), NEEDLES, fmt)
-    try:
-        if resume is not None:
-            assert log.resume(*resume)
-        batches = list(log.batches())
-    finally:
-        log.close()
-    return log, batches
-
-
-def events_of(batches: list[Batch]) -> list:
-    return [e for b in batches for e in b.events]
 
 
 def check_against(built: Built, log: LogFile, batches: list[Batch], name: str, *, first_line: int = 1) -> None:

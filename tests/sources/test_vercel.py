@@ -24,12 +24,12 @@ from auditor.attribution import Attributor
 from auditor.config import SourceConfig, parse_config
 from auditor.events import ConnectionEvent, Finding
 from auditor.pipeline import Auditor
-from auditor.sources.interface import Batch, Ignored, Malformed, SourceError
+from auditor.sources.interface import Ignored, Malformed, SourceError
 from auditor.sources.logfile import LogFile
 from geoip.chain import ChainLocator
 from rules.policy import Outcome, load_policies
 from tests.conftest import asset
-from tests.sources.helpers import NEEDLES, UTC, line_no, utc
+from tests.sources.helpers import NEEDLES, UTC, events_of, line_no, run, utc
 
 NDJSON = asset("logs/vercel-drain.ndjson")
 ARRAY = asset("logs/vercel-drain.json")
@@ -285,21 +285,6 @@ def write(path: Path, text: str, gz: bool = False) -> Path:
         data = gzip.compress(data)
     path.write_bytes(data)
     return settle(path)
-
-
-def run(path: Path, *, resume: tuple[int, int] | None = None) -> tuple[LogFile, list[Batch]]:
-    log = LogFile.open(str(path), NEEDLES)
-    try:
-        if resume is not None:
-            assert log.resume(*resume)
-        batches = list(log.batches())
-    finally:
-        log.close()
-    return log, batches
-
-
-def events_of(batches: list[Batch]) -> list[ConnectionEvent]:
-    return [e for b in batches for e in b.events]
 
 
 def element_lines(text: str) -> list[int]:
