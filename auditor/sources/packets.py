@@ -1,38 +1,62 @@
 """Bytes of captured frames -> connection events. Only the bytes needed are parsed.
 
-Link types: Ethernet (with 802.1Q/QinQ tags), Linux cooked SLL and SLL2, raw IP, BSD loopback
-(null and loop). Network: IPv4 (first fragments only) and IPv6 (extension headers skipped).
+Link types: Ethernet (802.1Q/QinQ tags, PPPoE sessions, MPLS), Linux cooked SLL and SLL2, raw
+IP, BSD loopback (null and loop), PPP (with and without HDLC framing, PPPoE), Cisco HDLC.
+Network: IPv4 (first fragments only) and IPv6 (extension headers skipped).
+
 What names a connection, from the client's first bytes: a TLS ClientHello's SNI (reassembled
 when split over several TCP segments, also out of order), an HTTP CONNECT target or Host header,
-a SOCKS5 CONNECT target;
-and DNS answers, which name a connection whose ClientHello has no SNI (`name_source = "dns"`).
+a SOCKS4/4a or SOCKS5 CONNECT target. When a CONNECT or SOCKS target is only an IP address, the
+ClientHello sent through the tunnel names the connection (`connect+sni`, `socks5+sni`).
+DNS answers name a connection whose ClientHello has no SNI, or only an ECH outer name
+(`name_source = "dns"`). QUIC v1 and v2 Initial packets are decrypted (auditor.sources.quic)
+for the ClientHello's SNI.
 
-QUIC v1 and v2 Initial packets are decrypted (auditor.sources.quic) for the ClientHello's SNI.
-Not yet: live capture (issue 4).
+State is bounded: at most MAX_FLOWS flows being read, MAX_FIRST_BYTES kept per flow, flows idle
+for IDLE_SECONDS (capture time) forgotten, MAX_DNS_NAMES addresses remembered from DNS.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
+import socket
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
 
 # Link types (https://www.tcpdump.org/linktypes.html)
-LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
-LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 228, 229, 276
-LINKTYPE_RAW_ALT = 12  # DLT_RAW on some BSDs
+LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_PPP, LINKTYPE_RAW_ALT, LINKTYPE_PPP_HDLC = 0, 1, 9, 12, 50
+LINKTYPE_PPP_ETHER, LINKTYPE_RAW, LINKTYPE_C_HDLC, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL = 51, 101, 104, 108, 113
+LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 228, 229, 276
+LINKTYPES = {
+    LINKTYPE_NULL: "BSD loopback", LINKTYPE_ETHERNET: "Ethernet", LINKTYPE_PPP: "PPP", LINKTYPE_RAW_ALT: "raw IP",
+    LINKTYPE_PPP_HDLC: "PPP in HDLC framing", LINKTYPE_PPP_ETHER: "PPPoE", LINKTYPE_RAW: "raw IP",
+    LINKTYPE_C_HDLC: "Cisco HDLC", LINKTYPE_LOOP: "OpenBSD loopback", LINKTYPE_LINUX_SLL: "Linux cooked",
+    LINKTYPE_IPV4: "raw IPv4", LINKTYPE_IPV6: "raw IPv6", LINKTYPE_LINUX_SLL2: "Linux cooked v2",
+}
+"""The link types read, by number."""
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+_VLAN = (0x8100, 0x88A8, 0x9100)
+_PPP_TO_ETHERTYPE = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
+TCP_SYN, TCP_ACK = 0x02, 0x10
 
 MAX_FLOWS = 100_000
-"""Flows whose first client bytes are being collected at once; the oldest is dropped beyond it."""
+"""Flows whose first client bytes are being collected at once; the least recently active is dropped beyond it."""
 MAX_HELLO = 16_384 + 5
-"""A ClientHello record is at most one TLS record: bytes kept per flow."""
+"""A ClientHello record is at most one TLS record."""
+MAX_PREAMBLE = 8_192
+"""Bytes a proxy request (CONNECT headers, SOCKS handshake) may take before a tunnelled ClientHello."""
+MAX_FIRST_BYTES = MAX_HELLO + MAX_PREAMBLE
+"""Bytes kept per flow."""
 MAX_DNS_NAMES = 200_000
 """Addresses remembered from DNS answers; the oldest is forgotten beyond it."""
+IDLE_SECONDS = 60.0
+"""A flow whose first bytes are incomplete and that sees no packet for this long is forgotten."""
+DONE_SECONDS = 900.0
+"""How long a named flow's later packets are recognised and skipped without parsing."""
 
 
 class PacketError(Exception):
@@ -40,106 +64,137 @@ class PacketError(Exception):
 
 
 class NotAStart(Exception):
-    """A flow's first bytes are neither a ClientHello nor an HTTP request: nothing to name."""
+    """A flow's first bytes are neither a ClientHello nor a proxy or HTTP request: nothing to name."""
 
 
-@dataclass(frozen=True)
-class Segment:
-    """The transport-level facts of one frame."""
-
-    orig_h: str
-    resp_h: str
-    orig_p: int
-    resp_p: int
-    proto: str
-    payload: bytes
-    seq: int = 0
-    syn: bool = False
-    ack: bool = False
+def ip_text(raw: bytes) -> str:
+    """Packed IPv4 or IPv6 address -> text."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
-def _ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+def _by_version(frame: bytes, off: int) -> tuple[int, int]:
+    if len(frame) <= off:
+        raise PacketError("empty IP packet")
+    version = frame[off] >> 4
+    return (ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else 0), off
 
 
-def link_payload(linktype: int, frame: bytes) -> tuple[int, bytes]:
-    """(ethertype-like network protocol, network packet) of a frame."""
+def _ppp(frame: bytes, off: int) -> tuple[int, int]:
+    """A PPP frame from `off`: optional HDLC address/control bytes, then the protocol field."""
+    if frame[off : off + 2] == b"\xff\x03":
+        off += 2
+    if len(frame) < off + 1:
+        raise PacketError("truncated PPP header")
+    if frame[off] & 1:  # protocol field compressed to one byte
+        return _PPP_TO_ETHERTYPE.get(frame[off], 0), off + 1
+    if len(frame) < off + 2:
+        raise PacketError("truncated PPP header")
+    return _PPP_TO_ETHERTYPE.get((frame[off] << 8) | frame[off + 1], 0), off + 2
+
+
+def link_payload(linktype: int, frame: bytes) -> tuple[int, int]:
+    """(ethertype of the network packet, its offset in the frame); ethertype 0 when not IP."""
     if linktype == LINKTYPE_ETHERNET:
         if len(frame) < 14:
             raise PacketError("truncated Ethernet header")
-        etype, off = struct.unpack_from("!H", frame, 12)[0], 14
-        while etype in (0x8100, 0x88A8, 0x9100):
+        etype, off = (frame[12] << 8) | frame[13], 14
+        while etype in _VLAN:
             if len(frame) < off + 4:
                 raise PacketError("truncated VLAN tag")
-            etype, off = struct.unpack_from("!H", frame, off + 2)[0], off + 4
-        return etype, frame[off:]
+            etype, off = (frame[off + 2] << 8) | frame[off + 3], off + 4
+        if etype == 0x8864:  # PPPoE session: 6-byte header, then PPP
+            if len(frame) < off + 8:
+                raise PacketError("truncated PPPoE header")
+            return _ppp(frame, off + 6)
+        if etype in (0x8847, 0x8848):  # MPLS: labels down to the bottom of the stack
+            while True:
+                if len(frame) < off + 4:
+                    raise PacketError("truncated MPLS label")
+                bottom, off = frame[off + 2] & 1, off + 4
+                if bottom:
+                    return _by_version(frame, off)
+        return etype, off
     if linktype == LINKTYPE_LINUX_SLL:
         if len(frame) < 16:
             raise PacketError("truncated SLL header")
-        return struct.unpack_from("!H", frame, 14)[0], frame[16:]
+        return (frame[14] << 8) | frame[15], 16
     if linktype == LINKTYPE_LINUX_SLL2:
         if len(frame) < 20:
             raise PacketError("truncated SLL2 header")
-        return struct.unpack_from("!H", frame, 0)[0], frame[20:]
+        return (frame[0] << 8) | frame[1], 20
     if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_ALT, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        if not frame:
-            raise PacketError("empty raw IP frame")
-        return (0x0800 if frame[0] >> 4 == 4 else 0x86DD), frame
+        return _by_version(frame, 0)
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if len(frame) < 5:
             raise PacketError("truncated loopback header")
-        return (0x0800 if frame[4] >> 4 == 4 else 0x86DD), frame[4:]
+        return _by_version(frame, 4)
+    if linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+        return _ppp(frame, 0)
+    if linktype == LINKTYPE_PPP_ETHER:
+        if len(frame) < 8:
+            raise PacketError("truncated PPPoE header")
+        return _ppp(frame, 6)
+    if linktype == LINKTYPE_C_HDLC:
+        if len(frame) < 4:
+            raise PacketError("truncated Cisco HDLC header")
+        return (frame[2] << 8) | frame[3], 4
     raise PacketError(f"link type {linktype} is not supported")
 
 
-def transport(etype: int, packet: bytes) -> Segment | None:
-    """TCP or UDP facts of an IP packet; None for other protocols and later fragments."""
-    if etype == 0x0800:
-        if len(packet) < 20 or packet[0] >> 4 != 4:
+Transport = tuple[int, bytes, bytes, int, int, bytes, int, int]
+"""(IP protocol 6 or 17, source address, destination address, source port, destination port,
+payload, TCP sequence number, TCP flags), addresses packed."""
+
+
+def transport(etype: int, frame: bytes, off: int = 0) -> Transport | None:
+    """TCP or UDP facts of the IP packet at `off`; None for other protocols and later fragments."""
+    if etype == ETH_IPV4:
+        if len(frame) < off + 20 or frame[off] >> 4 != 4:
             raise PacketError("truncated IPv4 header")
-        ihl = (packet[0] & 0x0F) * 4
-        total = struct.unpack_from("!H", packet, 2)[0]
-        if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
+        if ((frame[off + 6] << 8) | frame[off + 7]) & 0x1FFF:
             return None  # not the first fragment
-        proto, src, dst = packet[9], packet[12:16], packet[16:20]
-        body = packet[ihl : max(ihl, min(total, len(packet)))]
-    elif etype == 0x86DD:
-        if len(packet) < 40:
+        proto = frame[off + 9]
+        if proto != 6 and proto != 17:
+            return None
+        src, dst = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
+        end = off + max((frame[off + 2] << 8) | frame[off + 3], 20)  # frames may carry padding
+        off += (frame[off] & 0x0F) * 4
+    elif etype == ETH_IPV6:
+        if len(frame) < off + 40:
             raise PacketError("truncated IPv6 header")
-        proto, src, dst, off = packet[6], packet[8:24], packet[24:40], 40
+        proto, src, dst = frame[off + 6], frame[off + 8 : off + 24], frame[off + 24 : off + 40]
+        end = off + 40 + ((frame[off + 4] << 8) | frame[off + 5])
+        off += 40
         while proto in (0, 43, 60, 51, 44):  # hop-by-hop, routing, destination, AH, fragment
-            if len(packet) < off + 8:
+            if len(frame) < off + 8:
                 raise PacketError("truncated IPv6 extension header")
-            if proto == 44 and struct.unpack_from("!H", packet, off + 2)[0] & 0xFFF8:
+            if proto == 44 and ((frame[off + 2] << 8) | frame[off + 3]) & 0xFFF8:
                 return None
-            nxt, length = packet[off], (packet[off + 1] + 2) * 4 if proto == 51 else (packet[off + 1] + 1) * 8
-            proto, off = nxt, off + (8 if proto == 44 else length)
-        body = packet[off:]
+            length = 8 if proto == 44 else (frame[off + 1] + 2) * 4 if proto == 51 else (frame[off + 1] + 1) * 8
+            proto, off = frame[off], off + length
+        if proto != 6 and proto != 17:
+            return None
     else:
         return None
     if proto == 6:
-        if len(body) < 20:
+        if len(frame) < off + 20:
             raise PacketError("truncated TCP header")
-        sport, dport, seq = struct.unpack_from("!HHI", body, 0)
-        offset = (body[12] >> 4) * 4
-        flags = body[13]
-        return Segment(_ip(src), _ip(dst), sport, dport, "tcp", body[offset:], seq, bool(flags & 0x02), bool(flags & 0x10))
-    if proto == 17:
-        if len(body) < 8:
-            raise PacketError("truncated UDP header")
-        sport, dport = struct.unpack_from("!HH", body, 0)
-        return Segment(_ip(src), _ip(dst), sport, dport, "udp", body[8:])
-    return None
+        sport, dport, seq = struct.unpack_from("!HHI", frame, off)
+        return 6, src, dst, sport, dport, frame[off + (frame[off + 12] >> 4) * 4 : end], seq, frame[off + 13]
+    if len(frame) < off + 8:
+        raise PacketError("truncated UDP header")
+    sport, dport = struct.unpack_from("!HH", frame, off)
+    return 17, src, dst, sport, dport, frame[off + 8 : end], 0, 0
 
 
 def client_hello_sni(record: bytes) -> tuple[bool, str, bool]:
     """(complete, sni, ech) for bytes starting a TLS record. complete=False: more bytes are needed.
-    Raises PacketError when the bytes are not a TLS handshake at all."""
+    NotAStart when the bytes are not a ClientHello; PacketError when they are a broken one."""
     if len(record) < 5:
         return False, "", False
     if record[0] != 0x16 or record[1] != 0x03:
         raise NotAStart("not a TLS handshake")
-    length = struct.unpack_from("!H", record, 3)[0]
+    length = (record[3] << 8) | record[4]
     if length > MAX_HELLO - 5:
         raise PacketError("TLS record longer than the protocol allows")
     if len(record) < 5 + length:
@@ -182,64 +237,95 @@ def hello_sni(hello: bytes) -> tuple[str, bool]:
     return name, ech
 
 
-def http_host(data: bytes) -> tuple[bool, str, str, int]:
-    """(complete, method, host, port) for bytes starting an HTTP request; PacketError if not one."""
+def http_host(data: bytes) -> tuple[bool, str, str, int, int]:
+    """(complete, method, host, port, header length) for bytes starting an HTTP request; NotAStart
+    if not one. The header length (-1 until the blank line is seen) is where a CONNECT tunnel's
+    own bytes begin."""
     line_end = data.find(b"\r\n")
     if line_end < 0:
         if len(data) > 8192 or not data[:1].isalpha():
             raise NotAStart("not an HTTP request")
-        return False, "", "", 0
+        return False, "", "", 0, -1
     parts = data[:line_end].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/") or not parts[0].isalpha():
         raise NotAStart("not an HTTP request")
     method, target = parts[0].decode("ascii"), parts[1].decode("ascii", "replace")
+    header_end = data.find(b"\r\n\r\n")
+    header_len = header_end + 4 if header_end >= 0 else -1
     if method == "CONNECT":
         host, _, port = target.rpartition(":")
-        return True, method, host.strip("[]").lower(), int(port) if port.isdigit() else 443
-    header_end = data.find(b"\r\n\r\n")
+        return True, method, host.strip("[]").lower(), int(port) if port.isdigit() else 443, header_len
     if header_end < 0 and len(data) < 8192:
-        return False, "", "", 0
+        return False, "", "", 0, -1
     for line in data[line_end + 2 : header_end if header_end >= 0 else len(data)].split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"host":
             host, _, port = value.strip().decode("ascii", "replace").rpartition(":")
             if not port.isdigit():
                 host, port = value.strip().decode("ascii", "replace"), "80"
-            return True, method, host.strip("[]").lower(), int(port)
-    return True, method, "", 0
+            return True, method, host.strip("[]").lower(), int(port), header_len
+    return True, method, "", 0, header_len
 
 
-def socks5_target(data: bytes) -> tuple[bool, str, int]:
-    """(complete, host, port) from a SOCKS5 client's greeting followed by its CONNECT request."""
+def socks5_target(data: bytes) -> tuple[bool, str, int, int]:
+    """(complete, host, port, length) from a SOCKS5 client's greeting, its username/password
+    sub-negotiation when it offered one (RFC 1929), and its CONNECT request."""
     if len(data) < 2:
-        return False, "", 0
+        return False, "", 0, 0
     if data[0] != 0x05 or not 1 <= data[1] <= 16:
         raise NotAStart("not a SOCKS5 greeting")
     off = 2 + data[1]
+    if len(data) < off + 1:
+        return False, "", 0, 0
+    if data[off] == 0x01 and 0x02 in data[2 : 2 + data[1]]:  # username/password, never kept
+        if len(data) < off + 2 or len(data) < off + 3 + data[off + 1]:
+            return False, "", 0, 0
+        off += 2 + data[off + 1]
+        off += 1 + data[off]
     if len(data) < off + 5:
-        return False, "", 0
+        return False, "", 0, 0
     ver, cmd, _rsv, atyp = data[off : off + 4]
     if ver != 0x05 or cmd != 0x01:
         raise NotAStart("not a SOCKS5 CONNECT")
     off += 4
     if atyp == 0x01:
         raw, off = data[off : off + 4], off + 4
-        host = _ip(raw) if len(raw) == 4 else ""
+        host = ip_text(raw) if len(raw) == 4 else ""
     elif atyp == 0x04:
         raw, off = data[off : off + 16], off + 16
-        host = _ip(raw) if len(raw) == 16 else ""
+        host = ip_text(raw) if len(raw) == 16 else ""
     elif atyp == 0x03:
         n = data[off]
         host, off = data[off + 1 : off + 1 + n].decode("ascii", "replace").lower(), off + 1 + n
     else:
         raise PacketError("SOCKS5 request with an unknown address type")
     if len(data) < off + 2 or not host:
-        return False, "", 0
-    return True, host, struct.unpack_from("!H", data, off)[0]
+        return False, "", 0, 0
+    return True, host, struct.unpack_from("!H", data, off)[0], off + 2
 
 
-def dns_answers(payload: bytes) -> list[tuple[str, str]]:
-    """(address, name) pairs from the A/AAAA answers of a DNS response (name = the question)."""
+def socks4_target(data: bytes) -> tuple[bool, str, int, int]:
+    """(complete, host, port, length) from a SOCKS4 or SOCKS4a CONNECT request."""
+    if len(data) < 2:
+        return False, "", 0, 0
+    if data[1] != 0x01:
+        raise NotAStart("not a SOCKS4 CONNECT")
+    user_end = data.find(b"\x00", 8)
+    if len(data) < 9 or user_end < 0:
+        if len(data) > 1024:
+            raise NotAStart("not a SOCKS4 request")
+        return False, "", 0, 0
+    port, address = struct.unpack_from("!H", data, 2)[0], data[4:8]
+    if address[:3] == b"\x00\x00\x00" and address[3]:  # SOCKS4a: the host name follows
+        name_end = data.find(b"\x00", user_end + 1)
+        if name_end < 0:
+            return False, "", 0, 0
+        return True, data[user_end + 1 : name_end].decode("ascii", "replace").lower(), port, name_end + 1
+    return True, ip_text(address), port, user_end + 1
+
+
+def dns_answers(payload: bytes) -> list[tuple[bytes, str]]:
+    """(packed address, name) pairs from the A/AAAA answers of a DNS response (name = the question)."""
     if len(payload) < 12 or not payload[2] & 0x80:
         return []
     qd, an = struct.unpack_from("!HH", payload, 4)
@@ -255,9 +341,11 @@ def dns_answers(payload: bytes) -> list[tuple[str, str]]:
             _, off = _dns_name(payload, off)
             rtype, _cls, _ttl, rdlen = struct.unpack_from("!HHIH", payload, off)
             off += 10
-            rdata = payload[off : off + rdlen]
             if (rtype == 1 and rdlen == 4) or (rtype == 28 and rdlen == 16):
-                found.append((_ip(rdata), question))
+                rdata = payload[off : off + rdlen]
+                if len(rdata) != rdlen:
+                    raise ValueError("truncated answer")
+                found.append((rdata, question))
             off += rdlen
     except (IndexError, struct.error, UnicodeDecodeError, ValueError):
         raise PacketError("malformed DNS response") from None
@@ -281,25 +369,46 @@ def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
         off += 1 + length
 
 
+def _packed(address: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        _packed(host)
+    except OSError:
+        return False
+    return True
+
+
+FlowKey = tuple[bytes, int, bytes, int]
+_STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""First bytes a connection's first client segment can have: TLS handshake, SOCKS5, SOCKS4, an HTTP method."""
+
+
 class _Flow:
     """First client bytes of one TCP connection, reassembled by sequence number."""
 
-    __slots__ = ("start", "segments", "ts")
+    __slots__ = ("start", "segments", "ts", "last", "tunnel")
 
-    def __init__(self, start: int, ts: dt.datetime) -> None:
+    def __init__(self, start: int, ts: float) -> None:
         self.start = start
         self.segments: dict[int, bytes] = {}
         self.ts = ts
+        self.last = ts
+        self.tunnel: tuple[str, int, str, str, int, int] | None = None
+        """(target address, port, name source, method, where the tunnel's bytes start, packet
+        number) once a CONNECT or SOCKS request to an IP address has been read."""
 
     def add(self, seq: int, data: bytes) -> bytes:
         self.segments.setdefault((seq - self.start) & 0xFFFFFFFF, data)
         out = b""
         for rel in sorted(self.segments):
-            if rel > len(out) or rel > MAX_HELLO:
+            if rel > len(out) or rel > MAX_FIRST_BYTES:
                 break
             piece = self.segments[rel]
             out += piece[len(out) - rel :]
-        return out[:MAX_HELLO]
+        return out[:MAX_FIRST_BYTES]
 
 
 class Extractor:
@@ -307,127 +416,222 @@ class Extractor:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._flows: OrderedDict[tuple[str, int, str, int], _Flow] = OrderedDict()
-        self._done: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
-        self._dns: OrderedDict[str, str] = OrderedDict()
-        self._quic_streams: OrderedDict[tuple[str, int, str, int], tuple[quic.CryptoStream, dt.datetime]] = OrderedDict()
+        self._flows: OrderedDict[FlowKey, _Flow] = OrderedDict()
+        """Flows being read, least recently active first."""
+        self._done: OrderedDict[FlowKey, float] = OrderedDict()
+        """Flows named or given up on, by when; oldest first."""
+        self._dns: OrderedDict[bytes, str] = OrderedDict()
+        self._quic: OrderedDict[FlowKey, tuple[quic.CryptoStream, float]] = OrderedDict()
+        self._next_sweep = 0.0
+        self.pending: list[ConnectionEvent] = []
+        """Events completed other than by a frame (a tunnel whose own bytes never came): the
+        caller takes them after each frame and after `finish()`."""
+        self.expired = 0
+        """Flows forgotten before they were named: idle too long, or beyond MAX_FLOWS."""
 
-    def frame(self, number: int, ts: dt.datetime, linktype: int, frame: bytes) -> ConnectionEvent | None:
+    @property
+    def tracked(self) -> int:
+        """Flows whose first bytes are being collected (TCP and QUIC)."""
+        return len(self._flows) + len(self._quic)
+
+    def frame(self, number: int, ts: float, linktype: int, frame: bytes) -> ConnectionEvent | None:
         """One frame -> an event when it completes a connection's name; PacketError when bad."""
-        seg = transport(*link_payload(linktype, frame))
+        etype, off = link_payload(linktype, frame)
+        seg = transport(etype, frame, off)
         if seg is None:
             return None
-        if seg.proto == "udp":
-            if seg.payload and quic.is_initial(seg.payload):
-                return self._quic(number, ts, seg)
-            if seg.orig_p == 53 and seg.payload:
-                for addr, name in dns_answers(seg.payload):
-                    self._dns[addr] = name
-                    self._dns.move_to_end(addr)
-                    if len(self._dns) > MAX_DNS_NAMES:
-                        self._dns.popitem(last=False)
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        proto, src, dst, sport, dport, payload, seq, flags = seg
+        key = (src, sport, dst, dport)
+        if proto == 17:
+            if not payload:
+                return None
+            if quic.is_initial(payload):
+                return self._quic_initial(number, ts, key, payload)
+            if sport == 53:
+                self._remember(dns_answers(payload))
             return None
-        key = (seg.orig_h, seg.orig_p, seg.resp_h, seg.resp_p)
-        if seg.syn:
-            if seg.ack:
+        if flags & TCP_SYN:
+            if flags & TCP_ACK:
                 return None  # the server's SYN-ACK
             self._done.pop(key, None)
-            flow = self._flows[key] = _Flow((seg.seq + 1) & 0xFFFFFFFF, ts)
-            self._bound()
-            seq = (seg.seq + 1) & 0xFFFFFFFF  # data in a SYN (TCP Fast Open) follows its sequence number
+            flow = self._track(key, _Flow((seq + 1) & 0xFFFFFFFF, ts))
+            seq = (seq + 1) & 0xFFFFFFFF  # data in a SYN (TCP Fast Open) follows its sequence number
+            if not payload:
+                return None
         else:
-            if key in self._done or not seg.payload:
+            if not payload or key in self._done:
                 return None
             flow = self._flows.get(key)
-            if flow is None:  # the capture started mid-connection: take this as the start
-                flow = self._flows[key] = _Flow(seg.seq, ts)
-                self._bound()
-            seq = seg.seq
-        if not seg.payload:
-            return None
-        data = flow.add(seq, seg.payload)
+            if flow is None:  # the capture started mid-connection: take this as the start, if it can be one
+                if payload[0] not in _STARTS:
+                    return None
+                flow = self._track(key, _Flow(seq, ts))
+            else:
+                flow.last = ts
+                self._flows.move_to_end(key)
+        data = flow.add(seq, payload)
         if not data:
             return None
         try:
-            ech = False
-            if data[0] == 0x16:
-                complete, name, ech = client_hello_sni(data)
-                method, source = "", "sni"
-            elif data[0] == 0x05:
-                complete, name, _port = socks5_target(data)
-                method, source = "", "socks5"
-            else:
-                complete, method, name, _port = http_host(data)
-                source = "connect" if method == "CONNECT" else "http"
+            return self._name(number, key, flow, data)
         except NotAStart:
-            self._finish(key)
+            self._finish(key, ts)
             return None
         except PacketError:
-            self._finish(key)
+            self._finish(key, ts)
             raise
+
+    def _name(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
+        """The event for a flow whose first bytes are `data`, once they are complete."""
+        if flow.tunnel is not None:
+            return self._tunnelled(number, key, flow, data)
+        ech, method, port, length = False, "", 0, 0
+        first = data[0]
+        if first == 0x16:
+            complete, name, ech = client_hello_sni(data)
+            source = "sni"
+        elif first == 0x05:
+            complete, name, port, length = socks5_target(data)
+            source = "socks5"
+        elif first == 0x04:
+            complete, name, port, length = socks4_target(data)
+            source = "socks4"
+        else:
+            complete, method, name, port, length = http_host(data)
+            source = "connect" if method == "CONNECT" else "http"
         if not complete:
-            if len(data) >= MAX_HELLO:
-                self._finish(key)
+            if len(data) >= MAX_FIRST_BYTES:
+                self._finish(key, flow.last)
             return None
-        self._finish(key)
-        name, source = self._resolve(name, source, seg.resp_h, ech)
+        if source != "sni" and source != "http" and _is_address(name):
+            # A tunnel to an address: the ClientHello sent through it names the connection.
+            if length < 0:  # CONNECT headers not finished
+                return None
+            flow.tunnel = (name, port, source, method, length, number)
+            return self._tunnelled(number, key, flow, data)
+        self._finish(key, flow.last)
+        name, source = self._resolve(name, source, key[2], ech)
+        return self._event(number, key, flow.ts, name, source, method)
+
+    def _tunnelled(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
+        target, _port, source, method, start, _number = flow.tunnel  # type: ignore[misc]
+        inner = data[start:]
+        if not inner:
+            return None
+        try:
+            complete, sni, ech = client_hello_sni(inner)
+        except NotAStart:
+            complete, sni, ech = True, "", False
+        if not complete and len(data) < MAX_FIRST_BYTES:
+            return None
+        self._finish(key, flow.last)
+        if not sni:
+            self._forget(key, flow)
+            return self.pending.pop()
+        name, how = self._resolve(sni, f"{source}+sni", _packed(target), ech)
+        return self._event(number, key, flow.ts, name, how, method)
+
+    def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp") -> ConnectionEvent:
+        src, sport, dst, dport = key
         return ConnectionEvent(
-            ts=flow.ts, orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
-            server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
+            ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=ip_text(src), orig_p=sport, resp_h=ip_text(dst),
+            resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
         )
 
-    def _quic(self, number: int, ts: dt.datetime, seg: Segment) -> ConnectionEvent | None:
-        key = (seg.orig_h, seg.orig_p, seg.resp_h, seg.resp_p)
+    def _quic_initial(self, number: int, ts: float, key: FlowKey, payload: bytes) -> ConnectionEvent | None:
         if key in self._done:
             return None
         try:
-            _dcid, frames = quic.initial_crypto(seg.payload)
+            _dcid, frames = quic.initial_crypto(payload)
         except quic.QuicError as e:
             if "does not decrypt" in str(e):
                 return None  # the server's Initial (other keys), or a retransmission we cannot read
             raise PacketError(f"QUIC: {e}") from None
         if not frames:
             return None
-        stream = self._quic_streams.get(key)
+        stream = self._quic.get(key)
         if stream is None:
-            stream = self._quic_streams[key] = (quic.CryptoStream(), ts)
-            if len(self._quic_streams) > MAX_FLOWS:
-                self._quic_streams.popitem(last=False)
+            stream = self._quic[key] = (quic.CryptoStream(), ts)
+            if len(self._quic) > MAX_FLOWS:
+                self._quic.popitem(last=False)
+                self.expired += 1
         data = stream[0].add(frames)
         if len(data) < 4:
             return None
         if data[0] != 0x01:
-            self._quic_streams.pop(key, None)
-            self._done[key] = None
+            self._quic.pop(key, None)
+            self._finish(key, ts)
             return None
         hello_len = int.from_bytes(data[1:4], "big")
         if len(data) < 4 + hello_len:
             return None
-        self._quic_streams.pop(key, None)
-        self._done[key] = None
+        self._quic.pop(key, None)
+        self._finish(key, ts)
         sni, ech = hello_sni(data[4 : 4 + hello_len])
-        name, source = self._resolve(sni, "sni", seg.resp_h, ech)
-        return ConnectionEvent(
-            ts=stream[1], orig_h=seg.orig_h, orig_p=seg.orig_p, resp_h=seg.resp_h, resp_p=seg.resp_p,
-            proto="udp", server_name=name, source=f"{self.source}#{number}", name_source=source,
-        )
+        name, source = self._resolve(sni, "sni", key[2], ech)
+        return self._event(number, key, stream[1], name, source, "", proto="udp")
 
-    def _resolve(self, name: str, source: str, resp_h: str, ech: bool) -> tuple[str, str]:
+    def _remember(self, answers: list[tuple[bytes, str]]) -> None:
+        for addr, name in answers:
+            self._dns[addr] = name
+            self._dns.move_to_end(addr)
+            if len(self._dns) > MAX_DNS_NAMES:
+                self._dns.popitem(last=False)
+
+    def _resolve(self, name: str, source: str, resp: bytes, ech: bool) -> tuple[str, str]:
         """The name of a connection: the one it sent, unless it sent none or only an ECH outer
         name; then the latest DNS answer for its server address."""
         if name and not ech:
             return name, source
-        answer = self._dns.get(resp_h, "")
+        answer = self._dns.get(resp, "")
         if answer:
             return answer, "dns"
         return (name, "ech-outer") if name else ("", "none")
 
-    def _bound(self) -> None:
+    def _track(self, key: FlowKey, flow: _Flow) -> _Flow:
+        self._flows[key] = flow
+        self._flows.move_to_end(key)
         if len(self._flows) > MAX_FLOWS:
-            self._flows.popitem(last=False)
+            self._forget(*self._flows.popitem(last=False))
+        return flow
 
-    def _finish(self, key: tuple[str, int, str, int]) -> None:
+    def _forget(self, key: FlowKey, flow: _Flow) -> None:
+        """A flow dropped before it was named: a tunnel to an address is still a call to it."""
+        if flow.tunnel is None:
+            self.expired += 1
+            return
+        target, _port, source, method, _start, number = flow.tunnel
+        name, how = self._resolve("", source, _packed(target), False)
+        if how == "none":
+            name, how = target, source
+        self.pending.append(self._event(number, key, flow.ts, name, how, method))
+
+    def finish(self) -> None:
+        """The input ended: tunnels whose own bytes never came become events (in `pending`)."""
+        while self._flows:
+            self._forget(*self._flows.popitem(last=False))
+
+    def _finish(self, key: FlowKey, ts: float) -> None:
         self._flows.pop(key, None)
-        self._done[key] = None
+        self._done[key] = ts
+        self._done.move_to_end(key)
         if len(self._done) > MAX_FLOWS:
             self._done.popitem(last=False)
+
+    def _sweep(self, now: float) -> None:
+        """Forget flows idle for IDLE_SECONDS and finished flows older than DONE_SECONDS."""
+        self._next_sweep = now + IDLE_SECONDS / 4
+        for table, age, last in ((self._flows, IDLE_SECONDS, lambda f: f.last), (self._quic, IDLE_SECONDS, lambda s: s[1]),
+                                 (self._done, DONE_SECONDS, lambda t: t)):
+            cutoff = now - age
+            while table:
+                key = next(iter(table))
+                if last(table[key]) >= cutoff:
+                    break
+                value = table.pop(key)
+                if table is self._flows:
+                    self._forget(key, value)
+                elif table is self._quic:
+                    self.expired += 1

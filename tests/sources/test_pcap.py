@@ -168,7 +168,25 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
     cut.write_bytes(good.read_bytes()[:-8])  # the last record's data is cut short
     capture, found = events(cut)
     assert [e.orig_p for e in found] == [50000, 50099]
-    assert capture.stats.lines == 8
+    assert capture.stats.lines == 7
+    assert capture.stats.locations == {"capture ends in a record cut short": [f"{cut}#8"]}
+    header_cut = tmp_path / "header-cut.pcap"
+    header_cut.write_bytes(good.read_bytes() + b"\x00" * 10)  # half a record header after the last record
+    capture, found = events(header_cut)
+    assert len(found) == 2 and capture.stats.locations == {"capture ends in a truncated record header": [f"{header_cut}#9"]}
+    absurd = tmp_path / "absurd.pcap"
+    data = bytearray(good.read_bytes())
+    first_len = struct.unpack_from("<I", data, 24 + 8)[0]
+    struct.pack_into("<I", data, 24 + 16 + first_len + 8, 0x7FFFFFFF)  # the second record claims 2 GiB
+    absurd.write_bytes(bytes(data))
+    capture, found = events(absurd)
+    assert found == [] and capture.stats.lines == 1
+    assert list(capture.stats.locations) == ["damaged record header (claims 2147483647 bytes); the rest of the file was not read"]
+    ng = write(tmp_path / "good.pcapng", pkts, ng=True)
+    ng_cut = tmp_path / "cut.pcapng"
+    ng_cut.write_bytes(ng.read_bytes()[:-30])
+    capture, found = events(ng_cut)
+    assert len(found) == 2 and capture.stats.locations == {"capture ends in a block cut short": [f"{ng_cut}#8"]}
     text = tmp_path / "notes.txt"
     text.write_text("hello\n" * 20)
     with pytest.raises(SourceError, match="not a pcap or pcapng capture"):
@@ -359,3 +377,113 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
     found = events(path)[1]
     assert [(e.orig_h, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
         ("127.0.0.1", "127.0.0.1", port, "api.openai.com", "sni")]
+
+
+# --- tunnels, more link types, bounded state -------------------------------------------------
+
+
+def client_stream(chunks: list[bytes], *, dport: int, sport: int = 50600, src: str = CLIENT, dst: str = "10.0.0.3",
+                  gaps: list[float] | None = None) -> list:
+    """SYN, SYN-ACK, then each chunk as one client segment (a proxy reply between them)."""
+    ip_c, ip_p = IP(src=src, dst=dst), IP(src=dst, dst=src)
+    pkts = [ip_c / TCP(sport=sport, dport=dport, flags="S", seq=10), ip_p / TCP(sport=dport, dport=sport, flags="SA", seq=90, ack=11)]
+    seq = 11
+    for chunk in chunks:
+        pkts.append(ip_c / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=91) / Raw(chunk))
+        pkts.append(ip_p / TCP(sport=dport, dport=sport, flags="A", seq=91, ack=seq + len(chunk)))
+        seq += len(chunk)
+    return [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]
+
+
+@pytest.mark.parametrize(
+    "chunks, dport, expected",
+    [
+        # SOCKS5 with username/password (RFC 1929) to an address, then TLS through the tunnel.
+        ([b"\x05\x02\x00\x02", b"\x01\x05alice\x06s3cret", b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello("api.openai.com")],
+         1080, ("api.openai.com", "socks5+sni", "")),
+        # The same in one segment.
+        ([b"\x05\x01\x00" + b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb" + client_hello("api.anthropic.com")],
+         1080, ("api.anthropic.com", "socks5+sni", "")),
+        # HTTP CONNECT to an address, headers split, then TLS.
+        ([b"CONNECT 162.159.140.245:443 HTTP/1.1\r\nHost: 162.159.140.245:443\r\n", b"\r\n", client_hello("api.openai.com", padding=400)],
+         3128, ("api.openai.com", "connect+sni", "CONNECT")),
+        # SOCKS4 to an address, then TLS; SOCKS4a names the host itself.
+        ([b"\x04\x01\x01\xbb\xa2\x9f\x8c\xf5bob\x00", client_hello("api.openai.com")], 1080, ("api.openai.com", "socks4+sni", "")),
+        ([b"\x04\x01\x01\xbb\x00\x00\x00\x01\x00api.openai.com\x00"], 1080, ("api.openai.com", "socks4", "")),
+        # A tunnel to an address whose bytes are not TLS: the address is the name.
+        ([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x00\x50", b"GET / HTTP/1.1\r\n\r\n"], 1080, ("162.159.140.245", "socks5", "")),
+        # A tunnel to an address and nothing after it in the capture: named by the address at the end.
+        ([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb"], 1080, ("162.159.140.245", "socks5", "")),
+    ],
+)
+def test_tls_inside_a_tunnel_to_an_address(tmp_path: Path, chunks: list[bytes], dport: int, expected: tuple[str, str, str]) -> None:
+    capture, found = events(write(tmp_path / "tunnel.pcap", client_stream(chunks, dport=dport)))
+    assert [(e.server_name, e.name_source, e.method) for e in found] == [expected]
+    assert (found[0].resp_h, found[0].resp_p) == ("10.0.0.3", dport)  # the proxy, as on the wire
+    assert capture.stats.skipped == {}
+
+
+def test_tunnel_without_sni_is_named_by_dns(tmp_path: Path) -> None:
+    answer = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
+        id=3, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    pkts = [answer] + client_stream([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello(None)], dport=1080)
+    assert names(write(tmp_path / "t.pcap", pkts)) == [("api.openai.com", "dns")]
+
+
+def test_ppp_pppoe_mpls_and_cisco_hdlc(tmp_path: Path) -> None:
+    from scapy.layers.l2 import CookedLinux  # noqa: F401  (imported above; kept for symmetry)
+    from scapy.layers.ppp import HDLC, PPP, PPPoE
+
+    hello = client_hello("api.openai.com")
+    session = tcp_session(hello)
+    mpls = [Ether(src=MAC_A, dst=MAC_B, type=0x8847) / Raw(b"\x00\x01\x40\x40" + b"\x00\x02\x41\x40" + bytes(p)) for p in session]
+    cases = {
+        "ppp": write(tmp_path / "ppp.pcap", [HDLC() / PPP(proto=0x0021) / p for p in session], linktype=9),
+        "ppp-compressed": write(tmp_path / "pppc.pcap", [Raw(b"\x21" + bytes(p)) for p in session], linktype=9),
+        "ppp-hdlc": write(tmp_path / "ppph.pcap", [HDLC() / PPP(proto=0x0021) / p for p in session], linktype=50),
+        "pppoe": write(tmp_path / "pppoe.pcap", [Ether(src=MAC_A, dst=MAC_B) / PPPoE(sessionid=7) / PPP(proto=0x0021) / p for p in session]),
+        "mpls": write(tmp_path / "mpls.pcap", mpls),
+        "c-hdlc": write(tmp_path / "chdlc.pcap", [Raw(b"\x0f\x00\x08\x00" + bytes(p)) for p in session], linktype=104),
+    }
+    for name, path in cases.items():
+        capture, found = events(path)
+        assert [(e.server_name, e.orig_h) for e in found] == [("api.openai.com", CLIENT)], name
+        assert capture.stats.skipped == {}, name
+    lcp = write(tmp_path / "lcp.pcap", [HDLC() / PPP(proto=0xC021) / Raw(b"\x01\x01\x00\x04")], linktype=9)
+    capture, found = events(lcp)
+    assert found == [] and capture.stats.skipped == {}  # PPP control traffic is not IP, and not damage
+    odd = write(tmp_path / "odd.pcap", [Raw(b"\x00" * 40)], linktype=147)  # a user-defined link type
+    capture, found = events(odd)
+    assert capture.stats.locations == {"link type 147 is not supported": [f"{odd}#1"]}
+
+
+@pytest.mark.parametrize("gap, expected", [(30.0, ["api.openai.com"]), (61.0, [])])
+def test_idle_flows_are_forgotten(tmp_path: Path, gap: float, expected: list[str]) -> None:
+    """A ClientHello whose second half comes after IDLE_SECONDS of silence is not reassembled."""
+    hello = client_hello("api.openai.com", padding=200)
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, split=150)]
+    path = tmp_path / "idle.pcap"
+    writer = PcapWriter(str(path), sync=True)
+    t = 1721638800.0
+    for i, p in enumerate(pkts):
+        p.time = t = t + (gap if i == 3 else 0.01)  # the gap falls between the two halves
+        writer.write(p)
+    writer.close()
+    capture, found = events(path)
+    assert [e.server_name for e in found] == expected
+    assert capture.stats.skipped == {}
+
+
+def test_flow_state_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More half-sent hellos than MAX_FLOWS: the least recently active are dropped, the rest named."""
+    from auditor.sources import packets
+
+    monkeypatch.setattr(packets, "MAX_FLOWS", 5)
+    hello = client_hello("api.openai.com")
+    firsts, seconds = [], []
+    for n in range(8):
+        s = tcp_session(hello, sport=51000 + n, split=40)
+        firsts += s[:3]
+        seconds += s[3:-1]  # the rest of the hello, without the server's reply
+    capture, found = events(write(tmp_path / "many.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in firsts + seconds]))
+    assert sorted(e.orig_p for e in found) == [51003, 51004, 51005, 51006, 51007]
