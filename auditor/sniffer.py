@@ -1,0 +1,33 @@
+"""Auditing live traffic: findings stored batch by batch while the capture runs, until stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from auditor.config import Config
+from auditor.events import Finding
+from auditor.pipeline import Auditor
+from auditor.sources.live import LiveCapture
+from auditor.store import FindingStore
+
+
+def run_sniffer(capture: LiveCapture, *, config: Config, auditor: Auditor, store: FindingStore, command: str,
+                on_finding: Callable[[Finding], None]) -> int:
+    """Audit until `capture.stop()`; every batch's findings are committed before the next is read,
+    so what was reported is never lost. Returns the capture's input id in the store."""
+    run_id = store.start_run(command, auditor.locator.description, auditor.policies.version_tag)
+    checkpoint = store.restart(capture)
+    source_config = config.source(capture.name)
+    calls = 0
+    try:
+        for batch in capture.batches():
+            findings = list(auditor.audit(batch.events, source_config))
+            store.add_batch(run_id, checkpoint, findings, 0, batch.line)
+            calls += len(findings)
+            for finding in findings:
+                on_finding(finding)
+    finally:
+        capture.close()
+        stats = capture.stats
+        store.finish_run(run_id, lines=stats.lines, events=stats.events, findings=calls, skipped=sum(stats.skipped.values()))
+    return checkpoint.source_id
