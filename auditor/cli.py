@@ -168,6 +168,55 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
     _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packets")
 
 
+@cli.command()
+@click.option("--interface", "-i", "interfaces", multiple=True, required=True, metavar="IF",
+              help="Network interface to capture on (repeatable), e.g. eth0 or lo.")
+@click.option("--port", "ports", multiple=True, type=click.IntRange(1, 65535), metavar="PORT",
+              help="TCP/UDP ports whose outbound connections are read (repeatable; default: 443, 80, 1080, 3128, 8080).")
+@provider_option
+@json_option
+@geoip_option
+@db_option
+@config_option
+def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path | None, db: str | None,
+          geoip_db: Path | None, as_json: bool, providers: tuple[str, ...]) -> None:
+    """Audit live traffic until stopped (Ctrl-C or SIGTERM): the same extraction as `pcap`, with a
+    kernel filter so that only connection starts and DNS answers reach user space. Needs
+    CAP_NET_RAW (root). New rows are reported on stderr as they appear and stored at once; the
+    table for this capture is printed at the end. Same exit codes as `logs`.
+    """
+    import signal
+
+    from auditor.sniffer import run_sniffer
+    from auditor.sources.live import DEFAULT_PORTS, LiveCapture
+
+    config = load_config(config_path)
+    policies = load_policies(providers or config.providers or None)
+    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
+    store = _store(config, db)
+    capture = LiveCapture(interfaces, ports or DEFAULT_PORTS)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: capture.stop())
+    click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
+               "Ctrl-C to stop", err=True)
+    seen: set[tuple[str, ...]] = set()
+
+    def report(finding: Any) -> None:
+        key = (finding.org, finding.host, finding.egress.label, finding.verdict.outcome.value)
+        if key not in seen:
+            seen.add(key)
+            country = finding.location.country_code or "-"
+            click.echo(f"{finding.event.ts:%Y-%m-%d %H:%M:%S} {finding.verdict.outcome.value}: {finding.org} -> {finding.host} "
+                       f"from {finding.egress.label or '-'} ({country}, {finding.location.basis})", err=True)
+
+    source_id = run_sniffer(capture, config=config, auditor=auditor, store=store, command="sniff", on_finding=report)
+    stats = capture.stats
+    click.echo(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
+               f"{capture.dropped} dropped by the kernel", err=True)
+    _describe_skips(capture)
+    _print_rows(store.rows([source_id]), as_json)
+
+
 def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.skipped.most_common():
         where = ", ".join(capture.stats.locations.get(reason, []))

@@ -431,7 +431,6 @@ def test_tunnel_without_sni_is_named_by_dns(tmp_path: Path) -> None:
 
 
 def test_ppp_pppoe_mpls_and_cisco_hdlc(tmp_path: Path) -> None:
-    from scapy.layers.l2 import CookedLinux  # noqa: F401  (imported above; kept for symmetry)
     from scapy.layers.ppp import HDLC, PPP, PPPoE
 
     hello = client_hello("api.openai.com")
