@@ -381,7 +381,17 @@ def _is_address(host: str) -> bool:
     return True
 
 
-FlowKey = tuple[bytes, int, bytes, int]
+FlowKey = bytes
+"""Source address, destination address, source port, destination port, packed: 12 bytes for
+IPv4, 36 for IPv6. Frames give it as one slice."""
+
+
+_KEY4, _KEY6 = struct.Struct("12s").unpack_from, struct.Struct("36s").unpack_from
+
+
+def _key_parts(key: FlowKey) -> tuple[bytes, bytes, int, int]:
+    n = (len(key) - 4) // 2
+    return key[:n], key[n : 2 * n], (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
 _STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 """First bytes a connection's first client segment can have: TLS handshake, SOCKS5, SOCKS4, an HTTP method."""
 
@@ -436,6 +446,8 @@ class Extractor:
 
     def frame(self, number: int, ts: float, linktype: int, frame: bytes) -> ConnectionEvent | None:
         """One frame -> an event when it completes a connection's name; PacketError when bad."""
+        if self.uninteresting(frame, 0, len(frame), linktype):
+            return None
         etype, off = link_payload(linktype, frame)
         seg = transport(etype, frame, off)
         if seg is None:
@@ -443,7 +455,7 @@ class Extractor:
         if ts >= self._next_sweep:
             self._sweep(ts)
         proto, src, dst, sport, dport, payload, seq, flags = seg
-        key = (src, sport, dst, dport)
+        key = src + dst + struct.pack("!HH", sport, dport)
         if proto == 17:
             if not payload:
                 return None
@@ -483,6 +495,33 @@ class Extractor:
             self._finish(key, ts)
             raise
 
+    def uninteresting(self, buf: bytes | bytearray, s: int, end: int, linktype: int) -> bool:
+        """True for the frame `buf[s:end]` when it cannot change anything, told from a few bytes:
+        the cheap path for the bulk of a capture (Ethernet; IPv4 without options or IPv6 without
+        extension headers): a TCP segment without data, or with data on a flow already named, or
+        with data that cannot start a flow; a UDP datagram neither a QUIC long-header packet nor DNS."""
+        if linktype != LINKTYPE_ETHERNET or end - s < 54:
+            return False
+        if buf[s + 12] == 0x08 and buf[s + 13] == 0x00 and buf[s + 14] == 0x45 and not (buf[s + 20] & 0x1F or buf[s + 21]):
+            proto, l4, stop, key_at = buf[s + 23], s + 34, s + 14 + ((buf[s + 16] << 8) | buf[s + 17]), s + 26
+        elif buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and end - s >= 74:
+            proto, l4, stop, key_at = buf[s + 20], s + 54, s + 54 + ((buf[s + 18] << 8) | buf[s + 19]), s + 22
+        else:
+            return False
+        if proto == 6:
+            if buf[l4 + 13] & TCP_SYN:
+                return False
+            start = l4 + (buf[l4 + 12] >> 4) * 4
+            if stop <= start:
+                return True
+            key = (_KEY4 if l4 - key_at == 8 else _KEY6)(buf, key_at)[0]
+            if key in self._done:
+                return True
+            return key not in self._flows and start < end and buf[start] not in _STARTS
+        if proto == 17:
+            return l4 + 8 < end and not buf[l4 + 8] & 0x80 and not (buf[l4] == 0 and buf[l4 + 1] == 53)
+        return False
+
     def _name(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
         """The event for a flow whose first bytes are `data`, once they are complete."""
         if flow.tunnel is not None:
@@ -512,7 +551,7 @@ class Extractor:
             flow.tunnel = (name, port, source, method, length, number)
             return self._tunnelled(number, key, flow, data)
         self._finish(key, flow.last)
-        name, source = self._resolve(name, source, key[2], ech)
+        name, source = self._resolve(name, source, _key_parts(key)[1], ech)
         return self._event(number, key, flow.ts, name, source, method)
 
     def _tunnelled(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
@@ -534,7 +573,7 @@ class Extractor:
         return self._event(number, key, flow.ts, name, how, method)
 
     def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp") -> ConnectionEvent:
-        src, sport, dst, dport = key
+        src, dst, sport, dport = _key_parts(key)
         return ConnectionEvent(
             ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=ip_text(src), orig_p=sport, resp_h=ip_text(dst),
             resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
@@ -570,7 +609,7 @@ class Extractor:
         self._quic.pop(key, None)
         self._finish(key, ts)
         sni, ech = hello_sni(data[4 : 4 + hello_len])
-        name, source = self._resolve(sni, "sni", key[2], ech)
+        name, source = self._resolve(sni, "sni", _key_parts(key)[1], ech)
         return self._event(number, key, stream[1], name, source, "", proto="udp")
 
     def _remember(self, answers: list[tuple[bytes, str]]) -> None:

@@ -10,7 +10,7 @@ extractor (a connection may span the checkpoint) but give no events again.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from auditor.events import ConnectionEvent
@@ -33,31 +33,48 @@ _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 Packet = tuple[int, float, int, bytes]
 """(packet number, timestamp in seconds, link type, frame)."""
+Skip = Callable[[bytearray, int, int, int], bool]
+"""(buffer, frame start, frame end, link type) -> True for a frame not worth copying out."""
+
+
+def _keep(buf: bytearray, start: int, end: int, linktype: int) -> bool:
+    return False
 
 
 class Damaged(Exception):
     """The file cannot be read past this point."""
 
 
-class _Chunks:
-    """A file read in large chunks, handing out byte ranges."""
+class _Window:
+    """A file read through one reused buffer (no allocation per chunk: on some virtual machines
+    fresh memory costs more than the parsing). `buf[pos:filled]` holds unread bytes."""
 
     def __init__(self, f: IO[bytes]) -> None:
         self.f = f
-        self.buf = b""
-        self.pos = 0
+        self.buf = bytearray(CHUNK)
+        self.view = memoryview(self.buf)
+        self.pos = self.filled = 0
 
     def need(self, n: int) -> bool:
-        """True when `n` bytes from `pos` are in `buf` (reading more if needed)."""
-        if len(self.buf) - self.pos >= n:
-            return True
-        self.buf = self.buf[self.pos :] + self.f.read(max(CHUNK, n))
-        self.pos = 0
-        return len(self.buf) >= n
+        """True when `n` bytes from `pos` are in `buf`, reading more (and growing) if needed."""
+        while self.filled - self.pos < n:
+            rest = self.filled - self.pos
+            if self.pos:
+                self.buf[:rest] = self.view[self.pos : self.filled]
+                self.pos, self.filled = 0, rest
+            if n > len(self.buf):
+                self.view.release()
+                self.buf.extend(bytes(n - len(self.buf)))
+                self.view = memoryview(self.buf)
+            got = self.f.readinto(self.view[self.filled :])  # type: ignore[attr-defined]
+            if not got:
+                return False
+            self.filled += got
+        return True
 
     @property
     def left(self) -> int:
-        return len(self.buf) - self.pos
+        return self.filled - self.pos
 
 
 class PcapFile(Prefixed, EventSource):
@@ -109,49 +126,60 @@ class PcapFile(Prefixed, EventSource):
     def close(self) -> None:
         self._file.close()
 
-    def packets(self) -> Iterator[Packet]:
-        """Every packet record; damage and a cut-short last record are counted in `stats`."""
+    def packets(self, skip: Skip | None = None) -> Iterator[Packet]:
+        """Every packet record, but those `skip(buffer, start, end, linktype)` is true for (the
+        extractor's cheap test, run before the frame is copied out); damage and a cut-short last
+        record are counted in `stats`."""
         reader = self._pcap if self.format.name == "pcap" else self._pcapng
         try:
-            yield from reader(_Chunks(self._file))
+            yield from reader(_Window(self._file), skip or _keep)
         except Damaged as e:
             self.stats.skip(str(e), f"{self.name}#{self._number + 1}")
         except OSError as e:
             raise SourceError(f"{self.name}: cannot read ({e.strerror})") from None
 
-    def _pcap(self, chunks: _Chunks) -> Iterator[Packet]:
-        chunks.need(24)
-        endian, scale = _PCAP_MAGIC[chunks.buf[:4]]
-        linktype = struct.unpack_from(endian + "I", chunks.buf, 20)[0] & 0xFFFF
-        chunks.pos = 24
-        record = struct.Struct(endian + "IIII")
-        self._number = 0
+    def _pcap(self, window: _Window, skip: Skip) -> Iterator[Packet]:
+        window.need(24)
+        endian, scale = _PCAP_MAGIC[bytes(window.buf[:4])]
+        linktype = struct.unpack_from(endian + "I", window.buf, 20)[0] & 0xFFFF
+        window.pos = 24
+        record = struct.Struct(endian + "IIII").unpack_from
+        self._number = number = 0
+        buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
         while True:
-            if not chunks.need(16):
-                if chunks.left:
-                    raise Damaged("capture ends in a truncated record header")
-                return
-            sec, frac, caplen, _wirelen = record.unpack_from(chunks.buf, chunks.pos)
-            if caplen > MAX_RECORD:
-                raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
-            if not chunks.need(16 + caplen):
-                raise Damaged("capture ends in a record cut short")
-            start = chunks.pos + 16
-            chunks.pos = start + caplen
-            self._number += 1
-            yield self._number, sec + frac * scale, linktype, chunks.buf[start : chunks.pos]
+            if pos + 16 > filled:
+                window.pos = pos
+                if not window.need(16):
+                    if window.left:
+                        raise Damaged("capture ends in a truncated record header")
+                    return
+                buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
+            sec, frac, caplen, _wirelen = record(buf, pos)
+            end = pos + 16 + caplen
+            if end > filled:
+                if caplen > MAX_RECORD:
+                    raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
+                window.pos = pos
+                if not window.need(16 + caplen):
+                    raise Damaged("capture ends in a record cut short")
+                buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
+                end = pos + 16 + caplen
+            self._number = number = number + 1
+            if not skip(buf, pos + 16, end, linktype):
+                yield number, sec + frac * scale, linktype, bytes(view[pos + 16 : end])
+            pos = end
 
-    def _pcapng(self, chunks: _Chunks) -> Iterator[Packet]:
+    def _pcapng(self, window: _Window, skip: Skip) -> Iterator[Packet]:
         endian = "<"
         interfaces: list[tuple[int, float]] = []  # (link type, seconds per timestamp unit)
         last_ts = 0.0
         self._number = 0
         while True:
-            if not chunks.need(12):
-                if chunks.left:
+            if not window.need(12):
+                if window.left:
                     raise Damaged("capture ends in a truncated block header")
                 return
-            buf, pos = chunks.buf, chunks.pos
+            buf, pos = window.buf, window.pos
             if buf[pos : pos + 4] == _PCAPNG_MAGIC:  # section header: its own byte order
                 order = buf[pos + 8 : pos + 12]
                 endian = "<" if order == b"\x4d\x3c\x2b\x1a" else ">" if order == b"\x1a\x2b\x3c\x4d" else ""
@@ -161,11 +189,11 @@ class PcapFile(Prefixed, EventSource):
             btype, length = struct.unpack_from(endian + "II", buf, pos)
             if length < 12 or length % 4 or length > MAX_RECORD:
                 raise Damaged(f"damaged pcapng block (length {length}); the rest of the file was not read")
-            if not chunks.need(length):
+            if not window.need(length):
                 raise Damaged("capture ends in a block cut short")
-            buf, pos = chunks.buf, chunks.pos
+            buf, pos = window.buf, window.pos
             body = pos + 8
-            chunks.pos = pos + length
+            window.pos = pos + length
             if btype == 6:  # enhanced packet block
                 iface, high, low, caplen = struct.unpack_from(endian + "IIII", buf, body)
                 ts_high_low = (high << 32) | low
@@ -180,7 +208,7 @@ class PcapFile(Prefixed, EventSource):
                 data_at, limit = body + 20, pos + length - 4
             else:
                 if btype == 1:  # interface description
-                    interfaces.append(self._interface(buf[body : pos + length - 4], endian))
+                    interfaces.append(self._interface(bytes(buf[body : pos + length - 4]), endian))
                 continue
             self._number += 1
             if iface >= len(interfaces) or data_at + caplen > limit:
@@ -189,7 +217,8 @@ class PcapFile(Prefixed, EventSource):
             linktype, unit = interfaces[iface]
             ts = last_ts if ts_high_low < 0 else ts_high_low * unit
             last_ts = ts
-            yield self._number, ts, linktype, buf[data_at : data_at + caplen]
+            if not skip(buf, data_at, data_at + caplen, linktype):
+                yield self._number, ts, linktype, bytes(window.view[data_at : data_at + caplen])
 
     @staticmethod
     def _interface(body: bytes, endian: str) -> tuple[int, float]:
@@ -212,7 +241,7 @@ class PcapFile(Prefixed, EventSource):
         frame = extractor.frame
         skip_to = self._skip_to
         number = 0
-        for number, ts, linktype, data in self.packets():
+        for number, ts, linktype, data in self.packets(extractor.uninteresting):
             try:
                 event = frame(number, ts, linktype, data)
             except PacketError as e:
