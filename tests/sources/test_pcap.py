@@ -486,3 +486,23 @@ def test_flow_state_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         seconds += s[3:-1]  # the rest of the hello, without the server's reply
     capture, found = events(write(tmp_path / "many.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in firsts + seconds]))
     assert sorted(e.orig_p for e in found) == [51003, 51004, 51005, 51006, 51007]
+
+
+def test_cheap_path_changes_no_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames the extractor skips from their first bytes would have given nothing on the full path."""
+    from auditor.sources import packets
+
+    bulk = []
+    for i in range(30):  # data both ways on named flows, pure ACKs, and a flow joined mid-stream
+        bulk.append(IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=50000, flags="PA", seq=9000 + i * 100) / Raw(bytes([i]) * 100))
+        bulk.append(IP(src=CLIENT, dst=SERVER) / TCP(sport=50000, dport=443, flags="A", ack=9000 + i * 100))
+        bulk.append(IP(src=CLIENT, dst=SERVER) / TCP(sport=50000, dport=443, flags="PA", seq=20000 + i * 50) / Raw(b"\x17\x03\x03" + bytes(47)))
+        bulk.append(IPv6(src="2001:db8::5", dst="2001:db8::1") / TCP(sport=50001, dport=443, flags="PA", seq=i * 10) / Raw(bytes([65 + i]) * 10))
+    pkts = tcp_session(client_hello("api.openai.com", padding=300), split=90, order=[3, 1, 0, 2, 4])
+    pkts += tcp_session(client_hello("eu.api.openai.com"), src="2001:db8::5", dst="2001:db8::1", sport=50002, v6=True, split=33)
+    mixed = [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts[:4] + bulk + pkts[4:]]
+    path = write(tmp_path / "mixed.pcap", mixed)
+    fast = [(e.server_name, e.source) for e in events(path)[1]]
+    monkeypatch.setattr(packets.Extractor, "uninteresting", lambda self, *args: False)
+    assert [(e.server_name, e.source) for e in events(path)[1]] == fast
+    assert {name for name, _ in fast} == {"api.openai.com", "eu.api.openai.com"}
