@@ -30,6 +30,8 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+SNAPLEN_CUT = "packet cut short by the capture's snap length"
+"""A frame the capture kept only the start of; it is counted, not read (its bytes are missing)."""
 
 Packet = tuple[int, float, int, bytes]
 """(packet number, timestamp in seconds, link type, frame)."""
@@ -154,7 +156,7 @@ class PcapFile(Prefixed, EventSource):
                         raise Damaged("capture ends in a truncated record header")
                     return
                 buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
-            sec, frac, caplen, _wirelen = record(buf, pos)
+            sec, frac, caplen, wirelen = record(buf, pos)
             end = pos + 16 + caplen
             if end > filled:
                 if caplen > MAX_RECORD:
@@ -166,7 +168,10 @@ class PcapFile(Prefixed, EventSource):
                 end = pos + 16 + caplen
             self._number = number = number + 1
             if not skip(buf, pos + 16, end, linktype):
-                yield number, sec + frac * scale, linktype, bytes(view[pos + 16 : end])
+                if caplen < wirelen:
+                    self.stats.skip(SNAPLEN_CUT, f"{self.name}#{number}")
+                else:
+                    yield number, sec + frac * scale, linktype, bytes(view[pos + 16 : end])
             pos = end
 
     def _pcapng(self, window: _Window, skip: Skip) -> Iterator[Packet]:
@@ -195,15 +200,16 @@ class PcapFile(Prefixed, EventSource):
             body = pos + 8
             window.pos = pos + length
             if btype == 6:  # enhanced packet block
-                iface, high, low, caplen = struct.unpack_from(endian + "IIII", buf, body)
+                iface, high, low, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
                 ts_high_low = (high << 32) | low
                 data_at, limit = body + 20, pos + length - 4
             elif btype == 3:  # simple packet block: interface 0, no timestamp
                 iface, ts_high_low = 0, -1
                 data_at, limit = body + 4, pos + length - 4
-                caplen = min(struct.unpack_from(endian + "I", buf, body)[0], limit - data_at)
+                wirelen = struct.unpack_from(endian + "I", buf, body)[0]
+                caplen = min(wirelen, limit - data_at)
             elif btype == 2:  # obsolete packet block
-                iface, _drops, high, low, caplen = struct.unpack_from(endian + "HHIII", buf, body)
+                iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
                 ts_high_low = (high << 32) | low
                 data_at, limit = body + 20, pos + length - 4
             else:
@@ -218,6 +224,9 @@ class PcapFile(Prefixed, EventSource):
             ts = last_ts if ts_high_low < 0 else ts_high_low * unit
             last_ts = ts
             if not skip(buf, data_at, data_at + caplen, linktype):
+                if caplen < wirelen:
+                    self.stats.skip(SNAPLEN_CUT, f"{self.name}#{self._number}")
+                    continue
                 yield self._number, ts, linktype, bytes(window.view[data_at : data_at + caplen])
 
     @staticmethod

@@ -30,12 +30,12 @@ IF_CLIENT, IF_SERVER = f"rac{SUFFIX}", f"ras{SUFFIX}"
 CONFIG = """
 [[site]]
 name = "hk-office"
-networks = ["10.20.0.0/16", "2001:db8:20::/48"]
+networks = ["10.20.0.0/16", "2001:db8:20::/48", "127.0.0.0/8", "::1/128"]
 egress_ip = "43.198.12.34"
 
 [[org]]
 name = "acme-research"
-networks = ["10.20.1.0/24", "2001:db8:20::/48"]
+networks = ["10.20.1.0/24", "2001:db8:20::/48", "127.0.0.0/8", "::1/128"]
 """
 
 SERVERS = r"""
@@ -131,15 +131,15 @@ def netns(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def start_sniffer(tmp: Path, db: Path) -> subprocess.Popen[str]:
+def start_sniffer(tmp: Path, db: Path, interface: str = IF_CLIENT) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", NS_CLIENT, sys.executable, "-m", "auditor", "sniff", "--interface", IF_CLIENT,
+        ["ip", "netns", "exec", NS_CLIENT, sys.executable, "-m", "auditor", "sniff", "--interface", interface,
          "--config", str(tmp / "auditor.toml"), "--db", str(db), "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None
     first = proc.stderr.readline()
-    assert first.startswith(f"listening on {IF_CLIENT}: TCP and UDP ports 80, 443, 1080, 3128, 8080"), first + proc.stderr.read()
+    assert first.startswith(f"listening on {interface}: TCP and UDP ports 80, 443, 1080, 3128, 8080"), first + proc.stderr.read()
     return proc
 
 
@@ -219,3 +219,39 @@ def test_sniff_without_cap_net_raw_or_interface_says_what_to_do(tmp_path: Path) 
     missing = subprocess.run([sys.executable, "-m", "auditor", "sniff", "-i", "nosuchif0", "--db", db],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 3 and "nosuchif0: no such network interface; list them with `ip link`" in missing.stderr
+
+
+LOOPBACK_CLIENT = r"""
+import socket, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for host in ("127.0.0.1", "::1"):
+    s = socket.create_connection((host, 443), timeout=3)
+    try:
+        ctx.wrap_socket(s, server_hostname="api.openai.com")
+    except (OSError, ssl.SSLError):
+        pass
+    s.close()
+print("sent", flush=True)
+"""
+
+
+def test_sniff_on_loopback_counts_each_connection_once(netns: Path) -> None:
+    """On lo every packet passes the tap twice (sent, then received): one call each, not two."""
+    servers = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, sys.executable, str(netns / "servers.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert servers.stdout is not None and servers.stdout.readline().strip() == "ready"
+        db = netns / "lo.db"
+        proc = start_sniffer(netns, db, "lo")
+        try:
+            (netns / "lo-client.py").write_text(LOOPBACK_CLIENT)
+            out = subprocess.run(["ip", "netns", "exec", NS_CLIENT, sys.executable, str(netns / "lo-client.py")],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.stdout.strip() == "sent", out.stderr
+            assert stored_calls(db, want=2) == {("acme-research", "43.198.12.34", "violation"): 2}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 1 and "2 connections named" in err, err
+    finally:
+        servers.kill()
+        servers.wait()

@@ -506,3 +506,17 @@ def test_cheap_path_changes_no_answer(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(packets.Extractor, "uninteresting", lambda self, *args: False)
     assert [(e.server_name, e.source) for e in events(path)[1]] == fast
     assert {name for name, _ in fast} == {"api.openai.com", "eu.api.openai.com"}
+
+
+def test_packets_cut_by_the_snap_length_are_counted(tmp_path: Path) -> None:
+    """A capture taken with `-s 60`: the frames that matter are counted as cut, not misread."""
+    frames = [bytes(Ether(src=MAC_A, dst=MAC_B) / p) for p in tcp_session(client_hello("api.openai.com"))]
+    path = tmp_path / "snap.pcap"
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 60, 1))
+        for i, frame in enumerate(frames):
+            f.write(struct.pack("<IIII", 1721638800 + i, 0, min(len(frame), 60), len(frame)) + frame[:60])
+    capture, found = events(path)
+    assert found == []
+    # The ClientHello (#3) and the server's reply (#4) were cut; the SYN and SYN-ACK fit.
+    assert capture.stats.locations == {"packet cut short by the capture's snap length": [f"{path}#3", f"{path}#4"]}
