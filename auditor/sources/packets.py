@@ -582,6 +582,10 @@ class Extractor:
     def _quic_initial(self, number: int, ts: float, key: FlowKey, payload: bytes) -> ConnectionEvent | None:
         if key in self._done:
             return None
+        src, dst, sport, dport = _key_parts(key)
+        reply = dst + src + struct.pack("!HH", dport, sport)
+        if reply in self._done or reply in self._quic:
+            return None  # the server's side of a connection whose client was seen: other keys
         try:
             _dcid, frames = quic.initial_crypto(payload)
         except quic.QuicError as e:

@@ -8,8 +8,10 @@ order and across packets) into the ClientHello.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import re
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -23,6 +25,7 @@ _SALTS = {
 }
 _LABEL = {V1: "quic", V2: "quicv2"}
 _INITIAL_TYPE = {V1: 0, V2: 1}
+_NOT_PADDING = re.compile(b"[^\x00]").search
 MAX_CRYPTO = 65_536
 """CRYPTO bytes kept per connection while the ClientHello is incomplete."""
 
@@ -41,8 +44,9 @@ def _expand_label(secret: bytes, label: str, length: int) -> bytes:
     return out[:length]
 
 
+@functools.lru_cache(maxsize=4096)
 def client_keys(dcid: bytes, version: int = V1) -> tuple[bytes, bytes, bytes]:
-    """(key, iv, hp) protecting a client's Initial packets."""
+    """(key, iv, hp) protecting a client's Initial packets (cached: a connection's Initials share them)."""
     initial = hmac.new(_SALTS[version], dcid, hashlib.sha256).digest()
     client = _expand_label(initial, "client in", 32)
     prefix = _LABEL[version]
@@ -118,7 +122,10 @@ def _crypto_frames(plain: bytes) -> list[tuple[int, bytes]]:
     frames, off = [], 0
     while off < len(plain):
         kind = plain[off]
-        if kind in (0x00, 0x01):  # PADDING, PING
+        if kind == 0x00:  # PADDING, usually a long run of it
+            match = _NOT_PADDING(plain, off)
+            off = match.start() if match else len(plain)
+        elif kind == 0x01:  # PING
             off += 1
         elif kind == 0x06:  # CRYPTO
             offset, off = _varint(plain, off + 1)
