@@ -520,3 +520,17 @@ def test_packets_cut_by_the_snap_length_are_counted(tmp_path: Path) -> None:
     assert found == []
     # The ClientHello (#3) and the server's reply (#4) were cut; the SYN and SYN-ACK fit.
     assert capture.stats.locations == {"packet cut short by the capture's snap length": [f"{path}#3", f"{path}#4"]}
+
+
+def test_rfc9001_client_initial_is_named(tmp_path: Path) -> None:
+    """The protected client Initial of RFC 9001 appendix A.2, byte for byte, in a UDP datagram."""
+    packet = bytes.fromhex((Path(__file__).parents[1] / "data" / "quic" / "rfc9001-a2-client-initial.hex").read_text().replace("\n", ""))
+    assert len(packet) == 1200
+    dcid, frames = quic.initial_crypto(packet)
+    assert dcid.hex() == "8394c8f03e515708" and [(offset, len(data)) for offset, data in frames] == [(0, 241)]
+    frame = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51500, dport=443) / Raw(packet)
+    capture, found = events(write(tmp_path / "rfc.pcap", [frame]))
+    assert [(e.proto, e.server_name, e.name_source) for e in found] == [("udp", "example.com", "sni")]
+    damaged = bytearray(packet)
+    damaged[-1] ^= 0x01  # the AEAD tag no longer matches: not a client Initial we can read
+    assert events(write(tmp_path / "bad.pcap", [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51501, dport=443) / Raw(bytes(damaged))]))[1] == []
