@@ -6,7 +6,8 @@ import dataclasses
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 from auditor import __version__
 from auditor.attribution import Attributor
 from auditor.config import Config, ConfigError, load_config
+from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
 from auditor.preflight import PreflightError, render_json, render_text, scan
 from auditor.report.interface import FormatChoice, ReportError
@@ -115,28 +117,100 @@ def _store(config: Config, db: str | None) -> SqlStore:
 @cli.command()
 @audit_options
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), help="Log format (default: detected per file).")
+@click.option("--follow", is_flag=True,
+              help="Keep reading the files as they grow, like tail -F (rotation, copytruncate, files not created yet) "
+              "until SIGTERM or Ctrl-C; new rows on stderr, the table at the end.")
+@click.option("--rescan", is_flag=True,
+              help="Forget what earlier runs recorded for these inputs and audit them again from the start.")
 def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
-         fmt: str | None, providers: tuple[str, ...]) -> None:
-    """Audit proxy logs (Squid native, nginx/Apache combined, Vercel drains; plain, gzip, bz2, xz; - for stdin).
+         fmt: str | None, providers: tuple[str, ...], follow: bool, rescan: bool) -> None:
+    """Audit proxy logs (Squid native, nginx/Apache combined, Vercel drains; plain, gzip, bz2, xz; - for stdin;
+    a directory for the files in it).
 
     Prints one row per (org, provider, host, egress, verdict). Exit 0: no violation; 1: violations
     found; 2: usage or config error; 3: input error. Lines audited before are not counted again.
     """
-    _audit(files, config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt)
+    if follow:
+        _follow(files, config_path, db, geoip_db, providers, as_json, fmt=fmt, rescan=rescan)
+        return
+    inputs = expand_inputs(files)
+    for note in inputs.notes:
+        click.echo(note, err=True)
+    _audit(tuple(inputs.paths), config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt, rescan=rescan,
+           tolerate=inputs.found, progress_bytes=inputs.total_bytes)
+
+
+def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, SqlStore]:
+    """The configuration, the auditor and the store every auditing command builds."""
+    config = load_config(config_path)
+    policies = load_policies(providers or config.providers or None)
+    return config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
 
 
 def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
            providers: tuple[str, ...], as_json: bool, *, command: str, fmt: str | None = None,
-           opener: Callable[[str], Any] | None = None, unit: str = "lines") -> None:
+           opener: Callable[[str], Any] | None = None, unit: str = "lines", rescan: bool = False,
+           tolerate: Collection[str] = (), progress_bytes: int = 0) -> None:
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
-    config = load_config(config_path)
-    policies = load_policies(providers or config.providers or None)
-    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
-    store = _store(config, db)
-    summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener)
+    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    progress = _AuditProgress(progress_bytes)
+    try:
+        summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener,
+                             rescan=rescan, tolerate=tolerate, progress=progress)
+    finally:
+        progress.close()
+    for note in summary.unread:
+        click.echo(note, err=True)
     for item in summary.inputs:
         click.echo(item.describe().replace(" lines", f" {unit}"), err=True)
     _print_rows(store.rows(summary.source_ids), as_json)
+
+
+def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
+            providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool) -> None:
+    """`logs --follow`: follow until SIGTERM/SIGINT (exit 0) or until stdin ends (exit as `logs`), then print the rows."""
+    from auditor.follow import Follower, stop_on_signals
+
+    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    follower = Follower(files, config=config, auditor=auditor, store=store, fmt=fmt, command="logs --follow", rescan=rescan,
+                        say=lambda message: click.echo(message, err=True))
+    with stop_on_signals(follower.stop):
+        summary = follower.run()
+    for item in summary.inputs:
+        click.echo(item.describe(), err=True)
+    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped)
+
+
+class _AuditProgress:
+    """One bar over the bytes of a run's inputs, on stderr when it is a terminal and only once the
+    run has taken `delay` seconds (short runs and redirected output never show one)."""
+
+    delay = 1.0
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.enabled = total > 0 and self.stream.isatty()
+        self._start = time.monotonic()
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if time.monotonic() - self._start < self.delay:
+                return
+            self._bar = click.progressbar(length=self.total, label="reading", file=self.stream)
+            self._bar.__enter__()
+        done = min(done, self.total)
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @cli.command()
@@ -233,10 +307,10 @@ def findings(config_path: Path | None, db: str | None, as_json: bool) -> None:
     _print_rows(_store(config, db).rows(), as_json)
 
 
-def _print_rows(rows: list[Any], as_json: bool) -> None:
+def _print_rows(rows: list[Any], as_json: bool, *, exit_on_violation: bool = True) -> None:
     choice = FormatChoice.JSON if as_json else FormatChoice.TABLE
     click.echo(choice.to_format().render(rows), nl=False)
-    if any(r.verdict == Outcome.VIOLATION.value for r in rows):
+    if exit_on_violation and any(r.verdict == Outcome.VIOLATION.value for r in rows):
         sys.exit(EXIT_VIOLATIONS)
 
 

@@ -15,6 +15,8 @@ country = "SG"
 path = "/var/log/squid/access.log*"
 egress_ip = "203.0.113.7"
 org = "acme-research"
+format = "json"         # optional: the file's format (else detected); json needs a field map
+fields = { ts = "time", orig_h = "client.ip", server_name = "request.host" }
 [store]
 url = "sqlite:////var/lib/region-auditor/findings.db"
 [geoip]
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.sources import jsonmap
+from auditor.sources.logfile import FORMATS
 from geoip.overrides import Network, Override
 
 
@@ -74,6 +78,15 @@ class SourceConfig:
     """The proxy's own public address, "" when not known."""
     org: str = ""
     """Organization for clients no [[org]] network matches, "" for none."""
+    format: str = ""
+    """The files' log format (a --format name), "" to detect it."""
+    fields: tuple[tuple[str, str], ...] = ()
+    """Field map of format `json`: (event field, dotted path) pairs."""
+
+    @property
+    def field_map(self) -> dict[str, str] | None:
+        """`fields` as a dict, None when there is none."""
+        return dict(self.fields) if self.fields else None
 
     def matches(self, path: str) -> bool:
         """True when this entry describes the file at `path`."""
@@ -117,7 +130,7 @@ _KEYS = {
     "site": {"name", "networks", "egress_ip"},
     "org": {"name", "networks", "vercel_projects"},
     "override": {"network", "country", "region"},
-    "source": {"path", "egress_ip", "org"},
+    "source": {"path", "egress_ip", "org", "format", "fields"},
 }
 _TABLES = {"store": {"url"}, "geoip": {"database"}}
 
@@ -148,6 +161,30 @@ def _networks(entry: Mapping[str, Any], where: str) -> tuple[Network, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: 'networks' must be a non-empty list of CIDR strings")
     return tuple(_network(n, where) for n in value)
+
+
+def _format(entry: Mapping[str, Any], where: str) -> str:
+    fmt = _string(entry, "format", where, required=False)
+    if fmt and fmt not in FORMATS:
+        raise ConfigError(f"{where}: format {fmt!r} is not a log format; use one of {', '.join(FORMATS)}, or leave it out to detect it")
+    return fmt
+
+
+def _fields(entry: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    example = 'fields = { ts = "time", server_name = "request.host" }'
+    fields = entry.get("fields")
+    if fields is None:
+        if entry.get("format") == jsonmap.NAME:
+            raise ConfigError(f"{where}: format = \"json\" needs a field map; add {example}")
+        return ()
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{where}: 'fields' must be a table of event field = \"dotted.path\", like {example}")
+    if entry.get("format") != jsonmap.NAME:
+        raise ConfigError(f"{where}: 'fields' is read only with format = \"json\"; add that, or remove 'fields'")
+    problem = jsonmap.check_map(fields)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return tuple(sorted(fields.items()))
 
 
 def _entries(data: Mapping[str, Any], name: str, where: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -202,6 +239,8 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
             path=_string(e, "path", w),
             egress_ip=_address(e["egress_ip"], w) if "egress_ip" in e else "",
             org=_string(e, "org", w, required=False),
+            format=_format(e, w),
+            fields=_fields(e, w),
         )
         for w, e in _entries(data, "source", where)
     )

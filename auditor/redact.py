@@ -15,6 +15,23 @@ _PATTERNS = (
     (re.compile(r"(?i)([?&;](?:api[_-]?key|key|token|access[_-]?token|auth|password|passwd|secret|sig|signature)=)[^&\s\"]+"), r"\1" + MARK),
     # user:password@ in URLs.
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s\"]+@"), r"\1" + MARK + "@"),
+    # JSON members holding credentials (Envoy/Cloudflare/generic JSON logs, Zeek http.log JSON):
+    # `"authorization":"..."`, `"x-api-key":"..."`, `"password":"..."`, `"cookie":"..."`, and a
+    # Cloudflare `"Cookies":{...}` object.
+    (
+        re.compile(
+            r'(?i)("(?:(?:proxy[-_])?authorization|x[-_]api[-_]key|api[-_]key|openai[-_]api[-_]key|x[-_]goog[-_]api[-_]key'
+            r'|password|passwd|cookies?|set[-_]cookie)"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|\{[^{}]*\})'
+        ),
+        r'\1"' + MARK + '"',
+    ),
+    # Headers logged as name/value objects (Suricata `dump-all-headers`).
+    (
+        re.compile(
+            r'(?i)("name"\s*:\s*"(?:(?:proxy-)?authorization|x-api-key|api-key|cookie|set-cookie|x-goog-api-key)"\s*,\s*"value"\s*:\s*)"(?:[^"\\]|\\.)*"'
+        ),
+        r'\1"' + MARK + '"',
+    ),
     # Provider key formats anywhere: OpenAI sk-..., Anthropic sk-ant-..., Google AIza...
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-" + MARK),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), MARK),

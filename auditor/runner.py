@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.config import Config
 from auditor.pipeline import Auditor
+from auditor.sources.interface import SourceError
 from auditor.sources.logfile import LogFile
 from auditor.store import FindingStore
 
@@ -54,6 +55,8 @@ class RunSummary:
     run_id: int
     inputs: list[InputSummary] = field(default_factory=list)
     source_ids: list[int] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+    """Why inputs that may be skipped (files found in a directory) were not read, or not to the end."""
 
     @property
     def skipped(self) -> int:
@@ -62,29 +65,49 @@ class RunSummary:
 
 def audit_logs(
     paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None, command: str,
-    opener: Callable[[str], Any] | None = None,
+    opener: Callable[[str], Any] | None = None, rescan: bool = False, tolerate: Collection[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Audit each input once; inputs read before resume after their checkpoint. `opener` opens
-    one input (default: a log file with the policies' prefilter)."""
+    one input (default: a log file with the policies' prefilter). `rescan`: forget what earlier
+    runs recorded for the inputs and audit them from the start. An input error in a path of
+    `tolerate` (files found in a directory) is noted in `unread` and the run goes on. `progress`
+    is told after each batch how many bytes of the inputs (as stored) were read so far."""
     run_id = store.start_run(command, auditor.locator.description, auditor.policies.version_tag)
     summary = RunSummary(run_id)
     totals = Counter[str]()
     needles = auditor.policies.needles()
+    done = 0
     for path in paths:
-        log = opener(path) if opener else LogFile.open(path, needles, fmt)
         try:
-            checkpoint = store.checkpoint(log)
+            known = config.source(path)  # its format and field map, when the config gives them
+            log = opener(path) if opener else LogFile.open(path, needles, fmt or known.format or None, known.field_map)
+        except SourceError as e:
+            if path not in tolerate:
+                raise
+            summary.unread.append(f"skipped {e}")
+            continue
+        try:
+            checkpoint = store.forget(log) if rescan else store.checkpoint(log)
             if not log.resume(checkpoint.offset, checkpoint.line):
                 checkpoint = store.restart(log)
+            summary.source_ids.append(checkpoint.source_id)
             source_config = config.source(path)
             calls = 0
             for batch in log.batches():
                 findings = list(auditor.audit(batch.events, source_config))
                 store.add_batch(run_id, checkpoint, findings, batch.offset, batch.line)
                 calls += len(findings)
+                if progress:
+                    progress(done + (log.consumed() or 0))
+        except SourceError as e:
+            if path not in tolerate:
+                raise
+            summary.unread.append(f"stopped reading {e}")
+            continue
         finally:
+            done += log.consumed() or 0
             log.close()
-        summary.source_ids.append(checkpoint.source_id)
         stats = log.stats
         summary.inputs.append(
             InputSummary(

@@ -140,6 +140,12 @@ class FindingStore(ABC):
         """A new checkpoint at 0 for an input whose old checkpoint no longer applies."""
 
     @abstractmethod
+    def forget(self, source: Fingerprinted) -> Checkpoint:
+        """Drop what earlier audits of an input (the same content, as `checkpoint` finds it)
+        recorded: checkpoints, calls and evidence; a new checkpoint at 0, so that it is audited
+        again from the start with counts replaced, not added to (`logs --rescan`)."""
+
+    @abstractmethod
     def add_batch(self, run_id: int, checkpoint: Checkpoint, findings: Sequence[Finding], offset: int, line: int) -> None:
         """Store findings and move the checkpoint, atomically."""
 
@@ -304,20 +310,39 @@ class SqlStore(FindingStore):
             conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings, skipped=skipped))
 
     def checkpoint(self, source: Fingerprinted) -> Checkpoint:
-        full = source.fingerprint
         with self._begin() as conn:
-            candidates = conn.execute(
-                sa.select(sources).where(sa.or_(sources.c.fingerprint == full, sources.c.name == source.name)).order_by(sources.c.offset.desc())
-            ).all()
-            for c in candidates:
-                if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint:
-                    if c.fp_len < len(source.prefix):  # the input grew: identify it by more bytes
-                        conn.execute(sa.update(sources).where(sources.c.id == c.id).values(fingerprint=full, fp_len=len(source.prefix)))
-                    return Checkpoint(c.id, c.offset, c.line)
+            for c in self._same_input(conn, source):
+                if c.fp_len < len(source.prefix):  # the input grew: identify it by more bytes
+                    conn.execute(sa.update(sources).where(sources.c.id == c.id).values(fingerprint=source.fingerprint, fp_len=len(source.prefix)))
+                return Checkpoint(c.id, c.offset, c.line)
             return self._new_source(conn, source)
+
+    def _same_input(self, conn: sa.Connection, source: Fingerprinted) -> list[Any]:
+        """The `sources` rows of checkpoints taken on this content (their first bytes match), furthest first.
+
+        A checkpoint taken while the input was shorter than its fingerprint is identified by all of
+        it: an input that starts with those bytes is the same one, grown, under any name (a file
+        rotated while small and audited as `access.log.1`); an empty one only under its own name."""
+        n = len(source.prefix)
+        shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
+        prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
+        candidates = conn.execute(
+            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == source.name)).order_by(sources.c.offset.desc())
+        ).all()
+        return [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
 
     def restart(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
+            return self._new_source(conn, source)
+
+    def forget(self, source: Fingerprinted) -> Checkpoint:
+        with self._begin() as conn:
+            ids = [c.id for c in self._same_input(conn, source)]
+            if ids:
+                audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
+                conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
+                conn.execute(sa.delete(observations).where(observations.c.source_id.in_(ids)))
+                conn.execute(sa.delete(sources).where(sources.c.id.in_(ids)))
             return self._new_source(conn, source)
 
     def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:

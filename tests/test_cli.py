@@ -106,7 +106,7 @@ def test_user_geoip_database_and_override_come_first(tmp_path: Path) -> None:
     "args, code, message",
     [
         (["logs", "{missing}"], 3, "{missing}: no such file"),
-        (["logs", "{tmp}"], 3, "is a directory"),
+        (["pcap", "{tmp}"], 3, "is a directory"),  # `logs` reads the files in a directory (tests/test_inputs.py)
         (["logs", "{garbage}"], 3, "not a recognised log format"),
         (["logs", "{log}", "--config", "{missing}"], 2, "no such config file"),
         (["logs", "{log}", "--config", "{badconfig}"], 2, "'10.0.0.0/99' is not a network"),

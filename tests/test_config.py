@@ -125,3 +125,51 @@ def test_orgs_by_vercel_project() -> None:
 def test_org_project_errors(org: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"org": [org]}, "t.toml")
+
+
+def test_source_format_and_field_map() -> None:
+    config = parse_config(
+        {"source": [
+            {"path": "/var/log/zeek/*.log", "format": "zeek"},
+            {"path": "/var/log/gw/*.json", "format": "json", "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client.ip"}},
+        ]},
+        "t.toml",
+    )
+    zeek, gateway = config.sources
+    assert (zeek.format, zeek.fields, zeek.field_map) == ("zeek", (), None)
+    assert gateway.format == "json"
+    assert gateway.field_map == {"ts": "time", "server_name": "request.host", "orig_h": "client.ip"}
+    assert config.source("/var/log/gw/a.json") is gateway
+    assert config.source("/elsewhere.log").format == ""
+    hash(gateway)  # still a frozen, hashable value
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"format": "apache"}, r"format 'apache' is not a log format; use one of squid, combined, .*json, or leave it out to detect it"),
+        ({"format": 7}, "'format' must be a non-empty string"),
+        ({"format": "json"}, r'format = "json" needs a field map; add fields = \{ ts = "time", server_name = "request.host" \}'),
+        ({"format": "zeek", "fields": {"ts": "ts", "server_name": "server_name"}}, r"'fields' is read only with format = \"json\"; add that, or remove 'fields'"),
+        ({"fields": {"ts": "ts", "server_name": "host"}}, r"'fields' is read only with format = \"json\""),
+        ({"format": "json", "fields": "ts=time"}, r"'fields' must be a table of event field = \"dotted.path\""),
+        ({"format": "json", "fields": {"server_name": "host"}}, r"'fields' needs ts = "),
+        ({"format": "json", "fields": {"ts": "time"}}, r"'fields' needs server_name = .* or url = "),
+        ({"format": "json", "fields": {"ts": "time", "host": "host"}}, r"unknown field 'host' in 'fields'; known: ts, server_name, url"),
+        ({"format": "json", "fields": {"ts": "time", "server_name": "request..host"}}, r"'fields' entry 'server_name' must be a dotted path"),
+        ({"format": "json", "fields": {"ts": "time", "server_name": 3}}, r"'fields' entry 'server_name' must be a dotted path"),
+        ({"formats": "json"}, "unknown key 'formats'; allowed keys: egress_ip, fields, format, org, path"),
+    ],
+)
+def test_source_format_errors(source: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config({"source": [{"path": "/var/log/gw.json"} | source]}, "auditor.toml")
+    assert str(info.value).startswith("auditor.toml: [[source]] #1: ")
+    assert str(info.value).count(". ") == 0  # one sentence
+
+
+def test_source_field_map_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "auditor.toml"
+    path.write_text('[[source]]\npath = "gw.json"\nformat = "json"\nfields = { ts = "time", orig_h = "client.ip", server_name = "request.host", status = "response.code" }\n')
+    (entry,) = load_config(path).sources
+    assert entry.field_map == {"ts": "time", "orig_h": "client.ip", "server_name": "request.host", "status": "response.code"}

@@ -287,3 +287,65 @@ def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: 
     assert (row.country, row.basis) == ("SG", "override:81.2.69.0/24")
     (ev,) = store.evidence(row)
     assert ev.disagreements == "mmdb:GeoIP2-Country@2026-02-04=GB"
+
+
+def test_forget_drops_what_an_input_recorded_and_rescan_counts_it_once(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    other = tmp_path / "other.log"
+    other.write_text(squid(T0 + 9000, "10.30.2.8"))
+    store = SqlStore(db_target)
+    first = run(store, log, other)
+    (row,) = [r for r in store.rows() if r.org == "acme"]
+    assert len(store.evidence(row)) == 2
+    # A renamed, compressed copy is the same input: forgetting it forgets the original's records.
+    packed = tmp_path / "access.log.1.gz"
+    packed.write_bytes(gzip.compress(log.read_bytes()))
+    summary = audit_logs([str(packed)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test", rescan=True)
+    assert summary.inputs[0].resumed_at_line == 0 and summary.inputs[0].lines == len(LINES)
+    assert [r.as_dict() for r in store.rows()] == first  # counted once, not added to
+    (row,) = [r for r in store.rows() if r.org == "acme"]
+    assert len(store.evidence(row)) == 2
+    # The other input was not touched, and the checkpoint is back at the end.
+    assert calls(store.rows())[("beta", "allowed")] == 2
+    again = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert again.inputs[0].resumed_at_line == len(LINES) and again.inputs[0].lines == 0
+
+
+def test_forget_then_a_new_configuration_replaces_the_rows(db_target: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    run(store, log)
+    moved = parse_config(
+        {"site": [{"name": "sg", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.10"}],
+         "org": [{"name": "acme", "networks": ["10.0.0.0/8"]}],
+         "override": [{"network": "198.51.100.0/24", "country": "SG"}]},
+        "moved.toml",
+    )
+    auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(moved.overrides)]), Attributor(moved))
+    audit_logs([str(log)], config=moved, auditor=auditor, store=store, fmt=None, command="test", rescan=True)
+    assert calls(store.rows()) == {("acme", "allowed"): 3, ("unattributed", "unknown"): 1}
+
+
+def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str, tmp_path: Path) -> None:
+    """A checkpoint taken while the file was shorter than the fingerprint is found under another
+    name (rotated while small): only the lines written since are counted."""
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES[:2]))
+    store = SqlStore(db_target)
+    run(store, log)
+    with log.open("a") as f:
+        f.write("".join(LINES[2:]))
+    log.rename(tmp_path / "access.log.1")
+    summary = audit_logs([str(tmp_path / "access.log.1")], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert summary.inputs[0].resumed_at_line == 2 and summary.inputs[0].lines == 4
+    assert calls(store.rows()) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
+    # A file that merely starts like an empty one is not that one.
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    run(store, empty)
+    fresh = tmp_path / "fresh.log"
+    fresh.write_text(squid(T0 + 7200, "10.20.1.5"))
+    fresh_summary = audit_logs([str(fresh)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert fresh_summary.inputs[0].resumed_at_line == 0 and fresh_summary.inputs[0].lines == 1

@@ -7,6 +7,12 @@ Apache's `vhost_combined` (`%v:%p %h ...`) and nginx formats that start with `$h
 virtual host first; then it names the host the call was for. Otherwise the host comes from the
 request target: `CONNECT host:port` or an absolute URL (a forward proxy). A relative target names
 no host, so such lines are not calls to a known host.
+
+Squid's `common` and `combined` emulations (`logformat common %>a %[ui %[un [%tl] "%rm %ru
+HTTP/%rv" %>Hs %<st %Ss:%Sh`, `combined` with the referer and user agent before `%Ss:%Sh`) are
+this format with Squid's result tag at the end; requests Squid denied or did not forward
+(`TCP_DENIED:HIER_NONE`, `NONE_NONE:HIER_NONE`) are not calls, as in Squid's native format.
+HAProxy's `option httplog clf` is this format too (its extra fields follow the user agent).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 from auditor.events import ConnectionEvent
 from auditor.sources.common import host_from_target, parse_clf_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
+from auditor.sources.squid import not_forwarded
 
 NAME = "combined"
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
@@ -26,6 +33,8 @@ _LINE = re.compile(
     + r'(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?'
 )
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{1,19}$")
+_SQUID_TAGS = re.compile(r" (?P<result>[A-Z][A-Z_]*):(?P<hierarchy>[A-Z][A-Z_]*)\s*$")
+"""Squid's `%Ss:%Sh` (`TCP_TUNNEL:HIER_DIRECT`) ending its common/combined emulation."""
 
 
 def _split_head(head: str) -> tuple[str, str]:
@@ -59,6 +68,11 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed("combined: not a combined/common log record")
     vhost, orig_h = _split_head(m["head"])
     ts = parse_clf_time(m["time"])
+    tags = _SQUID_TAGS.search(line, m.end())
+    if tags is not None:
+        reason = not_forwarded(tags["result"], m["status"])
+        if reason:
+            raise Ignored(reason)
     request = m["request"].split(" ")
     if len(request) == 3 and _METHOD.match(request[0]) and request[2].startswith("HTTP/"):
         method, target = request[0], request[1]

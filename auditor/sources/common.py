@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from auditor.sources.interface import Ignored, Malformed
@@ -72,3 +74,66 @@ def parse_epoch(text: str) -> dt.datetime:
         return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None
+
+
+def parse_iso_time(text: str) -> dt.datetime:
+    """`2024-07-15T09:10:11.123Z`, `...+08:00` or `...-0400` (RFC 3339 / ISO 8601) -> aware UTC
+    datetime; a time without an offset is taken as UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except (ValueError, TypeError, AttributeError):
+        raise Malformed(f"bad timestamp {str(text)[:40]!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def parse_json_time(value: object) -> dt.datetime:
+    """A JSON timestamp -> aware UTC datetime: a number of seconds, milliseconds, microseconds or
+    nanoseconds since the epoch (told apart by magnitude), the same as a numeric string, or an
+    RFC 3339 string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text and (text.replace(".", "", 1).isascii() and text.replace(".", "", 1).isdigit()):
+            value = float(text) if "." in text else int(text)
+        else:
+            return parse_iso_time(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise Malformed(f"bad timestamp {str(value)[:40]!r}")
+    for scale in (1, 1_000, 1_000_000, 1_000_000_000):
+        if 0 < value / scale < 1e11:
+            break
+    else:
+        raise Malformed(f"bad timestamp {str(value)[:40]!r}")
+    if isinstance(value, int):
+        seconds, rest = divmod(value, scale)
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc) + dt.timedelta(microseconds=rest * 1_000_000 // scale)
+    return dt.datetime.fromtimestamp(value / scale, tz=dt.timezone.utc)
+
+
+_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
+
+
+def is_hostname(text: str) -> bool:
+    """True when `text` is a DNS name of two labels or more (`api.openai.com`), not an address."""
+    return len(text) <= 254 and _HOSTNAME.match(text) is not None
+
+
+def address(text: str) -> str:
+    """`text` as a normalised IP address (`2001:db8::1`), or "" when it is not one."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return ""
+
+
+def address_port(text: str) -> tuple[str, int]:
+    """`192.0.2.1:443`, `[2001:db8::1]:443`, `tcp://192.0.2.1:443` -> (address, port); ("", 0)
+    when `text` is not an address with an optional port."""
+    text = text.strip().rpartition("://")[2]
+    try:
+        host, port = split_host_port(text, 0)
+    except Malformed:
+        return "", 0
+    ip = address(host)
+    return (ip, port) if ip else ("", 0)

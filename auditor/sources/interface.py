@@ -94,3 +94,8 @@ class EventSource(ABC):
         """All events, one at a time."""
         for batch in self.batches():
             yield from batch.events
+
+    def consumed(self) -> int | None:
+        """Bytes of the input as stored (compressed, when it is) read so far, for progress
+        meters; None when unknown (a pipe, a live source)."""
+        return None

@@ -19,12 +19,12 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 from auditor.events import ConnectionEvent
-from auditor.sources import combined, squid, vercel
+from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
 from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 
 CHUNK = 1 << 20
@@ -53,6 +53,25 @@ class LogFormat:
     """True when a line looks like this format."""
     parse: Callable[[str, str], ConnectionEvent]
     """Line and location -> event; raises Malformed or Ignored."""
+    reader: Callable[[Mapping[str, str] | None], LineReader] | None = None
+    """For a format that needs state per input (Zeek TSV columns from `#fields`, the field map of
+    generic JSON): makes the input's reader from its [[source]] field map; it parses instead of
+    `parse`. It may raise ValueError (a sentence saying what to configure)."""
+    detected: bool = True
+    """False for a format chosen only by --format or configuration."""
+
+
+class LineReader(Protocol):
+    """Per-input parsing state (see LogFormat.reader)."""
+
+    headers: bool
+    """True when every line starting with `#` goes to `header()`, prefilter or not."""
+
+    def header(self, line: str) -> None:
+        """Take in a header line; may raise Ignored or Malformed to be counted."""
+
+    def parse(self, line: str, location: str) -> ConnectionEvent:
+        """Line and location -> event; raises Malformed or Ignored."""
 
 
 FORMATS = {
@@ -61,11 +80,23 @@ FORMATS = {
         LogFormat(squid.NAME, squid.sniff, squid.parse),
         LogFormat(combined.NAME, combined.sniff, combined.parse),
         LogFormat(vercel.NAME, vercel.sniff, vercel.parse),
+        LogFormat(haproxy.NAME, haproxy.sniff, haproxy.parse),
+        LogFormat(nginx_stream.NAME, nginx_stream.sniff, nginx_stream.parse),
+        LogFormat(envoy.NAME, envoy.sniff, envoy.parse),
+        LogFormat(zeek.NAME, zeek.sniff, zeek.parse, reader=zeek.Reader),
+        LogFormat(suricata.NAME, suricata.sniff, suricata.parse),
+        LogFormat(cloudflare.NAME, cloudflare.sniff, cloudflare.parse),
+        LogFormat(jsonmap.NAME, jsonmap.sniff, jsonmap.parse, reader=jsonmap.Reader, detected=False),
     )
 }
 """Known formats by name, in detection order."""
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def compression_of(head: bytes) -> str:
+    """`gzip`, `bz2` or `xz` when `head` (an input's first bytes) starts with that magic, else `plain`."""
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
 
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
@@ -84,8 +115,11 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
         if hits > best_hits:
             best, best_hits = fmt, hits
     if best is None:
-        known = " or ".join(FORMATS)
-        raise SourceError(f"{name}: not a recognised log format (looked for {known} records in its first lines); pass --format to force one")
+        known = " or ".join(n for n, f in FORMATS.items() if f.detected)
+        raise SourceError(
+            f"{name}: not a recognised log format (looked for {known} records in its first lines); pass --format to force one, "
+            'or for other JSON lines set format = "json" and a field map in its [[source]] config entry'
+        )
     return best
 
 
@@ -93,7 +127,8 @@ class LogFile(Prefixed, EventSource):
     """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
 
     def __init__(
-        self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False
+        self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.growing = growing
@@ -108,6 +143,9 @@ class LogFile(Prefixed, EventSource):
         self._line = 0
         self._pending = b""
         self._array_skip = 0
+        self.fields = fields
+        """The [[source]] field map (generic JSON), None when there is none."""
+        self._reader: LineReader | None = None
         try:
             self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
             self._sample_end = len(self._pending)
@@ -115,12 +153,13 @@ class LogFile(Prefixed, EventSource):
             if fmt is not None and fmt not in FORMATS:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
             self.format = FORMATS[fmt] if fmt else detect_format(self._pending, name)
+            self._reader = self._new_reader()
         except SourceError:
             self.close()
             raise
 
     @classmethod
-    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None) -> LogFile:
+    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None) -> LogFile:
         """Open a file (or `-` for stdin), detecting compression by magic bytes."""
         try:
             raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
@@ -143,7 +182,7 @@ class LogFile(Prefixed, EventSource):
         growing = False
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
-        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing)
+        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing, fields=fields)
 
     def resume(self, offset: int, line: int) -> bool:
         """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain
@@ -152,6 +191,8 @@ class LogFile(Prefixed, EventSource):
             self._array_skip = offset  # a JSON document is re-read whole; audited entries are skipped
             self._offset, self._line = 0, 0
             return True
+        if self._reader is not None and self._reader.headers:
+            self._replay_headers(self._pending[:offset])
         if offset <= len(self._pending):
             self._pending = self._pending[offset:]
         elif self.compression == "plain" and self._stream.seekable():
@@ -167,7 +208,7 @@ class LogFile(Prefixed, EventSource):
                 if not got:
                     raise SourceError(
                         f"{self.name}: ends before the point already audited (byte {offset}); "
-                        "it is not the input audited before, so give it a new name"
+                        "it starts like an input audited before but is shorter; pass --rescan to audit it from the start"
                     )
                 remaining -= len(got)
             self._pending = b""
@@ -178,11 +219,37 @@ class LogFile(Prefixed, EventSource):
         if self._stream is not sys.stdin.buffer:
             self._stream.close()
 
+    def consumed(self) -> int | None:
+        """How far into the file (as stored, compressed when it is) reading got; None for a pipe."""
+        try:
+            return os.lseek(self._stream.fileno(), 0, os.SEEK_CUR)
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def _read(self, size: int) -> bytes:
         try:
             return self._stream.read(size)
         except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
             raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(self._pending)} ({e})") from None
+
+    def _new_reader(self) -> LineReader | None:
+        """The per-input reader of formats that keep state, else None."""
+        if self.format is None or self.format.reader is None:
+            return None
+        try:
+            return self.format.reader(self.fields)
+        except ValueError as e:
+            raise SourceError(f"{self.name}: {e}") from None
+
+    def _replay_headers(self, data: bytes) -> None:
+        """Give the reader the header lines of the part of the sample already audited (resume)."""
+        assert self._reader is not None
+        for raw in data[: data.rfind(b"\n") + 1].split(b"\n"):
+            if raw.startswith(b"#"):
+                try:
+                    self._reader.header(raw.decode("utf-8", "replace").rstrip("\r"))
+                except (Ignored, Malformed):
+                    pass  # counted by the run that read it
 
     def _is_array(self) -> bool:
         return self.format is not None and self.format.name == vercel.NAME and self._pending.lstrip()[:1] == b"["
@@ -318,6 +385,8 @@ class LogFile(Prefixed, EventSource):
 
     def _scan(self, block: bytes, events: list[ConnectionEvent]) -> int:
         """Parse the lines of `block` (complete lines) that contain a needle; count all."""
+        if self._reader is not None and self._reader.headers and (block[:1] == b"#" or b"\n#" in block):
+            return self._scan_headers(block, events)
         total = block.count(b"\n")
         low = block.lower()
         base_line = self._line
@@ -348,6 +417,33 @@ class LogFile(Prefixed, EventSource):
         self.stats.lines += total
         return total
 
+    def _scan_headers(self, block: bytes, events: list[ConnectionEvent]) -> int:
+        """`_scan` for a format with header lines: each line starting with `#` goes to the reader,
+        in order; the lines between them go through the prefilter as usual."""
+        assert self._reader is not None
+        total = pos = 0
+        while pos < len(block):
+            start = pos
+            if block[pos : pos + 1] != b"#":
+                start = block.find(b"\n#", pos) + 1
+                if start == 0:
+                    return total + self._scan(block[pos:], events)
+                total += self._scan(block[pos:start], events)
+            end = block.find(b"\n", start) + 1
+            self._line += 1
+            self._offset += end - start
+            self.stats.lines += 1
+            total += 1
+            text = block[start : end - 1].decode("utf-8", "replace").rstrip("\r")
+            try:
+                self._reader.header(text)
+            except Malformed as e:
+                self.stats.skip(str(e), f"{self.name}:{self._line}")
+            except Ignored as e:
+                self.stats.ignored[str(e)] += 1
+            pos = end
+        return total
+
     def _parse_line(self, raw: bytes, location: str, events: list[ConnectionEvent]) -> None:
         self.stats.candidates += 1
         if len(raw) > MAX_LINE:
@@ -355,8 +451,10 @@ class LogFile(Prefixed, EventSource):
             return
         if self.format is None:  # an input that was empty at open and grew since
             self.format = detect_format(raw + b"\n", self.name)
+            self._reader = self._new_reader()
         text = raw.decode("utf-8", "replace").rstrip("\r")
-        self._collect(lambda: self.format.parse(text, location), location, events)  # type: ignore[union-attr]
+        parse = self._reader.parse if self._reader is not None else self.format.parse  # type: ignore[union-attr]
+        self._collect(lambda: parse(text, location), location, events)
 
     def _collect(self, parse: Callable[[], ConnectionEvent], location: str, events: list[ConnectionEvent]) -> None:
         """Run one parse: keep the event, or count why there is none."""

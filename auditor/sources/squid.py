@@ -24,6 +24,16 @@ _NOT_FORWARDED = ("NONE", "TAG_NONE", "NONE_NONE")
 ssl-bumped tunnel whose requests are logged on lines of their own."""
 
 
+def not_forwarded(result: str, status: str) -> str:
+    """Why a request Squid logged with this result tag (`TCP_DENIED`, `NONE_NONE`) and status
+    was not a call; "" when it was one. Also used for Squid's `common`/`combined` emulation."""
+    if result.startswith("TCP_DENIED"):
+        return "denied by the proxy"
+    if result in _NOT_FORWARDED:
+        return "denied by the proxy" if status in ("403", "407") else "not forwarded by the proxy (NONE result)"
+    return ""
+
+
 def _address(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -45,10 +55,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
     result, _, status_text = fields[3].partition("/")
     if not (status_text.isascii() and status_text.isdigit()):
         raise Malformed("squid: result code without /status")
-    if result.startswith("TCP_DENIED"):
-        raise Ignored("denied by the proxy")
-    if result in _NOT_FORWARDED:
-        raise Ignored("denied by the proxy" if status_text in ("403", "407") else "not forwarded by the proxy (NONE result)")
+    reason = not_forwarded(result, status_text)
+    if reason:
+        raise Ignored(reason)
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)
     if not host:

@@ -286,3 +286,102 @@ def test_sample_files_raw_is_the_line_and_redacts_clean() -> None:
     # nginx with escape=none let a raw Latin-1 byte through: replaced, and the record still parses.
     _, events = read_all(asset("logs/nginx-access.log"))
     assert "J\ufffdrg's client" in next(e.raw for e in events if line_no(e) == 18)
+
+
+# --- Squid's `common` and `combined` emulations ---------------------------------------------------
+# logformat common   %>a %[ui %[un [%tl] "%rm %ru HTTP/%rv" %>Hs %<st %Ss:%Sh
+# logformat combined %>a %[ui %[un [%tl] "%rm %ru HTTP/%rv" %>Hs %<st "%{Referer}>h" "%{User-Agent}>h" %Ss:%Sh
+
+SQUID_PARSED = [
+    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 TCP_TUNNEL:HIER_DIRECT', ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="common-tunnel"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "POST https://api.openai.com/v1/chat/completions HTTP/1.1" 200 2210 TCP_MISS:HIER_DIRECT',
+        ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:11"),
+        id="common-bumped",
+    ),
+    pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 503 4120 TCP_MISS:HIER_NONE', ev("api.openai.com", "10.20.1.5", 443, "GET", 503, "2024-07-15 09:10:11"), id="common-upstream-failed"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 "-" "OpenAI/Python 1.35.3" TCP_TUNNEL:HIER_DIRECT',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="combined-tunnel",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "POST https://api.openai.com/v1/responses HTTP/1.1" 200 1873 "-" "OpenAI/Python 1.35.3" TCP_MISS_ABORTED:HIER_DIRECT',
+        ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:11"),
+        id="combined-aborted",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET http://intranet.corp.example/ HTTP/1.1" 200 3380 "https://api.openai.com/" "Mozilla/5.0" TCP_MISS:HIER_DIRECT',
+        ev("intranet.corp.example", "10.20.1.5", 80, "GET", 200, "2024-07-15 09:10:11"),
+        id="combined-referer-decoy",
+    ),
+]
+
+
+@pytest.mark.parametrize("line, expected", SQUID_PARSED)
+def test_squid_emulation_parse(line: str, expected: dict[str, object]) -> None:
+    assert combined.sniff(line)
+    assert fields(combined.parse(line, LOC)) == expected
+
+
+SQUID_IGNORED = [
+    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 TCP_DENIED:HIER_NONE', "denied by the proxy", id="common-denied"),
+    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 407 4012 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE', "denied by the proxy", id="combined-proxy-auth"),
+    pytest.param(f'10.20.3.8 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3600 TCP_DENIED_REPLY:HIER_DIRECT', "denied by the proxy", id="denied-reply"),
+    pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3369 NONE_NONE:HIER_NONE', "denied by the proxy", id="squid5-bumped-denied"),
+    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 0 TAG_NONE:HIER_NONE', "not forwarded by the proxy (NONE result)", id="squid35-tag-none"),
+]
+
+
+@pytest.mark.parametrize("line, reason", SQUID_IGNORED)
+def test_squid_emulation_ignored(line: str, reason: str) -> None:
+    assert outcome(combined.parse, line) == ("ignored", reason)
+
+
+def test_a_trailing_word_that_is_not_a_squid_tag_changes_nothing() -> None:
+    line = f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0" rt=0.003'
+    assert outcome(combined.parse, line) == ("event", "api.openai.com")
+
+
+SQUID_SAMPLES = {
+    # name: (events by line, candidates, ignored, malformed lines)
+    "squid-common.log": (
+        {
+            1: ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+            2: ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:12"),
+            5: ev("eu.api.openai.com", "2001:db8:10::25", 443, "CONNECT", 200, "2024-07-15 09:10:15"),
+            6: ev("api.openai.com.evil.example", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:16"),
+            9: ev("api.openai.com", "10.20.1.5", 443, "GET", 503, "2024-07-15 09:10:19"),
+            13: ev("api.openai.com", "10.30.2.7", 443, "GET", 200, "2024-07-15 09:10:23"),
+            14: ev("notapi.openai.community", "10.30.2.7", 443, "CONNECT", 200, "2024-07-15 09:10:24"),
+        },
+        12,
+        {"denied by the proxy": 2},  # lines 3, 8
+        [10, 11, 12],
+    ),
+    "squid-combined.log": (
+        {
+            1: ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+            3: ev("intranet.corp.example", "10.20.1.5", 80, "GET", 200, "2024-07-15 09:10:13"),
+            4: ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:14"),
+            5: ev("api.openai.com", "10.30.2.7", 443, "GET", 200, "2024-07-15 09:10:15"),
+        },
+        5,
+        {"denied by the proxy": 1},  # line 2
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SQUID_SAMPLES))
+def test_squid_emulation_sample_file(name: str) -> None:
+    expected, candidates, ignored, malformed = SQUID_SAMPLES[name]
+    path = asset(f"logs/{name}")
+    log, events = read_all(path)
+    assert log.format is not None and log.format.name == "combined"
+    assert {line_no(e): fields(e) for e in events} == expected
+    assert (log.stats.candidates, dict(log.stats.ignored)) == (candidates, ignored)
+    assert log.stats.locations == ({NOT_A_RECORD: [f"{path}:{n}" for n in malformed]} if malformed else {})
+    # Squid logs the URL's raw bytes: replaced, and the record still counts.
+    if name == "squid-common.log":
+        assert "r\ufffdsum\ufffd.pdf" in next(e.raw for e in events if line_no(e) == 13)

@@ -1,0 +1,425 @@
+"""Follow mode (`logs --follow`): audit log files as they grow, the way `tail -F` reads them.
+
+Every POLL_SECONDS each path is looked at again. Its file is held open by descriptor, so a rename
+does not lose it:
+
+- the path names another file (rename-and-create rotation): the old file is read to its end, then
+  kept open for late writes until it has been quiet for DRAIN_SECONDS; the new file is a new input;
+- the file is shorter than what was read, or its first bytes changed (copytruncate, truncation):
+  it is read again from the top, as a new input;
+- the path does not exist (yet): it is waited for.
+
+Parsing is LogFile's, reading from a TailStream that releases only complete lines: a line the
+writer has not finished waits for its newline. Each round ends on a line boundary when nothing
+complete is left or after COMMIT_SECONDS, and its batches are stored with their checkpoint in one
+transaction (FindingStore.add_batch). A process killed at any moment therefore resumes where the
+store says, with nothing lost and nothing counted twice; inputs are identified as the store does,
+by the first bytes of their content, so a rotated file keeps its checkpoint and its successor gets
+its own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import stat
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.config import Config
+from auditor.events import Finding
+from auditor.pipeline import Auditor
+from auditor.runner import InputSummary, RunSummary
+from auditor.sources import vercel
+from auditor.sources.interface import SourceError
+from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, LogFile, compression_of
+from auditor.store import Checkpoint, FindingStore
+
+POLL_SECONDS = 0.5
+"""How often the followed paths are looked at when there is nothing to read."""
+COMMIT_SECONDS = 1.0
+"""Longest time between two commits while lines keep arriving."""
+DRAIN_SECONDS = 5.0
+"""How long a rotated file is kept open after its last write, for a writer that reopens late."""
+
+
+class TailStream:
+    """A readable byte stream over a descriptor that releases only complete lines.
+
+    `read()` returns b"" when no complete line is left for now, or when the round's `deadline`
+    has passed: LogFile.batches() then ends on a line boundary, and the next call goes on from
+    there. A line longer than the read size is released in pieces. At the end of a pipe (its writer
+    closed it) the rest is released, newline or not. `blocking` makes a pipe's reads wait for data.
+    """
+
+    def __init__(self, fd: int, *, pipe: bool = False) -> None:
+        self.fd = fd
+        self.pipe = pipe
+        """True for a pipe or socket (not seekable; it ends when its writer closes it)."""
+        self.ended = False
+        """True once a pipe's writer closed it."""
+        self.deadline = math.inf
+        """A monotonic time after which reads give b"" (the round ends)."""
+        self.blocking = False
+        """Wait for a pipe's data instead of giving b"" (until `stopping()`)."""
+        self.stopping: Callable[[], bool] = lambda: False
+        self.taken = 0
+        """Bytes taken from the descriptor (its position for a file)."""
+        self._buf = b""
+
+    @property
+    def position(self) -> int:
+        """Offset of the next byte `read()` gives."""
+        return self.taken - len(self._buf)
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes taken but not released (the start of a line not finished yet)."""
+        return self._buf
+
+    def seekable(self) -> bool:
+        return not self.pipe
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.taken = os.lseek(self.fd, offset, whence)
+        self._buf = b""
+        return self.taken
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        """The descriptor belongs to the Tail, which closes it."""
+
+    def ready(self) -> bool:
+        """True when a complete line (or a sample's worth of bytes, or a pipe's end) is there to read."""
+        self._fill(SAMPLE_BYTES)
+        return b"\n" in self._buf or len(self._buf) >= SAMPLE_BYTES or (self.ended and bool(self._buf))
+
+    def read(self, size: int = -1) -> bytes:
+        size = CHUNK if size is None or size < 0 else size
+        while True:
+            if not self.blocking and time.monotonic() >= self.deadline:
+                return b""
+            self._fill(size)
+            cut = self._buf.rfind(b"\n", 0, size) + 1
+            if not cut and (len(self._buf) >= size or self.ended):
+                cut = min(size, len(self._buf))
+            if cut:
+                out, self._buf = self._buf[:cut], self._buf[cut:]
+                return out
+            if not (self.blocking and self.pipe) or self.ended or self.stopping():
+                return b""
+            select.select([self.fd], [], [], 0.2)
+
+    def _fill(self, size: int) -> None:
+        """Take what the descriptor has now, until `size` bytes are buffered."""
+        while len(self._buf) < size and not self.ended:
+            if self.pipe and not select.select([self.fd], [], [], 0)[0]:
+                return
+            data = os.read(self.fd, max(size - len(self._buf), 1 << 16))
+            if not data:
+                self.ended = self.pipe
+                return
+            self.taken += len(data)
+            self._buf += data
+
+
+@dataclass
+class Tail:
+    """One file being followed, held open by descriptor."""
+
+    name: str
+    """The path as given (`<stdin>` for `-`)."""
+    path: str
+    """The FILE argument (`-` for stdin), for the [[source]] configuration."""
+    stream: TailStream
+    ident: tuple[int, int] | None
+    """(st_dev, st_ino) of the file; None for stdin."""
+    log: LogFile | None = None
+    """Opened once the file has a complete line."""
+    checkpoint: Checkpoint | None = None
+    resumed_at_line: int = 0
+    line: int = 0
+    """Lines audited and committed so far (the checkpoint's line)."""
+    calls: int = 0
+    quiet_since: float = 0.0
+    """When a rotated file was last found with new data."""
+    ended_by: str = ""
+    """`rotation` or `truncation` once the path no longer names what this tail read."""
+
+    def close(self) -> None:
+        """Close the descriptor (not stdin's); again is a no-op."""
+        if self.ident is not None and self.stream.fd >= 0:
+            os.close(self.stream.fd)
+            self.stream.fd = -1
+
+    def summary(self, log: LogFile) -> InputSummary:
+        stats = log.stats
+        return InputSummary(
+            name=f"{self.name} before {self.ended_by}" if self.ended_by else self.name, format=log.format.name if log.format else "empty", compression="plain",
+            resumed_at_line=self.resumed_at_line, lines=stats.lines, calls=self.calls, skipped=stats.skipped,
+            ignored=stats.ignored, locations=stats.locations, unterminated=bool(self.stream.pending),
+        )
+
+
+class Follower:
+    """Follows paths until `stop()`, or until every input has ended (only a pipe ends)."""
+
+    def __init__(
+        self, paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
+        command: str, rescan: bool = False, say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        for path in paths:
+            if path != "-" and os.path.isdir(path):
+                raise SourceError(f"{path}: is a directory; --follow takes log files (name them)")
+        self.paths = list(dict.fromkeys(paths))
+        self.config = config
+        self.auditor = auditor
+        self.store = store
+        self.fmt = fmt
+        self.command = command
+        self.say = say
+        self.stopped = False
+        """True once stop() was called (by a signal)."""
+        self._needles = auditor.policies.needles()
+        self._rescan = set(self.paths) if rescan else set()
+        self._current: dict[str, Tail | None] = dict.fromkeys(self.paths)
+        self._draining: list[Tail] = []
+        self._started: list[Tail] = []
+        self._waiting: set[str] = set()
+        self._stdin_opened = False
+        self._seen: set[tuple[str, ...]] = set()
+        self._run_id = 0
+
+    def stop(self) -> None:
+        """Finish the current round (what was read is committed) and return from run()."""
+        self.stopped = True
+
+    def run(self) -> RunSummary:
+        """Follow until stopped; what each input gave."""
+        self._run_id = self.store.start_run(self.command, self.auditor.locator.description, self.auditor.policies.version_tag)
+        try:
+            while not self.stopped and self._more_to_come():
+                if not self.poll():
+                    self._sleep(POLL_SECONDS)
+        finally:
+            for tail in self._live():
+                self._retire(tail)
+        return self._summary()
+
+    def _more_to_come(self) -> bool:
+        """Files may always grow; stdin gives more until its writer closes it."""
+        return any(p != "-" for p in self.paths) or not self._stdin_opened or self._current["-"] is not None
+
+    def poll(self) -> bool:
+        """One round over every input; True when any of them gave data."""
+        busy = False
+        for path in self.paths:
+            if self.stopped:
+                break
+            busy |= self._poll_path(path)
+        now = time.monotonic()
+        for tail in list(self._draining):
+            if self.stopped:
+                break
+            if self._read(tail):
+                tail.quiet_since, busy = now, True
+            elif now - tail.quiet_since >= DRAIN_SECONDS:
+                self._draining.remove(tail)
+                self._retire(tail)
+        return busy
+
+    def _poll_path(self, path: str) -> bool:
+        tail = self._current[path]
+        if path == "-":
+            if tail is None and not self._stdin_opened:
+                tail = self._current[path] = self._open_stdin()
+            if tail is None:
+                return False
+            busy = self._read(tail)
+            if tail.stream.ended and not tail.stream.pending:
+                self._current[path] = None
+                self._retire(tail)
+            return busy
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise SourceError(f"{path}: cannot open ({e.strerror})") from None
+        if tail is None:
+            if st is None:
+                if path not in self._waiting:
+                    self._waiting.add(path)
+                    self.say(f"{path}: no such file yet; waiting for it")
+                return False
+            tail = self._current[path] = self._open(path)
+            if tail is None:
+                return False
+        elif st is not None and (st.st_dev, st.st_ino) != tail.ident:
+            self._drain(tail)
+            self.say(f"{path}: rotated; the old file was read to line {tail.line}, reading the new one")
+            tail.ended_by = "rotation"
+            tail.quiet_since = time.monotonic()
+            self._draining.append(tail)
+            self._current[path] = None
+            tail = self._current[path] = self._open(path)
+            if tail is None:
+                return True
+        elif self._truncated(tail):
+            self.say(f"{path}: truncated after line {tail.line}; reading it again from the top as a new input")
+            tail.ended_by = "truncation"
+            self._current[path] = None
+            self._retire(tail)
+            tail = self._current[path] = self._open(path)
+            if tail is None:
+                return True
+        return self._read(tail)
+
+    def _open(self, path: str) -> Tail | None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise SourceError(f"{path}: cannot open ({e.strerror})") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise SourceError(f"{path}: not a regular file; --follow takes log files")
+        ident = (st.st_dev, st.st_ino)
+        holder = next((t for t in self._live() if t.ident == ident), None)
+        if holder is not None:  # another name of a file read already (a.log and ./a.log, or a rotated file)
+            os.close(fd)
+            if path not in self._waiting:
+                self._waiting.add(path)
+                self.say(f"{path}: the same file as {holder.name}, which is read; read once")
+            return None
+        self._waiting.discard(path)
+        return Tail(path, path, TailStream(fd), ident)
+
+    def _live(self) -> list[Tail]:
+        return [*self._draining, *(t for t in self._current.values() if t is not None)]
+
+    def _open_stdin(self) -> Tail:
+        self._stdin_opened = True
+        fd = 0
+        pipe = not stat.S_ISREG(os.fstat(fd).st_mode)
+        stream = TailStream(fd, pipe=pipe)
+        stream.stopping = lambda: self.stopped
+        return Tail("<stdin>", "-", stream, None)
+
+    def _start(self, tail: Tail) -> bool:
+        """Open the LogFile once the input has a complete line, and find where to resume."""
+        if not tail.stream.ready():
+            return False
+        kind = compression_of(tail.stream.pending)
+        if kind != "plain":
+            raise SourceError(f"{tail.name}: {kind}-compressed; --follow reads plain log files (audit it without --follow)")
+        tail.stream.blocking = True  # a pipe's bytes up to the checkpoint may not all be there yet
+        try:
+            known = self.config.source(tail.path)  # its format and field map, when the config gives them
+            log = LogFile(tail.name, tail.stream, "plain", self._needles, self.fmt or known.format or None,  # type: ignore[arg-type]
+                          fields=known.field_map)
+            if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
+                raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
+            if tail.path in self._rescan:
+                self._rescan.discard(tail.path)
+                checkpoint = self.store.forget(log)
+            else:
+                checkpoint = self.store.checkpoint(log)
+            if not log.resume(checkpoint.offset, checkpoint.line):
+                checkpoint = self.store.restart(log)
+            twin = next((t for t in self._live() if t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
+            if twin is not None:
+                raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
+        finally:
+            tail.stream.blocking = False
+        tail.log, tail.checkpoint, tail.resumed_at_line, tail.line = log, checkpoint, checkpoint.line, checkpoint.line
+        self._started.append(tail)
+        kind = log.format.name if log.format else "format not known yet"
+        where = f"after line {checkpoint.line} (audited before)" if checkpoint.line else "from its first line"
+        self.say(f"{tail.name} ({kind}): following, {where}")
+        return True
+
+    def _read(self, tail: Tail) -> bool:
+        """Read and store the complete lines the input has now (one round); True when there were any."""
+        if tail.log is None and not self._start(tail):
+            return False
+        assert tail.log is not None and tail.checkpoint is not None
+        tail.stream.deadline = time.monotonic() + COMMIT_SECONDS
+        source = self.config.source(tail.path)
+        got = False
+        for batch in tail.log.batches():
+            findings = list(self.auditor.audit(batch.events, source))
+            self.store.add_batch(self._run_id, tail.checkpoint, findings, batch.offset, batch.line)
+            tail.calls += len(findings)
+            tail.line = batch.line
+            got = True
+            self._report(findings)
+        return got
+
+    def _drain(self, tail: Tail) -> None:
+        """Read a rotated file to its (current) end."""
+        while not self.stopped and self._read(tail):
+            pass
+
+    def _truncated(self, tail: Tail) -> bool:
+        """The file is shorter than what was read, or no longer starts with what it started with."""
+        if os.fstat(tail.stream.fd).st_size < tail.stream.taken:
+            return True
+        prefix = tail.log.prefix if tail.log is not None else b""
+        return bool(prefix) and os.pread(tail.stream.fd, len(prefix), 0) != prefix
+
+    def _report(self, findings: list[Finding]) -> None:
+        """One line on stderr for each row this run has not shown yet."""
+        for f in findings:
+            host = f.host or f.event.server_name
+            key = (f.org, f.verdict.provider, host, f.egress.label, f.location.country_code, f.location.basis, f.verdict.outcome.value)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            self.say(f"{f.event.ts:%Y-%m-%d %H:%M:%S} {f.verdict.outcome.value}: {f.org} -> {host} from {f.egress.label or '-'} "
+                     f"({f.location.country_code or '-'}, {f.location.basis}) at {f.event.source}")
+
+    @staticmethod
+    def _retire(tail: Tail) -> None:
+        tail.close()
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopped and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+
+    def _summary(self) -> RunSummary:
+        summary = RunSummary(self._run_id)
+        totals = Counter[str]()
+        for tail in self._started:
+            assert tail.log is not None and tail.checkpoint is not None
+            summary.inputs.append(tail.summary(tail.log))
+            summary.source_ids.append(tail.checkpoint.source_id)
+            stats = tail.log.stats
+            totals.update(lines=stats.lines, events=stats.events, findings=tail.calls, skipped=sum(stats.skipped.values()))
+        self.store.finish_run(self._run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
+        return summary
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call `stop` instead of ending the process mid-transaction."""
+    def handler(_signum: int, _frame: Any) -> None:
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,105 @@
+"""Suricata EVE JSON (`eve.json`): one event object per line.
+
+Schema: Suricata's "EVE JSON Format" documentation (`doc/userguide/output/eve/eve-json-format.rst`)
+and `etc/schema.json`. The common fields are `timestamp` (`2024-07-15T09:10:11.123456+0000`),
+`event_type`, `src_ip`, `src_port`, `dest_ip`, `dest_port`, `proto`; for the transaction events
+read here the source is the client.
+
+- `tls`: `tls.sni`, the ClientHello's server name; a handshake without SNI is not counted.
+- `http`: `http.hostname` (the Host header or the CONNECT target), else an absolute or CONNECT
+  `http.url`; `http.http_method`, `http.status`.
+- `quic`: `quic.sni`.
+- `dns` events are look-ups, not calls: the connection that follows has its own tls/quic event.
+- `alert`, `fileinfo`, `anomaly` and `flow` events repeat a transaction or a flow whose own event
+  is read (counting them too would count calls twice); other types (`ssh`, `stats`, ...) are not
+  calls. All of these are counted as "not counted" with their type.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from auditor.events import ConnectionEvent
+from auditor.sources.common import address, host_from_target, parse_iso_time, split_host_port
+from auditor.sources.interface import Ignored, Malformed
+
+NAME = "suricata"
+
+
+def sniff(line: str) -> bool:
+    """True when `line` looks like an EVE JSON event."""
+    text = line.lstrip()
+    return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text
+
+
+def _port(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 65536 else 0
+
+
+def _name(record: dict[str, Any], kind: str) -> tuple[str, int, str, int]:
+    """(host, port, method, status) the event's application record names."""
+    app = record.get(kind)
+    if not isinstance(app, dict):
+        raise Malformed(f"suricata: {kind} event without a '{kind}' object")
+    if kind in ("tls", "quic"):
+        sni = app.get("sni")
+        if not isinstance(sni, str) or not sni:
+            raise Ignored(f"{'TLS' if kind == 'tls' else 'QUIC'} handshake without SNI")
+        host, _ = split_host_port(sni, 0)
+        return host, 0, "", 0
+    method = app["http_method"] if isinstance(app.get("http_method"), str) else ""
+    status = app.get("status")
+    status = status if isinstance(status, int) and not isinstance(status, bool) else 0
+    url = app["url"] if isinstance(app.get("url"), str) else ""
+    hostname = app.get("hostname")
+    if isinstance(hostname, str) and hostname:
+        host, port = split_host_port(hostname, 0)
+        if not port and method == "CONNECT" and url:
+            port = split_host_port(url, 0)[1]
+        return host, _port(app.get("http_port")) or port, method, status
+    host, port = host_from_target(method, url or "-")
+    return host, port, method, status
+
+
+def _ip(value: Any) -> str:
+    """An address field, normalised (`fe80:0000:...` -> `fe80::...`); "" when absent."""
+    return (address(value) or value) if isinstance(value, str) else ""
+
+
+def parse(line: str, location: str) -> ConnectionEvent:
+    """One EVE event -> ConnectionEvent; Malformed or Ignored otherwise."""
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        raise Malformed(f"suricata: not JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(record, dict):
+        raise Malformed("suricata: event is not a JSON object")
+    kind = record.get("event_type")
+    if not isinstance(kind, str):
+        raise Malformed("suricata: no 'event_type'")
+    stamp = record.get("timestamp")
+    if not isinstance(stamp, str):
+        raise Malformed("suricata: no 'timestamp'")
+    ts = parse_iso_time(stamp)
+    if kind == "dns":
+        raise Ignored("suricata dns event: a look-up, not a call")
+    if kind not in ("tls", "http", "quic"):
+        raise Ignored(f"suricata {kind} event: not a call (calls are read from tls, http and quic events)")
+    host, port, method, status = _name(record, kind)
+    if not host:
+        raise Ignored("request names no host")
+    proto = record.get("proto")
+    return ConnectionEvent(
+        ts=ts,
+        orig_h=_ip(record.get("src_ip")),
+        orig_p=_port(record.get("src_port")),
+        server_name=host,
+        source=location,
+        resp_h=_ip(record.get("dest_ip")),
+        resp_p=port or _port(record.get("dest_port")),
+        proto=proto.lower() if isinstance(proto, str) else ("udp" if kind == "quic" else "tcp"),
+        method=method,
+        status=status,
+        raw=line,
+    )

@@ -1,0 +1,201 @@
+"""Zeek logs: ssl.log, http.log and conn.log, as TSV (Zeek's ASCII writer) or JSON lines.
+
+TSV files start with header lines (`#separator \\x09`, `#path ssl`, `#fields ts uid id.orig_h ...`,
+`#types ...`) and the column order is the one of the latest `#fields` line, so a file is read
+through a `Reader` that LogFile feeds every line starting with `#` (see
+`base/frameworks/logging/writers/ascii.zeek` and the ASCII writer in Zeek's
+`src/logging/writers/ascii/Ascii.cc`; unset fields are `-`, empty ones `(empty)`, unprintable bytes
+`\\xHH`). JSON lines (`LogAscii::use_json=T`) name their fields (`"id.orig_h"`) and leave unset
+ones out; their log is told by a `_path` key when a shipper adds one, else by their fields.
+
+- ssl.log: `server_name`, the SNI of the ClientHello (TLS and, since Zeek 6, QUIC handshakes). A
+  handshake without SNI is not counted, and says why.
+- http.log: `host` (the Host header, or the `CONNECT` target), else an absolute or CONNECT `uri`;
+  `method`, `status_code`. A TLS session inside a CONNECT tunnel is logged in ssl.log too, with
+  the same `uid`: audit one of the two for proxied traffic, or such calls count twice.
+- conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
+  header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
+- Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from auditor.events import ConnectionEvent
+from auditor.sources.common import address, host_from_target, parse_epoch, parse_json_time, split_host_port
+from auditor.sources.interface import Ignored, Malformed
+
+NAME = "zeek"
+HEADERS = ("#separator", "#set_separator", "#empty_field", "#unset_field", "#path", "#open", "#close", "#fields", "#types")
+CONN_HINT = "zeek conn.log names no server (no SNI, no Host); audit ssl.log and http.log"
+REDACTED = "[REDACTED]"
+
+
+def sniff(line: str) -> bool:
+    """True when `line` is a Zeek header line, a TSV record (`ts<TAB>uid<TAB>...`) or a JSON record."""
+    if line.startswith("#"):
+        return line.split(None, 1)[0] in HEADERS
+    if line.startswith("{"):
+        return '"id.orig_h"' in line and '"ts"' in line
+    head = line.split("\t", 3)
+    return len(head) == 4 and head[0].replace(".", "", 1).isdigit() and len(head[0]) >= 10 and head[1][:1] == "C"
+
+
+def _unescape(text: str) -> str:
+    """`\\x09` -> a tab (the #separator value)."""
+    return text.encode("ascii", "backslashreplace").decode("unicode_escape")
+
+
+def _port(text: str | None) -> int:
+    return int(text) if text and text.isascii() and text.isdigit() and int(text) < 65536 else 0
+
+
+def _kind(path: str, has: Callable[[str], bool]) -> str:
+    """Which log a record belongs to: its #path/_path, else what its fields say."""
+    for kind in ("ssl", "http", "conn"):
+        if path == kind or path.startswith((kind + "_", kind + "-")):
+            return kind
+    if path:
+        return path
+    if has("conn_state"):
+        return "conn"
+    if has("client_initial_dcid"):
+        return "quic"
+    if has("server_name") or has("cipher") or has("ssl_history") or has("established") or has("resumed"):
+        return "ssl"
+    if has("trans_depth") or has("status_code") or has("user_agent"):
+        return "http"
+    return ""
+
+
+def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str) -> ConnectionEvent:
+    """One record of a known log, its fields read through `get` (None when unset)."""
+    if kind == "conn":
+        raise Ignored(CONN_HINT)
+    if kind not in ("ssl", "http"):
+        raise Ignored(f"zeek {kind or 'unknown'}.log records are not calls; audit ssl.log and http.log")
+    method, status, port = "", 0, _port(get("id.resp_p"))
+    if kind == "ssl":
+        name = get("server_name")
+        if not name:
+            raise Ignored("TLS handshake without SNI (zeek ssl.log server_name unset)")
+        host, _ = split_host_port(name, 0)
+    else:
+        method = get("method") or ""
+        code = get("status_code") or ""
+        status = int(code) if code.isascii() and code.isdigit() else 0
+        host_field, uri = get("host"), get("uri") or "-"
+        if host_field:
+            host, named_port = split_host_port(host_field, 0)
+            if method == "CONNECT" and named_port:
+                port = named_port
+            elif "://" in uri:  # a request to a proxy: the URL names the server's port
+                port = host_from_target(method, uri)[1] or port
+        else:
+            host, named_port = host_from_target(method, uri.split(" ")[0])
+            port = named_port or port
+    if not host:
+        raise Ignored("request names no host")
+    resp_h = get("id.resp_h") or ""
+    return ConnectionEvent(
+        ts=ts,
+        orig_h=address(get("id.orig_h") or "") or (get("id.orig_h") or ""),
+        orig_p=_port(get("id.orig_p")),
+        server_name=host,
+        source=location,
+        resp_h=address(resp_h) or resp_h,
+        resp_p=port,
+        method=method,
+        status=status,
+        raw=raw,
+    )
+
+
+def _parse_json(line: str, location: str) -> ConnectionEvent:
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        raise Malformed(f"zeek: not JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(record, dict):
+        raise Malformed("zeek: log entry is not a JSON object")
+    if "ts" not in record:
+        raise Malformed("zeek: record without 'ts'")
+    ts = parse_json_time(record["ts"])
+
+    def get(key: str) -> str | None:
+        value = record.get(key)
+        if value is None or isinstance(value, (dict, list)):
+            return None
+        if isinstance(value, bool):
+            return "T" if value else "F"
+        return str(value)
+
+    path = record["_path"] if isinstance(record.get("_path"), str) else ""
+    return _event(_kind(path, lambda k: k in record), get, ts, location, line)
+
+
+class Reader:
+    """One Zeek input: the header state of its TSV part (JSON lines need none)."""
+
+    headers = True
+    """LogFile gives `header()` every line that starts with `#`."""
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        self.separator = "\t"
+        self.unset = "-"
+        self.empty = "(empty)"
+        self.path = ""
+        self.fields: list[str] | None = None
+        self._index: dict[str, int] = {}
+
+    def header(self, line: str) -> None:
+        """Take in one `#` line; `#path conn` raises Ignored with the conn.log hint (once per file)."""
+        if line.startswith("#separator "):
+            self.separator = _unescape(line[len("#separator ") :]) or "\t"
+            return
+        key, _, value = line.partition(self.separator)
+        if key == "#fields":
+            self.fields = value.split(self.separator)
+            self._index = {name: i for i, name in enumerate(self.fields)}
+        elif key == "#unset_field":
+            self.unset = value
+        elif key == "#empty_field":
+            self.empty = value
+        elif key == "#path":
+            self.path = value
+            if value == "conn":
+                raise Ignored(CONN_HINT)
+
+    def parse(self, line: str, location: str) -> ConnectionEvent:
+        """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
+        if line.startswith("{"):
+            return _parse_json(line, location)
+        if self.fields is None:
+            raise Malformed("zeek: a TSV record before any #fields header")
+        values = line.split(self.separator)
+        if len(values) != len(self.fields):
+            raise Malformed(f"zeek: {len(values)} fields, expected {len(self.fields)} (#fields)")
+        index, unset, empty = self._index, self.unset, self.empty
+
+        def get(key: str) -> str | None:
+            i = index.get(key)
+            if i is None or values[i] == unset or values[i] == empty:
+                return None
+            return values[i]
+
+        ts = parse_epoch(values[index["ts"]]) if "ts" in index else None
+        if ts is None:
+            raise Malformed("zeek: #fields without 'ts'")
+        raw = line
+        if "password" in index and get("password"):
+            values[index["password"]] = REDACTED
+            raw = self.separator.join(values)
+        return _event(_kind(self.path, index.__contains__), get, ts, location, raw)
+
+
+def parse(line: str, location: str) -> ConnectionEvent:
+    """A JSON record on its own; a TSV record needs the file's header (`Reader`)."""
+    return Reader().parse(line, location)

@@ -1,0 +1,357 @@
+"""Zeek ssl.log, http.log and conn.log, TSV (columns from `#fields`) and JSON, as tables, and how
+LogFile feeds a Zeek file's header lines to its reader (prefilter, chunks, resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import auditor.sources.logfile as logfile_mod
+from auditor.redact import redact
+from auditor.sources import zeek
+from auditor.sources.interface import Ignored, Malformed
+from tests.conftest import asset
+from tests.sources.helpers import POLICIES, events_of, fields, line_no, read_all, run, utc
+
+LOC = "ssl.log:12"
+OPENAI = "162.159.140.245"
+SSL_FIELDS = (
+    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p version cipher curve server_name resumed last_alert next_protocol established ssl_history "
+    "cert_chain_fps client_cert_chain_fps sni_matches_cert validation_status"
+).split()
+HTTP_FIELDS = (
+    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p trans_depth method host uri referrer version user_agent origin request_body_len "
+    "response_body_len status_code status_msg info_code info_msg tags username password proxied orig_fuids orig_filenames "
+    "orig_mime_types resp_fuids resp_filenames resp_mime_types"
+).split()
+
+
+def header(path: str, names: list[str], separator: str = "\t") -> list[str]:
+    escaped = "\\x" + format(ord(separator), "02x")
+    return [f"#separator {escaped}", f"#set_separator{separator},", f"#empty_field{separator}(empty)", f"#unset_field{separator}-", f"#path{separator}{path}",
+            f"#open{separator}2024-07-15-09-00-00", f"#fields{separator}" + separator.join(names), f"#types{separator}" + separator.join("string" for _ in names)]
+
+
+def ssl_record(**values: str) -> dict[str, str]:
+    base = dict.fromkeys(SSL_FIELDS, "-")
+    base.update({"ts": "1721034611.123456", "uid": "CHhAvVGS1DHFjwGM9", "id.orig_h": "10.20.1.5", "id.orig_p": "51012", "id.resp_h": OPENAI, "id.resp_p": "443",
+                 "version": "TLSv13", "server_name": "api.openai.com", "resumed": "F", "established": "T", "client_cert_chain_fps": "(empty)"})
+    base.update(values)
+    return base
+
+
+def http_record(**values: str) -> dict[str, str]:
+    base = dict.fromkeys(HTTP_FIELDS, "-")
+    base.update({"ts": "1721034611.123456", "uid": "CHhAvVGS1DHFjwGM9", "id.orig_h": "10.20.1.5", "id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128",
+                 "trans_depth": "1", "method": "CONNECT", "host": "api.openai.com:443", "uri": "api.openai.com:443", "version": "1.1", "status_code": "200",
+                 "status_msg": "Connection Established", "tags": "(empty)"})
+    base.update(values)
+    return base
+
+
+def reader_for(path: str, names: list[str], separator: str = "\t") -> zeek.Reader:
+    reader = zeek.Reader()
+    for line in header(path, names, separator):
+        try:
+            reader.header(line)
+        except Ignored:
+            pass
+    return reader
+
+
+def tsv(record: dict[str, str], names: list[str], separator: str = "\t") -> str:
+    return separator.join(record[n] for n in names)
+
+
+def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str = "", status: int = 0, ts: str = "2024-07-15 09:10:11.123456") -> dict[str, object]:
+    return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
+
+
+CALL = ev("api.openai.com", "10.20.1.5", OPENAI, 443)
+SSL_PARSED = [
+    pytest.param({}, CALL, id="sni"),
+    pytest.param({"established": "F", "version": "-", "cipher": "-"}, CALL, id="handshake-not-established"),
+    pytest.param({"server_name": "API.OpenAI.com."}, CALL, id="upper-case-fqdn"),
+    pytest.param({"id.orig_h": "2001:db8:10::25", "id.resp_h": "2606:4700::6812:1a2b"}, ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443), id="ipv6"),
+    pytest.param({"server_name": "api.openai.com\\x00.evil.example"}, ev("api.openai.com\\x00.evil.example", "10.20.1.5", OPENAI, 443), id="escaped-byte-decoy"),
+    pytest.param({"id.resp_p": "8443"}, ev("api.openai.com", "10.20.1.5", OPENAI, 8443), id="other-port"),
+]
+
+
+@pytest.mark.parametrize("values, expected", SSL_PARSED)
+def test_ssl_tsv(values: dict[str, str], expected: dict[str, object]) -> None:
+    line = tsv(ssl_record(**values), SSL_FIELDS)
+    event = reader_for("ssl", SSL_FIELDS).parse(line, LOC)
+    assert fields(event) == expected
+    assert (event.orig_p, event.source, event.raw) == (int(ssl_record(**values)["id.orig_p"]), LOC, line)
+
+
+def test_columns_come_from_the_fields_line() -> None:
+    shuffled = SSL_FIELDS[::-1]
+    line = tsv(ssl_record(), shuffled)
+    assert fields(reader_for("ssl", shuffled).parse(line, LOC)) == CALL
+    # Read with the default order, the same values are something else entirely.
+    assert zeek.sniff(line) is False
+    with pytest.raises(Malformed):
+        reader_for("ssl", SSL_FIELDS).parse(line, LOC)
+
+
+def test_separator_from_the_header() -> None:
+    line = tsv(ssl_record(), SSL_FIELDS, "|")
+    assert fields(reader_for("ssl", SSL_FIELDS, "|").parse(line, LOC)) == CALL
+
+
+def test_unset_and_empty_markers_from_the_header() -> None:
+    reader = reader_for("ssl", SSL_FIELDS)
+    reader.header("#unset_field\tNONE")
+    with pytest.raises(Ignored, match="without SNI"):
+        reader.parse(tsv(ssl_record(server_name="NONE"), SSL_FIELDS), LOC)
+    assert reader.parse(tsv(ssl_record(server_name="-"), SSL_FIELDS), LOC).server_name == "-"
+
+
+HTTP_PARSED = [
+    pytest.param({}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect"),
+    pytest.param(
+        {"method": "GET", "host": "api.openai.com", "uri": "http://api.openai.com/v1/models", "status_code": "401"},
+        ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 401),
+        id="absolute-uri-to-a-proxy",
+    ),
+    pytest.param(
+        {"method": "GET", "host": "API.OpenAI.com", "uri": "/v1/models", "id.resp_h": OPENAI, "id.resp_p": "80", "status_code": "301"},
+        ev("api.openai.com", "10.20.1.5", OPENAI, 80, "GET", 301),
+        id="direct-host-header",
+    ),
+    pytest.param({"host": "-", "uri": "api.openai.com:443"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-without-host"),
+    pytest.param({"host": "-", "uri": "api.openai.com:443 /"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-uri-with-junk"),
+    pytest.param({"status_code": "-"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 0), id="no-reply"),
+    pytest.param({"status_code": "403", "status_msg": "Forbidden"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 403), id="proxy-403"),
+]
+
+
+@pytest.mark.parametrize("values, expected", HTTP_PARSED)
+def test_http_tsv(values: dict[str, str], expected: dict[str, object]) -> None:
+    event = reader_for("http", HTTP_FIELDS).parse(tsv(http_record(**values), HTTP_FIELDS), LOC)
+    assert fields(event) == expected
+
+
+def test_http_password_is_blanked_in_raw() -> None:
+    line = tsv(http_record(username="svc", password="hunter2"), HTTP_FIELDS)
+    raw = reader_for("http", HTTP_FIELDS).parse(line, LOC).raw
+    assert "hunter2" not in raw and "\tsvc\t[REDACTED]\t" in raw
+    assert raw.count("\t") == line.count("\t")
+
+
+IGNORED = [
+    pytest.param("ssl", SSL_FIELDS, ssl_record(server_name="-"), "TLS handshake without SNI", id="ssl-no-sni"),
+    pytest.param("http", HTTP_FIELDS, http_record(host="-", method="GET", uri="/v1/models", referrer="https://api.openai.com/"), "request names no host", id="http-relative"),
+    pytest.param("quic", SSL_FIELDS, ssl_record(), "zeek quic.log records are not calls", id="quic-log"),
+    pytest.param("dns", SSL_FIELDS, ssl_record(), "zeek dns.log records are not calls", id="dns-log"),
+    pytest.param("conn", SSL_FIELDS, ssl_record(), zeek.CONN_HINT, id="conn-log"),
+]
+
+
+@pytest.mark.parametrize("path, names, record, reason", IGNORED)
+def test_ignored(path: str, names: list[str], record: dict[str, str], reason: str) -> None:
+    with pytest.raises(Ignored) as info:
+        reader_for(path, names).parse(tsv(record, names), LOC)
+    assert reason in str(info.value)
+
+
+MALFORMED = [
+    pytest.param("1721034618.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", "zeek: 1 fields, expected 19", id="squid-line"),
+    pytest.param("\t".join(tsv(ssl_record(), SSL_FIELDS).split("\t")[:11]), "zeek: 11 fields, expected 19", id="truncated"),
+    pytest.param(tsv(ssl_record(ts="XXXXXXXXXX.XXXXXX"), SSL_FIELDS), "bad timestamp", id="btest-canonical-time"),
+    pytest.param(tsv(ssl_record(server_name="api.openai.com:99999"), SSL_FIELDS), "bad port", id="bad-port-in-name"),
+    pytest.param('{"ts":1721034615.02,"uid":"C1","id.orig_h":"10.20.1.5","server_name":"api.openai.com","resu', "zeek: not JSON", id="truncated-json"),
+    pytest.param('{"timestamp":"2024-07-15T09:10:17.000000+0000","event_type":"tls","tls":{"sni":"api.openai.com"}}', "zeek: record without 'ts'", id="other-json"),
+    pytest.param("[1]", "zeek: 1 fields, expected 19", id="json-array"),
+]
+
+
+@pytest.mark.parametrize("line, reason", MALFORMED)
+def test_malformed(line: str, reason: str) -> None:
+    with pytest.raises(Malformed) as info:
+        reader_for("ssl", SSL_FIELDS).parse(line, LOC)
+    assert reason in str(info.value)
+
+
+def test_tsv_record_before_any_fields_line_is_malformed() -> None:
+    with pytest.raises(Malformed, match="before any #fields header"):
+        zeek.Reader().parse(tsv(ssl_record(), SSL_FIELDS), LOC)
+    with pytest.raises(Malformed, match="before any #fields header"):
+        zeek.parse(tsv(ssl_record(), SSL_FIELDS), LOC)
+
+
+def test_conn_path_header_is_the_hint() -> None:
+    reader = zeek.Reader()
+    with pytest.raises(Ignored, match="audit ssl.log and http.log"):
+        reader.header("#path\tconn")
+    reader.header("#path\tssl")  # no hint for others
+
+
+def zj(**record: object) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+ID = {"id.orig_h": "10.20.1.5", "id.orig_p": 51012, "id.resp_h": OPENAI, "id.resp_p": 443}
+JSON_PARSED = [
+    pytest.param(zj(ts=1721034611.123456, uid="C1", **ID, server_name="api.openai.com", established=True), CALL, id="ssl"),
+    pytest.param(zj(ts="2024-07-15T09:10:11.123456Z", uid="C1", **ID, server_name="api.openai.com"), CALL, id="iso8601-timestamps"),
+    pytest.param(zj(_path="ssl", ts=1721034611.123456, uid="C1", **ID, server_name="api.openai.com"), CALL, id="shipper-path"),
+    pytest.param(
+        zj(ts=1721034611.123456, uid="C1", **ID | {"id.resp_h": "10.20.0.10", "id.resp_p": 3128}, trans_depth=1, method="CONNECT", host="api.openai.com:443",
+           uri="api.openai.com:443", status_code=200, tags=[]),
+        ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200),
+        id="http",
+    ),
+]
+
+
+@pytest.mark.parametrize("line, expected", JSON_PARSED)
+def test_json(line: str, expected: dict[str, object]) -> None:
+    assert zeek.sniff(line)
+    assert fields(zeek.parse(line, LOC)) == expected
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        pytest.param(zj(ts=1721034611.1, uid="C1", **ID, proto="tcp", service="ssl", conn_state="SF"), zeek.CONN_HINT, id="conn"),
+        pytest.param(zj(ts=1721034611.1, uid="C1", **ID, resumed=False, established=False), "without SNI", id="ssl-no-sni"),
+        pytest.param(zj(ts=1721034611.1, uid="C1", **ID, client_initial_dcid="5a37", server_name="api.openai.com"), "zeek quic.log", id="quic"),
+        pytest.param(zj(_path="dns", ts=1721034611.1, uid="C1", **ID, query="api.openai.com"), "zeek dns.log", id="dns-by-path"),
+    ],
+)
+def test_json_ignored(line: str, reason: str) -> None:
+    with pytest.raises(Ignored, match=reason.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+        zeek.parse(line, LOC)
+
+
+SNIFF = [
+    pytest.param("#separator \\x09", True, id="separator"),
+    pytest.param("#fields\tts\tuid", True, id="fields"),
+    pytest.param("#close\t2024-07-15-10-00-00", True, id="close"),
+    pytest.param("# exported by a log shipper", False, id="comment"),
+    pytest.param(tsv(ssl_record(), SSL_FIELDS), True, id="tsv-record"),
+    pytest.param(zj(ts=1.0, uid="C1", **ID), True, id="json-record"),
+    pytest.param('{"timestamp":"2024","event_type":"tls"}', False, id="suricata"),
+    pytest.param("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT a:443 - HIER_DIRECT/1.2.3.4 -", False, id="squid"),
+    pytest.param("", False, id="empty"),
+]
+
+
+@pytest.mark.parametrize("line, expected", SNIFF)
+def test_sniff(line: str, expected: bool) -> None:
+    assert zeek.sniff(line) is expected
+
+
+# --- the sample files, through LogFile ---------------------------------------------------------------
+SSL_EVENTS = {
+    9: ev("api.openai.com", "10.20.1.5", OPENAI, 443),
+    12: ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, ts="2024-07-15 09:10:14.500123"),
+    13: ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443, ts="2024-07-15 09:10:15.020"),
+    14: ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, ts="2024-07-15 09:10:16"),
+    15: ev("api.openai.com\\x00.evil.example", "10.20.1.5", "203.0.113.66", 443, ts="2024-07-15 09:10:17"),
+    27: ev("api.openai.com", "10.30.2.7", OPENAI, 443, ts="2024-07-15 10:10:11.500"),  # second header block, other column order
+}
+HTTP_EVENTS = {
+    9: ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200),
+    10: ev("api.openai.com", "10.20.1.6", "10.20.0.10", 80, "GET", 401, "2024-07-15 09:10:12.004211"),
+    11: ev("api.openai.com", "10.30.2.7", OPENAI, 80, "GET", 301, "2024-07-15 09:10:13.250"),
+    12: ev("intranet.corp.example", "10.20.1.5", "192.0.2.80", 80, "GET", 200, "2024-07-15 09:10:14.500123"),
+    13: ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 200, "2024-07-15 09:10:15.020"),
+    14: ev("api.openai.com.evil.example", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200, "2024-07-15 09:10:16"),
+    15: ev("api.openai.com", "10.20.3.8", "10.20.0.10", 443, "CONNECT", 403, "2024-07-15 09:10:17"),
+}
+JSON_EVENTS = {
+    1: ev("api.openai.com", "10.20.1.5", OPENAI, 443),
+    3: ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, ts="2024-07-15 09:10:13.250"),
+    4: ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, ts="2024-07-15 09:10:14.500"),
+    6: ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443, ts="2024-07-15 09:10:16"),
+}
+SAMPLES = {
+    # name: (events by line, lines, candidates, ignored, malformed lines by reason)
+    "zeek-ssl.log": (
+        SSL_EVENTS, 30, 10, {"TLS handshake without SNI (zeek ssl.log server_name unset)": 1},
+        {"zeek: 1 fields, expected 19 (#fields)": [16], "zeek: 11 fields, expected 19 (#fields)": [17], "zeek: 1 fields, expected 21 (#fields)": [29]},
+    ),
+    "zeek-http.log": (HTTP_EVENTS, 18, 9, {"request names no host": 1}, {"zeek: 1 fields, expected 30 (#fields)": [16]}),
+    "zeek-conn.log": ({}, 12, 0, {zeek.CONN_HINT: 1}, {}),
+    "zeek-ssl.json": (JSON_EVENTS, 7, 6, {}, {"zeek: not JSON (Unterminated string starting at)": [5], "zeek: record without 'ts'": [7]}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_sample_file(name: str) -> None:
+    expected, lines, candidates, ignored, malformed = SAMPLES[name]
+    path = asset(f"logs/{name}")
+    log, events = read_all(path)
+    assert log.format is not None and log.format.name == "zeek"
+    assert {line_no(e): fields(e) for e in events} == expected
+    assert (log.stats.lines, log.stats.candidates, dict(log.stats.ignored)) == (lines, candidates, ignored)
+    assert log.stats.locations == {reason: [f"{path}:{n}" for n in ns] for reason, ns in malformed.items()}
+    assert all(POLICIES.for_host(e.server_name) is None for e in events if "evil" in e.server_name or "intranet" in e.server_name)
+
+
+def test_sample_raw_is_the_line_except_the_password() -> None:
+    path = asset("logs/zeek-http.log")
+    lines = path.read_text().split("\n")
+    _, events = read_all(path)
+    for e in events:
+        if line_no(e) == 13:
+            assert "hunter2" in lines[12] and "hunter2" not in e.raw and e.raw == lines[12].replace("hunter2", "[REDACTED]")
+        else:
+            assert e.raw == lines[line_no(e) - 1]
+    assert all(redact(e.raw) == e.raw for e in events)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 113])
+def test_header_lines_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    path = asset("logs/zeek-ssl.log")
+    _, whole = read_all(path)
+    monkeypatch.setattr(logfile_mod, "CHUNK", chunk)
+    log, events = read_all(path)
+    assert [(e.source, fields(e)) for e in events] == [(e.source, fields(e)) for e in whole]
+    assert log.stats.lines == 30
+
+
+def big_ssl_log(tmp_path: Path) -> tuple[Path, list[str]]:
+    """Two header blocks of different column orders, 120 records each, every third one a call."""
+    lines: list[str] = []
+    for block, names in enumerate((SSL_FIELDS, SSL_FIELDS[::-1])):
+        lines += header("ssl", names)
+        for i in range(120):
+            name = "api.openai.com" if i % 3 == 0 else "github.com"
+            lines.append(tsv(ssl_record(server_name=name, **{"id.orig_p": str(40000 + block * 1000 + i)}), names))
+        lines.append("#close\t2024-07-15-10-00-00")
+    path = tmp_path / "ssl.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines
+
+
+def test_resume_replays_the_header_before_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logfile_mod, "CHUNK", 512)
+    monkeypatch.setattr(logfile_mod, "BATCH_LINES", 37)
+    path, lines = big_ssl_log(tmp_path)
+    _, full = run(path)
+    want = [(e.source, e.orig_p) for e in events_of(full)]
+    assert len(want) == 80 and len(full) > 4
+    for batch in full:
+        log, rest = run(path, resume=(batch.offset, batch.line))
+        assert [(e.source, e.orig_p) for e in events_of(rest)] == [w for w in want if int(w[0].rsplit(":", 1)[1]) > batch.line]
+        assert dict(log.stats.skipped) == {}
+
+
+def test_conn_hint_is_counted_once_and_not_again_after_resume(tmp_path: Path) -> None:
+    path = asset("logs/zeek-conn.log")
+    log, batches = run(path)
+    assert dict(log.stats.ignored) == {zeek.CONN_HINT: 1}
+    again, _ = run(path, resume=(batches[-1].offset, batches[-1].line))
+    assert dict(again.stats.ignored) == {}
+
+
+def test_forced_zeek_reads_json_lines() -> None:
+    log, events = read_all(asset("logs/zeek-ssl.json"), "zeek")
+    assert [line_no(e) for e in events] == sorted(JSON_EVENTS)

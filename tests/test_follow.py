@@ -1,0 +1,503 @@
+"""`region-auditor logs --follow`, run as a real subprocess on real files with a real SQLite store:
+appends, partial lines, rename-and-create rotation, copytruncate, files created late, stdin, and
+kill -9 at random moments while a writer appends (nothing lost, nothing counted twice)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from auditor.follow import TailStream
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """
+[[site]]
+name = "hk-office"
+networks = ["10.20.0.0/16"]
+egress_ip = "203.0.113.10"
+[[site]]
+name = "sg-office"
+networks = ["10.30.0.0/16"]
+egress_ip = "198.51.100.10"
+[[org]]
+name = "acme"
+networks = ["10.20.0.0/16"]
+[[org]]
+name = "beta"
+networks = ["10.30.0.0/16"]
+[[override]]
+network = "203.0.113.0/24"
+country = "HK"
+[[override]]
+network = "198.51.100.0/24"
+country = "SG"
+"""
+T0 = 1721638800
+
+
+def line(i: int, *, governed: bool = True, client: str = "10.20.1.5") -> str:
+    """Squid line number `i`; a call to api.openai.com, or to pypi.org when not governed."""
+    host = "api.openai.com:443" if governed else "pypi.org:443"
+    return f"{T0 + i}.{i % 1000:03d} {120 + i % 50:6d} {client} TCP_TUNNEL/200 {5000 + i} CONNECT {host} - HIER_DIRECT/162.159.140.245 -\n"
+
+
+def lines(start: int, count: int) -> str:
+    """`count` lines from `start`: every third one not governed, every fifth governed one from beta."""
+    out = []
+    for i in range(start, start + count):
+        out.append(line(i, governed=i % 3 != 0, client="10.30.2.7" if i % 5 == 0 else "10.20.1.5"))
+    return "".join(out)
+
+
+def governed(text: str) -> int:
+    return text.count("CONNECT api.openai.com:443")
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as f:
+        f.write(text)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Run:
+    """One `region-auditor logs --follow` subprocess; stdout and stderr go to files."""
+
+    count = 0
+
+    def __init__(self, tmp_path: Path, *args: str, stdin: int | None = None) -> None:
+        Run.count += 1
+        self.db = tmp_path / "f.db"
+        config = tmp_path / "c.toml"
+        config.write_text(CONFIG)
+        self.out = tmp_path / f"out-{Run.count}.txt"
+        self.err = tmp_path / f"err-{Run.count}.txt"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "auditor", "logs", "--follow", *args, "--db", str(self.db), "--config", str(config)],
+                stdout=out, stderr=err, stdin=stdin, cwd=tmp_path,
+            )
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    def says(self, text: str, timeout: float = 30.0) -> None:
+        wait_for(lambda: text in self.stderr, f"{text!r} on stderr (got {self.stderr!r})", timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def calls(db: Path) -> int:
+    """Calls stored so far (0 before the database or its tables exist)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            return int(conn.execute("SELECT coalesce(sum(calls), 0) FROM observations").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def sources(db: Path) -> list[tuple[str, int, int]]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return conn.execute('SELECT name, "offset", line FROM sources ORDER BY id').fetchall()
+
+
+def stored(db: Path, want: int, timeout: float = 30.0) -> None:
+    wait_for(lambda: calls(db) == want, f"{want} calls in the database (have {calls(db)})", timeout)
+
+
+@pytest.fixture
+def running() -> Iterator[list[Run]]:
+    """Runs started by a test; any still alive at the end is killed."""
+    runs: list[Run] = []
+    yield runs
+    for run in runs:
+        if run.proc.poll() is None:
+            run.kill()
+
+
+def test_appended_lines_are_stored_and_a_partial_line_waits(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "access.log"
+    first = lines(1, 30)
+    log.write_text(first)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first))
+    run.says(f"{log} (squid): following, from its first line")
+    more = lines(31, 20)
+    append(log, more)
+    stored(run.db, governed(first + more))
+    # Half a governed line: not counted until its newline arrives.
+    half = line(51)
+    append(log, half[:40])
+    time.sleep(1.5)  # several poll rounds
+    assert calls(run.db) == governed(first + more)
+    append(log, half[40:])
+    stored(run.db, governed(first + more + half))
+    assert run.stop() == 0  # stopped by a signal: exit 0 even with violations
+    assert f"{log} (squid): 51 lines, {governed(first + more + half)} calls to governed hosts" in run.stderr
+    assert "violation: acme -> api.openai.com from 203.0.113.10 (HK, override:203.0.113.0/24)" in run.stderr
+    assert "allowed: beta -> api.openai.com from 198.51.100.10 (SG, override:198.51.100.0/24)" in run.stderr
+    table = run.stdout.splitlines()
+    assert table[0].split()[:6] == ["ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT"]
+    assert [row.split()[0] for row in table[1:]] == ["acme", "beta"]
+    # The checkpoint is the end of the file: a plain `logs` run finds nothing new.
+    again = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)], capture_output=True, text=True, timeout=60)
+    assert "0 lines after line 51 (audited before)" in again.stderr
+    assert calls(run.db) == governed(first + more + half)
+
+
+def test_sigint_commits_and_exits_zero_with_json_rows(tmp_path: Path, running: list[Run]) -> None:
+    import json
+
+    log = tmp_path / "access.log"
+    log.write_text(lines(1, 10))
+    run = Run(tmp_path, str(log), "--json")
+    running.append(run)
+    stored(run.db, governed(lines(1, 10)))
+    assert run.stop(signal.SIGINT) == 0
+    rows = json.loads(run.stdout)
+    assert sum(r["calls"] for r in rows) == governed(lines(1, 10))
+    assert "Traceback" not in run.stderr
+
+
+def test_rename_and_create_rotation(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "access.log"
+    before = lines(1, 20)
+    log.write_text(before)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(before))
+    # The writer still holds the old file: what it writes after the rename belongs to the old file.
+    writer = log.open("a")
+    log.rename(tmp_path / "access.log.1")
+    late = lines(21, 10)
+    writer.write(late)
+    writer.flush()
+    new = lines(100, 15)
+    log.write_text(new)
+    stored(run.db, governed(before + late + new))
+    run.says(f"{log}: rotated; the old file was read to line ")
+    # More lines into both: the old file is still read for a while (a writer that reopens late).
+    later = lines(31, 3)
+    writer.write(later)
+    writer.close()
+    newer = lines(115, 5)
+    append(log, newer)
+    total = governed(before + late + new + later + newer)
+    stored(run.db, total)
+    assert run.stop() == 0
+    assert f"{log} before rotation (squid): 33 lines, {governed(before + late + later)} calls" in run.stderr
+    assert f"{log} (squid): 20 lines, {governed(new + newer)} calls" in run.stderr
+    # Two inputs, one per file, each checkpointed at its end.
+    assert [(name, line) for name, _, line in sources(run.db)] == [(str(log), 33), (str(log), 20)]
+    # The rotated file audited on its own: every line was counted already.
+    rotated = subprocess.run([sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.1"), "--db", str(run.db)],
+                             capture_output=True, text=True, timeout=60)
+    assert "0 lines after line 33 (audited before)" in rotated.stderr
+    assert calls(run.db) == total
+
+
+def test_copytruncate(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "access.log"
+    before = lines(1, 25)
+    log.write_text(before)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(before))
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    with log.open("r+") as f:  # logrotate copytruncate: same file, cut to 0, written again
+        f.truncate(0)
+    after = lines(200, 12)
+    append(log, after)
+    stored(run.db, governed(before + after))
+    run.says(f"{log}: truncated after line 25; reading it again from the top as a new input")
+    assert run.stop() == 0
+    assert f"{log} before truncation (squid): 25 lines" in run.stderr
+    assert f"{log} (squid): 12 lines, {governed(after)} calls" in run.stderr
+
+
+def test_truncated_and_rewritten_past_the_old_end_is_noticed(tmp_path: Path, running: list[Run]) -> None:
+    """Truncated and rewritten with more than was read before the next look: its first bytes changed."""
+    log = tmp_path / "access.log"
+    before = lines(1, 5)
+    log.write_text(before)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(before))
+    after = lines(300, 40)
+    with log.open("r+") as f:
+        f.truncate(0)
+        f.write(after)
+    stored(run.db, governed(before + after))
+    run.says("truncated after line 5")
+    assert run.stop() == 0
+
+
+def test_missed_lines_of_a_copytruncated_file_are_in_its_copy(tmp_path: Path, running: list[Run]) -> None:
+    """Lines written while no follower ran, then rotated with copytruncate: the copy resumes from
+    the checkpoint (same first bytes), so `logs access.log.1` counts exactly those."""
+    log = tmp_path / "access.log"
+    log.write_text(lines(1, 10))
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(lines(1, 10)))
+    assert run.stop() == 0
+    missed = lines(11, 17)
+    append(log, missed)
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    log.write_text(lines(500, 4))
+    run2 = Run(tmp_path, str(log))
+    running.append(run2)
+    stored(run2.db, governed(lines(1, 10) + lines(500, 4)))
+    assert run2.stop() == 0
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.1"), "--db", str(run.db)], capture_output=True, timeout=60)
+    assert calls(run.db) == governed(lines(1, 10) + missed + lines(500, 4))
+
+
+def test_file_created_after_start(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "later.log"
+    other = tmp_path / "now.log"
+    other.write_text(lines(1, 3))
+    run = Run(tmp_path, str(log), str(other))
+    running.append(run)
+    run.says(f"{log}: no such file yet; waiting for it")
+    stored(run.db, governed(lines(1, 3)))
+    time.sleep(1.2)  # more rounds: it is said once
+    assert run.stderr.count("waiting for it") == 1
+    log.write_text(lines(10, 9))
+    stored(run.db, governed(lines(1, 3) + lines(10, 9)))
+    assert run.stop() == 0
+    assert run.stderr.count("waiting for it") == 1
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_path: Path, running: list[Run]) -> None:
+    seed = int(os.environ.get("FOLLOW_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    log = tmp_path / "access.log"
+    log.write_text(lines(0, 50))
+    written = [governed(lines(0, 50))]
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 50
+        with log.open("a") as f:
+            while not stop.is_set():
+                chunk = lines(i, rng.randint(1, 40))
+                i += chunk.count("\n")
+                cut = rng.randrange(len(chunk))  # two writes: a reader may see half a line
+                f.write(chunk[:cut])
+                f.flush()
+                time.sleep(rng.random() * 0.01)
+                f.write(chunk[cut:])
+                f.flush()
+                written[0] += governed(chunk)
+                time.sleep(rng.random() * 0.02)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(4):
+            run = Run(tmp_path, str(log))
+            running.append(run)
+            run.says("following")  # reading: catching up on what was written meanwhile, or following
+            time.sleep(rng.uniform(0.0, 1.2))
+            run.kill()
+    finally:
+        stop.set()
+        thread.join()
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, written[0], timeout=60)
+    time.sleep(1.0)  # and nothing more arrives later
+    assert calls(run.db) == written[0], f"seed {seed}"
+    assert run.stop() == 0
+    assert [name for name, _, _ in sources(run.db)] == [str(log)], f"seed {seed}"
+    assert sources(run.db)[0][1] == log.stat().st_size
+
+
+def test_rescan_counts_again_from_the_start_without_doubling(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(lines(1, 30))
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(lines(1, 30)))
+    assert run.stop() == 0
+    again = Run(tmp_path, str(log), "--rescan")
+    running.append(again)
+    again.says(f"{log} (squid): following, from its first line")
+    append(log, lines(31, 3))
+    stored(again.db, governed(lines(1, 33)))
+    assert again.stop() == 0
+    assert f"{log} (squid): 33 lines" in again.stderr
+    assert len(sources(again.db)) == 1
+
+
+def test_stdin_is_followed_until_its_writer_closes_it(tmp_path: Path, running: list[Run]) -> None:
+    read_end, write_end = os.pipe()
+    run = Run(tmp_path, "-", stdin=read_end)
+    os.close(read_end)
+    running.append(run)
+    os.write(write_end, lines(1, 10).encode())
+    stored(run.db, governed(lines(1, 10)))  # stored before the pipe ends
+    os.write(write_end, lines(11, 5).encode() + line(16).encode()[:-1])  # the last line without newline
+    os.close(write_end)
+    assert run.proc.wait(timeout=30) == 1  # ended by its input, not a signal: exit as `logs` does
+    assert calls(run.db) == governed(lines(1, 16))
+    assert "<stdin> (squid): 16 lines" in run.stderr
+
+
+def test_inputs_that_cannot_be_followed(tmp_path: Path) -> None:
+    import gzip
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    (tmp_path / "sub").mkdir()
+    packed = tmp_path / "a.log.gz"
+    packed.write_bytes(gzip.compress(lines(1, 5).encode()))
+    original = tmp_path / "a.log"
+    original.write_text(lines(1, 5))
+    copy = tmp_path / "copy.log"
+    copy.write_text(lines(1, 5))
+    for paths, message in (([tmp_path / "sub"], "is a directory; --follow takes log files"),
+                           ([packed], "gzip-compressed; --follow reads plain log files (audit it without --follow)"),
+                           ([original, copy], f"{copy} starts with the same bytes as {original}: it is the same input; follow one of them")):
+        result = CliRunner().invoke(cli, ["logs", "--follow", *map(str, paths), "--db", str(tmp_path / "f.db")])
+        assert result.exit_code == 3, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+
+# --- TailStream, in process -----------------------------------------------------------------------
+
+
+def test_tail_stream_releases_only_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"one\ntwo\nthr")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stream = TailStream(fd)
+        assert stream.ready()
+        assert stream.read(100) == b"one\ntwo\n"
+        assert stream.read(100) == b""
+        assert (stream.position, stream.pending) == (8, b"thr")
+        append(path, "ee\nfo")
+        assert stream.read(100) == b"three\n"
+        assert stream.read(4) == b""  # "fo" waits
+        append(path, "urteen-characters")
+        assert stream.read(4) == b"four"  # a line longer than the read comes in pieces
+        stream.deadline = 0  # the round is over
+        append(path, "\n")
+        assert stream.read(100) == b""
+        stream.deadline = float("inf")
+        assert stream.read(100) == b"teen-characters\n"
+        assert stream.seek(4) == 4 and stream.read(100) == b"two\nthree\nfourteen-characters\n"
+    finally:
+        os.close(fd)
+
+
+def test_tail_stream_on_a_pipe_releases_the_rest_at_its_end() -> None:
+    r, w = os.pipe()
+    try:
+        stream = TailStream(r, pipe=True)
+        assert not stream.ready()
+        os.write(w, b"a\nb")
+        assert stream.read(100) == b"a\n"
+        assert stream.read(100) == b""
+        os.close(w)
+        assert stream.read(100) == b"b"
+        assert stream.ended and stream.read(100) == b""
+    finally:
+        os.close(r)
+
+
+def test_one_file_under_two_names_is_read_once(tmp_path: Path, running: list[Run]) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(lines(1, 12))
+    run = Run(tmp_path, str(log), "access.log")  # the second name is relative to the working directory
+    running.append(run)
+    stored(run.db, governed(lines(1, 12)))
+    run.says(f"access.log: the same file as {log}, which is read; read once")
+    append(log, lines(13, 6))
+    stored(run.db, governed(lines(1, 18)))
+    time.sleep(1.0)
+    assert calls(run.db) == governed(lines(1, 18))
+    assert run.stop() == 0
+
+
+# --- Follower, in process -------------------------------------------------------------------------
+
+
+def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: Path) -> None:
+    """A [[source]] format (one never detected, with its field map) applies to followed files too."""
+    import json
+
+    from auditor.attribution import Attributor
+    from auditor.config import parse_config
+    from auditor.follow import Follower
+    from auditor.pipeline import Auditor
+    from auditor.store import SqlStore
+    from geoip.chain import ChainLocator
+    from geoip.overrides import OverrideLocator
+    from rules.policy import load_policies
+
+    log = tmp_path / "gateway.json"
+    config = parse_config(
+        {"source": [{"path": str(log), "format": "json", "egress_ip": "203.0.113.10",
+                     "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client"}}],
+         "override": [{"network": "203.0.113.0/24", "country": "HK"}]},
+        "t.toml",
+    )
+    auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides)]), Attributor(config))
+    store = SqlStore(str(tmp_path / "f.db"))
+    said: list[str] = []
+    follower = Follower([str(log)], config=config, auditor=auditor, store=store, fmt=None, command="test", say=said.append)
+    follower._run_id = store.start_run("test", "", "")  # noqa: SLF001 - run() would loop until stopped
+
+    def record(i: int) -> str:
+        return json.dumps({"time": T0 + i, "client": "10.1.2.3", "request": {"host": "api.openai.com"}}) + "\n"
+
+    assert not follower.poll()
+    assert said == [f"{log}: no such file yet; waiting for it"]
+    log.write_text(record(1) + record(2) + record(3)[:20])
+    assert follower.poll()
+    assert f"{log} (json): following, from its first line" in said
+    assert sum(r.calls for r in store.rows()) == 2
+    append(log, record(3)[20:] + record(4))
+    assert follower.poll()
+    assert not follower.poll()
+    assert sum(r.calls for r in store.rows()) == 4
+    assert any(m.endswith(f"violation: unattributed -> api.openai.com from 203.0.113.10 (HK, override:203.0.113.0/24) at {log}:1") for m in said)
+    follower.stop()
+    summary = follower.run()
+    assert [(i.name, i.format, i.lines, i.calls) for i in summary.inputs] == [(str(log), "json", 4, 4)]

@@ -1,0 +1,181 @@
+"""FILE arguments of `logs`: directories (recursive, sorted, hidden names skipped), files and stdin
+together, stdin with checkpoints, --rescan, and the progress bar (terminals only)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import cli as cli_mod
+from auditor.cli import cli
+from auditor.inputs import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
+
+
+def squid(i: int, client: str = "10.20.1.5", host: str = "api.openai.com") -> str:
+    return f"{1721638800 + i}.000    120 {client} TCP_TUNNEL/200 5120 CONNECT {host}:443 - HIER_DIRECT/162.159.140.245 -\n"
+
+
+def block(start: int, count: int) -> str:
+    return "".join(squid(i) for i in range(start, start + count))
+
+
+def logs(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, ["logs", *args], input=input, catch_exceptions=False)
+
+
+def total(result) -> int:  # type: ignore[no-untyped-def]
+    return sum(r["calls"] for r in json.loads(result.stdout))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """logs/ with plain, compressed, nested, hidden and non-log files."""
+    root = tmp_path / "logs"
+    (root / "squid" / "old").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    (root / "squid" / "access.log").write_text(block(0, 3))
+    (root / "squid" / "old" / "access.log.1.gz").write_bytes(gzip.compress(block(100, 4).encode()))
+    (root / "squid" / "old" / "access.log.2.bz2").write_bytes(bz2.compress(block(200, 5).encode()))
+    (root / "b.log").write_text(block(300, 2))
+    (root / ".hidden.log").write_text(block(400, 7))
+    (root / ".cache" / "x.log").write_text(block(500, 11))
+    (root / "README").write_text("These are the proxy's logs.\nRotated daily.\n")
+    (root / "empty").mkdir()
+    return root
+
+
+def test_expand_walks_directories_sorted_without_hidden_names(tree: Path) -> None:
+    os.symlink(tree / "b.log", tree / "link.log")
+    inputs = expand([str(tree / "b.log"), "-", str(tree), str(tree / "empty")])
+    found = [
+        str(tree / "README"), str(tree / "b.log"), str(tree / "link.log"), str(tree / "squid" / "access.log"),
+        str(tree / "squid" / "old" / "access.log.1.gz"), str(tree / "squid" / "old" / "access.log.2.bz2"),
+    ]
+    assert inputs.paths == [str(tree / "b.log"), "-", *found]
+    assert inputs.found == set(found) - {str(tree / "b.log")}  # named on its own: an error in it stops the run
+    assert inputs.notes == [f"{tree / 'empty'}: no files in this directory"]
+    assert inputs.total_bytes == sum(os.stat(p).st_size for p in inputs.paths if p != "-")
+
+
+def test_logs_on_a_directory_reads_every_log_in_it(tree: Path, tmp_path: Path) -> None:
+    result = logs(str(tree), "--db", str(tmp_path / "f.db"), "--config", str(EXAMPLE_CONFIG), "--json")
+    assert result.exit_code == 1, result.output
+    assert total(result) == 3 + 4 + 5 + 2  # not the hidden ones
+    err = result.stderr
+    assert f"skipped {tree / 'README'}: not a recognised log format" in err
+    assert f"{tree / 'squid' / 'old' / 'access.log.1.gz'} (squid, gzip): 4 lines, 4 calls" in err
+    assert f"{tree / 'squid' / 'old' / 'access.log.2.bz2'} (squid, bz2): 5 lines, 5 calls" in err
+    order = [line.split(" (")[0] for line in err.splitlines() if " lines, " in line]
+    assert order == sorted(order)
+    # Again: nothing new, nothing skipped silently.
+    again = logs(str(tree), "--db", str(tmp_path / "f.db"), "--config", str(EXAMPLE_CONFIG), "--json")
+    assert total(again) == 14
+    assert again.stderr.count("(audited before)") == 4
+
+
+def test_a_named_file_that_is_not_a_log_still_stops_the_run(tree: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["logs", str(tree / "README"), str(tree), "--db", str(tmp_path / "f.db")])
+    assert result.exit_code == 3
+    assert "README: not a recognised log format" in result.output
+
+
+def test_files_directories_and_stdin_in_one_run(tree: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.log"
+    extra.write_text(block(600, 6))
+    result = logs(str(extra), str(tree / "squid"), "-", "--db", str(tmp_path / "f.db"), "--json", input=block(700, 8).encode())
+    assert total(result) == 6 + 3 + 4 + 5 + 8
+    assert "<stdin> (squid): 8 lines, 8 calls" in result.stderr
+
+
+def test_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()
+    result = logs(str(tmp_path / "none"), "--db", str(tmp_path / "f.db"))
+    assert result.exit_code == 0
+    assert f"{tmp_path / 'none'}: no files in this directory" in result.stderr
+    assert result.stdout == "no calls to governed AI provider hosts found\n"
+
+
+def test_stdin_checkpoints(tmp_path: Path) -> None:
+    """The same stream again reads nothing new, a longer one only its new lines, another one all."""
+    db = str(tmp_path / "f.db")
+    first = block(0, 60)  # more than the 4 KiB fingerprint
+    assert total(logs("-", "--db", db, "--json", input=first.encode())) == 60
+    again = logs("-", "--db", db, "--json", input=first.encode())
+    assert total(again) == 60 and "<stdin> (squid): 0 lines after line 60 (audited before)" in again.stderr
+    grown = logs("-", "--db", db, "--json", input=(first + block(60, 5)).encode())
+    assert total(grown) == 65 and "5 lines after line 60" in grown.stderr
+    other = logs("-", "--db", db, "--json", input=block(1000, 3).encode())
+    assert total(other) == 3 and "<stdin> (squid): 3 lines, 3 calls" in other.stderr
+    # The same file as a file is the same input.
+    path = tmp_path / "same.log"
+    path.write_text(first + block(60, 5))
+    assert "0 lines after line 65 (audited before)" in logs(str(path), "--db", db).stderr
+    # A stream shorter than what was audited cannot be resumed; --rescan starts over.
+    short = first[: len(first) - len(squid(59))]
+    refused = CliRunner().invoke(cli, ["logs", "-", "--db", db], input=_Pipe(short.encode()))
+    assert refused.exit_code == 3
+    assert f"<stdin>: ends before the point already audited (byte {len(first) + len(block(60, 5))}); it starts like an input audited before but is shorter; pass --rescan" in refused.output
+    rescanned = logs("-", "--db", db, "--json", "--rescan", input=_Pipe(short.encode()))
+    assert "<stdin> (squid): 59 lines, 59 calls" in rescanned.stderr
+    assert total(logs("-", "--db", db, "--json", input=b"")) == 0
+
+
+def test_rescan_recounts_files_and_directories(tree: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    before = logs(str(tree), "--db", db, "--json")
+    rescanned = logs(str(tree), "--db", db, "--json", "--rescan")
+    assert json.loads(rescanned.stdout) == json.loads(before.stdout)
+    assert "(audited before)" not in rescanned.stderr
+    assert total(logs("--db", db, "--json", str(tree / "b.log"), "--rescan")) == 2
+    assert sum(r["calls"] for r in json.loads(CliRunner().invoke(cli, ["findings", "--db", db, "--json"]).stdout)) == 14
+
+
+class _Pipe(io.BytesIO):
+    """Stdin that cannot seek, like a pipe."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_only_when_the_run_is_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_mod._AuditProgress, "delay", 0.0)
+    terminal = _Terminal()
+    bar = cli_mod._AuditProgress(1000, terminal)
+    for done in (100, 500, 1000, 1200):
+        bar(done)
+    bar.close()
+    assert "reading" in terminal.getvalue() and "100%" in terminal.getvalue()
+    piped = io.StringIO()
+    quiet = cli_mod._AuditProgress(1000, piped)
+    quiet(500)
+    quiet.close()
+    assert piped.getvalue() == ""
+    monkeypatch.setattr(cli_mod._AuditProgress, "delay", 60.0)
+    short = _Terminal()
+    brief = cli_mod._AuditProgress(1000, short)
+    brief(1000)
+    brief.close()
+    assert short.getvalue() == ""
+
+
+def test_progress_is_fed_the_bytes_read(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(cli_mod._AuditProgress, "__call__", lambda self, done: seen.append(done))
+    logs(str(tree / "squid"), "--db", str(tmp_path / "f.db"))
+    sizes = [os.stat(p).st_size for p in expand([str(tree / "squid")]).paths]
+    assert seen == [sizes[0], sizes[0] + sizes[1], sum(sizes)]
