@@ -172,7 +172,7 @@ def test_sniff_names_live_connections_and_stores_them_as_they_come(netns: Path) 
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 1, err  # violations found
+    assert proc.returncode == 0, err  # a stopped watcher exits 0, whatever it found
     rows = json.loads(out)
     assert [(r["org"], r["host"], r["egress_ip"], r["country"], r["verdict"], r["calls"], r["basis"]) for r in rows] == [
         ("acme-research", "api.openai.com", "43.198.12.34", "HK", "violation", 3, "cloud:aws:ap-east-1")]
@@ -202,7 +202,7 @@ def test_a_killed_sniffer_keeps_what_it_stored(netns: Path) -> None:
     finally:
         again.send_signal(signal.SIGINT)
         again.communicate(timeout=20)
-    assert again.returncode == 1
+    assert again.returncode == 0
 
 
 def test_sniff_without_cap_net_raw_or_interface_says_what_to_do(tmp_path: Path) -> None:
@@ -251,7 +251,7 @@ def test_sniff_on_loopback_counts_each_connection_once(netns: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 1 and "2 connections named" in err, err
+        assert proc.returncode == 0 and "2 connections named" in err, err
     finally:
         servers.kill()
         servers.wait()
