@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from auditor.attribution import Attributor
 from auditor.config import SourceConfig
 from auditor.events import ConnectionEvent, Egress, Finding
 from geoip import regions
 from geoip.interface import Location, Locator
-from rules.policy import PolicySet
+from rules.policy import Pack, PolicySet, Verdict
+
+
+CACHE_ENTRIES = 65_536
+"""Answers remembered per cache (hosts, clients, egresses, verdicts); a full cache starts over."""
 
 
 class Auditor:
-    """Turns connection events into findings. The CLI and the daemon wire the same object."""
+    """Turns connection events into findings. The CLI and the daemon wire the same object.
+
+    Everything after parsing depends on few values that repeat across millions of lines (host,
+    client, egress, day), so each step's answer is remembered; all of them are pure for a given
+    configuration, policy set and locator."""
 
     def __init__(self, policies: PolicySet, locator: Locator, attributor: Attributor) -> None:
         self.policies = policies
         self.locator = locator
         self.attributor = attributor
+        self._packs: dict[str, Pack | None] = {}
+        self._who: dict[tuple[object, ...], tuple[Egress, str]] = {}
+        self._where: dict[Egress, Location] = {}
+        self._verdicts: dict[tuple[object, ...], Verdict] = {}
 
     def audit(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> Iterator[Finding]:
         """One Finding per event that calls a governed host; other events are dropped."""
         for event in events:
-            pack = self.policies.for_host(event.server_name) if event.server_name else None
+            pack = self._pack(event.server_name) if event.server_name else None
             blocked = self.policies.blocked_by(event.message) if event.message else None
             if blocked is not None and pack in (None, blocked):
                 pack = blocked
@@ -31,16 +45,35 @@ class Auditor:
                 blocked = None
             if pack is None:
                 continue
-            egress = self.attributor.egress(event, source)
-            location = self._locate(egress)
+            egress, org = self._attribute(event, source)
+            location = self._where.get(egress)
+            if location is None:
+                location = _remember(self._where, egress, self._locate(egress))
+            day = event.ts.astimezone(dt.timezone.utc).date()
+            key = (pack.provider, day, location, blocked is not None)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = _remember(self._verdicts, key, pack.judge(event, location, provider_blocked=blocked is not None))
             yield Finding(
                 event=event,
-                org=self.attributor.org(event, source),
+                org=org,
                 egress=egress,
                 location=location,
-                verdict=pack.judge(event, location, provider_blocked=blocked is not None),
+                verdict=verdict,
                 host=event.server_name or pack.named_host(event.message),
             )
+
+    def _pack(self, host: str) -> Pack | None:
+        if host in self._packs:
+            return self._packs[host]
+        return _remember(self._packs, host, self.policies.for_host(host))
+
+    def _attribute(self, event: ConnectionEvent, source: SourceConfig) -> tuple[Egress, str]:
+        key = (source, event.orig_h, event.egress_h, event.egress_region, event.project_id, event.project_name)
+        found = self._who.get(key)
+        if found is None:
+            found = _remember(self._who, key, (self.attributor.egress(event, source), self.attributor.org(event, source)))
+        return found
 
     def _locate(self, egress: Egress) -> Location:
         if egress.ip:
@@ -52,3 +85,13 @@ class Auditor:
                 return Location.unknown(basis=f"edge-region-unknown:{egress.region}")
             return region.location()
         return Location.unknown(basis="no-egress")
+
+
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[Any, _V], key: Any, value: _V) -> _V:
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -119,8 +120,10 @@ def is_hostname(text: str) -> bool:
     return len(text) <= 254 and _HOSTNAME.match(text) is not None
 
 
+@functools.lru_cache(maxsize=65_536)
 def address(text: str) -> str:
-    """`text` as a normalised IP address (`2001:db8::1`), or "" when it is not one."""
+    """`text` as a normalised IP address (`2001:db8::1`), or "" when it is not one. Cached: the
+    same peers and clients recur on most lines."""
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

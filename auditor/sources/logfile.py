@@ -329,7 +329,7 @@ class LogFile(Prefixed, EventSource):
             try:
                 record, end = decoder.raw_decode(text, pos)
             except ValueError as e:
-                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({e.msg})")
+                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({getattr(e, 'msg', e)})")
                 break
             if end > skip_chars:
                 self.stats.lines += 1
@@ -387,7 +387,6 @@ class LogFile(Prefixed, EventSource):
         """Parse the lines of `block` (complete lines) that contain a needle; count all."""
         if self._reader is not None and self._reader.headers and (block[:1] == b"#" or b"\n#" in block):
             return self._scan_headers(block, events)
-        total = block.count(b"\n")
         low = block.lower()
         base_line = self._line
         pos = 0
@@ -412,6 +411,7 @@ class LogFile(Prefixed, EventSource):
             line_no = base_line + newlines_before + 1
             self._parse_line(block[start:end], f"{self.name}:{line_no}", events)
             pos = end + 1
+        total = newlines_before + block.count(b"\n", counted_to)  # each byte counted once
         self._line += total
         self._offset += len(block)
         self.stats.lines += total

@@ -10,11 +10,10 @@ request and reply headers follow in brackets; they are kept (redacted) in the ra
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import host_from_target, parse_epoch
+from auditor.sources.common import address, host_from_target, parse_epoch
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
@@ -32,13 +31,6 @@ def not_forwarded(result: str, status: str) -> str:
     if result in _NOT_FORWARDED:
         return "denied by the proxy" if status in ("403", "407") else "not forwarded by the proxy (NONE result)"
     return ""
-
-
-def _address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return ""
 
 
 def sniff(line: str) -> bool:
@@ -68,7 +60,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
         orig_h=fields[2],
         server_name=host,
         source=location,
-        resp_h=_address(peer),
+        resp_h=address(peer),
         resp_p=port,
         method=method,
         status=int(status_text),
