@@ -39,7 +39,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     try:
         record = json.loads(line)
     except ValueError as e:
-        raise Malformed(f"vercel: not JSON ({e.msg})") from None
+        raise Malformed(f"vercel: not JSON ({getattr(e, 'msg', e)})") from None
     return parse_record(record, location, line)
 
 

@@ -16,6 +16,10 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
+
+When a run resumes after a checkpoint, the header lines are taken again from the start of the
+file (its first 64 KiB, the detection sample): a file whose `#fields` change further down (Zeek
+files concatenated) is read with the last header found there.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
-from auditor.sources.interface import SourceError
+from auditor.sources.interface import Malformed, SourceError
 from auditor.sources.logfile import FORMATS, LogFile, detect_format
 from tests.conftest import asset
 from tests.sources.helpers import NEEDLES, read_all
@@ -133,3 +133,18 @@ def test_unrecognised_json_says_how_to_configure_it(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         LogFile.open(str(path), NEEDLES)
     assert "--format" in str(info.value) and 'format = "json"' in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["vercel", "envoy", "zeek", "suricata", "cloudflare"])
+def test_a_number_too_long_for_python_is_malformed_not_a_crash(name: str) -> None:
+    # json.loads raises a plain ValueError (no .msg) for integers over 4300 digits.
+    line = '{"event_type":"tls","deploymentId":"d","source":"external","start_time":"x","ts":' + "9" * 5000 + "}"
+    with pytest.raises(Malformed, match="not JSON"):
+        FORMATS[name].parse(line, "x.json:1")
+
+
+def test_a_number_too_long_inside_a_json_array_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "drain.json"
+    path.write_text('[{"deploymentId":"dpl_1","projectId":"prj_1","source":"external","timestamp":' + "9" * 5000 + "}]\n")
+    log, events = read_all(path)
+    assert events == [] and list(log.stats.skipped) == ["vercel: invalid JSON in the array; the rest of it was not read"]
