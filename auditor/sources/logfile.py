@@ -138,6 +138,8 @@ class LogFile(Prefixed, EventSource):
         self.stats = SourceStats()
         self.unterminated = False
         """True when the input ended inside a line left for the next run."""
+        self.damaged = ""
+        """Why a compressed input ended early (cut short or corrupt), "" when it did not."""
         self._stream = stream
         self._offset = 0
         self._line = 0
@@ -148,6 +150,8 @@ class LogFile(Prefixed, EventSource):
         self._reader: LineReader | None = None
         try:
             self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
+            if self.damaged and not self._pending:
+                raise SourceError(f"{name}: cannot read {compression} data ({self.damaged.split(' (', 1)[1].split(');', 1)[0]})")
             self._sample_end = len(self._pending)
             self.prefix = self._pending[:FINGERPRINT_BYTES]
             if fmt is not None and fmt not in FORMATS:
@@ -227,10 +231,26 @@ class LogFile(Prefixed, EventSource):
             return None
 
     def _read(self, size: int) -> bytes:
+        """Up to `size` bytes of the (decompressed) input. Compressed data cut short or corrupt
+        ends the input where the damage starts: what came before it is returned and read."""
+        if self.damaged:
+            return b""
+        if self.compression == "plain":
+            try:
+                return self._stream.read(size)
+            except (OSError, ValueError) as e:
+                raise SourceError(f"{self.name}: cannot read at byte {self._offset + len(self._pending)} ({e})") from None
+        parts, got = [], 0
         try:
-            return self._stream.read(size)
+            while got < size:
+                piece = self._stream.read1(size - got)  # type: ignore[attr-defined]
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
         except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as e:
-            raise SourceError(f"{self.name}: cannot read {self.compression} data at byte {self._offset + len(self._pending)} ({e})") from None
+            self.damaged = f"{self.compression} data cut short or corrupt ({e}); the rest of the input was not read"
+        return b"".join(parts)
 
     def _new_reader(self) -> LineReader | None:
         """The per-input reader of formats that keep state, else None."""
@@ -269,7 +289,9 @@ class LogFile(Prefixed, EventSource):
             buf += chunk
             synthetic = False
             if eof and buf and not buf.endswith(b"\n"):
-                if self.growing:
+                if self.damaged:
+                    buf = b""  # the line the damage cut is not counted
+                elif self.growing:
                     self.unterminated = True  # left for the next run, once the writer ends it
                 else:
                     buf += b"\n"  # a finished input's last line is complete
@@ -287,6 +309,8 @@ class LogFile(Prefixed, EventSource):
             if lines_in_batch >= BATCH_LINES:
                 yield Batch(tuple(events), self._offset, self._line)
                 events, lines_in_batch = [], 0
+        if self.damaged:
+            self.stats.skip(self.damaged, f"{self.name}:{self._line + 1}")
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
 
