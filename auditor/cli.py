@@ -23,7 +23,7 @@ from auditor.report.interface import FormatChoice, ReportError
 from auditor.runner import audit_logs
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS
-from auditor.store import SqlStore, StoreError, default_db_path
+from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
 from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
@@ -110,7 +110,9 @@ def _locator(config: Config, geoip_db: Path | None) -> ChainLocator:
     return build_locator(config.overrides, database)
 
 
-def _store(config: Config, db: str | None) -> SqlStore:
+def _store(config: Config, db: str | None) -> FindingStore:
+    from auditor.sqlstore import SqlStore  # SQLAlchemy is loaded only by commands that store
+
     return SqlStore(db or config.store_url or str(default_db_path()))
 
 
@@ -140,7 +142,7 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
            tolerate=inputs.found, progress_bytes=inputs.total_bytes)
 
 
-def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, SqlStore]:
+def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, FindingStore]:
     """The configuration, the auditor and the store every auditing command builds."""
     config = load_config(config_path)
     policies = load_policies(providers or config.providers or None)

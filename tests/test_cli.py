@@ -234,7 +234,7 @@ def test_vercel_drain_example(tmp_path: Path) -> None:
     table = invoke("findings", "--db", db)
     assert f"{blocked + external} ({blocked} blocked)" in table.stdout
     # The evidence names the rule that says the provider already refused the calls.
-    from auditor.store import SqlStore
+    from auditor.sqlstore import SqlStore
 
     store = SqlStore(db)
     (chat_row,) = [r for r in store.rows() if r.org == "chat-team"]

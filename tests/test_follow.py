@@ -466,7 +466,7 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     from auditor.config import parse_config
     from auditor.follow import Follower
     from auditor.pipeline import Auditor
-    from auditor.store import SqlStore
+    from auditor.sqlstore import SqlStore
     from geoip.chain import ChainLocator
     from geoip.overrides import OverrideLocator
     from rules.policy import load_policies

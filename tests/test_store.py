@@ -15,7 +15,8 @@ from auditor.attribution import Attributor
 from auditor.config import parse_config
 from auditor.pipeline import Auditor
 from auditor.runner import audit_logs
-from auditor.store import EVIDENCE_PER_OBSERVATION, SqlStore, StoreError, to_url
+from auditor.sqlstore import SqlStore
+from auditor.store import EVIDENCE_PER_OBSERVATION, StoreError, to_url
 from geoip.chain import ChainLocator
 from geoip.overrides import OverrideLocator
 from rules.policy import load_policies

@@ -113,6 +113,8 @@ class PcapFile(Prefixed, EventSource):
             raise SourceError(f"{name}: not a pcap or pcapng capture (it starts {magic.hex() or 'empty'}); for logs use `region-auditor logs`")
         self.format = type("Fmt", (), {"name": kind})()
         self._skip_to = 0
+        self._number = 0
+        """Packet records read so far."""
 
     @classmethod
     def open(cls, path: str) -> PcapFile:
@@ -146,33 +148,35 @@ class PcapFile(Prefixed, EventSource):
         linktype = struct.unpack_from(endian + "I", window.buf, 20)[0] & 0xFFFF
         window.pos = 24
         record = struct.Struct(endian + "IIII").unpack_from
-        self._number = number = 0
+        number = 0
         buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
         while True:
             if pos + 16 > filled:
-                window.pos = pos
+                window.pos, self._number = pos, number
                 if not window.need(16):
                     if window.left:
                         raise Damaged("capture ends in a truncated record header")
                     return
                 buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
             sec, frac, caplen, wirelen = record(buf, pos)
-            end = pos + 16 + caplen
-            if end > filled:
+            start = pos + 16
+            pos = start + caplen
+            if pos > filled:
                 if caplen > MAX_RECORD:
                     raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
-                window.pos = pos
+                window.pos, self._number = start - 16, number
                 if not window.need(16 + caplen):
                     raise Damaged("capture ends in a record cut short")
-                buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
-                end = pos + 16 + caplen
-            self._number = number = number + 1
-            if not skip(buf, pos + 16, end, linktype):
+                buf, view, filled = window.buf, window.view, window.filled
+                start = window.pos + 16
+                pos = start + caplen
+            number += 1
+            if not skip(buf, start, pos, linktype):
                 if caplen < wirelen:
                     self.stats.skip(SNAPLEN_CUT, f"{self.name}#{number}")
                 else:
-                    yield number, sec + frac * scale, linktype, bytes(view[pos + 16 : end])
-            pos = end
+                    self._number = number
+                    yield number, sec + frac * scale, linktype, bytes(view[start:pos])
 
     def _pcapng(self, window: _Window, skip: Skip) -> Iterator[Packet]:
         endian = "<"
@@ -249,7 +253,7 @@ class PcapFile(Prefixed, EventSource):
         events: list[ConnectionEvent] = []
         frame = extractor.frame
         skip_to = self._skip_to
-        number = 0
+        number, next_batch = 0, BATCH_PACKETS
         for number, ts, linktype, data in self.packets(extractor.uninteresting):
             try:
                 event = frame(number, ts, linktype, data)
@@ -261,10 +265,12 @@ class PcapFile(Prefixed, EventSource):
                 events.append(event)
             if extractor.pending:
                 self._take(extractor, number > skip_to, events)
-            if number % BATCH_PACKETS == 0:
+            if number >= next_batch:
+                next_batch = number + BATCH_PACKETS
                 self.stats.lines = number
                 yield Batch(tuple(events), 0, number)
                 events = []
+        number = self._number  # packets read, the skipped ones after the last yielded included
         extractor.finish()
         self._take(extractor, number > skip_to, events)
         self.stats.lines = number

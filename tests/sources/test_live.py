@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.store import SqlStore
+from auditor.sqlstore import SqlStore
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="live capture needs root and iproute2 (network namespaces)")

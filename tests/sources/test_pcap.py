@@ -534,3 +534,10 @@ def test_rfc9001_client_initial_is_named(tmp_path: Path) -> None:
     damaged = bytearray(packet)
     damaged[-1] ^= 0x01  # the AEAD tag no longer matches: not a client Initial we can read
     assert events(write(tmp_path / "bad.pcap", [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51501, dport=443) / Raw(bytes(damaged))]))[1] == []
+
+
+def test_packets_skipped_by_the_cheap_path_still_count(tmp_path: Path) -> None:
+    pkts = tcp_session(client_hello("api.openai.com"))
+    pkts += [IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=50000, flags="A", seq=7000 + i) for i in range(25)]  # trailing ACKs
+    capture, found = events(write(tmp_path / "tail.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]))
+    assert len(found) == 1 and capture.stats.lines == len(pkts) == 29

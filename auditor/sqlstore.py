@@ -1,0 +1,317 @@
+"""The findings store on SQLAlchemy: SQLite by default, PostgreSQL for fleets (see auditor.store
+for the interface and the schema's meaning). Imported only by what opens a database, so commands
+that never do (`pcap --events`, `rules`, `geoip`) start without SQLAlchemy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from auditor.events import Finding
+from auditor.redact import redact
+from auditor.store import (
+    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc, to_url,
+)
+
+SCHEMA_VERSION = 2
+MIGRATIONS = {
+    # version reached: statements that take the previous version there
+    2: (
+        "ALTER TABLE evidence ADD COLUMN disagreements TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observations ADD COLUMN blocked_calls BIGINT NOT NULL DEFAULT 0",
+    ),
+}
+"""Schema upgrades, applied in order to databases written by earlier versions."""
+metadata = sa.MetaData()
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("geoip", sa.Text, nullable=False),
+    sa.Column("policies", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("lines", sa.BigInteger, nullable=False, default=0),
+    sa.Column("events", sa.BigInteger, nullable=False, default=0),
+    sa.Column("findings", sa.BigInteger, nullable=False, default=0),
+    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
+)
+sources = sa.Table(
+    "sources", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, index=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
+    sa.Column("fp_len", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False, default=0),
+    sa.Column("line", sa.BigInteger, nullable=False, default=0),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+_KEY = ("source_id", "org", "provider", "host", "egress_ip", "country", "basis", "verdict", "day")
+observations = sa.Table(
+    "observations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("org", sa.Text, nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("egress_ip", sa.String(64), nullable=False),
+    sa.Column("country", sa.String(8), nullable=False),
+    sa.Column("basis", sa.Text, nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("evidence_count", sa.Integer, nullable=False, default=0),
+    sa.Column("blocked_calls", sa.BigInteger, nullable=False, default=0),
+    sa.UniqueConstraint(*_KEY, name="observation_key"),
+)
+evidence = sa.Table(
+    "evidence", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("observation_id", sa.Integer, sa.ForeignKey("observations.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("ts", sa.DateTime, nullable=False),
+    sa.Column("orig_h", sa.String(64), nullable=False),
+    sa.Column("egress_basis", sa.Text, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("disagreements", sa.Text, nullable=False, default=""),
+)
+
+
+def _prepare_sqlite_file(path: str) -> None:
+    """Create the database file owner-only (and its directory owner-only) before SQLite does."""
+    if path in ("", ":memory:"):
+        return
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot create the findings database ({e.strerror}); pass --db with a writable path") from None
+
+
+class SqlStore(FindingStore):
+    """FindingStore on any SQLAlchemy database."""
+
+    def __init__(self, target: str) -> None:
+        url = to_url(target)
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+            if parsed.get_backend_name() == "sqlite":
+                _prepare_sqlite_file(parsed.database or "")
+            self.engine = sa.create_engine(url, future=True)
+        except (NoSuchModuleError, ModuleNotFoundError) as e:
+            raise StoreError(f"{target}: no driver for this database ({e}); for PostgreSQL install region-auditor[postgres]") from None
+        except (ArgumentError, ValueError) as e:
+            raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
+        self._insert = insert
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._migrate()
+        except SQLAlchemyError as e:
+            raise StoreError(f"{parsed.render_as_string(hide_password=True)}: cannot open the findings database ({_first_line(e)})") from None
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise StoreError(f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor")
+            elif int(found) < SCHEMA_VERSION:
+                for version in range(int(found) + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(sa.text(statement))
+                conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def start_run(self, command: str, geoip: str, policies: str) -> int:
+        with self._begin() as conn:
+            result = conn.execute(sa.insert(runs).values(command=command, geoip=geoip, policies=policies, started_at=_now(), lines=0, events=0, findings=0, skipped=0))
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(self, run_id: int, *, lines: int, events: int, findings: int, skipped: int) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings, skipped=skipped))
+
+    def checkpoint(self, source: Fingerprinted) -> Checkpoint:
+        with self._begin() as conn:
+            for c in self._same_input(conn, source):
+                if c.fp_len < len(source.prefix):  # the input grew: identify it by more bytes
+                    conn.execute(sa.update(sources).where(sources.c.id == c.id).values(fingerprint=source.fingerprint, fp_len=len(source.prefix)))
+                return Checkpoint(c.id, c.offset, c.line)
+            return self._new_source(conn, source)
+
+    def _same_input(self, conn: sa.Connection, source: Fingerprinted) -> list[Any]:
+        """The `sources` rows of checkpoints taken on this content (their first bytes match), furthest first.
+
+        A checkpoint taken while the input was shorter than its fingerprint is identified by all of
+        it: an input that starts with those bytes is the same one, grown, under any name (a file
+        rotated while small and audited as `access.log.1`); an empty one only under its own name."""
+        n = len(source.prefix)
+        shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
+        prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
+        candidates = conn.execute(
+            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == source.name)).order_by(sources.c.offset.desc())
+        ).all()
+        return [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
+
+    def restart(self, source: Fingerprinted) -> Checkpoint:
+        with self._begin() as conn:
+            return self._new_source(conn, source)
+
+    def forget(self, source: Fingerprinted) -> Checkpoint:
+        with self._begin() as conn:
+            ids = [c.id for c in self._same_input(conn, source)]
+            if ids:
+                audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
+                conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
+                conn.execute(sa.delete(observations).where(observations.c.source_id.in_(ids)))
+                conn.execute(sa.delete(sources).where(sources.c.id.in_(ids)))
+            return self._new_source(conn, source)
+
+    def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:
+        result = conn.execute(sa.insert(sources).values(name=source.name, fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
+        return Checkpoint(int(result.inserted_primary_key[0]), 0, 0)
+
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, findings: Sequence[Finding], offset: int, line: int) -> None:
+        groups: dict[tuple[Any, ...], list[Finding]] = {}
+        for f in findings:
+            key = (
+                checkpoint.source_id, f.org, f.verdict.provider, f.host or f.event.server_name, f.egress.label,
+                f.location.country_code, f.location.basis, f.verdict.outcome.value,
+                f.event.ts.astimezone(dt.timezone.utc).date(),
+            )
+            groups.setdefault(key, []).append(f)
+        with self._begin() as conn:
+            for key, group in groups.items():
+                self._upsert(conn, run_id, key, group)
+            conn.execute(sa.update(sources).where(sources.c.id == checkpoint.source_id).values(offset=offset, line=line, updated_at=_now()))
+
+    def _upsert(self, conn: sa.Connection, run_id: int, key: tuple[Any, ...], group: list[Finding]) -> None:
+        first = min(_naive_utc(f.event.ts) for f in group)
+        last = max(_naive_utc(f.event.ts) for f in group)
+        values = dict(zip(_KEY, key))
+        values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0,
+                      blocked_calls=sum(1 for f in group if f.verdict.rule_id.endswith(":provider-blocked")))
+        stmt = self._insert(observations).values(**values)
+        t, new = observations.c, stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_KEY),
+            set_={
+                "calls": t.calls + new.calls,
+                "blocked_calls": t.blocked_calls + new.blocked_calls,
+                "first_seen": sa.case((new.first_seen < t.first_seen, new.first_seen), else_=t.first_seen),
+                "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
+            },
+        ).returning(t.id, t.evidence_count)
+        obs_id, have = conn.execute(stmt).one()
+        room = EVIDENCE_PER_OBSERVATION - have
+        if room <= 0:
+            return
+        sample = group[:room]
+        conn.execute(
+            sa.insert(evidence),
+            [
+                {
+                    "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
+                    "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h, "egress_basis": f.egress.basis,
+                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
+                    "disagreements": "; ".join(f.location.disagreements),
+                }
+                for f in sample
+            ],
+        )
+        conn.execute(sa.update(observations).where(observations.c.id == obs_id).values(evidence_count=have + len(sample)))
+
+    def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:
+        t = observations.c
+        group = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
+        query = sa.select(
+            *group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen), sa.func.sum(t.blocked_calls)
+        ).group_by(*group)
+        if source_ids is not None:
+            query = query.where(t.source_id.in_(list(source_ids)))
+        with self._begin() as conn:
+            result = [Row(*r[:7], int(r[7]), r[8], r[9], int(r[10])) for r in conn.execute(query)]
+        return sorted(result, key=lambda r: (VERDICT_ORDER.index(r.verdict), r.org, r.provider, r.host, r.egress_ip))
+
+    def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
+        t, e = observations.c, evidence.c
+        query = (
+            sa.select(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements)
+            .join(observations, observations.c.id == e.observation_id)
+            .where(t.org == row.org, t.provider == row.provider, t.host == row.host, t.egress_ip == row.egress_ip,
+                   t.country == row.country, t.basis == row.basis, t.verdict == row.verdict)
+            .order_by(e.ts).limit(limit)
+        )
+        with self._begin() as conn:
+            return [Evidence(*r) for r in conn.execute(query)]
+
+    def _begin(self) -> Any:
+        return _Transaction(self.engine)
+
+
+class _Transaction:
+    """engine.begin() whose database errors become StoreError with one readable line."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._cm = engine.begin()
+
+    def __enter__(self) -> sa.Connection:
+        try:
+            return self._cm.__enter__()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot reach the findings database ({_first_line(e)}); check --db") from None
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._cm.__exit__(*exc)
+        except SQLAlchemyError as e:
+            raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "orig", None) or e)
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
