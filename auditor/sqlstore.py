@@ -218,8 +218,8 @@ class SqlStore(FindingStore):
             conn.execute(sa.update(sources).where(sources.c.id == checkpoint.source_id).values(offset=offset, line=line, updated_at=_now()))
 
     def _upsert(self, conn: sa.Connection, run_id: int, key: tuple[Any, ...], group: list[Finding]) -> None:
-        first = min(_naive_utc(f.event.ts) for f in group)
-        last = max(_naive_utc(f.event.ts) for f in group)
+        stamps = [f.event.ts for f in group]  # aware: they compare across zones
+        first, last = _naive_utc(min(stamps)), _naive_utc(max(stamps))
         values = dict(zip(_KEY, key))
         values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0,
                       blocked_calls=sum(1 for f in group if f.verdict.rule_id.endswith(":provider-blocked")))

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import lzma
+import multiprocessing
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import IO, Protocol
 
 from auditor.events import ConnectionEvent
 from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
-from auditor.sources.interface import Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import MAX_LOCATIONS, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
@@ -92,11 +93,43 @@ FORMATS = {
 """Known formats by name, in detection order."""
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+PARALLEL_MIN = 64 << 20
+"""A plain file with at least this much left to read is read by one process per core."""
+PARALLEL_PIECE = 16 << 20
+"""Bytes of a file one worker reads at a time (then a batch is stored)."""
 
 
 def compression_of(head: bytes) -> str:
     """`gzip`, `bz2` or `xz` when `head` (an input's first bytes) starts with that magic, else `plain`."""
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
+
+
+def _count_lines(job: tuple[str, int, int]) -> int:
+    """In a worker process: newlines in bytes [start, stop) of a file."""
+    path, start, stop = job
+    count = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        while start < stop:
+            data = f.read(min(CHUNK, stop - start))
+            if not data:
+                break
+            count += data.count(b"\n")
+            start += len(data)
+    return count
+
+
+def _scan_piece(job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapping[str, str] | None]) -> tuple[list[ConnectionEvent], SourceStats]:
+    """In a worker process: the events and counts of bytes [start, stop) of a file (whole lines),
+    whose first line is line `line + 1`."""
+    path, name, start, stop, line, needles, fmt, fields = job
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(stop - start)
+    piece = LogFile(name, io.BytesIO(data), "plain", needles, fmt, fields=fields)
+    piece._offset, piece._line = start, line
+    events = [e for batch in piece.batches() for e in batch.events]
+    return events, piece.stats
 
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
@@ -148,6 +181,8 @@ class LogFile(Prefixed, EventSource):
         self.fields = fields
         """The [[source]] field map (generic JSON), None when there is none."""
         self._reader: LineReader | None = None
+        self._path: str | None = None
+        """The plain file on disk behind the stream, which other processes may read too; None otherwise."""
         try:
             self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
             if self.damaged and not self._pending:
@@ -186,7 +221,10 @@ class LogFile(Prefixed, EventSource):
         growing = False
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
-        return cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing, fields=fields)
+        log = cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing, fields=fields)
+        if path != "-" and compression == "plain":
+            log._path = path
+        return log
 
     def resume(self, offset: int, line: int) -> bool:
         """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain
@@ -279,6 +317,8 @@ class LogFile(Prefixed, EventSource):
         if self._is_array():
             yield from self._array_batches()
             return
+        if self._parallel_end() > self._offset:
+            yield from self._parallel_batches()
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         buf = b""
@@ -313,6 +353,59 @@ class LogFile(Prefixed, EventSource):
             self.stats.skip(self.damaged, f"{self.name}:{self._line + 1}")
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
+
+    def _parallel_end(self) -> int:
+        """Where reading by several processes stops (the last line boundary before the end of the
+        file), or 0 when this input is read in this process only: not a plain file on disk, still
+        being written, a format that keeps state across lines, one core, or too little left."""
+        if (self._path is None or self.growing or self.format is None or self._reader is not None
+                or self._is_array() or (os.cpu_count() or 1) < 2):
+            return 0
+        size = os.fstat(self._stream.fileno()).st_size
+        if size - self._offset < PARALLEL_MIN:
+            return 0
+        with open(self._path, "rb") as f:
+            f.seek(max(self._offset, size - MAX_LINE))
+            tail = f.read()
+        return size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+
+    def _parallel_batches(self) -> Iterator[Batch]:
+        """Pieces of the file, cut at line boundaries, scanned and parsed by worker processes (one
+        per core), handed on in order: one batch per piece, its checkpoint at the piece's end."""
+        end = self._parallel_end()
+        cuts = [self._offset]
+        with open(self._path, "rb") as f:  # type: ignore[arg-type]
+            while cuts[-1] + PARALLEL_PIECE < end:
+                f.seek(cuts[-1] + PARALLEL_PIECE)
+                rest = f.readline()
+                cuts.append(min(end, f.tell()) if rest.endswith(b"\n") else end)
+        if cuts[-1] != end:
+            cuts.append(end)
+        context = multiprocessing.get_context("fork")
+        with context.Pool(min(os.cpu_count() or 2, len(cuts) - 1, 8)) as pool:
+            counts = pool.map(_count_lines, [(self._path, a, b) for a, b in zip(cuts, cuts[1:])])
+            bases = [self._line + sum(counts[:i]) for i in range(len(counts))]
+            jobs = [(self._path, self.name, a, b, base, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
+                    for a, b, base in zip(cuts, cuts[1:], bases)]
+            for stop, (events, stats) in zip(cuts[1:], pool.imap(_scan_piece, jobs)):
+                self._merge(stats)
+                self._line += stats.lines
+                self._offset = stop
+                yield Batch(tuple(events), stop, self._line)
+        self._stream.seek(end)
+        self._pending = b""
+
+    def _merge(self, stats: SourceStats) -> None:
+        """Add a piece's counts to this input's."""
+        mine = self.stats
+        mine.lines += stats.lines
+        mine.candidates += stats.candidates
+        mine.events += stats.events
+        mine.ignored.update(stats.ignored)
+        for reason, count in stats.skipped.items():
+            mine.skipped[reason] += count
+            where = mine.locations.setdefault(reason, [])
+            where.extend(stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
 
     def _array_batches(self) -> Iterator[Batch]:
         """A JSON array of log objects: read whole, one batch, entries before the checkpoint skipped."""
