@@ -30,12 +30,15 @@ class Auditor:
         self.locator = locator
         self.attributor = attributor
         self._packs: dict[str, Pack | None] = {}
-        self._who: dict[tuple[object, ...], tuple[Egress, str]] = {}
-        self._where: dict[Egress, Location] = {}
+        self._who: dict[SourceConfig, dict[tuple[str, ...], tuple[Egress, str]]] = {}
+        self._where: dict[tuple[str, str], Location] = {}
         self._verdicts: dict[tuple[object, ...], Verdict] = {}
 
     def audit(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> Iterator[Finding]:
         """One Finding per event that calls a governed host; other events are dropped."""
+        who = self._who.get(source)
+        if who is None:
+            who = _remember(self._who, source, {})
         for event in events:
             pack = self._pack(event.server_name) if event.server_name else None
             blocked = self.policies.blocked_by(event.message) if event.message else None
@@ -45,15 +48,20 @@ class Auditor:
                 blocked = None
             if pack is None:
                 continue
-            egress, org = self._attribute(event, source)
-            location = self._where.get(egress)
+            key = (event.orig_h, event.egress_h, event.egress_region, event.project_id, event.project_name)
+            found = who.get(key)
+            if found is None:
+                found = _remember(who, key, (self.attributor.egress(event, source), self.attributor.org(event, source)))
+            egress, org = found
+            where = (egress.ip, egress.region)
+            location = self._where.get(where)
             if location is None:
-                location = _remember(self._where, egress, self._locate(egress))
+                location = _remember(self._where, where, self._locate(egress))
             day = event.ts.astimezone(dt.timezone.utc).date()
-            key = (pack.provider, day, location, blocked is not None)
-            verdict = self._verdicts.get(key)
+            judged = (pack.provider, day, where, blocked is not None)
+            verdict = self._verdicts.get(judged)
             if verdict is None:
-                verdict = _remember(self._verdicts, key, pack.judge(event, location, provider_blocked=blocked is not None))
+                verdict = _remember(self._verdicts, judged, pack.judge(event, location, provider_blocked=blocked is not None))
             yield Finding(
                 event=event,
                 org=org,
@@ -67,13 +75,6 @@ class Auditor:
         if host in self._packs:
             return self._packs[host]
         return _remember(self._packs, host, self.policies.for_host(host))
-
-    def _attribute(self, event: ConnectionEvent, source: SourceConfig) -> tuple[Egress, str]:
-        key = (source, event.orig_h, event.egress_h, event.egress_region, event.project_id, event.project_name)
-        found = self._who.get(key)
-        if found is None:
-            found = _remember(self._who, key, (self.attributor.egress(event, source), self.attributor.org(event, source)))
-        return found
 
     def _locate(self, egress: Egress) -> Location:
         if egress.ip:

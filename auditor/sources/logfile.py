@@ -11,8 +11,10 @@ recognise input it has read before and resume after its checkpoint.
 from __future__ import annotations
 
 import bz2
+import collections
 import gzip
 import io
+import itertools
 import json
 import lzma
 import multiprocessing
@@ -377,17 +379,29 @@ class LogFile(Prefixed, EventSource):
         with open(self._path, "rb") as f:  # type: ignore[arg-type]
             while cuts[-1] + PARALLEL_PIECE < end:
                 f.seek(cuts[-1] + PARALLEL_PIECE)
-                rest = f.readline()
-                cuts.append(min(end, f.tell()) if rest.endswith(b"\n") else end)
+                if not f.readline(2 * MAX_LINE).endswith(b"\n"):
+                    end = cuts[-1]  # no line boundary near: the rest is read in this process
+                    break
+                cuts.append(min(end, f.tell()))
         if cuts[-1] != end:
             cuts.append(end)
+        if len(cuts) < 2:
+            return
         context = multiprocessing.get_context("fork")
-        with context.Pool(min(os.cpu_count() or 2, len(cuts) - 1, 8)) as pool:
+        workers = min(os.cpu_count() or 2, len(cuts) - 1, 8)
+        with context.Pool(workers) as pool:
             counts = pool.map(_count_lines, [(self._path, a, b) for a, b in zip(cuts, cuts[1:])])
-            bases = [self._line + sum(counts[:i]) for i in range(len(counts))]
+            bases = list(itertools.accumulate(counts[:-1], initial=self._line))
             jobs = [(self._path, self.name, a, b, base, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
                     for a, b, base in zip(cuts, cuts[1:], bases)]
-            for stop, (events, stats) in zip(cuts[1:], pool.imap(_scan_piece, jobs)):
+            # At most four pieces per worker in flight: memory stays flat however far the workers
+            # get ahead of the store.
+            window = 4 * workers
+            pending = collections.deque(pool.apply_async(_scan_piece, (job,)) for job in jobs[:window])
+            for i, stop in enumerate(cuts[1:]):
+                events, stats = pending.popleft().get()
+                if i + window < len(jobs):
+                    pending.append(pool.apply_async(_scan_piece, (jobs[i + window],)))
                 self._merge(stats)
                 self._line += stats.lines
                 self._offset = stop
