@@ -183,29 +183,20 @@ def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, ge
     _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped)
 
 
-class _AuditProgress:
-    """One bar over the bytes of a run's inputs, on stderr when it is a terminal and only once the
-    run has taken `delay` seconds (short runs and redirected output never show one)."""
+class _Bar:
+    """A click progress bar on stderr, moved to absolute positions."""
 
-    delay = 1.0
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.total = total
-        self.enabled = total > 0 and self.stream.isatty()
-        self._start = time.monotonic()
+    def __init__(self) -> None:
         self._bar: Any = None
         self._done = 0
 
-    def __call__(self, done: int) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            if time.monotonic() - self._start < self.delay:
-                return
-            self._bar = click.progressbar(length=self.total, label="reading", file=self.stream)
-            self._bar.__enter__()
-        done = min(done, self.total)
+    def _show(self, length: int, label: str, stream: Any = None) -> None:
+        self.close()
+        self._bar = click.progressbar(length=length, label=label, file=stream or sys.stderr)
+        self._bar.__enter__()
+        self._done = 0
+
+    def _move(self, done: int) -> None:
         self._bar.update(done - self._done)
         self._done = done
 
@@ -213,6 +204,29 @@ class _AuditProgress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+class _AuditProgress(_Bar):
+    """One bar over the bytes of a run's inputs, on stderr when it is a terminal and only once the
+    run has taken `delay` seconds (short runs and redirected output never show one)."""
+
+    delay = 1.0
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.enabled = total > 0 and self.stream.isatty()
+        self._start = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if time.monotonic() - self._start < self.delay:
+                return
+            self._show(self.total, "reading", self.stream)
+        self._move(min(done, self.total))
 
 
 @cli.command()
@@ -459,30 +473,21 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         click.echo(line)
 
 
-class _ProgressBars:
+class _ProgressBars(_Bar):
     """One click progress bar per download, fed by geoip.update's progress callback."""
 
     def __init__(self, enabled: bool) -> None:
+        super().__init__()
         self.enabled = enabled
-        self._bar: Any = None
         self._name = ""
-        self._done = 0
 
     def __call__(self, name: str, done: int, total: int | None) -> None:
         if not self.enabled:
             return
         if name != self._name or done < self._done:
-            self.close()
-            self._name, self._done = name, 0
-            self._bar = click.progressbar(length=total or 0, label=f"{name:<18}", file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._done)
-        self._done = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+            self._name = name
+            self._show(total or 0, f"{name:<18}")
+        self._move(done)
 
 
 @geoip.command("update")

@@ -19,11 +19,10 @@ Placement and Argo (`SmartRouteColoID` is a number, not a colo code).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import DEFAULT_PORTS, address, parse_json_time, split_host_port
+from auditor.sources.common import DEFAULT_PORTS, address, json_object, parse_json_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "cloudflare"
@@ -60,12 +59,7 @@ def colo(record: dict[str, Any]) -> str:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise Malformed(f"cloudflare: not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(record, dict):
-        raise Malformed("cloudflare: record is not a JSON object")
+    record = json_object(line, "cloudflare")
     stamp = record.get("EdgeStartTimestamp", record.get("EdgeEndTimestamp"))
     if stamp is None:
         raise Malformed("cloudflare: no 'EdgeStartTimestamp'")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from auditor.sources.interface import Ignored, Malformed
@@ -140,3 +142,15 @@ def address_port(text: str) -> tuple[str, int]:
         return "", 0
     ip = address(host)
     return (ip, port) if ip else ("", 0)
+
+
+def json_object(text: str, fmt: str, what: str = "record") -> dict[str, Any]:
+    """One JSON object from a line; Malformed `<fmt>: not JSON (...)` or `<fmt>: <what> is not a
+    JSON object` otherwise."""
+    try:
+        record = json.loads(text)
+    except ValueError as e:  # huge integers too (a ValueError past 4300 digits)
+        raise Malformed(f"{fmt}: not JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(record, dict):
+        raise Malformed(f"{fmt}: {what} is not a JSON object")
+    return record

@@ -24,12 +24,11 @@ injected, `DF` DNS failure, `OM`/`DO` overload) are not calls.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, address_port, parse_iso_time, split_host_port
+from auditor.sources.common import address, address_port, json_object, parse_iso_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "envoy"
@@ -129,12 +128,7 @@ def _text(record: dict[str, Any], *keys: str) -> str:
 
 
 def _parse_json(text: str, location: str, raw: str) -> ConnectionEvent:
-    try:
-        record = json.loads(text)
-    except ValueError as e:
-        raise Malformed(f"envoy: not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(record, dict):
-        raise Malformed("envoy: log entry is not a JSON object")
+    record = json_object(text, "envoy", "log entry")
     ts_text = _text(record, "start_time")
     if not ts_text:
         raise Malformed("envoy: no 'start_time'")

@@ -15,13 +15,12 @@ provider's blocked-region error (as in Vercel drains).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import DEFAULT_PORTS, address, parse_json_time, split_host_port
+from auditor.sources.common import DEFAULT_PORTS, address, json_object, parse_json_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "json"
@@ -110,12 +109,7 @@ class Reader:
 
     def parse(self, line: str, location: str) -> ConnectionEvent:
         """One JSON line -> ConnectionEvent; Malformed or Ignored otherwise."""
-        try:
-            record = json.loads(line)
-        except ValueError as e:
-            raise Malformed(f"json: not JSON ({getattr(e, 'msg', e)})") from None
-        if not isinstance(record, dict):
-            raise Malformed("json: record is not a JSON object")
+        record = json_object(line, "json")
         got = {key: _lookup(record, parts) for key, parts in self.paths.items()}
         if got["ts"] is None:
             raise Malformed(f"json: no time at {'.'.join(self.paths['ts'])!r}")

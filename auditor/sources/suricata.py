@@ -17,11 +17,10 @@ read here the source is the client.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, parse_iso_time, split_host_port
+from auditor.sources.common import address, host_from_target, json_object, parse_iso_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "suricata"
@@ -69,12 +68,7 @@ def _ip(value: Any) -> str:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One EVE event -> ConnectionEvent; Malformed or Ignored otherwise."""
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise Malformed(f"suricata: not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(record, dict):
-        raise Malformed("suricata: event is not a JSON object")
+    record = json_object(line, "suricata", "event")
     kind = record.get("event_type")
     if not isinstance(kind, str):
         raise Malformed("suricata: no 'event_type'")

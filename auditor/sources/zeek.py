@@ -24,12 +24,11 @@ files concatenated) is read with the last header found there.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, parse_epoch, parse_json_time, split_host_port
+from auditor.sources.common import address, host_from_target, json_object, parse_epoch, parse_json_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "zeek"
@@ -119,12 +118,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
 
 
 def _parse_json(line: str, location: str) -> ConnectionEvent:
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise Malformed(f"zeek: not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(record, dict):
-        raise Malformed("zeek: log entry is not a JSON object")
+    record = json_object(line, "zeek", "log entry")
     if "ts" not in record:
         raise Malformed("zeek: record without 'ts'")
     ts = parse_json_time(record["ts"])
