@@ -260,7 +260,7 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 
 @cli.command()
 @click.option("--interface", "-i", "interfaces", multiple=True, required=True, metavar="IF",
-              help="Network interface to capture on (repeatable), e.g. eth0 or lo.")
+              help="Network interface to capture on (repeatable), e.g. eth0 or lo; `any` for all of them.")
 @click.option("--port", "ports", multiple=True, type=click.IntRange(1, 65535), metavar="PORT",
               help="TCP/UDP ports whose outbound connections are read (repeatable; default: 443, 80, 1080, 3128, 8080).")
 @provider_option

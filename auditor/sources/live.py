@@ -25,7 +25,10 @@ DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_STATISTICS = 263, 6
-ARPHRD_LINKTYPES = {1: LINKTYPE_ETHERNET, 772: LINKTYPE_ETHERNET, 65534: LINKTYPE_RAW, 512: LINKTYPE_RAW, 776: LINKTYPE_RAW, 778: LINKTYPE_RAW}
+ARPHRD_LOOPBACK = 772
+ANY = "any"
+"""The interface name that captures on every interface."""
+ARPHRD_LINKTYPES = {1: LINKTYPE_ETHERNET, ARPHRD_LOOPBACK: LINKTYPE_ETHERNET, 65534: LINKTYPE_RAW, 512: LINKTYPE_RAW, 776: LINKTYPE_RAW, 778: LINKTYPE_RAW}
 """Interface hardware types (ARPHRD_*) -> how their frames start: Ethernet and loopback with an
 Ethernet header; tun, PPP, sit and GRE with the IP header."""
 RECEIVE_BUFFER = 8 << 20
@@ -50,18 +53,17 @@ class _Interface:
         try:
             bpf.attach(self.sock, program)  # before bind: nothing unfiltered is queued
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            self.sock.bind((name, ETH_P_ALL))
+            if name != ANY:  # `any`: an unbound packet socket sees every interface
+                self.sock.bind((name, ETH_P_ALL))
         except OSError as e:
             self.sock.close()
             if e.errno in (errno.ENODEV, errno.ENXIO) or isinstance(e, socket.gaierror):
-                raise SourceError(f"{name}: no such network interface; list them with `ip link`") from None
+                raise SourceError(f"{name}: no such network interface; list them with `ip link` (or capture on `any`)") from None
             raise SourceError(f"cannot capture on {name} ({e.strerror or e})") from None
-        hatype = self.sock.getsockname()[3]
-        if hatype not in ARPHRD_LINKTYPES:
+        if name != ANY and self.sock.getsockname()[3] not in ARPHRD_LINKTYPES:
+            hatype = self.sock.getsockname()[3]
             self.sock.close()
             raise SourceError(f"{name}: interfaces of hardware type {hatype} are not supported; capture on an Ethernet, loopback or tunnel interface")
-        self.linktype = ARPHRD_LINKTYPES[hatype]
-        self.loopback = hatype == 772
         self.sock.setblocking(False)
 
     def drops(self) -> int:
@@ -144,14 +146,16 @@ class LiveCapture(Prefixed, EventSource):
                 frame, address = interface.sock.recvfrom(bpf.SNAPLEN)
             except (BlockingIOError, InterruptedError):
                 return
-            if interface.loopback and address[2] == PACKET_OUTGOING:
-                continue  # loopback shows each packet twice: as sent and as received
+            ifname, _proto, pkttype, hatype = address[:4]
+            linktype = ARPHRD_LINKTYPES.get(hatype)
+            if linktype is None or (hatype == ARPHRD_LOOPBACK and pkttype == PACKET_OUTGOING):
+                continue  # an unsupported link type (on `any`); loopback shows each packet as sent and as received
             self.stats.lines += 1
             number = self.stats.lines
             try:
-                event = extractor.frame(number, time.time(), interface.linktype, frame)
+                event = extractor.frame(number, time.time(), linktype, frame)
             except PacketError as e:
-                self.stats.skip(str(e), f"{interface.name}#{number}")
+                self.stats.skip(str(e), f"{ifname}#{number}")
                 continue
             if event is not None:
                 self.stats.events += 1

@@ -255,3 +255,16 @@ def test_sniff_on_loopback_counts_each_connection_once(netns: Path) -> None:
     finally:
         servers.kill()
         servers.wait()
+
+
+def test_sniff_on_any_interface(netns: Path) -> None:
+    """`--interface any`: every interface of the namespace, each connection named once."""
+    db = netns / "any.db"
+    proc = start_sniffer(netns, db, "any")
+    try:
+        send_traffic(netns)
+        assert stored_calls(db, want=3) == {("acme-research", "43.198.12.34", "violation"): 3}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "4 connections named" in err, err
