@@ -247,7 +247,9 @@ def http_host(data: bytes) -> tuple[bool, str, str, int, int]:
             raise NotAStart("not an HTTP request")
         return False, "", "", 0, -1
     parts = data[:line_end].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/") or not parts[0].isalpha():
+    # `METHOD target HTTP/1.1`; clients that put more between (`CONNECT host:25 / HTTP/1.0`) are
+    # read as proxies read them: the target is the second word.
+    if len(parts) < 3 or not parts[-1].startswith(b"HTTP/") or not parts[0].isalpha():
         raise NotAStart("not an HTTP request")
     method, target = parts[0].decode("ascii"), parts[1].decode("ascii", "replace")
     header_end = data.find(b"\r\n\r\n")

@@ -541,3 +541,10 @@ def test_packets_skipped_by_the_cheap_path_still_count(tmp_path: Path) -> None:
     pkts += [IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=50000, flags="A", seq=7000 + i) for i in range(25)]  # trailing ACKs
     capture, found = events(write(tmp_path / "tail.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]))
     assert len(found) == 1 and capture.stats.lines == len(pkts) == 29
+
+
+def test_connect_with_extra_words_in_the_request_line(tmp_path: Path) -> None:
+    """Seen from spam bots (Zeek's http-connect-with-smtp trace): proxies take the second word."""
+    odd = b"CONNECT mailin.example:25 / HTTP/1.0\r\nMozilla 4.0\r\n\r\n"
+    pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(odd, dst="10.0.0.3", dport=8240)]
+    assert names(write(tmp_path / "odd.pcap", pkts)) == [("mailin.example", "connect")]
