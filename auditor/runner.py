@@ -7,7 +7,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.config import Config
+from auditor.config import Config, SourceConfig
+from auditor.events import ConnectionEvent, Finding
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import LogFile
@@ -94,8 +95,11 @@ def audit_logs(
             summary.source_ids.append(checkpoint.source_id)
             source_config = config.source(path)
             calls = 0
-            for batch in log.batches():
-                findings = list(auditor.audit(batch.events, source_config))
+            def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Finding]:
+                return list(auditor.audit(events, source))
+
+            for batch in log.batches(audit):
+                findings = list(batch.findings) if batch.findings is not None else audit(batch.events)
                 store.add_batch(run_id, checkpoint, findings, batch.offset, batch.line)
                 calls += len(findings)
                 if progress:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from auditor.events import ConnectionEvent
+from auditor.events import ConnectionEvent, Finding
 
 
 class SourceError(Exception):
@@ -22,6 +22,9 @@ class Malformed(Exception):
 class Ignored(Exception):
     """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
 
+
+Audit = Callable[[Sequence[ConnectionEvent]], list[Finding]]
+"""Events -> their findings (auditor.pipeline.Auditor.audit for one source, as a list)."""
 
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
@@ -62,6 +65,9 @@ class Batch:
     """Byte offset (in the decompressed stream) just after the last complete record."""
     line: int
     """Number of the last complete record (1-based; 0 before any)."""
+    findings: tuple[Finding, ...] | None = None
+    """The findings of `events`, when the source had its worker processes audit them (see
+    `EventSource.batches`); None when the caller audits `events` itself."""
 
 
 class Prefixed:
@@ -87,8 +93,9 @@ class EventSource(ABC):
     """The input, as shown to users (path, `-`, interface)."""
 
     @abstractmethod
-    def batches(self) -> Iterator[Batch]:
-        """Events in batches, each ending at a position that can be checkpointed."""
+    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+        """Events in batches, each ending at a position that can be checkpointed. A source that
+        reads in several processes may run `audit` there and hand on its findings with the batch."""
 
     def events(self) -> Iterator[ConnectionEvent]:
         """All events, one at a time."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from auditor.events import ConnectionEvent
 from auditor.sources import bpf
-from auditor.sources.interface import Batch, EventSource, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, Extractor, PacketError
 
 DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
@@ -112,7 +112,7 @@ class LiveCapture(Prefixed, EventSource):
         for interface in self._interfaces:
             interface.sock.close()
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         """A batch at least every FLUSH_SECONDS while events come, and a last one after stop()."""
         extractor = Extractor(self.name)
         events: list[ConnectionEvent] = []

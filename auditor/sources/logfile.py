@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from auditor.events import ConnectionEvent
+from auditor.events import ConnectionEvent, Finding
 from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
-from auditor.sources.interface import MAX_LOCATIONS, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
@@ -121,9 +121,15 @@ def _count_lines(job: tuple[str, int, int]) -> int:
     return count
 
 
-def _scan_piece(job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapping[str, str] | None]) -> tuple[list[ConnectionEvent], SourceStats]:
-    """In a worker process: the events and counts of bytes [start, stop) of a file (whole lines),
-    whose first line is line `line + 1`."""
+_worker_audit: Audit | None = None
+"""What the worker processes of LogFile._parallel_batches run on the events of their piece."""
+
+
+def _scan_piece(
+    job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapping[str, str] | None],
+) -> tuple[list[ConnectionEvent], list[Finding] | None, SourceStats]:
+    """In a worker process: the events (or, given an audit, the findings) and counts of bytes
+    [start, stop) of a file (whole lines), whose first line is line `line + 1`."""
     path, name, start, stop, line, needles, fmt, fields = job
     with open(path, "rb") as f:
         f.seek(start)
@@ -131,7 +137,9 @@ def _scan_piece(job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapp
     piece = LogFile(name, io.BytesIO(data), "plain", needles, fmt, fields=fields)
     piece._offset, piece._line = start, line
     events = [e for batch in piece.batches() for e in batch.events]
-    return events, piece.stats
+    if _worker_audit is not None:
+        return [], _worker_audit(events), piece.stats
+    return events, None, piece.stats
 
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
@@ -314,13 +322,13 @@ class LogFile(Prefixed, EventSource):
     def _is_array(self) -> bool:
         return self.format is not None and self.format.name == vercel.NAME and self._pending.lstrip()[:1] == b"["
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
         if self._is_array():
             yield from self._array_batches()
             return
         if self._parallel_end() > self._offset:
-            yield from self._parallel_batches()
+            yield from self._parallel_batches(audit)
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         buf = b""
@@ -371,7 +379,7 @@ class LogFile(Prefixed, EventSource):
             tail = f.read()
         return size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
 
-    def _parallel_batches(self) -> Iterator[Batch]:
+    def _parallel_batches(self, audit: Audit | None) -> Iterator[Batch]:
         """Pieces of the file, cut at line boundaries, scanned and parsed by worker processes (one
         per core), handed on in order: one batch per piece, its checkpoint at the piece's end."""
         end = self._parallel_end()
@@ -387,9 +395,15 @@ class LogFile(Prefixed, EventSource):
             cuts.append(end)
         if len(cuts) < 2:
             return
+        global _worker_audit
         context = multiprocessing.get_context("fork")
         workers = min(os.cpu_count() or 2, len(cuts) - 1, 8)
-        with context.Pool(workers) as pool:
+        _worker_audit = audit  # the forked workers inherit it: closures need no pickling
+        try:
+            pool = context.Pool(workers)
+        finally:
+            _worker_audit = None
+        with pool:
             counts = pool.map(_count_lines, [(self._path, a, b) for a, b in zip(cuts, cuts[1:])])
             bases = list(itertools.accumulate(counts[:-1], initial=self._line))
             jobs = [(self._path, self.name, a, b, base, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
@@ -399,13 +413,13 @@ class LogFile(Prefixed, EventSource):
             window = 4 * workers
             pending = collections.deque(pool.apply_async(_scan_piece, (job,)) for job in jobs[:window])
             for i, stop in enumerate(cuts[1:]):
-                events, stats = pending.popleft().get()
+                events, findings, stats = pending.popleft().get()
                 if i + window < len(jobs):
                     pending.append(pool.apply_async(_scan_piece, (jobs[i + window],)))
                 self._merge(stats)
                 self._line += stats.lines
                 self._offset = stop
-                yield Batch(tuple(events), stop, self._line)
+                yield Batch(tuple(events), stop, self._line, None if findings is None else tuple(findings))
         self._stream.seek(end)
         self._pending = b""
 

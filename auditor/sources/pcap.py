@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import Batch, EventSource, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.logfile import FINGERPRINT_BYTES
 from auditor.sources.packets import Extractor, PacketError
 
@@ -248,7 +248,7 @@ class PcapFile(Prefixed, EventSource):
             off += 4 + size + (-size % 4)
         return linktype, unit
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         extractor = Extractor(self.name)
         events: list[ConnectionEvent] = []
         frame = extractor.frame
