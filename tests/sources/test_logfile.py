@@ -666,3 +666,23 @@ def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path, monk
     path = write(tmp_path / "access.log", mixed_log(rounds=10).data, settled=False)
     _, batches = run(path)
     assert len(batches) == 1  # still being written: read here, in one batch of this size
+
+
+def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI, with the workers auditing their pieces: the same rows as one process."""
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+    from auditor.sources import logfile
+
+    config = ROOT / "examples" / "auditor.toml"
+    path = write(tmp_path / "access.log", mixed_log(rounds=60).data)
+    one = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "one.db"), "--json"])
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    many = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "many.db"), "--json"])
+    assert many.exit_code == one.exit_code == 1  # the example config makes 10.20/16 a Hong Kong office
+    assert json.loads(many.stdout) == json.loads(one.stdout)
+    governed = [h for h in mixed_log(rounds=60).events.values() if h == "api.openai.com"]  # not the decoys
+    assert sum(r["calls"] for r in json.loads(many.stdout)) == len(governed) == 240
+    assert many.stderr == one.stderr  # the same counts and skip locations
