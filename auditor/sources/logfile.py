@@ -327,8 +327,9 @@ class LogFile(Prefixed, EventSource):
         if self._is_array():
             yield from self._array_batches()
             return
-        if self._parallel_end() > self._offset:
-            yield from self._parallel_batches(audit)
+        end = self._parallel_end()
+        if end > self._offset:
+            yield from self._parallel_batches(end, audit)
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         buf = b""
@@ -379,10 +380,10 @@ class LogFile(Prefixed, EventSource):
             tail = f.read()
         return size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
 
-    def _parallel_batches(self, audit: Audit | None) -> Iterator[Batch]:
-        """Pieces of the file, cut at line boundaries, scanned and parsed by worker processes (one
-        per core), handed on in order: one batch per piece, its checkpoint at the piece's end."""
-        end = self._parallel_end()
+    def _parallel_batches(self, end: int, audit: Audit | None) -> Iterator[Batch]:
+        """Bytes up to `end` (a line boundary) in pieces cut at line boundaries, scanned, parsed
+        and audited by worker processes (one per core), handed on in order: one batch per piece,
+        its checkpoint at the piece's end."""
         cuts = [self._offset]
         with open(self._path, "rb") as f:  # type: ignore[arg-type]
             while cuts[-1] + PARALLEL_PIECE < end:

@@ -585,8 +585,7 @@ class Extractor:
             return None
         self._finish(key, flow.last)
         if not sni:
-            self._forget(key, flow)
-            return self.pending.pop()
+            return self._unnamed_tunnel(key, flow)
         name, how = self._resolve(sni, f"{source}+sni", _packed(target), ech)
         return self._event(number, key, flow.ts, name, how, method)
 
@@ -662,12 +661,17 @@ class Extractor:
         """A flow dropped before it was named: a tunnel to an address is still a call to it."""
         if flow.tunnel is None:
             self.expired += 1
-            return
-        target, _port, source, method, _start, number = flow.tunnel
+        else:
+            self.pending.append(self._unnamed_tunnel(key, flow))
+
+    def _unnamed_tunnel(self, key: FlowKey, flow: _Flow) -> ConnectionEvent:
+        """The event of a tunnel to an address that sent no server name: named by the latest DNS
+        answer for the address, else by the address."""
+        target, _port, source, method, _start, number = flow.tunnel  # type: ignore[misc]
         name, how = self._resolve("", source, _packed(target), False)
         if how == "none":
             name, how = target, source
-        self.pending.append(self._event(number, key, flow.ts, name, how, method))
+        return self._event(number, key, flow.ts, name, how, method)
 
     def finish(self) -> None:
         """The input ended: tunnels whose own bytes never came become events (in `pending`)."""
