@@ -402,6 +402,8 @@ class LogFile(Prefixed, EventSource):
         _worker_audit = audit  # the forked workers inherit it: closures need no pickling
         try:
             pool = context.Pool(workers)
+        except OSError:
+            return  # no processes to be had (limits): this process reads it all
         finally:
             _worker_audit = None
         with pool:

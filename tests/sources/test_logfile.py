@@ -686,3 +686,21 @@ def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypat
     governed = [h for h in mixed_log(rounds=60).events.values() if h == "api.openai.com"]  # not the decoys
     assert sum(r["calls"] for r in json.loads(many.stdout)) == len(governed) == 240
     assert many.stderr == one.stderr  # the same counts and skip locations
+
+
+def test_parallel_read_falls_back_to_one_process_without_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing.context
+
+    from auditor.sources import logfile
+
+    built = mixed_log(rounds=20)
+    path = write(tmp_path / "access.log", built.data)
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 1000)
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", no_fork)
+    log, batches = run(path)
+    check_against(built, log, batches, str(path))
