@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import collections
+import multiprocessing
+import os
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Finding
 from auditor.pipeline import Auditor
-from auditor.sources.interface import SourceError
+from auditor.sources.interface import SourceError, SourceStats
 from auditor.sources.logfile import LogFile
-from auditor.store import FindingStore
+from auditor.store import Checkpoint, FindingStore
 
 
 @dataclass
@@ -29,6 +32,18 @@ class InputSummary:
     ignored: Counter[str]
     locations: dict[str, list[str]]
     unterminated: bool
+    events: int = 0
+    """Connection events read (governed or not)."""
+
+    @classmethod
+    def of(cls, log: Any, resumed_at_line: int, calls: int) -> InputSummary:
+        """The summary of an input read in this process."""
+        stats = log.stats
+        return cls(
+            name=log.name, format=log.format.name if log.format else "empty", compression=log.compression,
+            resumed_at_line=resumed_at_line, lines=stats.lines, calls=calls, skipped=stats.skipped,
+            ignored=stats.ignored, locations=stats.locations, unterminated=log.unterminated, events=stats.events,
+        )
 
     def describe(self) -> str:
         """One paragraph for stderr."""
@@ -58,6 +73,8 @@ class RunSummary:
     source_ids: list[int] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
     """Why inputs that may be skipped (files found in a directory) were not read, or not to the end."""
+    bytes_read: int = 0
+    """Bytes of the inputs (as stored) read so far, for progress."""
 
     @property
     def skipped(self) -> int:
@@ -73,53 +90,220 @@ def audit_logs(
     one input (default: a log file with the policies' prefilter). `rescan`: forget what earlier
     runs recorded for the inputs and audit them from the start. An input error in a path of
     `tolerate` (files found in a directory) is noted in `unread` and the run goes on. `progress`
-    is told after each batch how many bytes of the inputs (as stored) were read so far."""
+    is told after each batch how many bytes of the inputs (as stored) were read so far.
+
+    With several log files and several cores, files up to WHOLE_FILE_MAX on disk are read and
+    audited by worker processes, a few files ahead; their findings are stored here, in the order
+    of `paths`, exactly as if this process had read them (see `_Ahead`)."""
     run_id = store.start_run(command, auditor.locator.description, auditor.policies.version_tag)
     summary = RunSummary(run_id)
-    totals = Counter[str]()
     needles = auditor.policies.needles()
-    done = 0
-    for path in paths:
-        try:
-            known = config.source(path)  # its format and field map, when the config gives them
-            log = opener(path) if opener else LogFile.open(path, needles, fmt or known.format or None, known.field_map)
-        except SourceError as e:
-            if path not in tolerate:
-                raise
-            summary.unread.append(f"skipped {e}")
-            continue
-        try:
-            checkpoint = store.forget(log) if rescan else store.checkpoint(log)
-            if not log.resume(checkpoint.offset, checkpoint.line):
-                checkpoint = store.restart(log)
-            summary.source_ids.append(checkpoint.source_id)
-            source_config = config.source(path)
-            calls = 0
-            def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Finding]:
-                return list(auditor.audit(events, source))
-
-            for batch in log.batches(audit):
-                findings = list(batch.findings) if batch.findings is not None else audit(batch.events)
-                store.add_batch(run_id, checkpoint, findings, batch.offset, batch.line)
-                calls += len(findings)
-                if progress:
-                    progress(done + (log.consumed() or 0))
-        except SourceError as e:
-            if path not in tolerate:
-                raise
-            summary.unread.append(f"stopped reading {e}")
-            continue
-        finally:
-            done += log.consumed() or 0
-            log.close()
-        stats = log.stats
-        summary.inputs.append(
-            InputSummary(
-                name=log.name, format=log.format.name if log.format else "empty", compression=log.compression,
-                resumed_at_line=checkpoint.line, lines=stats.lines, calls=calls, skipped=stats.skipped,
-                ignored=stats.ignored, locations=stats.locations, unterminated=log.unterminated,
-            )
-        )
-        totals.update(lines=stats.lines, events=stats.events, findings=calls, skipped=sum(stats.skipped.values()))
+    ahead = _Ahead.start(auditor, needles) if opener is None and len(paths) > 1 else None
+    try:
+        for path in paths:
+            source_config = config.source(path)  # its format and field map, when the config gives them
+            try:
+                log = opener(path) if opener else LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
+            except SourceError as e:
+                if path not in tolerate:
+                    raise
+                summary.unread.append(f"skipped {e}")
+                continue
+            if ahead is not None:
+                if ahead.takes(log):
+                    ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
+                    # A compressed input is resumed by its worker only: skipping to the checkpoint
+                    # means decompressing up to it, which is worth doing once.
+                    checkpoint = _checkpoint(store, log, rescan) if log.compression == "plain" else \
+                        store.forget(log) if rescan else store.checkpoint(log)
+                    ahead.submit(path, log, checkpoint, source_config)
+                    log.close()
+                    for done in ahead.ready():
+                        _store_result(done, store, summary, tolerate, progress)
+                    continue
+                for done in ahead.drain():
+                    _store_result(done, store, summary, tolerate, progress)
+            _audit_here(log, path, source_config, auditor, store, summary, rescan, tolerate, progress)
+        if ahead is not None:
+            for done in ahead.drain():
+                _store_result(done, store, summary, tolerate, progress)
+    finally:
+        if ahead is not None:
+            ahead.close()
+    totals = Counter[str]()
+    for item in summary.inputs:
+        totals.update(lines=item.lines, events=item.events, findings=item.calls, skipped=sum(item.skipped.values()))
     store.finish_run(run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
     return summary
+
+
+def _checkpoint(store: FindingStore, log: Any, rescan: bool) -> Checkpoint:
+    checkpoint = store.forget(log) if rescan else store.checkpoint(log)
+    if not log.resume(checkpoint.offset, checkpoint.line):
+        checkpoint = store.restart(log)
+    return checkpoint
+
+
+def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Auditor, store: FindingStore, summary: RunSummary,
+                rescan: bool, tolerate: Collection[str], progress: Callable[[int], None] | None) -> None:
+    """Read and audit one input in this process (its large-file pieces may still go to workers)."""
+    done = summary.bytes_read
+    calls = 0
+    try:
+        checkpoint = _checkpoint(store, log, rescan)
+        summary.source_ids.append(checkpoint.source_id)
+
+        def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Finding]:
+            return list(auditor.audit(events, source))
+
+        for batch in log.batches(audit):
+            findings = list(batch.findings) if batch.findings is not None else audit(batch.events)
+            store.add_batch(summary.run_id, checkpoint, findings, batch.offset, batch.line)
+            calls += len(findings)
+            if progress:
+                progress(done + (log.consumed() or 0))
+    except SourceError as e:
+        if path not in tolerate:
+            raise
+        summary.unread.append(f"stopped reading {e}")
+        return
+    finally:
+        summary.bytes_read += log.consumed() or 0
+        log.close()
+    summary.inputs.append(InputSummary.of(log, checkpoint.line, calls))
+
+
+def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerate: Collection[str],
+                  progress: Callable[[int], None] | None) -> None:
+    """Store what a worker read of one input, batch by batch, as `_audit_here` would have."""
+    summary.source_ids.append(done.checkpoint.source_id)
+    calls = 0
+    for findings, offset, line in done.batches:
+        store.add_batch(summary.run_id, done.checkpoint, findings, offset, line)
+        calls += len(findings)
+    summary.bytes_read += done.consumed
+    if progress:
+        progress(summary.bytes_read)
+    if done.error:
+        if done.path not in tolerate:
+            raise SourceError(done.error)
+        summary.unread.append(f"stopped reading {done.error}")
+        return
+    summary.inputs.append(InputSummary(
+        name=done.name, format=done.format, compression=done.compression, resumed_at_line=done.checkpoint.line,
+        lines=done.stats.lines, calls=calls, skipped=done.stats.skipped, ignored=done.stats.ignored,
+        locations=done.stats.locations, unterminated=done.unterminated, events=done.stats.events,
+    ))
+
+
+WHOLE_FILE_MAX = 64 << 20
+"""Inputs up to this many bytes on disk may be read whole by a worker process (larger plain
+files are read here, in pieces by workers; larger compressed ones here)."""
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What a worker read of one input: its batches of findings with their checkpoints."""
+
+    path: str
+    name: str
+    format: str
+    compression: str
+    checkpoint: Checkpoint
+    batches: tuple[tuple[tuple[Finding, ...], int, int], ...]
+    stats: SourceStats
+    unterminated: bool
+    consumed: int
+    error: str = ""
+
+
+_worker_state: tuple[Auditor, tuple[bytes, ...]] | None = None
+"""The auditor and needles the forked workers of `_Ahead` inherit."""
+
+
+def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig]) -> _Done:
+    """In a worker process: open one input, resume at its checkpoint, read and audit all of it."""
+    from auditor.sources import logfile
+
+    logfile.PARALLEL_MIN = 1 << 62  # a worker reads its file alone: no pool inside a pool
+    auditor, needles = _worker_state  # type: ignore[misc]
+    path, name, fmt, fields, checkpoint, source = job
+    batches: list[tuple[tuple[Finding, ...], int, int]] = []
+    error = ""
+    log = LogFile.open(path, needles, fmt, fields)
+    try:
+        log.resume(checkpoint.offset, checkpoint.line)
+        for batch in log.batches():
+            batches.append((tuple(auditor.audit(batch.events, source)), batch.offset, batch.line))
+    except SourceError as e:
+        error = str(e)
+    finally:
+        consumed = log.consumed() or 0
+        log.close()
+    return _Done(path, log.name, log.format.name if log.format else "empty", log.compression, checkpoint, tuple(batches),
+                 log.stats, log.unterminated, consumed, error)
+
+
+class _Ahead:
+    """Worker processes reading whole inputs a few files ahead of the store.
+
+    Order and dedupe are kept: results are stored in the order of the paths, and an input whose
+    content starts like one still in flight (a copy, a rotated name) waits until that one is
+    stored, so that it sees its checkpoint."""
+
+    def __init__(self, pool: Any, workers: int) -> None:
+        self.pool = pool
+        self.window = 2 * workers
+        self.flight: collections.deque[tuple[bytes, Any]] = collections.deque()
+
+    @classmethod
+    def start(cls, auditor: Auditor, needles: tuple[bytes, ...]) -> _Ahead | None:
+        global _worker_state
+        workers = min(os.cpu_count() or 1, 8)
+        if workers < 2:
+            return None
+        _worker_state = (auditor, needles)  # inherited by the forked workers
+        try:
+            pool = multiprocessing.get_context("fork").Pool(workers)
+        except OSError:
+            return None
+        finally:
+            _worker_state = None
+        return cls(pool, workers)
+
+    def takes(self, log: LogFile) -> bool:
+        """True for an input a worker can read whole: a finished file on disk, not too large, read
+        line by line (not a JSON array)."""
+        return (log._path is not None or log.compression != "plain") and log.name != "<stdin>" and not log.growing \
+            and log.format is not None and not log._is_array() and _size(log.name) <= WHOLE_FILE_MAX
+
+    def drain_related(self, log: LogFile, store: Callable[[_Done], None]) -> None:
+        """Store what is in flight up to the last input whose content starts like `log`'s."""
+        prefix = log.prefix
+        related = [i for i, (other, _) in enumerate(self.flight) if other.startswith(prefix) or prefix.startswith(other)]
+        for _ in range(related[-1] + 1 if related else 0):
+            store(self.flight.popleft()[1].get())
+
+    def submit(self, path: str, log: LogFile, checkpoint: Checkpoint, source: SourceConfig) -> None:
+        fmt = log.format.name if log.format else None
+        job = (path, log.name, fmt, log.fields, checkpoint, source)
+        self.flight.append((log.prefix, self.pool.apply_async(_read_whole, (job,))))
+
+    def ready(self) -> Iterator[_Done]:
+        """Results to store now: the oldest ones while more than `window` are in flight."""
+        while len(self.flight) > self.window:
+            yield self.flight.popleft()[1].get()
+
+    def drain(self) -> Iterator[_Done]:
+        while self.flight:
+            yield self.flight.popleft()[1].get()
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return WHOLE_FILE_MAX + 1

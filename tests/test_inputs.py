@@ -179,3 +179,53 @@ def test_progress_is_fed_the_bytes_read(tree: Path, tmp_path: Path, monkeypatch:
     logs(str(tree / "squid"), "--db", str(tmp_path / "f.db"))
     sizes = [os.stat(p).st_size for p in expand([str(tree / "squid")]).paths]
     assert seen == [sizes[0], sizes[0] + sizes[1], sum(sizes)]
+
+
+# --- several files read by worker processes ----------------------------------------------------
+
+
+def rotated_tree(tmp_path: Path) -> Path:
+    """A directory as logrotate leaves it: the live log, compressed generations, a damaged one,
+    a copy of a generation under another name, and a README."""
+    d = tmp_path / "squid"
+    d.mkdir()
+    (d / "access.log").write_text(block(0, 40) + squid(40, client="10.30.1.9"))
+    (d / "access.log.1.gz").write_bytes(gzip.compress(block(100, 30).encode()))
+    (d / "access.log.2.bz2").write_bytes(bz2.compress(block(200, 20).encode()))
+    (d / "access.log.3.gz").write_bytes(gzip.compress(block(300, 5000).encode())[:5000])  # cut short
+    (d / "copy-of-1.gz").write_bytes(gzip.compress(block(100, 30).encode()))  # same content as .1
+    (d / "README").write_text("rotated squid logs\n")
+    old = 1_700_000_000
+    for f in d.iterdir():
+        os.utime(f, (old, old))
+    return d
+
+
+@pytest.mark.parametrize("workers", [True, False])
+def test_many_files_read_by_workers_store_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool) -> None:
+    from auditor import runner
+
+    if not workers:
+        monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+    d = rotated_tree(tmp_path)
+    db = str(tmp_path / f"{workers}.db")
+    first = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
+    rows = {(r["org"], r["verdict"]): r["calls"] for r in json.loads(first.stdout)}
+    cut = first.stderr.split("access.log.3.gz (squid, gzip): ")[1].split(" lines")[0]
+    # 41 + 30 + 20 lines, the cut file's lines before the damage; the copy of .1 adds nothing.
+    assert rows == {("acme-research", "violation"): 90 + int(cut), ("beta-labs", "allowed"): 1}
+    assert "copy-of-1.gz (squid, gzip): 0 lines after line 30 (audited before)" in first.stderr
+    assert "gzip data cut short or corrupt" in first.stderr and "skipped" in first.stderr  # the README
+    again = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
+    assert {(r["org"], r["verdict"]): r["calls"] for r in json.loads(again.stdout)} == rows
+    assert again.stderr.count("0 lines after line") == 5  # every log resumes at its end
+
+
+def test_workers_and_one_process_give_the_same_summaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor import runner
+
+    d = rotated_tree(tmp_path)
+    many = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "many.db"), "--json")
+    monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+    one = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "one.db"), "--json")
+    assert many.stderr == one.stderr and json.loads(many.stdout) == json.loads(one.stdout)
