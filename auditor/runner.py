@@ -230,7 +230,10 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     path, name, fmt, fields, checkpoint, source = job
     batches: list[tuple[tuple[Finding, ...], int, int]] = []
     error = ""
-    log = LogFile.open(path, needles, fmt, fields)
+    try:
+        log = LogFile.open(path, needles, fmt, fields)
+    except SourceError as e:  # gone or changed since it was looked at
+        return _Done(path, path, fmt or "empty", "plain", checkpoint, (), SourceStats(), False, 0, str(e))
     try:
         log.resume(checkpoint.offset, checkpoint.line)
         for batch in log.batches():
@@ -272,10 +275,8 @@ class _Ahead:
         return cls(pool, workers)
 
     def takes(self, log: LogFile) -> bool:
-        """True for an input a worker can read whole: a finished file on disk, not too large, read
-        line by line (not a JSON array)."""
-        return (log._path is not None or log.compression != "plain") and log.name != "<stdin>" and not log.growing \
-            and log.format is not None and not log._is_array() and _size(log.name) <= WHOLE_FILE_MAX
+        """True for an input a worker can read whole: see LogFile.reopenable, and not too large."""
+        return log.reopenable and _size(log.name) <= WHOLE_FILE_MAX
 
     def drain_related(self, log: LogFile, store: Callable[[_Done], None]) -> None:
         """Store what is in flight up to the last input whose content starts like `log`'s."""

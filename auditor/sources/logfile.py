@@ -365,6 +365,13 @@ class LogFile(Prefixed, EventSource):
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
 
+    @property
+    def reopenable(self) -> bool:
+        """True when another process can open this input by its name and read it the same way: a
+        file on disk (not stdin) that is not being written, in a line format (not a JSON array)."""
+        return self.name != "<stdin>" and (self._path is not None or self.compression != "plain") \
+            and not self.growing and self.format is not None and not self._is_array()
+
     def _parallel_end(self) -> int:
         """Where reading by several processes stops (the last line boundary before the end of the
         file), or 0 when this input is read in this process only: not a plain file on disk, still
