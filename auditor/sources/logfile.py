@@ -24,7 +24,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Finding
 from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
@@ -94,11 +94,70 @@ FORMATS = {
 }
 """Known formats by name, in detection order."""
 
-_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+class ZstdFrames:
+    """A zstd stream (one frame or several, as `zstd` and logrotate write them) decompressed frame
+    by frame with the optional `zstandard` package, so that data ending inside a frame is told
+    apart from a finished stream (its own stream reader ends silently there)."""
+
+    def __init__(self, raw: IO[bytes], zstandard: Any) -> None:
+        self._raw = raw
+        self._zstd = zstandard
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._out = b""
+        self._in_frame = False
+        self._ended = False
+
+    def read1(self, size: int = -1) -> bytes:
+        while not self._out and not self._ended:
+            data = self._raw.read(1 << 16)
+            if not data:
+                self._ended = True
+                if self._in_frame:
+                    raise EOFError("zstd data ends inside a frame")
+                break
+            self._feed(data)
+        size = len(self._out) if size < 0 else size
+        out, self._out = self._out[:size], self._out[size:]
+        return out
+
+    read = read1
+
+    def _feed(self, data: bytes) -> None:
+        while data:
+            self._in_frame = True
+            try:
+                self._out += self._obj.decompress(data)
+            except self._zstd.ZstdError as e:
+                raise ValueError(str(e)) from None
+            if not self._obj.eof:
+                return
+            data, self._in_frame = self._obj.unused_data, False
+            self._obj = self._zstd.ZstdDecompressor().decompressobj()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        self._raw.close()
 PARALLEL_MIN = 64 << 20
 """A plain file with at least this much left to read is read by one process per core."""
 PARALLEL_PIECE = 16 << 20
 """Bytes of a file one worker reads at a time (then a batch is stored)."""
+
+
+def _zstandard(path: str, raw: IO[bytes]) -> Any:
+    """The optional zstandard module, or a SourceError that says how to get it."""
+    try:
+        import zstandard
+    except ImportError:
+        raw.close()
+        raise SourceError(
+            f"{path}: is zstd-compressed; install the zstd extra (`pip install 'region-auditor[zstd]'`) or decompress it first"
+        ) from None
+    return zstandard
 
 
 def compression_of(head: bytes) -> str:
@@ -225,6 +284,9 @@ class LogFile(Prefixed, EventSource):
         for magic, kind in _MAGIC:
             if head.startswith(magic):
                 compression = kind
+                if kind == "zstd":
+                    stream = ZstdFrames(buffered, _zstandard(path, buffered))  # type: ignore[assignment]
+                    break
                 opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
                 stream = opener(fileobj=buffered) if kind == "gzip" else opener(buffered)  # type: ignore[operator]
                 break

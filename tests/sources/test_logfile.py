@@ -704,3 +704,40 @@ def test_parallel_read_falls_back_to_one_process_without_workers(tmp_path: Path,
     monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", no_fork)
     log, batches = run(path)
     check_against(built, log, batches, str(path))
+
+
+# --- zstd (optional) ----------------------------------------------------------------------------
+
+
+def test_zstd_frames_read_like_plain_and_damage_is_counted(tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    built = mixed_log(rounds=300)
+    half = len(built.data) // 2
+    cut_at = built.data.rfind(b"\n", 0, half) + 1
+    # Two frames, as `zstd` appends them (and `cat a.zst b.zst` makes).
+    frames = zstandard.ZstdCompressor().compress(built.data[:cut_at]) + zstandard.ZstdCompressor().compress(built.data[cut_at:])
+    path = tmp_path / "access.log.zst"
+    path.write_bytes(frames)
+    log, batches = run(path)
+    assert log.compression == "zstd"
+    check_against(built, log, batches, str(path))
+    cut = tmp_path / "cut.log.zst"
+    cut.write_bytes(frames[: len(frames) - 100])  # the second frame cut short
+    log, batches = run(cut)
+    reason = list(log.stats.skipped)[-1]
+    assert reason == "zstd data cut short or corrupt (zstd data ends inside a frame); the rest of the input was not read"
+    assert cut_at <= batches[-1].offset < len(built.data) and log.stats.locations[reason] == [f"{cut}:{log.stats.lines + 1}"]
+    junk = tmp_path / "junk.zst"
+    junk.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 20)
+    with pytest.raises(SourceError, match=f"^{junk}: cannot read zstd data"):
+        LogFile.open(str(junk), NEEDLES)
+
+
+def test_zstd_without_the_extra_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if it were not installed
+    path = tmp_path / "access.log.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(20))
+    with pytest.raises(SourceError, match=r"is zstd-compressed; install the zstd extra \(`pip install 'region-auditor\[zstd\]'`\)"):
+        LogFile.open(str(path), NEEDLES)
