@@ -312,6 +312,8 @@ def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.skipped.most_common():
         where = ", ".join(capture.stats.locations.get(reason, []))
         click.echo(f"{capture.name}: skipped {count} packets: {reason} ({where})", err=True)
+    for reason, count in capture.stats.ignored.most_common():
+        click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
 
 
 @cli.command()

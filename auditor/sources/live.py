@@ -19,6 +19,7 @@ from auditor.events import ConnectionEvent
 from auditor.sources import bpf
 from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, Extractor, PacketError
+from auditor.sources.pcap import FORGOTTEN
 
 DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
 """TLS, plain HTTP, SOCKS and the usual proxy ports."""
@@ -134,6 +135,8 @@ class LiveCapture(Prefixed, EventSource):
         for interface in self._interfaces:
             self._drain(interface, extractor, events)
         extractor.finish()
+        if extractor.expired:
+            self.stats.ignored[FORGOTTEN] += extractor.expired
         events.extend(extractor.pending)
         self.stats.events += len(extractor.pending)
         self.dropped += sum(i.drops() for i in self._interfaces)

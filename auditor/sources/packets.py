@@ -30,14 +30,6 @@ from auditor.sources import quic
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_PPP, LINKTYPE_RAW_ALT, LINKTYPE_PPP_HDLC = 0, 1, 9, 12, 50
 LINKTYPE_PPP_ETHER, LINKTYPE_RAW, LINKTYPE_C_HDLC, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL = 51, 101, 104, 108, 113
 LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 228, 229, 276
-LINKTYPES = {
-    LINKTYPE_NULL: "BSD loopback", LINKTYPE_ETHERNET: "Ethernet", LINKTYPE_PPP: "PPP", LINKTYPE_RAW_ALT: "raw IP",
-    LINKTYPE_PPP_HDLC: "PPP in HDLC framing", LINKTYPE_PPP_ETHER: "PPPoE", LINKTYPE_RAW: "raw IP",
-    LINKTYPE_C_HDLC: "Cisco HDLC", LINKTYPE_LOOP: "OpenBSD loopback", LINKTYPE_LINUX_SLL: "Linux cooked",
-    LINKTYPE_IPV4: "raw IPv4", LINKTYPE_IPV6: "raw IPv6", LINKTYPE_LINUX_SLL2: "Linux cooked v2",
-}
-"""The link types read, by number."""
-
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _PPP_TO_ETHERTYPE = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
@@ -440,11 +432,6 @@ class Extractor:
         caller takes them after each frame and after `finish()`."""
         self.expired = 0
         """Flows forgotten before they were named: idle too long, or beyond MAX_FLOWS."""
-
-    @property
-    def tracked(self) -> int:
-        """Flows whose first bytes are being collected (TCP and QUIC)."""
-        return len(self._flows) + len(self._quic)
 
     def frame(self, number: int, ts: float, linktype: int, frame: bytes) -> ConnectionEvent | None:
         """One frame -> an event when it completes a connection's name; PacketError when bad."""

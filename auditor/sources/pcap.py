@@ -30,6 +30,7 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+FORGOTTEN = "connections forgotten before they were named (idle 60 s, or more than 100,000 at once)"
 SNAPLEN_CUT = "packet cut short by the capture's snap length"
 """A frame the capture kept only the start of; it is counted, not read (its bytes are missing)."""
 
@@ -273,6 +274,8 @@ class PcapFile(Prefixed, EventSource):
         number = self._number  # packets read, the skipped ones after the last yielded included
         extractor.finish()
         self._take(extractor, number > skip_to, events)
+        if extractor.expired:
+            self.stats.ignored[FORGOTTEN] += extractor.expired
         self.stats.lines = number
         # The whole file is read: its size marks the checkpoint as complete.
         yield Batch(tuple(events), self.size, max(number, self._skip_to))
