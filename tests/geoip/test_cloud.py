@@ -235,6 +235,9 @@ def test_bundled_snapshot_real_answers() -> None:
         assert (loc.country_code, loc.basis) == ("HK", "cloud:aws:ap-east-1"), ip
         assert loc.source_version.startswith("aws:cloudip-db@")
     assert locator.locate("34.92.1.1").basis == "cloud:gcp:asia-east2"
+    # Regions newer than the first region table (botocore 1.44.8): Saudi Arabia and Chile.
+    assert (locator.locate("1.179.101.1").country_code, locator.locate("1.179.101.1").basis) == ("SA", "cloud:aws:me-west-1")
+    assert (locator.locate("1.179.102.1").country_code, locator.locate("1.179.102.1").basis) == ("CL", "cloud:aws:sa-west-1")
     assert not locator.locate("8.8.8.8").known
     # No GLOBAL prefix of the snapshot lies inside a regional one (checked for 0.1.22), so a
     # CloudFront-style GLOBAL address is not found rather than given a region.
