@@ -370,7 +370,7 @@ def _packed(address: str) -> bytes:
 def _is_address(host: str) -> bool:
     try:
         _packed(host)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL inside the name
         return False
     return True
 

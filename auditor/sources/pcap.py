@@ -32,6 +32,8 @@ _PCAP_MAGIC = {
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 FORGOTTEN = "connections forgotten before they were named (idle 60 s, or more than 100,000 at once)"
 SNAPLEN_CUT = "packet cut short by the capture's snap length"
+LAST_SECOND = 253_402_300_800
+"""1 January 10000: a later timestamp (pcapng has 64 bits for it) is damage."""
 """A frame the capture kept only the start of; it is counted, not read (its bytes are missing)."""
 
 Packet = tuple[int, float, int, bytes]
@@ -227,6 +229,9 @@ class PcapFile(Prefixed, EventSource):
                 continue
             linktype, unit = interfaces[iface]
             ts = last_ts if ts_high_low < 0 else ts_high_low * unit
+            if ts >= LAST_SECOND:
+                self.stats.skip("packet with an impossible timestamp (after the year 9999)", f"{self.name}#{self._number}")
+                continue
             last_ts = ts
             if not skip(buf, data_at, data_at + caplen, linktype):
                 if caplen < wirelen:

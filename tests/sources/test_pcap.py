@@ -551,3 +551,31 @@ def test_connect_with_extra_words_in_the_request_line(tmp_path: Path) -> None:
     odd = b"CONNECT mailin.example:25 / HTTP/1.0\r\nMozilla 4.0\r\n\r\n"
     pkts = [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(odd, dst="10.0.0.3", dport=8240)]
     assert names(write(tmp_path / "odd.pcap", pkts)) == [("mailin.example", "connect")]
+
+
+def test_pcapng_packet_with_an_impossible_timestamp_is_counted(tmp_path: Path) -> None:
+    """Found by fuzzing: a damaged 64-bit timestamp used to end the run with a ValueError."""
+    good = write(tmp_path / "good.pcapng", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))], ng=True)
+    data = bytearray(good.read_bytes())
+    # Walk the blocks to the enhanced packet block of packet 3 (the ClientHello) and break its time.
+    pos, number = 0, 0
+    while pos < len(data):
+        btype, length = struct.unpack_from("<II", data, pos)
+        if btype == 6:
+            number += 1
+            if number == 3:
+                struct.pack_into("<I", data, pos + 12, 0xFFFFFFF0)  # timestamp high word
+        pos += length
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(bytes(data))
+    capture, found = events(bad)
+    assert found == [] and capture.stats.locations == {"packet with an impossible timestamp (after the year 9999)": [f"{bad}#3"]}
+
+
+def test_proxy_target_with_a_nul_byte_is_a_name_not_a_crash(tmp_path: Path) -> None:
+    """Found by fuzzing: a CONNECT or SOCKS target holding a NUL used to raise a ValueError."""
+    pkts = client_stream([b"\x05\x01\x00\x05\x01\x00\x03\x0eapi.open\x00i.com\x01\xbb"], dport=1080)
+    pkts += client_stream([b"CONNECT 1.2.3\x00.4:443 HTTP/1.1\r\n\r\n"], dport=3128, sport=50700)
+    capture, found = events(write(tmp_path / "nul.pcap", pkts))
+    assert [(e.server_name, e.name_source) for e in found] == [("api.open\x00i.com", "socks5"), ("1.2.3\x00.4", "connect")]
+    assert capture.stats.skipped == {}
