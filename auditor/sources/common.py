@@ -38,15 +38,26 @@ def host_from_target(method: str, target: str) -> tuple[str, int]:
     if method == "CONNECT":
         return split_host_port(target, 443)
     if "://" in target:
-        parts = urlsplit(target)
-        if not parts.netloc:
+        host, port = url_host_port(target)
+        if not host:
             raise Malformed(f"URL without a host: {target[:60]!r}")
-        netloc = parts.netloc.rpartition("@")[2]
-        return split_host_port(netloc, DEFAULT_PORTS.get(parts.scheme.lower(), 0))
+        return host, port
     if target.startswith("/") or target in ("*", "-") or target.startswith("error:"):
         raise Ignored("request names no host")
     # Squid logs intercepted TLS as `host:port` with method NONE or similar.
     return split_host_port(target, 0)
+
+
+def url_host_port(url: str, default_port: int = 0) -> tuple[str, int]:
+    """The host and port of a URL's authority (credentials left out; the scheme's port, else
+    `default_port`, when none is given); ("", 0) without an authority. Malformed for a broken URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced `[` (a broken IPv6 literal)
+        raise Malformed(f"bad URL {url[:60]!r}") from None
+    if not parts.netloc:
+        return "", 0
+    return split_host_port(parts.netloc.rpartition("@")[2], DEFAULT_PORTS.get(parts.scheme.lower(), default_port))
 
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -63,7 +74,7 @@ def parse_clf_time(text: str) -> dt.datetime:
         sign = -1 if zone[0] == "-" else 1
         offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=dt.timezone(offset))
-    except (ValueError, KeyError, IndexError):
+    except (ValueError, KeyError, IndexError, OverflowError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None
     return local.astimezone(dt.timezone.utc)
 

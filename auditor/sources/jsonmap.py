@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import DEFAULT_PORTS, address, json_object, parse_json_time, split_host_port
+from auditor.sources.common import address, json_object, parse_json_time, split_host_port, url_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "json"
@@ -121,8 +120,7 @@ class Reader:
         host, port = split_host_port(_scalar(got.get("server_name")), 0)
         url = _scalar(got.get("url"))
         if not host and url:
-            parts = urlsplit(url if "://" in url else f"//{url}")
-            host, port = split_host_port(parts.netloc.rpartition("@")[2], DEFAULT_PORTS.get(parts.scheme.lower(), 0))
+            host, port = url_host_port(url if "://" in url else f"//{url}")
         message = _scalar(got.get("message"))
         if not host and not message:
             raise Ignored("request names no host")

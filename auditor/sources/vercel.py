@@ -12,10 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import DEFAULT_PORTS, split_host_port
+from auditor.sources.common import url_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "vercel"
@@ -62,8 +61,7 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
     host, port = "", 0
     destination = record.get("destination")
     if record.get("source") == "external" and isinstance(destination, str) and destination:
-        parts = urlsplit(destination if "://" in destination else f"https://{destination}")
-        host, port = split_host_port(parts.netloc.rpartition("@")[2], DEFAULT_PORTS.get(parts.scheme.lower(), 443))
+        host, port = url_host_port(destination if "://" in destination else f"https://{destination}", 443)
     message = record.get("message") if isinstance(record.get("message"), str) else ""
     if not host and not message:
         raise Ignored("no outbound call in this record")

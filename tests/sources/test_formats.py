@@ -148,3 +148,22 @@ def test_a_number_too_long_inside_a_json_array_is_reported(tmp_path: Path) -> No
     path.write_text('[{"deploymentId":"dpl_1","projectId":"prj_1","source":"external","timestamp":' + "9" * 5000 + "}]\n")
     log, events = read_all(path)
     assert events == [] and list(log.stats.skipped) == ["vercel: invalid JSON in the array; the rest of it was not read"]
+
+
+@pytest.mark.parametrize(
+    "fmt, line",
+    [
+        # Found by fuzzing the parsers with damaged sample lines; each used to escape as an
+        # OverflowError or ValueError instead of a counted malformed line.
+        ("combined", '10.20.1.5 - - [15/Jul/2024:09:10999999999999999999999:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"'),
+        ("nginx-stream", '10.20.1.5 [15/Jul/2024:09999999999999999999999:10:18 +0000] TCP 200 120 60 0.012 "192.0.2.53:443" "api.openai.com"'),
+        ("squid", "1721005930.512    912 10.20.1.5 TCP_MISS/200 2210 POST https://api.openai.com[v1/chat/completions - HIER_DIRECT/162.159.140.245 application/json"),
+        ("combined", '10.20.1.5 - - [15/Jul/2024:09:10:13 +0000] "GET http://api.openai.com[x/ HTTP/1.1" 200 3380 "-" "curl/8.5.0"'),
+    ],
+)
+def test_damaged_fields_are_malformed_lines(fmt: str, line: str) -> None:
+    from auditor.sources.interface import Malformed
+    from auditor.sources.logfile import FORMATS
+
+    with pytest.raises(Malformed):
+        FORMATS[fmt].parse(line, "t.log:1")
