@@ -281,10 +281,7 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
     from auditor.sniffer import run_sniffer
     from auditor.sources.live import DEFAULT_PORTS, LiveCapture
 
-    config = load_config(config_path)
-    policies = load_policies(providers or config.providers or None)
-    auditor = Auditor(policies, _locator(config, geoip_db), Attributor(config))
-    store = _store(config, db)
+    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
     capture = LiveCapture(interfaces, ports or DEFAULT_PORTS)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: capture.stop())

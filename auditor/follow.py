@@ -162,11 +162,9 @@ class Tail:
 
     def summary(self, log: LogFile) -> InputSummary:
         stats = log.stats
-        return InputSummary(
-            name=f"{self.name} before {self.ended_by}" if self.ended_by else self.name, format=log.format.name if log.format else "empty", compression="plain",
-            resumed_at_line=self.resumed_at_line, lines=stats.lines, calls=self.calls, skipped=stats.skipped,
-            ignored=stats.ignored, locations=stats.locations, unterminated=bool(self.stream.pending),
-        )
+        name = f"{self.name} before {self.ended_by}" if self.ended_by else self.name
+        return InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats, bool(self.stream.pending),
+                               self.resumed_at_line, self.calls)
 
 
 class Follower:

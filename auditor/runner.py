@@ -36,13 +36,13 @@ class InputSummary:
     """Connection events read (governed or not)."""
 
     @classmethod
-    def of(cls, log: Any, resumed_at_line: int, calls: int) -> InputSummary:
-        """The summary of an input read in this process."""
-        stats = log.stats
+    def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
+           resumed_at_line: int, calls: int) -> InputSummary:
+        """The summary of an input from what reading it counted."""
         return cls(
-            name=log.name, format=log.format.name if log.format else "empty", compression=log.compression,
-            resumed_at_line=resumed_at_line, lines=stats.lines, calls=calls, skipped=stats.skipped,
-            ignored=stats.ignored, locations=stats.locations, unterminated=log.unterminated, events=stats.events,
+            name=name, format=fmt, compression=compression, resumed_at_line=resumed_at_line, lines=stats.lines,
+            calls=calls, skipped=stats.skipped, ignored=stats.ignored, locations=stats.locations,
+            unterminated=unterminated, events=stats.events,
         )
 
     def describe(self) -> str:
@@ -114,8 +114,7 @@ def audit_logs(
                     ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
                     # A compressed input is resumed by its worker only: skipping to the checkpoint
                     # means decompressing up to it, which is worth doing once.
-                    checkpoint = _checkpoint(store, log, rescan) if log.compression == "plain" else \
-                        store.forget(log) if rescan else store.checkpoint(log)
+                    checkpoint = _checkpoint(store, log, rescan, resume=log.compression == "plain")
                     ahead.submit(path, log, checkpoint, source_config)
                     log.close()
                     for done in ahead.ready():
@@ -137,9 +136,11 @@ def audit_logs(
     return summary
 
 
-def _checkpoint(store: FindingStore, log: Any, rescan: bool) -> Checkpoint:
+def _checkpoint(store: FindingStore, log: Any, rescan: bool, *, resume: bool = True) -> Checkpoint:
+    """Where to start reading `log` (from the top with `rescan`); with `resume`, `log` is moved
+    there, and a file now shorter than its checkpoint starts over as a new input."""
     checkpoint = store.forget(log) if rescan else store.checkpoint(log)
-    if not log.resume(checkpoint.offset, checkpoint.line):
+    if resume and not log.resume(checkpoint.offset, checkpoint.line):
         checkpoint = store.restart(log)
     return checkpoint
 
@@ -170,7 +171,8 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
     finally:
         summary.bytes_read += log.consumed() or 0
         log.close()
-    summary.inputs.append(InputSummary.of(log, checkpoint.line, calls))
+    fmt = log.format.name if log.format else "empty"
+    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, checkpoint.line, calls))
 
 
 def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerate: Collection[str],
@@ -189,11 +191,8 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
             raise SourceError(done.error)
         summary.unread.append(f"stopped reading {done.error}")
         return
-    summary.inputs.append(InputSummary(
-        name=done.name, format=done.format, compression=done.compression, resumed_at_line=done.checkpoint.line,
-        lines=done.stats.lines, calls=calls, skipped=done.stats.skipped, ignored=done.stats.ignored,
-        locations=done.stats.locations, unterminated=done.unterminated, events=done.stats.events,
-    ))
+    summary.inputs.append(InputSummary.of(done.name, done.format, done.compression, done.stats, done.unterminated,
+                                          done.checkpoint.line, calls))
 
 
 WHOLE_FILE_MAX = 64 << 20

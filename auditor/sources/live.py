@@ -19,7 +19,6 @@ from auditor.events import ConnectionEvent
 from auditor.sources import bpf
 from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, Extractor, PacketError
-from auditor.sources.pcap import FORGOTTEN
 
 DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
 """TLS, plain HTTP, SOCKS and the usual proxy ports."""
@@ -134,11 +133,9 @@ class LiveCapture(Prefixed, EventSource):
                     events = []
         for interface in self._interfaces:
             self._drain(interface, extractor, events)
-        extractor.finish()
-        if extractor.expired:
-            self.stats.ignored[FORGOTTEN] += extractor.expired
-        events.extend(extractor.pending)
-        self.stats.events += len(extractor.pending)
+        completed = extractor.finish(self.stats)
+        events.extend(completed)
+        self.stats.events += len(completed)
         self.dropped += sum(i.drops() for i in self._interfaces)
         yield Batch(tuple(events), 0, self.stats.lines)
 
@@ -164,6 +161,6 @@ class LiveCapture(Prefixed, EventSource):
                 self.stats.events += 1
                 events.append(event)
             if extractor.pending:
-                self.stats.events += len(extractor.pending)
-                events.extend(extractor.pending)
-                extractor.pending.clear()
+                completed = extractor.take()
+                self.stats.events += len(completed)
+                events.extend(completed)

@@ -25,6 +25,7 @@ from collections import OrderedDict
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
+from auditor.sources.interface import SourceStats
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_PPP, LINKTYPE_RAW_ALT, LINKTYPE_PPP_HDLC = 0, 1, 9, 12, 50
@@ -49,6 +50,10 @@ IDLE_SECONDS = 60.0
 """A flow whose first bytes are incomplete and that sees no packet for this long is forgotten."""
 DONE_SECONDS = 900.0
 """How long a named flow's later packets are recognised and skipped without parsing."""
+
+
+FORGOTTEN = "connections forgotten before they were named (idle 60 s, or more than 100,000 at once)"
+"""The not-counted reason for flows dropped by the bounds above."""
 
 
 class PacketError(Exception):
@@ -660,10 +665,19 @@ class Extractor:
             name, how = target, source
         return self._event(number, key, flow.ts, name, how, method)
 
-    def finish(self) -> None:
-        """The input ended: tunnels whose own bytes never came become events (in `pending`)."""
+    def take(self) -> list[ConnectionEvent]:
+        """The events completed other than by a frame since the last call (see `pending`)."""
+        events, self.pending = self.pending, []
+        return events
+
+    def finish(self, stats: SourceStats) -> list[ConnectionEvent]:
+        """The input ended: tunnels whose own bytes never came become events (returned, with any
+        still pending); connections forgotten before they were named are counted in `stats`."""
         while self._flows:
             self._forget(*self._flows.popitem(last=False))
+        if self.expired:
+            stats.ignored[FORGOTTEN] += self.expired
+        return self.take()
 
     def _finish(self, key: FlowKey, ts: float) -> None:
         self._flows.pop(key, None)

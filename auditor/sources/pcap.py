@@ -30,7 +30,6 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-FORGOTTEN = "connections forgotten before they were named (idle 60 s, or more than 100,000 at once)"
 SNAPLEN_CUT = "packet cut short by the capture's snap length"
 LAST_SECOND = 253_402_300_800
 """1 January 10000: a later timestamp (pcapng has 64 bits for it) is damage."""
@@ -270,24 +269,20 @@ class PcapFile(Prefixed, EventSource):
                 self.stats.events += 1
                 events.append(event)
             if extractor.pending:
-                self._take(extractor, number > skip_to, events)
+                self._keep(extractor.take(), number > skip_to, events)
             if number >= next_batch:
                 next_batch = number + BATCH_PACKETS
                 self.stats.lines = number
                 yield Batch(tuple(events), 0, number)
                 events = []
         number = self._number  # packets read, the skipped ones after the last yielded included
-        extractor.finish()
-        self._take(extractor, number > skip_to, events)
-        if extractor.expired:
-            self.stats.ignored[FORGOTTEN] += extractor.expired
+        self._keep(extractor.finish(self.stats), number > skip_to, events)
         self.stats.lines = number
         # The whole file is read: its size marks the checkpoint as complete.
         yield Batch(tuple(events), self.size, max(number, self._skip_to))
 
-    def _take(self, extractor: Extractor, new: bool, events: list[ConnectionEvent]) -> None:
-        """Events the extractor completed other than by a frame (see Extractor.pending)."""
+    def _keep(self, completed: list[ConnectionEvent], new: bool, events: list[ConnectionEvent]) -> None:
+        """Events the extractor completed other than by a frame, unless audited before."""
         if new:
-            self.stats.events += len(extractor.pending)
-            events.extend(extractor.pending)
-        extractor.pending.clear()
+            self.stats.events += len(completed)
+            events.extend(completed)

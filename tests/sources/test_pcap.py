@@ -471,7 +471,7 @@ def test_idle_flows_are_forgotten(tmp_path: Path, gap: float, expected: list[str
     capture, found = events(path)
     assert [e.server_name for e in found] == expected
     assert capture.stats.skipped == {}
-    from auditor.sources.pcap import FORGOTTEN
+    from auditor.sources.packets import FORGOTTEN
 
     assert capture.stats.ignored.get(FORGOTTEN, 0) == (0 if expected else 1)  # said, not silent
 
