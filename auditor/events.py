@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from geoip.interface import Location
 from rules.policy import Verdict
@@ -88,3 +90,63 @@ class Finding:
     host: str = ""
     """The governed host the call was for (the event's server_name, or the pack's host when only
     the provider's error names the provider)."""
+
+
+SAMPLES = 5
+"""Findings kept whole per Tally: the evidence the store keeps per observation."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The findings of one batch that are one observation in the store: same org, provider, host,
+    egress, country, basis, verdict and day (UTC). What workers hand to the store instead of every
+    Finding: a few thousand of these stand for millions of calls."""
+
+    org: str
+    provider: str
+    host: str
+    egress: str
+    """Egress.label: the address, else the platform region, else ""."""
+    country: str
+    basis: str
+    verdict: str
+    """Verdict.outcome's value."""
+    day: dt.date
+    calls: int
+    blocked_calls: int
+    """Calls the provider itself refused (rule `...:provider-blocked`)."""
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    policy_version: str
+    """The first finding's (all share one provider and day, hence one policy version)."""
+    rule_id: str
+    samples: tuple[Finding, ...]
+    """The first SAMPLES findings, in input order, as evidence."""
+
+
+def tally(findings: Iterable[Finding]) -> list[Tally]:
+    """Group findings into Tallies, in order of each group's first finding."""
+    groups: dict[tuple[object, ...], list[Any]] = {}
+    for f in findings:
+        ts = f.event.ts
+        key = (f.org, f.verdict.provider, f.host or f.event.server_name, f.egress.label, f.location.country_code,
+               f.location.basis, f.verdict.outcome.value, ts.astimezone(dt.timezone.utc).date())
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, 0, ts, ts, [f]]
+            group = groups[key]
+        else:
+            group[0] += 1
+            if ts < group[2]:
+                group[2] = ts
+            elif ts > group[3]:
+                group[3] = ts
+            if len(group[4]) < SAMPLES:
+                group[4].append(f)
+        if f.verdict.rule_id.endswith(":provider-blocked"):
+            group[1] += 1
+    return [
+        Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
+              policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples))
+        for key, (calls, blocked, first, last, samples) in groups.items()
+    ]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.config import Config
-from auditor.events import Finding
+from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
 from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
@@ -357,7 +357,7 @@ class Follower:
         got = False
         for batch in tail.log.batches():
             findings = list(self.auditor.audit(batch.events, source))
-            self.store.add_batch(self._run_id, tail.checkpoint, findings, batch.offset, batch.line)
+            self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
             tail.calls += len(findings)
             tail.line = batch.line
             got = True

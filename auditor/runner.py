@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.config import Config, SourceConfig
-from auditor.events import ConnectionEvent, Finding
+from auditor.events import ConnectionEvent, Tally, tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
-from auditor.sources.logfile import LogFile
+from auditor.sources.logfile import LogFile, usable_cores
 from auditor.store import Checkpoint, FindingStore
 
 
@@ -154,13 +154,13 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         checkpoint = _checkpoint(store, log, rescan)
         summary.source_ids.append(checkpoint.source_id)
 
-        def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Finding]:
-            return list(auditor.audit(events, source))
+        def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
+            return tally(auditor.audit(events, source))
 
         for batch in log.batches(audit):
-            findings = list(batch.findings) if batch.findings is not None else audit(batch.events)
-            store.add_batch(summary.run_id, checkpoint, findings, batch.offset, batch.line)
-            calls += len(findings)
+            tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
+            store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
+            calls += sum(t.calls for t in tallies)
             if progress:
                 progress(done + (log.consumed() or 0))
     except SourceError as e:
@@ -180,9 +180,9 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
     """Store what a worker read of one input, batch by batch, as `_audit_here` would have."""
     summary.source_ids.append(done.checkpoint.source_id)
     calls = 0
-    for findings, offset, line in done.batches:
-        store.add_batch(summary.run_id, done.checkpoint, findings, offset, line)
-        calls += len(findings)
+    for tallies, offset, line in done.batches:
+        store.add_batch(summary.run_id, done.checkpoint, tallies, offset, line)
+        calls += sum(t.calls for t in tallies)
     summary.bytes_read += done.consumed
     if progress:
         progress(summary.bytes_read)
@@ -202,14 +202,14 @@ files are read here, in pieces by workers; larger compressed ones here)."""
 
 @dataclass(frozen=True)
 class _Done:
-    """What a worker read of one input: its batches of findings with their checkpoints."""
+    """What a worker read of one input: its batches of findings, grouped, with their checkpoints."""
 
     path: str
     name: str
     format: str
     compression: str
     checkpoint: Checkpoint
-    batches: tuple[tuple[tuple[Finding, ...], int, int], ...]
+    batches: tuple[tuple[tuple[Tally, ...], int, int], ...]
     stats: SourceStats
     unterminated: bool
     consumed: int
@@ -227,7 +227,7 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     logfile.PARALLEL_MIN = 1 << 62  # a worker reads its file alone: no pool inside a pool
     auditor, needles = _worker_state  # type: ignore[misc]
     path, name, fmt, fields, checkpoint, source = job
-    batches: list[tuple[tuple[Finding, ...], int, int]] = []
+    batches: list[tuple[tuple[Tally, ...], int, int]] = []
     error = ""
     try:
         log = LogFile.open(path, needles, fmt, fields)
@@ -236,7 +236,7 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     try:
         log.resume(checkpoint.offset, checkpoint.line)
         for batch in log.batches():
-            batches.append((tuple(auditor.audit(batch.events, source)), batch.offset, batch.line))
+            batches.append((tuple(tally(auditor.audit(batch.events, source))), batch.offset, batch.line))
     except SourceError as e:
         error = str(e)
     finally:
@@ -261,7 +261,7 @@ class _Ahead:
     @classmethod
     def start(cls, auditor: Auditor, needles: tuple[bytes, ...]) -> _Ahead | None:
         global _worker_state
-        workers = min(os.cpu_count() or 1, 8)
+        workers = min(usable_cores(), 8)
         if workers < 2:
             return None
         _worker_state = (auditor, needles)  # inherited by the forked workers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from auditor.config import Config
-from auditor.events import Finding
+from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
 from auditor.sources.live import LiveCapture
 from auditor.store import FindingStore
@@ -22,7 +22,7 @@ def run_sniffer(capture: LiveCapture, *, config: Config, auditor: Auditor, store
     try:
         for batch in capture.batches():
             findings = list(auditor.audit(batch.events, source_config))
-            store.add_batch(run_id, checkpoint, findings, 0, batch.line)
+            store.add_batch(run_id, checkpoint, tally(findings), 0, batch.line)
             calls += len(findings)
             for finding in findings:
                 on_finding(finding)

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from auditor.events import Finding
+from auditor.events import Tally
 from auditor.redact import redact
 from auditor.store import (
     EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc, to_url,
@@ -203,26 +203,19 @@ class SqlStore(FindingStore):
         result = conn.execute(sa.insert(sources).values(name=source.name, fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
         return Checkpoint(int(result.inserted_primary_key[0]), 0, 0)
 
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, findings: Sequence[Finding], offset: int, line: int) -> None:
-        groups: dict[tuple[Any, ...], list[Finding]] = {}
-        for f in findings:
-            key = (
-                checkpoint.source_id, f.org, f.verdict.provider, f.host or f.event.server_name, f.egress.label,
-                f.location.country_code, f.location.basis, f.verdict.outcome.value,
-                f.event.ts.astimezone(dt.timezone.utc).date(),
-            )
-            groups.setdefault(key, []).append(f)
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> None:
         with self._begin() as conn:
-            for key, group in groups.items():
-                self._upsert(conn, run_id, key, group)
+            for t in tallies:
+                self._upsert(conn, run_id, checkpoint.source_id, t)
             conn.execute(sa.update(sources).where(sources.c.id == checkpoint.source_id).values(offset=offset, line=line, updated_at=_now()))
 
-    def _upsert(self, conn: sa.Connection, run_id: int, key: tuple[Any, ...], group: list[Finding]) -> None:
-        stamps = [f.event.ts for f in group]  # aware: they compare across zones
-        first, last = _naive_utc(min(stamps)), _naive_utc(max(stamps))
-        values = dict(zip(_KEY, key))
-        values.update(policy_version=group[0].verdict.policy_version, rule_id=group[0].verdict.rule_id, calls=len(group), first_seen=first, last_seen=last, evidence_count=0,
-                      blocked_calls=sum(1 for f in group if f.verdict.rule_id.endswith(":provider-blocked")))
+    def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
+        values = dict(
+            source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress, country=tally.country,
+            basis=tally.basis, verdict=tally.verdict, day=tally.day, policy_version=tally.policy_version, rule_id=tally.rule_id,
+            calls=tally.calls, blocked_calls=tally.blocked_calls, first_seen=_naive_utc(tally.first_seen), last_seen=_naive_utc(tally.last_seen),
+            evidence_count=0,
+        )
         stmt = self._insert(observations).values(**values)
         t, new = observations.c, stmt.excluded
         stmt = stmt.on_conflict_do_update(
@@ -238,7 +231,7 @@ class SqlStore(FindingStore):
         room = EVIDENCE_PER_OBSERVATION - have
         if room <= 0:
             return
-        sample = group[:room]
+        sample = tally.samples[:room]
         conn.execute(
             sa.insert(evidence),
             [

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from auditor.events import Finding
+from auditor.events import SAMPLES, Tally
 
-EVIDENCE_PER_OBSERVATION = 5
+EVIDENCE_PER_OBSERVATION = SAMPLES
 """Evidence events kept per observation (the first ones seen)."""
 VERDICT_ORDER = ("violation", "at_risk", "unknown", "allowed")
 
@@ -133,8 +133,8 @@ class FindingStore(ABC):
         again from the start with counts replaced, not added to (`logs --rescan`)."""
 
     @abstractmethod
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, findings: Sequence[Finding], offset: int, line: int) -> None:
-        """Store findings and move the checkpoint, atomically."""
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> None:
+        """Store a batch's findings, grouped (auditor.events.tally), and move the checkpoint, atomically."""
 
     @abstractmethod
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:

@@ -13,6 +13,7 @@ import pytest
 
 from auditor.attribution import Attributor
 from auditor.config import parse_config
+from auditor.events import tally
 from auditor.pipeline import Auditor
 from auditor.runner import audit_logs
 from auditor.sqlstore import SqlStore
@@ -192,7 +193,7 @@ def test_findings_on_different_days_are_separate_observations_but_one_row(db_tar
     assert checkpoint.offset == 0
     run_id = store.start_run("test", "x", "y")
     events = [make_event(ts=dt.datetime(2024, 7, d, 12, tzinfo=dt.timezone.utc)) for d in (8, 9, 10)]
-    store.add_batch(run_id, checkpoint, list(auditor.audit(events, CONFIG.source("x"))), 100, 3)
+    store.add_batch(run_id, checkpoint, tally(auditor.audit(events, CONFIG.source("x"))), 100, 3)
     rows = {r.verdict: r for r in store.rows()}
     assert rows["at_risk"].calls == 1  # 2024-07-08, before the cutoff
     assert rows["violation"].calls == 2

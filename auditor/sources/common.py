@@ -15,8 +15,10 @@ from auditor.sources.interface import Ignored, Malformed
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+@functools.lru_cache(maxsize=65_536)
 def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
-    """`api.openai.com:443` -> ("api.openai.com", 443); `[2001:db8::1]:443` and bare hosts too."""
+    """`api.openai.com:443` -> ("api.openai.com", 443); `[2001:db8::1]:443` and bare hosts too.
+    Cached: the same few targets make most governed lines."""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""

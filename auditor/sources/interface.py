@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from auditor.events import ConnectionEvent, Finding
+from auditor.events import ConnectionEvent, Tally
 
 
 class SourceError(Exception):
@@ -23,8 +23,8 @@ class Ignored(Exception):
     """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
 
 
-Audit = Callable[[Sequence[ConnectionEvent]], list[Finding]]
-"""Events -> their findings (auditor.pipeline.Auditor.audit for one source, as a list)."""
+Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
+"""Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
 
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
@@ -65,8 +65,8 @@ class Batch:
     """Byte offset (in the decompressed stream) just after the last complete record."""
     line: int
     """Number of the last complete record (1-based; 0 before any)."""
-    findings: tuple[Finding, ...] | None = None
-    """The findings of `events`, when the source had its worker processes audit them (see
+    tallies: tuple[Tally, ...] | None = None
+    """The findings of `events`, grouped, when the source had its worker processes audit them (see
     `EventSource.batches`); None when the caller audits `events` itself."""
 
 
@@ -95,7 +95,7 @@ class EventSource(ABC):
     @abstractmethod
     def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         """Events in batches, each ending at a position that can be checkpointed. A source that
-        reads in several processes may run `audit` there and hand on its findings with the batch."""
+        reads in several processes may run `audit` there and hand on its tallies with the batch."""
 
     def events(self) -> Iterator[ConnectionEvent]:
         """All events, one at a time."""

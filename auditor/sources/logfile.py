@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from auditor.events import ConnectionEvent, Finding
+from auditor.events import ConnectionEvent, Tally
 from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
+from auditor.sources.needles import compiled
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
@@ -165,6 +166,14 @@ def compression_of(head: bytes) -> str:
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset`, cgroup cpusets), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def _count_lines(job: tuple[str, int, int]) -> int:
     """In a worker process: newlines in bytes [start, stop) of a file."""
     path, start, stop = job
@@ -186,8 +195,8 @@ _worker_audit: Audit | None = None
 
 def _scan_piece(
     job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapping[str, str] | None],
-) -> tuple[list[ConnectionEvent], list[Finding] | None, SourceStats]:
-    """In a worker process: the events (or, given an audit, the findings) and counts of bytes
+) -> tuple[list[ConnectionEvent], list[Tally] | None, SourceStats]:
+    """In a worker process: the events (or, given an audit, their tallies) and counts of bytes
     [start, stop) of a file (whole lines), whose first line is line `line + 1`."""
     path, name, start, stop, line, needles, fmt, fields = job
     with open(path, "rb") as f:
@@ -237,6 +246,7 @@ class LogFile(Prefixed, EventSource):
         """True for a plain file changed in the last SETTLED_SECONDS: a writer may be mid-line."""
         self.compression = compression
         self.needles = needles
+        self._needles = compiled(needles)
         self.stats = SourceStats()
         self.unterminated = False
         """True when the input ended inside a line left for the next run."""
@@ -439,7 +449,7 @@ class LogFile(Prefixed, EventSource):
         file), or 0 when this input is read in this process only: not a plain file on disk, still
         being written, a format that keeps state across lines, one core, or too little left."""
         if (self._path is None or self.growing or self.format is None or self._reader is not None
-                or self._is_array() or (os.cpu_count() or 1) < 2):
+                or self._is_array() or usable_cores() < 2):
             return 0
         size = os.fstat(self._stream.fileno()).st_size
         if size - self._offset < PARALLEL_MIN:
@@ -467,7 +477,7 @@ class LogFile(Prefixed, EventSource):
             return
         global _worker_audit
         context = multiprocessing.get_context("fork")
-        workers = min(os.cpu_count() or 2, len(cuts) - 1, 8)
+        workers = min(usable_cores(), len(cuts) - 1, 8)
         _worker_audit = audit  # the forked workers inherit it: closures need no pickling
         try:
             pool = context.Pool(workers)
@@ -485,13 +495,13 @@ class LogFile(Prefixed, EventSource):
             window = 4 * workers
             pending = collections.deque(pool.apply_async(_scan_piece, (job,)) for job in jobs[:window])
             for i, stop in enumerate(cuts[1:]):
-                events, findings, stats = pending.popleft().get()
+                events, tallies, stats = pending.popleft().get()
                 if i + window < len(jobs):
                     pending.append(pool.apply_async(_scan_piece, (jobs[i + window],)))
                 self._merge(stats)
                 self._line += stats.lines
                 self._offset = stop
-                yield Batch(tuple(events), stop, self._line, None if findings is None else tuple(findings))
+                yield Batch(tuple(events), stop, self._line, None if tallies is None else tuple(tallies))
         self._stream.seek(end)
         self._pending = b""
 
@@ -597,37 +607,25 @@ class LogFile(Prefixed, EventSource):
         return chunk[nl + 1 :]
 
     def _has_needle(self, data: bytes) -> bool:
-        low = data.lower()
-        return any(n in low for n in self.needles)
+        return self._needles.any_in(data)
 
     def _scan(self, block: bytes, events: list[ConnectionEvent]) -> int:
         """Parse the lines of `block` (complete lines) that contain a needle; count all."""
         if self._reader is not None and self._reader.headers and (block[:1] == b"#" or b"\n#" in block):
             return self._scan_headers(block, events)
-        low = block.lower()
         base_line = self._line
         pos = 0
         counted_to = 0
         newlines_before = 0
-        # Next occurrence of each needle at or after `pos`; a needle absent from the rest of the
-        # block is searched once, not once per hit of another needle.
-        upcoming = {needle: low.find(needle) for needle in self.needles}
-        while True:
-            hit = -1
-            for needle, i in upcoming.items():
-                if 0 <= i < pos:
-                    i = upcoming[needle] = low.find(needle, pos)
-                if i >= 0 and (hit < 0 or i < hit):
-                    hit = i
-            if hit < 0:
-                break
+        for hit in self._needles.ends(block):
+            if hit <= pos:
+                continue  # another needle on a line already parsed
             start = block.rfind(b"\n", 0, hit) + 1
-            end = block.find(b"\n", hit)
+            end = block.find(b"\n", hit - 1)
             newlines_before += block.count(b"\n", counted_to, start)
             counted_to = start
-            line_no = base_line + newlines_before + 1
-            self._parse_line(block[start:end], f"{self.name}:{line_no}", events)
-            pos = end + 1
+            self._parse_line(block[start:end], f"{self.name}:{base_line + newlines_before + 1}", events)
+            pos = end
         total = newlines_before + block.count(b"\n", counted_to)  # each byte counted once
         self._line += total
         self._offset += len(block)
