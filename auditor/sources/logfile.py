@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import bz2
 import collections
+import dataclasses
 import gzip
 import io
-import itertools
 import json
 import lzma
 import multiprocessing
@@ -32,7 +32,9 @@ from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, 
 from auditor.sources.needles import compiled
 
 CHUNK = 1 << 20
-"""Bytes read at a time."""
+"""Bytes read at a time outside the main loop (long lines, JSON documents)."""
+WINDOW = 4 << 20
+"""Bytes the main loop reads at a time, into one reused buffer; larger than MAX_LINE."""
 FINGERPRINT_BYTES = 4096
 """How much of the start of a stream identifies it."""
 SAMPLE_BYTES = 1 << 16
@@ -174,40 +176,64 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _count_lines(job: tuple[str, int, int]) -> int:
-    """In a worker process: newlines in bytes [start, stop) of a file."""
-    path, start, stop = job
-    count = 0
-    with open(path, "rb") as f:
-        f.seek(start)
-        while start < stop:
-            data = f.read(min(CHUNK, stop - start))
-            if not data:
-                break
-            count += data.count(b"\n")
-            start += len(data)
-    return count
-
-
 _worker_audit: Audit | None = None
 """What the worker processes of LogFile._parallel_batches run on the events of their piece."""
 
 
 def _scan_piece(
-    job: tuple[str, str, int, int, int, tuple[bytes, ...], str, Mapping[str, str] | None],
+    job: tuple[str, str, int, int, tuple[bytes, ...], str, Mapping[str, str] | None],
 ) -> tuple[list[ConnectionEvent], list[Tally] | None, SourceStats]:
     """In a worker process: the events (or, given an audit, their tallies) and counts of bytes
-    [start, stop) of a file (whole lines), whose first line is line `line + 1`."""
-    path, name, start, stop, line, needles, fmt, fields = job
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(stop - start)
-    piece = LogFile(name, io.BytesIO(data), "plain", needles, fmt, fields=fields)
-    piece._offset, piece._line = start, line
+    [start, stop) of a file (whole lines). Lines are numbered from the piece's start: the lines
+    before it are not counted yet (see `_rebase`)."""
+    path, name, start, stop, needles, fmt, fields = job
+    piece = LogFile(name, _Piece(path, start, stop), "plain", needles, fmt, fields=fields)
+    piece._offset = start
     events = [e for batch in piece.batches() for e in batch.events]
     if _worker_audit is not None:
         return [], _worker_audit(events), piece.stats
     return events, None, piece.stats
+
+
+def _rebase(location: str, name: str, base: int) -> str:
+    """`name:N...` -> `name:N+base...`: a location in a piece made a location in its file."""
+    if not location.startswith(name + ":"):
+        return location
+    rest = location[len(name) + 1 :]
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{name}:{int(rest[:digits]) + base}{rest[digits:]}" if digits else location
+
+
+def _rebase_event(event: ConnectionEvent, name: str, base: int) -> ConnectionEvent:
+    return dataclasses.replace(event, source=_rebase(event.source, name, base))
+
+
+def _rebase_tally(tally: Tally, name: str, base: int) -> Tally:
+    """Only the samples carry locations: the rest of a tally is counts."""
+    samples = tuple(dataclasses.replace(f, event=_rebase_event(f.event, name, base)) for f in tally.samples)
+    return dataclasses.replace(tally, samples=samples)
+
+
+class _Piece(io.RawIOBase):
+    """Bytes [start, stop) of a file, read straight into the reader's buffer."""
+
+    def __init__(self, path: str, start: int, stop: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._pos, self._stop = start, stop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as view:
+            got = os.preadv(self._fd, [view[: max(0, min(len(view), self._stop - self._pos))]], self._pos)
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
@@ -404,30 +430,41 @@ class LogFile(Prefixed, EventSource):
             yield from self._parallel_batches(end, audit)
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
-        buf = b""
+        # One window, reused: each read lands after the unfinished line left at its front, the
+        # complete lines are scanned where they lie, and the unfinished one is moved to the front.
+        # Fresh buffers per read and the joins and slices around them cost as much as the scan.
+        window = bytearray(WINDOW + 1)  # + 1: room for the newline a finished input's last line lacks
+        have = 0
         eof = False
         while not eof:
-            chunk = self._next_chunk()
-            eof = not chunk
-            buf += chunk
+            got = self._fill(window, have)
+            eof = not got
+            end = have + got
             synthetic = False
-            if eof and buf and not buf.endswith(b"\n"):
+            if eof and end and window[end - 1] != 0x0A:
                 if self.damaged:
-                    buf = b""  # the line the damage cut is not counted
+                    end = 0  # the line the damage cut is not counted
                 elif self.growing:
                     self.unterminated = True  # left for the next run, once the writer ends it
                 else:
-                    buf += b"\n"  # a finished input's last line is complete
+                    window[end] = 0x0A  # a finished input's last line is complete
+                    end += 1
                     synthetic = True
-            cut = buf.rfind(b"\n") + 1
+            cut = window.rfind(b"\n", have, end) + 1  # the unfinished line at the front has none
             if cut == 0:
-                if len(buf) > MAX_LINE:
-                    buf = self._drop_long(buf)
+                have = end
+                if have > MAX_LINE:
+                    rest = self._drop_long(bytes(window[:have]))
+                    window[: len(rest)] = rest
+                    have = len(rest)
+                elif have == len(window) - 1:
+                    window += bytes(len(window))  # only a WINDOW below MAX_LINE (tests) comes here
                 continue
-            complete, buf = buf[:cut], buf[cut:]
-            n = self._scan(complete, events)
+            n = self._scan(window, events, cut)
             if synthetic:
                 self._offset -= 1  # the newline added above is not in the input
+            window[: end - cut] = window[cut:end]
+            have = end - cut
             lines_in_batch += n
             if lines_in_batch >= BATCH_LINES:
                 yield Batch(tuple(events), self._offset, self._line)
@@ -436,6 +473,24 @@ class LogFile(Prefixed, EventSource):
             self.stats.skip(self.damaged, f"{self.name}:{self._line + 1}")
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
+
+    def _fill(self, window: bytearray, have: int) -> int:
+        """Read into `window` after its first `have` bytes, up to its last byte: what is left of the
+        sample first, then the stream. The number of bytes added; 0 at the end of the input."""
+        size = len(window) - 1
+        room = size - have
+        if self._pending:
+            data, self._pending = self._pending[:room], self._pending[room:]
+        elif self.compression == "plain" and hasattr(self._stream, "readinto"):
+            try:
+                with memoryview(window) as view:
+                    return self._stream.readinto(view[have:size]) or 0
+            except (OSError, ValueError) as e:
+                raise SourceError(f"{self.name}: cannot read at byte {self._offset + have} ({e})") from None
+        else:
+            data = self._read(room)
+        window[have : have + len(data)] = data
+        return len(data)
 
     @property
     def reopenable(self) -> bool:
@@ -462,7 +517,8 @@ class LogFile(Prefixed, EventSource):
     def _parallel_batches(self, end: int, audit: Audit | None) -> Iterator[Batch]:
         """Bytes up to `end` (a line boundary) in pieces cut at line boundaries, scanned, parsed
         and audited by worker processes (one per core), handed on in order: one batch per piece,
-        its checkpoint at the piece's end."""
+        its checkpoint at the piece's end. A worker numbers its piece's lines from 1; the locations
+        it hands on are moved by the lines of the pieces before it here (`_rebase`)."""
         cuts = [self._offset]
         with open(self._path, "rb") as f:  # type: ignore[arg-type]
             while cuts[-1] + PARALLEL_PIECE < end:
@@ -486,10 +542,8 @@ class LogFile(Prefixed, EventSource):
         finally:
             _worker_audit = None
         with pool:
-            counts = pool.map(_count_lines, [(self._path, a, b) for a, b in zip(cuts, cuts[1:])])
-            bases = list(itertools.accumulate(counts[:-1], initial=self._line))
-            jobs = [(self._path, self.name, a, b, base, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
-                    for a, b, base in zip(cuts, cuts[1:], bases)]
+            jobs = [(self._path, self.name, a, b, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
+                    for a, b in zip(cuts, cuts[1:])]
             # At most four pieces per worker in flight: memory stays flat however far the workers
             # get ahead of the store.
             window = 4 * workers
@@ -498,15 +552,17 @@ class LogFile(Prefixed, EventSource):
                 events, tallies, stats = pending.popleft().get()
                 if i + window < len(jobs):
                     pending.append(pool.apply_async(_scan_piece, (jobs[i + window],)))
-                self._merge(stats)
+                base = self._line
+                self._merge(stats, base)
                 self._line += stats.lines
                 self._offset = stop
-                yield Batch(tuple(events), stop, self._line, None if tallies is None else tuple(tallies))
+                yield Batch(tuple(_rebase_event(e, self.name, base) for e in events), stop, self._line,
+                            None if tallies is None else tuple(_rebase_tally(t, self.name, base) for t in tallies))
         self._stream.seek(end)
         self._pending = b""
 
-    def _merge(self, stats: SourceStats) -> None:
-        """Add a piece's counts to this input's."""
+    def _merge(self, stats: SourceStats, base: int) -> None:
+        """Add the counts of a piece that starts after line `base` to this input's."""
         mine = self.stats
         mine.lines += stats.lines
         mine.candidates += stats.candidates
@@ -515,7 +571,7 @@ class LogFile(Prefixed, EventSource):
         for reason, count in stats.skipped.items():
             mine.skipped[reason] += count
             where = mine.locations.setdefault(reason, [])
-            where.extend(stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
+            where.extend(_rebase(w, self.name, base) for w in stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
 
     def _array_batches(self) -> Iterator[Batch]:
         """A JSON array of log objects: read whole, one batch, entries before the checkpoint skipped."""
@@ -571,7 +627,7 @@ class LogFile(Prefixed, EventSource):
         if not any(n.decode() in low for n in self.needles):
             return
         self.stats.candidates += 1
-        self._collect(lambda: vercel.parse_record(record, location, raw), location, events)
+        self._collect(vercel.parse_record, (record, location, raw), location, events)
 
     def _next_chunk(self) -> bytes:
         """Up to CHUNK bytes: what is left of the sample first, then the stream."""
@@ -609,26 +665,29 @@ class LogFile(Prefixed, EventSource):
     def _has_needle(self, data: bytes) -> bool:
         return self._needles.any_in(data)
 
-    def _scan(self, block: bytes, events: list[ConnectionEvent]) -> int:
-        """Parse the lines of `block` (complete lines) that contain a needle; count all."""
-        if self._reader is not None and self._reader.headers and (block[:1] == b"#" or b"\n#" in block):
-            return self._scan_headers(block, events)
+    def _scan(self, block: bytes | bytearray, events: list[ConnectionEvent], end: int | None = None) -> int:
+        """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
+        end = len(block) if end is None else end
+        if self._reader is not None and self._reader.headers and (block[:1] == b"#" or block.find(b"\n#", 0, end) >= 0):
+            return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         pos = 0
         counted_to = 0
         newlines_before = 0
-        for hit in self._needles.ends(block):
+        with memoryview(block) as view:
+            hits = self._needles.ends(view[:end])
+        for hit in hits:
             if hit <= pos:
                 continue  # another needle on a line already parsed
             start = block.rfind(b"\n", 0, hit) + 1
-            end = block.find(b"\n", hit - 1)
+            stop = block.find(b"\n", hit - 1)
             newlines_before += block.count(b"\n", counted_to, start)
             counted_to = start
-            self._parse_line(block[start:end], f"{self.name}:{base_line + newlines_before + 1}", events)
-            pos = end
-        total = newlines_before + block.count(b"\n", counted_to)  # each byte counted once
+            self._parse_line(bytes(block[start:stop]), f"{self.name}:{base_line + newlines_before + 1}", events)
+            pos = stop
+        total = newlines_before + block.count(b"\n", counted_to, end)  # each byte counted once
         self._line += total
-        self._offset += len(block)
+        self._offset += end
         self.stats.lines += total
         return total
 
@@ -669,12 +728,12 @@ class LogFile(Prefixed, EventSource):
             self._reader = self._new_reader()
         text = raw.decode("utf-8", "replace").rstrip("\r")
         parse = self._reader.parse if self._reader is not None else self.format.parse  # type: ignore[union-attr]
-        self._collect(lambda: parse(text, location), location, events)
+        self._collect(parse, (text, location), location, events)
 
-    def _collect(self, parse: Callable[[], ConnectionEvent], location: str, events: list[ConnectionEvent]) -> None:
-        """Run one parse: keep the event, or count why there is none."""
+    def _collect(self, parse: Callable[..., ConnectionEvent], args: tuple[Any, ...], location: str, events: list[ConnectionEvent]) -> None:
+        """Run one parse, `parse(*args)`: keep the event, or count why there is none."""
         try:
-            event = parse()
+            event = parse(*args)
         except Malformed as e:
             self.stats.skip(str(e), location)
             return

@@ -295,6 +295,7 @@ def test_detects_a_log_whose_first_line_is_long(tmp_path: Path, first: str, seco
 )
 def test_locations_are_exact_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, prefix: int) -> None:
     monkeypatch.setattr(logfile_mod, "CHUNK", chunk)
+    monkeypatch.setattr(logfile_mod, "WINDOW", chunk)
     monkeypatch.setattr(logfile_mod, "FINGERPRINT_BYTES", prefix)
     built = mixed_log()
     path = write(tmp_path / "access.log", built.data)
@@ -306,6 +307,7 @@ def test_locations_are_exact_across_chunk_boundaries(tmp_path: Path, monkeypatch
 
 def test_batch_positions_are_line_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logfile_mod, "CHUNK", 64)
+    monkeypatch.setattr(logfile_mod, "WINDOW", 64)
     monkeypatch.setattr(logfile_mod, "BATCH_LINES", 5)
     built = mixed_log()
     path = write(tmp_path / "access.log", built.data)
@@ -328,6 +330,7 @@ def test_batch_positions_are_line_boundaries(tmp_path: Path, monkeypatch: pytest
 def test_resume_from_every_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     # Offsets within the 4096-byte sample slice it; beyond it a plain file seeks and a stream reads ahead.
     monkeypatch.setattr(logfile_mod, "CHUNK", 256)
+    monkeypatch.setattr(logfile_mod, "WINDOW", 256)
     monkeypatch.setattr(logfile_mod, "BATCH_LINES", 9)
     built = mixed_log()
     path = write(tmp_path / "access.log", built.data, kind)
@@ -656,6 +659,35 @@ def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monk
     middle = many[len(many) // 2]
     rest_log, rest = run(path, resume=(middle.offset, middle.line))
     assert [e.source for e in events_of(rest)] == [e.source for e in events_of(one) if line_no(e) > middle.line]
+
+
+def test_parallel_audit_samples_name_their_line_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker numbers its piece's lines from 1; the evidence samples in the tallies it hands on
+    are moved to the line in the file, also after a checkpoint (no piece starts at line 0)."""
+    from auditor.attribution import Attributor
+    from auditor.config import parse_config
+    from auditor.events import tally
+    from auditor.pipeline import Auditor
+    from auditor.sources import logfile
+    from geoip.chain import ChainLocator
+    from rules.policy import load_policies
+
+    config = parse_config({}, "test")
+    auditor = Auditor(load_policies(), ChainLocator([]), Attributor(config))
+    built = mixed_log(rounds=60)
+    path = write(tmp_path / "access.log", built.data)
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    log = LogFile.open(str(path), NEEDLES)
+    assert log.resume(built.end_of_line(100), 100)
+    batches = list(log.batches(lambda events: tally(auditor.audit(events, config.source(str(path))))))
+    log.close()
+    samples = [f.event for b in batches for t in b.tallies or () for f in t.samples]
+    assert len(batches) > 10 and len(samples) > 50
+    assert min(map(line_no, samples)) > 100 and max(map(line_no, samples)) > 600
+    assert all(built.lines[line_no(e) - 1] == e.raw for e in samples)
+    assert all(e.source.startswith(f"{path}:") for e in samples)
+    assert sum(t.calls for b in batches for t in b.tallies or ()) == sum(1 for n, h in built.events.items() if n > 100 and h == "api.openai.com")
 
 
 def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -312,6 +312,7 @@ def test_header_lines_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch, c
     path = asset("logs/zeek-ssl.log")
     _, whole = read_all(path)
     monkeypatch.setattr(logfile_mod, "CHUNK", chunk)
+    monkeypatch.setattr(logfile_mod, "WINDOW", chunk)
     log, events = read_all(path)
     assert [(e.source, fields(e)) for e in events] == [(e.source, fields(e)) for e in whole]
     assert log.stats.lines == 30
@@ -333,6 +334,7 @@ def big_ssl_log(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def test_resume_replays_the_header_before_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logfile_mod, "CHUNK", 512)
+    monkeypatch.setattr(logfile_mod, "WINDOW", 512)
     monkeypatch.setattr(logfile_mod, "BATCH_LINES", 37)
     path, lines = big_ssl_log(tmp_path)
     _, full = run(path)
