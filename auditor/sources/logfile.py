@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
-from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_stream, squid, suricata, vercel, zeek
+from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
 
@@ -88,6 +88,7 @@ FORMATS = {
         LogFormat(vercel.NAME, vercel.sniff, vercel.parse),
         LogFormat(haproxy.NAME, haproxy.sniff, haproxy.parse),
         LogFormat(nginx_stream.NAME, nginx_stream.sniff, nginx_stream.parse),
+        LogFormat(nginx_proxy_manager.NAME, nginx_proxy_manager.sniff, nginx_proxy_manager.parse),
         LogFormat(envoy.NAME, envoy.sniff, envoy.parse),
         LogFormat(zeek.NAME, zeek.sniff, zeek.parse, reader=zeek.Reader),
         LogFormat(suricata.NAME, suricata.sniff, suricata.parse),

@@ -26,6 +26,7 @@ SAMPLES = {
     "haproxy-syslog.log": "haproxy",
     "haproxy-stdout.log": "haproxy",
     "nginx-stream.log": "nginx-stream",
+    "nginx-proxy-manager.log": "nginx-proxy-manager",
     "envoy-access.log": "envoy",
     "envoy-istio.log": "envoy",
     "envoy-access.json": "envoy",
@@ -55,6 +56,7 @@ def test_sample_is_detected_as_its_format(name: str) -> None:
 CLAIMED_BY_OTHERS = {
     "squid-common.log": {"squid": [10]},
     "haproxy-syslog.log": {"combined": [16]},
+    "nginx-proxy-manager.log": {"combined": [12]},
     "envoy-access.log": {"combined": [11]},
     "envoy-istio.log": {"combined": [2, 6]},
     "envoy-access.json": {"suricata": [8]},
@@ -83,10 +85,10 @@ def test_format_choices_are_every_format() -> None:
     text = " ".join(result.output.split())
     for name in FORMATS:
         assert name in text
-    assert set(FORMATS) == {"squid", "combined", "vercel", "haproxy", "nginx-stream", "envoy", "zeek", "suricata", "cloudflare", "json"}
+    assert set(FORMATS) == {"squid", "combined", "vercel", "haproxy", "nginx-stream", "nginx-proxy-manager", "envoy", "zeek", "suricata", "cloudflare", "json"}
 
 
-@pytest.mark.parametrize("forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream"])
+@pytest.mark.parametrize("forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream", "nginx-proxy-manager"])
 def test_forced_format_parses_every_candidate_with_it(forced: str) -> None:
     path = asset("logs/zeek-ssl.json")
     log, events = read_all(path, forced)
