@@ -84,7 +84,7 @@ def test_parse_gcp_oracle_azure_geofeed() -> None:
     assert azure.version == "azure:ServiceTags_Public/changeNumber=347"  # no date in the file
     assert _feed("azure", "2026-11-23").version == "azure:ServiceTags_Public@2026-11-23/changeNumber=347"
     assert azure.skipped == 3  # ActionGroup: empty region
-    assert {r.region for r in azure.ranges} == {"eastasia", "germanywc"}
+    assert {r.region for r in azure.ranges} == {"eastasia", "contosonorth"}
 
     geo = _feed("digitalocean")
     assert geo.ranges[0] == CloudRange("198.18.48.0/24", "SG-05", "SG")
@@ -185,7 +185,7 @@ def test_unknown_region_reports_provider_and_region_without_country(fixture_loca
     assert loc.basis == "cloud-region-unknown:aws:xx-new-1"
     assert (loc.cloud_provider, loc.cloud_region, loc.network) == ("aws", "xx-new-1", "203.0.113.0/24")
     assert loc.source_version.startswith("aws:ip-ranges.json@")
-    assert fixture_locator.locate("198.18.1.1").basis == "cloud-region-unknown:azure:germanywc"
+    assert fixture_locator.locate("198.18.1.1").basis == "cloud-region-unknown:azure:contosonorth"
 
 
 def test_not_an_address(fixture_locator: CloudRangeLocator) -> None:
