@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import json
 import sys
 import time
@@ -146,7 +147,11 @@ def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[
     """The configuration, the auditor and the store every auditing command builds."""
     config = load_config(config_path)
     policies = load_policies(providers or config.providers or None)
-    return config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
+    pipeline = config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
+    # What exists now (modules, SQLAlchemy, the cloud index) lives as long as the process: the
+    # collector need not walk it again on every full collection (5M lines: 1.65 s -> 1.55 s).
+    gc.freeze()
+    return pipeline
 
 
 def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,

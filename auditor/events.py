@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from geoip.interface import Location
 from rules.policy import Verdict
 
+_T = TypeVar("_T")
 
+
+def quick_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen dataclass an `__init__` that fills the instance's `__dict__` in one step.
+
+    The one dataclasses writes for a frozen class sets each field through object.__setattr__:
+    2.2 us for a ConnectionEvent, made once per governed line, against 0.9 us for this one. The
+    class stays what it was in every other respect (frozen, eq, hash, repr, replace, pickle); only
+    fields with a plain default are supported."""
+    names, params, defaults = [], [], {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not dataclasses.MISSING or not f.init:
+            raise TypeError(f"quick_init: {cls.__name__}.{f.name} needs the dataclass __init__")
+        names.append(f.name)
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+    source = f"def __init__(self, {', '.join(params)}):\n    self.__dict__.update({', '.join(f'{n}={n}' for n in names)})\n"
+    namespace: dict[str, Any] = {}
+    exec(source, defaults, namespace)  # noqa: S102 - the source is built from field names only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@quick_init
 @dataclass(frozen=True)
 class ConnectionEvent:
     """One outbound call, as a log line or a packet shows it."""
@@ -73,6 +103,7 @@ class Egress:
         return self.ip or self.region
 
 
+@quick_init
 @dataclass(frozen=True)
 class Finding:
     """One governed call, located, judged and attributed."""
