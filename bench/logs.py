@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput of `region-auditor logs` on a generated Squid log, next to grep and wc on the same file.
 
-    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--dir /tmp/ra-bench]
+    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--dir /tmp/ra-bench] [--repeat 3]
 
 Generates (once, then reuses) a Squid native access.log with `--lines` lines from many clients,
 a `--share` of them CONNECTs to api.openai.com plus a few look-alike decoys, then runs, each
@@ -13,7 +13,9 @@ from a cold process:
 and prints wall time, CPU time, lines/s and peak RSS for each, and checks that region-auditor found
 exactly the governed calls the generator wrote. region-auditor runs twice: on every core this
 process may use, and on one (`taskset`); next to it, the "python floor": the same file read,
-searched for the needles and its lines counted, in Python, with nothing parsed or stored.
+searched for the needles and its lines counted, in Python, with nothing parsed or stored; and
+region-auditor's start-up alone (a one-line file). Each command runs --repeat times; the run with
+the median wall time is shown. Python runs with a bytecode cache, as an installed package does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HOSTS = ["www.google.com:443", "github.com:443", "pypi.org:443", "files.pythonhosted.org:443", "s3.amazonaws.com:443", "slack.com:443"]
@@ -77,30 +80,43 @@ print(hits, lines)
 lines (no parsing, no store). What is left of region-auditor's time over this is its own work."""
 
 
-def timed(argv: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, CPU seconds (user + system), peak RSS in KiB (via GNU time) and stdout."""
-    with tempfile.NamedTemporaryFile("r") as report:
-        cmd = ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *argv] if GNU_TIME else argv
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        rss, user, system = report.read().strip().splitlines()[-1].split() if GNU_TIME else ("0", "0", "0")
-    if proc.returncode not in (0, 1):
-        sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return wall, float(user) + float(system), int(rss), proc.stdout
+def timed(argv: list[str], before: Callable[[], None] = lambda: None) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS in KiB (via GNU time) and stdout of the
+    run with the median wall time of REPEAT runs (`before` runs ahead of each)."""
+    runs = []
+    for _ in range(REPEAT):
+        before()
+        with tempfile.NamedTemporaryFile("r") as report:
+            cmd = ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *argv] if GNU_TIME else argv
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+            wall = time.perf_counter() - start
+            rss, user, system = report.read().strip().splitlines()[-1].split() if GNU_TIME else ("0", "0", "0")
+        if proc.returncode not in (0, 1):
+            sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+        runs.append((wall, float(user) + float(system), int(rss), proc.stdout))
+    return sorted(runs)[len(runs) // 2]
 
 
 GNU_TIME = os.path.exists("/usr/bin/time")
+REPEAT = 3
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+"""Python runs with its bytecode cache, as after an install (pip compiles at install time); a
+checkout's modules get theirs in the bench directory (PYTHONPYCACHEPREFIX, set in main)."""
 ONE_CORE = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if shutil.which("taskset") and hasattr(os, "sched_getaffinity") else None
 
 
 def main() -> None:
+    global REPEAT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=5_000_000)
     ap.add_argument("--share", type=float, default=0.015, help="share of governed calls")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "ra-bench")
+    ap.add_argument("--repeat", type=int, default=REPEAT, help="runs per command; the median is shown")
     args = ap.parse_args()
+    REPEAT = max(1, args.repeat)
     args.dir.mkdir(parents=True, exist_ok=True)
+    ENV["PYTHONPYCACHEPREFIX"] = str(args.dir / "pycache")
     log = args.dir / f"squid-{args.lines}-{args.share}.log"
     meta = log.with_suffix(".json")
     if not (log.exists() and meta.exists()):
@@ -114,14 +130,23 @@ def main() -> None:
         sys.exit("region-auditor is not installed in this environment; run make install first")
     db = args.dir / "bench.db"
 
-    def ours(prefix: list[str]) -> tuple[float, float, int, str]:
+    def fresh_db() -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return timed([*prefix, auditor, "logs", str(log), "--db", str(db), "--json"])
+
+    def ours(prefix: list[str], path: Path = log) -> tuple[float, float, int, str]:
+        return timed([*prefix, auditor, "logs", str(path), "--db", str(db), "--json"], before=fresh_db)
 
     subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+    one_line = args.dir / "one-line.log"
+    with log.open("rb") as f:
+        one_line.write_bytes(f.readline())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     results = []
+    fresh_db()
+    subprocess.run([auditor, "logs", str(one_line), "--db", str(db)], capture_output=True, env=ENV)  # fills the bytecode cache
+    wall, cpu, rss, _ = ours(ONE_CORE or [], one_line)
+    results.append(("region-auditor start-up (1 line)", wall, cpu, rss))
     wall, cpu, rss, out = ours([])
     found = sum(r["calls"] for r in json.loads(out))
     results.append((f"region-auditor logs ({cores} cores)", wall, cpu, rss))
@@ -140,9 +165,11 @@ def main() -> None:
 
     print(f"file: {log} ({args.lines:,} lines, {size / 1e6:.0f} MB, {governed:,} governed calls, grep hits {int(grep_out):,} incl. decoys)")
     print(f"python floor: read, find the needles ({floor_out.split()[0]} hits), count the lines ({floor_out.split()[1]})")
+    print(f"each: the median of {REPEAT} runs")
     print(f"{'command':34} {'wall s':>7} {'CPU s':>7} {'lines/s':>12} {'peak RSS MB':>12} {'x grep':>7}")
     for name, wall, cpu, rss in results:
-        print(f"{name:34} {wall:7.2f} {cpu:7.2f} {args.lines / wall:12,.0f} {rss / 1024:12.1f} {wall / grep_wall:7.1f}")
+        rate = "" if "start-up" in name else f"{args.lines / wall:,.0f}"
+        print(f"{name:34} {wall:7.2f} {cpu:7.2f} {rate:>12} {rss / 1024:12.1f} {wall / grep_wall:7.1f}")
     ok = found == governed == found_one
     print(f"region-auditor found {found:,} governed calls ({found_one:,} on 1 core): {'matches' if ok else 'DOES NOT MATCH'} the generator's {governed:,}")
     sys.exit(0 if ok else 1)
