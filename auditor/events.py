@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from geoip.interface import Location
-from rules.policy import Verdict
+from rules.policy import PROVIDER_BLOCKED, Verdict
 
 _T = TypeVar("_T")
 
@@ -155,29 +155,44 @@ class Tally:
     """The first SAMPLES findings, in input order, as evidence."""
 
 
+class Groups:
+    """Calls counted into Tallies as they come, in order of each group's first call."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Any, ...], list[Any]] = {}
+
+    def count(self, org: str, egress: Egress, location: Location, verdict: Verdict, host: str, day: dt.date,
+              ts: dt.datetime) -> list[Finding] | None:
+        """Count one call (a Finding's parts, its UTC day and time): the samples of its group when
+        they have room for its Finding (append it), else None."""
+        key = (org, verdict.provider, host, egress.label, location.country_code, location.basis, verdict.outcome.value, day)
+        blocked = verdict.rule_id.endswith(PROVIDER_BLOCKED)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = [1, int(blocked), ts, ts, []]
+            return group[4]
+        group[0] += 1
+        group[1] += blocked
+        if ts < group[2]:
+            group[2] = ts
+        elif ts > group[3]:
+            group[3] = ts
+        return group[4] if len(group[4]) < SAMPLES else None
+
+    def tallies(self) -> list[Tally]:
+        return [
+            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
+                  policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples))
+            for key, (calls, blocked, first, last, samples) in self._groups.items()
+        ]
+
+
 def tally(findings: Iterable[Finding]) -> list[Tally]:
     """Group findings into Tallies, in order of each group's first finding."""
-    groups: dict[tuple[object, ...], list[Any]] = {}
+    groups = Groups()
     for f in findings:
         ts = f.event.ts
-        key = (f.org, f.verdict.provider, f.host or f.event.server_name, f.egress.label, f.location.country_code,
-               f.location.basis, f.verdict.outcome.value, ts.astimezone(dt.timezone.utc).date())
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [1, 0, ts, ts, [f]]
-            group = groups[key]
-        else:
-            group[0] += 1
-            if ts < group[2]:
-                group[2] = ts
-            elif ts > group[3]:
-                group[3] = ts
-            if len(group[4]) < SAMPLES:
-                group[4].append(f)
-        if f.verdict.rule_id.endswith(":provider-blocked"):
-            group[1] += 1
-    return [
-        Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
-              policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples))
-        for key, (calls, blocked, first, last, samples) in groups.items()
-    ]
+        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.timezone.utc).date(), ts)
+        if samples is not None:
+            samples.append(f)
+    return groups.tallies()

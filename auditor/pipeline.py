@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from auditor.attribution import Attributor
 from auditor.config import SourceConfig
-from auditor.events import ConnectionEvent, Egress, Finding
+from auditor.events import ConnectionEvent, Egress, Finding, Groups, Tally
 from geoip import regions
 from geoip.interface import Location, Locator
 from rules.policy import Pack, PolicySet, Verdict
@@ -36,40 +36,59 @@ class Auditor:
 
     def audit(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> Iterator[Finding]:
         """One Finding per event that calls a governed host; other events are dropped."""
+        who = self._who_for(source)
+        for event in events:
+            judged = self._judge(event, source, who)
+            if judged is not None:
+                org, egress, location, verdict, host, _ = judged
+                yield Finding(event, org, egress, location, verdict, host)
+
+    def tally(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> list[Tally]:
+        """`events.tally(self.audit(events, source))`, without a Finding for each call: only the
+        calls a Tally keeps as samples become Findings."""
+        who = self._who_for(source)
+        groups = Groups()
+        for event in events:
+            judged = self._judge(event, source, who)
+            if judged is None:
+                continue
+            org, egress, location, verdict, host, day = judged
+            samples = groups.count(org, egress, location, verdict, host, day, event.ts)
+            if samples is not None:
+                samples.append(Finding(event, org, egress, location, verdict, host))
+        return groups.tallies()
+
+    def _who_for(self, source: SourceConfig) -> dict[tuple[str, ...], tuple[Egress, str]]:
         who = self._who.get(source)
         if who is None:
             who = _remember(self._who, source, {})
-        for event in events:
-            pack = self._pack(event.server_name) if event.server_name else None
-            blocked = self.policies.blocked_by(event.message) if event.message else None
-            if blocked is not None and pack in (None, blocked):
-                pack = blocked
-            else:
-                blocked = None
-            if pack is None:
-                continue
-            key = (event.orig_h, event.egress_h, event.egress_region, event.project_id, event.project_name)
-            found = who.get(key)
-            if found is None:
-                found = _remember(who, key, (self.attributor.egress(event, source), self.attributor.org(event, source)))
-            egress, org = found
-            where = (egress.ip, egress.region)
-            location = self._where.get(where)
-            if location is None:
-                location = _remember(self._where, where, self._locate(egress))
-            day = event.ts.astimezone(dt.timezone.utc).date()
-            judged = (pack.provider, day, where, blocked is not None)
-            verdict = self._verdicts.get(judged)
-            if verdict is None:
-                verdict = _remember(self._verdicts, judged, pack.judge(event, location, provider_blocked=blocked is not None))
-            yield Finding(
-                event=event,
-                org=org,
-                egress=egress,
-                location=location,
-                verdict=verdict,
-                host=event.server_name or pack.named_host(event.message),
-            )
+        return who
+
+    def _judge(self, event: ConnectionEvent, source: SourceConfig, who: dict[tuple[str, ...], tuple[Egress, str]]) -> tuple[str, Egress, Location, Verdict, str, dt.date] | None:
+        """(org, egress, location, verdict, host, UTC day) of a call to a governed host, else None."""
+        pack = self._pack(event.server_name) if event.server_name else None
+        blocked = self.policies.blocked_by(event.message) if event.message else None
+        if blocked is not None and pack in (None, blocked):
+            pack = blocked
+        else:
+            blocked = None
+        if pack is None:
+            return None
+        key = (event.orig_h, event.egress_h, event.egress_region, event.project_id, event.project_name)
+        found = who.get(key)
+        if found is None:
+            found = _remember(who, key, (self.attributor.egress(event, source), self.attributor.org(event, source)))
+        egress, org = found
+        where = (egress.ip, egress.region)
+        location = self._where.get(where)
+        if location is None:
+            location = _remember(self._where, where, self._locate(egress))
+        day = event.ts.astimezone(dt.timezone.utc).date()
+        judged = (pack.provider, day, where, blocked is not None)
+        verdict = self._verdicts.get(judged)
+        if verdict is None:
+            verdict = _remember(self._verdicts, judged, pack.judge(event, location, provider_blocked=blocked is not None))
+        return org, egress, location, verdict, event.server_name or pack.named_host(event.message), day
 
     def _pack(self, host: str) -> Pack | None:
         if host in self._packs:

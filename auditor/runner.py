@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.config import Config, SourceConfig
-from auditor.events import ConnectionEvent, Tally, tally
+from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
 from auditor.sources.logfile import LogFile, usable_cores
@@ -155,7 +155,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         summary.source_ids.append(checkpoint.source_id)
 
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
-            return tally(auditor.audit(events, source))
+            return auditor.tally(events, source)
 
         for batch in log.batches(audit):
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
@@ -236,7 +236,7 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     try:
         log.resume(checkpoint.offset, checkpoint.line)
         for batch in log.batches():
-            batches.append((tuple(tally(auditor.audit(batch.events, source))), batch.offset, batch.line))
+            batches.append((tuple(auditor.tally(batch.events, source)), batch.offset, batch.line))
     except SourceError as e:
         error = str(e)
     finally:

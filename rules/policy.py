@@ -25,6 +25,10 @@ class PolicyError(Exception):
     """A policy pack is unreadable or malformed, or a provider is unknown."""
 
 
+PROVIDER_BLOCKED = ":provider-blocked"
+"""How the rule id of a call the provider itself refused ends."""
+
+
 class Outcome(str, enum.Enum):
     """What a verdict says about one call."""
 
@@ -173,7 +177,7 @@ class Pack:
         if provider_blocked:
             where = f"from {location.country_code} ({location.basis})" if location.known else f"({location.basis})"
             return Verdict(
-                Outcome.VIOLATION, self.provider, tag, f"{tag}:provider-blocked",
+                Outcome.VIOLATION, self.provider, tag, tag + PROVIDER_BLOCKED,
                 f"{self.name} already refused this call {where} with {self.blocked_error_code!r}",
             )
         if not location.known:

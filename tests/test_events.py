@@ -42,3 +42,45 @@ def test_fields_it_cannot_fill_are_refused() -> None:
 
     with pytest.raises(TypeError, match="WithFactory.items"):
         quick_init(WithFactory)
+
+
+def test_auditor_tally_is_tally_of_audit() -> None:
+    """The runner's fused path (Findings only for samples) gives the Tallies of the plain path:
+    groups per org, egress, day and verdict, counts past the sample cap, first and last seen out of
+    order, calls the provider refused, and events that call no governed host."""
+    from auditor.attribution import Attributor
+    from auditor.config import parse_config
+    from auditor.events import SAMPLES, tally
+    from auditor.pipeline import Auditor
+    from geoip.chain import ChainLocator
+    from geoip.overrides import OverrideLocator
+    from rules.policy import load_policies
+    from tests.conftest import make_event
+
+    config = parse_config(
+        {
+            "site": [{"name": "hk", "networks": ["10.20.0.0/16"], "egress_ip": "203.0.113.10"}],
+            "org": [{"name": "acme", "networks": ["10.20.1.0/24"]}],
+            "override": [{"network": "203.0.113.0/24", "country": "HK"}],
+        },
+        "test.toml",
+    )
+    refusal = '{"error": {"code": "unsupported_country_region_territory", "message": "Country, region, or territory not supported"}}'
+    events = []
+    for i in range(12 * SAMPLES):
+        day = 8 + i % 3  # 8 July: before OpenAI's cutoff; 9 and 10: after
+        events.append(make_event(ts=dt.datetime(2024, 7, day, 12, (i * 7) % 60, tzinfo=dt.timezone.utc), orig_h=f"10.20.{1 + i % 2}.{i}",
+                                 source=f"a.log:{i + 1}", message=refusal if i % 4 == 0 else ""))
+    events += [make_event(orig_h="192.168.7.7", source="a.log:90"), make_event(server_name="github.com", source="a.log:91")]
+    source = config.source("a.log")
+
+    def auditor() -> Auditor:
+        return Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides)]), Attributor(config))
+
+    plain, fused = tally(auditor().audit(events, source)), auditor().tally(events, source)
+    assert fused == plain
+    assert sum(t.calls for t in fused) == len(events) - 1  # github.com is not governed
+    assert {t.org for t in fused} == {"acme", "unattributed"} and {t.verdict for t in fused} >= {"at_risk", "violation", "unknown"}
+    assert sum(t.blocked_calls for t in fused) == len(range(0, 12 * SAMPLES, 4))
+    assert max(t.calls for t in fused) > SAMPLES and all(len(t.samples) == min(t.calls, SAMPLES) for t in fused)
+    assert all(t.first_seen < t.last_seen for t in fused if t.calls > 1)
