@@ -15,13 +15,13 @@ default servers write `standard` (`fallback_http_access.log` holds both).
 
 The proxy host's forward host is `$server` (NPM's template: `set $server "<forward host>";` and
 `proxy_pass $forward_scheme://$server:$port`), logged as `[Sent-to ...]`: the upstream NPM
-itself called. When it is a name, that name is the host of the call: a proxy host
-`openai.corp.example` forwarding to `api.openai.com` is a call to api.openai.com from the NPM
-machine, and `api.openai.com` forwarded to a `litellm` container is not a call to OpenAI. When it
-is an address (the responder; its port when logged) or empty, the host is `$host`, lower case
-(`-` or `_` names no host). `$port` and `$forward_scheme` are not logged, so the responder port
-is known only when `[Sent-to]` carries one. The client is `$remote_addr`. nginx writes `"` and
-bytes outside 0x20-0x7E in variables as `\\xXX` (`escape=default`).
+itself called. When it is a DNS name of two labels or more, that name is the host of the call: a
+proxy host `openai.corp.example` forwarding to `api.openai.com` is a call to api.openai.com from
+the NPM machine. Otherwise (an address, which is then the responder; a container name such as
+`openresty` or `litellm`, which passes the call on from the same machine; nothing) the host is
+`$host`, lower case (`-` or `_` names no host). `$port` and `$forward_scheme` are not logged, so
+the responder port is known only when `[Sent-to]` carries one. The client is `$remote_addr`.
+nginx writes `"` and bytes outside 0x20-0x7E in variables as `\\xXX` (`escape=default`).
 
 Not calls: a `proxy` record whose `$upstream_status` is `-` (no upstream was contacted: a cache
 HIT, an access-list denial, a forced-SSL redirect, a 444), and every `standard` record (the host
@@ -36,7 +36,7 @@ import re
 
 from auditor.events import ConnectionEvent
 from auditor.sources import combined
-from auditor.sources.common import address, address_port, parse_clf_time, split_host_port
+from auditor.sources.common import address, address_port, is_hostname, parse_clf_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "nginx-proxy-manager"
@@ -81,11 +81,11 @@ def parse(line: str, location: str) -> ConnectionEvent:
     if m["upstream"] == "-":
         raise Ignored(NO_UPSTREAM)
     resp_h, resp_p = address_port(m["server"])
-    forward = m["server"].strip().lower().rstrip(".")
-    if resp_h or forward in ("", "-"):
-        host = split_host_port(m["host"], 0)[0]
+    forward, port = ("", 0) if resp_h else split_host_port(m["server"].strip(), 0)
+    if is_hostname(forward):
+        host, resp_p = forward, port
     else:
-        host, resp_p = split_host_port(forward, 0)
+        host, resp_p = split_host_port(m["host"], 0)[0], resp_p or port
     if not host or host in ("-", "_"):
         raise Ignored("request names no host")
     return ConnectionEvent(

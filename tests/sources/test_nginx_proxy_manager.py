@@ -51,8 +51,10 @@ PARSED = [
     pytest.param(
         proxy(host="openai.corp.example", sent_to="API.OpenAI.com."), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="relay-host-forwards-to-provider"
     ),
-    pytest.param(proxy(sent_to="litellm"), ev("litellm", "10.20.1.5", "", 0, "POST", 200), id="forwarded-to-local-container"),
-    pytest.param(proxy(sent_to="openai-upstream:8443"), ev("openai-upstream", "10.20.1.5", "", 8443, "POST", 200), id="sent-to-name-and-port"),
+    pytest.param(proxy(sent_to="litellm"), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="forwarded-to-a-container-that-passes-it-on"),
+    pytest.param(proxy(host="openai.corp.example", sent_to="litellm"), ev("openai.corp.example", "10.20.1.5", "", 0, "POST", 200), id="relay-to-a-container"),
+    pytest.param(proxy(sent_to="openai-upstream:8443"), ev("api.openai.com", "10.20.1.5", "", 8443, "POST", 200), id="container-name-and-port"),
+    pytest.param(proxy(sent_to="openai.internal.example:8443"), ev("openai.internal.example", "10.20.1.5", "", 8443, "POST", 200), id="dns-name-and-port"),
     pytest.param(proxy(sent_to="162.159.140.245"), ev("api.openai.com", "10.20.1.5", OPENAI, 0, "POST", 200), id="sent-to-address-port-unknown"),
     pytest.param(proxy(sent_to="162.159.140.245:8443"), ev("api.openai.com", "10.20.1.5", OPENAI, 8443, "POST", 200), id="sent-to-address-port"),
     pytest.param(proxy(sent_to="[2606:4700::6812:1a2b]:443"), ev("api.openai.com", "10.20.1.5", "2606:4700::6812:1a2b", 443, "POST", 200), id="sent-to-ipv6"),
