@@ -51,7 +51,7 @@ class InputSummary:
         text = f"{self.name} ({kind}): {self.lines} lines"
         if self.resumed_at_line:
             text += f" after line {self.resumed_at_line} (audited before)"
-        text += f", {self.calls} calls to governed hosts"
+        text += f", {self.calls} {'call' if self.calls == 1 else 'calls'} to governed hosts"
         parts = [text]
         for reason, count in self.skipped.most_common():
             where = ", ".join(self.locations.get(reason, []))

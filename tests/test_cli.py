@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
+from auditor.runner import InputSummary
 from tests.conftest import asset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,3 +282,9 @@ def test_provider_narrows_the_audit(tmp_path: Path) -> None:
     assert [r["provider"] for r in json.loads(result.stdout)] == ["gemini"]
     bad = CliRunner().invoke(cli, ["logs", str(log), "--db", str(tmp_path / "b.db"), "--provider", "mistral"])
     assert bad.exit_code == 2 and "no policy pack for 'mistral'" in bad.output
+
+
+@pytest.mark.parametrize("calls, text", [(0, "0 calls"), (1, "1 call"), (2, "2 calls")])
+def test_input_summary_counts_calls_in_words(calls: int, text: str) -> None:
+    summary = InputSummary("a.log", "squid", "gzip", 0, 40, calls, Counter(), Counter({"denied by the proxy": 3}), {}, False)
+    assert summary.describe() == f"a.log (squid, gzip): 40 lines, {text} to governed hosts\n  not counted 3: denied by the proxy"
