@@ -126,9 +126,9 @@ def _store(config: Config, db: str | None) -> FindingStore:
               help="Forget what earlier runs recorded for these inputs and audit them again from the start.")
 def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
          fmt: str | None, providers: tuple[str, ...], follow: bool, rescan: bool) -> None:
-    """Audit proxy and network logs (Squid, nginx/Apache, HAProxy, Envoy, Zeek, Suricata, Vercel,
-    Cloudflare, JSON with a field map; plain, gzip, bz2, xz, zstd; - for stdin; a directory for the
-    files in it).
+    """Audit proxy and network logs (Squid, nginx/Apache, nginx stream, Nginx Proxy Manager, HAProxy,
+    Envoy, Zeek, Suricata, AWS Network Firewall, Vercel, Cloudflare, JSON with a field map; plain,
+    gzip, bz2, xz, zstd; - for stdin; a directory for the files in it).
 
     Prints one row per (org, provider, host, egress, verdict). Exit 0: no violation; 1: violations
     found; 2: usage or config error; 3: input error. Lines audited before are not counted again.

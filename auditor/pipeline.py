@@ -99,11 +99,7 @@ class Auditor:
         if egress.ip:
             return self.locator.locate(egress.ip)
         if egress.region:
-            platform, _, code = egress.region.partition(":")
-            region = regions.lookup("edge", platform, code)
-            if region is None:
-                return Location.unknown(basis=f"edge-region-unknown:{egress.region}")
-            return region.location()
+            return regions.locate_reference(egress.region) or Location.unknown(basis=f"edge-region-unknown:{egress.region}")
         return Location.unknown(basis="no-egress")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
-from auditor.sources import cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
+from auditor.sources import aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
 
@@ -91,6 +91,7 @@ FORMATS = {
         LogFormat(nginx_proxy_manager.NAME, nginx_proxy_manager.sniff, nginx_proxy_manager.parse),
         LogFormat(envoy.NAME, envoy.sniff, envoy.parse),
         LogFormat(zeek.NAME, zeek.sniff, zeek.parse, reader=zeek.Reader),
+        LogFormat(aws_firewall.NAME, aws_firewall.sniff, aws_firewall.parse),  # before suricata: its events are EVE too
         LogFormat(suricata.NAME, suricata.sniff, suricata.parse),
         LogFormat(cloudflare.NAME, cloudflare.sniff, cloudflare.parse),
         LogFormat(jsonmap.NAME, jsonmap.sniff, jsonmap.parse, reader=jsonmap.Reader, detected=False),

@@ -17,6 +17,7 @@ read here the source is the client.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from auditor.events import ConnectionEvent
@@ -29,15 +30,15 @@ NAME = "suricata"
 def sniff(line: str) -> bool:
     """True when `line` looks like an EVE JSON event."""
     text = line.lstrip()
-    return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text
+    return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text and '"firewall_name"' not in text  # AWS Network Firewall's
 
 
-def _port(value: Any) -> int:
+def eve_port(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 65536 else 0
 
 
-def _name(record: dict[str, Any], kind: str) -> tuple[str, int, str, int]:
-    """(host, port, method, status) the event's application record names."""
+def app_host(record: dict[str, Any], kind: str) -> tuple[str, int, str, int]:
+    """(host, port, method, status) the event's `tls`, `quic` or `http` record names."""
     app = record.get(kind)
     if not isinstance(app, dict):
         raise Malformed(f"suricata: {kind} event without a '{kind}' object")
@@ -56,12 +57,12 @@ def _name(record: dict[str, Any], kind: str) -> tuple[str, int, str, int]:
         host, port = split_host_port(hostname, 0)
         if not port and method == "CONNECT" and url:
             port = split_host_port(url, 0)[1]
-        return host, _port(app.get("http_port")) or port, method, status
+        return host, eve_port(app.get("http_port")) or port, method, status
     host, port = host_from_target(method, url or "-")
     return host, port, method, status
 
 
-def _ip(value: Any) -> str:
+def eve_ip(value: Any) -> str:
     """An address field, normalised (`fe80:0000:...` -> `fe80::...`); "" when absent."""
     return (address(value) or value) if isinstance(value, str) else ""
 
@@ -80,20 +81,27 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Ignored("suricata dns event: a look-up, not a call")
     if kind not in ("tls", "http", "quic"):
         raise Ignored(f"suricata {kind} event: not a call (calls are read from tls, http and quic events)")
-    host, port, method, status = _name(record, kind)
+    return call(record, kind, ts, line, location)
+
+
+def call(record: dict[str, Any], kind: str, ts: dt.datetime, line: str, location: str, egress_region: str = "") -> ConnectionEvent:
+    """The call an EVE event's `kind` record (`tls`, `quic`, `http`) names; Ignored when it names
+    no host."""
+    host, port, method, status = app_host(record, kind)
     if not host:
         raise Ignored("request names no host")
     proto = record.get("proto")
     return ConnectionEvent(
         ts=ts,
-        orig_h=_ip(record.get("src_ip")),
-        orig_p=_port(record.get("src_port")),
+        orig_h=eve_ip(record.get("src_ip")),
+        orig_p=eve_port(record.get("src_port")),
         server_name=host,
         source=location,
-        resp_h=_ip(record.get("dest_ip")),
-        resp_p=port or _port(record.get("dest_port")),
+        resp_h=eve_ip(record.get("dest_ip")),
+        resp_p=port or eve_port(record.get("dest_port")),
         proto=proto.lower() if isinstance(proto, str) else ("udp" if kind == "quic" else "tcp"),
         method=method,
         status=status,
+        egress_region=egress_region,
         raw=line,
     )

@@ -35,6 +35,7 @@ SAMPLES = {
     "zeek-conn.log": "zeek",
     "zeek-ssl.json": "zeek",
     "suricata-eve.json": "suricata",
+    "aws-network-firewall.log": "aws-network-firewall",
     "cloudflare-http_requests.ndjson": "cloudflare",
 }
 
@@ -63,6 +64,7 @@ CLAIMED_BY_OTHERS = {
     "zeek-ssl.log": {"squid": [16]},
     "zeek-ssl.json": {"suricata": [7]},
     "suricata-eve.json": {"zeek": [17]},
+    "aws-network-firewall.log": {"suricata": [15]},
     "cloudflare-http_requests.ndjson": {"vercel": [10]},
 }
 
@@ -85,10 +87,11 @@ def test_format_choices_are_every_format() -> None:
     text = " ".join(result.output.split())
     for name in FORMATS:
         assert name in text
-    assert set(FORMATS) == {"squid", "combined", "vercel", "haproxy", "nginx-stream", "nginx-proxy-manager", "envoy", "zeek", "suricata", "cloudflare", "json"}
+    assert set(FORMATS) == {"squid", "combined", "vercel", "haproxy", "nginx-stream", "nginx-proxy-manager", "envoy", "zeek", "aws-network-firewall", "suricata",
+                            "cloudflare", "json"}
 
 
-@pytest.mark.parametrize("forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream", "nginx-proxy-manager"])
+@pytest.mark.parametrize("forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream", "nginx-proxy-manager", "aws-network-firewall"])
 def test_forced_format_parses_every_candidate_with_it(forced: str) -> None:
     path = asset("logs/zeek-ssl.json")
     log, events = read_all(path, forced)

@@ -129,6 +129,7 @@ SNIFF = [
     pytest.param('{"ts":1.0,"id.orig_h":"10.0.0.1"}', False, id="zeek"),
     pytest.param('{"start_time":"2024","upstream_host":"x","response_flags":"-"}', False, id="envoy"),
     pytest.param('{"deploymentId":"dpl_1","projectId":"prj_1","source":"lambda"}', False, id="vercel"),
+    pytest.param('{"firewall_name":"fw","availability_zone":"ap-east-1a","event":' + eve("alert") + "}", False, id="aws-network-firewall"),
     pytest.param("", False, id="empty"),
 ]
 
