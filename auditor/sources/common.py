@@ -13,6 +13,14 @@ from urllib.parse import urlsplit
 from auditor.sources.interface import Ignored, Malformed
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+CONNECT_REFUSED = "CONNECT answered with a status other than 2xx: the proxy opened no tunnel, not a call"
+"""Why a network monitor's record of a refused CONNECT (407 before the retry with credentials,
+403) is not counted; the monitor logs the accepted one, or the session in its tunnel, on its own."""
+
+
+def connect_refused(method: str, status: int) -> bool:
+    """True for a CONNECT the proxy answered with a known status other than 2xx."""
+    return method == "CONNECT" and status != 0 and not 200 <= status < 300
 
 
 @functools.lru_cache(maxsize=65_536)

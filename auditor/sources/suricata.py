@@ -5,9 +5,13 @@ and `etc/schema.json`. The common fields are `timestamp` (`2024-07-15T09:10:11.1
 `event_type`, `src_ip`, `src_port`, `dest_ip`, `dest_port`, `proto`; for the transaction events
 read here the source is the client.
 
-- `tls`: `tls.sni`, the ClientHello's server name; a handshake without SNI is not counted.
+- `tls`: `tls.sni`, the ClientHello's server name; a handshake without SNI is not counted. When
+  Suricata watches clients talk to a proxy, a CONNECT tunnel gives an `http` event (the CONNECT)
+  and a `tls` event for the session inside, marked `tls.from_proto: "http"`, on the same flow: the
+  `http` event counts the call, the marked `tls` event does not.
 - `http`: `http.hostname` (the Host header or the CONNECT target), else an absolute or CONNECT
-  `http.url`; `http.http_method`, `http.status`.
+  `http.url`; `http.http_method`, `http.status`. A CONNECT the proxy refused (a status other than
+  2xx, such as the 407 before a retry with credentials) opened no tunnel: not counted.
 - `quic`: `quic.sni`.
 - `dns` events are look-ups, not calls: the connection that follows has its own tls/quic event.
 - `alert`, `fileinfo`, `anomaly` and `flow` events repeat a transaction or a flow whose own event
@@ -21,10 +25,11 @@ import datetime as dt
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, json_object, parse_iso_time, split_host_port
+from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_iso_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "suricata"
+TUNNELED = "suricata: TLS inside an HTTP CONNECT tunnel (from_proto http): the CONNECT's http event counts the call"
 
 
 def sniff(line: str) -> bool:
@@ -87,7 +92,12 @@ def parse(line: str, location: str) -> ConnectionEvent:
 def call(record: dict[str, Any], kind: str, ts: dt.datetime, line: str, location: str, egress_region: str = "") -> ConnectionEvent:
     """The call an EVE event's `kind` record (`tls`, `quic`, `http`) names; Ignored when it names
     no host."""
+    app = record.get(kind)
+    if isinstance(app, dict) and app.get("from_proto") == "http":
+        raise Ignored(TUNNELED)
     host, port, method, status = app_host(record, kind)
+    if connect_refused(method, status):
+        raise Ignored(CONNECT_REFUSED)
     if not host:
         raise Ignored("request names no host")
     proto = record.get("proto")

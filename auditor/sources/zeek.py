@@ -11,8 +11,10 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
 - ssl.log: `server_name`, the SNI of the ClientHello (TLS and, since Zeek 6, QUIC handshakes). A
   handshake without SNI is not counted, and says why.
 - http.log: `host` (the Host header, or the `CONNECT` target), else an absolute or CONNECT `uri`;
-  `method`, `status_code`. A TLS session inside a CONNECT tunnel is logged in ssl.log too, with
-  the same `uid`: audit one of the two for proxied traffic, or such calls count twice.
+  `method`, `status_code`. A CONNECT the proxy refused (a status other than 2xx, such as the 407
+  before a retry with credentials) opened no tunnel: not counted. A TLS session inside an accepted
+  CONNECT tunnel is logged in ssl.log too, with the same `uid`: audit one of the two for proxied
+  traffic, or such calls count twice.
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
@@ -28,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, json_object, parse_epoch, parse_json_time, split_host_port
+from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_json_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "zeek"
@@ -90,6 +92,8 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         method = get("method") or ""
         code = get("status_code") or ""
         status = int(code) if code.isascii() and code.isdigit() else 0
+        if connect_refused(method, status):
+            raise Ignored(CONNECT_REFUSED)
         host_field, uri = get("host"), get("uri") or "-"
         if host_field:
             host, named_port = split_host_port(host_field, 0)

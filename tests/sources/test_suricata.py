@@ -9,6 +9,7 @@ import pytest
 
 from auditor.redact import redact
 from auditor.sources import suricata
+from auditor.sources.common import CONNECT_REFUSED
 from auditor.sources.interface import Ignored, Malformed
 from tests.conftest import asset
 from tests.sources.helpers import POLICIES, assert_redacted, fields, line_no, read_all, utc
@@ -94,6 +95,11 @@ IGNORED = [
     pytest.param(eve("tls", tls={"subject": "CN=api.openai.com", "version": "TLS 1.2"}), "TLS handshake without SNI", id="tls-without-sni"),
     pytest.param(eve("quic", quic={"version": "1"}), "QUIC handshake without SNI", id="quic-without-sni"),
     pytest.param(eve("http", http={"url": "/v1/models", "http_method": "GET", "http_refer": "https://api.openai.com/"}), "request names no host", id="http-relative"),
+    pytest.param(eve("tls", dest_ip="10.20.0.10", dest_port=3128, tls={"from_proto": "http", "sni": "api.openai.com"}), suricata.TUNNELED, id="tls-inside-a-connect-tunnel"),
+    pytest.param(eve("http", dest_ip="10.20.0.10", dest_port=3128, http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 407}),
+                 CONNECT_REFUSED, id="connect-407-before-retry"),
+    pytest.param(eve("http", dest_ip="10.20.0.10", dest_port=3128, http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 403}),
+                 CONNECT_REFUSED, id="connect-refused-403"),
 ]
 
 
@@ -169,12 +175,13 @@ def test_sample_file() -> None:
     assert {line_no(e): fields(e) for e in events} == SAMPLE_EVENTS
     assert next(e for e in events if line_no(e) == 6).proto == "udp"
     stats = log.stats
-    assert (stats.lines, stats.candidates, stats.events) == (17, 15, 7)
+    assert (stats.lines, stats.candidates, stats.events) == (18, 16, 7)
     assert dict(stats.ignored) == {
         "suricata dns event: a look-up, not a call": 2,  # lines 2, 3
         f"suricata alert event: {NOT_A_CALL}": 1,  # line 7
         f"suricata fileinfo event: {NOT_A_CALL}": 1,  # line 8
         "TLS handshake without SNI": 1,  # line 10
+        suricata.TUNNELED: 1,  # line 18, the session inside line 4's CONNECT tunnel
     }
     assert stats.locations == {
         "suricata: not JSON (Unterminated string starting at)": [f"{path}:15"],

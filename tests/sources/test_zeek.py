@@ -11,6 +11,7 @@ import pytest
 import auditor.sources.logfile as logfile_mod
 from auditor.redact import redact
 from auditor.sources import zeek
+from auditor.sources.common import CONNECT_REFUSED
 from auditor.sources.interface import Ignored, Malformed
 from tests.conftest import asset
 from tests.sources.helpers import POLICIES, events_of, fields, line_no, read_all, run, utc
@@ -126,7 +127,8 @@ HTTP_PARSED = [
     pytest.param({"host": "-", "uri": "api.openai.com:443"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-without-host"),
     pytest.param({"host": "-", "uri": "api.openai.com:443 /"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-uri-with-junk"),
     pytest.param({"status_code": "-"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 0), id="no-reply"),
-    pytest.param({"status_code": "403", "status_msg": "Forbidden"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 403), id="proxy-403"),
+    pytest.param({"status_code": "502", "method": "GET", "host": "api.openai.com", "uri": "http://api.openai.com/v1/models"},
+                 ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 502), id="absolute-uri-the-proxy-failed"),
 ]
 
 
@@ -146,6 +148,8 @@ def test_http_password_is_blanked_in_raw() -> None:
 IGNORED = [
     pytest.param("ssl", SSL_FIELDS, ssl_record(server_name="-"), "TLS handshake without SNI", id="ssl-no-sni"),
     pytest.param("http", HTTP_FIELDS, http_record(host="-", method="GET", uri="/v1/models", referrer="https://api.openai.com/"), "request names no host", id="http-relative"),
+    pytest.param("http", HTTP_FIELDS, http_record(status_code="403", status_msg="Forbidden"), CONNECT_REFUSED, id="connect-refused-403"),
+    pytest.param("http", HTTP_FIELDS, http_record(status_code="407", status_msg="Proxy Authentication Required"), CONNECT_REFUSED, id="connect-407-before-retry"),
     pytest.param("quic", SSL_FIELDS, ssl_record(), "zeek quic.log records are not calls", id="quic-log"),
     pytest.param("dns", SSL_FIELDS, ssl_record(), "zeek dns.log records are not calls", id="dns-log"),
     pytest.param("conn", SSL_FIELDS, ssl_record(), zeek.CONN_HINT, id="conn-log"),
@@ -263,7 +267,6 @@ HTTP_EVENTS = {
     12: ev("intranet.corp.example", "10.20.1.5", "192.0.2.80", 80, "GET", 200, "2024-07-15 09:10:14.500123"),
     13: ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 200, "2024-07-15 09:10:15.020"),
     14: ev("api.openai.com.evil.example", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200, "2024-07-15 09:10:16"),
-    15: ev("api.openai.com", "10.20.3.8", "10.20.0.10", 443, "CONNECT", 403, "2024-07-15 09:10:17"),
 }
 JSON_EVENTS = {
     1: ev("api.openai.com", "10.20.1.5", OPENAI, 443),
@@ -277,7 +280,7 @@ SAMPLES = {
         SSL_EVENTS, 30, 10, {"TLS handshake without SNI (zeek ssl.log server_name unset)": 1},
         {"zeek: 1 fields, expected 19 (#fields)": [16], "zeek: 11 fields, expected 19 (#fields)": [17], "zeek: 1 fields, expected 21 (#fields)": [29]},
     ),
-    "zeek-http.log": (HTTP_EVENTS, 18, 9, {"request names no host": 1}, {"zeek: 1 fields, expected 30 (#fields)": [16]}),
+    "zeek-http.log": (HTTP_EVENTS, 18, 9, {"request names no host": 1, CONNECT_REFUSED: 1}, {"zeek: 1 fields, expected 30 (#fields)": [16]}),  # 15: a proxy's 403
     "zeek-conn.log": ({}, 12, 0, {zeek.CONN_HINT: 1}, {}),
     "zeek-ssl.json": (JSON_EVENTS, 7, 6, {}, {"zeek: not JSON (Unterminated string starting at)": [5], "zeek: record without 'ts'": [7]}),
 }
