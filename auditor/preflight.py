@@ -1086,13 +1086,16 @@ class _Scan:
             return
         try:
             json.loads(src)
+            tree = _JsonPositions(src).parse()
         except json.JSONDecodeError as e:
             self.files.skipped[rel] = (
                 f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); Vercel reads {path.name} as "
                 "strict JSON (no comments, no trailing commas) and refuses to deploy it either"
             )
             return
-        tree = _JsonPositions(src).parse()
+        except RecursionError:
+            self.files.skipped[rel] = "arrays or objects nested too deeply to read; no Vercel configuration is that deep"
+            return
         if not isinstance(tree.value, dict):
             self.files.skipped[rel] = "not a JSON object, so not a Vercel configuration"
             return
@@ -1129,7 +1132,8 @@ class _Scan:
                 )
             return ()
         items = node.value if isinstance(node.value, list) else [node]
-        codes = [(str(i.value), i.line) for i in items]
+        # A list or object where a code belongs is flagged by its kind, not printed whole (it may be deep).
+        codes = [("[...]" if isinstance(i.value, list) else "{...}" if isinstance(i.value, dict) else str(i.value), i.line) for i in items]
         self.judge_codes(rel, codes, self.providers, what, effect, lambda fixed, _: f'"{key}": {_json_list(fixed)}')
         return tuple(c.strip().lower() for c, _ in codes)
 

@@ -160,7 +160,7 @@ def _load_json(data: bytes, name: str, what: str) -> Any:
         raise FeedError(f"{name}: is an HTML or XML page, not {what}; check the URL or " + _AGAIN)
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise FeedError(f"{name}: is not valid JSON, it is truncated or damaged ({e}); " + _AGAIN) from None
 
 

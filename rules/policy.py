@@ -358,6 +358,8 @@ def load_pack(path: Path) -> Pack:
         raise PolicyError(f"{path}: cannot read the policy pack ({e.strerror})") from e
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PolicyError(f"{path}: not valid TOML ({e})") from e
+    except RecursionError:
+        raise PolicyError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     return parse_pack(data, str(path))
 
 

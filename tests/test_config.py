@@ -100,6 +100,10 @@ def test_config_file_errors(tmp_path: Path) -> None:
     bad.write_text("[[site]\nname=1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")  # tomllib recurses: a RecursionError, not a TOMLDecodeError
+    with pytest.raises(ConfigError, match="nested too deeply to read; fix the file"):
+        load_config(deep)
     assert load_config(None).sites == ()
 
 

@@ -434,6 +434,20 @@ def test_unreadable_binary_and_oversized_files_are_skipped_with_reasons(tmp_path
     assert result.routes == () and result.files_read == ()
 
 
+def test_vercel_json_nested_too_deeply_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    # json.loads raises RecursionError, not JSONDecodeError, past about a thousand levels.
+    write(tmp_path, {"vercel.json": '{"regions": ' + "[" * 100_000 + "]" * 100_000 + "}"})
+    result = run(tmp_path)
+    assert [(s.path, s.reason) for s in result.skipped] == [("vercel.json", "arrays or objects nested too deeply to read; no Vercel configuration is that deep")]
+    assert result.flags == ()
+
+
+def test_a_list_where_a_region_code_belongs_is_an_unknown_code_not_printed_whole(tmp_path: Path) -> None:
+    write(tmp_path, {"vercel.json": '{"regions": ["hkg1", ' + "[" * 800 + "]" * 800 + ', {"a": 1}]}'})
+    flags = run(tmp_path).flags
+    assert sorted((f.kind, f.region) for f in flags) == [("unknown-region", "[...]"), ("unknown-region", "{...}"), ("unsupported-region", "hkg1")]
+
+
 def test_programmatic_vercel_config_is_reported_as_not_evaluated(tmp_path: Path) -> None:
     write(tmp_path, {"package.json": "{}", "vercel.ts": "export const config = { regions: ['hkg1'] };\n"})
     result = run(tmp_path)

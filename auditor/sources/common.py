@@ -165,6 +165,10 @@ def address_port(text: str) -> tuple[str, int]:
     return (ip, port) if ip else ("", 0)
 
 
+JSON_TOO_DEEP = "arrays or objects nested too deeply"
+"""Why JSON that Python's parser cannot descend into (thousands of `[`) is refused."""
+
+
 def json_object(text: str, fmt: str, what: str = "record") -> dict[str, Any]:
     """One JSON object from a line; Malformed `<fmt>: not JSON (...)` or `<fmt>: <what> is not a
     JSON object` otherwise."""
@@ -172,6 +176,8 @@ def json_object(text: str, fmt: str, what: str = "record") -> dict[str, Any]:
         record = json.loads(text)
     except ValueError as e:  # huge integers too (a ValueError past 4300 digits)
         raise Malformed(f"{fmt}: not JSON ({getattr(e, 'msg', e)})") from None
+    except RecursionError:
+        raise Malformed(f"{fmt}: not JSON ({JSON_TOO_DEEP})") from None
     if not isinstance(record, dict):
         raise Malformed(f"{fmt}: {what} is not a JSON object")
     return record

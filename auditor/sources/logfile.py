@@ -28,6 +28,7 @@ from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
 from auditor.sources import aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
+from auditor.sources.common import JSON_TOO_DEEP
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
 
@@ -613,8 +614,9 @@ class LogFile(Prefixed, EventSource):
             location = f"{self.name}:{line}"
             try:
                 record, end = decoder.raw_decode(text, pos)
-            except ValueError as e:
-                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({getattr(e, 'msg', e)})")
+            except (ValueError, RecursionError) as e:
+                why = JSON_TOO_DEEP if isinstance(e, RecursionError) else getattr(e, "msg", e)
+                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({why})")
                 break
             if end > skip_chars:
                 self.stats.lines += 1

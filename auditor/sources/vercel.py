@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import url_host_port
+from auditor.sources.common import JSON_TOO_DEEP, url_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "vercel"
@@ -39,6 +39,8 @@ def parse(line: str, location: str) -> ConnectionEvent:
         record = json.loads(line)
     except ValueError as e:
         raise Malformed(f"vercel: not JSON ({getattr(e, 'msg', e)})") from None
+    except RecursionError:
+        raise Malformed(f"vercel: not JSON ({JSON_TOO_DEEP})") from None
     return parse_record(record, location, line)
 
 

@@ -117,6 +117,13 @@ def test_malformed_feeds_are_one_sentence_errors_naming_the_file(provider: str, 
     assert "\n" not in message
 
 
+def test_feed_nested_too_deeply_is_a_one_sentence_error() -> None:
+    data = b'{"prefixes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # RecursionError in json.loads, not a JSONDecodeError
+    with pytest.raises(FeedError, match="^ip-ranges.json: is not valid JSON") as info:
+        parse_feed("aws", data, "ip-ranges.json")
+    assert "\n" not in str(info.value)
+
+
 def test_empty_feed_parses_to_nothing() -> None:
     # Well formed but empty: the updater refuses it by count (test_update), the parser does not.
     feed = parse_feed("aws", asset("feeds/malformed/empty-prefixes.json").read_bytes(), "x")

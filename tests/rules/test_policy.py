@@ -193,6 +193,9 @@ def test_load_pack_file_errors(tmp_path: Path) -> None:
     bad.write_text("provider = \n")
     with pytest.raises(PolicyError, match="not valid TOML"):
         load_pack(bad)
+    bad.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        load_pack(bad)
     good = tmp_path / "acme.toml"
     good.write_text(PACK)
     assert load_pack(good).provider == "acme"

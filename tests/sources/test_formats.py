@@ -148,6 +148,33 @@ def test_a_number_too_long_for_python_is_malformed_not_a_crash(name: str) -> Non
         FORMATS[name].parse(line, "x.json:1")
 
 
+@pytest.mark.parametrize("name", ["vercel", "envoy", "zeek", "suricata", "aws-network-firewall", "cloudflare"])
+def test_json_nested_too_deeply_for_python_is_malformed_not_a_crash(name: str) -> None:
+    # json.loads raises RecursionError, not a ValueError, past about a thousand levels.
+    line = '{"event_type":"tls","firewall_name":"fw","deploymentId":"d","start_time":"x","event":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(Malformed, match="nested too deeply"):
+        FORMATS[name].parse(line, "x.json:1")
+
+
+def test_json_nested_too_deeply_through_the_cli_is_a_counted_skip(tmp_path: Path) -> None:
+    path = tmp_path / "eve.json"
+    deep = "[" * 100_000 + "]" * 100_000
+    path.write_text('{"timestamp":"2024-07-15T09:10:11Z","event_type":"tls","tls":{"sni":"api.openai.com"}}\n'
+                    '{"timestamp":"2024-07-15T09:10:12Z","event_type":"tls","tls":{"sni":"api.openai.com"},"x":' + deep + "}\n")
+    result = CliRunner().invoke(cli, ["logs", str(path), "--db", str(tmp_path / "f.db")])
+    assert result.exit_code == 0, result.output  # one call, unattributed: no violation
+    assert f"skipped 1 malformed: suricata: not JSON (arrays or objects nested too deeply) ({path}:2)" in result.stderr
+    assert "1 call to governed hosts" in result.stderr
+
+
+def test_json_nested_too_deeply_inside_a_json_array_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "drain.json"
+    path.write_text('[{"deploymentId":"dpl_1","projectId":"prj_1","source":"external","x":' + "[" * 100_000 + "]" * 100_000 + "}]\n")
+    log, events = read_all(path)
+    assert events == [] and list(log.stats.skipped) == ["vercel: invalid JSON in the array; the rest of it was not read"]
+    assert "nested too deeply" in log.stats.locations["vercel: invalid JSON in the array; the rest of it was not read"][0]
+
+
 def test_a_number_too_long_inside_a_json_array_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "drain.json"
     path.write_text('[{"deploymentId":"dpl_1","projectId":"prj_1","source":"external","timestamp":' + "9" * 5000 + "}]\n")
