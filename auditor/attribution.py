@@ -27,14 +27,16 @@ class Attributor:
         self._parse = lru_cache(maxsize=65536)(_parse)
 
     def egress(self, event: ConnectionEvent, source: SourceConfig) -> Egress:
-        """In order: an egress the event records, the source's configured egress_ip, the site
-        whose networks contain the client, the client itself when it is public, else none."""
+        """In order: an egress address the event records, the source's configured egress_ip, the
+        region the event records (a Vercel function's, a firewall's: the operator's egress_ip is
+        more precise, such as Vercel Secure Compute's static addresses), the site whose networks
+        contain the client, the client itself when it is public, else none."""
         if event.egress_h:
             return Egress(event.egress_h, "event")
-        if event.egress_region:
-            return Egress("", "event", region=event.egress_region)
         if source.egress_ip:
             return Egress(source.egress_ip, f"source:{source.path}")
+        if event.egress_region:
+            return Egress("", "event", region=event.egress_region)
         addr = self._parse(event.orig_h)
         if addr is None:
             return NO_EGRESS

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from auditor.attribution import Attributor
+from auditor.events import Egress
 from auditor.config import ConfigError, load_config, parse_config
 from tests.conftest import make_event
 
@@ -116,6 +117,17 @@ def test_orgs_by_vercel_project() -> None:
     assert attributor.org(make_event(orig_h="10.1.1.1", project_id="prj_zzz"), source) == "net"
     egress = attributor.egress(make_event(orig_h="", egress_region="vercel:hkg1"), source)
     assert (egress.ip, egress.region, egress.label, egress.known) == ("", "vercel:hkg1", "vercel:hkg1", True)
+
+
+def test_a_configured_source_egress_wins_over_the_region_an_event_records() -> None:
+    # Vercel Secure Compute, or a firewall whose VPC egresses elsewhere: the operator knows the address.
+    config = parse_config({"source": [{"path": "drains/*.ndjson", "egress_ip": "203.0.113.7"}],
+                           "site": [{"name": "hq", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.1"}]}, "t.toml")
+    attributor = Attributor(config)
+    event = make_event(orig_h="10.1.1.1", egress_region="vercel:hkg1")
+    assert attributor.egress(event, config.source("drains/a.ndjson")) == Egress("203.0.113.7", "source:drains/*.ndjson")
+    assert attributor.egress(event, config.source("other.ndjson")) == Egress("", "event", region="vercel:hkg1")  # before the site
+    assert attributor.egress(make_event(orig_h="10.1.1.1", egress_h="192.0.2.9", egress_region="vercel:hkg1"), config.source("drains/a.ndjson")).ip == "192.0.2.9"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ entry logs a flow once per matching rule).
 Egress: the firewall's Region, from `availability_zone` (`ap-east-1a` -> `aws:ap-east-1`, placed
 by the region table): internet-bound traffic a Network Firewall inspects leaves through its VPC's
 NAT or internet gateway, which are in the same Region. A VPC that sends it on to another Region
-(Transit Gateway peering) egresses there; the firewall of that Region is the one to audit.
+(Transit Gateway peering) egresses there: audit that Region's firewall, or give this log's
+`[[source]]` the `egress_ip` it leaves from (a source's `egress_ip` comes before an event's region).
 """
 
 from __future__ import annotations
