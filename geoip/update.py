@@ -24,30 +24,21 @@ The cache directory is `$XDG_DATA_HOME/region-auditor/geoip` (`~/.local/share/..
 0700; files are written 0600. geoip.defaults.build_locator reads it: feeds at least as recent as
 the bundled snapshot replace it (geoip.cloud.load_feeds), and a downloaded country database
 comes before the embedded one (`downloaded_database`).
+
+This module says what to fetch and where it goes; geoip.download does the transfer, imported only
+when something is downloaded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
-import gzip
-import http.client
 import os
-import re
-import tarfile
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-import zlib
-from base64 import b64encode
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
-from geoip.cloud import FEED_FILES, PROVIDERS, Feed, FeedError, parse_feed, read_feed_file
-from geoip.mmdb import DatabaseError, MmdbLocator
+from geoip.cloud import FEED_FILES, PROVIDERS, FeedError
 
 OK = "ok"
 """The new copy was validated and is in place."""
@@ -88,7 +79,6 @@ DEFAULT_TIMEOUT = 60.0
 MAX_BYTES = 512 * 1024 * 1024
 """Largest download (and decompressed database) accepted."""
 USER_AGENT = "region-auditor-geoip-update"
-_CHUNK = 64 * 1024
 
 Progress = Callable[[str, int, "int | None"], None]
 """progress(source name, bytes received, total bytes or None when the server does not say)."""
@@ -273,324 +263,10 @@ def update(
     directory = ensure_dir(dest_dir)
     remove_stale_temporaries(directory)
     when = today or dt.datetime.now(dt.timezone.utc).date()
-    job = _Job(directory, progress, timeout, when, max_bytes)
+    from geoip.download import Job  # the HTTP stack, for this command only
+
+    job = Job(directory, progress, timeout, when, max_bytes)
     return [job.run(source) for source in sources]
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class _Bad(Exception):
-    """A download that cannot be used; the message says why (one clause, no trailing period)."""
-
-    def __init__(self, message: str, received: int = 0) -> None:
-        super().__init__(message)
-        self.received = received
-
-
-def _display(url: str) -> str:
-    """The URL with any license key masked."""
-    return re.sub(r"(license_key=)[^&]*", r"\1***", url)
-
-
-_AZURE_LINK = re.compile(rb"https?://[^\s\"'<>]+/ServiceTags_[A-Za-z]+_(\d{8})\.json")
-_AZURE_FILE = re.compile(r"ServiceTags_[A-Za-z]+_(\d{8})\.json$")
-
-
-class _Job:
-    """One `update` run: downloads sources one after the other into the cache directory."""
-
-    def __init__(self, directory: Path, progress: Progress | None, timeout: float, today: dt.date, max_bytes: int) -> None:
-        self.directory = directory
-        self.progress = progress
-        self.timeout = timeout
-        self.today = today
-        self.max_bytes = max_bytes
-        self.opener = urllib.request.build_opener()
-        self.opener.addheaders = [("User-Agent", USER_AGENT)]
-        self._temps: list[str] = []
-
-    # -- one source ---------------------------------------------------------------------------
-
-    def run(self, source: Source) -> UpdateResult:
-        target = self.directory / source.filename
-        url = source.url
-        try:
-            try:
-                staged, url, date, detail, received = self._fetch(source)
-                os.replace(staged, target)
-            except _Bad as e:
-                return self._keep_or_fail(source, target, str(e), e.received, url)
-            except OSError as e:  # the cache directory itself: full disk, permissions
-                reason = f"cannot write into {self.directory} ({e.strerror or e})"
-                return self._keep_or_fail(source, target, reason, 0, url)
-            return UpdateResult(source.name, OK, str(target), received, date, f"{source.name}: {detail}", _display(url))
-        finally:
-            for tmp in self._temps:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-            self._temps.clear()
-
-    def _keep_or_fail(self, source: Source, target: Path, reason: str, received: int, url: str) -> UpdateResult:
-        if target.is_file():
-            date = _date_of(source, target)
-            kept = f"kept the previous copy (data of {date})" if date else "kept the previous copy"
-            return UpdateResult(source.name, KEPT, str(target), received, date, f"{source.name}: {reason}; {kept}", _display(url))
-        fallback = "the bundled snapshot is used" if source.kind == "feed" else "the embedded database is used"
-        return UpdateResult(source.name, FAILED, "", received, "", f"{source.name}: {reason}; no previous copy, {fallback}", _display(url))
-
-    def _fetch(self, source: Source) -> tuple[str, str, str, str, int]:
-        """(staged file ready to install, URL used, data date, detail sentence, bytes received)."""
-        scheme = urllib.parse.urlsplit(source.url).scheme
-        if scheme not in ("http", "https"):
-            raise _Bad(f"{_display(source.url)} is not an http(s) URL")
-        if source.kind == "feed":
-            return self._fetch_feed(source)
-        return self._fetch_database(source)
-
-    def _fetch_feed(self, source: Source) -> tuple[str, str, str, str, int]:
-        url = source.url
-        published = ""
-        if source.name == "azure":
-            url, published = self._azure_file_url(url)
-        staged, received, headers = self._download(source, url)
-        if source.name == "digitalocean":
-            published = _http_date(headers.get("Last-Modified")) or self.today.isoformat()
-        with open(staged, "rb") as f:
-            data = f.read()
-        try:
-            feed = parse_feed(source.name, data, _display(url), published)
-        except FeedError as e:
-            # `<url>: <what is wrong>; <what to do>`: what to do is this update's own outcome.
-            raise _Bad(str(e).rsplit("; ", 1)[0], received) from None
-        if len(feed.ranges) < source.min_prefixes:
-            raise _Bad(
-                f"the download from {_display(url)} holds {len(feed.ranges)} prefixes with a location, "
-                f"fewer than the {source.min_prefixes} expected of a complete {source.name} feed",
-                received,
-            )
-        if published:
-            # Azure and geofeeds have no date inside: the file's mtime carries it (geoip.cloud.read_feed_file).
-            stamp = dt.datetime.combine(dt.date.fromisoformat(published), dt.time(), dt.timezone.utc).timestamp()
-            os.utime(staged, (stamp, stamp))
-        detail = f"{len(feed.ranges)} prefixes with a location ({feed.skipped} without, skipped); {feed.version}"
-        return staged, url, _feed_date(feed), detail, received
-
-    def _azure_file_url(self, url: str) -> tuple[str, str]:
-        """The ServiceTags file URL and its date: `url` itself when it names the file, else the
-        link found in the Download Center page at `url`."""
-        path = urllib.parse.urlsplit(url).path
-        match = _AZURE_FILE.search(path)
-        if match is None:
-            page = self._small(url)
-            found = _AZURE_LINK.search(page)
-            if found is None:
-                raise _Bad(f"the page {_display(url)} links no ServiceTags_Public_YYYYMMDD.json file (the page changed, or pass the file's URL)")
-            url = found.group(0).decode("ascii")
-            day = found.group(1).decode("ascii")
-        else:
-            day = match.group(1)
-        try:
-            published = dt.date(int(day[:4]), int(day[4:6]), int(day[6:])).isoformat()
-        except ValueError:
-            published = ""
-        return url, published
-
-    def _fetch_database(self, source: Source) -> tuple[str, str, str, str, int]:
-        if "{month}" in source.url:
-            staged, url, received = self._monthly(source)
-        else:
-            url = source.url
-            staged, received, _ = self._download(source, url)
-        if source.packing == "gzip":
-            staged = self._gunzip(staged, received)
-        elif source.packing == "tar.gz":
-            staged = self._untar(staged, source, received)
-        label = f"{source.name} download"
-        try:
-            db = MmdbLocator(staged, label=label)
-        except DatabaseError as e:
-            # MmdbLocator's sentence names the file and how to pass another; keep only the why.
-            why = str(e).removeprefix(f"{label}: ").split("; ")[0]
-            raise _Bad(f"the download from {_display(url)} is not a usable country database ({why})", received) from None
-        try:
-            date, kind = db.build_date, db.database_type
-        finally:
-            db.close()
-        return staged, url, date, f"{kind} database built {date}", received
-
-    def _monthly(self, source: Source) -> tuple[str, str, int]:
-        """DB-IP: this month's file, else last month's (published early in the month)."""
-        first = self.today.replace(day=1)
-        months = [first, (first - dt.timedelta(days=1)).replace(day=1)]
-        missing = []
-        for month in months:
-            url = source.url.format(month=month.strftime("%Y-%m"))
-            try:
-                staged, received, _ = self._download(source, url)
-            except _NotFound:
-                missing.append(month.strftime("%Y-%m"))
-                continue
-            return staged, url, received
-        raise _Bad(f"no file for {' or '.join(missing)} at {_display(source.url)} (HTTP 404)")
-
-    # -- transfer -----------------------------------------------------------------------------
-
-    def _temp(self, suffix: str) -> tuple[int, str]:
-        fd, path = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=suffix)
-        self._temps.append(path)
-        return fd, path
-
-    def _request(self, source: Source | None, url: str) -> urllib.request.Request:
-        request = urllib.request.Request(url)
-        if source is not None and source.account_id and source.license_key:
-            token = b64encode(f"{source.account_id}:{source.license_key}".encode()).decode("ascii")
-            # Unredirected: not sent again when MaxMind redirects to its storage host.
-            request.add_unredirected_header("Authorization", f"Basic {token}")
-        return request
-
-    def _open(self, source: Source | None, url: str) -> http.client.HTTPResponse:
-        shown = _display(url)
-        try:
-            return self.opener.open(self._request(source, url), timeout=self.timeout)  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as e:
-            e.close()
-            if e.code == 404:
-                raise _NotFound(f"HTTP 404 (not found) from {shown}") from None
-            if e.code in (401, 403) and source is not None and source.license_key:
-                raise _Bad(f"HTTP {e.code} from {shown}: MaxMind refused the credentials; check the license key and account id") from None
-            raise _Bad(f"HTTP {e.code} ({e.reason}) from {shown}") from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, TimeoutError):
-                raise _Bad(f"no answer from {shown} within {self.timeout:g} s") from None
-            raise _Bad(f"cannot reach {shown} ({reason})") from None
-        except TimeoutError:
-            raise _Bad(f"no answer from {shown} within {self.timeout:g} s") from None
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            raise _Bad(f"cannot download {shown} ({e})") from None
-
-    def _small(self, url: str, limit: int = 8 * 1024 * 1024) -> bytes:
-        response = self._open(None, url)
-        with response:
-            try:
-                data = response.read(limit + 1)
-            except (OSError, http.client.HTTPException) as e:
-                raise _Bad(f"the download of {_display(url)} failed ({e})") from None
-        if len(data) > limit:
-            raise _Bad(f"the page {_display(url)} is larger than {limit} bytes")
-        return data
-
-    def _download(self, source: Source, url: str) -> tuple[str, int, http.client.HTTPMessage]:
-        """Streams `url` into a temporary file in the cache directory: (path, bytes, headers)."""
-        shown = _display(url)
-        response = self._open(source, url)
-        fd, path = self._temp(".download")
-        received = 0
-        with response, os.fdopen(fd, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if total is not None and total > self.max_bytes:
-                raise _Bad(f"{shown} is {total} bytes, more than the {self.max_bytes} accepted")
-            self._report(source.name, 0, total)
-            while True:
-                try:
-                    chunk = response.read1(_CHUNK)
-                except TimeoutError:
-                    raise _Bad(f"the download from {shown} stalled for {self.timeout:g} s after {received} bytes", received) from None
-                except (OSError, http.client.HTTPException) as e:
-                    raise _Bad(f"the download from {shown} broke off after {received} bytes ({e})", received) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                received += len(chunk)
-                if received > self.max_bytes:
-                    raise _Bad(f"{shown} sent more than the {self.max_bytes} bytes accepted", received)
-                self._report(source.name, received, total)
-            if total is not None and received < total:
-                raise _Bad(f"the download from {shown} stopped after {received} of {total} bytes", received)
-            out.flush()
-            os.fsync(out.fileno())
-        return path, received, response.headers
-
-    def _report(self, name: str, done: int, total: int | None) -> None:
-        if self.progress is not None:
-            self.progress(name, done, total)
-
-    # -- unpacking ----------------------------------------------------------------------------
-
-    def _copy_capped(self, src: _Readable, what: str, received: int) -> str:
-        fd, path = self._temp(".mmdb")
-        written = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                written += len(chunk)
-                if written > self.max_bytes:
-                    raise _Bad(f"{what} unpacks to more than {self.max_bytes} bytes", received)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return path
-
-    def _gunzip(self, archive: str, received: int) -> str:
-        try:
-            with gzip.open(archive, "rb") as src:
-                return self._copy_capped(src, "the gzip download", received)
-        except (OSError, EOFError, zlib.error) as e:
-            raise _Bad(f"the download is not a valid gzip file ({e})", received) from None
-
-    def _untar(self, archive: str, source: Source, received: int) -> str:
-        wanted = f"{source.name}.mmdb"
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".mmdb")]
-                member = next((m for m in members if os.path.basename(m.name) == wanted), members[0] if members else None)
-                if member is None:
-                    raise _Bad(f"the archive holds no .mmdb file (expected {wanted})", received)
-                src = tar.extractfile(member)
-                if src is None:
-                    raise _Bad(f"cannot read {member.name} from the archive", received)
-                with src:
-                    return self._copy_capped(src, f"{member.name} in the archive", received)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise _Bad(f"the download is not a valid tar.gz archive ({e})", received) from None
-
-
-class _NotFound(_Bad):
-    """HTTP 404 (DB-IP: this month's file is not published yet)."""
-
-
-def _http_date(value: str | None) -> str:
-    if not value:
-        return ""
-    try:
-        return email.utils.parsedate_to_datetime(value).astimezone(dt.timezone.utc).date().isoformat()
-    except (TypeError, ValueError, IndexError):
-        return ""
-
-
-def _feed_date(feed: Feed) -> str:
-    return feed.published[:10] if feed.published else ""
-
-
-def _date_of(source: Source, path: Path) -> str:
-    """Date of the data in an installed file, "" when it cannot be read."""
-    try:
-        if source.kind == "feed":
-            return _feed_date(read_feed_file(source.name, path))
-        db = MmdbLocator(path)
-        try:
-            return db.build_date
-        finally:
-            db.close()
-    except (FeedError, DatabaseError, OSError):
-        return ""
 
 
 def remove_stale_temporaries(directory: Path, older_than: float = 3600.0) -> int:
