@@ -143,8 +143,12 @@ def _network(text: Any, where: str) -> Network:
 
 
 def _address(text: Any, where: str) -> str:
+    if text is None:
+        raise ConfigError(f"{where}: 'egress_ip' is missing; give the public address its calls leave from, like \"203.0.113.7\"")
+    if not isinstance(text, str):
+        raise ConfigError(f"{where}: 'egress_ip' must be a string like \"203.0.113.7\"")
     try:
-        return str(ipaddress.ip_address(str(text)))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise ConfigError(f"{where}: {text!r} is not an IP address; write it like \"203.0.113.7\"") from None
 
@@ -153,6 +157,13 @@ def _string(entry: Mapping[str, Any], key: str, where: str, required: bool = Tru
     value = entry.get(key, "")
     if not isinstance(value, str) or (required and not value):
         raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    return value
+
+
+def _path(entry: Mapping[str, Any], where: str) -> str:
+    value = _string(entry, "path", where)
+    if "\x00" in value:
+        raise ConfigError(f"{where}: 'path' holds a NUL character, which no file name can")
     return value
 
 
@@ -228,7 +239,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
     overrides = []
     for w, e in _entries(data, "override", where):
         country = _string(e, "country", w).upper()
-        if len(country) != 2 or not country.isalpha():
+        if len(country) != 2 or not (country.isascii() and country.isalpha()):
             raise ConfigError(f"{w}: country {country!r} is not an ISO 3166-1 alpha-2 code like \"SG\"")
         region = _string(e, "region", w, required=False).upper()
         if region and not region.startswith(country + "-"):
@@ -236,7 +247,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         overrides.append(Override(_network(e.get("network"), w), country, region))
     sources = tuple(
         SourceConfig(
-            path=_string(e, "path", w),
+            path=_path(e, w),
             egress_ip=_address(e["egress_ip"], w) if "egress_ip" in e else "",
             org=_string(e, "org", w, required=False),
             format=_format(e, w),
@@ -283,8 +294,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: cannot read the config file ({e})") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file and run again") from None
+    except ValueError as e:  # TOMLDecodeError, and integers over 4300 digits
+        raise ConfigError(f"{path}: not valid TOML ({str(e)[:200]}); fix the file and run again") from None
     except RecursionError:
         raise ConfigError(f"{path}: arrays or tables nested too deeply to read; fix the file and run again") from None
     return parse_config(data, str(path))

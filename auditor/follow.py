@@ -38,7 +38,7 @@ from auditor.pipeline import Auditor
 from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
 from auditor.sources.interface import SourceError
-from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, LogFile, compression_of
+from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, LogFile, check_name, compression_of
 from auditor.store import Checkpoint, FindingStore
 
 POLL_SECONDS = 0.5
@@ -282,8 +282,10 @@ class Follower:
         return self._read(tail)
 
     def _open(self, path: str) -> Tail | None:
+        check_name(path)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # Not blocking: opening a FIFO with no writer would wait forever, deaf to signals.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -291,7 +293,8 @@ class Follower:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise SourceError(f"{path}: not a regular file; --follow takes log files")
+            raise SourceError(f"{path}: not a regular file; --follow takes log files (pipe a stream in as `-`)")
+        os.set_blocking(fd, True)
         ident = (st.st_dev, st.st_ino)
         holder = next((t for t in self._live() if t.ident == ident), None)
         if holder is not None:  # another name of a file read already (a.log and ./a.log, or a rotated file)

@@ -160,8 +160,8 @@ def _load_json(data: bytes, name: str, what: str) -> Any:
         raise FeedError(f"{name}: is an HTML or XML page, not {what}; check the URL or " + _AGAIN)
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise FeedError(f"{name}: is not valid JSON, it is truncated or damaged ({e}); " + _AGAIN) from None
+    except (ValueError, RecursionError) as e:  # decode errors, and integers over 4300 digits
+        raise FeedError(f"{name}: is not valid JSON, it is truncated or damaged ({str(e)[:200]}); " + _AGAIN) from None
 
 
 def _shape_error(name: str, what: str, detail: str) -> FeedError:
@@ -227,10 +227,10 @@ def _iso_field(doc: dict[str, Any], key: str, name: str, what: str) -> str:
         return ""
     try:
         moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.timezone.utc)  # OverflowError for year 1 east of UTC
+    except (ValueError, OverflowError):
         raise _shape_error(name, what, f"{key} {stamp!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc)
     return _iso_utc(moment)
 
 
@@ -329,16 +329,19 @@ def parse_geofeed(data: bytes, name: str = "geofeed.csv", provider: str = "digit
         raise FeedError(f"{name}: is not a UTF-8 geofeed CSV; check the URL or " + _AGAIN) from None
     ranges: list[CloudRange] = []
     skipped = 0
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-            continue
-        prefix = _checked(name, f"line {lineno}", row[0])
-        country = row[1].strip().upper() if len(row) > 1 else ""
-        region = row[2].strip() if len(row) > 2 else ""
-        if not _COUNTRY.match(country):
-            skipped += 1
-            continue
-        ranges.append(CloudRange(prefix, region or country, country))
+    try:
+        for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+                continue
+            prefix = _checked(name, f"line {lineno}", row[0])
+            country = row[1].strip().upper() if len(row) > 1 else ""
+            region = row[2].strip() if len(row) > 2 else ""
+            if not _COUNTRY.match(country):
+                skipped += 1
+                continue
+            ranges.append(CloudRange(prefix, region or country, country))
+    except csv.Error as e:  # a field over csv's limit (128 KiB), a NUL
+        raise FeedError(f"{name}: is not a geofeed CSV ({e}); check the URL or " + _AGAIN) from None
     return Feed(provider, _FEED_LABELS.get(provider, "geofeed"), published, "", tuple(ranges), skipped)
 
 

@@ -71,7 +71,11 @@ class MmdbLocator(Locator):
                 "pass a Country or City database such as GeoLite2-Country.mmdb"
             )
         self.ip_version = int(meta.ip_version)
-        built = dt.datetime.fromtimestamp(int(meta.build_epoch), tz=dt.timezone.utc).date()
+        try:
+            built = dt.datetime.fromtimestamp(int(meta.build_epoch), tz=dt.timezone.utc).date()
+        except (ValueError, OverflowError, OSError):
+            self._reader.close()
+            raise DatabaseError(f"{name}: its build time ({meta.build_epoch}) is not a date; the file is damaged, replace it") from None
         self.build_date = built.isoformat()
         self.version = f"{self.database_type}@{self.build_date}"
 

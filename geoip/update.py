@@ -153,7 +153,10 @@ def _rebase(url: str, base_url: str) -> str:
     """`url` with the scheme and host of `base_url` (a mirror that serves the official paths)."""
     if not base_url:
         return url
-    base = urllib.parse.urlsplit(base_url)
+    try:
+        base = urllib.parse.urlsplit(base_url)
+    except ValueError as e:
+        raise ValueError(f"the base URL {base_url!r} is not a valid URL ({e})") from None
     parts = urllib.parse.urlsplit(url)
     path = base.path.rstrip("/") + parts.path
     return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
@@ -212,7 +215,7 @@ def default_sources(
     license key is given. `base_url` moves every official URL to a mirror (same paths);
     `urls` overrides single sources by name (`{"aws": "http://127.0.0.1:8000/ip-ranges.json"}`).
 
-    Raises ValueError for an unknown source name or MaxMind edition.
+    Raises ValueError for an unknown source name or MaxMind edition, or a URL that does not parse.
     """
     urls = dict(urls or {})
     sources = [feed_source(p, urls.pop(p, "") or _rebase(FEED_URLS[p], base_url)) for p in feeds]
@@ -227,6 +230,11 @@ def default_sources(
             sources.append(source)
     if urls:
         raise ValueError(f"no source named {', '.join(sorted(urls))} to override; sources: {', '.join(s.name for s in sources)}")
+    for source in sources:
+        try:
+            urllib.parse.urlsplit(source.url).port  # noqa: B018 - parses the authority: a broken one raises here
+        except ValueError as e:
+            raise ValueError(f"{source.name}: {source.url!r} is not a valid URL ({e})") from None
     return sources
 
 

@@ -10,14 +10,23 @@ from auditor.store import Row
 COLUMNS = ("ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT", "CALLS", "FIRST SEEN", "LAST SEEN", "BASIS")
 
 
+def _printable(text: str) -> str:
+    """`text` with control characters escaped (`\\n`): values from logs cannot start a row of their own."""
+    if not isinstance(text, str):  # a foreign database's BLOB
+        text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _cells(row: Row) -> tuple[str, ...]:
     def when(value):  # type: ignore[no-untyped-def]
         return value.strftime("%Y-%m-%d %H:%M:%S")
 
-    return (
+    return tuple(_printable(cell) for cell in (
         row.org, row.provider, row.host, row.egress_ip or "-", row.country or "-", row.verdict,
         f"{row.calls} ({row.blocked_calls} blocked)" if row.blocked_calls else str(row.calls), when(row.first_seen), when(row.last_seen), row.basis,
-    )
+    ))
 
 
 class TableFormat(ReportFormat):

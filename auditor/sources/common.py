@@ -23,6 +23,12 @@ def connect_refused(method: str, status: int) -> bool:
     return method == "CONNECT" and status != 0 and not 200 <= status < 300
 
 
+def small_int(text: str, most: int = 5) -> int | None:
+    """`text` as an integer when it is 1 to `most` ASCII digits, else None. Ports and statuses
+    need five at most; int() refuses strings over 4300 digits (ValueError) and is slow far below."""
+    return int(text) if 0 < len(text) <= most and text.isascii() and text.isdigit() else None
+
+
 @functools.lru_cache(maxsize=65_536)
 def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
     """`api.openai.com:443` -> ("api.openai.com", 443); `[2001:db8::1]:443` and bare hosts too.
@@ -36,9 +42,9 @@ def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
         host, port_text = text, ""
     port = default_port
     if port_text:
-        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        port = small_int(port_text) or 0
+        if not 0 < port < 65536:
             raise Malformed(f"bad port in {text[:60]!r}")
-        port = int(port_text)
     return host.rstrip(".").lower(), port
 
 
@@ -84,9 +90,9 @@ def parse_clf_time(text: str) -> dt.datetime:
         sign = -1 if zone[0] == "-" else 1
         offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=dt.timezone(offset))
+        return local.astimezone(dt.timezone.utc)  # year 1 east of UTC, 9999 west: out of range
     except (ValueError, KeyError, IndexError, OverflowError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None
-    return local.astimezone(dt.timezone.utc)
 
 
 def parse_epoch(text: str) -> dt.datetime:
@@ -109,7 +115,10 @@ def parse_iso_time(text: str) -> dt.datetime:
         raise Malformed(f"bad timestamp {str(text)[:40]!r}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise Malformed(f"bad timestamp {str(text)[:40]!r}") from None
 
 
 def parse_json_time(value: object) -> dt.datetime:
@@ -118,6 +127,8 @@ def parse_json_time(value: object) -> dt.datetime:
     RFC 3339 string."""
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 40:  # no timestamp is this long; int() refuses over 4300 digits
+            raise Malformed(f"bad timestamp {text[:40]!r}...")
         if text and (text.replace(".", "", 1).isascii() and text.replace(".", "", 1).isdigit()):
             value = float(text) if "." in text else int(text)
         else:
@@ -125,10 +136,10 @@ def parse_json_time(value: object) -> dt.datetime:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise Malformed(f"bad timestamp {str(value)[:40]!r}")
     for scale in (1, 1_000, 1_000_000, 1_000_000_000):
-        if 0 < value / scale < 1e11:
+        if 0 < value < 1e11 * scale:  # not value / scale: a huge int overflows the division
             break
     else:
-        raise Malformed(f"bad timestamp {str(value)[:40]!r}")
+        raise Malformed(f"bad timestamp {str(value)[:40]!r}")  # json refuses ints str() would
     if isinstance(value, int):
         seconds, rest = divmod(value, scale)
         return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc) + dt.timedelta(microseconds=rest * 1_000_000 // scale)
@@ -169,15 +180,34 @@ JSON_TOO_DEEP = "arrays or objects nested too deeply"
 """Why JSON that Python's parser cannot descend into (thousands of `[`) is refused."""
 
 
-def json_object(text: str, fmt: str, what: str = "record") -> dict[str, Any]:
-    """One JSON object from a line; Malformed `<fmt>: not JSON (...)` or `<fmt>: <what> is not a
-    JSON object` otherwise."""
+def json_value(text: str, fmt: str) -> Any:
+    """The JSON value of a line; Malformed `<fmt>: not JSON (...)` otherwise. Lone surrogates
+    (`\\ud800`, which no UTF-8 can hold: the store and the terminal refuse them) become `?`."""
     try:
-        record = json.loads(text)
+        value = json.loads(text)
+        return without_surrogates(value) if "\\ud" in text or "\\uD" in text else value
     except ValueError as e:  # huge integers too (a ValueError past 4300 digits)
         raise Malformed(f"{fmt}: not JSON ({getattr(e, 'msg', e)})") from None
     except RecursionError:
         raise Malformed(f"{fmt}: not JSON ({JSON_TOO_DEEP})") from None
+
+
+def without_surrogates(value: Any) -> Any:
+    """`value` (decoded JSON) with each lone surrogate in its strings replaced by `?`. May raise
+    RecursionError, as json.loads does, for values nested nearly as deep as it allows."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_surrogates(v) for v in value]
+    return value
+
+
+def json_object(text: str, fmt: str, what: str = "record") -> dict[str, Any]:
+    """One JSON object from a line (see json_value); Malformed `<fmt>: <what> is not a JSON
+    object` for another value."""
+    record = json_value(text, fmt)
     if not isinstance(record, dict):
         raise Malformed(f"{fmt}: {what} is not a JSON object")
     return record

@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, address_port, json_object, parse_iso_time, split_host_port
+from auditor.sources.common import address, address_port, json_object, parse_iso_time, small_int, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "envoy"
@@ -86,8 +86,7 @@ def _event(
     if not host:
         raise Ignored("request names no host")
     resp_h, resp_p = address_port(upstream)
-    if not (code.isascii() and code.isdigit()):
-        code = "0"
+    status = small_int(code, 3) or 0
     return ConnectionEvent(
         ts=ts,
         orig_h=_client(forwarded, downstream),
@@ -96,7 +95,7 @@ def _event(
         resp_h=resp_h,
         resp_p=port or resp_p,
         method=method,
-        status=int(code),
+        status=status,
         raw=raw,
     )
 

@@ -35,7 +35,7 @@ import re
 from urllib.parse import unquote
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, is_hostname, split_host_port
+from auditor.sources.common import address, host_from_target, is_hostname, small_int, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "haproxy"
@@ -80,6 +80,8 @@ def _offset(line: str, start: int) -> dt.timezone:
     zone = m["ts"][-6:] if m["ts"][-3] == ":" else m["ts"][-5:]
     digits = zone[1:].replace(":", "")
     delta = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    if delta >= dt.timedelta(hours=24):
+        raise Malformed(f"haproxy: bad UTC offset {zone!r} in the syslog header")
     return dt.timezone(-delta if zone[0] == "-" else delta)
 
 
@@ -90,9 +92,9 @@ def _accept_time(text: str, zone: dt.timezone) -> dt.datetime:
         year, hh, mm, ss = rest.split(":", 3)
         whole, _, millis = ss.partition(".")
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(whole), int(millis or 0) * 1000, tzinfo=zone)
-    except (ValueError, KeyError):
+        return local.astimezone(dt.timezone.utc)  # year 1 east of UTC, 9999 west: out of range
+    except (ValueError, KeyError, OverflowError):
         raise Malformed(f"haproxy: bad accept date {text[:40]!r}") from None
-    return local.astimezone(dt.timezone.utc)
 
 
 def _decode(value: str) -> str:
@@ -158,7 +160,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     rest = m["rest"]
     http = _HTTP.match(rest)
     if http is not None:
-        status = int(http["status"])
+        status = small_int(http["status"], 3) or 0  # -1 (no response) is 0
         _not_forwarded(http["server"], status)
         request = _decode(http["request"]).split(" ")
         method = request[0] if len(request) == 3 and request[2].startswith("HTTP/") else ""
@@ -174,7 +176,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
         host, port = found
         return ConnectionEvent(
             ts=ts, orig_h=orig_h, orig_p=orig_p, server_name=host, source=location, resp_p=port,
-            method=method, status=max(status, 0), raw=line,
+            method=method, status=status, raw=line,
         )
     tcp = _TCP.match(rest)
     if tcp is not None:

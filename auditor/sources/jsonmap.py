@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, json_object, parse_json_time, split_host_port, url_host_port
+from auditor.sources.common import address, json_object, parse_json_time, small_int, split_host_port, url_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "json"
@@ -116,7 +116,7 @@ class Reader:
         ints: dict[str, int] = {}
         for key in _INTS:
             text = _scalar(got.get(key))
-            ints[key] = int(text) if text.isascii() and text.isdigit() else 0
+            ints[key] = small_int(text) or 0
         host, port = split_host_port(_scalar(got.get("server_name")), 0)
         url = _scalar(got.get("url"))
         if not host and url:

@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
 from auditor.sources import aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
-from auditor.sources.common import JSON_TOO_DEEP
+from auditor.sources.common import JSON_TOO_DEEP, without_surrogates
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
 
@@ -171,6 +171,16 @@ def compression_of(head: bytes) -> str:
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
 
 
+def check_name(path: str) -> None:
+    """SourceError for a file name that is not UTF-8 (bytes the OS gave as surrogates): the store
+    keeps names and locations as text, and could not tell such a file again."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise SourceError(f"{shown}: the file name is not valid UTF-8; rename the file (or pipe it in as `-`)") from None
+
+
 def usable_cores() -> int:
     """The cores this process may run on (`taskset`, cgroup cpusets), not all the machine has."""
     try:
@@ -308,6 +318,7 @@ class LogFile(Prefixed, EventSource):
     @classmethod
     def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None) -> LogFile:
         """Open a file (or `-` for stdin), detecting compression by magic bytes."""
+        check_name(path)
         try:
             raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
         except FileNotFoundError:
@@ -614,6 +625,8 @@ class LogFile(Prefixed, EventSource):
             location = f"{self.name}:{line}"
             try:
                 record, end = decoder.raw_decode(text, pos)
+                if "\\ud" in text[pos:end].lower():
+                    record = without_surrogates(record)
             except (ValueError, RecursionError) as e:
                 why = JSON_TOO_DEEP if isinstance(e, RecursionError) else getattr(e, "msg", e)
                 self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({why})")
@@ -743,6 +756,12 @@ class LogFile(Prefixed, EventSource):
             return
         except Ignored as e:
             self.stats.ignored[str(e)] += 1
+            return
+        except (ValueError, OverflowError, RecursionError) as e:
+            # A value no parser check foresaw (the parsers raise Malformed for those they know): the
+            # line is still counted and skipped, never the end of the run.
+            name = self.format.name if self.format is not None else "log"
+            self.stats.skip(f"{name}: a value out of range ({type(e).__name__})", f"{location} ({str(e)[:80]})")
             return
         self.stats.events += 1
         events.append(event)

@@ -25,6 +25,7 @@ from collections import OrderedDict
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
+from auditor.sources.common import small_int
 from auditor.sources.interface import SourceStats
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -253,14 +254,14 @@ def http_host(data: bytes) -> tuple[bool, str, str, int, int]:
     header_len = header_end + 4 if header_end >= 0 else -1
     if method == "CONNECT":
         host, _, port = target.rpartition(":")
-        return True, method, host.strip("[]").lower(), int(port) if port.isdigit() else 443, header_len
+        return True, method, host.strip("[]").lower(), small_int(port) or 443, header_len
     if header_end < 0 and len(data) < 8192:
         return False, "", "", 0, -1
     for line in data[line_end + 2 : header_end if header_end >= 0 else len(data)].split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"host":
             host, _, port = value.strip().decode("ascii", "replace").rpartition(":")
-            if not port.isdigit():
+            if small_int(port) is None:
                 host, port = value.strip().decode("ascii", "replace"), "80"
             return True, method, host.strip("[]").lower(), int(port), header_len
     return True, method, "", 0, header_len

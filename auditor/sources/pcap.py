@@ -240,14 +240,17 @@ class PcapFile(Prefixed, EventSource):
 
     @staticmethod
     def _interface(body: bytes, endian: str) -> tuple[int, float]:
-        """(link type, timestamp unit) of an interface description block's body."""
+        """(link type, timestamp unit) of an interface description block's body; a body too short
+        to hold its link type gives 0xFFFF, a type no reader knows (its packets are skipped as such)."""
+        if len(body) < 2:
+            return 0xFFFF, 1e-6
         linktype = struct.unpack_from(endian + "H", body, 0)[0]
         unit, off = 1e-6, 8
         while off + 4 <= len(body):
             code, size = struct.unpack_from(endian + "HH", body, off)
             if code == 0:
                 break
-            if code == 9 and size >= 1:  # if_tsresol
+            if code == 9 and size >= 1 and off + 4 < len(body):  # if_tsresol
                 value = body[off + 4]
                 unit = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
             off += 4 + size + (-size % 4)

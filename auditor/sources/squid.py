@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, parse_epoch
+from auditor.sources.common import address, host_from_target, parse_epoch, small_int
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
@@ -45,7 +45,8 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed(f"squid: {len(fields)} fields, expected 10")
     ts = parse_epoch(fields[0])
     result, _, status_text = fields[3].partition("/")
-    if not (status_text.isascii() and status_text.isdigit()):
+    status = small_int(status_text, 3)
+    if status is None:
         raise Malformed("squid: result code without /status")
     reason = not_forwarded(result, status_text)
     if reason:
@@ -63,6 +64,6 @@ def parse(line: str, location: str) -> ConnectionEvent:
         resp_h=address(peer),
         resp_p=port,
         method=method,
-        status=int(status_text),
+        status=status,
         raw=line,
     )

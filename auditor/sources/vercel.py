@@ -10,11 +10,10 @@ which messages those are). The egress is the execution region: `executionRegion`
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import JSON_TOO_DEEP, url_host_port
+from auditor.sources.common import json_value, url_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "vercel"
@@ -35,13 +34,7 @@ def sniff_sample(sample: bytes) -> bool:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One NDJSON line -> ConnectionEvent; Malformed or Ignored otherwise."""
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise Malformed(f"vercel: not JSON ({getattr(e, 'msg', e)})") from None
-    except RecursionError:
-        raise Malformed(f"vercel: not JSON ({JSON_TOO_DEEP})") from None
-    return parse_record(record, location, line)
+    return parse_record(json_value(line, "vercel"), location, line)
 
 
 def _region(record: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_json_time, split_host_port
+from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_json_time, small_int, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "zeek"
@@ -50,12 +50,16 @@ def sniff(line: str) -> bool:
 
 
 def _unescape(text: str) -> str:
-    """`\\x09` -> a tab (the #separator value)."""
-    return text.encode("ascii", "backslashreplace").decode("unicode_escape")
+    """`\\x09` -> a tab (the #separator value); Malformed for a broken escape (`\\x`)."""
+    try:
+        return text.encode("ascii", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        raise Malformed(f"zeek: bad #separator {text[:20]!r}; the tab separator is kept") from None
 
 
 def _port(text: str | None) -> int:
-    return int(text) if text and text.isascii() and text.isdigit() and int(text) < 65536 else 0
+    port = small_int(text or "") or 0
+    return port if port < 65536 else 0
 
 
 def _kind(path: str, has: Callable[[str], bool]) -> str:
@@ -91,7 +95,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
     else:
         method = get("method") or ""
         code = get("status_code") or ""
-        status = int(code) if code.isascii() and code.isdigit() else 0
+        status = small_int(code, 3) or 0
         if connect_refused(method, status):
             raise Ignored(CONNECT_REFUSED)
         host_field, uri = get("host"), get("uri") or "-"
