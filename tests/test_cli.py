@@ -288,3 +288,17 @@ def test_provider_narrows_the_audit(tmp_path: Path) -> None:
 def test_input_summary_counts_calls_in_words(calls: int, text: str) -> None:
     summary = InputSummary("a.log", "squid", "gzip", 0, 40, calls, Counter(), Counter({"denied by the proxy": 3}), {}, False)
     assert summary.describe() == f"a.log (squid, gzip): 40 lines, {text} to governed hosts\n  not counted 3: denied by the proxy"
+
+
+def test_table_cells_escape_control_characters_from_logs(tmp_path: Path) -> None:
+    """Found by a hostile-input hunt: a newline in a logged region printed a row of its own."""
+    drain = tmp_path / "drain.ndjson"
+    drain.write_text(json.dumps({
+        "id": "1", "deploymentId": "dpl_x", "source": "external", "host": "x.vercel.app", "timestamp": 1721005926412,
+        "projectId": "prj_chat", "executionRegion": "x\nfake-org  openai  api.openai.com  1.1.1.1  us  allowed  999",
+        "destination": "https://api.openai.com/v1/chat", "statusCode": 200,
+    }) + "\n")
+    result = CliRunner().invoke(cli, ["logs", str(drain), "--db", str(tmp_path / "f.db")])
+    rows = result.stdout.splitlines()
+    assert len(rows) == 2, result.stdout  # the header and one row
+    assert "vercel:x\\nfake-org" in rows[1]

@@ -189,3 +189,22 @@ def test_source_field_map_from_toml(tmp_path: Path) -> None:
     path.write_text('[[source]]\npath = "gw.json"\nformat = "json"\nfields = { ts = "time", orig_h = "client.ip", server_name = "request.host", status = "response.code" }\n')
     (entry,) = load_config(path).sources
     assert entry.field_map == {"ts": "time", "orig_h": "client.ip", "server_name": "request.host", "status": "response.code"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # Found by a hostile-input hunt: each used to end with a traceback or a Python repr.
+        ("x = " + "9" * 5000 + "\n", "not valid TOML (Exceeds the limit (4300 digits)"),
+        ('[[source]]\npath = "a\\u0000b"\n', "'path' holds a NUL character"),
+        ('[[site]]\nname = "hq"\nnetworks = ["10.0.0.0/8"]\n', "'egress_ip' is missing; give the public address"),
+        ('[[site]]\nname = "hq"\nnetworks = ["10.0.0.0/8"]\negress_ip = 1979-05-27\n', "'egress_ip' must be a string like"),
+        ('[[override]]\nnetwork = "192.0.2.0/24"\ncountry = "ǅǅ"\n', "is not an ISO 3166-1 alpha-2 code"),
+    ],
+)
+def test_bad_values_stop_with_one_sentence(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value) and "\n" not in str(info.value)

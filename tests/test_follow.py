@@ -390,7 +390,10 @@ def test_inputs_that_cannot_be_followed(tmp_path: Path) -> None:
     original.write_text(lines(1, 5))
     copy = tmp_path / "copy.log"
     copy.write_text(lines(1, 5))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: opening it blocking would wait forever, deaf to TERM (hostile-input hunt)
     for paths, message in (([tmp_path / "sub"], "is a directory; --follow takes log files"),
+                           ([fifo], "not a regular file; --follow takes log files (pipe a stream in as `-`)"),
                            ([packed], "gzip-compressed; --follow reads plain log files (audit it without --follow)"),
                            ([original, copy], f"{copy} starts with the same bytes as {original}: it is the same input; follow one of them")):
         result = CliRunner().invoke(cli, ["logs", "--follow", *map(str, paths), "--db", str(tmp_path / "f.db")])

@@ -406,3 +406,18 @@ def test_the_built_index_is_cached_and_answers_the_same(monkeypatch: pytest.Monk
         assert files[0].read_bytes() != b"\x00garbage"
     finally:
         cloud._shared_locator.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "provider, data, message",
+    [
+        # Found by a hostile-input hunt: each used to end with a traceback.
+        ("aws", b'{"syncToken": ' + b"9" * 5000 + b', "prefixes": []}', "is not valid JSON"),
+        ("gcp", b'{"creationTime": "0001-01-01T00:00:00+01:00", "prefixes": []}', "is not an ISO 8601 time"),
+        ("digitalocean", b"192.0.2.0/24,US," + b"x" * 200_000 + b"\n", "is not a geofeed CSV (field larger than field limit"),
+    ],
+)
+def test_damaged_feed_values_are_feed_errors(provider: str, data: bytes, message: str) -> None:
+    with pytest.raises(FeedError) as info:
+        parse_feed(provider, data, "feed")
+    assert message in str(info.value)

@@ -579,3 +579,22 @@ def test_proxy_target_with_a_nul_byte_is_a_name_not_a_crash(tmp_path: Path) -> N
     capture, found = events(write(tmp_path / "nul.pcap", pkts))
     assert [(e.server_name, e.name_source) for e in found] == [("api.open\x00i.com", "socks5"), ("1.2.3\x00.4", "connect")]
     assert capture.stats.skipped == {}
+
+
+def test_pcapng_interface_block_too_short_for_its_link_type_is_counted(tmp_path: Path) -> None:
+    """Found by a hostile-input hunt: an interface description block with an empty body (and one
+    whose if_tsresol option has no value byte) used to end the run with struct.error/IndexError."""
+    good = write(tmp_path / "good.pcapng", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))], ng=True)
+    data = bytes(good.read_bytes())
+    pos = 0
+    while pos < len(data):
+        btype, length = struct.unpack_from("<II", data, pos)
+        if btype == 1:
+            break
+        pos += length
+    empty = struct.pack("<II", 1, 12) + struct.pack("<I", 12)  # an IDB with no body at all
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(data[:pos] + empty + data[pos + length :])
+    capture, found = events(bad)
+    assert found == [] and list(capture.stats.skipped) == ["link type 65535 is not supported"]
+    assert capture.stats.locations["link type 65535 is not supported"][0] == f"{bad}#1"
