@@ -287,7 +287,7 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM, as Windows editors write, is not TOML
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; check the path given to --config") from None
     except (OSError, UnicodeDecodeError) as e:

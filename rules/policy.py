@@ -192,7 +192,7 @@ class Pack:
         when = when or dt.date.today()
         code = code.strip().upper()
         country, dash, sub = code.partition("-")
-        if len(country) != 2 or not country.isalpha() or (dash and not (sub.isalnum() and len(sub) <= 3)):
+        if not code.isascii() or len(country) != 2 or not country.isalpha() or (dash and not (sub.isalnum() and len(sub) <= 3)):
             raise PolicyError(f"{code!r} is not an ISO 3166-1 country code (HK) or 3166-2 code (UA-43)")
         version = self.version_at(when)
         return self._judge_code(version, country, code if sub else "", when)
@@ -288,7 +288,7 @@ def _codes(table: Any, where: str) -> dict[str, str]:
     if not isinstance(table, dict):
         raise PolicyError(f"{where}: 'supported' must be a table of CODE = \"name\"")
     for code, name in table.items():
-        if len(code) != 2 or not code.isalpha() or not code.isupper() or not isinstance(name, str):
+        if len(code) != 2 or not (code.isascii() and code.isalpha() and code.isupper()) or not isinstance(name, str):
             raise PolicyError(f"{where}: supported entry {code!r} is not an ISO 3166-1 alpha-2 code")
     return dict(table)
 

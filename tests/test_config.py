@@ -208,3 +208,9 @@ def test_bad_values_stop_with_one_sentence(tmp_path: Path, text: str, message: s
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_byte_order_mark_is_not_toml_but_is_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[site]]\nname = "hq"\nnetworks = ["10.0.0.0/8"]\negress_ip = "203.0.113.7"\n')
+    assert [s.name for s in load_config(path).sites] == ["hq"]

@@ -112,7 +112,7 @@ def test_check_code(code: str, outcome: Outcome) -> None:
     assert OPENAI.check(code, dt.date(2025, 1, 1)).outcome is outcome
 
 
-@pytest.mark.parametrize("bad", ["H", "HKG", "12", "UA-", "U$-1"])
+@pytest.mark.parametrize("bad", ["H", "HKG", "12", "UA-", "U$-1", "ÅÅ", "UA-４３"])
 def test_check_rejects_non_codes(bad: str) -> None:
     with pytest.raises(PolicyError, match="is not an ISO 3166-1 country code"):
         OPENAI.check(bad)
