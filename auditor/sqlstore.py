@@ -143,7 +143,10 @@ class SqlStore(FindingStore):
             found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(found) > SCHEMA_VERSION:
+                return
+            if not (str(found).isascii() and str(found).isdigit() and int(found) >= 1):
+                raise StoreError(f"the findings database's schema_version is {str(found)[:20]!r}: it is damaged, or not region-auditor's; pass another --db")
+            if int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor")
             elif int(found) < SCHEMA_VERSION:
                 for version in range(int(found) + 1, SCHEMA_VERSION + 1):
@@ -288,9 +291,13 @@ class _Transaction:
 
     def __exit__(self, *exc: Any) -> Any:
         try:
-            return self._cm.__exit__(*exc)
+            handled = self._cm.__exit__(*exc)
         except SQLAlchemyError as e:
             raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
+        if isinstance(exc[1], SQLAlchemyError):  # a statement inside the transaction (rolled back)
+            raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
+                             "its tables are not region-auditor's, or damaged; pass another --db") from None
+        return handled
 
 
 def _first_line(e: Exception) -> str:

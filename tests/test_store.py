@@ -351,3 +351,29 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
     fresh.write_text(squid(T0 + 7200, "10.20.1.5"))
     fresh_summary = audit_logs([str(fresh)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
     assert fresh_summary.inputs[0].resumed_at_line == 0 and fresh_summary.inputs[0].lines == 1
+
+
+@pytest.mark.parametrize("setup, message", [
+    # Found by a hostile-input hunt: each used to end with a traceback.
+    ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'abc')",
+     "the findings database's schema_version is 'abc': it is damaged, or not region-auditor's; pass another --db"),
+    ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '0')",
+     "the findings database's schema_version is '0'"),
+    ("CREATE TABLE runs (id INTEGER PRIMARY KEY, command VARCHAR)",
+     "the findings database refused a statement ("),
+])
+def test_a_foreign_or_damaged_database_is_one_sentence(tmp_path: Path, setup: str, message: str) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    db = tmp_path / "f.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(setup)
+    log = tmp_path / "a.log"
+    log.write_text("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n")
+    result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(db)])
+    assert result.exit_code == 3, result.output
+    assert message in result.stderr and "Traceback" not in result.output
