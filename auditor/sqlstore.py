@@ -296,7 +296,7 @@ class _Transaction:
             raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
         if isinstance(exc[1], SQLAlchemyError):  # a statement inside the transaction (rolled back)
             raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
-                             "its tables are not region-auditor's, or damaged; pass another --db") from None
+                             "check that it is reachable and that --db names a region-auditor database") from None
         return handled
 
 
