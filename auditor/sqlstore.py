@@ -258,7 +258,11 @@ class SqlStore(FindingStore):
         if source_ids is not None:
             query = query.where(t.source_id.in_(list(source_ids)))
         with self._begin() as conn:
-            result = [Row(*r[:7], int(r[7]), r[8], r[9], int(r[10])) for r in conn.execute(query)]
+            try:
+                result = [_row(r) for r in conn.execute(query)]
+            except (ValueError, TypeError) as e:  # SQLite keeps whatever a hand edit put in a column
+                raise StoreError(f"the findings database holds a value region-auditor did not write ({_first_line(e)}); "
+                                 "restore it from a backup or point --db at a new file and audit again") from None
         return sorted(result, key=lambda r: (VERDICT_ORDER.index(r.verdict), r.org, r.provider, r.host, r.egress_ip))
 
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
@@ -298,6 +302,28 @@ class _Transaction:
             raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
                              "check that it is reachable and that --db names a region-auditor database") from None
         return handled
+
+
+def _row(r: Any) -> Row:
+    """One grouped observations row, refusing what no region-auditor writes."""
+    texts, (calls, first, last, blocked) = r[:7], r[7:]
+    for name, value in zip(("org", "provider", "host", "egress_ip", "country", "basis", "verdict"), texts):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} is {type(value).__name__}, not text")
+    if texts[6] not in VERDICT_ORDER:
+        raise ValueError(f"verdict {texts[6]!r} is not one of {', '.join(VERDICT_ORDER)}")
+    counts = []
+    for name, value in (("calls", calls), ("blocked_calls", blocked)):  # SUM: int on SQLite, Decimal on PostgreSQL
+        try:
+            counts.append(int(value))
+        except (TypeError, ValueError, OverflowError):
+            counts.append(-1)
+        if isinstance(value, (str, bytes, bool)) or counts[-1] != value or counts[-1] < 0:
+            raise ValueError(f"{name} {value!r} is not a count")
+    for name, value in (("first_seen", first), ("last_seen", last)):
+        if not isinstance(value, dt.datetime):
+            raise ValueError(f"{name} {value!r} is not a time")
+    return Row(*texts, counts[0], first, last, counts[1])
 
 
 def _first_line(e: Exception) -> str:

@@ -377,3 +377,35 @@ def test_a_foreign_or_damaged_database_is_one_sentence(tmp_path: Path, setup: st
     result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(db)])
     assert result.exit_code == 3, result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("edit, message", [
+    # A hand-edited SQLite file (or a foreign tool writing to it) reached the output as a traceback.
+    ("UPDATE observations SET first_seen = 'notadate'", "(Invalid isoformat string: 'notadate')"),
+    ("UPDATE observations SET verdict = 'weird'", "(verdict 'weird' is not one of violation, at_risk, unknown, allowed)"),
+    ("UPDATE observations SET org = x'41'", "(org is bytes, not text)"),
+    ("UPDATE observations SET calls = -3", "(calls -3 is not a count)"),
+])
+def test_a_hand_edited_value_is_one_sentence(tmp_path: Path, edit: str, message: str) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    db = tmp_path / "f.db"
+    store = SqlStore(str(db))
+    run(store, _log(tmp_path))
+    store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(edit)
+    result = CliRunner().invoke(cli, ["findings", "--db", str(db)])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("Error: the findings database holds a value region-auditor did not write ")
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def _log(tmp_path: Path) -> Path:
+    log = tmp_path / "a.log"
+    log.write_text(squid(T0, "10.20.1.5") + squid(T0 + 60, "10.30.0.9"))
+    return log
