@@ -963,7 +963,11 @@ class _Scan:
         rel = self.files.rel(path)
         if rel not in self.modules:
             src = self.files.text(path)
-            self.modules[rel] = None if src is None else _analyse(rel, src, self.policies)
+            try:
+                self.modules[rel] = None if src is None else _analyse(rel, src, self.policies)
+            except RecursionError:
+                self.files.skipped[rel] = "expressions nested too deeply to read; check its region exports by hand"
+                self.modules[rel] = None
         return self.modules[rel]
 
     def resolve(self, importer: Path, spec: str) -> Path | None:
@@ -974,7 +978,7 @@ class _Scan:
         elif spec.startswith(("@/", "~/")):
             project = importer.parent
             while project != self.root and not any(
-                (project / n).is_file() for n in ("tsconfig.json", "jsconfig.json", "package.json")
+                _is_file(project / n) for n in ("tsconfig.json", "jsconfig.json", "package.json")
             ):
                 project = project.parent
             bases = [project / spec[2:], project / "src" / spec[2:]]
@@ -987,7 +991,7 @@ class _Scan:
                 resolved = Path(os.path.normpath(candidate))
                 if not resolved.is_relative_to(self.root):
                     return None
-                if _js_stem(resolved.name) is not None and resolved.is_file():
+                if _js_stem(resolved.name) is not None and _is_file(resolved):
                     return resolved
         return None
 
@@ -1085,8 +1089,11 @@ class _Scan:
         if src is None:
             return
         try:
-            json.loads(src)
+            json.loads(src, parse_constant=_not_json)
             tree = _JsonPositions(src).parse()
+        except _NotJson as e:
+            self.files.skipped[rel] = f"not valid JSON ({e} is a JavaScript number, not JSON); Vercel refuses to deploy it"
+            return
         except json.JSONDecodeError as e:
             self.files.skipped[rel] = (
                 f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); Vercel reads {path.name} as "
@@ -1317,6 +1324,24 @@ class _Scan:
                 "is pinned to supported regions.",
                 fix, rules,
             )
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, false also for a name the file system refuses (too long: an import
+    specifier can be any string)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> None:
+    """json.loads takes NaN and Infinity; JSON, and so Vercel, does not."""
+    raise _NotJson(constant)
 
 
 def _evidence(apis: Sequence[ApiUse]) -> str:

@@ -442,6 +442,43 @@ def test_vercel_json_nested_too_deeply_is_skipped_with_a_reason(tmp_path: Path) 
     assert result.flags == ()
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_vercel_json_with_a_javascript_number_is_skipped_as_not_json(tmp_path: Path, constant: str) -> None:
+    # json.loads takes these; the position reader did not and stopped with an AssertionError.
+    write(tmp_path, {"vercel.json": '{"regions": ["hkg1"], "x": ' + constant + "}"})
+    result = run(tmp_path)
+    assert [(s.path, s.reason) for s in result.skipped] == [
+        ("vercel.json", f"not valid JSON ({constant} is a JavaScript number, not JSON); Vercel refuses to deploy it")]
+    assert result.flags == ()
+
+
+ROUTE = "import OpenAI from 'openai';\n{}\nexport async function GET() {{ return new OpenAI().chat.completions.create({{}}); }}\n"
+
+
+def test_a_route_nested_too_deeply_is_skipped_and_the_others_still_judged(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "package.json": "{}",
+        "app/api/deep/route.ts": ROUTE.format("export const preferredRegion = " + "(" * 20_000 + "'hkg1'" + ")" * 20_000 + ";"),
+        "app/api/hk/route.ts": ROUTE.format("export const preferredRegion = 'hkg1';"),
+    })
+    result = run(tmp_path)
+    assert [(s.path, s.reason) for s in result.skipped] == [
+        ("app/api/deep/route.ts", "expressions nested too deeply to read; check its region exports by hand")]
+    assert [(f.path, f.region) for f in result.flags] == [("app/api/hk/route.ts", "hkg1")]
+
+
+def test_an_import_too_long_for_the_file_system_is_not_a_local_module(tmp_path: Path) -> None:
+    # Path.is_file raises ENAMETOOLONG instead of answering False.
+    write(tmp_path, {
+        "package.json": "{}",
+        "app/api/hk/route.ts": ROUTE.format(f"import a from './{'a' * 6000}';\nimport b from '@/{'b' * 6000}';\n"
+                                            "export const preferredRegion = 'hkg1';"),
+    })
+    result = run(tmp_path)
+    assert [(f.path, f.line, f.region) for f in result.flags] == [("app/api/hk/route.ts", 4, "hkg1")]
+    assert result.skipped == ()
+
+
 def test_a_list_where_a_region_code_belongs_is_an_unknown_code_not_printed_whole(tmp_path: Path) -> None:
     write(tmp_path, {"vercel.json": '{"regions": ["hkg1", ' + "[" * 800 + "]" * 800 + ', {"a": 1}]}'})
     flags = run(tmp_path).flags
