@@ -48,6 +48,9 @@ MAX_DOCUMENT = 512 << 20
 """A JSON array input (Vercel drain batch) is read whole; a larger one is refused."""
 SETTLED_SECONDS = 10.0
 """A plain file unchanged for this long is finished: its last line counts without a newline."""
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark Windows editors put first: not part of the first line (its bytes
+still count in offsets)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,11 @@ FORMATS = {
 }
 """Known formats by name, in detection order."""
 
-_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+    # zstd skippable frames (magic 0x184D2A50-5F): pzstd starts its output with one
+    *((bytes([0x50 + i]) + b"\x2a\x4d\x18", "zstd") for i in range(16)),
+)
 
 
 class ZstdFrames:
@@ -167,7 +174,7 @@ def _zstandard(path: str, raw: IO[bytes]) -> Any:
 
 
 def compression_of(head: bytes) -> str:
-    """`gzip`, `bz2` or `xz` when `head` (an input's first bytes) starts with that magic, else `plain`."""
+    """`gzip`, `bz2`, `xz` or `zstd` when `head` (an input's first bytes) starts with that magic, else `plain`."""
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
 
 
@@ -251,6 +258,7 @@ class _Piece(io.RawIOBase):
 
 def detect_format(sample: bytes, name: str) -> LogFormat | None:
     """The format most of the first lines of `sample` match; None for an empty sample."""
+    sample = sample.removeprefix(BOM)
     if vercel.sniff_sample(sample):
         return FORMATS[vercel.NAME]
     lines = [ln for ln in sample.split(b"\n")[:64] if ln.strip()]
@@ -424,7 +432,7 @@ class LogFile(Prefixed, EventSource):
     def _replay_headers(self, data: bytes) -> None:
         """Give the reader the header lines of the part of the sample already audited (resume)."""
         assert self._reader is not None
-        for raw in data[: data.rfind(b"\n") + 1].split(b"\n"):
+        for raw in data[: data.rfind(b"\n") + 1].removeprefix(BOM).split(b"\n"):
             if raw.startswith(b"#"):
                 try:
                     self._reader.header(raw.decode("utf-8", "replace").rstrip("\r"))
@@ -432,7 +440,7 @@ class LogFile(Prefixed, EventSource):
                     pass  # counted by the run that read it
 
     def _is_array(self) -> bool:
-        return self.format is not None and self.format.name == vercel.NAME and self._pending.lstrip()[:1] == b"["
+        return self.format is not None and self.format.name == vercel.NAME and self._pending.removeprefix(BOM).lstrip()[:1] == b"["
 
     def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
@@ -685,7 +693,8 @@ class LogFile(Prefixed, EventSource):
     def _scan(self, block: bytes | bytearray, events: list[ConnectionEvent], end: int | None = None) -> int:
         """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
         end = len(block) if end is None else end
-        if self._reader is not None and self._reader.headers and (block[:1] == b"#" or block.find(b"\n#", 0, end) >= 0):
+        if self._reader is not None and self._reader.headers and (
+                block[:1] == b"#" or block.find(b"\n#", 0, end) >= 0 or self._line == 0 and block.startswith(BOM + b"#")):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         pos = 0
@@ -715,7 +724,7 @@ class LogFile(Prefixed, EventSource):
         total = pos = 0
         while pos < len(block):
             start = pos
-            if block[pos : pos + 1] != b"#":
+            if block[pos : pos + 1] != b"#" and not (self._line == 0 and block.startswith(BOM + b"#")):
                 start = block.find(b"\n#", pos) + 1
                 if start == 0:
                     return total + self._scan(block[pos:], events)
@@ -725,7 +734,7 @@ class LogFile(Prefixed, EventSource):
             self._offset += end - start
             self.stats.lines += 1
             total += 1
-            text = block[start : end - 1].decode("utf-8", "replace").rstrip("\r")
+            text = block[start : end - 1].decode("utf-8", "replace").rstrip("\r").removeprefix("\ufeff")
             try:
                 self._reader.header(text)
             except Malformed as e:
@@ -744,6 +753,8 @@ class LogFile(Prefixed, EventSource):
             self.format = detect_format(raw + b"\n", self.name)
             self._reader = self._new_reader()
         text = raw.decode("utf-8", "replace").rstrip("\r")
+        if text[:1] == "\ufeff":  # first in the file, or first of a file concatenated to it
+            text = text[1:]
         parse = self._reader.parse if self._reader is not None else self.format.parse  # type: ignore[union-attr]
         self._collect(parse, (text, location), location, events)
 

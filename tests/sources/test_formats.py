@@ -199,3 +199,38 @@ def test_damaged_fields_are_malformed_lines(fmt: str, line: str) -> None:
 
     with pytest.raises(Malformed):
         FORMATS[fmt].parse(line, "t.log:1")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_byte_order_mark_first_changes_nothing(tmp_path: Path, name: str) -> None:
+    # A log saved by a Windows editor starts with EF BB BF: it made the first line malformed
+    # (a Zeek file lost its #separator header, so every line).
+    data = asset(f"logs/{name}").read_bytes()
+    marked = tmp_path / name
+    marked.write_bytes(b"\xef\xbb\xbf" + data)
+    plain, plain_events = read_all(asset(f"logs/{name}"))
+    log, events = read_all(marked)
+    assert log.format is not None and log.format.name == SAMPLES[name]
+    assert [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain_events]
+    assert log.stats.skipped == plain.stats.skipped and log.stats.lines == plain.stats.lines
+    assert (log.stats.events, log.stats.candidates) == (plain.stats.events, plain.stats.candidates)
+
+
+def test_a_byte_order_mark_before_zeek_headers_survives_a_resume(tmp_path: Path) -> None:
+    from tests.sources.helpers import run
+
+    # The header resuming replays must include the first one: written with another separator.
+    data = asset("logs/zeek-ssl.log").read_bytes().replace(b"\t", b"|").replace(b"#separator \\x09", b"#separator \\x7c")
+    assert data.startswith(b"#separator \\x7c\n")
+    unmarked_file = tmp_path / "plain.log"
+    unmarked_file.write_bytes(data)
+    marked = tmp_path / "ssl.log"
+    marked.write_bytes(b"\xef\xbb\xbf" + data)
+    lines = data.split(b"\n")
+    cut = next(i for i, line in enumerate(lines) if not line.startswith(b"#")) + 1  # headers and one record
+    offset = len(b"\n".join(lines[:cut])) + 1
+    plain, unmarked = run(unmarked_file, resume=(offset, cut))
+    log, rest = run(marked, resume=(3 + offset, cut))
+    resumed = [e.server_name for b in rest for e in b.events]
+    assert resumed and resumed == [e.server_name for b in unmarked for e in b.events]
+    assert log.stats.skipped == plain.stats.skipped and sum(plain.stats.skipped.values()) == 3  # the sample's own bad lines

@@ -13,6 +13,7 @@ import io
 import json
 import lzma
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -763,6 +764,25 @@ def test_zstd_frames_read_like_plain_and_damage_is_counted(tmp_path: Path) -> No
     junk.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 20)
     with pytest.raises(SourceError, match=f"^{junk}: cannot read zstd data"):
         LogFile.open(str(junk), NEEDLES)
+
+
+def test_pzstd_output_starting_with_a_skippable_frame_is_zstd(tmp_path: Path) -> None:
+    # pzstd (zstd's parallel tool) writes each frame after a skippable frame (magic 0x184D2A50,
+    # length 4) holding that frame's compressed size: `pzstd -p 2 access.log` starts 50 2a 4d 18
+    # 04 00 00 00. It was read as a plain file of binary junk.
+    zstandard = pytest.importorskip("zstandard")
+    built = mixed_log(rounds=300)
+    cut_at = built.data.rfind(b"\n", 0, len(built.data) // 2) + 1
+    data = b""
+    for part in (built.data[:cut_at], built.data[cut_at:]):
+        frame = zstandard.ZstdCompressor().compress(part)
+        data += struct.pack("<III", 0x184D2A50, 4, len(frame)) + frame
+    data += struct.pack("<II", 0x184D2A5F, 3) + b"end"  # any of the 16 skippable magics, anywhere
+    path = tmp_path / "access.log.zst"
+    path.write_bytes(data)
+    log, batches = run(path)
+    assert log.compression == "zstd"
+    check_against(built, log, batches, str(path))
 
 
 def test_zstd_without_the_extra_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
