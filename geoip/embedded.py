@@ -37,11 +37,15 @@ def open_embedded() -> MmdbLocator:
     digest = hashlib.sha256(packed).hexdigest()[:16]
     label = f"embedded:{RESOURCE}"
     target = cache_dir() / f"ipfire-country-{digest}.mmdb"
-    if not target.is_file():
+    if target.is_file():
         try:
-            _decompress_to(packed, target)
-        except OSError:
-            return MmdbLocator(io.BytesIO(lzma.decompress(packed)), label=label)
+            return MmdbLocator(target, label=label)
+        except DatabaseError:
+            pass  # the cached copy was damaged after it was written (the packed one is the truth): write it again
+    try:
+        _decompress_to(packed, target)
+    except OSError:
+        return MmdbLocator(io.BytesIO(lzma.decompress(packed)), label=label)
     return MmdbLocator(target, label=label)
 
 

@@ -75,6 +75,18 @@ def test_embedded_database_without_writable_cache(monkeypatch, tmp_path) -> None
     assert open_embedded().locate("43.198.12.34").country_code == "HK"
 
 
+def test_a_damaged_cached_copy_of_the_embedded_database_is_written_again(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Cut short on disk after it was written, it stopped every run with "not a valid MMDB file ...;
+    # pass a MaxMind-format country database", advice about a file the user never chose.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    open_embedded()
+    (cached,) = cache_dir().glob("ipfire-country-*.mmdb")
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[:1000])
+    assert open_embedded().locate("43.198.12.34").country_code == "HK"
+    assert cached.read_bytes() == whole
+
+
 def test_build_locator_user_database_before_embedded(tmp_path) -> None:  # type: ignore[no-untyped-def]
     chain = build_locator([_override("198.51.100.0/24", "SG")], asset("maxmind/GeoIP2-Country-Test.mmdb"))
     assert [loc.description.split(":")[0] for loc in chain.locators] == ["override", "cloud", "mmdb", "mmdb"]
