@@ -39,7 +39,7 @@ from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, LogFile, check_name, compression_of
-from auditor.store import Checkpoint, FindingStore
+from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
 """How often the followed paths are looked at when there is nothing to read."""
@@ -153,6 +153,8 @@ class Tail:
     """When a rotated file was last found with new data."""
     ended_by: str = ""
     """`rotation` or `truncation` once the path no longer names what this tail read."""
+    reopen: bool = False
+    """True when the file is to be opened again from the top: another process moved its checkpoint."""
 
     def close(self) -> None:
         """Close the descriptor (not stdin's); again is a no-op."""
@@ -338,11 +340,16 @@ class Follower:
                 checkpoint = self.store.checkpoint(log)
             if not log.resume(checkpoint.offset, checkpoint.line):
                 checkpoint = self.store.restart(log)
-            twin = next((t for t in self._live() if t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
+            twin = next((t for t in self._live() if t is not tail and t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
             if twin is not None:
                 raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
         finally:
             tail.stream.blocking = False
+        if tail.reopen:  # opened again: the same input in the summary, counted on
+            assert tail.log is not None
+            log.stats, tail.reopen = tail.log.stats, False
+            tail.log, tail.checkpoint, tail.line = log, checkpoint, checkpoint.line
+            return True
         tail.log, tail.checkpoint, tail.resumed_at_line, tail.line = log, checkpoint, checkpoint.line, checkpoint.line
         self._started.append(tail)
         kind = log.format.name if log.format else "format not known yet"
@@ -352,7 +359,7 @@ class Follower:
 
     def _read(self, tail: Tail) -> bool:
         """Read and store the complete lines the input has now (one round); True when there were any."""
-        if tail.log is None and not self._start(tail):
+        if (tail.log is None or tail.reopen) and not self._start(tail):
             return False
         assert tail.log is not None and tail.checkpoint is not None
         tail.stream.deadline = time.monotonic() + COMMIT_SECONDS
@@ -360,12 +367,30 @@ class Follower:
         got = False
         for batch in tail.log.batches():
             findings = list(self.auditor.audit(batch.events, source))
-            self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
+            try:
+                tail.checkpoint = self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
+            except CheckpointMoved as e:
+                self._taken_over(tail, e.checkpoint)
+                return True
             tail.calls += len(findings)
             tail.line = batch.line
             got = True
             self._report(findings)
         return got
+
+    def _taken_over(self, tail: Tail, now: Checkpoint) -> None:
+        """Another process stored lines of this input (`logs` run by hand on a followed file, two
+        followers): the batch just read was not stored. A file is opened again from the top, to
+        resume where the store says; a pipe cannot go back, and is not read further."""
+        assert tail.log is not None
+        where = f"it got to line {now.line}" if now.line else "it audits it again from the start"
+        if tail.stream.pipe:
+            raise SourceError(f"{tail.name}: another region-auditor process is auditing the same input into this database "
+                              f"({where}); stopped reading it, nothing was counted twice")
+        self.say(f"{tail.name}: another region-auditor process is auditing it into this database too ({where}); "
+                 "going on from where the database says, nothing counted twice")
+        tail.reopen = True
+        tail.stream.seek(0)
 
     def _drain(self, tail: Tail) -> None:
         """Read a rotated file to its (current) end."""

@@ -15,7 +15,7 @@ from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
 from auditor.sources.logfile import LogFile, usable_cores
-from auditor.store import Checkpoint, FindingStore
+from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 
 @dataclass
@@ -151,7 +151,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
     done = summary.bytes_read
     calls = 0
     try:
-        checkpoint = _checkpoint(store, log, rescan)
+        start = checkpoint = _checkpoint(store, log, rescan)
         summary.source_ids.append(checkpoint.source_id)
 
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
@@ -159,10 +159,13 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
 
         for batch in log.batches(audit):
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
-            store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
+            checkpoint = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
             calls += sum(t.calls for t in tallies)
             if progress:
                 progress(done + (log.consumed() or 0))
+    except CheckpointMoved as e:
+        summary.unread.append(_taken_over(log.name, checkpoint, e))
+        return
     except SourceError as e:
         if path not in tolerate:
             raise
@@ -172,7 +175,12 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         summary.bytes_read += log.consumed() or 0
         log.close()
     fmt = log.format.name if log.format else "empty"
-    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, checkpoint.line, calls))
+    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls))
+
+
+def _taken_over(name: str, checkpoint: Checkpoint, moved: CheckpointMoved) -> str:
+    return (f"stopped reading {name} after line {checkpoint.line}: another region-auditor process is auditing it into this "
+            f"database at the same time (it got to line {moved.checkpoint.line}); nothing was counted twice")
 
 
 def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerate: Collection[str],
@@ -180,8 +188,14 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
     """Store what a worker read of one input, batch by batch, as `_audit_here` would have."""
     summary.source_ids.append(done.checkpoint.source_id)
     calls = 0
+    checkpoint = done.checkpoint
     for tallies, offset, line in done.batches:
-        store.add_batch(summary.run_id, done.checkpoint, tallies, offset, line)
+        try:
+            checkpoint = store.add_batch(summary.run_id, checkpoint, tallies, offset, line)
+        except CheckpointMoved as e:
+            summary.bytes_read += done.consumed
+            summary.unread.append(_taken_over(done.name, checkpoint, e))
+            return
         calls += sum(t.calls for t in tallies)
     summary.bytes_read += done.consumed
     if progress:

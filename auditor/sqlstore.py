@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from auditor.events import Tally
 from auditor.redact import redact
 from auditor.store import (
-    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc, to_url,
+    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, CheckpointMoved, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc,
+    to_url,
 )
 
 SCHEMA_VERSION = 2
@@ -132,10 +134,17 @@ class SqlStore(FindingStore):
         self._insert = insert
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            self._migrate()
-        except SQLAlchemyError as e:
-            raise StoreError(f"{parsed.render_as_string(hide_password=True)}: cannot open the findings database ({_first_line(e)})") from None
+        for attempt in range(5):
+            try:
+                self._migrate()
+                break
+            except SQLAlchemyError as e:
+                # Two processes creating the same new database: the one that lost the race finds
+                # the tables (or the schema_version row) made under it, and looks again.
+                if attempt < 4 and (isinstance(e, IntegrityError) or "already exists" in str(e)):
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise StoreError(f"{parsed.render_as_string(hide_password=True)}: cannot open the findings database ({_first_line(e)})") from None
 
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
@@ -168,6 +177,7 @@ class SqlStore(FindingStore):
 
     def checkpoint(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
+            _serialize(conn)
             for c in self._same_input(conn, source):
                 if c.fp_len < len(source.prefix):  # the input grew: identify it by more bytes
                     conn.execute(sa.update(sources).where(sources.c.id == c.id).values(fingerprint=source.fingerprint, fp_len=len(source.prefix)))
@@ -190,10 +200,12 @@ class SqlStore(FindingStore):
 
     def restart(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
+            _serialize(conn)
             return self._new_source(conn, source)
 
     def forget(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
+            _serialize(conn)
             ids = [c.id for c in self._same_input(conn, source)]
             if ids:
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
@@ -206,11 +218,21 @@ class SqlStore(FindingStore):
         result = conn.execute(sa.insert(sources).values(name=source.name, fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
         return Checkpoint(int(result.inserted_primary_key[0]), 0, 0)
 
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> None:
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
+        s = sources.c
         with self._begin() as conn:
+            # Compare and set, first: it takes the row's write lock (PostgreSQL) or the database's
+            # (SQLite), so of two processes auditing the same lines only the first stores them.
+            moved = conn.execute(
+                sa.update(sources).where(s.id == checkpoint.source_id, s.offset == checkpoint.offset, s.line == checkpoint.line)
+                .values(offset=offset, line=line, updated_at=_now())
+            ).rowcount
+            if moved != 1:
+                now = conn.execute(sa.select(s.offset, s.line).where(s.id == checkpoint.source_id)).one_or_none()
+                raise CheckpointMoved(Checkpoint(checkpoint.source_id, *(now or (0, 0))))
             for t in tallies:
                 self._upsert(conn, run_id, checkpoint.source_id, t)
-            conn.execute(sa.update(sources).where(sources.c.id == checkpoint.source_id).values(offset=offset, line=line, updated_at=_now()))
+        return Checkpoint(checkpoint.source_id, offset, line)
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
         values = dict(
@@ -324,6 +346,13 @@ def _row(r: Any) -> Row:
         if not isinstance(value, dt.datetime):
             raise ValueError(f"{name} {value!r} is not a time")
     return Row(*texts, counts[0], first, last, counts[1])
+
+
+def _serialize(conn: sa.Connection) -> None:
+    """Make the transaction wait for any other that looks up or creates an input's checkpoint: a
+    write to one row first takes its lock (PostgreSQL) or the database's (SQLite). Two processes
+    opening the same new input at once would otherwise each create a checkpoint and count it twice."""
+    conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=meta_table.c.value))
 
 
 def _first_line(e: Exception) -> str:

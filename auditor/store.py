@@ -28,6 +28,16 @@ class StoreError(Exception):
     """The store cannot be opened or written; the message says what to do."""
 
 
+class CheckpointMoved(StoreError):
+    """Another process moved an input's checkpoint since this one read it (two audits of the same
+    input into one database at once). The batch was not stored: it would have counted lines twice."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__(f"line {checkpoint.line}")
+        self.checkpoint = checkpoint
+        """Where the input's checkpoint is now."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where reading an input resumes."""
@@ -133,8 +143,11 @@ class FindingStore(ABC):
         again from the start with counts replaced, not added to (`logs --rescan`)."""
 
     @abstractmethod
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> None:
-        """Store a batch's findings, grouped (auditor.events.tally), and move the checkpoint, atomically."""
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
+        """Store a batch's findings, grouped (auditor.events.tally), and move the input's checkpoint
+        from `checkpoint` (where the batch starts) to (`offset`, `line`), atomically; the new
+        checkpoint, for the next batch. CheckpointMoved, with nothing stored, when the stored
+        checkpoint is no longer `checkpoint`: another process audited the same lines."""
 
     @abstractmethod
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:

@@ -504,3 +504,36 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     follower.stop()
     summary = follower.run()
     assert [(i.name, i.format, i.lines, i.calls) for i in summary.inputs] == [(str(log), "json", 4, 4)]
+
+
+def test_a_run_by_hand_on_a_followed_file_counts_nothing_twice(tmp_path: Path, running: list[Run]) -> None:
+    """`logs FILE` run by hand while a follower holds the same file and database: the follower's
+    next batch starts from a checkpoint that moved; it is not stored, and the follower goes on from
+    where the database says."""
+    log = tmp_path / "access.log"
+    first = lines(1, 30)
+    log.write_text(first)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first))
+    run.says(f"{log} (squid): following, from its first line")
+    run.proc.send_signal(signal.SIGSTOP)  # the follower is between two rounds when the other run commits
+    try:
+        more = lines(31, 20)
+        append(log, more)
+        by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)],
+                                 capture_output=True, text=True, timeout=60)
+        assert "20 lines after line 30 (audited before)" in by_hand.stderr, by_hand.stderr
+        assert calls(run.db) == governed(first + more)
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
+    run.says(f"{log}: another region-auditor process is auditing it into this database too (it got to line 50); "
+             "going on from where the database says, nothing counted twice")
+    last = lines(51, 10)
+    append(log, last)
+    stored(run.db, governed(first + more + last))
+    time.sleep(1.0)  # a few more rounds: nothing else arrives
+    assert calls(run.db) == governed(first + more + last)
+    assert run.stop() == 0
+    assert sources(run.db) == [(str(log), len(first + more + last), 60)]
+    assert run.stderr.count(f"{log} (squid):") == 2  # following, then its one summary line

@@ -409,3 +409,85 @@ def _log(tmp_path: Path) -> Path:
     log = tmp_path / "a.log"
     log.write_text(squid(T0, "10.20.1.5") + squid(T0 + 60, "10.30.0.9"))
     return log
+
+
+# --- two processes auditing the same input into one database ------------------------------------
+
+
+def _tallies(lines: list[str]) -> list:
+    from auditor.events import tally
+    from auditor.sources.squid import parse
+
+    events = [parse(line.rstrip("\n"), f"a.log:{i}") for i, line in enumerate(lines, 1)]
+    return tally(list(_auditor().audit(events, CONFIG.source("a.log"))))
+
+
+def test_a_batch_from_a_checkpoint_another_process_moved_is_not_stored(db_target: str, tmp_path: Path) -> None:
+    from auditor.sources.logfile import LogFile
+    from auditor.store import CheckpointMoved
+    from tests.sources.helpers import NEEDLES
+
+    log_path = tmp_path / "a.log"
+    log_path.write_text("".join(LINES[:2]))
+    mine, theirs = SqlStore(db_target), SqlStore(db_target)  # two processes' stores
+    log = LogFile.open(str(log_path), NEEDLES)
+    at_mine, at_theirs = mine.checkpoint(log), theirs.checkpoint(log)
+    assert at_mine == at_theirs
+    run_id = theirs.start_run("test", "", "")
+    after = theirs.add_batch(run_id, at_theirs, _tallies(LINES[:2]), 200, 2)
+    assert (after.offset, after.line) == (200, 2)
+    with pytest.raises(CheckpointMoved) as moved:
+        mine.add_batch(mine.start_run("test", "", ""), at_mine, _tallies(LINES[:2]), 200, 2)
+    assert moved.value.checkpoint == after
+    assert calls(mine.rows()) == {("acme", "violation"): 2}  # once
+    assert theirs.add_batch(run_id, after, [], 260, 3).line == 3  # the one that moved it goes on
+    log.close()
+
+
+def test_looking_up_a_checkpoint_waits_for_another_process_creating_it(db_target: str, tmp_path: Path) -> None:
+    """Two processes opening the same new input at once: the second finds the checkpoint the first
+    creates (it waits for it), instead of making its own and counting the input a second time."""
+    import threading
+
+    from auditor.sources.logfile import LogFile
+    from auditor.sqlstore import _serialize
+    from tests.sources.helpers import NEEDLES
+
+    log_path = tmp_path / "a.log"
+    log_path.write_text("".join(LINES))
+    first, second = SqlStore(db_target), SqlStore(db_target)
+    log = LogFile.open(str(log_path), NEEDLES)
+    found: list = []
+    with first.engine.begin() as conn:  # the first process, inside its checkpoint lookup
+        _serialize(conn)
+        waiting = threading.Thread(target=lambda: found.append(second.checkpoint(log)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and not found
+        created = first._new_source(conn, log)
+    waiting.join(10)
+    assert found == [created]
+    log.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_concurrent_audits_of_one_file_count_it_once(db: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Real processes, started together on a database none of them has created yet."""
+    import subprocess
+    import sys
+
+    target = str(tmp_path / "f.db") if db == "sqlite" else request.getfixturevalue("pg_url")
+    log = tmp_path / "access.log"
+    with log.open("w") as f:
+        for i in range(60_000):
+            f.write(squid(T0 + i, f"10.20.{i % 200}.{i % 250 + 1}") if i % 3 == 0 else squid(T0 + i, "10.30.0.9", host="example.com"))
+    os.utime(log, (T0, T0))  # settled: read to the end
+    command = [sys.executable, "-m", "auditor", "logs", str(log), "--db", target, "--json"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    final = SqlStore(target).rows()
+    assert sum(r.calls for r in final) == 20_000
+    for _, err in outputs:
+        assert "Traceback" not in err
+        assert "counted twice" in err or "60000 lines" in err or "(audited before)" in err, err
