@@ -110,45 +110,74 @@ _MAGIC = (
 )
 
 
-class ZstdFrames:
-    """A zstd stream (one frame or several, as `zstd` and logrotate write them) decompressed frame
-    by frame with the optional `zstandard` package, so that data ending inside a frame is told
-    apart from a finished stream (its own stream reader ends silently there)."""
+class Streams:
+    """bz2, xz or zstd data (one stream or several concatenated, as `cat a.xz b.xz`, `pbzip2` and
+    `zstd` write them) decompressed stream by stream, so that data ending inside a stream, or data
+    after the last one that is not another stream, is reported: BZ2File and LZMAFile drop what
+    follows the last stream without a word, and zstandard's stream reader ends silently inside a
+    frame. xz's stream padding (zero bytes) is skipped. (gzip keeps GzipFile, which says both.)
+    A read gives at most `size` bytes from bz2 and xz, however well the data compressed."""
 
-    def __init__(self, raw: IO[bytes], zstandard: Any) -> None:
+    def __init__(self, raw: IO[bytes], kind: str, zstandard: Any = None) -> None:
         self._raw = raw
-        self._zstd = zstandard
-        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._kind = kind
+        self._magic = next(m for m, k in _MAGIC if k == kind)
+        if kind == "zstd":
+            self._new: Callable[[], Any] = lambda: zstandard.ZstdDecompressor().decompressobj()
+            self._errors: tuple[type[Exception], ...] = (zstandard.ZstdError,)
+        elif kind == "bz2":
+            self._new, self._errors = bz2.BZ2Decompressor, (OSError,)
+        else:
+            self._new, self._errors = lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), (lzma.LZMAError,)
+        self._obj = self._new()
         self._out = b""
-        self._in_frame = False
+        self._in_stream = False
         self._ended = False
+        self._error: Exception | None = None
 
     def read1(self, size: int = -1) -> bytes:
+        size = CHUNK if size is None or size < 0 else max(size, 1)
         while not self._out and not self._ended:
-            data = self._raw.read(1 << 16)
-            if not data:
-                self._ended = True
-                if self._in_frame:
-                    raise EOFError("zstd data ends inside a frame")
-                break
-            self._feed(data)
-        size = len(self._out) if size < 0 else size
+            try:
+                if self._in_stream and self._kind != "zstd" and not self._obj.needs_input:
+                    self._step(b"", size)  # output the decompressor holds back (max_length)
+                    continue
+                data = self._raw.read(1 << 16)
+                if not data:
+                    self._ended = True
+                    if self._in_stream:
+                        self._error = EOFError(f"{self._kind} data ends inside a {'frame' if self._kind == 'zstd' else 'stream'}")
+                    break
+                self._step(data, size)
+            except ValueError as e:  # what came before it is given first
+                self._ended, self._error = True, e
+        if not self._out and self._error is not None:
+            raise self._error
         out, self._out = self._out[:size], self._out[size:]
         return out
 
     read = read1
 
-    def _feed(self, data: bytes) -> None:
-        while data:
-            self._in_frame = True
+    def _step(self, data: bytes, size: int) -> None:
+        """Decompress `data` (b"": what the decompressor holds) into `_out`; at the end of a stream
+        go on with what follows it: padding, another stream, or data that is neither (ValueError)."""
+        while True:
+            if not self._in_stream:
+                if self._kind == "xz":
+                    data = data.lstrip(b"\0")  # stream padding
+                if not data:
+                    return
+                if self._kind != "zstd" and not data.startswith(self._magic[: len(data)]):
+                    raise ValueError(f"data after the last {self._kind} stream is not {self._kind} data")
+            self._in_stream = True
             try:
-                self._out += self._obj.decompress(data)
-            except self._zstd.ZstdError as e:
+                self._out += self._obj.decompress(data) if self._kind == "zstd" else self._obj.decompress(data, size)
+            except self._errors as e:
                 raise ValueError(str(e)) from None
             if not self._obj.eof:
                 return
-            data, self._in_frame = self._obj.unused_data, False
-            self._obj = self._zstd.ZstdDecompressor().decompressobj()
+            data, self._in_stream = self._obj.unused_data, False
+            self._obj = self._new()
 
     def fileno(self) -> int:
         return self._raw.fileno()
@@ -342,11 +371,10 @@ class LogFile(Prefixed, EventSource):
         for magic, kind in _MAGIC:
             if head.startswith(magic):
                 compression = kind
-                if kind == "zstd":
-                    stream = ZstdFrames(buffered, _zstandard(path, buffered))  # type: ignore[assignment]
-                    break
-                opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
-                stream = opener(fileobj=buffered) if kind == "gzip" else opener(buffered)  # type: ignore[operator]
+                if kind == "gzip":
+                    stream = gzip.GzipFile(fileobj=buffered)
+                else:
+                    stream = Streams(buffered, kind, _zstandard(path, buffered) if kind == "zstd" else None)  # type: ignore[assignment]
                 break
         growing = False
         if path != "-" and compression == "plain":
