@@ -30,13 +30,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_json_time, small_int, split_host_port
+from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_iso_time, parse_json_time, small_int, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "zeek"
 HEADERS = ("#separator", "#set_separator", "#empty_field", "#unset_field", "#path", "#open", "#close", "#fields", "#types")
 CONN_HINT = "zeek conn.log names no server (no SNI, no Host); audit ssl.log and http.log"
 REDACTED = "[REDACTED]"
+_ID_FIELDS = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
+_SCOPED = {name.replace(".", "_"): name for name in _ID_FIELDS}
+"""`Log::default_scope_sep = "_"` (set for Elasticsearch and Kafka, where a dot means nesting)
+writes `id_orig_h` for `id.orig_h`, in TSV and JSON alike."""
+_ORIG_KEYS = ('"id.orig_h"', '"id_orig_h"', '"id":{"orig_h"', '"id": {"orig_h"')
 
 
 def sniff(line: str) -> bool:
@@ -44,7 +49,7 @@ def sniff(line: str) -> bool:
     if line.startswith("#"):
         return line.split(None, 1)[0] in HEADERS
     if line.startswith("{"):
-        return '"id.orig_h"' in line and '"ts"' in line
+        return '"ts"' in line and any(key in line for key in _ORIG_KEYS)
     head = line.split("\t", 3)
     return len(head) == 4 and head[0].replace(".", "", 1).isdigit() and len(head[0]) >= 10 and head[1][:1] == "C"
 
@@ -127,9 +132,20 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
 
 def _parse_json(line: str, location: str) -> ConnectionEvent:
     record = json_object(line, "zeek", "log entry")
+    path = record["_path"] if isinstance(record.get("_path"), str) else ""
+    if "ts" not in record and len(record) == 1:  # zeek-kafka's tag_json: {"ssl": {...}}
+        (path, inner), = record.items()
+        if isinstance(inner, dict):
+            record = inner
     if "ts" not in record:
         raise Malformed("zeek: record without 'ts'")
     ts = parse_json_time(record["ts"])
+    nested = record.get("id")
+    if isinstance(nested, dict):  # a shipper that turned the dots into objects (Filebeat's expand_keys)
+        record.update({f"id.{k}": v for k, v in nested.items()})
+    for scoped, name in _SCOPED.items():
+        if scoped in record:
+            record.setdefault(name, record[scoped])
 
     def get(key: str) -> str | None:
         value = record.get(key)
@@ -139,7 +155,6 @@ def _parse_json(line: str, location: str) -> ConnectionEvent:
             return "T" if value else "F"
         return str(value)
 
-    path = record["_path"] if isinstance(record.get("_path"), str) else ""
     return _event(_kind(path, lambda k: k in record), get, ts, location, line)
 
 
@@ -165,7 +180,7 @@ class Reader:
         key, _, value = line.partition(self.separator)
         if key == "#fields":
             self.fields = value.split(self.separator)
-            self._index = {name: i for i, name in enumerate(self.fields)}
+            self._index = {_SCOPED.get(name, name): i for i, name in enumerate(self.fields)}
         elif key == "#unset_field":
             self.unset = value
         elif key == "#empty_field":
@@ -192,9 +207,10 @@ class Reader:
                 return None
             return values[i]
 
-        ts = parse_epoch(values[index["ts"]]) if "ts" in index else None
-        if ts is None:
+        if "ts" not in index:
             raise Malformed("zeek: #fields without 'ts'")
+        text = values[index["ts"]]
+        ts = parse_iso_time(text) if text[4:5] == "-" else parse_epoch(text)  # `zeek-cut -d`: 2024-07-15T09:10:11+0000
         raw = line
         if "password" in index and get("password"):
             values[index["password"]] = REDACTED

@@ -89,6 +89,18 @@ def test_ssl_tsv(values: dict[str, str], expected: dict[str, object]) -> None:
     assert (event.orig_p, event.source, event.raw) == (int(ssl_record(**values)["id.orig_p"]), LOC, line)
 
 
+def test_tsv_written_with_an_underscore_scope_separator() -> None:
+    names = [n.replace(".", "_") for n in SSL_FIELDS]
+    record = {n.replace(".", "_"): v for n, v in ssl_record().items()}
+    assert fields(reader_for("ssl", names).parse(tsv(record, names), LOC)) == CALL
+
+
+def test_tsv_with_iso_timestamps_from_zeek_cut_d() -> None:
+    # `zeek-cut -c -d` keeps the header and writes ts as 2024-07-15T09:10:11+0000.
+    line = tsv(ssl_record(ts="2024-07-15T09:10:11+0000"), SSL_FIELDS)
+    assert fields(reader_for("ssl", SSL_FIELDS).parse(line, LOC)) == ev("api.openai.com", "10.20.1.5", OPENAI, 443, ts="2024-07-15 09:10:11")
+
+
 def test_columns_come_from_the_fields_line() -> None:
     shuffled = SSL_FIELDS[::-1]
     line = tsv(ssl_record(), shuffled)
@@ -210,6 +222,17 @@ JSON_PARSED = [
         ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200),
         id="http",
     ),
+]
+
+
+SCOPED = {k.replace(".", "_"): v for k, v in ID.items()}
+JSON_PARSED += [
+    # Log::default_scope_sep = "_" (rocknsm's kafka.bro, Elasticsearch pipelines): the client was lost without a word.
+    pytest.param(zj(ts=1721034611.123456, uid="C1", **SCOPED, server_name="api.openai.com", established=True), CALL, id="scope-sep-underscore"),
+    # A shipper that turned the dots into objects (Filebeat's expand_keys).
+    pytest.param(zj(ts=1721034611.123456, uid="C1", id={k[3:]: v for k, v in ID.items()}, server_name="api.openai.com"), CALL, id="nested-id"),
+    # zeek-kafka's tag_json = T: each record wrapped in an object named after its log.
+    pytest.param(json.dumps({"ssl": {"ts": 1721034611.123456, "uid": "C1", **ID, "server_name": "api.openai.com"}}), CALL, id="kafka-tag-json"),
 ]
 
 
