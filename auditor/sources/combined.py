@@ -20,21 +20,30 @@ from __future__ import annotations
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import host_from_target, parse_clf_time, split_host_port
+from auditor.sources.common import host_from_target, is_hostname, parse_clf_time, split_host_port
 from auditor.sources.interface import Ignored, Malformed
 from auditor.sources.squid import not_forwarded
 
 NAME = "combined"
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_TAGS = r" (?P<result>[A-Z][A-Z_]*):(?P<hierarchy>[A-Z][A-Z_]*)(?: \[.*\] \[.*\])?\s*$"
+"""Squid's `%Ss:%Sh` (`TCP_TUNNEL:HIER_DIRECT`) ending its common/combined emulation, followed by
+the request and reply headers in brackets with `log_mime_hdrs on`."""
 _LINE = re.compile(
     r"^(?P<head>\S.*?) \[(?P<time>[^\]]+)\] "
     + _QUOTED.replace("(", "(?P<request>", 1)
-    + r" (?P<status>[0-9]{3}) (?P<bytes>[0-9]+|-)"
+    # Squid's emulation prints "no reply" as 0 (%d); only there (Envoy's TCP lines have a 0 too)
+    + r" (?P<status>[0-9]{3}|0(?=.*" + re.sub(r"\?P<\w+>", "?:", _TAGS) + r")) (?P<bytes>[0-9]+|-)"
     + r'(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?'
 )
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{1,19}$")
-_SQUID_TAGS = re.compile(r" (?P<result>[A-Z][A-Z_]*):(?P<hierarchy>[A-Z][A-Z_]*)\s*$")
-"""Squid's `%Ss:%Sh` (`TCP_TUNNEL:HIER_DIRECT`) ending its common/combined emulation."""
+_HAPROXY_CLF = re.compile(
+    r' [0-9]+ [0-9]+ "[^"]*" "[^"]*" "[^"]*"(?: -?[0-9]+){5} \S{4}(?: [0-9]+){5} [0-9]+ [0-9]+ "[^"]*" "[^"]*"(?P<headers>(?: "[^"]*")*)\s*$'
+)
+"""What HAProxy's `option httplog clf` writes after the empty referer and user agent: `%cp %ms %ft %b
+%s %TR %Tw %Tc %Tr %Ta %tsc %ac %fc %bc %sc %rc %sq %bq %CC %CS %hrl %hsl` (src/log.c), the captured
+headers last, each quoted."""
+_SQUID_TAGS = re.compile(_TAGS)
 
 
 def _split_head(head: str) -> tuple[str, str]:
@@ -53,6 +62,15 @@ def _split_head(head: str) -> tuple[str, str]:
     if len(parts) == 4:
         return parts[0], parts[1]
     raise Malformed("combined: cannot tell client, ident and user apart")
+
+
+def _captured_host(headers: str) -> tuple[str, int] | None:
+    """The first captured header that is a host name (capture `Host` to audit such a log)."""
+    for value in re.findall(r'"([^"]*)"', headers):
+        host, port = split_host_port(value.strip(), 0)
+        if host and is_hostname(host):
+            return host, port
+    return None
 
 
 def sniff(line: str) -> bool:
@@ -83,6 +101,8 @@ def parse(line: str, location: str) -> ConnectionEvent:
         host, port = host_from_target(method, target)
     elif vhost:
         host, port = split_host_port(vhost, 0)
+    elif method and (clf := _HAPROXY_CLF.match(line, m.end())) is not None:
+        host, port = _captured_host(clf["headers"]) or host_from_target(method, target)
     elif method:
         host, port = host_from_target(method, target)
     else:

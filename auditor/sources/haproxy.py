@@ -25,7 +25,8 @@ not counted, and says why. Requests HAProxy answered itself (server `<NOSRV>`, `
 are not calls.
 
 HAProxy writes its accept date in local time without a zone: it is read as UTC unless an RFC 3339
-or RFC 5424 syslog header gives the offset of the host's clock.
+or RFC 5424 syslog header gives the offset of the host's clock (a container runtime's log prefix,
+`2024-07-15T11:10:11.29+02:00 stdout F `, is the node's clock: it gives none).
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from auditor.sources.interface import Ignored, Malformed
 NAME = "haproxy"
 
 _ACCEPT = re.compile(
-    r"(?:^|(?<= ))(?P<client>\S*?):(?P<cport>[0-9]{1,5}|-)? "
+    r"(?:^(?:<[0-9]{1,3}>)?|(?<= ))(?P<client>\S*?):(?P<cport>[0-9]{1,5}|-)? "
     r"\[(?P<date>[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?)\] (?P<rest>.*)$"
 )
-"""`client:port [accept date] ...`, wherever the syslog header ends."""
+"""`client:port [accept date] ...`, wherever the syslog header ends (`log ... format short` and
+`format priority` put `<PRI>` right before the client)."""
 _HTTP = re.compile(
     r"^(?P<frontend>\S+) (?P<backend>[^\s/]+)/(?P<server>\S+) (?:(?P<vhost>\S+) )?"
     r"(?P<timers>-?[0-9]+/-?[0-9]+/-?[0-9]+/-?[0-9]+/\+?-?[0-9]+) (?P<status>-?[0-9]+) (?P<bytes>\+?[0-9]+) "
@@ -75,8 +77,8 @@ def sniff(line: str) -> bool:
 def _offset(line: str, start: int) -> dt.timezone:
     """The UTC offset an RFC 3339 syslog header in front of the record gives, else UTC."""
     m = _RFC3339.match(line[:start])
-    if m is None or m["ts"].endswith("Z"):
-        return dt.timezone.utc
+    if m is None or m["ts"].endswith("Z") or line.startswith(("stdout ", "stderr "), m.end()):
+        return dt.timezone.utc  # a container runtime's prefix is the node's clock, not HAProxy's
     zone = m["ts"][-6:] if m["ts"][-3] == ":" else m["ts"][-5:]
     digits = zone[1:].replace(":", "")
     delta = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))

@@ -315,7 +315,36 @@ SQUID_PARSED = [
         ev("intranet.corp.example", "10.20.1.5", 80, "GET", 200, "2024-07-15 09:10:11"),
         id="combined-referer-decoy",
     ),
+    # FormatHttpdCommon.cc prints the status with %d: 0 when there was no reply.
+    pytest.param(
+        f'10.20.1.5 - - {T} "POST https://api.openai.com/v1/chat/completions HTTP/1.1" 0 0 TCP_MISS_ABORTED:HIER_DIRECT',
+        ev("api.openai.com", "10.20.1.5", 443, "POST", 0, "2024-07-15 09:10:11"),
+        id="common-aborted-status-0",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 TCP_TUNNEL:HIER_DIRECT [Host: api.openai.com:443%0D%0A] [HTTP/1.1 200 OK%0D%0A]',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="common-log-mime-hdrs",
+    ),
 ]
+
+
+# HAProxy's `option httplog clf` (src/log.c clf_http_log_format): the host only in a captured header.
+HAPROXY_CLF = (
+    f'10.20.1.5 - - {T} "POST /v1/chat/completions HTTP/1.1" 200 2210 "" "" 51012 123 "egress-in" "egress" "openai" '
+    '0 0 1 140 141 ---- 3 3 1 1 0 0 0 "" "" {headers}'
+)
+
+
+@pytest.mark.parametrize("headers, host", [
+    ('"api.openai.com" ""', "api.openai.com"),
+    ('"10.20.1.5" "api.openai.com:443" "" ""', "api.openai.com"),  # X-Forwarded-For captured first
+    ('"" ""', None),  # nothing captured: no host
+])
+def test_haproxy_clf_takes_the_host_from_its_captured_headers(headers: str, host: str | None) -> None:
+    line = HAPROXY_CLF.format(headers=headers)
+    assert combined.sniff(line)
+    assert outcome(combined.parse, line) == (("event", host) if host else ("ignored", "request names no host"))
 
 
 @pytest.mark.parametrize("line, expected", SQUID_PARSED)
@@ -330,6 +359,13 @@ SQUID_IGNORED = [
     pytest.param(f'10.20.3.8 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3600 TCP_DENIED_REPLY:HIER_DIRECT', "denied by the proxy", id="denied-reply"),
     pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3369 NONE_NONE:HIER_NONE', "denied by the proxy", id="squid5-bumped-denied"),
     pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 0 TAG_NONE:HIER_NONE', "not forwarded by the proxy (NONE result)", id="squid35-tag-none"),
+    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 0 0 NONE_NONE:HIER_NONE', "not forwarded by the proxy (NONE result)", id="status-0-none"),
+    # log_mime_hdrs on: the headers follow the tags (FormatHttpdCommon.cc " [%s] [%s]"); the denied
+    # request was counted as a call, a violation with a config.
+    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
+                 '[HTTP/1.1 403 Forbidden%0D%0AServer: squid/6.6%0D%0A]', "denied by the proxy", id="common-denied-log-mime-hdrs"),
+    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
+                 '[HTTP/1.1 403 Forbidden%0D%0A]', "denied by the proxy", id="combined-denied-log-mime-hdrs"),
 ]
 
 

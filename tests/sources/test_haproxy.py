@@ -31,6 +31,12 @@ PARSED = [
     pytest.param("<134>" + SYSLOG + HTTP, CALL, id="rfc3164-with-pri"),
     pytest.param("<134>Jul 15 09:10:11 haproxy[8]: " + HTTP, CALL, id="rfc3164-local-no-hostname"),
     pytest.param(HTTP, CALL, id="raw-no-header"),
+    # `log ... format short` / `format priority` (src/log.c): <PRI> right before the client; it was
+    # read as part of the client address, and every row became "unknown".
+    pytest.param("<6>" + HTTP, CALL, id="format-short"),
+    pytest.param("<134>" + HTTP, CALL, id="format-priority"),
+    # A container runtime's prefix is the node's clock: its offset is not HAProxy's.
+    pytest.param("2024-07-15T11:10:11.290123456+02:00 stdout F " + HTTP, CALL, id="cri-prefix-with-offset"),
     pytest.param("Jul  5 09:10:11 gw1 haproxy[2211]: " + HTTP.replace("15/Jul", "05/Jul"), ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-05 09:10:11.123"), id="space-padded-day"),
     pytest.param("2024-07-15T09:10:11.123456+00:00 gw1 haproxy[2211]: " + HTTP, CALL, id="rsyslog-high-precision-utc"),
     pytest.param(
@@ -114,6 +120,7 @@ PARSED = [
     ),
     # --- tcplog with an appended SNI ---
     pytest.param(SYSLOG + TCP + " api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-bare-sni"),
+    pytest.param("<6>" + TCP + " api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-format-short"),
     pytest.param(SYSLOG + TCP + " {api.openai.com}", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-sni-in-braces"),
     pytest.param(SYSLOG + TCP + ' "api.openai.com"', ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-quoted-sni"),
     pytest.param(SYSLOG + TCP + " dst:api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-key-value-sni"),
