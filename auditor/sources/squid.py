@@ -6,6 +6,8 @@
 
 CONNECT lines carry `host:port`, other methods an absolute URL. With `log_mime_hdrs on` the
 request and reply headers follow in brackets; they are kept (redacted) in the raw record only.
+Intercepted TLS (`ssl_bump peek`/`splice`) is logged as a CONNECT to the server's address; a
+format that appends `%ssl::>sni` names the server after the standard fields, and it is taken.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import address, host_from_target, parse_epoch, small_int
+from auditor.sources.common import address, host_from_target, is_hostname, parse_epoch, small_int
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
@@ -55,6 +57,12 @@ def parse(line: str, location: str) -> ConnectionEvent:
     host, port = host_from_target(method, target)
     if not host:
         raise Ignored("request names no host")
+    if len(fields) == 11 and address(host):
+        # An intercepted connection is logged by address (CONNECT 162.159.140.245:443); a format
+        # that appends %ssl::>sni names the server after the standard fields.
+        sni = fields[10].split(None, 1)[0].lower().rstrip(".")
+        if is_hostname(sni):
+            host = sni
     _, _, peer = fields[8].partition("/")
     return ConnectionEvent(
         ts=ts,

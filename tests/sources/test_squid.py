@@ -126,6 +126,24 @@ PARSED = [
         ev("notapi.openai.community", "10.30.2.7", "198.51.100.77", 443, "CONNECT", 200, "2024-07-15 01:12:25.220"),
         id="decoy-prefix",
     ),
+    # logformat with %ssl::>sni appended (Squid 3.5+), intercepted TLS logged by address: it was
+    # dropped without a word although the line names the host.
+    pytest.param(
+        "1721005946.123  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 - ORIGINAL_DST/162.159.140.245 - API.OpenAI.com.",
+        ev("api.openai.com", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:26.123"),
+        id="intercepted-with-appended-sni",
+    ),
+    pytest.param(
+        "1721005947.123  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 - ORIGINAL_DST/162.159.140.245 - -",
+        ev("162.159.140.245", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:27.123"),
+        id="intercepted-without-sni",
+    ),
+    pytest.param(
+        # A trailing field after a named host changes nothing.
+        "1721005948.123  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - other.example.com",
+        ev("api.openai.com", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:28.123"),
+        id="named-host-keeps-its-name",
+    ),
 ]
 
 
