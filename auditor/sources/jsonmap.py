@@ -15,6 +15,7 @@ provider's blocked-region error (as in Vercel drains).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,7 +122,9 @@ class Reader:
         url = _scalar(got.get("url"))
         if not host and url:
             host, port = url_host_port(url if "://" in url else f"//{url}")
-        message = _scalar(got.get("message"))
+        body = got.get("message")
+        # A response body logged as JSON (an object) is searched as the text the provider sent.
+        message = json.dumps(body, ensure_ascii=False) if isinstance(body, (dict, list)) else _scalar(body)
         if not host and not message:
             raise Ignored("request names no host")
         return ConnectionEvent(

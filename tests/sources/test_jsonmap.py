@@ -94,6 +94,16 @@ def test_every_mapped_field_reaches_the_event() -> None:
         "203.0.113.7", "cloudflare:hkg", "prj_1", "chat", BLOCKED, 1)
 
 
+def test_a_body_logged_as_a_json_object_is_the_message_the_provider_sent() -> None:
+    # A gateway that logs the response body parsed ({"body": {...}}, not a string): its blocked-region
+    # code was lost (the object became "") and the call was not recorded as already refused.
+    line = js(**BASE | {"response": {"code": 403, "body": json.loads(BLOCKED)}})
+    event = jsonmap.Reader(MAP).parse(line, LOC)
+    assert json.loads(event.message) == json.loads(BLOCKED)
+    assert POLICIES.blocked_by(event.message) is not None
+    assert POLICIES.blocked_by(jsonmap.Reader(MAP).parse(js(**BASE | {"response": {"code": 200, "body": {"ok": True}}}), LOC).message) is None
+
+
 IGNORED = [
     pytest.param(js(**BASE | {"request": {"method": "GET"}}), id="no-host"),
     pytest.param(js(**BASE | {"request": {"host": None, "url": ""}}), id="null-host"),
