@@ -17,11 +17,16 @@ read here the source is the client.
 - `alert`, `fileinfo`, `anomaly` and `flow` events repeat a transaction or a flow whose own event
   is read (counting them too would count calls twice); other types (`ssh`, `stats`, ...) are not
   calls. All of these are counted as "not counted" with their type.
+
+An event may come after a prefix (`filetype: syslog` as a syslog daemon writes it to a file, the
+eve-log `prefix: "@cee: "` option, a container runtime's `<time> stdout F `): what comes before the
+object is dropped when it ends like one of those.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from auditor.events import ConnectionEvent
@@ -29,12 +34,22 @@ from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, ho
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "suricata"
+_PREFIX = re.compile(r'[^{"]*?(?:: |- |(?:stdout|stderr) [FP] )(?:@cee: ?)?|@cee: ?')
+"""`Jul 15 09:10:11 sensor1 suricata[1234]: `, `<134>1 2024-... sensor1 suricata 1234 - - `, `@cee: `, ..."""
 TUNNELED = "suricata: TLS inside an HTTP CONNECT tunnel (from_proto http): the CONNECT's http event counts the call"
+
+
+def without_prefix(line: str) -> str:
+    """The event object of a line, after a syslog, @cee or container-runtime prefix if there is one."""
+    if line.startswith("{"):
+        return line
+    start = line.find('{"', 0, 300)
+    return line[start:] if start > 0 and _PREFIX.fullmatch(line, 0, start) else line
 
 
 def sniff(line: str) -> bool:
     """True when `line` looks like an EVE JSON event."""
-    text = line.lstrip()
+    text = without_prefix(line.lstrip())
     return text.startswith("{") and '"event_type"' in text and '"timestamp"' in text and '"firewall_name"' not in text  # AWS Network Firewall's
 
 
@@ -74,7 +89,7 @@ def eve_ip(value: Any) -> str:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One EVE event -> ConnectionEvent; Malformed or Ignored otherwise."""
-    record = json_object(line, "suricata", "event")
+    record = json_object(without_prefix(line), "suricata", "event")
     kind = record.get("event_type")
     if not isinstance(kind, str):
         raise Malformed("suricata: no 'event_type'")

@@ -65,6 +65,13 @@ PARSED = [
     ),
     pytest.param(eve("quic", proto="UDP", quic={"version": "1", "sni": "api.openai.com"}), CALL, id="quic"),
     pytest.param(eve("tls", tls={"sni": "api.openai.com.evil.example"}), ev("api.openai.com.evil.example", "10.20.1.5", OPENAI, 443), id="decoy"),
+    # Prefixes (they made the line "not JSON"): eve-log `filetype: syslog` written to a file by
+    # rsyslog, eve-log `prefix: "@cee: "`, both, RFC 5424, a container runtime's.
+    pytest.param("Jul 15 09:10:11 sensor1 suricata[1234]: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="syslog-file"),
+    pytest.param("@cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="cee-prefix"),
+    pytest.param("2024-07-15T09:10:11.200+00:00 sensor1 suricata[1234]: @cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc3339-syslog-cee"),
+    pytest.param("<134>1 2024-07-15T09:10:11.2Z sensor1 suricata 1234 - - " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc5424"),
+    pytest.param("2024-07-15T09:10:11.200000000Z stdout F " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="container-runtime"),
 ]
 
 
@@ -137,6 +144,7 @@ SNIFF = [
     pytest.param('{"deploymentId":"dpl_1","projectId":"prj_1","source":"lambda"}', False, id="vercel"),
     pytest.param('{"firewall_name":"fw","availability_zone":"ap-east-1a","event":' + eve("alert") + "}", False, id="aws-network-firewall"),
     pytest.param("", False, id="empty"),
+    pytest.param('a log message {"event_type":"tls","timestamp":"2024"}', False, id="json-inside-free-text"),
 ]
 
 
