@@ -1,6 +1,8 @@
 """AWS Network Firewall logs: one JSON object per line, as the firewall delivers them to S3
 (gzip files under `AWSLogs/<account>/network-firewall/<alert|flow|tls>/<region>/...`), CloudWatch
-Logs or Firehose.
+Logs (exported to S3: `<ISO time> <record>` per line) or Firehose. A CloudWatch Logs subscription
+record (`{"messageType":"DATA_MESSAGE",...,"logEvents":[...]}`) holds many events in one line: it
+is counted as malformed with the `jq` command that unwraps it.
 
     {"firewall_name":"egress-fw","availability_zone":"ap-east-1a","event_timestamp":"1721034611","event":{...}}
 
@@ -43,10 +45,25 @@ NO_HOST = "aws-network-firewall: alert without tls or http metadata names no hos
 TLS_LOG = "aws-network-firewall: TLS log event (an inspection error or revocation check), not a call"
 
 
-def sniff(line: str) -> bool:
-    """True when `line` looks like a Network Firewall log record."""
+_EXPORTED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z (?=\{)")
+"""CloudWatch Logs' export to S3 writes each log event as `<ISO time> <message>`."""
+ENVELOPE = (
+    f"{NAME}: a CloudWatch Logs subscription record (many log events in one line); unwrap it first: "
+    "jq -c '.logEvents[].message | fromjson' FILE > alerts.json"
+)
+
+
+def _record_text(line: str) -> str:
     text = line.lstrip()
-    return text.startswith("{") and '"firewall_name"' in text and '"event"' in text
+    m = _EXPORTED.match(text)
+    return text[m.end():] if m else text
+
+
+def sniff(line: str) -> bool:
+    """True when `line` looks like a Network Firewall log record (or a CloudWatch Logs subscription
+    record of them)."""
+    text = _record_text(line)
+    return text.startswith("{") and ('"firewall_name"' in text and '"event"' in text or '"logEvents"' in text and "firewall_name" in text)
 
 
 def region_of(zone: Any) -> str:
@@ -57,7 +74,9 @@ def region_of(zone: Any) -> str:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One log record -> ConnectionEvent; Malformed or Ignored otherwise."""
-    record = json_object(line, NAME)
+    record = json_object(_record_text(line), NAME)
+    if "logEvents" in record:
+        raise Malformed(ENVELOPE)
     event = record.get("event")
     if not isinstance(event, dict):
         raise Malformed(f"{NAME}: no 'event' object")

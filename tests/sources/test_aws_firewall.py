@@ -60,6 +60,27 @@ PARSED = [
 ]
 
 
+def test_a_record_exported_from_cloudwatch_logs_to_s3() -> None:
+    # CloudWatch Logs' export task writes `<ISO time> <message>` per line: it was "not JSON".
+    line = "2024-07-15T09:10:11.123Z " + record()
+    assert nfw.sniff(line)
+    event = nfw.parse(line, LOC)
+    assert (fields(event), event.egress_region, event.raw) == (ev(), "aws:ap-east-1", line)
+
+
+def test_a_cloudwatch_subscription_record_says_how_to_unwrap_it() -> None:
+    import json
+
+    envelope = json.dumps({"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/aws/network-firewall/alert",
+                           "logStream": "egress-fw_alert_ap-east-1a_0", "subscriptionFilters": ["to-firehose"],
+                           "logEvents": [{"id": "378987", "timestamp": 1721034611123, "message": record()}]})
+    assert nfw.sniff(envelope)
+    with pytest.raises(Malformed) as info:
+        nfw.parse(envelope, LOC)
+    assert str(info.value) == nfw.ENVELOPE
+    assert "jq -c '.logEvents[].message | fromjson'" in nfw.ENVELOPE
+
+
 @pytest.mark.parametrize("line, expected, region", PARSED)
 def test_parse(line: str, expected: dict[str, object], region: str) -> None:
     assert nfw.sniff(line)
