@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
-from auditor.sources import aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, zeek
+from auditor.sources import (
+    aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, wrapped, zeek,
+)
 from auditor.sources.common import JSON_TOO_DEEP, without_surrogates
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
@@ -295,12 +297,16 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
         lines = lines[:-1]  # the last one may be cut off by the sample size
     if not lines:
         return None
-    texts = [ln.decode("utf-8", "replace") for ln in lines]
-    best, best_hits = None, 0
-    for fmt in FORMATS.values():
-        hits = sum(1 for t in texts if fmt.sniff(t))
-        if hits > best_hits:
-            best, best_hits = fmt, hits
+    texts = [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines]
+    best = _most_matched(texts)
+    kind = wrapped.common_kind(texts)
+    if kind is not None:
+        inner_texts = [_unwrapped(kind, t) for t in texts]
+        inner = _most_matched(inner_texts)
+        # A JSON record around a line is never the line. A runtime's prefix may be: Envoy, HAProxy
+        # and Suricata read it themselves, and keep their own name.
+        if inner is not None and (kind != "cri" or best is None or _parsed(best, texts) < _parsed(inner, inner_texts)):
+            return _wrap(inner, kind)
     if best is None:
         known = " or ".join(n for n, f in FORMATS.items() if f.detected)
         raise SourceError(
@@ -308,6 +314,75 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
             'or for other JSON lines set format = "json" and a field map in its [[source]] config entry'
         )
     return best
+
+
+def format_named(name: str) -> LogFormat | None:
+    """The format of this name (`squid`, or `squid+docker` for squid lines in a wrapper), None for none."""
+    if name in FORMATS:
+        return FORMATS[name]
+    inner, _, kind = name.partition("+")
+    return _wrap(FORMATS[inner], kind) if inner in FORMATS and kind in wrapped.KINDS else None
+
+
+def _most_matched(texts: list[str]) -> LogFormat | None:
+    best, best_hits = None, 0
+    for fmt in FORMATS.values():
+        hits = sum(1 for t in texts if fmt.sniff(t))
+        if hits > best_hits:
+            best, best_hits = fmt, hits
+    return best
+
+
+def _unwrapped(kind: str, text: str) -> str:
+    try:
+        return wrapped.unwrap(kind, text)
+    except Malformed:
+        return ""
+
+
+def _parsed(fmt: LogFormat, texts: list[str]) -> int:
+    """How many of the sample's lines `fmt` reads (as a call or as a line that is not one)."""
+    count = 0
+    for text in texts:
+        try:
+            fmt.parse(text, "sample")
+        except Ignored:
+            pass
+        except Exception:  # noqa: BLE001 - Malformed, or a value a parser did not foresee: not read
+            continue
+        count += 1
+    return count
+
+
+def _wrap(fmt: LogFormat, kind: str) -> LogFormat:
+    """`fmt` for lines inside a `kind` wrapper (auditor.sources.wrapped)."""
+
+    def parse(line: str, location: str) -> ConnectionEvent:
+        return fmt.parse(wrapped.unwrap(kind, line), location)
+
+    def sniff(line: str) -> bool:
+        return wrapped.kind_of(line) == kind and fmt.sniff(_unwrapped(kind, line))
+
+    make = fmt.reader
+    reader = None if make is None else lambda fields: _WrappedReader(make(fields), kind)
+    return LogFormat(f"{fmt.name}+{kind}", sniff, parse, reader, detected=False)
+
+
+class _WrappedReader:
+    """A format's reader (Zeek JSON, generic JSON's field map), given the lines inside a wrapper.
+    Header lines cannot be read there: only lines naming a governed host reach the parser."""
+
+    headers = False
+
+    def __init__(self, inner: LineReader, kind: str) -> None:
+        self._inner = inner
+        self._kind = kind
+
+    def header(self, line: str) -> None:
+        """Never called (`headers` is False)."""
+
+    def parse(self, line: str, location: str) -> ConnectionEvent:
+        return self._inner.parse(wrapped.unwrap(self._kind, line), location)
 
 
 class LogFile(Prefixed, EventSource):
@@ -344,9 +419,9 @@ class LogFile(Prefixed, EventSource):
                 raise SourceError(f"{name}: cannot read {compression} data ({self.damaged.split(' (', 1)[1].split(');', 1)[0]})")
             self._sample_end = len(self._pending)
             self.prefix = self._pending[:FINGERPRINT_BYTES]
-            if fmt is not None and fmt not in FORMATS:
+            self.format = format_named(fmt) if fmt else detect_format(self._pending, name)
+            if fmt and self.format is None:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
-            self.format = FORMATS[fmt] if fmt else detect_format(self._pending, name)
             self._reader = self._new_reader()
         except SourceError:
             self.close()

@@ -1,0 +1,101 @@
+"""Log lines inside a container runtime's or a log shipper's record: each sample file, wrapped the
+way Docker's json-file driver, Filebeat's file output and the CRI log files write it, reads as the
+file itself does."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from auditor.sources import wrapped
+from auditor.sources.interface import Malformed
+from tests.conftest import asset
+from tests.sources.helpers import events_of, read_all, run
+
+
+def docker(line: str) -> str:
+    # json-file driver: the line with its newline, the stream, the time the runtime read it.
+    return json.dumps({"log": line + "\n", "stream": "stdout", "time": "2024-07-15T09:10:30.123456789Z"}, separators=(",", ":"))
+
+
+def ecs(line: str) -> str:
+    # Filebeat output.file (filestream input): @timestamp, @metadata, the line in message.
+    return json.dumps({
+        "@timestamp": "2024-07-15T09:10:30.123Z", "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.14.0"},
+        "log": {"offset": 0, "file": {"path": "/var/log/proxy/access.log"}}, "message": line,
+        "input": {"type": "filestream"}, "agent": {"type": "filebeat", "version": "8.14.0"}, "ecs": {"version": "8.0.0"},
+    }, separators=(",", ":"))
+
+
+def cri(line: str) -> str:
+    return "2024-07-15T09:10:30.123456789+02:00 stdout F " + line
+
+
+WRAP = {"docker": docker, "ecs": ecs, "cri": cri}
+# Samples whose format reads a CRI prefix itself stay that format (without "+cri").
+SAMPLES = {
+    "squid-access.log": "squid", "squid-common.log": "combined", "nginx-access.log": "combined", "apache-vhost-access.log": "combined",
+    "haproxy-stdout.log": "haproxy", "nginx-stream.log": "nginx-stream", "envoy-access.log": "envoy", "zeek-ssl.json": "zeek",
+    "suricata-eve.json": "suricata", "cloudflare-http_requests.ndjson": "cloudflare", "vercel-drain.ndjson": "vercel",
+}
+READS_CRI_ITSELF = {"haproxy", "envoy", "suricata"}
+
+
+@pytest.mark.parametrize("kind", sorted(WRAP))
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: str) -> None:
+    lines = asset(f"logs/{name}").read_text(encoding="utf-8", errors="replace").splitlines()  # some carry bad bytes on purpose
+    path = tmp_path / name
+    path.write_text("".join(WRAP[kind](line) + "\n" for line in lines if line), encoding="utf-8")
+    plain_log, plain = read_all(asset(f"logs/{name}"))
+    log, events = read_all(path)
+    inner = SAMPLES[name]
+    assert log.format is not None
+    assert log.format.name == (inner if kind == "cri" and inner in READS_CRI_ITSELF else f"{inner}+{kind}")
+    assert events and [(e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in events] == [
+        (e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in plain]
+    assert log.stats.events == plain_log.stats.events and sum(log.stats.skipped.values()) == sum(plain_log.stats.skipped.values())
+    assert all(e.source.startswith(f"{path}:") for e in events)
+
+
+def test_the_wrapped_format_is_named_for_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large wrapped file is read in pieces by worker processes, which find the format by name."""
+    from auditor.sources import logfile
+
+    lines = asset("logs/squid-access.log").read_text(encoding="utf-8", errors="replace").splitlines() * 30
+    path = tmp_path / "docker.log"
+    path.write_text("".join(docker(line) + "\n" for line in lines), encoding="utf-8")
+    os.utime(path, (1721005923, 1721005923))  # settled: not being written, so it may be split
+    _, one = run(path)
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 4096)
+    log, many = run(path)
+    assert len(many) > 2 and log.format is not None and log.format.name == "squid+docker"
+    assert [(e.source, e.server_name) for e in events_of(many)] == [(e.source, e.server_name) for e in events_of(one)]
+    assert logfile.format_named("squid+docker") is not None and logfile.format_named("squid+zip") is None
+
+
+@pytest.mark.parametrize("line, kind", [
+    (docker("x"), "docker"),
+    ('{"log":"x","stream":"stderr","kubernetes":{"pod_name":"squid-0"}}', "docker"),  # Fluent Bit
+    (ecs("x"), "ecs"),
+    (cri("x"), "cri"),
+    ("2024-07-15T09:10:30Z stderr P x", "cri"),
+    ('{"message":"x"}', None),  # no @timestamp: a Vercel-like record, not a wrapper
+    ('{"@timestamp":"2024","message":{"a":1}}', None),
+    ("[1, 2]", None),
+    ("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", None),
+])
+def test_kind_of(line: str, kind: str | None) -> None:
+    assert wrapped.kind_of(line) == kind
+
+
+def test_a_line_outside_the_wrapper_is_malformed() -> None:
+    with pytest.raises(Malformed, match="docker: not JSON"):
+        wrapped.unwrap("docker", "plain text")
+    with pytest.raises(Malformed, match="docker: no 'log' text"):
+        wrapped.unwrap("docker", '{"stream":"stdout"}')
+    assert wrapped.unwrap("docker", docker("a line\r")) == "a line"
