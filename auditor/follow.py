@@ -38,7 +38,7 @@ from auditor.pipeline import Auditor
 from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
 from auditor.sources.interface import SourceError
-from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, LogFile, check_name, compression_of
+from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, LogFile, check_name, compression_of
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
@@ -155,18 +155,24 @@ class Tail:
     """`rotation` or `truncation` once the path no longer names what this tail read."""
     reopen: bool = False
     """True when the file is to be opened again from the top: another process moved its checkpoint."""
+    behind: bool = False
+    """True when, closed, it had complete lines not read yet (stopped while catching up)."""
 
     def close(self) -> None:
         """Close the descriptor (not stdin's); again is a no-op."""
         if self.ident is not None and self.stream.fd >= 0:
+            self.behind = b"\n" in self.stream.pending or os.fstat(self.stream.fd).st_size > self.stream.taken
             os.close(self.stream.fd)
             self.stream.fd = -1
 
     def summary(self, log: LogFile) -> InputSummary:
         stats = log.stats
         name = f"{self.name} before {self.ended_by}" if self.ended_by else self.name
-        return InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats, bool(self.stream.pending),
-                               self.resumed_at_line, self.calls)
+        behind = self.behind or b"\n" in self.stream.pending
+        summary = InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
+                                  bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls)
+        summary.behind = behind
+        return summary
 
 
 class Follower:
@@ -331,6 +337,10 @@ class Follower:
             known = self.config.source(tail.path)  # its format and field map, when the config gives them
             log = LogFile(tail.name, tail.stream, "plain", self._needles, self.fmt or known.format or None,  # type: ignore[arg-type]
                           fields=known.field_map)
+            if not tail.stream.pipe:
+                # Identified by its bytes on disk, as `logs` identifies it: a line the writer has not
+                # finished is not released yet, but `logs` took it into the file's fingerprint.
+                log.prefix = os.pread(tail.stream.fd, FINGERPRINT_BYTES, 0)
             if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
                 raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
             if tail.path in self._rescan:

@@ -34,6 +34,8 @@ class InputSummary:
     unterminated: bool
     events: int = 0
     """Connection events read (governed or not)."""
+    behind: bool = False
+    """Stopped (--follow) with complete lines left to read: they are read when it is read again."""
 
     @classmethod
     def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
@@ -59,7 +61,10 @@ class InputSummary:
             parts.append(f"  skipped {count} malformed: {reason} ({where}{more})")
         for reason, count in self.ignored.most_common():
             parts.append(f"  not counted {count}: {reason}")
-        if self.unterminated:
+        if self.behind:
+            parts.append(f"  stopped before the end of the file (after line {self.resumed_at_line + self.lines}); "
+                         "the rest is read when it is followed or audited again")
+        elif self.unterminated:
             parts.append("  the last line has no newline and the file changed just now; it is read once complete")
         return "\n".join(parts)
 

@@ -537,3 +537,48 @@ def test_a_run_by_hand_on_a_followed_file_counts_nothing_twice(tmp_path: Path, r
     assert run.stop() == 0
     assert sources(run.db) == [(str(log), len(first + more + last), 60)]
     assert run.stderr.count(f"{log} (squid):") == 2  # following, then its one summary line
+
+
+def test_a_file_audited_by_hand_mid_line_is_resumed_by_a_follower(tmp_path: Path, running: list[Run]) -> None:
+    """`logs` fingerprints the bytes on disk, an unfinished last line included; the follower, which
+    releases complete lines only, identified the file by fewer bytes, did not find that checkpoint
+    and counted every line again."""
+    log = tmp_path / "access.log"
+    first = lines(1, 20)  # under 4 KiB: the whole file is its fingerprint
+    half = line(21)
+    log.write_text(first + half[:30])
+    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")],
+                             capture_output=True, text=True, timeout=60)
+    assert "the last line has no newline" in by_hand.stderr
+    assert calls(tmp_path / "f.db") == governed(first)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    run.says(f"{log} (squid): following, after line 20 (audited before)")
+    append(log, half[30:])
+    stored(run.db, governed(first + half))
+    assert run.stop() == 0
+    assert calls(run.db) == governed(first + half)
+
+
+def test_stopped_while_catching_up_says_so_not_that_a_line_is_unfinished(tmp_path: Path) -> None:
+    from auditor.follow import Tail
+    from auditor.runner import InputSummary
+    from auditor.sources.interface import SourceStats
+
+    def closed(content: bytes) -> InputSummary:
+        path = tmp_path / "a.log"
+        path.write_bytes(content)
+        fd = os.open(path, os.O_RDONLY)
+        tail = Tail(str(path), str(path), TailStream(fd), (0, 0))
+        tail.stream.ready()  # takes what the file has; a round's deadline stopped before releasing it
+        tail.close()
+        log = type("L", (), {"stats": SourceStats(lines=7), "format": None})()
+        return tail.summary(log)  # type: ignore[arg-type]
+
+    backlog = closed(b"".join(line(i).encode() for i in range(30)))
+    assert backlog.behind and not backlog.unterminated
+    assert "stopped before the end of the file (after line 7); the rest is read when it is followed or audited again" in backlog.describe()
+    assert "no newline" not in backlog.describe()
+    partial = closed(b"1721638800.000 120 10.20.1.5 TCP_TUN")
+    assert partial.unterminated and not partial.behind
+    assert "the last line has no newline" in partial.describe()
