@@ -157,6 +157,10 @@ class Tail:
     """True when the file is to be opened again from the top: another process moved its checkpoint."""
     behind: bool = False
     """True when, closed, it had complete lines not read yet (stopped while catching up)."""
+    seen_at: float = 0.0
+    """Wall-clock time the path was last found naming this file."""
+    found: bool = False
+    """A generation found rotated away between two looks, not a file named on the command line."""
 
     def close(self) -> None:
         """Close the descriptor (not stdin's); again is a no-op."""
@@ -167,7 +171,7 @@ class Tail:
 
     def summary(self, log: LogFile) -> InputSummary:
         stats = log.stats
-        name = f"{self.name} before {self.ended_by}" if self.ended_by else self.name
+        name = f"{self.name} before {self.ended_by}" if self.ended_by and not self.found else self.name
         behind = self.behind or b"\n" in self.stream.pending
         summary = InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
                                   bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls)
@@ -276,6 +280,7 @@ class Follower:
             tail.quiet_since = time.monotonic()
             self._draining.append(tail)
             self._current[path] = None
+            self._missed_generations(path, tail.seen_at)
             tail = self._current[path] = self._open(path)
             if tail is None:
                 return True
@@ -284,10 +289,44 @@ class Follower:
             tail.ended_by = "truncation"
             self._current[path] = None
             self._retire(tail)
+            self._missed_generations(path, tail.seen_at)  # copytruncate: the copy holds the lines not read yet
             tail = self._current[path] = self._open(path)
             if tail is None:
                 return True
+        elif st is not None:
+            tail.seen_at = time.time()
         return self._read(tail)
+
+    def _missed_generations(self, path: str, since: float) -> None:
+        """Read the files rotated away between two looks at `path` (rotations less than
+        POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
+        `access.log-20240715`), plain, written since the path was last seen naming the file just
+        rotated, and not followed already. Each is audited like any input, by its checkpoint, so a
+        file read before adds nothing."""
+        where, base = os.path.split(path)
+        try:
+            names = sorted(os.listdir(where or "."))
+        except OSError:
+            return
+        followed = {t.ident for t in self._live()}
+        for name in names:
+            if name == base or not name.startswith(base) or name[len(base)] not in ".-_":
+                continue
+            candidate = os.path.join(where, name)
+            try:
+                st = os.stat(candidate, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_mtime < since - 1 or (st.st_dev, st.st_ino) in followed:
+                    continue
+                with open(candidate, "rb") as f:
+                    if compression_of(f.read(8)) != "plain":
+                        continue
+                tail = self._open(candidate)
+            except (OSError, SourceError):
+                continue
+            if tail is not None:
+                tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
+                self._draining.append(tail)
+                self.say(f"{candidate}: rotated away between two looks at {path}; reading it too")
 
     def _open(self, path: str) -> Tail | None:
         check_name(path)
@@ -312,7 +351,7 @@ class Follower:
                 self.say(f"{path}: the same file as {holder.name}, which is read; read once")
             return None
         self._waiting.discard(path)
-        return Tail(path, path, TailStream(fd), ident)
+        return Tail(path, path, TailStream(fd), ident, seen_at=time.time())
 
     def _live(self) -> list[Tail]:
         return [*self._draining, *(t for t in self._current.values() if t is not None)]
@@ -364,12 +403,19 @@ class Follower:
         self._started.append(tail)
         kind = log.format.name if log.format else "format not known yet"
         where = f"after line {checkpoint.line} (audited before)" if checkpoint.line else "from its first line"
-        self.say(f"{tail.name} ({kind}): following, {where}")
+        self.say(f"{tail.name} ({kind}): {'reading' if tail.found else 'following'}, {where}")
         return True
 
     def _read(self, tail: Tail) -> bool:
         """Read and store the complete lines the input has now (one round); True when there were any."""
-        if (tail.log is None or tail.reopen) and not self._start(tail):
+        try:
+            if (tail.log is None or tail.reopen) and not self._start(tail):
+                return False
+        except SourceError as e:
+            if not tail.found:
+                raise
+            self.say(f"{tail.name}: not read ({e})")  # a file that only looked like a generation
+            tail.quiet_since = -math.inf
             return False
         assert tail.log is not None and tail.checkpoint is not None
         tail.stream.deadline = time.monotonic() + COMMIT_SECONDS

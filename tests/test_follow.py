@@ -582,3 +582,63 @@ def test_stopped_while_catching_up_says_so_not_that_a_line_is_unfinished(tmp_pat
     partial = closed(b"1721638800.000 120 10.20.1.5 TCP_TUN")
     assert partial.unterminated and not partial.behind
     assert "the last line has no newline" in partial.describe()
+
+
+def test_generations_rotated_away_between_two_looks_are_read(tmp_path: Path, running: list[Run]) -> None:
+    """Two rotations before the follower looks again (logrotate -f twice within its 0.5 s, or a
+    follower busy elsewhere): the middle generation was never the followed file. It used to be
+    skipped without a word; it is found next to the path and read by its checkpoint."""
+    log = tmp_path / "access.log"
+    old = tmp_path / "old-generation.log"
+    old.write_text(lines(900, 5))  # named otherwise, and older: not taken for a generation
+    os.utime(old, (T0, T0))
+    stale = tmp_path / "access.log.9"
+    stale.write_text(lines(800, 5))  # named like one, but last written before the last look
+    os.utime(stale, (T0, T0))
+    first = lines(1, 10)
+    log.write_text(first)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first))
+    run.proc.send_signal(signal.SIGSTOP)
+    try:
+        second, third = lines(100, 8), lines(200, 6)
+        log.rename(tmp_path / "access.log.1")
+        log.write_text(second)
+        (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
+        log.rename(tmp_path / "access.log.1")
+        log.write_text(third)
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
+    stored(run.db, governed(first + second + third))
+    run.says(f"{tmp_path / 'access.log.1'}: rotated away between two looks at {log}; reading it too")
+    assert run.stop() == 0
+    assert f"{tmp_path / 'access.log.1'} (squid): 8 lines, {governed(second)} calls" in run.stderr
+    assert "access.log.9" not in run.stderr and "old-generation" not in run.stderr
+    assert calls(run.db) == governed(first + second + third)
+
+
+def test_lines_written_just_before_a_copytruncate_are_read_from_the_copy(tmp_path: Path, running: list[Run]) -> None:
+    """copytruncate between two looks: the lines written since the last one are only in the copy,
+    which starts like the followed file and so resumes from its checkpoint."""
+    log = tmp_path / "access.log"
+    first = lines(1, 10)
+    log.write_text(first)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first))
+    run.proc.send_signal(signal.SIGSTOP)
+    try:
+        missed = lines(11, 7)
+        append(log, missed)
+        shutil.copyfile(log, tmp_path / "access.log.1")
+        with log.open("r+") as f:
+            f.truncate(0)
+        after = lines(300, 4)
+        append(log, after)
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
+    stored(run.db, governed(first + missed + after))
+    assert run.stop() == 0
+    assert f"{tmp_path / 'access.log.1'} (squid): 7 lines after line 10 (audited before), {governed(missed)} calls" in run.stderr
+    assert calls(run.db) == governed(first + missed + after)
