@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import select
 import signal
 import stat
@@ -45,6 +46,8 @@ POLL_SECONDS = 0.5
 """How often the followed paths are looked at when there is nothing to read."""
 COMMIT_SECONDS = 1.0
 """Longest time between two commits while lines keep arriving."""
+_GENERATION = re.compile(r"[.\-_][0-9][0-9A-Za-z.\-_]*")
+"""What logrotate adds to a rotated file's name: `.1`, `-20240715`, `.2024-07-15-1721...`."""
 DRAIN_SECONDS = 5.0
 """How long a rotated file is kept open after its last write, for a writer that reopens late."""
 
@@ -300,7 +303,7 @@ class Follower:
     def _missed_generations(self, path: str, since: float) -> None:
         """Read the files rotated away between two looks at `path` (rotations less than
         POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
-        `access.log-20240715`), plain, written since the path was last seen naming the file just
+        `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen naming the file just
         rotated, and not followed already. Each is audited like any input, by its checkpoint, so a
         file read before adds nothing."""
         where, base = os.path.split(path)
@@ -310,7 +313,7 @@ class Follower:
             return
         followed = {t.ident for t in self._live()}
         for name in names:
-            if name == base or not name.startswith(base) or name[len(base)] not in ".-_":
+            if not (name.startswith(base) and _GENERATION.fullmatch(name, len(base))):
                 continue
             candidate = os.path.join(where, name)
             try:

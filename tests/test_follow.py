@@ -608,13 +608,14 @@ def test_generations_rotated_away_between_two_looks_are_read(tmp_path: Path, run
         (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
         log.rename(tmp_path / "access.log.1")
         log.write_text(third)
+        (tmp_path / "access.log.bak").write_text(lines(700, 3))  # written now, but not named like a generation
     finally:
         run.proc.send_signal(signal.SIGCONT)
     stored(run.db, governed(first + second + third))
     run.says(f"{tmp_path / 'access.log.1'}: rotated away between two looks at {log}; reading it too")
     assert run.stop() == 0
     assert f"{tmp_path / 'access.log.1'} (squid): 8 lines, {governed(second)} calls" in run.stderr
-    assert "access.log.9" not in run.stderr and "old-generation" not in run.stderr
+    assert "access.log.9" not in run.stderr and "old-generation" not in run.stderr and "access.log.bak" not in run.stderr
     assert calls(run.db) == governed(first + second + third)
 
 
