@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor.sources import jsonmap
-from auditor.sources.logfile import FORMATS
+from auditor.sources import jsonmap, wrapped
+from auditor.sources.logfile import FORMATS, format_named
 from geoip.overrides import Network, Override
 
 
@@ -176,21 +176,28 @@ def _networks(entry: Mapping[str, Any], where: str) -> tuple[Network, ...]:
 
 def _format(entry: Mapping[str, Any], where: str) -> str:
     fmt = _string(entry, "format", where, required=False)
-    if fmt and fmt not in FORMATS:
-        raise ConfigError(f"{where}: format {fmt!r} is not a log format; use one of {', '.join(FORMATS)}, or leave it out to detect it")
+    if fmt and format_named(fmt) is None:
+        raise ConfigError(f"{where}: format {fmt!r} is not a log format; use one of {', '.join(FORMATS)} (or one of them inside a wrapper: "
+                          f"squid+{', squid+'.join(wrapped.KINDS)}), or leave it out to detect it")
     return fmt
+
+
+def _inner(entry: Mapping[str, Any]) -> object:
+    """The format of the lines (`json` for `json+docker`)."""
+    fmt = entry.get("format")
+    return fmt.partition("+")[0] if isinstance(fmt, str) else fmt
 
 
 def _fields(entry: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
     example = 'fields = { ts = "time", server_name = "request.host" }'
     fields = entry.get("fields")
     if fields is None:
-        if entry.get("format") == jsonmap.NAME:
+        if _inner(entry) == jsonmap.NAME:
             raise ConfigError(f"{where}: format = \"json\" needs a field map; add {example}")
         return ()
     if not isinstance(fields, dict):
         raise ConfigError(f"{where}: 'fields' must be a table of event field = \"dotted.path\", like {example}")
-    if entry.get("format") != jsonmap.NAME:
+    if _inner(entry) != jsonmap.NAME:
         raise ConfigError(f"{where}: 'fields' is read only with format = \"json\"; add that, or remove 'fields'")
     problem = jsonmap.check_map(fields)
     if problem:

@@ -99,3 +99,30 @@ def test_a_line_outside_the_wrapper_is_malformed() -> None:
     with pytest.raises(Malformed, match="docker: no 'log' text"):
         wrapped.unwrap("docker", '{"stream":"stdout"}')
     assert wrapped.unwrap("docker", docker("a line\r")) == "a line"
+
+
+def test_a_source_entry_forces_a_format_inside_a_wrapper(tmp_path: Path) -> None:
+    """Generic JSON is never detected: JSON lines of an app in a container are read by naming both
+    in the [[source]] entry (format = "json+docker" and the field map)."""
+    from auditor.config import ConfigError, parse_config
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import NEEDLES
+    from tests.sources.test_jsonmap import CONFIG
+
+    plain = asset("logs/gateway.json")
+    path = tmp_path / "gateway.json"
+    path.write_text("".join(docker(line) + "\n" for line in plain.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    entry = dict(CONFIG["source"][0], path=str(path), format="json+docker")
+    source = parse_config({"source": [entry]}, "t.toml").source(str(path))
+    log = LogFile.open(str(path), NEEDLES, source.format, source.field_map)
+    found = list(log.events())
+    log.close()
+    unwrapped = LogFile.open(str(plain), NEEDLES, "json", source.field_map)
+    want = list(unwrapped.events())
+    unwrapped.close()
+    assert log.format is not None and log.format.name == "json+docker"
+    assert want and [(e.server_name, e.ts, e.orig_h) for e in found] == [(e.server_name, e.ts, e.orig_h) for e in want]
+    with pytest.raises(ConfigError, match=r"format 'squid\+zip' is not a log format"):
+        parse_config({"source": [dict(entry, format="squid+zip")]}, "t.toml")
+    with pytest.raises(ConfigError, match='format = "json" needs a field map'):
+        parse_config({"source": [{"path": "x", "format": "json+docker"}]}, "t.toml")
