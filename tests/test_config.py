@@ -163,7 +163,7 @@ def test_source_format_and_field_map() -> None:
 @pytest.mark.parametrize(
     "source, message",
     [
-        ({"format": "apache"}, r"format 'apache' is not a log format; use one of squid, combined, .*json, or leave it out to detect it"),
+        ({"format": "apache"}, r"format 'apache' is not a log format; use one of squid, combined, .*json \(or one of them inside a wrapper: squid\+docker, squid\+ecs, squid\+cri\), or leave it out to detect it"),
         ({"format": 7}, "'format' must be a non-empty string"),
         ({"format": "json"}, r'format = "json" needs a field map; add fields = \{ ts = "time", server_name = "request.host" \}'),
         ({"format": "zeek", "fields": {"ts": "ts", "server_name": "server_name"}}, r"'fields' is read only with format = \"json\"; add that, or remove 'fields'"),
