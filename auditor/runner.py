@@ -36,6 +36,14 @@ class InputSummary:
     """Connection events read (governed or not)."""
     behind: bool = False
     """Stopped (--follow) with complete lines left to read: they are read when it is read again."""
+    earlier_copy: bool = False
+    """Shorter than the input it starts like, which was audited further: nothing new in it."""
+
+    @classmethod
+    def of_earlier_copy(cls, name: str, fmt: str, compression: str, checkpoint: Checkpoint) -> InputSummary:
+        """The summary of an input that ends before the checkpoint it starts like."""
+        return cls(name=name, format=fmt, compression=compression, resumed_at_line=checkpoint.line, lines=0, calls=0,
+                   skipped=Counter(), ignored=Counter(), locations={}, unterminated=False, earlier_copy=True)
 
     @classmethod
     def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
@@ -50,6 +58,9 @@ class InputSummary:
     def describe(self) -> str:
         """One paragraph for stderr."""
         kind = self.format if self.compression == "plain" else f"{self.format}, {self.compression}"
+        if self.earlier_copy:
+            return (f"{self.name} ({kind}): nothing new: it starts like an input audited up to line {self.resumed_at_line} "
+                    "and ends before that (an earlier, shorter copy of it)")
         text = f"{self.name} ({kind}): {self.lines} lines"
         if self.resumed_at_line:
             text += f" after line {self.resumed_at_line} (audited before)"
@@ -102,6 +113,7 @@ def audit_logs(
     of `paths`, exactly as if this process had read them (see `_Ahead`)."""
     run_id = store.start_run(command, auditor.locator.description, auditor.policies.version_tag)
     summary = RunSummary(run_id)
+    start = _Start(store, rescan)
     needles = auditor.policies.needles()
     ahead = _Ahead.start(auditor, needles) if opener is None and len(paths) > 1 else None
     try:
@@ -119,15 +131,19 @@ def audit_logs(
                     ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
                     # A compressed input is resumed by its worker only: skipping to the checkpoint
                     # means decompressing up to it, which is worth doing once.
-                    checkpoint = _checkpoint(store, log, rescan, resume=log.compression == "plain")
-                    ahead.submit(path, log, checkpoint, source_config)
+                    checkpoint = start(log, resume=log.compression == "plain")
+                    if checkpoint is None:
+                        summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start.found))
+                        summary.source_ids.append(start.found.source_id)
+                    else:
+                        ahead.submit(path, log, checkpoint, source_config)
                     log.close()
                     for done in ahead.ready():
                         _store_result(done, store, summary, tolerate, progress)
                     continue
                 for done in ahead.drain():
                     _store_result(done, store, summary, tolerate, progress)
-            _audit_here(log, path, source_config, auditor, store, summary, rescan, tolerate, progress)
+            _audit_here(log, path, source_config, auditor, store, summary, start, tolerate, progress)
         if ahead is not None:
             for done in ahead.drain():
                 _store_result(done, store, summary, tolerate, progress)
@@ -141,23 +157,44 @@ def audit_logs(
     return summary
 
 
-def _checkpoint(store: FindingStore, log: Any, rescan: bool, *, resume: bool = True) -> Checkpoint:
-    """Where to start reading `log` (from the top with `rescan`); with `resume`, `log` is moved
-    there, and a file now shorter than its checkpoint starts over as a new input."""
-    checkpoint = store.forget(log) if rescan else store.checkpoint(log)
-    if resume and not log.resume(checkpoint.offset, checkpoint.line):
-        checkpoint = store.restart(log)
-    return checkpoint
+class _Start:
+    """Where each input of a run starts: its checkpoint, or with `rescan` the top (what earlier runs
+    recorded for it forgotten, but not what this run stored: a copy of an input read in this run
+    resumes from its checkpoint)."""
+
+    def __init__(self, store: FindingStore, rescan: bool) -> None:
+        self.store = store
+        self.rescan = rescan
+        self.rescanned: set[int] = set()
+        self.found = Checkpoint(0, 0, 0)
+        """The checkpoint the last call found, also when it returned None."""
+
+    def __call__(self, log: Any, *, resume: bool = True) -> Checkpoint | None:
+        """The checkpoint to read `log` from (with `resume`, `log` is moved there); None when `log`
+        ends before it: an earlier, shorter copy of an input audited further, nothing new in it."""
+        if self.rescan:
+            checkpoint = self.store.forget(log, keep=self.rescanned)
+            self.rescanned.add(checkpoint.source_id)
+        else:
+            checkpoint = self.store.checkpoint(log)
+        self.found = checkpoint
+        if resume and not log.resume(checkpoint.offset, checkpoint.line):
+            return None
+        return checkpoint
 
 
 def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Auditor, store: FindingStore, summary: RunSummary,
-                rescan: bool, tolerate: Collection[str], progress: Callable[[int], None] | None) -> None:
+                start_at: _Start, tolerate: Collection[str], progress: Callable[[int], None] | None) -> None:
     """Read and audit one input in this process (its large-file pieces may still go to workers)."""
     done = summary.bytes_read
     calls = 0
     try:
-        start = checkpoint = _checkpoint(store, log, rescan)
-        summary.source_ids.append(checkpoint.source_id)
+        found = start_at(log)
+        summary.source_ids.append(start_at.found.source_id)
+        if found is None:
+            summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start_at.found))
+            return
+        start = checkpoint = found
 
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
             return auditor.tally(events, source)
@@ -188,10 +225,18 @@ def _taken_over(name: str, checkpoint: Checkpoint, moved: CheckpointMoved) -> st
             f"database at the same time (it got to line {moved.checkpoint.line}); nothing was counted twice")
 
 
+def _format(log: Any) -> str:
+    return log.format.name if log.format else "empty"
+
+
 def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerate: Collection[str],
                   progress: Callable[[int], None] | None) -> None:
     """Store what a worker read of one input, batch by batch, as `_audit_here` would have."""
     summary.source_ids.append(done.checkpoint.source_id)
+    if done.earlier_copy:
+        summary.bytes_read += done.consumed
+        summary.inputs.append(InputSummary.of_earlier_copy(done.name, done.format, done.compression, done.checkpoint))
+        return
     calls = 0
     checkpoint = done.checkpoint
     for tallies, offset, line in done.batches:
@@ -233,6 +278,7 @@ class _Done:
     unterminated: bool
     consumed: int
     error: str = ""
+    earlier_copy: bool = False
 
 
 _worker_state: tuple[Auditor, tuple[bytes, ...]] | None = None
@@ -253,7 +299,8 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     except SourceError as e:  # gone or changed since it was looked at
         return _Done(path, path, fmt or "empty", "plain", checkpoint, (), SourceStats(), False, 0, str(e))
     try:
-        log.resume(checkpoint.offset, checkpoint.line)
+        if not log.resume(checkpoint.offset, checkpoint.line):
+            return _Done(path, log.name, _format(log), log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
         for batch in log.batches():
             batches.append((tuple(auditor.tally(batch.events, source)), batch.offset, batch.line))
     except SourceError as e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -203,10 +203,14 @@ class SqlStore(FindingStore):
             _serialize(conn)
             return self._new_source(conn, source)
 
-    def forget(self, source: Fingerprinted) -> Checkpoint:
+    def forget(self, source: Fingerprinted, keep: Collection[int] = ()) -> Checkpoint:
         with self._begin() as conn:
             _serialize(conn)
-            ids = [c.id for c in self._same_input(conn, source)]
+            found = self._same_input(conn, source)
+            kept = next((c for c in found if c.id in keep), None)
+            if kept is not None:
+                return Checkpoint(kept.id, kept.offset, kept.line)
+            ids = [c.id for c in found]
             if ids:
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,10 +137,12 @@ class FindingStore(ABC):
         """A new checkpoint at 0 for an input whose old checkpoint no longer applies."""
 
     @abstractmethod
-    def forget(self, source: Fingerprinted) -> Checkpoint:
+    def forget(self, source: Fingerprinted, keep: Collection[int] = ()) -> Checkpoint:
         """Drop what earlier audits of an input (the same content, as `checkpoint` finds it)
         recorded: checkpoints, calls and evidence; a new checkpoint at 0, so that it is audited
-        again from the start with counts replaced, not added to (`logs --rescan`)."""
+        again from the start with counts replaced, not added to (`logs --rescan`). When one of the
+        checkpoints found is in `keep` (made by this run's own `forget`), nothing is dropped and
+        that checkpoint is returned: a copy of an input the run has read is not a reason to forget it."""
 
     @abstractmethod
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:

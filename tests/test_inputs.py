@@ -120,11 +120,16 @@ def test_stdin_checkpoints(tmp_path: Path) -> None:
     path = tmp_path / "same.log"
     path.write_text(first + block(60, 5))
     assert "0 lines after line 65 (audited before)" in logs(str(path), "--db", db).stderr
-    # A stream shorter than what was audited cannot be resumed; --rescan starts over.
+    # A stream that ends before what was audited is an earlier copy of it: nothing new (it used to
+    # be refused, and a plain file shorter than its checkpoint was counted again); --rescan starts over.
     short = first[: len(first) - len(squid(59))]
-    refused = CliRunner().invoke(cli, ["logs", "-", "--db", db], input=_Pipe(short.encode()))
-    assert refused.exit_code == 3
-    assert f"<stdin>: ends before the point already audited (byte {len(first) + len(block(60, 5))}); it starts like an input audited before but is shorter; pass --rescan" in refused.output
+    earlier = CliRunner().invoke(cli, ["logs", "-", "--db", db, "--json"], input=_Pipe(short.encode()))
+    assert earlier.exit_code == 0 and total(earlier) == 65
+    assert ("<stdin> (squid): nothing new: it starts like an input audited up to line 65 and ends before that "
+            "(an earlier, shorter copy of it)") in earlier.stderr
+    copy = tmp_path / "older-copy.log"
+    copy.write_text(short)
+    assert total(logs(str(copy), "--db", db, "--json")) == 65
     rescanned = logs("-", "--db", db, "--json", "--rescan", input=_Pipe(short.encode()))
     assert "<stdin> (squid): 59 lines, 59 calls" in rescanned.stderr
     assert total(logs("-", "--db", db, "--json", input=b"")) == 0
@@ -229,3 +234,27 @@ def test_workers_and_one_process_give_the_same_summaries(tmp_path: Path, monkeyp
     monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
     one = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "one.db"), "--json")
     assert many.stderr == one.stderr and json.loads(many.stdout) == json.loads(one.stdout)
+
+
+@pytest.mark.parametrize("rescan", [False, True])
+def test_a_grown_input_and_its_earlier_copies_count_once(tmp_path: Path, rescan: bool) -> None:
+    """A directory with a log, its grown successor and older copies of it (backups, logrotate's
+    `copy`), read by workers: the copies add nothing. They used to be counted again (92 calls for
+    46), and with --rescan a copy forgot what the same run had just stored of the grown file."""
+    d = tmp_path / "logs"
+    d.mkdir()
+    original, grown = block(0, 60), block(0, 60) + block(60, 40)  # over the 4 KiB fingerprint
+    (d / "a-grown.log.gz").write_bytes(gzip.compress(grown.encode()))
+    (d / "b-copy.log").write_text(original)
+    (d / "c-copy.log.gz").write_bytes(gzip.compress(original.encode()))
+    (d / "d-copy.log").write_text(original)
+    for f in d.iterdir():
+        os.utime(f, (1_700_000_000, 1_700_000_000))
+    db = str(tmp_path / "f.db")
+    args = [str(d), "--db", db, "--json", *(["--rescan"] if rescan else [])]
+    result = logs(*args)
+    assert total(result) == 100
+    assert result.stderr.count("nothing new: it starts like an input audited up to line 100") == 3
+    again = logs(*args)
+    assert total(again) == 100
+    assert sum(r["calls"] for r in json.loads(CliRunner().invoke(cli, ["findings", "--db", db, "--json"]).stdout)) == 100

@@ -431,6 +431,8 @@ class LogFile(Prefixed, EventSource):
     def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None) -> LogFile:
         """Open a file (or `-` for stdin), detecting compression by magic bytes."""
         check_name(path)
+        if path == "-" and (sys.stdin is None or sys.stdin.closed):
+            raise SourceError("<stdin>: standard input is closed; pipe a log into it, or name the files")
         try:
             raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
         except FileNotFoundError:
@@ -460,8 +462,9 @@ class LogFile(Prefixed, EventSource):
         return log
 
     def resume(self, offset: int, line: int) -> bool:
-        """Skip to a checkpoint taken on this input. False, with nothing skipped, when a plain
-        file is now shorter than the checkpoint (it was truncated and rewritten)."""
+        """Skip to a checkpoint taken on this input. False when the input ends before it: an
+        earlier, shorter copy of what was audited (it starts with the same bytes), with nothing
+        new in it. A plain file is then left where it was; a stream has been read to its end."""
         if self._is_array():
             self._array_skip = offset  # a JSON document is re-read whole; audited entries are skipped
             self._offset, self._line = 0, 0
@@ -481,17 +484,14 @@ class LogFile(Prefixed, EventSource):
             while remaining:
                 got = self._read(min(remaining, CHUNK))
                 if not got:
-                    raise SourceError(
-                        f"{self.name}: ends before the point already audited (byte {offset}); "
-                        "it starts like an input audited before but is shorter; pass --rescan to audit it from the start"
-                    )
+                    return False
                 remaining -= len(got)
             self._pending = b""
         self._offset, self._line = offset, line
         return True
 
     def close(self) -> None:
-        if self._stream is not sys.stdin.buffer:
+        if self.name != "<stdin>":  # a decompressor closed on stdin would close stdin: `logs - -` reads it twice
             self._stream.close()
 
     def consumed(self) -> int | None:

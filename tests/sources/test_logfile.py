@@ -421,12 +421,18 @@ def test_resume_on_a_truncated_file_restarts_from_the_top(tmp_path: Path) -> Non
     check_against(short, log, batches, str(path))
 
 
-def test_resume_past_the_end_of_a_stream_is_a_source_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["plain", "gzip"])
+def test_resume_past_the_end_is_an_earlier_copy(tmp_path: Path, kind: str) -> None:
+    """An input that ends before the checkpoint it starts like is an earlier, shorter copy of what
+    was audited: resume says so, and a plain file is left where it was."""
     built = mixed_log()
-    path = write(tmp_path / "access.log", built.data, "gzip")
+    path = write(tmp_path / "access.log", built.data, kind)
     log = LogFile.open(str(path), NEEDLES)
-    with pytest.raises(SourceError, match="ends before the point already audited"):
-        log.resume(len(built.data) + 5000, len(built.lines) + 40)
+    assert log.resume(len(built.data) + 5000, len(built.lines) + 40) is False
+    log.close()
+    log = LogFile.open(str(path), NEEDLES)
+    assert log.resume(len(built.data), len(built.lines)) is True  # its very end: nothing to read, not shorter
+    assert [b.events for b in log.batches()] in ([], [()])
     log.close()
 
 
