@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from auditor.sources.interface import SourceError
+
 
 @dataclass
 class Inputs:
@@ -50,11 +52,28 @@ def expand(args: Sequence[str]) -> Inputs:
 
 
 def _files_under(root: str, notes: list[str]) -> list[str]:
+    """The files under `root`. Symbolic links to directories are followed, each directory read
+    once (a link back up the tree is not a loop). A directory named on the command line that
+    cannot be listed stops the run, as a file that cannot be read does."""
+    try:
+        os.scandir(root).close()
+    except OSError as e:
+        raise SourceError(f"{root}: cannot list this directory ({e.strerror}); check its permissions") from None
+
     def unlisted(e: OSError) -> None:
         notes.append(f"{e.filename}: cannot list this directory ({e.strerror}); its files were not read")
 
     files = []
-    for directory, subdirs, names in os.walk(root, onerror=unlisted):
+    seen: set[tuple[int, int]] = set()
+    for directory, subdirs, names in os.walk(root, onerror=unlisted, followlinks=True):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            subdirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         subdirs[:] = [d for d in subdirs if not d.startswith(".")]
         for name in names:
             path = os.path.join(directory, name)

@@ -75,6 +75,9 @@ class InputSummary:
         if self.behind:
             parts.append(f"  stopped before the end of the file (after line {self.resumed_at_line + self.lines}); "
                          "the rest is read when it is followed or audited again")
+        elif self.unterminated and self.compression != "plain":
+            parts.append("  the last line has no newline (copied while it was being written?): not counted; "
+                         "it is counted from the file it was copied from, once complete")
         elif self.unterminated:
             parts.append("  the last line has no newline and the file changed just now; it is read once complete")
         return "\n".join(parts)

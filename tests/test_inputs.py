@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,56 @@ def test_a_grown_input_and_its_earlier_copies_count_once(tmp_path: Path, rescan:
     again = logs(*args)
     assert total(again) == 100
     assert sum(r["calls"] for r in json.loads(CliRunner().invoke(cli, ["findings", "--db", db, "--json"]).stdout)) == 100
+
+
+def test_symlinked_directories_are_followed_once(tmp_path: Path) -> None:
+    """A link to another log directory was skipped without a word; a link back up the tree is not a loop."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "logs" / "a.log").write_text(block(0, 3))
+    (tmp_path / "elsewhere" / "n.log").write_text(block(100, 4))
+    (tmp_path / "logs" / "nginx").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "logs" / "loop").symlink_to(tmp_path / "logs")
+    (tmp_path / "logs" / "again").symlink_to(tmp_path / "elsewhere")  # the same directory twice
+    assert expand([str(tmp_path / "logs")]).paths == [str(tmp_path / "logs" / "a.log"), str(tmp_path / "logs" / "again" / "n.log")]
+    assert total(logs(str(tmp_path / "logs"), "--db", str(tmp_path / "f.db"), "--json")) == 7
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux) to drop root's permission bypass")
+def test_a_named_directory_that_cannot_be_listed_stops_the_run(tmp_path: Path) -> None:
+    """It exited 0 with 'cannot list this directory' and 'no files in this directory' both."""
+    import subprocess
+    import sys
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.log").write_text(block(0, 3))
+    locked.chmod(0)
+    try:
+        result = subprocess.run(
+            ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search",
+             sys.executable, "-m", "auditor", "logs", str(locked), "--db", str(tmp_path / "f.db")],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == f"Error: {locked}: cannot list this directory (Permission denied); check its permissions\n"
+
+
+def test_progress_moves_while_workers_read_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pieces of a large plain file are read by workers, which do not move this process's file
+    position: the bar stood at 0% for the whole run."""
+    from auditor.sources import logfile
+
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 8192)
+    monkeypatch.setattr(logfile, "usable_cores", lambda: 2)
+    seen: list[int] = []
+    monkeypatch.setattr(cli_mod._AuditProgress, "__call__", lambda self, done: seen.append(done))
+    path = tmp_path / "big.log"
+    path.write_text(block(0, 2000))
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    assert total(logs(str(path), "--db", str(tmp_path / "f.db"), "--json")) == 2000
+    size = path.stat().st_size
+    assert len(set(seen)) > 10 and seen == sorted(seen) and seen[-1] == size and seen[0] < size // 2

@@ -495,11 +495,13 @@ class LogFile(Prefixed, EventSource):
             self._stream.close()
 
     def consumed(self) -> int | None:
-        """How far into the file (as stored, compressed when it is) reading got; None for a pipe."""
+        """How far into the file (as stored, compressed when it is) reading got; None for a pipe.
+        (Workers reading a plain file's pieces move the checkpoint, not this process's position.)"""
         try:
-            return os.lseek(self._stream.fileno(), 0, os.SEEK_CUR)
+            position = os.lseek(self._stream.fileno(), 0, os.SEEK_CUR)
         except (OSError, ValueError, AttributeError):
             return None
+        return max(position, self._offset) if self._path is not None else position
 
     def _read(self, size: int) -> bytes:
         """Up to `size` bytes of the (decompressed) input. Compressed data cut short or corrupt
@@ -569,8 +571,11 @@ class LogFile(Prefixed, EventSource):
             if eof and end and window[end - 1] != 0x0A:
                 if self.damaged:
                     end = 0  # the line the damage cut is not counted
-                elif self.growing:
-                    self.unterminated = True  # left for the next run, once the writer ends it
+                elif self.growing or self.compression != "plain":
+                    # Left for the next run, once the writer ends it; in a compressed copy, for the
+                    # live file it was copied from mid-line (it starts with the same bytes, so it
+                    # resumes from this checkpoint and reads the whole line).
+                    self.unterminated = True
                 else:
                     window[end] = 0x0A  # a finished input's last line is complete
                     end += 1

@@ -483,11 +483,10 @@ def test_growing_plain_file_leaves_its_unterminated_last_line(tmp_path: Path, ro
     assert log2.unterminated is False
 
 
-@pytest.mark.parametrize("kind", ["plain", "gzip", "bz2"])
-def test_finished_input_reads_its_unterminated_last_line(tmp_path: Path, kind: str) -> None:
+def test_finished_input_reads_its_unterminated_last_line(tmp_path: Path) -> None:
     built = mixed_log()
     built.add(squid_line(500, host="eu.api.openai.com:443"), event="eu.api.openai.com")
-    path = write(tmp_path / "access.log", built.data[:-1], kind, settled=True)
+    path = write(tmp_path / "access.log", built.data[:-1], "plain", settled=True)
     log, batches = run(path)
     assert not log.growing and not log.unterminated
     events = events_of(batches)
@@ -495,6 +494,24 @@ def test_finished_input_reads_its_unterminated_last_line(tmp_path: Path, kind: s
     assert events[-1].server_name == "eu.api.openai.com"
     assert events[-1].raw == built.lines[-1]
     assert log.stats.lines == len(built.lines)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bz2"])
+def test_a_compressed_copy_taken_mid_line_leaves_that_line_to_the_live_file(tmp_path: Path, kind: str) -> None:
+    """The last line of a compressed copy without its newline was counted and checkpointed; the
+    live file it was copied from then resumed in the middle of the line, which became a malformed
+    line of its own (and the call was lost). Now the copy stops before it, and the live file,
+    which starts with the same bytes, reads it whole from there."""
+    built = mixed_log()
+    built.add(squid_line(500, host="eu.api.openai.com:443"), event="eu.api.openai.com")
+    cut = len(built.data) - 30
+    copy = write(tmp_path / "access.log.1", built.data[:cut], kind, settled=True)
+    log, batches = run(copy)
+    assert log.unterminated and log.stats.lines == len(built.lines) - 1
+    assert batches[-1].offset == built.end_of_line(len(built.lines) - 1)
+    live = write(tmp_path / "access.log", built.data, "plain", settled=True)
+    rest_log, rest = run(live, resume=(batches[-1].offset, batches[-1].line))
+    assert [e.server_name for e in events_of(rest)] == ["eu.api.openai.com"] and not rest_log.stats.skipped
 
 
 def test_stdin_reads_its_unterminated_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
