@@ -20,7 +20,7 @@ from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
 from auditor.report.interface import FormatChoice, ReportError
-from auditor.runner import audit_logs
+from auditor.runner import RunStopped, RunSummary, audit_logs
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS
 from auditor.store import FindingStore, StoreError, default_db_path
@@ -164,13 +164,23 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
     try:
         summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener,
                              rescan=rescan, tolerate=tolerate, progress=progress)
+    except RunStopped as e:  # what the inputs before the one that stopped it gave is stored: show it, then the error
+        progress.close()
+        _print_summary(e.summary, unit)
+        if e.summary.source_ids:
+            _print_rows(store.rows(e.summary.source_ids), as_json, exit_on_violation=False)
+        raise
     finally:
         progress.close()
+    _print_summary(summary, unit)
+    _print_rows(store.rows(summary.source_ids), as_json)
+
+
+def _print_summary(summary: RunSummary, unit: str) -> None:
     for note in summary.unread:
         click.echo(note, err=True)
     for item in summary.inputs:
         click.echo(item.describe().replace(" lines", f" {unit}"), err=True)
-    _print_rows(store.rows(summary.source_ids), as_json)
 
 
 def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,

@@ -120,44 +120,68 @@ def audit_logs(
     needles = auditor.policies.needles()
     ahead = _Ahead.start(auditor, needles) if opener is None and len(paths) > 1 else None
     try:
-        for path in paths:
-            source_config = config.source(path)  # its format and field map, when the config gives them
-            try:
-                log = opener(path) if opener else LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
-            except SourceError as e:
-                if path not in tolerate:
-                    raise
-                summary.unread.append(f"skipped {e}")
-                continue
-            if ahead is not None:
-                if ahead.takes(log):
-                    ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
-                    # A compressed input is resumed by its worker only: skipping to the checkpoint
-                    # means decompressing up to it, which is worth doing once.
-                    checkpoint = start(log, resume=log.compression == "plain")
-                    if checkpoint is None:
-                        summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start.found))
-                        summary.source_ids.append(start.found.source_id)
-                    else:
-                        ahead.submit(path, log, checkpoint, source_config)
-                    log.close()
-                    for done in ahead.ready():
-                        _store_result(done, store, summary, tolerate, progress)
-                    continue
-                for done in ahead.drain():
-                    _store_result(done, store, summary, tolerate, progress)
-            _audit_here(log, path, source_config, auditor, store, summary, start, tolerate, progress)
-        if ahead is not None:
-            for done in ahead.drain():
-                _store_result(done, store, summary, tolerate, progress)
+        _audit_all(paths, config, auditor, store, fmt, opener, tolerate, progress, summary, start, ahead, needles)
+    except SourceError as e:
+        _finish(store, summary)
+        raise RunStopped(str(e), summary) from None
     finally:
         if ahead is not None:
             ahead.close()
+    _finish(store, summary)
+    return summary
+
+
+class RunStopped(SourceError):
+    """An input named on the command line could not be read: the run stopped there. What was read
+    before it is stored; `summary` says what."""
+
+    def __init__(self, message: str, summary: RunSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def _finish(store: FindingStore, summary: RunSummary) -> None:
     totals = Counter[str]()
     for item in summary.inputs:
         totals.update(lines=item.lines, events=item.events, findings=item.calls, skipped=sum(item.skipped.values()))
-    store.finish_run(run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
-    return summary
+    store.finish_run(summary.run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
+
+
+def _audit_all(paths: Sequence[str], config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
+               opener: Callable[[str], Any] | None, tolerate: Collection[str], progress: Callable[[int], None] | None,
+               summary: RunSummary, start: _Start, ahead: _Ahead | None, needles: tuple[bytes, ...]) -> None:
+    for path in paths:
+        source_config = config.source(path)  # its format and field map, when the config gives them
+        try:
+            log = opener(path) if opener else LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
+        except SourceError as e:
+            if path not in tolerate:
+                for done in ahead.drain() if ahead is not None else ():  # the inputs before it are stored first
+                    _store_result(done, store, summary, tolerate, progress)
+                raise
+            summary.unread.append(f"skipped {e}")
+            continue
+        if ahead is not None:
+            if ahead.takes(log):
+                ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
+                # A compressed input is resumed by its worker only: skipping to the checkpoint
+                # means decompressing up to it, which is worth doing once.
+                checkpoint = start(log, resume=log.compression == "plain")
+                if checkpoint is None:
+                    summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start.found))
+                    summary.source_ids.append(start.found.source_id)
+                else:
+                    ahead.submit(path, log, checkpoint, source_config)
+                log.close()
+                for done in ahead.ready():
+                    _store_result(done, store, summary, tolerate, progress)
+                continue
+            for done in ahead.drain():
+                _store_result(done, store, summary, tolerate, progress)
+        _audit_here(log, path, source_config, auditor, store, summary, start, tolerate, progress)
+    if ahead is not None:
+        for done in ahead.drain():
+            _store_result(done, store, summary, tolerate, progress)
 
 
 class _Start:

@@ -312,3 +312,24 @@ def test_progress_moves_while_workers_read_a_large_file(tmp_path: Path, monkeypa
     assert total(logs(str(path), "--db", str(tmp_path / "f.db"), "--json")) == 2000
     size = path.stat().st_size
     assert len(set(seen)) > 10 and seen == sorted(seen) and seen[-1] == size and seen[0] < size // 2
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_a_run_stopped_by_a_named_input_shows_what_it_stored_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, several: bool) -> None:
+    """Exit 3 printed only the error, although the inputs before the bad one were stored (they then
+    showed up as 'audited before' on the next run)."""
+    good = tmp_path / "a.log"
+    good.write_text(block(0, 5))
+    other = tmp_path / "b.log"
+    other.write_text(block(100, 3))
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a log\n")
+    for f in (good, other, bad):
+        os.utime(f, (1_700_000_000, 1_700_000_000))
+    if not several:
+        monkeypatch.setattr("auditor.runner.usable_cores", lambda: 1)  # read here, not by workers
+    result = CliRunner().invoke(cli, ["logs", str(good), str(other), str(bad), "--db", str(tmp_path / "f.db"), "--json"])
+    assert result.exit_code == 3
+    assert total(result) == 8
+    assert f"{good} (squid): 5 lines, 5 calls" in result.stderr and f"{other} (squid): 3 lines, 3 calls" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith(f"Error: {bad}: not a recognised log format")
