@@ -117,10 +117,35 @@ def test_truncated_and_rewritten_file_starts_over(db_target: str, tmp_path: Path
     log.write_text("".join(LINES))
     store = SqlStore(db_target)
     run(store, log)
-    log.write_text(LINES[0])  # copytruncate, then the same first line written again
+    log.write_text(squid(T0 + 7200, "10.20.1.5"))  # copytruncate, then a new line
     summary = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
     assert summary.inputs[0].resumed_at_line == 0 and summary.inputs[0].lines == 1
     assert calls(store.rows())[("acme", "violation")] == 3
+
+
+@pytest.mark.parametrize("lines", [1, 3])
+def test_an_earlier_copy_of_a_small_file_adds_nothing(db_target: str, tmp_path: Path, lines: int) -> None:
+    """A file under 4 KiB is its own fingerprint, and the grown file's covers more: an earlier copy
+    of it, read after the grown one, was a new input and counted again. Each line end of an
+    input's first bytes is fingerprinted too, so the copy is found as the start of the grown one."""
+    grown = tmp_path / "access.log"
+    grown.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    run(store, grown)
+    copy = tmp_path / "access.log.bak"
+    copy.write_text("".join(LINES[:lines]))
+    summary = audit_logs([str(copy)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert summary.inputs[0].earlier_copy and summary.inputs[0].resumed_at_line == len(LINES)
+    assert calls(store.rows()) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
+    # Also a copy taken in the middle of a line.
+    cut = tmp_path / "cut.log"
+    cut.write_text("".join(LINES[:2]) + LINES[2][:10])
+    assert audit_logs([str(cut)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test").inputs[0].earlier_copy
+    # Another file that merely starts with the same lines and goes on otherwise is its own input.
+    other = tmp_path / "other.log"
+    other.write_text("".join(LINES[:2]) + squid(T0 + 9000, "10.30.2.7"))
+    summary = audit_logs([str(other)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3
 
 
 def test_compressed_copy_of_audited_file_is_not_counted_again(db_target: str, tmp_path: Path) -> None:
