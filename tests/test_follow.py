@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,26 @@ def sources(db: Path) -> list[tuple[str, int, int]]:
 
 def stored(db: Path, want: int, timeout: float = 30.0) -> None:
     wait_for(lambda: calls(db) == want, f"{want} calls in the database (have {calls(db)})", timeout)
+
+
+def following(tmp_path: Path, running: list[Run], text: str) -> tuple[Path, Run]:
+    """access.log holding `text`, followed by a new run once its calls are stored."""
+    log = tmp_path / "access.log"
+    log.write_text(text)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(text))
+    return log, run
+
+
+@contextmanager
+def paused(run: Run) -> Iterator[None]:
+    """The follower stopped between two rounds (SIGSTOP) while the block changes its files."""
+    run.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -510,23 +531,16 @@ def test_a_run_by_hand_on_a_followed_file_counts_nothing_twice(tmp_path: Path, r
     """`logs FILE` run by hand while a follower holds the same file and database: the follower's
     next batch starts from a checkpoint that moved; it is not stored, and the follower goes on from
     where the database says."""
-    log = tmp_path / "access.log"
     first = lines(1, 30)
-    log.write_text(first)
-    run = Run(tmp_path, str(log))
-    running.append(run)
-    stored(run.db, governed(first))
+    log, run = following(tmp_path, running, first)
     run.says(f"{log} (squid): following, from its first line")
-    run.proc.send_signal(signal.SIGSTOP)  # the follower is between two rounds when the other run commits
-    try:
-        more = lines(31, 20)
+    more = lines(31, 20)
+    with paused(run):  # the follower is between two rounds when the other run commits
         append(log, more)
         by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)],
                                  capture_output=True, text=True, timeout=60)
         assert "20 lines after line 30 (audited before)" in by_hand.stderr, by_hand.stderr
         assert calls(run.db) == governed(first + more)
-    finally:
-        run.proc.send_signal(signal.SIGCONT)
     run.says(f"{log}: another region-auditor process is auditing it into this database too (it got to line 50); "
              "going on from where the database says, nothing counted twice")
     last = lines(51, 10)
@@ -588,7 +602,6 @@ def test_generations_rotated_away_between_two_looks_are_read(tmp_path: Path, run
     """Two rotations before the follower looks again (logrotate -f twice within its 0.5 s, or a
     follower busy elsewhere): the middle generation was never the followed file. It used to be
     skipped without a word; it is found next to the path and read by its checkpoint."""
-    log = tmp_path / "access.log"
     old = tmp_path / "old-generation.log"
     old.write_text(lines(900, 5))  # named otherwise, and older: not taken for a generation
     os.utime(old, (T0, T0))
@@ -596,21 +609,15 @@ def test_generations_rotated_away_between_two_looks_are_read(tmp_path: Path, run
     stale.write_text(lines(800, 5))  # named like one, but last written before the last look
     os.utime(stale, (T0, T0))
     first = lines(1, 10)
-    log.write_text(first)
-    run = Run(tmp_path, str(log))
-    running.append(run)
-    stored(run.db, governed(first))
-    run.proc.send_signal(signal.SIGSTOP)
-    try:
-        second, third = lines(100, 8), lines(200, 6)
+    log, run = following(tmp_path, running, first)
+    second, third = lines(100, 8), lines(200, 6)
+    with paused(run):
         log.rename(tmp_path / "access.log.1")
         log.write_text(second)
         (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
         log.rename(tmp_path / "access.log.1")
         log.write_text(third)
         (tmp_path / "access.log.bak").write_text(lines(700, 3))  # written now, but not named like a generation
-    finally:
-        run.proc.send_signal(signal.SIGCONT)
     stored(run.db, governed(first + second + third))
     run.says(f"{tmp_path / 'access.log.1'}: rotated away between two looks at {log}; reading it too")
     assert run.stop() == 0
@@ -622,23 +629,15 @@ def test_generations_rotated_away_between_two_looks_are_read(tmp_path: Path, run
 def test_lines_written_just_before_a_copytruncate_are_read_from_the_copy(tmp_path: Path, running: list[Run]) -> None:
     """copytruncate between two looks: the lines written since the last one are only in the copy,
     which starts like the followed file and so resumes from its checkpoint."""
-    log = tmp_path / "access.log"
     first = lines(1, 10)
-    log.write_text(first)
-    run = Run(tmp_path, str(log))
-    running.append(run)
-    stored(run.db, governed(first))
-    run.proc.send_signal(signal.SIGSTOP)
-    try:
-        missed = lines(11, 7)
+    log, run = following(tmp_path, running, first)
+    missed, after = lines(11, 7), lines(300, 4)
+    with paused(run):
         append(log, missed)
         shutil.copyfile(log, tmp_path / "access.log.1")
         with log.open("r+") as f:
             f.truncate(0)
-        after = lines(300, 4)
         append(log, after)
-    finally:
-        run.proc.send_signal(signal.SIGCONT)
     stored(run.db, governed(first + missed + after))
     assert run.stop() == 0
     assert f"{tmp_path / 'access.log.1'} (squid): 7 lines after line 10 (audited before), {governed(missed)} calls" in run.stderr
