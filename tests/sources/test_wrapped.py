@@ -1,6 +1,13 @@
 """Log lines inside a container runtime's or a log shipper's record: each sample file, wrapped the
 way Docker's json-file driver, Filebeat's file output and the CRI log files write it, reads as the
-file itself does."""
+file itself does.
+
+Shapes: Docker's json-file driver (https://docs.docker.com/engine/logging/drivers/json-file/,
+`{"log":"...\n","stream":"stdout","time":"..."}`); Filebeat's file output
+(https://www.elastic.co/guide/en/beats/filebeat/current/file-output.html, one JSON event per line
+with `@timestamp`, `@metadata` and the line in `message`); the CRI log format of kubelet
+(kubernetes design-proposals-archive, node/kubelet-cri-logging.md: `<RFC 3339 nano time>
+<stream> <P|F> <line>`)."""
 
 from __future__ import annotations
 
