@@ -333,3 +333,34 @@ def test_a_run_stopped_by_a_named_input_shows_what_it_stored_before(tmp_path: Pa
     assert total(result) == 8
     assert f"{good} (squid): 5 lines, 5 calls" in result.stderr and f"{other} (squid): 3 lines, 3 calls" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith(f"Error: {bad}: not a recognised log format")
+
+
+def test_an_empty_terminal_on_stdin_ends_with_one_ctrl_d(tmp_path: Path) -> None:
+    """With nothing typed, the first Ctrl-D ended only the magic-byte peek; a second one was needed."""
+    import pty
+    import select
+    import sys
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: region-auditor reading the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "auditor", "logs", "-", "--db", str(tmp_path / "f.db")])
+    try:
+        time.sleep(1.5)  # started and waiting on the terminal
+        os.write(fd, b"\x04")
+        out, deadline = b"", time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # the child closed the terminal: it ended
+                    break
+                if not data:
+                    break
+                out += data
+        assert b"<stdin> (empty): 0 lines" in out, out
+    finally:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):  # still waiting: the bug
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)

@@ -443,7 +443,9 @@ class LogFile(Prefixed, EventSource):
             raise SourceError(f"{path}: cannot open ({e.strerror})") from None
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
         head = buffered.peek(8)[:8]
-        stream: IO[bytes] = buffered
+        # peek waits for data or the end: nothing means the end, which a terminal gives once per
+        # Ctrl-D (reading on would wait for a second one).
+        stream: IO[bytes] = buffered if head else io.BytesIO()
         compression = "plain"
         for magic, kind in _MAGIC:
             if head.startswith(magic):
