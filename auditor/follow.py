@@ -383,6 +383,8 @@ class Follower:
                 # Identified by its bytes on disk, as `logs` identifies it: a line the writer has not
                 # finished is not released yet, but `logs` took it into the file's fingerprint.
                 log.prefix = os.pread(tail.stream.fd, FINGERPRINT_BYTES, 0)
+                if len(log.prefix) == FINGERPRINT_BYTES:
+                    log.whole_lines = 0  # told by its first 4 KiB, as any longer input
             if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
                 raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
             if tail.path in self._rescan:
@@ -391,7 +393,10 @@ class Follower:
             else:
                 checkpoint = self.store.checkpoint(log)
             if not log.resume(checkpoint.offset, checkpoint.line):
-                checkpoint = self.store.restart(log)
+                # It ends before the checkpoint it starts like: an earlier copy (the copy of a
+                # copytruncated file read further since), with nothing new in it.
+                raise SourceError(f"{tail.name}: nothing new: it starts like an input audited up to line {checkpoint.line} "
+                                  "and ends before that (an earlier, shorter copy of it); follow the file it was copied from")
             twin = next((t for t in self._live() if t is not tail and t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
             if twin is not None:
                 raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
@@ -417,7 +422,7 @@ class Follower:
         except SourceError as e:
             if not tail.found:
                 raise
-            self.say(f"{tail.name}: not read ({e})")  # a file that only looked like a generation
+            self.say(str(e).removesuffix("; follow the file it was copied from"))  # not a generation to read after all
             tail.quiet_since = -math.inf
             return False
         assert tail.log is not None and tail.checkpoint is not None

@@ -209,11 +209,12 @@ class SqlStore(FindingStore):
             sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == source.name)).order_by(sources.c.offset.desc())
         ).all()
         found = [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
-        # Inputs this one is the start of, up to its last line end (an earlier copy of a small file,
-        # maybe taken in the middle of a line).
-        whole = source.prefix.rfind(b"\n") + 1
-        longer = sa.select(prefixes.c.source_id).where(prefixes.c.fingerprint == source.prefix_fingerprint(whole), prefixes.c.length == whole)
-        found += [c for c in conn.execute(sa.select(sources).where(sources.c.id.in_(longer))).all() if c.id not in {f.id for f in found}]
+        # A small input that is the start of a longer one (an earlier copy), as far as it is read as
+        # lines (a copy taken mid-line, its last line left unread, is one too).
+        whole = getattr(source, "whole_lines", 0)
+        if whole:
+            longer = sa.select(prefixes.c.source_id).where(prefixes.c.fingerprint == source.prefix_fingerprint(whole), prefixes.c.length == whole)
+            found += [c for c in conn.execute(sa.select(sources).where(sources.c.id.in_(longer))).all() if c.id not in {f.id for f in found}]
         return sorted(found, key=lambda c: -c.offset)
 
     def restart(self, source: Fingerprinted) -> Checkpoint:

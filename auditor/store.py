@@ -102,6 +102,7 @@ class Fingerprinted(Protocol):
 
     name: str
     prefix: bytes
+    whole_lines: int
 
     @property
     def fingerprint(self) -> str: ...

@@ -75,6 +75,10 @@ class Prefixed:
 
     prefix: bytes
     """The first bytes of the (decompressed) content."""
+    whole_lines: int = 0
+    """When `prefix` is all of the input: how much of it is read as lines (all of it, or up to its
+    last newline when an unterminated last line is left for later). 0 for a longer input: it is
+    told by `prefix` alone."""
 
     @property
     def fingerprint(self) -> str:

@@ -324,6 +324,19 @@ def format_named(name: str) -> LogFormat | None:
     return _wrap(FORMATS[inner], kind) if inner in FORMATS and kind in wrapped.KINDS else None
 
 
+UNWRAP = {"docker": "jq -r .log FILE", "ecs": "jq -r .message FILE", "cri": "cut -d' ' -f4- FILE"}
+"""How to take the lines out of each wrapper by hand."""
+
+
+def _refuse_wrapped_headers(name: str, kind: str, sample: bytes) -> None:
+    """Zeek TSV inside a wrapper cannot be read: its header lines (`#fields`) are wrapped too, and
+    only lines naming a governed host reach the parser."""
+    for line in sample.split(b"\n")[:64]:
+        if _unwrapped(kind, line.decode("utf-8", "replace")).startswith("#"):
+            raise SourceError(f"{name}: Zeek TSV inside {kind} records cannot be read (its header lines are wrapped too); "
+                              f"take the lines out first: {UNWRAP[kind]} > ssl.log")
+
+
 def _most_matched(texts: list[str]) -> LogFormat | None:
     best, best_hits = None, 0
     for fmt in FORMATS.values():
@@ -419,9 +432,14 @@ class LogFile(Prefixed, EventSource):
                 raise SourceError(f"{name}: cannot read {compression} data ({self.damaged.split(' (', 1)[1].split(');', 1)[0]})")
             self._sample_end = len(self._pending)
             self.prefix = self._pending[:FINGERPRINT_BYTES]
+            if len(self._pending) < FINGERPRINT_BYTES and not self.damaged:  # all of it
+                left = not self.prefix.endswith(b"\n") and (growing or compression != "plain")
+                self.whole_lines = self.prefix.rfind(b"\n") + 1 if left else len(self.prefix)
             self.format = format_named(fmt) if fmt else detect_format(self._pending, name)
             if fmt and self.format is None:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+            if self.format is not None and self.format.name.startswith(zeek.NAME + "+"):
+                _refuse_wrapped_headers(name, self.format.name.partition("+")[2], self._pending)
             self._reader = self._new_reader()
         except SourceError:
             self.close()
@@ -443,9 +461,9 @@ class LogFile(Prefixed, EventSource):
             raise SourceError(f"{path}: cannot open ({e.strerror})") from None
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
         head = buffered.peek(8)[:8]
-        # peek waits for data or the end: nothing means the end, which a terminal gives once per
-        # Ctrl-D (reading on would wait for a second one).
-        stream: IO[bytes] = buffered if head else io.BytesIO()
+        # On stdin peek waits for data or the end: nothing means the end, which a terminal gives
+        # once per Ctrl-D (reading on would wait for a second one). A file may still grow.
+        stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
         compression = "plain"
         for magic, kind in _MAGIC:
             if head.startswith(magic):
