@@ -642,3 +642,38 @@ def test_lines_written_just_before_a_copytruncate_are_read_from_the_copy(tmp_pat
     assert run.stop() == 0
     assert f"{tmp_path / 'access.log.1'} (squid): 7 lines after line 10 (audited before), {governed(missed)} calls" in run.stderr
     assert calls(run.db) == governed(first + missed + after)
+
+
+def test_a_copy_the_follower_read_past_is_nothing_new(tmp_path: Path, running: list[Run]) -> None:
+    """copytruncate with lines written between the copy and the truncation, read by the follower:
+    the copy ends before the checkpoint. It was restarted as a new input and counted again."""
+    first = lines(1, 20)
+    log, run = following(tmp_path, running, first)
+    shutil.copyfile(log, tmp_path / "access.log.1")
+    more = lines(21, 10)
+    append(log, more)
+    stored(run.db, governed(first + more))
+    with log.open("r+") as f:
+        f.truncate(0)
+    after = lines(400, 3)
+    append(log, after)
+    stored(run.db, governed(first + more + after))
+    run.says(f"{tmp_path / 'access.log.1'}: nothing new: it starts like an input audited up to line 30 and ends before that")
+    time.sleep(1.0)
+    assert run.stop() == 0
+    assert calls(run.db) == governed(first + more + after)
+
+
+def test_following_an_earlier_copy_is_refused(tmp_path: Path) -> None:
+    full = tmp_path / "full.log"
+    full.write_text(lines(1, 40))
+    db = tmp_path / "f.db"
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(full), "--db", str(db)], capture_output=True, timeout=60)
+    copy = tmp_path / "copy.log"
+    copy.write_text(lines(1, 12))
+    result = subprocess.run([sys.executable, "-m", "auditor", "logs", "--follow", str(copy), "--db", str(db)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert (f"Error: {copy}: nothing new: it starts like an input audited up to line 40 and ends before that "
+            "(an earlier, shorter copy of it); follow the file it was copied from") in result.stderr
+    assert calls(db) == governed(lines(1, 40))

@@ -516,3 +516,17 @@ def test_concurrent_audits_of_one_file_count_it_once(db: str, tmp_path: Path, re
     for _, err in outputs:
         assert "Traceback" not in err
         assert "counted twice" in err or "60000 lines" in err or "(audited before)" in err, err
+
+
+def test_a_file_sharing_only_its_first_lines_with_an_audited_one_is_its_own_input(db_target: str, tmp_path: Path) -> None:
+    """Only a file that is all the start of an audited one is an earlier copy. One that goes on
+    otherwise (its last line unterminated but settled, so read) lost its own calls as 'nothing new'."""
+    grown = tmp_path / "access.log"
+    grown.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    run(store, grown)
+    other = tmp_path / "other.log"
+    other.write_text("".join(LINES[:2]) + squid(T0 + 9000, "10.30.2.7").rstrip("\n"))
+    os.utime(other, (T0, T0))  # settled: its last line is read without its newline
+    summary = audit_logs([str(other)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3 and summary.inputs[0].calls == 3

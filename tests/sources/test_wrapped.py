@@ -133,3 +133,19 @@ def test_a_source_entry_forces_a_format_inside_a_wrapper(tmp_path: Path) -> None
         parse_config({"source": [dict(entry, format="squid+zip")]}, "t.toml")
     with pytest.raises(ConfigError, match='format = "json" needs a field map'):
         parse_config({"source": [{"path": "x", "format": "json+docker"}]}, "t.toml")
+
+
+def test_zeek_tsv_inside_a_wrapper_is_refused_with_how_to_unwrap_it(tmp_path: Path) -> None:
+    """Its header lines are wrapped too, and only lines naming a governed host reach the parser:
+    every record was 'a TSV record before any #fields header'."""
+    from auditor.sources.interface import SourceError
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import NEEDLES
+
+    path = tmp_path / "ssl.log"
+    path.write_text("".join(docker(line) + "\n" for line in asset("logs/zeek-ssl.log").read_text(encoding="utf-8", errors="replace").splitlines()))
+    for fmt in (None, "zeek+docker"):
+        with pytest.raises(SourceError) as info:
+            LogFile.open(str(path), NEEDLES, fmt)
+        assert str(info.value) == (f"{path}: Zeek TSV inside docker records cannot be read (its header lines are wrapped too); "
+                                   "take the lines out first: jq -r .log FILE > ssl.log")
