@@ -140,8 +140,8 @@ class SqlStore(FindingStore):
             from sqlalchemy.dialects.sqlite import insert
         else:
             raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
-        self._insert = insert
-        self._upsert_stmt: Any = None
+        self._upsert_stmt = _upsert_statement(insert)
+        """Built once: building it took 2 ms a tally, most of a run over many small files."""
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         for attempt in range(5):
@@ -260,23 +260,6 @@ class SqlStore(FindingStore):
                 self._upsert(conn, run_id, checkpoint.source_id, t)
         return Checkpoint(checkpoint.source_id, offset, line)
 
-    def _upsert_statement(self) -> Any:
-        """Built once per store: building it took 2 ms a tally, most of a run over many small files."""
-        if self._upsert_stmt is not None:
-            return self._upsert_stmt
-        stmt = self._insert(observations)
-        t, new = observations.c, stmt.excluded
-        self._upsert_stmt = stmt.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={
-                "calls": t.calls + new.calls,
-                "blocked_calls": t.blocked_calls + new.blocked_calls,
-                "first_seen": sa.case((new.first_seen < t.first_seen, new.first_seen), else_=t.first_seen),
-                "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
-            },
-        ).returning(t.id, t.evidence_count)
-        return self._upsert_stmt
-
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
         values = dict(
             source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress, country=tally.country,
@@ -284,7 +267,7 @@ class SqlStore(FindingStore):
             calls=tally.calls, blocked_calls=tally.blocked_calls, first_seen=_naive_utc(tally.first_seen), last_seen=_naive_utc(tally.last_seen),
             evidence_count=0,
         )
-        obs_id, have = conn.execute(self._upsert_statement(), values).one()
+        obs_id, have = conn.execute(self._upsert_stmt, values).one()
         room = EVIDENCE_PER_OBSERVATION - have
         if room <= 0:
             return
@@ -378,6 +361,21 @@ def _row(r: Any) -> Row:
         if not isinstance(value, dt.datetime):
             raise ValueError(f"{name} {value!r} is not a time")
     return Row(*texts, counts[0], first, last, counts[1])
+
+
+def _upsert_statement(insert: Any) -> Any:
+    """Add a tally to its observation: a new row, or calls added and first/last seen widened."""
+    stmt = insert(observations)
+    t, new = observations.c, stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={
+            "calls": t.calls + new.calls,
+            "blocked_calls": t.blocked_calls + new.blocked_calls,
+            "first_seen": sa.case((new.first_seen < t.first_seen, new.first_seen), else_=t.first_seen),
+            "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
+        },
+    ).returning(t.id, t.evidence_count)
 
 
 def _record_prefixes(conn: sa.Connection, source_id: int, source: Fingerprinted) -> None:
