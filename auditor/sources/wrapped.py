@@ -24,6 +24,8 @@ from auditor.sources.common import json_object
 from auditor.sources.interface import Malformed
 
 KINDS = ("docker", "ecs", "cri")
+NAMES = {"docker": "Docker json-file", "ecs": "Filebeat/Logstash", "cri": "container runtime"}
+OUTSIDE = "a line outside the wrapper the file's first lines are in"
 _CRI = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9]{2}:[0-9]{2}) (?:stdout|stderr) [FP] ")
 _KEY = {"docker": "log", "ecs": "message"}
 
@@ -59,8 +61,10 @@ def unwrap(kind: str, line: str) -> str:
     if kind == "cri":
         m = _CRI.match(line)
         if m is None:
-            raise Malformed("cri: no '<time> stdout|stderr F|P ' prefix")
+            raise Malformed(f"{OUTSIDE} (no '<time> stdout|stderr F|P ' prefix)")
         return line[m.end() :]
+    if kind_of(line) is None and not line.startswith("{"):
+        raise Malformed(f"{OUTSIDE} (a {NAMES[kind]} record is a JSON object)")
     record = json_object(line, kind, "record")
     inner = record.get(_KEY[kind])
     if not isinstance(inner, str):

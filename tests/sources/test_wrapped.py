@@ -101,8 +101,13 @@ def test_kind_of(line: str, kind: str | None) -> None:
 
 
 def test_a_line_outside_the_wrapper_is_malformed() -> None:
-    with pytest.raises(Malformed, match="docker: not JSON"):
-        wrapped.unwrap("docker", "plain text")
+    # A plain line in a file whose first lines are wrapped (it said "docker: not JSON").
+    with pytest.raises(Malformed, match=r"^a line outside the wrapper the file's first lines are in \(a Docker json-file record is a JSON object\)$"):
+        wrapped.unwrap("docker", "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
+    with pytest.raises(Malformed, match="^docker: not JSON"):
+        wrapped.unwrap("docker", '{"log": "cut short')
+    with pytest.raises(Malformed, match=r"^a line outside the wrapper .* \(no '<time> stdout\|stderr F\|P ' prefix\)$"):
+        wrapped.unwrap("cri", "plain text")
     with pytest.raises(Malformed, match="docker: no 'log' text"):
         wrapped.unwrap("docker", '{"stream":"stdout"}')
     assert wrapped.unwrap("docker", docker("a line\r")) == "a line"
