@@ -176,10 +176,8 @@ class Tail:
         stats = log.stats
         name = f"{self.name} before {self.ended_by}" if self.ended_by and not self.found else self.name
         behind = self.behind or b"\n" in self.stream.pending
-        summary = InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
-                                  bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls)
-        summary.behind = behind
-        return summary
+        return InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
+                               bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls, behind=behind)
 
 
 class Follower:

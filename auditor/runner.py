@@ -47,12 +47,12 @@ class InputSummary:
 
     @classmethod
     def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
-           resumed_at_line: int, calls: int) -> InputSummary:
+           resumed_at_line: int, calls: int, *, behind: bool = False) -> InputSummary:
         """The summary of an input from what reading it counted."""
         return cls(
             name=name, format=fmt, compression=compression, resumed_at_line=resumed_at_line, lines=stats.lines,
             calls=calls, skipped=stats.skipped, ignored=stats.ignored, locations=stats.locations,
-            unterminated=unterminated, events=stats.events,
+            unterminated=unterminated, events=stats.events, behind=behind,
         )
 
     def describe(self) -> str:
@@ -166,12 +166,12 @@ def _audit_all(paths: Sequence[str], config: Config, auditor: Auditor, store: Fi
                 ahead.drain_related(log, lambda done: _store_result(done, store, summary, tolerate, progress))
                 # A compressed input is resumed by its worker only: skipping to the checkpoint
                 # means decompressing up to it, which is worth doing once.
-                checkpoint = start(log, resume=log.compression == "plain")
-                if checkpoint is None:
-                    summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start.found))
-                    summary.source_ids.append(start.found.source_id)
-                else:
+                checkpoint, resumed = start(log, resume=log.compression == "plain")
+                if resumed:
                     ahead.submit(path, log, checkpoint, source_config)
+                else:
+                    summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, checkpoint))
+                    summary.source_ids.append(checkpoint.source_id)
                 log.close()
                 for done in ahead.ready():
                     _store_result(done, store, summary, tolerate, progress)
@@ -193,21 +193,16 @@ class _Start:
         self.store = store
         self.rescan = rescan
         self.rescanned: set[int] = set()
-        self.found = Checkpoint(0, 0, 0)
-        """The checkpoint the last call found, also when it returned None."""
 
-    def __call__(self, log: Any, *, resume: bool = True) -> Checkpoint | None:
-        """The checkpoint to read `log` from (with `resume`, `log` is moved there); None when `log`
-        ends before it: an earlier, shorter copy of an input audited further, nothing new in it."""
+    def __call__(self, log: Any, *, resume: bool = True) -> tuple[Checkpoint, bool]:
+        """The checkpoint to read `log` from (with `resume`, `log` is moved there), and False when
+        `log` ends before it: an earlier, shorter copy of an input audited further, nothing new in it."""
         if self.rescan:
             checkpoint = self.store.forget(log, keep=self.rescanned)
             self.rescanned.add(checkpoint.source_id)
         else:
             checkpoint = self.store.checkpoint(log)
-        self.found = checkpoint
-        if resume and not log.resume(checkpoint.offset, checkpoint.line):
-            return None
-        return checkpoint
+        return checkpoint, not resume or log.resume(checkpoint.offset, checkpoint.line)
 
 
 def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Auditor, store: FindingStore, summary: RunSummary,
@@ -216,12 +211,12 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
     done = summary.bytes_read
     calls = 0
     try:
-        found = start_at(log)
-        summary.source_ids.append(start_at.found.source_id)
-        if found is None:
-            summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start_at.found))
+        start, resumed = start_at(log)
+        summary.source_ids.append(start.source_id)
+        if not resumed:
+            summary.inputs.append(InputSummary.of_earlier_copy(log.name, _format(log), log.compression, start))
             return
-        start = checkpoint = found
+        checkpoint = start
 
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
             return auditor.tally(events, source)

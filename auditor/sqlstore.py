@@ -214,7 +214,8 @@ class SqlStore(FindingStore):
         whole = getattr(source, "whole_lines", 0)
         if whole:
             longer = sa.select(prefixes.c.source_id).where(prefixes.c.fingerprint == source.prefix_fingerprint(whole), prefixes.c.length == whole)
-            found += [c for c in conn.execute(sa.select(sources).where(sources.c.id.in_(longer))).all() if c.id not in {f.id for f in found}]
+            known = {c.id for c in found}
+            found += [c for c in conn.execute(sa.select(sources).where(sources.c.id.in_(longer))).all() if c.id not in known]
         return sorted(found, key=lambda c: -c.offset)
 
     def restart(self, source: Fingerprinted) -> Checkpoint:

@@ -433,7 +433,7 @@ class LogFile(Prefixed, EventSource):
             self._sample_end = len(self._pending)
             self.prefix = self._pending[:FINGERPRINT_BYTES]
             if len(self._pending) < FINGERPRINT_BYTES and not self.damaged:  # all of it
-                left = not self.prefix.endswith(b"\n") and (growing or compression != "plain")
+                left = not self.prefix.endswith(b"\n") and self._leaves_last_line
                 self.whole_lines = self.prefix.rfind(b"\n") + 1 if left else len(self.prefix)
             self.format = format_named(fmt) if fmt else detect_format(self._pending, name)
             if fmt and self.format is None:
@@ -464,15 +464,11 @@ class LogFile(Prefixed, EventSource):
         # On stdin peek waits for data or the end: nothing means the end, which a terminal gives
         # once per Ctrl-D (reading on would wait for a second one). A file may still grow.
         stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
-        compression = "plain"
-        for magic, kind in _MAGIC:
-            if head.startswith(magic):
-                compression = kind
-                if kind == "gzip":
-                    stream = gzip.GzipFile(fileobj=buffered)
-                else:
-                    stream = Streams(buffered, kind, _zstandard(path, buffered) if kind == "zstd" else None)  # type: ignore[assignment]
-                break
+        compression = compression_of(head)
+        if compression == "gzip":
+            stream = gzip.GzipFile(fileobj=buffered)
+        elif compression != "plain":
+            stream = Streams(buffered, compression, _zstandard(path, buffered) if compression == "zstd" else None)  # type: ignore[assignment]
         growing = False
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
@@ -564,6 +560,13 @@ class LogFile(Prefixed, EventSource):
                 except (Ignored, Malformed):
                     pass  # counted by the run that read it
 
+    @property
+    def _leaves_last_line(self) -> bool:
+        """True when a last line without its newline is left unread: in a file being written, for
+        the next run, once the writer ends it; in a compressed copy, for the live file it was copied
+        from mid-line (it starts with the same bytes, so it resumes here and reads the whole line)."""
+        return self.growing or self.compression != "plain"
+
     def _is_array(self) -> bool:
         return self.format is not None and self.format.name == vercel.NAME and self._pending.removeprefix(BOM).lstrip()[:1] == b"["
 
@@ -591,10 +594,7 @@ class LogFile(Prefixed, EventSource):
             if eof and end and window[end - 1] != 0x0A:
                 if self.damaged:
                     end = 0  # the line the damage cut is not counted
-                elif self.growing or self.compression != "plain":
-                    # Left for the next run, once the writer ends it; in a compressed copy, for the
-                    # live file it was copied from mid-line (it starts with the same bytes, so it
-                    # resumes from this checkpoint and reads the whole line).
+                elif self._leaves_last_line:
                     self.unterminated = True
                 else:
                     window[end] = 0x0A  # a finished input's last line is complete
