@@ -13,8 +13,12 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
 - http.log: `host` (the Host header, or the `CONNECT` target), else an absolute or CONNECT `uri`;
   `method`, `status_code`. A CONNECT the proxy refused (a status other than 2xx, such as the 407
   before a retry with credentials) opened no tunnel: not counted. A TLS session inside an accepted
-  CONNECT tunnel is logged in ssl.log too, with the same `uid`: audit one of the two for proxied
-  traffic, or such calls count twice.
+  CONNECT tunnel is logged in ssl.log too, with the same `uid` (conn.log's `service` says
+  `http,ssl`). So that a directory of Zeek logs counts such a call once, an http.log with an
+  ssl.log of the same name beside it (`ssl.log` for `http.log`, `ssl.09:00:00-10:00:00.log.gz` for
+  `http.09:00:00-10:00:00.log.gz`, as Zeek and zeekctl name them) leaves its CONNECTs to that
+  ssl.log, and says so; one without (a proxy log shipped alone, stdin) counts them. A file that
+  holds both logs' records (a shipper's stream, told apart by `_path`) counts the first of the two.
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
@@ -26,6 +30,7 @@ files concatenated) is read with the last header found there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +47,55 @@ _SCOPED = {name.replace(".", "_"): name for name in _ID_FIELDS}
 """`Log::default_scope_sep = "_"` (set for Elasticsearch and Kafka, where a dot means nesting)
 writes `id_orig_h` for `id.orig_h`, in TSV and JSON alike."""
 _ORIG_KEYS = ('"id.orig_h"', '"id_orig_h"', '"id":{"orig_h"', '"id": {"orig_h"')
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+
+
+def tls_log_beside(name: str) -> str:
+    """The ssl.log Zeek wrote beside the http.log `name` (same directory, `ssl` in place of the
+    leading `http`, compressed or not), "" when there is none or `name` is not named like an
+    http.log."""
+    head, tail = os.path.split(name)
+    rest = tail[4:]
+    if not tail.startswith("http") or rest[:1].isalnum():
+        return ""
+    base = next((rest[: -len(s)] for s in _COMPRESSED if rest.endswith(s)), rest)
+    for suffix in ("", *_COMPRESSED):
+        path = os.path.join(head, "ssl" + base + suffix)
+        if os.path.isfile(path):
+            return path
+    return ""
+
+
+def tunnel_counted_in(ssl_log: str) -> str:
+    """Why a CONNECT in an http.log with `ssl_log` beside it is not counted there."""
+    return f"a CONNECT tunnel: its TLS session (same uid) is counted from {os.path.basename(ssl_log)} beside this file; audit that file too"
+
+
+SAME_TUNNEL = "the CONNECT or the TLS session of a tunnel whose other record (same uid) was counted earlier in this file"
+TUNNELS_KEPT = 65_536
+"""uids remembered per input; the two records of one tunnel are written seconds apart."""
+
+
+class Tunnels:
+    """One input's calls through HTTP CONNECT tunnels, which Zeek logs twice: the CONNECT in
+    http.log, the TLS session in ssl.log, with the same uid. An http.log leaves its CONNECTs to
+    the ssl.log beside it; a file holding both logs' records counts the first of the two."""
+
+    def __init__(self, name: str = "") -> None:
+        self.tls_log = tls_log_beside(name) if name else ""
+        """The ssl.log beside this http.log; "" for none."""
+        self._seen: dict[str, str] = {}
+
+    def count(self, kind: str, method: str, uid: str | None) -> None:
+        """Ignored when this record's call is counted elsewhere; else remember it."""
+        if kind == "ssl" or method == "CONNECT":
+            if kind == "http" and self.tls_log:
+                raise Ignored(tunnel_counted_in(self.tls_log))
+            if uid:
+                if self._seen.setdefault(uid, kind) != kind:
+                    raise Ignored(SAME_TUNNEL)
+                if len(self._seen) > TUNNELS_KEPT:
+                    self._seen.clear()
 
 
 def sniff(line: str) -> bool:
@@ -85,7 +139,7 @@ def _kind(path: str, has: Callable[[str], bool]) -> str:
     return ""
 
 
-def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str) -> ConnectionEvent:
+def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str, tunnels: Tunnels) -> ConnectionEvent:
     """One record of a known log, its fields read through `get` (None when unset)."""
     if kind == "conn":
         raise Ignored(CONN_HINT)
@@ -115,6 +169,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
             port = named_port or port
     if not host:
         raise Ignored("request names no host")
+    tunnels.count(kind, method, get("uid"))
     resp_h = get("id.resp_h") or ""
     return ConnectionEvent(
         ts=ts,
@@ -130,7 +185,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
     )
 
 
-def _parse_json(line: str, location: str) -> ConnectionEvent:
+def _parse_json(line: str, location: str, tunnels: Tunnels) -> ConnectionEvent:
     record = json_object(line, "zeek", "log entry")
     path = record["_path"] if isinstance(record.get("_path"), str) else ""
     if "ts" not in record and len(record) == 1:  # zeek-kafka's tag_json: {"ssl": {...}}
@@ -155,7 +210,7 @@ def _parse_json(line: str, location: str) -> ConnectionEvent:
             return "T" if value else "F"
         return str(value)
 
-    return _event(_kind(path, lambda k: k in record), get, ts, location, line)
+    return _event(_kind(path, lambda k: k in record), get, ts, location, line, tunnels)
 
 
 class Reader:
@@ -164,7 +219,8 @@ class Reader:
     headers = True
     """LogFile gives `header()` every line that starts with `#`."""
 
-    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+    def __init__(self, options: Mapping[str, str] | None = None, name: str = "") -> None:
+        self.tunnels = Tunnels(name)
         self.separator = "\t"
         self.unset = "-"
         self.empty = "(empty)"
@@ -193,7 +249,7 @@ class Reader:
     def parse(self, line: str, location: str) -> ConnectionEvent:
         """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
         if line.startswith("{"):
-            return _parse_json(line, location)
+            return _parse_json(line, location, self.tunnels)
         if self.fields is None:
             raise Malformed("zeek: a TSV record before any #fields header")
         values = line.split(self.separator)
@@ -215,7 +271,7 @@ class Reader:
         if "password" in index and get("password"):
             values[index["password"]] = REDACTED
             raw = self.separator.join(values)
-        return _event(_kind(self.path, index.__contains__), get, ts, location, raw)
+        return _event(_kind(self.path, index.__contains__), get, ts, location, raw, self.tunnels)
 
 
 def parse(line: str, location: str) -> ConnectionEvent:

@@ -383,3 +383,87 @@ def test_conn_hint_is_counted_once_and_not_again_after_resume(tmp_path: Path) ->
 def test_forced_zeek_reads_json_lines() -> None:
     log, events = read_all(asset("logs/zeek-ssl.json"), "zeek")
     assert [line_no(e) for e in events] == sorted(JSON_EVENTS)
+
+
+# --- a CONNECT tunnel is in http.log and ssl.log: counted once ---------------------------------------
+@pytest.mark.parametrize("name, beside, expected", [
+    pytest.param("http.log", ["ssl.log"], "ssl.log", id="current"),
+    pytest.param("http.09:00:00-10:00:00.log.gz", ["ssl.09:00:00-10:00:00.log.gz", "ssl.log"], "ssl.09:00:00-10:00:00.log.gz", id="zeekctl-archive"),
+    pytest.param("http.log.gz", ["ssl.log"], "ssl.log", id="compressed-one-side"),
+    pytest.param("http_20240715.log", ["ssl_20240715.log"], "ssl_20240715.log", id="underscore"),
+    pytest.param("http.log", ["ssl.09:00:00-10:00:00.log.gz"], "", id="other-hour"),
+    pytest.param("http.log", [], "", id="alone"),
+    pytest.param("https.log", ["ssls.log", "ssl.log"], "", id="not-an-http-log"),
+    pytest.param("zeek-http.log", ["zeek-ssl.log"], "", id="not-zeek-naming"),
+])
+def test_tls_log_beside(tmp_path: Path, name: str, beside: list[str], expected: str) -> None:
+    for other in beside:
+        (tmp_path / other).write_text("")
+    assert zeek.tls_log_beside(str(tmp_path / name)) == (str(tmp_path / expected) if expected else "")
+
+
+def test_tls_log_beside_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "ssl.log").mkdir()
+    assert zeek.tls_log_beside(str(tmp_path / "http.log")) == ""
+    assert zeek.tls_log_beside("<stdin>") == ""
+
+
+def proxied_logs(directory: Path, *, json_lines: bool = False) -> tuple[Path, Path]:
+    """What Zeek writes for one call through a proxy (a CONNECT and the TLS session in its tunnel,
+    same uid) next to one plain-HTTP request the proxy forwarded (http.log only)."""
+    connect = http_record()
+    plain = http_record(uid="CwjjYJ2WqgTbAqiHl6", method="POST", host="api.openai.com", uri="http://api.openai.com/v1/chat/completions",
+                        **{"id.orig_p": "52530", "status_code": "401", "status_msg": "Unauthorized"})
+    tunnelled = ssl_record(**{"id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128"})
+    http, ssl = directory / "http.log", directory / "ssl.log"
+    if json_lines:
+        def js(record: dict[str, str]) -> str:
+            return json.dumps({k: v for k, v in record.items() if v not in ("-", "(empty)")})
+        http.write_text(js(connect) + "\n" + js(plain) + "\n")
+        ssl.write_text(js(tunnelled) + "\n")
+    else:
+        http.write_text("\n".join([*header("http", HTTP_FIELDS), tsv(connect, HTTP_FIELDS), tsv(plain, HTTP_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
+        ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), tsv(tunnelled, SSL_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
+    return http, ssl
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["tsv", "json"])
+def test_connect_is_left_to_the_ssl_log_beside(tmp_path: Path, json_lines: bool) -> None:
+    http, ssl = proxied_logs(tmp_path, json_lines=json_lines)
+    log, events = read_all(http)
+    assert [(e.method, e.server_name) for e in events] == [("POST", "api.openai.com")]  # plain HTTP is in http.log only
+    assert dict(log.stats.ignored) == {zeek.tunnel_counted_in(str(ssl)): 1}
+    assert "ssl.log beside this file" in zeek.tunnel_counted_in(str(ssl))
+    _, tls = read_all(ssl)
+    assert [(e.server_name, e.orig_p) for e in tls] == [("api.openai.com", 52522)]
+    ssl.unlink()  # a proxy's http.log alone: the CONNECT is the only record of the call
+    log, events = read_all(http)
+    assert [(e.method, e.server_name, e.status) for e in events] == [("CONNECT", "api.openai.com", 200), ("POST", "api.openai.com", 401)]
+    assert dict(log.stats.ignored) == {}
+
+
+def test_a_zeek_directory_counts_a_proxied_call_once(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    proxied_logs(tmp_path)
+    (tmp_path / "conn.log").write_text("\n".join([*header("conn", ["ts", "uid", "id.orig_h", "service"]), "1721034611.1\tCHhAvVGS1DHFjwGM9\t10.20.1.5\thttp,ssl"]) + "\n")
+    result = CliRunner().invoke(cli, ["logs", str(tmp_path), "--db", str(tmp_path / "f.db"), "--json"], catch_exceptions=False)
+    assert sum(r["calls"] for r in json.loads(result.stdout)) == 2  # the tunnel once, the plain POST once
+    assert "a CONNECT tunnel: its TLS session (same uid) is counted from ssl.log beside this file" in result.stderr
+
+
+@pytest.mark.parametrize("order", ["connect-first", "tls-first"])
+def test_one_file_with_both_logs_counts_a_tunnel_once(tmp_path: Path, order: str) -> None:
+    http, ssl = proxied_logs(tmp_path, json_lines=True)
+    connect, plain = http.read_text().splitlines()
+    tls = json.dumps({"_path": "ssl", **json.loads(ssl.read_text())})
+    connect, plain = (json.dumps({"_path": "http", **json.loads(x)}) for x in (connect, plain))
+    other_tls = json.dumps({**json.loads(tls), "uid": "CnotInAnyTunnel1"})
+    lines = [connect, tls, plain, other_tls] if order == "connect-first" else [tls, plain, connect, other_tls]
+    mixed = tmp_path / "zeek-stream.json"
+    mixed.write_text("\n".join(lines) + "\n")
+    log, events = read_all(mixed)
+    assert [e.method for e in events] == (["CONNECT", "POST", ""] if order == "connect-first" else ["", "POST", ""])  # the tunnel once
+    assert dict(log.stats.ignored) == {zeek.SAME_TUNNEL: 1}
