@@ -9,6 +9,7 @@ from a cold process:
   region-auditor logs FILE --db <fresh SQLite>    (the whole audit, store included; all cores, then 1)
   python floor                                    (read + needle search + line count, 1 core)
   grep -c -F api.openai.com FILE                  (the floor: a substring count)
+  grep -c -i -F -e NEEDLE ... FILE                (grep doing region-auditor's search: every needle, any case)
   wc -l FILE
 and prints wall time, CPU time, lines/s and peak RSS for each, and checks that region-auditor found
 exactly the governed calls the generator wrote. region-auditor runs twice: on every core this
@@ -31,6 +32,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from rules.policy import load_policies
 
 HOSTS = ["www.google.com:443", "github.com:443", "pypi.org:443", "files.pythonhosted.org:443", "s3.amazonaws.com:443", "slack.com:443"]
 DECOYS = ["api.openai.com.evil.example:443", "notapi.openai.community:443"]
@@ -160,6 +163,9 @@ def main() -> None:
     results.append(("python floor (1 core)", wall, cpu, rss))
     grep_wall, cpu, rss, grep_out = timed(["grep", "-c", "-F", "api.openai.com", str(log)])
     results.append(("grep -c -F api.openai.com", grep_wall, cpu, rss))
+    needles = [arg for n in load_policies().needles() for arg in ("-e", n.decode())]
+    wall, cpu, rss, _ = timed(["grep", "-c", "-i", "-F", *needles, str(log)])
+    results.append((f"grep -c -i -F, all {len(needles) // 2} needles", wall, cpu, rss))
     wall, cpu, rss, _ = timed(["wc", "-l", str(log)])
     results.append(("wc -l", wall, cpu, rss))
 
