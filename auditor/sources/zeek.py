@@ -17,7 +17,8 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   `http,ssl`). So that a directory of Zeek logs counts such a call once, an http.log with an
   ssl.log of the same name beside it (`ssl.log` for `http.log`, `ssl.09:00:00-10:00:00.log.gz` for
   `http.09:00:00-10:00:00.log.gz`, as Zeek and zeekctl name them) leaves its CONNECTs to that
-  ssl.log, and says so; one without (a proxy log shipped alone, stdin) counts them. A file that
+  ssl.log, and says so; one without (a proxy log shipped alone, stdin) counts them, and looks
+  again once a second (LOOK_AGAIN_SECONDS). A file that
   holds both logs' records (a shipper's stream, told apart by `_path`) counts the first of the two.
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
@@ -31,6 +32,7 @@ files concatenated) is read with the last header found there.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,6 +76,9 @@ def tunnel_counted_in(ssl_log: str) -> str:
 SAME_TUNNEL = "the CONNECT or the TLS session of a tunnel whose other record (same uid) was counted earlier in this file"
 TUNNELS_KEPT = 65_536
 """uids remembered per input; the two records of one tunnel are written seconds apart."""
+LOOK_AGAIN_SECONDS = 1.0
+"""How often an http.log with no ssl.log beside it looks again: Zeek creates each log file at its
+first record, so after a rotation http.log may come before ssl.log."""
 
 
 class Tunnels:
@@ -82,9 +87,18 @@ class Tunnels:
     the ssl.log beside it; a file holding both logs' records counts the first of the two."""
 
     def __init__(self, name: str = "") -> None:
-        self.tls_log = tls_log_beside(name) if name else ""
-        """The ssl.log beside this http.log; "" for none."""
+        self._name = name
+        self._tls_log = ""
+        self._next_look = 0.0
         self._seen: dict[str, str] = {}
+
+    @property
+    def tls_log(self) -> str:
+        """The ssl.log beside this http.log; "" for none (yet)."""
+        if not self._tls_log and self._name and time.monotonic() >= self._next_look:
+            self._tls_log = tls_log_beside(self._name)
+            self._next_look = time.monotonic() + LOOK_AGAIN_SECONDS
+        return self._tls_log
 
     def count(self, kind: str, method: str, uid: str | None) -> None:
         """Ignored when this record's call is counted elsewhere; else remember it."""

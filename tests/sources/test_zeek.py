@@ -467,3 +467,28 @@ def test_one_file_with_both_logs_counts_a_tunnel_once(tmp_path: Path, order: str
     log, events = read_all(mixed)
     assert [e.method for e in events] == (["CONNECT", "POST", ""] if order == "connect-first" else ["", "POST", ""])  # the tunnel once
     assert dict(log.stats.ignored) == {zeek.SAME_TUNNEL: 1}
+
+
+def test_an_ssl_log_created_after_the_http_log_takes_the_later_connects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Zeek creates each log at its first record: after a rotation http.log can come first.
+    monkeypatch.setattr(zeek, "LOOK_AGAIN_SECONDS", 0.0)
+    http, ssl = proxied_logs(tmp_path)
+    ssl.unlink()
+    reader = reader_for("http", HTTP_FIELDS)
+    reader.tunnels = zeek.Tunnels(str(http))
+    assert reader.parse(tsv(http_record(), HTTP_FIELDS), "http.log:9").method == "CONNECT"  # nothing beside it yet: the CONNECT is the record
+    ssl.write_text("")
+    with pytest.raises(Ignored, match="counted from ssl.log beside this file"):
+        reader.parse(tsv(http_record(uid="CsecondTunnel01"), HTTP_FIELDS), "http.log:10")
+
+
+def test_an_http_log_alone_does_not_look_for_an_ssl_log_at_every_connect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zeek, "LOOK_AGAIN_SECONDS", 3600.0)
+    http, ssl = proxied_logs(tmp_path)
+    ssl.unlink()
+    tunnels = zeek.Tunnels(str(http))
+    assert tunnels.tls_log == ""
+    ssl.write_text("")
+    assert tunnels.tls_log == ""  # looked a moment ago
+    monkeypatch.setattr(zeek.time, "monotonic", lambda: 1e12)
+    assert tunnels.tls_log == str(ssl)
