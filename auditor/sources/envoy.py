@@ -13,8 +13,8 @@ Istio's default inserts `%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS
 authority) is named by its SNI. JSON logs are read by the keys of Envoy's and Istio's documented
 examples: `start_time`, `authority` (or `:authority`, else `requested_server_name`),
 `x_forwarded_for`/`x-forwarded-for`, `downstream_remote_address`, `upstream_host`, `method`,
-`response_code`, `response_flags`. A Kubernetes container-runtime prefix (`<time> stdout F `) is
-skipped.
+`response_code`, `response_flags`. (A Kubernetes container-runtime prefix, `<time> stdout F `, is
+taken off by LogFile's `cri` wrapper, as for every format.)
 
 The client is the first `X-Forwarded-For` address, else the downstream remote address. Requests
 Envoy never sent upstream (response flags `NR` no route, `NC` no cluster, `UH` no healthy host,
@@ -32,7 +32,6 @@ from auditor.sources.common import address, address_port, json_object, parse_iso
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "envoy"
-_CRI = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T\S+ (?:stdout|stderr) [FP] ")
 _TEXT = re.compile(r'^\[(?P<time>[0-9]{4}-[0-9]{2}-[0-9]{2}T[^\]]+)\] "(?P<request>[^"]*)" (?P<code>[0-9]{1,3}|-) (?P<flags>\S+) (?P<rest>.*)$')
 _TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 _JSON_KEYS = (
@@ -43,17 +42,11 @@ NOT_FORWARDED = frozenset({"NR", "NC", "UH", "UAEX", "RL", "RLSE", "IH", "FI", "
 """Response flags of requests Envoy answered itself, without an upstream connection."""
 
 
-def _payload(line: str) -> str:
-    m = _CRI.match(line)
-    return line[m.end() :] if m else line
-
-
 def sniff(line: str) -> bool:
     """True when `line` looks like an Envoy text record or an Envoy JSON access log object."""
-    text = _payload(line)
-    if text.startswith("{"):
-        return sum(1 for key in _JSON_KEYS if key in text) >= 2
-    return _TEXT.match(text) is not None
+    if line.startswith("{"):
+        return sum(1 for key in _JSON_KEYS if key in line) >= 2
+    return _TEXT.match(line) is not None
 
 
 def _dash(value: str | None) -> str:
@@ -100,7 +93,7 @@ def _event(
     )
 
 
-def _parse_text(text: str, location: str, raw: str) -> ConnectionEvent:
+def _parse_text(text: str, location: str) -> ConnectionEvent:
     m = _TEXT.match(text)
     if m is None:
         raise Malformed("envoy: not '[START_TIME] \"METHOD PATH PROTOCOL\" CODE FLAGS ...'")
@@ -114,7 +107,7 @@ def _parse_text(text: str, location: str, raw: str) -> ConnectionEvent:
     request = m["request"].split(" ")
     return _event(
         ts_text=m["time"], method=_dash(request[0]), code=m["code"], flags=m["flags"], forwarded=forwarded, downstream=downstream,
-        authority=authority, sni=sni, upstream=upstream, location=location, raw=raw,
+        authority=authority, sni=sni, upstream=upstream, location=location, raw=text,
     )
 
 
@@ -126,7 +119,7 @@ def _text(record: dict[str, Any], *keys: str) -> str:
     return ""
 
 
-def _parse_json(text: str, location: str, raw: str) -> ConnectionEvent:
+def _parse_json(text: str, location: str) -> ConnectionEvent:
     record = json_object(text, "envoy", "log entry")
     ts_text = _text(record, "start_time")
     if not ts_text:
@@ -142,13 +135,12 @@ def _parse_json(text: str, location: str, raw: str) -> ConnectionEvent:
         sni=_text(record, "requested_server_name"),
         upstream=_text(record, "upstream_host"),
         location=location,
-        raw=raw,
+        raw=text,
     )
 
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
-    text = _payload(line)
-    if text.startswith("{"):
-        return _parse_json(text, location, line)
-    return _parse_text(text, location, line)
+    if line.startswith("{"):
+        return _parse_json(line, location)
+    return _parse_text(line, location)

@@ -304,9 +304,7 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
     if kind is not None:
         inner_texts = [_unwrapped(kind, t) for t in texts]
         inner = _most_matched(inner_texts)
-        # A JSON record around a line is never the line. A runtime's prefix may be: Envoy, HAProxy
-        # and Suricata read it themselves, and keep their own name.
-        if inner is not None and (kind != "cri" or best is None or _parsed(best, texts) < _parsed(inner, inner_texts)):
+        if inner is not None:
             return _wrap(inner, kind)
     if best is None:
         known = " or ".join(n for n, f in FORMATS.items() if f.detected)
@@ -352,20 +350,6 @@ def _unwrapped(kind: str, text: str) -> str:
         return wrapped.unwrap(kind, text)
     except Malformed:
         return ""
-
-
-def _parsed(fmt: LogFormat, texts: list[str]) -> int:
-    """How many of the sample's lines `fmt` reads (as a call or as a line that is not one)."""
-    count = 0
-    for text in texts:
-        try:
-            fmt.parse(text, "sample")
-        except Ignored:
-            pass
-        except Exception:  # noqa: BLE001 - Malformed, or a value a parser did not foresee: not read
-            continue
-        count += 1
-    return count
 
 
 def _wrap(fmt: LogFormat, kind: str) -> LogFormat:

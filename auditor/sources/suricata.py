@@ -19,8 +19,8 @@ read here the source is the client.
   calls. All of these are counted as "not counted" with their type.
 
 An event may come after a prefix (`filetype: syslog` as a syslog daemon writes it to a file, the
-eve-log `prefix: "@cee: "` option, a container runtime's `<time> stdout F `): what comes before the
-object is dropped when it ends like one of those.
+eve-log `prefix: "@cee: "` option): what comes before the object is dropped when it ends like one
+of those. (A container runtime's `<time> stdout F ` is taken off by LogFile's `cri` wrapper.)
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, ho
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "suricata"
-_PREFIX = re.compile(r'[^{"]*?(?:: |- |(?:stdout|stderr) [FP] )(?:@cee: ?)?|@cee: ?')
+_PREFIX = re.compile(r'[^{"]*?(?:: |- )(?:@cee: ?)?|@cee: ?')
 """`Jul 15 09:10:11 sensor1 suricata[1234]: `, `<134>1 2024-... sensor1 suricata 1234 - - `, `@cee: `, ..."""
 TUNNELED = "suricata: TLS inside an HTTP CONNECT tunnel (from_proto http): the CONNECT's http event counts the call"
 
 
 def without_prefix(line: str) -> str:
-    """The event object of a line, after a syslog, @cee or container-runtime prefix if there is one."""
+    """The event object of a line, after a syslog or @cee prefix if there is one."""
     if line.startswith("{"):
         return line
     start = line.find('{"', 0, 300)

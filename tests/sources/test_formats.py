@@ -28,7 +28,7 @@ SAMPLES = {
     "nginx-stream.log": "nginx-stream",
     "nginx-proxy-manager.log": "nginx-proxy-manager",
     "envoy-access.log": "envoy",
-    "envoy-istio.log": "envoy",
+    "envoy-istio.log": "envoy+cri",  # behind the kubelet's prefix
     "envoy-access.json": "envoy",
     "zeek-ssl.log": "zeek",
     "zeek-http.log": "zeek",

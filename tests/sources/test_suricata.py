@@ -71,7 +71,6 @@ PARSED = [
     pytest.param("@cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="cee-prefix"),
     pytest.param("2024-07-15T09:10:11.200+00:00 sensor1 suricata[1234]: @cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc3339-syslog-cee"),
     pytest.param("<134>1 2024-07-15T09:10:11.2Z sensor1 suricata 1234 - - " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc5424"),
-    pytest.param("2024-07-15T09:10:11.200000000Z stdout F " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="container-runtime"),
 ]
 
 

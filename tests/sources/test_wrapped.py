@@ -42,15 +42,11 @@ def cri(line: str) -> str:
 
 
 WRAP = {"docker": docker, "ecs": ecs, "cri": cri}
-# Samples whose format reads a CRI prefix itself stay that format (without "+cri").
 SAMPLES = {
     "squid-access.log": "squid", "squid-common.log": "combined", "nginx-access.log": "combined", "apache-vhost-access.log": "combined",
     "haproxy-stdout.log": "haproxy", "nginx-stream.log": "nginx-stream", "envoy-access.log": "envoy", "zeek-ssl.json": "zeek",
     "suricata-eve.json": "suricata", "cloudflare-http_requests.ndjson": "cloudflare", "vercel-drain.ndjson": "vercel",
 }
-READS_CRI_ITSELF = {"haproxy", "envoy", "suricata"}
-
-
 @pytest.mark.parametrize("kind", sorted(WRAP))
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: str) -> None:
@@ -61,7 +57,7 @@ def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: s
     log, events = read_all(path)
     inner = SAMPLES[name]
     assert log.format is not None
-    assert log.format.name == (inner if kind == "cri" and inner in READS_CRI_ITSELF else f"{inner}+{kind}")
+    assert log.format.name == f"{inner}+{kind}"
     assert events and [(e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in events] == [
         (e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in plain]
     assert log.stats.events == plain_log.stats.events and sum(log.stats.skipped.values()) == sum(plain_log.stats.skipped.values())
@@ -154,3 +150,22 @@ def test_zeek_tsv_inside_a_wrapper_is_refused_with_how_to_unwrap_it(tmp_path: Pa
             LogFile.open(str(path), NEEDLES, fmt)
         assert str(info.value) == (f"{path}: Zeek TSV inside docker records cannot be read (its header lines are wrapped too); "
                                    "take the lines out first: jq -r .log FILE > ssl.log")
+
+
+@pytest.mark.parametrize("kind", ["docker", "cri"])
+def test_a_line_split_by_the_runtime_is_read_part_by_part(tmp_path: Path, kind: str) -> None:
+    # Over 16 KiB, dockerd and containerd write a line in parts: Docker records without the final
+    # newline, CRI `P` records before the `F` one. The first part holds the start of the line.
+    line = ("1721034611.123 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - "
+            "[User-Agent: " + "x" * 17_000 + "\\r\\nHost: api.openai.com:443\\r\\n]")
+    first, rest = line[:16_384], line[16_384:]
+    if kind == "docker":
+        parts = [json.dumps({"log": first, "stream": "stdout", "time": "2024-07-15T09:10:30.1Z"}), docker(rest)]
+    else:
+        parts = ["2024-07-15T09:10:30.1Z stdout P " + first, "2024-07-15T09:10:30.1Z stdout F " + rest]
+    path = tmp_path / "access.log"
+    path.write_text(docker(line) + "\n" + "\n".join(parts) + "\n" if kind == "docker" else cri(line) + "\n" + "\n".join(parts) + "\n")
+    log, events = read_all(path)
+    assert log.format is not None and log.format.name == f"squid+{kind}"
+    assert [(e.server_name, e.orig_h) for e in events] == [("api.openai.com", "10.20.1.5")] * 2  # the whole line, then the first part
+    assert [where for ws in log.stats.locations.values() for where in ws] == [f"{path}:3"]  # the part that names the host again
