@@ -9,6 +9,10 @@ does not lose it:
   it is read again from the top, as a new input;
 - the path does not exist (yet): it is waited for.
 
+Files rotated away unseen (two rotations between two looks, lines written just before a
+copytruncate, or any rotation while no follower ran) are found next to the path by their names
+and read by their checkpoints (`_missed_generations`).
+
 Parsing is LogFile's, reading from a TailStream that releases only complete lines: a line the
 writer has not finished waits for its newline. Each round ends on a line boundary when nothing
 complete is left or after COMMIT_SECONDS, and its batches are stored with their checkpoint in one
@@ -217,6 +221,9 @@ class Follower:
         """Follow until stopped; what each input gave."""
         self._run_id = self.store.start_run(self.command, self.auditor.locator.description, self.auditor.policies.version_tag)
         try:
+            for path in self.paths:
+                if path != "-":
+                    self._rotated_while_stopped(path)
             while not self.stopped and self._more_to_come():
                 if not self.poll():
                     self._sleep(POLL_SECONDS)
@@ -298,7 +305,14 @@ class Follower:
             tail.seen_at = time.time()
         return self._read(tail)
 
-    def _missed_generations(self, path: str, since: float) -> None:
+    def _rotated_while_stopped(self, path: str) -> None:
+        """Read the generations of `path` rotated away while no follower ran: those written since
+        a follower of it last committed (less the time lines wait to be committed)."""
+        last = self.store.last_moved(path)
+        if last is not None:
+            self._missed_generations(path, last.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran")
+
+    def _missed_generations(self, path: str, since: float, why: str = "") -> None:
         """Read the files rotated away between two looks at `path` (rotations less than
         POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
         `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen naming the file just
@@ -327,7 +341,7 @@ class Follower:
             if tail is not None:
                 tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
                 self._draining.append(tail)
-                self.say(f"{candidate}: rotated away between two looks at {path}; reading it too")
+                self.say(f"{candidate}: {why or f'rotated away between two looks at {path}'}; reading it too")
 
     def _open(self, path: str) -> Tail | None:
         check_name(path)

@@ -245,6 +245,17 @@ class SqlStore(FindingStore):
         _record_prefixes(conn, source_id, source)
         return Checkpoint(source_id, 0, 0)
 
+    def last_moved(self, name: str) -> dt.datetime | None:
+        with self._begin() as conn:
+            try:
+                when = conn.execute(sa.select(sa.func.max(sources.c.updated_at)).where(sources.c.name == name)).scalar()
+            except (ValueError, TypeError) as e:  # a hand edit (see rows)
+                when = e
+        if when is not None and not isinstance(when, dt.datetime):
+            raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(when)[:60]}); "
+                             "restore it from a backup or point --db at a new file and audit again")
+        return None if when is None else when.replace(tzinfo=dt.timezone.utc)
+
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
         s = sources.c
         with self._begin() as conn:

@@ -146,6 +146,11 @@ class FindingStore(ABC):
         that checkpoint is returned: a copy of an input the run has read is not a reason to forget it."""
 
     @abstractmethod
+    def last_moved(self, name: str) -> dt.datetime | None:
+        """When a checkpoint of an input read under this name was last taken or moved (UTC), None
+        when none was: how far a follower of that path got before it stopped."""
+
+    @abstractmethod
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
         """Store a batch's findings, grouped (auditor.events.tally), and move the input's checkpoint
         from `checkpoint` (where the batch starts) to (`offset`, `line`), atomically; the new

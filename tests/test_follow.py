@@ -677,3 +677,38 @@ def test_following_an_earlier_copy_is_refused(tmp_path: Path) -> None:
     assert (f"Error: {copy}: nothing new: it starts like an input audited up to line 40 and ends before that "
             "(an earlier, shorter copy of it); follow the file it was copied from") in result.stderr
     assert calls(db) == governed(lines(1, 40))
+
+
+@pytest.mark.parametrize("rotation", ["create", "copytruncate"])
+def test_generations_rotated_while_no_follower_ran_are_read_when_it_starts(tmp_path: Path, running: list[Run], rotation: str) -> None:
+    """The follower was stopped (an upgrade, a reboot) while the file grew and was rotated, twice
+    for `create`. The lines it had not read are only in the rotated files: they used to wait for
+    an audit by hand. The generations written since its last commit are read when it starts."""
+    stale = tmp_path / "access.log.9"
+    stale.write_text(lines(800, 5))  # named like a generation, last written long before
+    os.utime(stale, (T0, T0))
+    first = lines(1, 10)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    missed, whole, after = lines(11, 7), lines(100, 8), lines(300, 4)
+    append(log, missed)
+    if rotation == "create":
+        log.rename(tmp_path / "access.log.1")
+        log.write_text(whole)  # a generation no follower saw at all
+        (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
+        log.rename(tmp_path / "access.log.1")
+    else:
+        whole = ""
+        shutil.copyfile(log, tmp_path / "access.log.1")
+        with log.open("r+") as f:
+            f.truncate(0)
+    log.write_text(after)
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    stored(again.db, governed(first + missed + whole + after))
+    again.says("rotated while no follower ran; reading it too")
+    assert again.stop() == 0
+    rotated = tmp_path / ("access.log.2" if rotation == "create" else "access.log.1")
+    assert f"{rotated} (squid): 7 lines after line 10 (audited before), {governed(missed)} calls" in again.stderr
+    assert "access.log.9" not in again.stderr
+    assert calls(again.db) == governed(first + missed + whole + after)

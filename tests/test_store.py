@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -530,3 +531,34 @@ def test_a_file_sharing_only_its_first_lines_with_an_audited_one_is_its_own_inpu
     os.utime(other, (T0, T0))  # settled: its last line is read without its newline
     summary = audit_logs([str(other)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
     assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3 and summary.inputs[0].calls == 3
+
+
+def test_last_moved_is_when_a_checkpoint_of_that_name_last_moved(db_target: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    from auditor.sources.logfile import LogFile
+    from auditor.store import StoreError
+    from tests.sources.helpers import NEEDLES
+
+    log_path = tmp_path / "a.log"
+    log_path.write_text("".join(LINES[:2]))
+    store = SqlStore(db_target)
+    assert store.last_moved(str(log_path)) is None
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    log = LogFile.open(str(log_path), NEEDLES)
+    at = store.checkpoint(log)
+    log.close()
+    taken = store.last_moved(str(log_path))
+    assert taken is not None and before <= taken <= dt.datetime.now(dt.timezone.utc)
+    time.sleep(0.05)
+    store.add_batch(store.start_run("test", "", ""), at, _tallies(LINES[:2]), 200, 2)
+    moved = store.last_moved(str(log_path))
+    assert moved is not None and moved > taken
+    assert store.last_moved(str(tmp_path / "other.log")) is None
+    store.close()
+    if "://" in db_target:
+        return  # PostgreSQL refuses such an edit itself
+    with sqlite3.connect(db_target) as conn:
+        conn.execute("UPDATE sources SET updated_at = 'notadate'")
+    with pytest.raises(StoreError, match="holds a checkpoint time region-auditor did not write"):
+        SqlStore(db_target).last_moved(str(log_path))
