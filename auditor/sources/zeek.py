@@ -18,8 +18,8 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   ssl.log of the same name beside it (`ssl.log` for `http.log`, `ssl.09:00:00-10:00:00.log.gz` for
   `http.09:00:00-10:00:00.log.gz`, as Zeek and zeekctl name them) leaves its CONNECTs to that
   ssl.log, and says so; one without (a proxy log shipped alone, stdin) counts them, and looks
-  again once a second (LOOK_AGAIN_SECONDS). A file that
-  holds both logs' records (a shipper's stream, told apart by `_path`) counts the first of the two.
+  again once a second (LOOK_AGAIN_SECONDS). A file that holds both logs' records (a shipper's
+  stream, told apart by `_path`) counts the first of the two.
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
