@@ -22,7 +22,8 @@ from auditor.pipeline import Auditor
 from auditor.report.interface import FormatChoice, ReportError
 from auditor.runner import RunStopped, RunSummary, audit_logs
 from auditor.sources.interface import SourceError
-from auditor.sources.logfile import FORMATS
+from auditor.sources.logfile import FORMATS, format_named
+from auditor.sources.wrapped import KINDS as WRAPPERS
 from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
 from geoip import update as geoip_update_data
@@ -116,9 +117,22 @@ def _store(config: Config, db: str | None) -> FindingStore:
     return SqlStore(db or config.store_url or str(default_db_path()))
 
 
+class FormatName(click.ParamType):
+    """A --format name: a log format, or one inside a wrapper (`squid+docker`)."""
+
+    name = "format"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if format_named(value) is None:
+            self.fail(f"{value!r} is not a log format; known: {', '.join(sorted(FORMATS))}, each also inside a wrapper "
+                      f"({'/'.join('+' + k for k in WRAPPERS)})", param, ctx)
+        return str(value)
+
+
 @cli.command()
 @audit_options
-@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), help="Log format (default: detected per file).")
+@click.option("--format", "fmt", type=FormatName(), help=f"Log format: {', '.join(sorted(FORMATS))}; read inside the wrapper "
+              f"its first lines are in, or name one (squid+{', squid+'.join(WRAPPERS)}). Default: detected per file.")
 @click.option("--follow", is_flag=True,
               help="Keep reading the files as they grow, like tail -F (rotation, copytruncate, files not created yet) "
               "until SIGTERM or Ctrl-C; new rows on stderr, the table at the end.")

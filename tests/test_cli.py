@@ -115,7 +115,8 @@ def test_user_geoip_database_and_override_come_first(tmp_path: Path) -> None:
         (["logs", "{log}", "--geoip-db", "{garbage}"], 3, "not a valid MMDB file"),
         (["logs", "{log}", "--geoip-db", str(asset("maxmind/GeoIP2-Anonymous-IP-Test.mmdb"))], 3, "has no country data"),
         (["logs", "{log}", "--db", "{tmp}/garbage/f.db"], 3, "cannot create the findings database"),
-        (["logs", "{log}", "--format", "apache"], 2, "Invalid value for '--format'"),
+        (["logs", "{log}", "--format", "apache"], 2, "Invalid value for '--format': 'apache' is not a log format; known: aws-network-firewall,"),
+        (["logs", "{log}", "--format", "squid+zip"], 2, "each also inside a wrapper (+docker/+ecs/+cri)"),
         (["logs"], 2, "Missing argument"),
         (["rules", "show", "nosuch"], 2, "no policy pack for 'nosuch'"),
         (["rules", "check", "openai", "Hong Kong"], 2, "is not an ISO 3166-1 country code"),
@@ -302,3 +303,13 @@ def test_table_cells_escape_control_characters_from_logs(tmp_path: Path) -> None
     rows = result.stdout.splitlines()
     assert len(rows) == 2, result.stdout  # the header and one row
     assert "vercel:x\\nfake-org" in rows[1]
+
+
+def test_format_names_a_format_inside_a_wrapper(tmp_path: Path) -> None:
+    # The summary names a container's log `squid+cri`; --format took only the plain names.
+    log = tmp_path / "access.log"
+    log.write_text("".join(f"2024-07-22T09:00:0{i}.1Z stdout F {line}\n" for i, line in enumerate(EXAMPLE_LOG.read_text().splitlines()[:3])))
+    for fmt in ("squid+cri", "squid"):
+        result = invoke("logs", str(log), "--format", fmt, "--db", str(tmp_path / f"{fmt}.db"), "--json")
+        assert f"{log} (squid+cri):" in result.stderr, result.output
+        assert sum(r["calls"] for r in json.loads(result.stdout)) > 0

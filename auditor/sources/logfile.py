@@ -288,24 +288,27 @@ class _Piece(io.RawIOBase):
         super().close()
 
 
-def detect_format(sample: bytes, name: str) -> LogFormat | None:
-    """The format most of the first lines of `sample` match; None for an empty sample."""
-    sample = sample.removeprefix(BOM)
-    if vercel.sniff_sample(sample):
-        return FORMATS[vercel.NAME]
-    lines = [ln for ln in sample.split(b"\n")[:64] if ln.strip()]
+def _first_lines(sample: bytes) -> list[str]:
+    """The first lines of a sample (up to 64, not blank, the last only when it is complete)."""
+    lines = [ln for ln in sample.removeprefix(BOM).split(b"\n")[:64] if ln.strip()]
     if len(lines) > 1 and not sample.endswith(b"\n"):
         lines = lines[:-1]  # the last one may be cut off by the sample size
-    if not lines:
+    return [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines]
+
+
+def detect_format(sample: bytes, name: str) -> LogFormat | None:
+    """The format most of the first lines of `sample` match; None for an empty sample."""
+    if vercel.sniff_sample(sample.removeprefix(BOM)):
+        return FORMATS[vercel.NAME]
+    texts = _first_lines(sample)
+    if not texts:
         return None
-    texts = [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines]
-    best = _most_matched(texts)
     kind = wrapped.common_kind(texts)
     if kind is not None:
-        inner_texts = [_unwrapped(kind, t) for t in texts]
-        inner = _most_matched(inner_texts)
+        inner = _most_matched([_unwrapped(kind, t) for t in texts])
         if inner is not None:
             return _wrap(inner, kind)
+    best = _most_matched(texts)
     if best is None:
         known = " or ".join(n for n, f in FORMATS.items() if f.detected)
         raise SourceError(
@@ -315,10 +318,14 @@ def detect_format(sample: bytes, name: str) -> LogFormat | None:
     return best
 
 
-def format_named(name: str) -> LogFormat | None:
-    """The format of this name (`squid`, or `squid+docker` for squid lines in a wrapper), None for none."""
+def format_named(name: str, sample: bytes = b"") -> LogFormat | None:
+    """The format of this name (`squid`, or `squid+docker` for squid lines in a wrapper), None for
+    none. A plain name is read inside the wrapper most of the sample's first lines are in
+    (`--format envoy` on a container's log is `envoy+cri`), except `json`: its field map may
+    address the wrapper's own fields."""
     if name in FORMATS:
-        return FORMATS[name]
+        kind = wrapped.common_kind(_first_lines(sample)) if sample and name != jsonmap.NAME else None
+        return _wrap(FORMATS[name], kind) if kind is not None else FORMATS[name]
     inner, _, kind = name.partition("+")
     return _wrap(FORMATS[inner], kind) if inner in FORMATS and kind in wrapped.KINDS else None
 
@@ -420,7 +427,7 @@ class LogFile(Prefixed, EventSource):
             if len(self._pending) < FINGERPRINT_BYTES and not self.damaged:  # all of it
                 left = not self.prefix.endswith(b"\n") and self._leaves_last_line
                 self.whole_lines = self.prefix.rfind(b"\n") + 1 if left else len(self.prefix)
-            self.format = format_named(fmt) if fmt else detect_format(self._pending, name)
+            self.format = format_named(fmt, self._pending) if fmt else detect_format(self._pending, name)
             if fmt and self.format is None:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
             if self.format is not None and self.format.name.startswith(zeek.NAME + "+"):

@@ -57,12 +57,11 @@ def common_kind(lines: Sequence[str]) -> str | None:
 
 
 def unwrap(kind: str, line: str) -> str:
-    """The line inside; Malformed when `line` is not in that wrapper."""
+    """The line inside; Malformed when `line` is not in that JSON wrapper. A line without the
+    runtime's prefix is the line itself (a file holding a container's log and the host's)."""
     if kind == "cri":
         m = _CRI.match(line)
-        if m is None:
-            raise Malformed(f"{OUTSIDE} (no '<time> stdout|stderr F|P ' prefix)")
-        return line[m.end() :]
+        return line[m.end() :] if m else line
     if kind_of(line) is None and not line.startswith("{"):
         raise Malformed(f"{OUTSIDE} (a {NAMES[kind]} record is a JSON object)")
     record = json_object(line, kind, "record")

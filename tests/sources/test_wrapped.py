@@ -47,6 +47,8 @@ SAMPLES = {
     "haproxy-stdout.log": "haproxy", "nginx-stream.log": "nginx-stream", "envoy-access.log": "envoy", "zeek-ssl.json": "zeek",
     "suricata-eve.json": "suricata", "cloudflare-http_requests.ndjson": "cloudflare", "vercel-drain.ndjson": "vercel",
 }
+
+
 @pytest.mark.parametrize("kind", sorted(WRAP))
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: str) -> None:
@@ -102,8 +104,7 @@ def test_a_line_outside_the_wrapper_is_malformed() -> None:
         wrapped.unwrap("docker", "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
     with pytest.raises(Malformed, match="^docker: not JSON"):
         wrapped.unwrap("docker", '{"log": "cut short')
-    with pytest.raises(Malformed, match=r"^a line outside the wrapper .* \(no '<time> stdout\|stderr F\|P ' prefix\)$"):
-        wrapped.unwrap("cri", "plain text")
+    assert wrapped.unwrap("cri", "plain text") == "plain text"  # no prefix: the host's own line, read as it is
     with pytest.raises(Malformed, match="docker: no 'log' text"):
         wrapped.unwrap("docker", '{"stream":"stdout"}')
     assert wrapped.unwrap("docker", docker("a line\r")) == "a line"
@@ -169,3 +170,39 @@ def test_a_line_split_by_the_runtime_is_read_part_by_part(tmp_path: Path, kind: 
     assert log.format is not None and log.format.name == f"squid+{kind}"
     assert [(e.server_name, e.orig_h) for e in events] == [("api.openai.com", "10.20.1.5")] * 2  # the whole line, then the first part
     assert [where for ws in log.stats.locations.values() for where in ws] == [f"{path}:3"]  # the part that names the host again
+
+
+@pytest.mark.parametrize("kind", sorted(WRAP))
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_forced_format_is_read_inside_the_wrapper(tmp_path: Path, kind: str, name: str) -> None:
+    # `--format envoy` on a container's log read nothing once Envoy stopped taking the prefix off
+    # itself: a plain name is read inside the wrapper the first lines are in.
+    inner = SAMPLES[name]
+    lines = asset(f"logs/{name}").read_text(encoding="utf-8", errors="replace").splitlines()
+    path = tmp_path / name
+    path.write_text("".join(WRAP[kind](line) + "\n" for line in lines if line), encoding="utf-8")
+    _, plain = read_all(asset(f"logs/{name}"), inner)
+    log, events = read_all(path, inner)
+    assert log.format is not None and log.format.name == f"{inner}+{kind}"
+    assert [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain]
+
+
+def test_a_forced_json_map_is_not_moved_inside_a_wrapper() -> None:
+    from auditor.sources.logfile import format_named
+
+    sample = (docker('{"ts": 1}') + "\n").encode() * 3
+    assert format_named("json", sample).name == "json"  # its field map may address the record's own keys
+    assert format_named("squid", sample).name == "squid+docker"
+    assert format_named("squid+ecs", sample).name == "squid+ecs"  # named: as named
+
+
+def test_lines_without_the_runtime_prefix_are_read_as_they_are(tmp_path: Path) -> None:
+    # A container's log and the host's in one file: the lines without the prefix were malformed.
+    lines = asset("logs/squid-access.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    path = tmp_path / "access.log"
+    path.write_text("".join((cri(line) if i % 3 else line) + "\n" for i, line in enumerate(lines) if line), encoding="utf-8")
+    plain_log, plain = read_all(asset("logs/squid-access.log"))
+    log, events = read_all(path)
+    assert log.format is not None and log.format.name == "squid+cri"
+    assert [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain]
+    assert log.stats.skipped == plain_log.stats.skipped
