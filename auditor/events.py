@@ -77,6 +77,9 @@ class ConnectionEvent:
     """How server_name was learnt from packets: `sni`, `http`, `connect`, `socks5`, `dns` (no SNI, or only an ECH outer name), `ech-outer` (no DNS answer seen), `none`; "" for logs."""
     message: str = ""
     """Application log text that came with the record (Vercel `message`), "" when none."""
+    tunnel: str = ""
+    """The monitor's id of the connection (Zeek's uid) when it may log the call twice: a CONNECT,
+    and a TLS session that may be inside one (the store counts the pair once); "" otherwise."""
     raw: str = ""
     """The record as read, for evidence. It may hold secrets: whatever stores or prints it
     passes it through auditor.redact first."""
@@ -153,6 +156,9 @@ class Tally:
     rule_id: str
     samples: tuple[Finding, ...]
     """The first SAMPLES findings, in input order, as evidence."""
+    tunnels: tuple[tuple[str, str], ...] = ()
+    """(uid, `connect` or `tls`) of its calls that a monitor may also have logged as the other
+    record of a CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
 
 
 class Groups:
@@ -162,15 +168,20 @@ class Groups:
         self._groups: dict[tuple[Any, ...], list[Any]] = {}
 
     def count(self, org: str, egress: Egress, location: Location, verdict: Verdict, host: str, day: dt.date,
-              ts: dt.datetime) -> list[Finding] | None:
-        """Count one call (a Finding's parts, its UTC day and time): the samples of its group when
-        they have room for its Finding (append it), else None."""
+              event: ConnectionEvent) -> list[Finding] | None:
+        """Count one call (a Finding's parts, its UTC day, its event): the samples of its group
+        when they have room for its Finding (append it), else None."""
         key = (org, verdict.provider, host, egress.label, location.country_code, location.basis, verdict.outcome.value, day)
         blocked = verdict.rule_id.endswith(PROVIDER_BLOCKED)
+        ts = event.ts
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [1, int(blocked), ts, ts, []]
+            group = self._groups[key] = [1, int(blocked), ts, ts, [], []]
+            if event.tunnel:
+                group[5].append((event.tunnel, "connect" if event.method == "CONNECT" else "tls"))
             return group[4]
+        if event.tunnel:
+            group[5].append((event.tunnel, "connect" if event.method == "CONNECT" else "tls"))
         group[0] += 1
         group[1] += blocked
         if ts < group[2]:
@@ -182,8 +193,9 @@ class Groups:
     def tallies(self) -> list[Tally]:
         return [
             Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
-                  policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples))
-            for key, (calls, blocked, first, last, samples) in self._groups.items()
+                  policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples),
+                  tunnels=tuple(tunnels))
+            for key, (calls, blocked, first, last, samples, tunnels) in self._groups.items()
         ]
 
 
@@ -192,7 +204,7 @@ def tally(findings: Iterable[Finding]) -> list[Tally]:
     groups = Groups()
     for f in findings:
         ts = f.event.ts
-        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.timezone.utc).date(), ts)
+        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.timezone.utc).date(), f.event)
         if samples is not None:
             samples.append(f)
     return groups.tallies()

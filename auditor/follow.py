@@ -44,7 +44,7 @@ from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, LogFile, check_name, compression_of
-from auditor.store import Checkpoint, CheckpointMoved, FindingStore
+from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
 """How often the followed paths are looked at when there is nothing to read."""
@@ -444,11 +444,13 @@ class Follower:
         for batch in tail.log.batches():
             findings = list(self.auditor.audit(batch.events, source))
             try:
-                tail.checkpoint = self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
+                tail.checkpoint, repeated = self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
             except CheckpointMoved as e:
                 self._taken_over(tail, e.checkpoint)
                 return True
-            tail.calls += len(findings)
+            if repeated:
+                tail.log.stats.ignored[TUNNEL_REPEATED] += repeated
+            tail.calls += len(findings) - repeated
             tail.line = batch.line
             got = True
             self._report(findings)

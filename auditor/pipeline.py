@@ -53,7 +53,7 @@ class Auditor:
             if judged is None:
                 continue
             org, egress, location, verdict, host, day = judged
-            samples = groups.count(org, egress, location, verdict, host, day, event.ts)
+            samples = groups.count(org, egress, location, verdict, host, day, event)
             if samples is not None:
                 samples.append(Finding(event, org, egress, location, verdict, host))
         return groups.tallies()

@@ -15,7 +15,7 @@ from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
 from auditor.sources.logfile import LogFile, usable_cores
-from auditor.store import Checkpoint, CheckpointMoved, FindingStore
+from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
 
 
 @dataclass
@@ -223,8 +223,9 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
 
         for batch in log.batches(audit):
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
-            checkpoint = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
-            calls += sum(t.calls for t in tallies)
+            checkpoint, repeated = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
+            calls += sum(t.calls for t in tallies) - repeated
+            _note_repeated(log.stats, repeated)
             if progress:
                 progress(done + (log.consumed() or 0))
     except CheckpointMoved as e:
@@ -240,6 +241,12 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         log.close()
     fmt = log.format.name if log.format else "empty"
     summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls))
+
+
+def _note_repeated(stats: SourceStats, repeated: int) -> None:
+    """Count the calls the store left out as counted already (FindingStore.add_batch)."""
+    if repeated:
+        stats.ignored[TUNNEL_REPEATED] += repeated
 
 
 def _taken_over(name: str, checkpoint: Checkpoint, moved: CheckpointMoved) -> str:
@@ -263,12 +270,13 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
     checkpoint = done.checkpoint
     for tallies, offset, line in done.batches:
         try:
-            checkpoint = store.add_batch(summary.run_id, checkpoint, tallies, offset, line)
+            checkpoint, repeated = store.add_batch(summary.run_id, checkpoint, tallies, offset, line)
         except CheckpointMoved as e:
             summary.bytes_read += done.consumed
             summary.unread.append(_taken_over(done.name, checkpoint, e))
             return
-        calls += sum(t.calls for t in tallies)
+        calls += sum(t.calls for t in tallies) - repeated
+        _note_repeated(done.stats, repeated)
     summary.bytes_read += done.consumed
     if progress:
         progress(summary.bytes_read)

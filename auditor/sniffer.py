@@ -22,7 +22,7 @@ def run_sniffer(capture: LiveCapture, *, config: Config, auditor: Auditor, store
     try:
         for batch in capture.batches():
             findings = list(auditor.audit(batch.events, source_config))
-            checkpoint = store.add_batch(run_id, checkpoint, tally(findings), 0, batch.line)
+            checkpoint, _ = store.add_batch(run_id, checkpoint, tally(findings), 0, batch.line)  # packets carry no tunnel uids
             calls += len(findings)
             for finding in findings:
                 on_finding(finding)

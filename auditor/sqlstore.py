@@ -4,11 +4,12 @@ that never do (`pcap --events`, `rules`, `geoip`) start without SQLAlchemy."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
@@ -68,6 +69,21 @@ prefixes = sa.Table(
 copy of it (a few lines, the whole of it its fingerprint) is known as the same input. Added
 without a schema version: a database without the rows is read as before."""
 _KEY = ("source_id", "org", "provider", "host", "egress_ip", "country", "basis", "verdict", "day")
+tunnels = sa.Table(
+    "tunnels", metadata,
+    sa.Column("uid", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("source_id", sa.Integer, index=True),
+    sa.Column("counted", sa.Boolean, nullable=False),
+    sa.Column("seen_at", sa.DateTime, nullable=False, index=True),
+)
+"""The records of calls a monitor may log twice (Tally.tunnels): a CONNECT (`connect`) and the TLS
+session inside it (`tls`), one row each, `counted` for the first of the two stored. `source_id` is
+the input the record was read from, NULL once that input is forgotten (`--rescan`): read again, it
+is counted as it was. Rows go after TUNNEL_DAYS. Added without a schema version."""
+TUNNEL_DAYS = 7
+"""How long the record of one side of a tunnel waits for the other: the two are logged within
+seconds, but audits of the two files may be days apart."""
 observations = sa.Table(
     "observations", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -232,6 +248,7 @@ class SqlStore(FindingStore):
                 return Checkpoint(kept.id, kept.offset, kept.line)
             ids = [c.id for c in found]
             if ids:
+                conn.execute(sa.update(tunnels).where(tunnels.c.source_id.in_(ids)).values(source_id=None))
                 conn.execute(sa.delete(prefixes).where(prefixes.c.source_id.in_(ids)))
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
@@ -259,6 +276,9 @@ class SqlStore(FindingStore):
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
         s = sources.c
         with self._begin() as conn:
+            paired = any(t.tunnels for t in tallies)
+            if paired:
+                _serialize(conn)  # two processes storing the two records of one tunnel: one after the other (locks in checkpoint()'s order)
             # Compare and set, first: it takes the row's write lock (PostgreSQL) or the database's
             # (SQLite), so of two processes auditing the same lines only the first stores them.
             moved = conn.execute(
@@ -268,9 +288,15 @@ class SqlStore(FindingStore):
             if moved != 1:
                 now = conn.execute(sa.select(s.offset, s.line).where(s.id == checkpoint.source_id)).one_or_none()
                 raise CheckpointMoved(Checkpoint(checkpoint.source_id, *(now or (0, 0))))
+            repeated = 0
+            if paired:
+                conn.execute(sa.delete(tunnels).where(tunnels.c.seen_at < _now() - dt.timedelta(days=TUNNEL_DAYS)))
             for t in tallies:
-                self._upsert(conn, run_id, checkpoint.source_id, t)
-        return Checkpoint(checkpoint.source_id, offset, line)
+                again = _repeated(conn, checkpoint.source_id, t.tunnels) if t.tunnels else 0
+                repeated += again
+                if again < t.calls:
+                    self._upsert(conn, run_id, checkpoint.source_id, dataclasses.replace(t, calls=t.calls - again) if again else t)
+        return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
         values = dict(
@@ -388,6 +414,43 @@ def _upsert_statement(insert: Any) -> Any:
             "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
         },
     ).returning(t.id, t.evidence_count)
+
+
+def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> int:
+    """Record one tally's tunnel records (uid, `connect`|`tls`); how many of its calls the other
+    record of their tunnel counted already (or this same record, from another input)."""
+    t = tunnels.c
+    uids = sorted({uid for uid, _ in records})
+    found: dict[tuple[str, str], _TunnelRow] = {}
+    for i in range(0, len(uids), 500):  # within every backend's limit on bound parameters
+        for r in conn.execute(sa.select(tunnels).where(t.uid.in_(uids[i : i + 500]))):
+            found[(r.uid, r.kind)] = _TunnelRow(r.uid, r.kind, r.source_id, bool(r.counted))
+    repeated, new = 0, []
+    for uid, kind in records:
+        mine = found.get((uid, kind))
+        if mine is not None:
+            if mine.source_id is None:  # read again after --rescan forgot its input: counted as it was
+                conn.execute(sa.update(tunnels).where(t.uid == uid, t.kind == kind).values(source_id=source_id, seen_at=_now()))
+                found[(uid, kind)] = mine._replace(source_id=source_id)
+                repeated += not mine.counted
+            else:  # the same record in another input (or twice in this one)
+                repeated += 1
+            continue
+        other = found.get((uid, "tls" if kind == "connect" else "connect"))
+        counted = other is None or not other.counted
+        new.append({"uid": uid, "kind": kind, "source_id": source_id, "counted": counted, "seen_at": _now()})
+        found[(uid, kind)] = _TunnelRow(uid, kind, source_id, counted)
+        repeated += not counted
+    if new:
+        conn.execute(sa.insert(tunnels), new)
+    return repeated
+
+
+class _TunnelRow(NamedTuple):
+    uid: str
+    kind: str
+    source_id: int | None
+    counted: bool
 
 
 def _record_prefixes(conn: sa.Connection, source_id: int, source: Fingerprinted) -> None:

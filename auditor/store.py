@@ -151,11 +151,14 @@ class FindingStore(ABC):
         when none was: how far a follower of that path got before it stopped."""
 
     @abstractmethod
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
         """Store a batch's findings, grouped (auditor.events.tally), and move the input's checkpoint
         from `checkpoint` (where the batch starts) to (`offset`, `line`), atomically; the new
-        checkpoint, for the next batch. CheckpointMoved, with nothing stored, when the stored
-        checkpoint is no longer `checkpoint`: another process audited the same lines."""
+        checkpoint, for the next batch, and how many of the batch's calls were not counted because
+        the other record of their CONNECT tunnel was (Tally.tunnels: the first of the two stored
+        counts, in this batch or any earlier one, of any input). CheckpointMoved, with nothing
+        stored, when the stored checkpoint is no longer `checkpoint`: another process audited the
+        same lines."""
 
     @abstractmethod
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:
@@ -164,6 +167,10 @@ class FindingStore(ABC):
     @abstractmethod
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
         """Sampled calls behind a row."""
+
+
+TUNNEL_REPEATED = "a call counted already through the other record of its CONNECT tunnel (Zeek http.log and ssl.log, same uid)"
+"""The reason a run gives for calls add_batch did not count."""
 
 
 def default_db_path() -> Path:

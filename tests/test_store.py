@@ -460,13 +460,13 @@ def test_a_batch_from_a_checkpoint_another_process_moved_is_not_stored(db_target
     at_mine, at_theirs = mine.checkpoint(log), theirs.checkpoint(log)
     assert at_mine == at_theirs
     run_id = theirs.start_run("test", "", "")
-    after = theirs.add_batch(run_id, at_theirs, _tallies(LINES[:2]), 200, 2)
+    after, _ = theirs.add_batch(run_id, at_theirs, _tallies(LINES[:2]), 200, 2)
     assert (after.offset, after.line) == (200, 2)
     with pytest.raises(CheckpointMoved) as moved:
         mine.add_batch(mine.start_run("test", "", ""), at_mine, _tallies(LINES[:2]), 200, 2)
     assert moved.value.checkpoint == after
     assert calls(mine.rows()) == {("acme", "violation"): 2}  # once
-    assert theirs.add_batch(run_id, after, [], 260, 3).line == 3  # the one that moved it goes on
+    assert theirs.add_batch(run_id, after, [], 260, 3)[0].line == 3  # the one that moved it goes on
     log.close()
 
 

@@ -65,11 +65,10 @@ class LogFormat:
     """True when a line looks like this format."""
     parse: Callable[[str, str], ConnectionEvent]
     """Line and location -> event; raises Malformed or Ignored."""
-    reader: Callable[[Mapping[str, str] | None, str], LineReader] | None = None
+    reader: Callable[[Mapping[str, str] | None], LineReader] | None = None
     """For a format that needs state per input (Zeek TSV columns from `#fields`, the field map of
-    generic JSON): makes the input's reader from its [[source]] field map and its name (a path,
-    or `<stdin>`); it parses instead of `parse`. It may raise ValueError (a sentence saying what
-    to configure)."""
+    generic JSON): makes the input's reader from its [[source]] field map; it parses instead of
+    `parse`. It may raise ValueError (a sentence saying what to configure)."""
     detected: bool = True
     """False for a format chosen only by --format or configuration."""
 
@@ -101,7 +100,7 @@ FORMATS = {
         LogFormat(aws_firewall.NAME, aws_firewall.sniff, aws_firewall.parse),  # before suricata: its events are EVE too
         LogFormat(suricata.NAME, suricata.sniff, suricata.parse),
         LogFormat(cloudflare.NAME, cloudflare.sniff, cloudflare.parse),
-        LogFormat(jsonmap.NAME, jsonmap.sniff, jsonmap.parse, reader=lambda fields, _name: jsonmap.Reader(fields), detected=False),
+        LogFormat(jsonmap.NAME, jsonmap.sniff, jsonmap.parse, reader=jsonmap.Reader, detected=False),
     )
 }
 """Known formats by name, in detection order."""
@@ -369,7 +368,7 @@ def _wrap(fmt: LogFormat, kind: str) -> LogFormat:
         return wrapped.kind_of(line) == kind and fmt.sniff(_unwrapped(kind, line))
 
     make = fmt.reader
-    reader = None if make is None else lambda fields, name: _WrappedReader(make(fields, name), kind)
+    reader = None if make is None else lambda fields: _WrappedReader(make(fields), kind)
     return LogFormat(f"{fmt.name}+{kind}", sniff, parse, reader, detected=False)
 
 
@@ -538,7 +537,7 @@ class LogFile(Prefixed, EventSource):
         if self.format is None or self.format.reader is None:
             return None
         try:
-            return self.format.reader(self.fields, self.name)
+            return self.format.reader(self.fields)
         except ValueError as e:
             raise SourceError(f"{self.name}: {e}") from None
 

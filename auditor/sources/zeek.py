@@ -14,12 +14,9 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   `method`, `status_code`. A CONNECT the proxy refused (a status other than 2xx, such as the 407
   before a retry with credentials) opened no tunnel: not counted. A TLS session inside an accepted
   CONNECT tunnel is logged in ssl.log too, with the same `uid` (conn.log's `service` says
-  `http,ssl`). So that a directory of Zeek logs counts such a call once, an http.log with an
-  ssl.log of the same name beside it (`ssl.log` for `http.log`, `ssl.09:00:00-10:00:00.log.gz` for
-  `http.09:00:00-10:00:00.log.gz`, as Zeek and zeekctl name them) leaves its CONNECTs to that
-  ssl.log, and says so; one without (a proxy log shipped alone, stdin) counts them, and looks
-  again once a second (LOOK_AGAIN_SECONDS). A file that holds both logs' records (a shipper's
-  stream, told apart by `_path`) counts the first of the two.
+  `http,ssl`): both records carry the uid (`ConnectionEvent.tunnel`; for ssl.log only a session to
+  a port other than 443, as a proxy's is), and the store counts the call once, whichever record it
+  gets first, in one file or two, in one run or two (FindingStore.add_batch).
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
@@ -31,8 +28,6 @@ files concatenated) is read with the last header found there.
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,68 +44,6 @@ _SCOPED = {name.replace(".", "_"): name for name in _ID_FIELDS}
 """`Log::default_scope_sep = "_"` (set for Elasticsearch and Kafka, where a dot means nesting)
 writes `id_orig_h` for `id.orig_h`, in TSV and JSON alike."""
 _ORIG_KEYS = ('"id.orig_h"', '"id_orig_h"', '"id":{"orig_h"', '"id": {"orig_h"')
-_COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
-
-
-def tls_log_beside(name: str) -> str:
-    """The ssl.log Zeek wrote beside the http.log `name` (same directory, `ssl` in place of the
-    leading `http`, compressed or not), "" when there is none or `name` is not named like an
-    http.log."""
-    head, tail = os.path.split(name)
-    rest = tail[4:]
-    if not tail.startswith("http") or rest[:1].isalnum():
-        return ""
-    base = next((rest[: -len(s)] for s in _COMPRESSED if rest.endswith(s)), rest)
-    for suffix in ("", *_COMPRESSED):
-        path = os.path.join(head, "ssl" + base + suffix)
-        if os.path.isfile(path):
-            return path
-    return ""
-
-
-def tunnel_counted_in(ssl_log: str) -> str:
-    """Why a CONNECT in an http.log with `ssl_log` beside it is not counted there."""
-    return f"a CONNECT tunnel: its TLS session (same uid) is counted from {os.path.basename(ssl_log)} beside this file; audit that file too"
-
-
-SAME_TUNNEL = "the CONNECT or the TLS session of a tunnel whose other record (same uid) was counted earlier in this file"
-TUNNELS_KEPT = 65_536
-"""uids remembered per input; the two records of one tunnel are written seconds apart."""
-LOOK_AGAIN_SECONDS = 1.0
-"""How often an http.log with no ssl.log beside it looks again: Zeek creates each log file at its
-first record, so after a rotation http.log may come before ssl.log."""
-
-
-class Tunnels:
-    """One input's calls through HTTP CONNECT tunnels, which Zeek logs twice: the CONNECT in
-    http.log, the TLS session in ssl.log, with the same uid. An http.log leaves its CONNECTs to
-    the ssl.log beside it; a file holding both logs' records counts the first of the two."""
-
-    def __init__(self, name: str = "") -> None:
-        self._name = name
-        self._tls_log = ""
-        self._next_look = 0.0
-        self._seen: dict[str, str] = {}
-
-    @property
-    def tls_log(self) -> str:
-        """The ssl.log beside this http.log; "" for none (yet)."""
-        if not self._tls_log and self._name and time.monotonic() >= self._next_look:
-            self._tls_log = tls_log_beside(self._name)
-            self._next_look = time.monotonic() + LOOK_AGAIN_SECONDS
-        return self._tls_log
-
-    def count(self, kind: str, method: str, uid: str | None) -> None:
-        """Ignored when this record's call is counted elsewhere; else remember it."""
-        if kind == "ssl" or method == "CONNECT":
-            if kind == "http" and self.tls_log:
-                raise Ignored(tunnel_counted_in(self.tls_log))
-            if uid:
-                if self._seen.setdefault(uid, kind) != kind:
-                    raise Ignored(SAME_TUNNEL)
-                if len(self._seen) > TUNNELS_KEPT:
-                    self._seen.clear()
-
 
 def sniff(line: str) -> bool:
     """True when `line` is a Zeek header line, a TSV record (`ts<TAB>uid<TAB>...`) or a JSON record."""
@@ -153,7 +86,7 @@ def _kind(path: str, has: Callable[[str], bool]) -> str:
     return ""
 
 
-def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str, tunnels: Tunnels) -> ConnectionEvent:
+def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str) -> ConnectionEvent:
     """One record of a known log, its fields read through `get` (None when unset)."""
     if kind == "conn":
         raise Ignored(CONN_HINT)
@@ -183,8 +116,8 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
             port = named_port or port
     if not host:
         raise Ignored("request names no host")
-    tunnels.count(kind, method, get("uid"))
     resp_h = get("id.resp_h") or ""
+    tunnelled = method == "CONNECT" or kind == "ssl" and port != 443  # TLS to a proxy's port: perhaps in a CONNECT tunnel
     return ConnectionEvent(
         ts=ts,
         orig_h=address(get("id.orig_h") or "") or (get("id.orig_h") or ""),
@@ -195,11 +128,12 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         resp_p=port,
         method=method,
         status=status,
+        tunnel=(get("uid") or "") if tunnelled else "",
         raw=raw,
     )
 
 
-def _parse_json(line: str, location: str, tunnels: Tunnels) -> ConnectionEvent:
+def _parse_json(line: str, location: str) -> ConnectionEvent:
     record = json_object(line, "zeek", "log entry")
     path = record["_path"] if isinstance(record.get("_path"), str) else ""
     if "ts" not in record and len(record) == 1:  # zeek-kafka's tag_json: {"ssl": {...}}
@@ -224,7 +158,7 @@ def _parse_json(line: str, location: str, tunnels: Tunnels) -> ConnectionEvent:
             return "T" if value else "F"
         return str(value)
 
-    return _event(_kind(path, lambda k: k in record), get, ts, location, line, tunnels)
+    return _event(_kind(path, lambda k: k in record), get, ts, location, line)
 
 
 class Reader:
@@ -233,8 +167,7 @@ class Reader:
     headers = True
     """LogFile gives `header()` every line that starts with `#`."""
 
-    def __init__(self, options: Mapping[str, str] | None = None, name: str = "") -> None:
-        self.tunnels = Tunnels(name)
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
         self.separator = "\t"
         self.unset = "-"
         self.empty = "(empty)"
@@ -263,7 +196,7 @@ class Reader:
     def parse(self, line: str, location: str) -> ConnectionEvent:
         """One record -> ConnectionEvent; Malformed or Ignored otherwise."""
         if line.startswith("{"):
-            return _parse_json(line, location, self.tunnels)
+            return _parse_json(line, location)
         if self.fields is None:
             raise Malformed("zeek: a TSV record before any #fields header")
         values = line.split(self.separator)
@@ -285,7 +218,7 @@ class Reader:
         if "password" in index and get("password"):
             values[index["password"]] = REDACTED
             raw = self.separator.join(values)
-        return _event(_kind(self.path, index.__contains__), get, ts, location, raw, self.tunnels)
+        return _event(_kind(self.path, index.__contains__), get, ts, location, raw)
 
 
 def parse(line: str, location: str) -> ConnectionEvent:

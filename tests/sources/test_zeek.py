@@ -13,6 +13,7 @@ from auditor.redact import redact
 from auditor.sources import zeek
 from auditor.sources.common import CONNECT_REFUSED
 from auditor.sources.interface import Ignored, Malformed
+from auditor.store import TUNNEL_REPEATED
 from tests.conftest import asset
 from tests.sources.helpers import POLICIES, events_of, fields, line_no, read_all, run, utc
 
@@ -386,109 +387,84 @@ def test_forced_zeek_reads_json_lines() -> None:
 
 
 # --- a CONNECT tunnel is in http.log and ssl.log: counted once ---------------------------------------
-@pytest.mark.parametrize("name, beside, expected", [
-    pytest.param("http.log", ["ssl.log"], "ssl.log", id="current"),
-    pytest.param("http.09:00:00-10:00:00.log.gz", ["ssl.09:00:00-10:00:00.log.gz", "ssl.log"], "ssl.09:00:00-10:00:00.log.gz", id="zeekctl-archive"),
-    pytest.param("http.log.gz", ["ssl.log"], "ssl.log", id="compressed-one-side"),
-    pytest.param("http_20240715.log", ["ssl_20240715.log"], "ssl_20240715.log", id="underscore"),
-    pytest.param("http.log", ["ssl.09:00:00-10:00:00.log.gz"], "", id="other-hour"),
-    pytest.param("http.log", [], "", id="alone"),
-    pytest.param("https.log", ["ssls.log", "ssl.log"], "", id="not-an-http-log"),
-    pytest.param("zeek-http.log", ["zeek-ssl.log"], "", id="not-zeek-naming"),
-])
-def test_tls_log_beside(tmp_path: Path, name: str, beside: list[str], expected: str) -> None:
-    for other in beside:
-        (tmp_path / other).write_text("")
-    assert zeek.tls_log_beside(str(tmp_path / name)) == (str(tmp_path / expected) if expected else "")
-
-
-def test_tls_log_beside_is_a_file(tmp_path: Path) -> None:
-    (tmp_path / "ssl.log").mkdir()
-    assert zeek.tls_log_beside(str(tmp_path / "http.log")) == ""
-    assert zeek.tls_log_beside("<stdin>") == ""
-
-
-def proxied_logs(directory: Path, *, json_lines: bool = False) -> tuple[Path, Path]:
+def proxied_logs(directory: Path, *, json_lines: bool = False, sni: str = "api.openai.com") -> tuple[Path, Path]:
     """What Zeek writes for one call through a proxy (a CONNECT and the TLS session in its tunnel,
-    same uid) next to one plain-HTTP request the proxy forwarded (http.log only)."""
+    same uid, both to the proxy's port) next to one plain-HTTP request the proxy forwarded (in
+    http.log only) and one TLS session straight to the provider (in ssl.log only)."""
     connect = http_record()
     plain = http_record(uid="CwjjYJ2WqgTbAqiHl6", method="POST", host="api.openai.com", uri="http://api.openai.com/v1/chat/completions",
                         **{"id.orig_p": "52530", "status_code": "401", "status_msg": "Unauthorized"})
-    tunnelled = ssl_record(**{"id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128"})
+    tunnelled = ssl_record(server_name=sni, **{"id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128"})
+    direct = ssl_record(uid="CdirectTLS0000001", **{"id.orig_p": "52540"})
     http, ssl = directory / "http.log", directory / "ssl.log"
     if json_lines:
         def js(record: dict[str, str]) -> str:
             return json.dumps({k: v for k, v in record.items() if v not in ("-", "(empty)")})
         http.write_text(js(connect) + "\n" + js(plain) + "\n")
-        ssl.write_text(js(tunnelled) + "\n")
+        ssl.write_text(js(tunnelled) + "\n" + js(direct) + "\n")
     else:
         http.write_text("\n".join([*header("http", HTTP_FIELDS), tsv(connect, HTTP_FIELDS), tsv(plain, HTTP_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
-        ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), tsv(tunnelled, SSL_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
+        ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), tsv(tunnelled, SSL_FIELDS), tsv(direct, SSL_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
     return http, ssl
 
 
 @pytest.mark.parametrize("json_lines", [False, True], ids=["tsv", "json"])
-def test_connect_is_left_to_the_ssl_log_beside(tmp_path: Path, json_lines: bool) -> None:
+def test_the_records_of_a_tunnel_carry_its_uid(tmp_path: Path, json_lines: bool) -> None:
     http, ssl = proxied_logs(tmp_path, json_lines=json_lines)
-    log, events = read_all(http)
-    assert [(e.method, e.server_name) for e in events] == [("POST", "api.openai.com")]  # plain HTTP is in http.log only
-    assert dict(log.stats.ignored) == {zeek.tunnel_counted_in(str(ssl)): 1}
-    assert "ssl.log beside this file" in zeek.tunnel_counted_in(str(ssl))
-    _, tls = read_all(ssl)
-    assert [(e.server_name, e.orig_p) for e in tls] == [("api.openai.com", 52522)]
-    ssl.unlink()  # a proxy's http.log alone: the CONNECT is the only record of the call
-    log, events = read_all(http)
-    assert [(e.method, e.server_name, e.status) for e in events] == [("CONNECT", "api.openai.com", 200), ("POST", "api.openai.com", 401)]
-    assert dict(log.stats.ignored) == {}
+    _, from_http = read_all(http)
+    _, from_ssl = read_all(ssl)
+    assert [(e.method, e.tunnel) for e in from_http] == [("CONNECT", "CHhAvVGS1DHFjwGM9"), ("POST", "")]  # a forwarded request is no tunnel
+    assert [(e.resp_p, e.tunnel) for e in from_ssl] == [(3128, "CHhAvVGS1DHFjwGM9"), (443, "")]  # TLS straight to port 443 is in none
 
 
-def test_a_zeek_directory_counts_a_proxied_call_once(tmp_path: Path) -> None:
+def audit(paths: list[Path], db: str, *more: str) -> tuple[int, str]:
+    """`region-auditor logs PATHS --db DB`: the calls now in the database, and stderr."""
     from click.testing import CliRunner
 
     from auditor.cli import cli
 
-    proxied_logs(tmp_path)
-    (tmp_path / "conn.log").write_text("\n".join([*header("conn", ["ts", "uid", "id.orig_h", "service"]), "1721034611.1\tCHhAvVGS1DHFjwGM9\t10.20.1.5\thttp,ssl"]) + "\n")
-    result = CliRunner().invoke(cli, ["logs", str(tmp_path), "--db", str(tmp_path / "f.db"), "--json"], catch_exceptions=False)
-    assert sum(r["calls"] for r in json.loads(result.stdout)) == 2  # the tunnel once, the plain POST once
-    assert "a CONNECT tunnel: its TLS session (same uid) is counted from ssl.log beside this file" in result.stderr
+    result = CliRunner().invoke(cli, ["logs", *map(str, paths), "--db", db, *more], catch_exceptions=False)
+    assert result.exit_code in (0, 1), result.output
+    total = CliRunner().invoke(cli, ["findings", "--db", db, "--json"], catch_exceptions=False)
+    return sum(r["calls"] for r in json.loads(total.stdout)), result.stderr
+
+
+@pytest.mark.parametrize("order", ["directory", "ssl-then-http", "http-then-ssl"])
+def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: str) -> None:
+    # Behind a proxy Zeek logs each call twice (same uid): a directory of its logs counted it twice.
+    http, ssl = proxied_logs(tmp_path)
+    if order == "directory":
+        calls, stderr = audit([tmp_path], db_target)
+    else:
+        first, second = (ssl, http) if order == "ssl-then-http" else (http, ssl)
+        audit([first], db_target)
+        calls, stderr = audit([second], db_target)
+    assert calls == 3  # the tunnel once, the plain POST, the direct TLS session
+    assert f"not counted 1: {TUNNEL_REPEATED}" in stderr
+    assert audit([http, ssl], db_target)[0] == 3  # read again: nothing new
+    assert audit([http], db_target, "--rescan")[0] == 3  # forgotten and read again: as it was counted
+    assert audit([ssl], db_target, "--rescan")[0] == 3
+
+
+def test_a_connect_whose_tls_names_no_governed_host_is_counted(tmp_path: Path) -> None:
+    # The TLS session inside names another host (an ECH outer name) or none: only the CONNECT tells.
+    proxied_logs(tmp_path, sni="cloudflare-ech.com")
+    assert audit([tmp_path], str(tmp_path / "f.db"))[0] == 3
 
 
 @pytest.mark.parametrize("order", ["connect-first", "tls-first"])
-def test_one_file_with_both_logs_counts_a_tunnel_once(tmp_path: Path, order: str) -> None:
+def test_one_file_with_both_logs_counts_a_tunnel_once_across_runs(tmp_path: Path, order: str) -> None:
+    # A shipper's stream of all Zeek logs (`_path`): the two records of a tunnel in one file, and
+    # an audit that stops between them.
     http, ssl = proxied_logs(tmp_path, json_lines=True)
-    connect, plain = http.read_text().splitlines()
-    tls = json.dumps({"_path": "ssl", **json.loads(ssl.read_text())})
-    connect, plain = (json.dumps({"_path": "http", **json.loads(x)}) for x in (connect, plain))
-    other_tls = json.dumps({**json.loads(tls), "uid": "CnotInAnyTunnel1"})
-    lines = [connect, tls, plain, other_tls] if order == "connect-first" else [tls, plain, connect, other_tls]
+    connect, plain = (json.dumps({"_path": "http", **json.loads(x)}) for x in http.read_text().splitlines())
+    tls, direct = (json.dumps({"_path": "ssl", **json.loads(x)}) for x in ssl.read_text().splitlines())
+    first, second = (connect, tls) if order == "connect-first" else (tls, connect)
     mixed = tmp_path / "zeek-stream.json"
-    mixed.write_text("\n".join(lines) + "\n")
-    log, events = read_all(mixed)
-    assert [e.method for e in events] == (["CONNECT", "POST", ""] if order == "connect-first" else ["", "POST", ""])  # the tunnel once
-    assert dict(log.stats.ignored) == {zeek.SAME_TUNNEL: 1}
-
-
-def test_an_ssl_log_created_after_the_http_log_takes_the_later_connects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Zeek creates each log at its first record: after a rotation http.log can come first.
-    monkeypatch.setattr(zeek, "LOOK_AGAIN_SECONDS", 0.0)
-    http, ssl = proxied_logs(tmp_path)
-    ssl.unlink()
-    reader = reader_for("http", HTTP_FIELDS)
-    reader.tunnels = zeek.Tunnels(str(http))
-    assert reader.parse(tsv(http_record(), HTTP_FIELDS), "http.log:9").method == "CONNECT"  # nothing beside it yet: the CONNECT is the record
-    ssl.write_text("")
-    with pytest.raises(Ignored, match="counted from ssl.log beside this file"):
-        reader.parse(tsv(http_record(uid="CsecondTunnel01"), HTTP_FIELDS), "http.log:10")
-
-
-def test_an_http_log_alone_does_not_look_for_an_ssl_log_at_every_connect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zeek, "LOOK_AGAIN_SECONDS", 3600.0)
-    http, ssl = proxied_logs(tmp_path)
-    ssl.unlink()
-    tunnels = zeek.Tunnels(str(http))
-    assert tunnels.tls_log == ""
-    ssl.write_text("")
-    assert tunnels.tls_log == ""  # looked a moment ago
-    monkeypatch.setattr(zeek.time, "monotonic", lambda: 1e12)
-    assert tunnels.tls_log == str(ssl)
+    mixed.write_text("\n".join([plain, first, direct]) + "\n")
+    db = str(tmp_path / "f.db")
+    assert audit([mixed], db)[0] == 3
+    with mixed.open("a") as f:
+        f.write(second + "\n")
+    calls, stderr = audit([mixed], db)
+    assert calls == 3 and f"not counted 1: {TUNNEL_REPEATED}" in stderr
