@@ -42,7 +42,7 @@ from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
 from auditor.runner import InputSummary, RunSummary
 from auditor.sources import vercel
-from auditor.sources.interface import SourceError
+from auditor.sources.interface import Prefixed, SourceError
 from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, LogFile, check_name, compression_of
 from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
 
@@ -307,17 +307,19 @@ class Follower:
 
     def _rotated_while_stopped(self, path: str) -> None:
         """Read the generations of `path` rotated away while no follower ran: those written since
-        a follower of it last committed (less the time lines wait to be committed)."""
+        a follower of it last committed (less the time lines wait to be committed), and older ones
+        audited only part of the way (a follower stopped while catching up)."""
         last = self.store.last_moved(path)
         if last is not None:
-            self._missed_generations(path, last.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran")
+            self._missed_generations(path, last.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran", behind=True)
 
-    def _missed_generations(self, path: str, since: float, why: str = "") -> None:
+    def _missed_generations(self, path: str, since: float, why: str = "", behind: bool = False) -> None:
         """Read the files rotated away between two looks at `path` (rotations less than
         POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
-        `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen naming the file just
-        rotated, and not followed already. Each is audited like any input, by its checkpoint, so a
-        file read before adds nothing."""
+        `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen
+        naming the file just rotated (or, with `behind`, earlier but audited only part of the
+        way), and not followed already. Each is audited like any input, by its checkpoint, so a
+        file read before adds nothing. A compressed one is only named: audit it by hand."""
         where, base = os.path.split(path)
         try:
             names = sorted(os.listdir(where or "."))
@@ -330,10 +332,18 @@ class Follower:
             candidate = os.path.join(where, name)
             try:
                 st = os.stat(candidate, follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or st.st_mtime < since - 1 or (st.st_dev, st.st_ino) in followed:
+                if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in followed:
                     continue
                 with open(candidate, "rb") as f:
-                    if compression_of(f.read(8)) != "plain":
+                    head = f.read(FINGERPRINT_BYTES)
+                recent = st.st_mtime >= since - 1
+                if compression_of(head) != "plain":
+                    if recent and why:
+                        self.say(f"{candidate}: {why}, but compressed: audit it by hand (region-auditor logs {candidate}); it resumes from its checkpoint")
+                    continue
+                if not recent:
+                    checkpoint = self.store.known(_Head(candidate, head)) if behind else None
+                    if checkpoint is None or checkpoint.offset >= st.st_size:
                         continue
                 tail = self._open(candidate)
             except (OSError, SourceError):
@@ -513,6 +523,14 @@ class Follower:
             totals.update(lines=stats.lines, events=stats.events, findings=tail.calls, skipped=sum(stats.skipped.values()))
         self.store.finish_run(self._run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
         return summary
+
+
+@dataclass
+class _Head(Prefixed):
+    """A file known by its first bytes, for a checkpoint lookup."""
+
+    name: str
+    prefix: bytes
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from auditor.events import Tally
 from auditor.redact import redact
 from auditor.store import (
     EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, CheckpointMoved, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc,
-    to_url,
+    recorded_name, to_url,
 )
 
 SCHEMA_VERSION = 2
@@ -222,7 +222,7 @@ class SqlStore(FindingStore):
         shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
         prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
         candidates = conn.execute(
-            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == source.name)).order_by(sources.c.offset.desc())
+            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == recorded_name(source.name))).order_by(sources.c.offset.desc())
         ).all()
         found = [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
         # A small input that is the start of a longer one (an earlier copy), as far as it is read as
@@ -233,6 +233,11 @@ class SqlStore(FindingStore):
             known = {c.id for c in found}
             found += [c for c in conn.execute(sa.select(sources).where(sources.c.id.in_(longer))).all() if c.id not in known]
         return sorted(found, key=lambda c: -c.offset)
+
+    def known(self, source: Fingerprinted) -> Checkpoint | None:
+        with self._begin() as conn:
+            found = self._same_input(conn, source)
+        return Checkpoint(found[0].id, found[0].offset, found[0].line) if found else None
 
     def restart(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
@@ -257,7 +262,7 @@ class SqlStore(FindingStore):
             return self._new_source(conn, source)
 
     def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:
-        result = conn.execute(sa.insert(sources).values(name=source.name, fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
+        result = conn.execute(sa.insert(sources).values(name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
         source_id = int(result.inserted_primary_key[0])
         _record_prefixes(conn, source_id, source)
         return Checkpoint(source_id, 0, 0)
@@ -265,7 +270,7 @@ class SqlStore(FindingStore):
     def last_moved(self, name: str) -> dt.datetime | None:
         with self._begin() as conn:
             try:
-                when = conn.execute(sa.select(sa.func.max(sources.c.updated_at)).where(sources.c.name == name)).scalar()
+                when = conn.execute(sa.select(sa.func.max(sources.c.updated_at)).where(sources.c.name == recorded_name(name))).scalar()
             except (ValueError, TypeError) as e:  # a hand edit (see rows)
                 when = e
         if when is not None and not isinstance(when, dt.datetime):

@@ -134,6 +134,11 @@ class FindingStore(ABC):
         """The checkpoint of an input read before (same content), or a new one at 0."""
 
     @abstractmethod
+    def known(self, source: Fingerprinted) -> Checkpoint | None:
+        """The checkpoint `checkpoint` would give an input read before, None for a new one;
+        nothing is written."""
+
+    @abstractmethod
     def restart(self, source: Fingerprinted) -> Checkpoint:
         """A new checkpoint at 0 for an input whose old checkpoint no longer applies."""
 
@@ -167,6 +172,17 @@ class FindingStore(ABC):
     @abstractmethod
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
         """Sampled calls behind a row."""
+
+
+def recorded_name(name: str) -> str:
+    """The name an input's checkpoint is recorded under: a path made absolute, with its
+    directory's symbolic links resolved (the file's own link is kept: `access.log` may point at
+    a dated file), so that `access.log`, `./access.log` and its absolute path are one; `<stdin>`
+    and other names in angle brackets as they are."""
+    if name.startswith("<"):
+        return name
+    path = os.path.abspath(name)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 TUNNEL_REPEATED = "a call counted already through the other record of its CONNECT tunnel (Zeek http.log and ssl.log, same uid)"

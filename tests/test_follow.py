@@ -4,6 +4,7 @@ kill -9 at random moments while a writer appends (nothing lost, nothing counted 
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
@@ -714,3 +715,61 @@ def test_generations_rotated_while_no_follower_ran_are_read_when_it_starts(tmp_p
     assert f"{rotated} (squid): 7 lines after line 10 (audited before), {governed(missed)} calls" in again.stderr
     assert "access.log.9" not in again.stderr
     assert calls(again.db) == governed(first + missed + whole + after)
+
+
+def test_a_generation_left_behind_is_read_whatever_its_age(tmp_path: Path, running: list[Run]) -> None:
+    """A follower stopped while catching up a backlog, then a rotation before it starts again: the
+    rotated file was last written before the follower's last commit, so its age did not tell that
+    the rest of it was never read. Its checkpoint does."""
+    log = tmp_path / "access.log"
+    first, rest, after = lines(1, 10), lines(11, 30), lines(500, 4)
+    log.write_text(first)
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")], capture_output=True, timeout=60)
+    assert calls(tmp_path / "f.db") == governed(first)  # audited part of the way
+    append(log, rest)
+    os.utime(log, (time.time() - 3600, time.time() - 3600))  # written an hour before that audit, as a backlog is
+    log.rename(tmp_path / "access.log.1")
+    finished = tmp_path / "access.log.2"
+    finished.write_text(lines(800, 6))  # an old generation read to its end long ago: not read again
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(finished), "--db", str(tmp_path / "f.db")], capture_output=True, timeout=60)
+    os.utime(finished, (T0, T0))
+    log.write_text(after)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first + lines(800, 6) + rest + after))
+    assert run.stop() == 0
+    assert f"{tmp_path / 'access.log.1'} (squid): 30 lines after line 10 (audited before), {governed(rest)} calls" in run.stderr
+    assert "access.log.2" not in run.stderr
+
+
+def test_the_follower_knows_its_path_however_it_is_spelled(tmp_path: Path, running: list[Run]) -> None:
+    """Followed as /abs/access.log, started again as ./access.log from its directory: the lines
+    rotated away in between were lost without a word (checkpoints were found by the name as typed)."""
+    first, missed, after = lines(1, 10), lines(11, 7), lines(300, 4)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    append(log, missed)
+    log.rename(tmp_path / "access.log.1")
+    log.write_text(after)
+    again = Run(tmp_path, "./access.log")  # cwd is tmp_path
+    running.append(again)
+    stored(again.db, governed(first + missed + after))
+    assert again.stop() == 0
+
+
+def test_a_compressed_generation_rotated_while_stopped_is_named(tmp_path: Path, running: list[Run]) -> None:
+    first, missed = lines(1, 10), lines(11, 7)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    append(log, missed)
+    with log.open("rb") as src, gzip.open(tmp_path / "access.log.1.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)  # logrotate's compress without delaycompress
+    log.write_text(lines(300, 4))
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    gz = tmp_path / "access.log.1.gz"
+    again.says(f"{gz}: rotated while no follower ran, but compressed: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
+    stored(again.db, governed(first + lines(300, 4)))
+    assert again.stop() == 0
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(gz), "--db", str(again.db)], capture_output=True, timeout=60)
+    assert calls(again.db) == governed(first + missed + lines(300, 4))

@@ -562,3 +562,33 @@ def test_last_moved_is_when_a_checkpoint_of_that_name_last_moved(db_target: str,
         conn.execute("UPDATE sources SET updated_at = 'notadate'")
     with pytest.raises(StoreError, match="holds a checkpoint time region-auditor did not write"):
         SqlStore(db_target).last_moved(str(log_path))
+
+
+def test_known_finds_a_checkpoint_without_writing_one(db_target: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import NEEDLES
+
+    log_path = tmp_path / "a.log"
+    log_path.write_text("".join(LINES[:2]))
+    store = SqlStore(db_target)
+    log = LogFile.open(str(log_path), NEEDLES)
+    with store.engine.connect() as conn:
+        assert store.known(log) is None and conn.execute(sa.text("SELECT count(*) FROM sources")).scalar() == 0
+    at = store.checkpoint(log)
+    log.close()
+    assert store.known(log) == at
+
+
+def test_an_input_is_recorded_under_one_name_however_it_is_spelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.store import recorded_name
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "dated-20240715.log").write_text("")
+    (tmp_path / "real" / "access.log").symlink_to(tmp_path / "real" / "dated-20240715.log")
+    monkeypatch.chdir(tmp_path / "real")
+    want = str(tmp_path.resolve() / "real" / "access.log")  # the file's own link is kept: it moves to each day's file
+    assert {recorded_name(n) for n in ("access.log", "./access.log", str(tmp_path / "link" / "access.log"), "../real/access.log")} == {want}
+    assert recorded_name("<stdin>") == "<stdin>"
