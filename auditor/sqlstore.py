@@ -278,7 +278,7 @@ class SqlStore(FindingStore):
                              "restore it from a backup or point --db at a new file and audit again")
         return None if when is None else when.replace(tzinfo=dt.timezone.utc)
 
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> Checkpoint:
+    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
         s = sources.c
         with self._begin() as conn:
             paired = any(t.tunnels for t in tallies)
