@@ -309,17 +309,19 @@ class Follower:
         """Read the generations of `path` rotated away while no follower ran: those written since
         a follower of it last committed (less the time lines wait to be committed), and older ones
         audited only part of the way (a follower stopped while catching up)."""
-        last = self.store.last_moved(path)
+        last = self.store.last_read(path)
         if last is not None:
-            self._missed_generations(path, last.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran", behind=True)
+            checkpoint, when = last
+            self._missed_generations(path, when.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran", last=checkpoint)
 
-    def _missed_generations(self, path: str, since: float, why: str = "", behind: bool = False) -> None:
+    def _missed_generations(self, path: str, since: float, why: str = "", last: Checkpoint | None = None) -> None:
         """Read the files rotated away between two looks at `path` (rotations less than
         POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
         `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen
-        naming the file just rotated (or, with `behind`, earlier but audited only part of the
-        way), and not followed already. Each is audited like any input, by its checkpoint, so a
-        file read before adds nothing. A compressed one is only named: audit it by hand."""
+        naming the file just rotated, and not followed already. Each is audited like any input, by
+        its checkpoint, so a file read before adds nothing. With `last` (the checkpoint a stopped
+        follower left), an older one audited only part of the way is read too, and a compressed
+        one is named with the command that reads it."""
         where, base = os.path.split(path)
         try:
             names = sorted(os.listdir(where or "."))
@@ -334,17 +336,17 @@ class Follower:
                 st = os.stat(candidate, follow_symlinks=False)
                 if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in followed:
                     continue
+                recent = st.st_mtime >= since - 1
                 with open(candidate, "rb") as f:
                     head = f.read(FINGERPRINT_BYTES)
-                recent = st.st_mtime >= since - 1
-                if compression_of(head) != "plain":
-                    if recent and why:
-                        self.say(f"{candidate}: {why}, but compressed: audit it by hand (region-auditor logs {candidate}); it resumes from its checkpoint")
-                    continue
-                if not recent:
-                    checkpoint = self.store.known(_Head(candidate, head)) if behind else None
-                    if checkpoint is None or checkpoint.offset >= st.st_size:
+                    if compression_of(head) != "plain":
+                        if last is not None:
+                            self._name_compressed(candidate, path, recent, last)
                         continue
+                    if not recent:
+                        checkpoint = self.store.known(_Head(candidate, head)) if last is not None else None
+                        if checkpoint is None or checkpoint.offset >= _complete(f, st.st_size):
+                            continue
                 tail = self._open(candidate)
             except (OSError, SourceError):
                 continue
@@ -352,6 +354,20 @@ class Follower:
                 tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
                 self._draining.append(tail)
                 self.say(f"{candidate}: {why or f'rotated away between two looks at {path}'}; reading it too")
+
+    def _name_compressed(self, candidate: str, path: str, recent: bool, last: Checkpoint) -> None:
+        """Say that a compressed generation may hold lines a stopped follower did not read."""
+        command = f"audit it by hand (region-auditor logs {candidate}); it resumes from its checkpoint"
+        if recent:
+            self.say(f"{candidate}: rotated while no follower ran, but compressed: {command}")
+            return
+        log = LogFile.open(candidate, self._needles, self.fmt)
+        try:
+            known = self.store.known(log)
+        finally:
+            log.close()
+        if known is not None and known.source_id == last.source_id:
+            self.say(f"{candidate}: the file last read as {path} (to line {known.line}), compressed since: {command}")
 
     def _open(self, path: str) -> Tail | None:
         check_name(path)
@@ -523,6 +539,14 @@ class Follower:
             totals.update(lines=stats.lines, events=stats.events, findings=tail.calls, skipped=sum(stats.skipped.values()))
         self.store.finish_run(self._run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
         return summary
+
+
+def _complete(f: Any, size: int) -> int:
+    """How many bytes of an open file end with its last newline (an unterminated last line is
+    left, as `logs` leaves one of a file being written)."""
+    f.seek(max(0, size - 65536))
+    end = f.read()
+    return size - len(end) + end.rfind(b"\n") + 1
 
 
 @dataclass

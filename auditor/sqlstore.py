@@ -71,7 +71,7 @@ without a schema version: a database without the rows is read as before."""
 _KEY = ("source_id", "org", "provider", "host", "egress_ip", "country", "basis", "verdict", "day")
 tunnels = sa.Table(
     "tunnels", metadata,
-    sa.Column("uid", sa.String(64), primary_key=True),
+    sa.Column("uid", sa.String(100), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("source_id", sa.Integer, index=True),
     sa.Column("counted", sa.Boolean, nullable=False),
@@ -222,7 +222,7 @@ class SqlStore(FindingStore):
         shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
         prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
         candidates = conn.execute(
-            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name == recorded_name(source.name))).order_by(sources.c.offset.desc())
+            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name.in_(_names(source.name)))).order_by(sources.c.offset.desc())
         ).all()
         found = [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
         # A small input that is the start of a longer one (an earlier copy), as far as it is read as
@@ -267,16 +267,22 @@ class SqlStore(FindingStore):
         _record_prefixes(conn, source_id, source)
         return Checkpoint(source_id, 0, 0)
 
-    def last_moved(self, name: str) -> dt.datetime | None:
+    def last_read(self, name: str) -> tuple[Checkpoint, dt.datetime] | None:
+        s = sources.c
         with self._begin() as conn:
             try:
-                when = conn.execute(sa.select(sa.func.max(sources.c.updated_at)).where(sources.c.name == recorded_name(name))).scalar()
+                last = conn.execute(
+                    sa.select(s.id, s.offset, s.line, s.updated_at).where(s.name.in_(_names(name))).order_by(s.updated_at.desc(), s.id.desc()).limit(1)
+                ).one_or_none()
             except (ValueError, TypeError) as e:  # a hand edit (see rows)
-                when = e
-        if when is not None and not isinstance(when, dt.datetime):
-            raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(when)[:60]}); "
+                raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({_first_line(e)}); "
+                                 "restore it from a backup or point --db at a new file and audit again") from None
+        if last is None:
+            return None
+        if not isinstance(last.updated_at, dt.datetime):
+            raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(last.updated_at)[:60]}); "
                              "restore it from a backup or point --db at a new file and audit again")
-        return None if when is None else when.replace(tzinfo=dt.timezone.utc)
+        return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.timezone.utc)
 
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
         s = sources.c
@@ -297,10 +303,13 @@ class SqlStore(FindingStore):
             if paired:
                 conn.execute(sa.delete(tunnels).where(tunnels.c.seen_at < _now() - dt.timedelta(days=TUNNEL_DAYS)))
             for t in tallies:
-                again = _repeated(conn, checkpoint.source_id, t.tunnels) if t.tunnels else 0
-                repeated += again
-                if again < t.calls:
-                    self._upsert(conn, run_id, checkpoint.source_id, dataclasses.replace(t, calls=t.calls - again) if again else t)
+                left_out = _repeated(conn, checkpoint.source_id, t.tunnels) if t.tunnels else []
+                repeated += len(left_out)
+                if len(left_out) < t.calls:
+                    if left_out:  # neither counted nor evidence
+                        samples = tuple(f for f in t.samples if _record(f.event) not in set(left_out))
+                        t = dataclasses.replace(t, calls=t.calls - len(left_out), samples=samples)
+                    self._upsert(conn, run_id, checkpoint.source_id, t)
         return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
@@ -421,31 +430,38 @@ def _upsert_statement(insert: Any) -> Any:
     ).returning(t.id, t.evidence_count)
 
 
-def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> int:
-    """Record one tally's tunnel records (uid, `connect`|`tls`); how many of its calls the other
-    record of their tunnel counted already (or this same record, from another input)."""
+def _record(event: Any) -> tuple[str, str]:
+    return event.tunnel, "connect" if event.method == "CONNECT" else "tls"
+
+
+def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Record one tally's tunnel records (uid, `connect`|`tls`); those whose call the other record
+    of their tunnel counted already (or this same record, from another input), one per call."""
     t = tunnels.c
     uids = sorted({uid for uid, _ in records})
     found: dict[tuple[str, str], _TunnelRow] = {}
     for i in range(0, len(uids), 500):  # within every backend's limit on bound parameters
         for r in conn.execute(sa.select(tunnels).where(t.uid.in_(uids[i : i + 500]))):
             found[(r.uid, r.kind)] = _TunnelRow(r.uid, r.kind, r.source_id, bool(r.counted))
-    repeated, new = 0, []
+    repeated: list[tuple[str, str]] = []
+    new = []
     for uid, kind in records:
         mine = found.get((uid, kind))
         if mine is not None:
             if mine.source_id is None:  # read again after --rescan forgot its input: counted as it was
                 conn.execute(sa.update(tunnels).where(t.uid == uid, t.kind == kind).values(source_id=source_id, seen_at=_now()))
                 found[(uid, kind)] = mine._replace(source_id=source_id)
-                repeated += not mine.counted
+                if not mine.counted:
+                    repeated.append((uid, kind))
             else:  # the same record in another input (or twice in this one)
-                repeated += 1
+                repeated.append((uid, kind))
             continue
         other = found.get((uid, "tls" if kind == "connect" else "connect"))
         counted = other is None or not other.counted
         new.append({"uid": uid, "kind": kind, "source_id": source_id, "counted": counted, "seen_at": _now()})
         found[(uid, kind)] = _TunnelRow(uid, kind, source_id, counted)
-        repeated += not counted
+        if not counted:
+            repeated.append((uid, kind))
     if new:
         conn.execute(sa.insert(tunnels), new)
     return repeated
@@ -464,6 +480,12 @@ def _record_prefixes(conn: sa.Connection, source_id: int, source: Fingerprinted)
     ends = [i + 1 for i, byte in enumerate(source.prefix[:-1]) if byte == 0x0A]
     if ends:
         conn.execute(sa.insert(prefixes), [{"source_id": source_id, "length": n, "fingerprint": source.prefix_fingerprint(n)} for n in ends])
+
+
+def _names(name: str) -> list[str]:
+    """The names an input may be recorded under: its recorded_name, and the name as given (what
+    versions before recorded_name wrote)."""
+    return sorted({name, recorded_name(name)})
 
 
 def _serialize(conn: sa.Connection) -> None:

@@ -151,9 +151,9 @@ class FindingStore(ABC):
         that checkpoint is returned: a copy of an input the run has read is not a reason to forget it."""
 
     @abstractmethod
-    def last_moved(self, name: str) -> dt.datetime | None:
-        """When a checkpoint of an input read under this name was last taken or moved (UTC), None
-        when none was: how far a follower of that path got before it stopped."""
+    def last_read(self, name: str) -> tuple[Checkpoint, dt.datetime] | None:
+        """The checkpoint of the input last read under this name (the one taken or moved last) and
+        when (UTC); None when none was: how far a follower of that path got before it stopped."""
 
     @abstractmethod
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:

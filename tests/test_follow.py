@@ -773,3 +773,52 @@ def test_a_compressed_generation_rotated_while_stopped_is_named(tmp_path: Path, 
     assert again.stop() == 0
     subprocess.run([sys.executable, "-m", "auditor", "logs", str(gz), "--db", str(again.db)], capture_output=True, timeout=60)
     assert calls(again.db) == governed(first + missed + lines(300, 4))
+
+
+def test_a_database_from_before_absolute_names_still_catches_up(tmp_path: Path, running: list[Run]) -> None:
+    # Checkpoints written before they were recorded under absolute paths hold the name as typed.
+    first, missed, after = lines(1, 10), lines(11, 7), lines(300, 4)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    with sqlite3.connect(run.db) as conn:
+        conn.execute("UPDATE sources SET name = 'access.log'")
+    append(log, missed)
+    log.rename(tmp_path / "access.log.1")
+    log.write_text(after)
+    again = Run(tmp_path, "access.log")  # cwd is tmp_path
+    running.append(again)
+    stored(again.db, governed(first + missed + after))
+    assert again.stop() == 0
+
+
+def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: list[Run]) -> None:
+    """Stopped while catching up, then rotated and compressed (its mtime kept, as gzip does): the
+    rest of it can only be read by hand, and the follower says so."""
+    log = tmp_path / "access.log"
+    first, rest = lines(1, 10), lines(11, 30)
+    log.write_text(first)
+    subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")], capture_output=True, timeout=60)
+    append(log, rest)
+    gz = tmp_path / "access.log.1.gz"
+    with log.open("rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.utime(gz, (time.time() - 3600, time.time() - 3600))
+    log.write_text(lines(500, 4))
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    run.says(f"{gz}: the file last read as {log} (to line 10), compressed since: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
+    assert run.stop() == 0
+
+
+def test_a_generation_whose_last_line_has_no_newline_is_not_read_at_every_start(tmp_path: Path, running: list[Run]) -> None:
+    first = lines(1, 10)
+    log, run = following(tmp_path, running, first + "1721638900.000 120 10.20.1.5 TCP_TUN")
+    assert run.stop() == 0
+    log.rename(tmp_path / "access.log.1")
+    os.utime(tmp_path / "access.log.1", (time.time() - 3600, time.time() - 3600))
+    log.write_text(lines(300, 4))
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    stored(again.db, governed(first + lines(300, 4)))
+    assert again.stop() == 0
+    assert "access.log.1" not in again.stderr  # read to its last complete line already

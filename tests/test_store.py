@@ -533,7 +533,7 @@ def test_a_file_sharing_only_its_first_lines_with_an_audited_one_is_its_own_inpu
     assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3 and summary.inputs[0].calls == 3
 
 
-def test_last_moved_is_when_a_checkpoint_of_that_name_last_moved(db_target: str, tmp_path: Path) -> None:
+def test_last_read_is_the_checkpoint_of_that_name_moved_last(db_target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
     from auditor.sources.logfile import LogFile
@@ -543,25 +543,29 @@ def test_last_moved_is_when_a_checkpoint_of_that_name_last_moved(db_target: str,
     log_path = tmp_path / "a.log"
     log_path.write_text("".join(LINES[:2]))
     store = SqlStore(db_target)
-    assert store.last_moved(str(log_path)) is None
+    assert store.last_read(str(log_path)) is None
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     log = LogFile.open(str(log_path), NEEDLES)
     at = store.checkpoint(log)
     log.close()
-    taken = store.last_moved(str(log_path))
-    assert taken is not None and before <= taken <= dt.datetime.now(dt.timezone.utc)
+    taken = store.last_read(str(log_path))
+    assert taken is not None and taken[0] == at and before <= taken[1] <= dt.datetime.now(dt.timezone.utc)
     time.sleep(0.05)
-    store.add_batch(store.start_run("test", "", ""), at, _tallies(LINES[:2]), 200, 2)
-    moved = store.last_moved(str(log_path))
-    assert moved is not None and moved > taken
-    assert store.last_moved(str(tmp_path / "other.log")) is None
+    after, _ = store.add_batch(store.start_run("test", "", ""), at, _tallies(LINES[:2]), 200, 2)
+    moved = store.last_read(str(log_path))
+    assert moved is not None and moved[0] == after and moved[1] > taken[1]
+    assert store.last_read(str(tmp_path / "other.log")) is None
     store.close()
     if "://" in db_target:
         return  # PostgreSQL refuses such an edit itself
     with sqlite3.connect(db_target) as conn:
+        conn.execute("UPDATE sources SET name = 'a.log'")  # as versions before recorded_name wrote it: the name as typed
+    monkeypatch.chdir(tmp_path)
+    assert SqlStore(db_target).last_read("a.log") is not None
+    with sqlite3.connect(db_target) as conn:
         conn.execute("UPDATE sources SET updated_at = 'notadate'")
     with pytest.raises(StoreError, match="holds a checkpoint time region-auditor did not write"):
-        SqlStore(db_target).last_moved(str(log_path))
+        SqlStore(db_target).last_read("a.log")
 
 
 def test_known_finds_a_checkpoint_without_writing_one(db_target: str, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   `method`, `status_code`. A CONNECT the proxy refused (a status other than 2xx, such as the 407
   before a retry with credentials) opened no tunnel: not counted. A TLS session inside an accepted
   CONNECT tunnel is logged in ssl.log too, with the same `uid` (conn.log's `service` says
-  `http,ssl`): both records carry the uid (`ConnectionEvent.tunnel`; for ssl.log only a session to
-  a port other than 443, as a proxy's is), and the store counts the call once, whichever record it
-  gets first, in one file or two, in one run or two (FindingStore.add_batch).
+  `http,ssl`): both records carry the uid and the client (`ConnectionEvent.tunnel`; for ssl.log
+  only a session to a port other than 443, as a proxy's is), and the store counts the call once,
+  whichever record it gets first, in one file or two, in one run or two (FindingStore.add_batch).
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
@@ -117,10 +117,12 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
     if not host:
         raise Ignored("request names no host")
     resp_h = get("id.resp_h") or ""
-    tunnelled = method == "CONNECT" or kind == "ssl" and port != 443  # TLS to a proxy's port: perhaps in a CONNECT tunnel
+    orig_h = address(get("id.orig_h") or "") or (get("id.orig_h") or "")
+    uid = get("uid") or ""
+    tunnelled = uid and (method == "CONNECT" or kind == "ssl" and port != 443)  # TLS to a proxy's port: perhaps in a CONNECT tunnel
     return ConnectionEvent(
         ts=ts,
-        orig_h=address(get("id.orig_h") or "") or (get("id.orig_h") or ""),
+        orig_h=orig_h,
         orig_p=_port(get("id.orig_p")),
         server_name=host,
         source=location,
@@ -128,7 +130,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         resp_p=port,
         method=method,
         status=status,
-        tunnel=(get("uid") or "") if tunnelled else "",
+        tunnel=f"{uid} {orig_h}" if tunnelled else "",  # the client too: uids repeat across sensors seeded alike (zeek -G)
         raw=raw,
     )
 

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import auditor.sources.logfile as logfile_mod
 from auditor.redact import redact
 from auditor.sources import zeek
 from auditor.sources.common import CONNECT_REFUSED
 from auditor.sources.interface import Ignored, Malformed
+from auditor.sqlstore import SqlStore
 from auditor.store import TUNNEL_REPEATED
 from tests.conftest import asset
 from tests.sources.helpers import POLICIES, events_of, fields, line_no, read_all, run, utc
@@ -413,8 +415,9 @@ def test_the_records_of_a_tunnel_carry_its_uid(tmp_path: Path, json_lines: bool)
     http, ssl = proxied_logs(tmp_path, json_lines=json_lines)
     _, from_http = read_all(http)
     _, from_ssl = read_all(ssl)
-    assert [(e.method, e.tunnel) for e in from_http] == [("CONNECT", "CHhAvVGS1DHFjwGM9"), ("POST", "")]  # a forwarded request is no tunnel
-    assert [(e.resp_p, e.tunnel) for e in from_ssl] == [(3128, "CHhAvVGS1DHFjwGM9"), (443, "")]  # TLS straight to port 443 is in none
+    tunnel = "CHhAvVGS1DHFjwGM9 10.20.1.5"  # the uid and the client: uids repeat across sensors seeded alike
+    assert [(e.method, e.tunnel) for e in from_http] == [("CONNECT", tunnel), ("POST", "")]  # a forwarded request is no tunnel
+    assert [(e.resp_p, e.tunnel) for e in from_ssl] == [(3128, tunnel), (443, "")]  # TLS straight to port 443 is in none
 
 
 def audit(paths: list[Path], db: str, *more: str) -> tuple[int, str]:
@@ -441,6 +444,8 @@ def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: s
         calls, stderr = audit([second], db_target)
     assert calls == 3  # the tunnel once, the plain POST, the direct TLS session
     assert f"not counted 1: {TUNNEL_REPEATED}" in stderr
+    with SqlStore(db_target).engine.connect() as conn:  # the record left out is no evidence either
+        assert conn.execute(sa.text("SELECT count(*) FROM evidence")).scalar() == 3
     assert audit([http, ssl], db_target)[0] == 3  # read again: nothing new
     assert audit([http], db_target, "--rescan")[0] == 3  # forgotten and read again: as it was counted
     assert audit([ssl], db_target, "--rescan")[0] == 3
@@ -468,3 +473,13 @@ def test_one_file_with_both_logs_counts_a_tunnel_once_across_runs(tmp_path: Path
         f.write(second + "\n")
     calls, stderr = audit([mixed], db)
     assert calls == 3 and f"not counted 1: {TUNNEL_REPEATED}" in stderr
+
+
+def test_the_same_uid_from_another_client_is_another_call(tmp_path: Path) -> None:
+    # Zeek run with a fixed seed (-G, ZEEK_SEED_FILE) or on replayed captures repeats uids.
+    http, ssl = proxied_logs(tmp_path)
+    other = tmp_path / "other-sensor"
+    other.mkdir()
+    lines = http.read_text().replace("10.20.1.5", "10.30.2.7")
+    (other / "http.log").write_text(lines)
+    assert audit([tmp_path / "http.log", tmp_path / "ssl.log", other / "http.log"], str(tmp_path / "f.db"))[0] == 5
