@@ -328,6 +328,11 @@ class Follower:
         except OSError:
             return
         followed = {t.ident for t in self._live()}
+        try:
+            st = os.stat(path)  # what the path names now (through a link to a dated file, that file) is no generation
+            followed.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
         for name in names:
             if not (name.startswith(base) and _GENERATION.fullmatch(name, len(base))):
                 continue

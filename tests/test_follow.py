@@ -822,3 +822,22 @@ def test_a_generation_whose_last_line_has_no_newline_is_not_read_at_every_start(
     stored(again.db, governed(first + lines(300, 4)))
     assert again.stop() == 0
     assert "access.log.1" not in again.stderr  # read to its last complete line already
+
+
+def test_the_dated_file_a_followed_link_names_is_not_taken_for_a_generation(tmp_path: Path, running: list[Run]) -> None:
+    # access.log -> access.log-20240715, as some setups write: the target is named like a rotated
+    # generation but it is the followed file itself.
+    dated = tmp_path / "access.log-20240715"
+    dated.write_text(lines(1, 10))
+    log = tmp_path / "access.log"
+    log.symlink_to(dated.name)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(lines(1, 10)))
+    assert run.stop() == 0
+    append(dated, lines(11, 5))
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    stored(again.db, governed(lines(1, 15)))
+    assert again.stop() == 0
+    assert "rotated while no follower ran" not in again.stderr and "read once" not in again.stderr
