@@ -161,6 +161,11 @@ class Tally:
     record of a CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
 
 
+def tunnel_record(event: ConnectionEvent) -> tuple[str, str]:
+    """Which record of its CONNECT tunnel a call with a `tunnel` id is: (id, `connect` or `tls`)."""
+    return event.tunnel, "connect" if event.method == "CONNECT" else "tls"
+
+
 class Groups:
     """Calls counted into Tallies as they come, in order of each group's first call."""
 
@@ -176,12 +181,10 @@ class Groups:
         ts = event.ts
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [1, int(blocked), ts, ts, [], []]
-            if event.tunnel:
-                group[5].append((event.tunnel, "connect" if event.method == "CONNECT" else "tls"))
+            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else []]
             return group[4]
         if event.tunnel:
-            group[5].append((event.tunnel, "connect" if event.method == "CONNECT" else "tls"))
+            group[5].append(tunnel_record(event))
         group[0] += 1
         group[1] += blocked
         if ts < group[2]:

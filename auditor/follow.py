@@ -40,11 +40,11 @@ from typing import Any
 from auditor.config import Config
 from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
-from auditor.runner import InputSummary, RunSummary
+from auditor.runner import InputSummary, RunSummary, note_repeated
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
 from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, LogFile, check_name, compression_of
-from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
+from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
 """How often the followed paths are looked at when there is nothing to read."""
@@ -329,8 +329,8 @@ class Follower:
             return
         followed = {t.ident for t in self._live()}
         try:
-            st = os.stat(path)  # what the path names now (through a link to a dated file, that file) is no generation
-            followed.add((st.st_dev, st.st_ino))
+            now = os.stat(path)  # what the path names now (through a link to a dated file, that file) is no generation
+            followed.add((now.st_dev, now.st_ino))
         except OSError:
             pass
         for name in names:
@@ -479,8 +479,7 @@ class Follower:
             except CheckpointMoved as e:
                 self._taken_over(tail, e.checkpoint)
                 return True
-            if repeated:
-                tail.log.stats.ignored[TUNNEL_REPEATED] += repeated
+            note_repeated(tail.log.stats, repeated)
             tail.calls += len(findings) - repeated
             tail.line = batch.line
             got = True

@@ -225,7 +225,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
             checkpoint, repeated = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
             calls += sum(t.calls for t in tallies) - repeated
-            _note_repeated(log.stats, repeated)
+            note_repeated(log.stats, repeated)
             if progress:
                 progress(done + (log.consumed() or 0))
     except CheckpointMoved as e:
@@ -243,7 +243,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
     summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls))
 
 
-def _note_repeated(stats: SourceStats, repeated: int) -> None:
+def note_repeated(stats: SourceStats, repeated: int) -> None:
     """Count the calls the store left out as counted already (FindingStore.add_batch)."""
     if repeated:
         stats.ignored[TUNNEL_REPEATED] += repeated
@@ -276,7 +276,7 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
             summary.unread.append(_taken_over(done.name, checkpoint, e))
             return
         calls += sum(t.calls for t in tallies) - repeated
-        _note_repeated(done.stats, repeated)
+        note_repeated(done.stats, repeated)
     summary.bytes_read += done.consumed
     if progress:
         progress(summary.bytes_read)

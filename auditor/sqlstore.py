@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from auditor.events import Tally
+from auditor.events import Tally, tunnel_record
 from auditor.redact import redact
 from auditor.store import (
     EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, CheckpointMoved, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc,
@@ -307,7 +307,7 @@ class SqlStore(FindingStore):
                 repeated += len(left_out)
                 if len(left_out) < t.calls:
                     if left_out:  # neither counted nor evidence
-                        samples = tuple(f for f in t.samples if _record(f.event) not in set(left_out))
+                        samples = tuple(f for f in t.samples if tunnel_record(f.event) not in set(left_out))
                         t = dataclasses.replace(t, calls=t.calls - len(left_out), samples=samples)
                     self._upsert(conn, run_id, checkpoint.source_id, t)
         return Checkpoint(checkpoint.source_id, offset, line), repeated
@@ -428,10 +428,6 @@ def _upsert_statement(insert: Any) -> Any:
             "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
         },
     ).returning(t.id, t.evidence_count)
-
-
-def _record(event: Any) -> tuple[str, str]:
-    return event.tunnel, "connect" if event.method == "CONNECT" else "tls"
 
 
 def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -45,6 +45,7 @@ _SCOPED = {name.replace(".", "_"): name for name in _ID_FIELDS}
 writes `id_orig_h` for `id.orig_h`, in TSV and JSON alike."""
 _ORIG_KEYS = ('"id.orig_h"', '"id_orig_h"', '"id":{"orig_h"', '"id": {"orig_h"')
 
+
 def sniff(line: str) -> bool:
     """True when `line` is a Zeek header line, a TSV record (`ts<TAB>uid<TAB>...`) or a JSON record."""
     if line.startswith("#"):
