@@ -742,16 +742,21 @@ def test_a_generation_left_behind_is_read_whatever_its_age(tmp_path: Path, runni
     assert "access.log.2" not in run.stderr
 
 
-def test_the_follower_knows_its_path_however_it_is_spelled(tmp_path: Path, running: list[Run]) -> None:
+@pytest.mark.parametrize("case", ["spelled-otherwise", "database-from-before-absolute-names"])
+def test_a_restarted_follower_finds_its_checkpoints_however_the_path_is_spelled(tmp_path: Path, running: list[Run], case: str) -> None:
     """Followed as /abs/access.log, started again as ./access.log from its directory: the lines
-    rotated away in between were lost without a word (checkpoints were found by the name as typed)."""
+    rotated away in between were lost without a word (checkpoints were found by the name as typed).
+    Checkpoints written before names were made absolute still hold the name as typed."""
     first, missed, after = lines(1, 10), lines(11, 7), lines(300, 4)
     log, run = following(tmp_path, running, first)
     assert run.stop() == 0
+    if case == "database-from-before-absolute-names":
+        with sqlite3.connect(run.db) as conn:
+            conn.execute("UPDATE sources SET name = 'access.log'")
     append(log, missed)
     log.rename(tmp_path / "access.log.1")
     log.write_text(after)
-    again = Run(tmp_path, "./access.log")  # cwd is tmp_path
+    again = Run(tmp_path, "./access.log" if case == "spelled-otherwise" else "access.log")  # cwd is tmp_path
     running.append(again)
     stored(again.db, governed(first + missed + after))
     assert again.stop() == 0
@@ -773,22 +778,6 @@ def test_a_compressed_generation_rotated_while_stopped_is_named(tmp_path: Path, 
     assert again.stop() == 0
     subprocess.run([sys.executable, "-m", "auditor", "logs", str(gz), "--db", str(again.db)], capture_output=True, timeout=60)
     assert calls(again.db) == governed(first + missed + lines(300, 4))
-
-
-def test_a_database_from_before_absolute_names_still_catches_up(tmp_path: Path, running: list[Run]) -> None:
-    # Checkpoints written before they were recorded under absolute paths hold the name as typed.
-    first, missed, after = lines(1, 10), lines(11, 7), lines(300, 4)
-    log, run = following(tmp_path, running, first)
-    assert run.stop() == 0
-    with sqlite3.connect(run.db) as conn:
-        conn.execute("UPDATE sources SET name = 'access.log'")
-    append(log, missed)
-    log.rename(tmp_path / "access.log.1")
-    log.write_text(after)
-    again = Run(tmp_path, "access.log")  # cwd is tmp_path
-    running.append(again)
-    stored(again.db, governed(first + missed + after))
-    assert again.stop() == 0
 
 
 def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: list[Run]) -> None:
