@@ -71,7 +71,7 @@ without a schema version: a database without the rows is read as before."""
 _KEY = ("source_id", "org", "provider", "host", "egress_ip", "country", "basis", "verdict", "day")
 tunnels = sa.Table(
     "tunnels", metadata,
-    sa.Column("uid", sa.String(100), primary_key=True),
+    sa.Column("uid", sa.String(200), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("source_id", sa.Integer, index=True),
     sa.Column("counted", sa.Boolean, nullable=False),
@@ -313,8 +313,10 @@ class SqlStore(FindingStore):
         return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
+        # Values read from input are cut to their column's width: PostgreSQL refuses longer ones
+        # (a 3000-character client field stopped the run), SQLite would keep them.
         values = dict(
-            source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress, country=tally.country,
+            source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress[:64], country=tally.country,
             basis=tally.basis, verdict=tally.verdict, day=tally.day, policy_version=tally.policy_version, rule_id=tally.rule_id,
             calls=tally.calls, blocked_calls=tally.blocked_calls, first_seen=_naive_utc(tally.first_seen), last_seen=_naive_utc(tally.last_seen),
             evidence_count=0,
@@ -329,7 +331,7 @@ class SqlStore(FindingStore):
             [
                 {
                     "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
-                    "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h, "egress_basis": f.egress.basis,
+                    "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
                     "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
                     "disagreements": "; ".join(f.location.disagreements),
                 }

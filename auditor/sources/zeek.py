@@ -131,7 +131,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         resp_p=port,
         method=method,
         status=status,
-        tunnel=f"{uid} {orig_h}" if tunnelled else "",  # the client too: uids repeat across sensors seeded alike (zeek -G)
+        tunnel=f"{uid[:64]} {orig_h[:100]}" if tunnelled else "",  # the client too: uids repeat across sensors seeded alike (zeek -G)
         raw=raw,
     )
 

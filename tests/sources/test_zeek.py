@@ -483,3 +483,11 @@ def test_the_same_uid_from_another_client_is_another_call(tmp_path: Path) -> Non
     lines = http.read_text().replace("10.20.1.5", "10.30.2.7")
     (other / "http.log").write_text(lines)
     assert audit([tmp_path / "http.log", tmp_path / "ssl.log", other / "http.log"], str(tmp_path / "f.db"))[0] == 5
+
+
+def test_a_hostile_uid_or_client_is_stored_within_bounds(tmp_path: Path, db_target: str) -> None:
+    # A column of bounded width on PostgreSQL: a 5000-character uid stopped the run there.
+    record = {k: v for k, v in http_record(uid="C" + "x" * 5000, **{"id.orig_h": "y" * 3000}).items() if v not in ("-", "(empty)")}
+    log = tmp_path / "http.json"
+    log.write_text(json.dumps(record) + "\n")
+    assert audit([log], db_target)[0] == 1
