@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Throughput of `region-auditor logs` on a generated Squid log, next to grep and wc on the same file.
 
-    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--dir /tmp/ra-bench] [--repeat 3]
+    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--format squid|zeek|eve] [--dir /tmp/ra-bench] [--repeat 3]
 
 Generates (once, then reuses) a Squid native access.log with `--lines` lines from many clients,
-a `--share` of them CONNECTs to api.openai.com plus a few look-alike decoys, then runs, each
-from a cold process:
+a `--share` of them CONNECTs to api.openai.com plus a few look-alike decoys (or the same calls as
+a Zeek ssl.log or Suricata eve.json tls events, `--format`), then runs, each from a cold process:
   region-auditor logs FILE --db <fresh SQLite>    (the whole audit, store included; all cores, then 1)
   python floor                                    (read + needle search + line count, 1 core)
   grep -c -F api.openai.com FILE                  (the floor: a substring count)
@@ -39,11 +39,39 @@ HOSTS = ["www.google.com:443", "github.com:443", "pypi.org:443", "files.pythonho
 DECOYS = ["api.openai.com.evil.example:443", "notapi.openai.community:443"]
 
 
-def generate(path: Path, lines: int, share: float) -> int:
+ZEEK_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p version cipher curve server_name resumed last_alert next_protocol "
+               "established ssl_history cert_chain_fps client_cert_chain_fps sni_matches_cert validation_status").split()
+ZEEK_HEADER = "".join(f"{line}\n" for line in (
+    "#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-", "#path\tssl", "#open\t2024-07-22-09-00-00",
+    "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join("string" for _ in ZEEK_FIELDS)))
+"""Zeek's ASCII writer's header for ssl.log (the types are not read)."""
+
+
+def record(fmt: str, rng: random.Random, t: float, client: str, host: str) -> str:
+    """One line of `fmt` for a call from `client` to `host:443` at `t`, as each tool writes it."""
+    name = host.rsplit(":", 1)[0]
+    if fmt == "zeek":  # ssl.log, Zeek's ASCII writer
+        uid = "C" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", k=17))
+        return "\t".join((f"{t:.6f}", uid, client, str(rng.randint(30000, 60999)), "142.250.66.68", "443", "TLSv13", "TLS_AES_128_GCM_SHA256",
+                          "x25519", name, "F", "-", "h2", "T", "CsiI", "(empty)", "(empty)", "-", "-")) + "\n"
+    if fmt == "eve":  # Suricata eve.json, a tls event
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}+0000"
+        return (f'{{"timestamp":"{stamp}","flow_id":{rng.getrandbits(50)},"in_iface":"eth0","event_type":"tls","src_ip":"{client}",'
+                f'"src_port":{rng.randint(30000, 60999)},"dest_ip":"142.250.66.68","dest_port":443,"proto":"TCP","pkt_src":"wire/pcap",'
+                f'"tls":{{"subject":"CN={name}","issuerdn":"C=US, O=Google Trust Services, CN=WE1","serial":"00:C4:6E:71:5B:38:5D:09:AF",'
+                f'"fingerprint":"b4:5f:6a:9e:33:0c:8d:fa:52:e2:01:d0:4a:ab:35:a1:0b:18:7f:2c","sni":"{name}","version":"TLS 1.3",'
+                f'"notbefore":"2024-06-10T08:38:06","notafter":"2024-09-02T08:38:05","ja3":{{"hash":"579ccef312d18482fc42e2b822ca2430"}},'
+                f'"ja3s":{{"hash":"15af977ce25de452b96affa2addb1036"}}}}}}\n')
+    return f"{t:.3f} {rng.randint(1, 200000):>6} {client} TCP_TUNNEL/200 {rng.randint(100, 100000)} CONNECT {host} - HIER_DIRECT/142.250.66.68 -\n"
+
+
+def generate(path: Path, lines: int, share: float, fmt: str = "squid") -> int:
     rng = random.Random(42)
     governed = 0
     t = 1721638800.0
     with path.open("w") as out:
+        if fmt == "zeek":
+            out.write(ZEEK_HEADER)
         buf = []
         for _ in range(lines):
             t += 0.01
@@ -56,7 +84,7 @@ def generate(path: Path, lines: int, share: float) -> int:
                 host = rng.choice(DECOYS)
             else:
                 host = rng.choice(HOSTS)
-            buf.append(f"{t:.3f} {rng.randint(1, 200000):>6} {client} TCP_TUNNEL/200 {rng.randint(100, 100000)} CONNECT {host} - HIER_DIRECT/142.250.66.68 -\n")
+            buf.append(record(fmt, rng, t, client, host))
             if len(buf) >= 100_000:
                 out.writelines(buf)
                 buf = []
@@ -114,17 +142,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=5_000_000)
     ap.add_argument("--share", type=float, default=0.015, help="share of governed calls")
+    ap.add_argument("--format", choices=("squid", "zeek", "eve"), default="squid",
+                    help="the log to generate: Squid access.log, Zeek ssl.log (TSV) or Suricata eve.json (tls events)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "ra-bench")
     ap.add_argument("--repeat", type=int, default=REPEAT, help="runs per command; the median is shown")
     args = ap.parse_args()
     REPEAT = max(1, args.repeat)
     args.dir.mkdir(parents=True, exist_ok=True)
     ENV["PYTHONPYCACHEPREFIX"] = str(args.dir / "pycache")
-    log = args.dir / f"squid-{args.lines}-{args.share}.log"
+    log = args.dir / f"{args.format}-{args.lines}-{args.share}.log"
     meta = log.with_suffix(".json")
     if not (log.exists() and meta.exists()):
         print(f"generating {log} ...", file=sys.stderr)
-        meta.write_text(json.dumps({"governed": generate(log, args.lines, args.share)}))
+        meta.write_text(json.dumps({"governed": generate(log, args.lines, args.share, args.format)}))
     governed = json.loads(meta.read_text())["governed"]
     size = log.stat().st_size
     os.utime(log, (time.time() - 3600, time.time() - 3600))

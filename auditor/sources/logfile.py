@@ -259,6 +259,17 @@ def _rebase_event(event: ConnectionEvent, name: str, base: int) -> ConnectionEve
     return dataclasses.replace(event, source=_rebase(event.source, name, base))
 
 
+def _hash_line(block: bytes | bytearray, end: int) -> bool:
+    """True when a line after the first of `block[:end]` starts with `#` (a Zeek header). One
+    memchr pass for `#`, which records hardly hold: `find(b"\\n#")` took 0.7 s of a 5M-line ssl.log."""
+    i = block.find(b"#", 1, end)
+    while i >= 0:
+        if block[i - 1] == 0x0A:
+            return True
+        i = block.find(b"#", i + 1, end)
+    return False
+
+
 def _rebase_tally(tally: Tally, name: str, base: int) -> Tally:
     """Only the samples carry locations: the rest of a tally is counts."""
     samples = tuple(dataclasses.replace(f, event=_rebase_event(f.event, name, base)) for f in tally.samples)
@@ -813,7 +824,7 @@ class LogFile(Prefixed, EventSource):
         """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
         end = len(block) if end is None else end
         if self._reader is not None and self._reader.headers and (
-                block[:1] == b"#" or block.find(b"\n#", 0, end) >= 0 or self._line == 0 and block.startswith(BOM + b"#")):
+                block[:1] == b"#" or _hash_line(block, end) or self._line == 0 and block.startswith(BOM + b"#")):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         pos = 0

@@ -491,3 +491,14 @@ def test_a_hostile_uid_or_client_is_stored_within_bounds(tmp_path: Path, db_targ
     log = tmp_path / "http.json"
     log.write_text(json.dumps(record) + "\n")
     assert audit([log], db_target)[0] == 1
+
+
+@pytest.mark.parametrize("block, expected", [
+    (b"1721034611.1\tC1\t10.0.0.1\n#close\t2024\n", True),
+    (b"1721034611.1\tC1\t10.0.0.1\r\n#fields\tts\n", True),
+    (b"#fields\tts\n1721034611.1\tC1\n", False),  # the first line is looked at on its own
+    (b"1721034611.1\tC1\thttp://a/#frag\t#x\n1721034612.1\tC2\t#\n", False),  # '#' inside records
+    (b"1721034611.1\tC1\n" + b"#" * 3, True),
+])
+def test_a_header_line_is_found_inside_a_block(block: bytes, expected: bool) -> None:
+    assert logfile_mod._hash_line(bytearray(block), len(block)) is expected
