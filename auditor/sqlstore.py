@@ -313,28 +313,25 @@ class SqlStore(FindingStore):
         return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
-        # Values read from input are cut to their column's width: PostgreSQL refuses longer ones
-        # (a 3000-character client field stopped the run), SQLite would keep them.
-        values = dict(
+        values = _stored(dict(
             source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress[:64], country=tally.country,
             basis=tally.basis, verdict=tally.verdict, day=tally.day, policy_version=tally.policy_version, rule_id=tally.rule_id,
             calls=tally.calls, blocked_calls=tally.blocked_calls, first_seen=_naive_utc(tally.first_seen), last_seen=_naive_utc(tally.last_seen),
             evidence_count=0,
-        )
+        ))
         obs_id, have = conn.execute(self._upsert_stmt, values).one()
-        room = EVIDENCE_PER_OBSERVATION - have
-        if room <= 0:
+        sample = tally.samples[: max(0, EVIDENCE_PER_OBSERVATION - have)]
+        if not sample:  # full, or every sample was left out (a tunnel's other record counted): an empty insert is one row of NULLs
             return
-        sample = tally.samples[:room]
         conn.execute(
             sa.insert(evidence),
             [
-                {
+                _stored({
                     "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
                     "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
                     "disagreements": "; ".join(f.location.disagreements),
-                }
+                })
                 for f in sample
             ],
         )
@@ -430,6 +427,13 @@ def _upsert_statement(insert: Any) -> Any:
             "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
         },
     ).returning(t.id, t.evidence_count)
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as the columns take them. Text read from input (or config) may hold NUL, which
+    PostgreSQL refuses in text (one such line stopped the whole run); SQLite keeps it. Widths are
+    cut where they are read (`egress_ip`, `orig_h`: varchar(64))."""
+    return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for k, v in values.items()}
 
 
 def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

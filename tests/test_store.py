@@ -596,3 +596,24 @@ def test_an_input_is_recorded_under_one_name_however_it_is_spelled(tmp_path: Pat
     want = str(tmp_path.resolve() / "real" / "access.log")  # the file's own link is kept: it moves to each day's file
     assert {recorded_name(n) for n in ("access.log", "./access.log", str(tmp_path / "link" / "access.log"), "../real/access.log")} == {want}
     assert recorded_name("<stdin>") == "<stdin>"
+
+
+def test_a_nul_in_a_stored_value_does_not_stop_the_run(db_target: str, tmp_path: Path) -> None:
+    # PostgreSQL refuses NUL in text: one such line (in the raw record, the client, a region
+    # label, an org name from the config) stopped the whole run there, and every later one.
+    import json
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    squid_log = tmp_path / "access.log"
+    squid_log.write_bytes(b"1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\x00z\n")
+    eve = tmp_path / "eve.json"
+    eve.write_text(json.dumps({"timestamp": "2024-07-15T09:10:11.000000+0000", "event_type": "tls", "src_ip": "10.0.0.1\u0000x", "src_port": 5,
+                               "dest_ip": "162.159.140.245", "dest_port": 443, "proto": "TCP", "tls": {"sni": "api.openai.com"}}) + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[[org]]\nname = "acme\\u0000corp"\nnetworks = ["10.0.0.0/8"]\n')
+    result = CliRunner().invoke(cli, ["logs", str(squid_log), str(eve), "--db", db_target, "--config", str(config), "--json"])
+    assert result.exit_code in (0, 1), result.output
+    assert sum(r["calls"] for r in json.loads(result.stdout)) == 2

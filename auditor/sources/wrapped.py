@@ -8,6 +8,10 @@ around the line the proxy wrote.
 - `cri`: the container runtime interface's log files (`/var/log/pods/...`, `kubectl logs` on
   containerd or CRI-O): `<RFC 3339 time> stdout F <line>`.
 
+A runtime's line shipped inside a `docker` or `ecs` record as it is (`"message":"<time> stdout F
+<line>"`: Filebeat's log input or Fluent Bit on /var/log/containers without their CRI parser) is
+unwrapped both ways.
+
 LogFile detects a wrapper from the first lines of a file and the format of the lines inside it;
 each line is then unwrapped and parsed as that format (see `logfile.detect_format`). The time,
 client and host come from the inner line, as if the proxy had written the file itself.
@@ -68,4 +72,5 @@ def unwrap(kind: str, line: str) -> str:
     inner = record.get(_KEY[kind])
     if not isinstance(inner, str):
         raise Malformed(f"{kind}: no {_KEY[kind]!r} text")
-    return inner.rstrip("\r\n")
+    m = _CRI.match(inner)  # a container runtime's line shipped as it is (Filebeat's log input, Fluent Bit without its cri parser)
+    return (inner[m.end() :] if m else inner).rstrip("\r\n")

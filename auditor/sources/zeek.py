@@ -131,7 +131,8 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         resp_p=port,
         method=method,
         status=status,
-        tunnel=f"{uid[:64]} {orig_h[:100]}" if tunnelled else "",  # the client too: uids repeat across sensors seeded alike (zeek -G)
+        # the client too: uids repeat across sensors seeded alike (zeek -G); bounded, and no NUL (a key in the store)
+        tunnel=f"{uid[:64]} {orig_h[:100]}".replace("\x00", "\ufffd") if tunnelled else "",
         raw=raw,
     )
 

@@ -206,3 +206,17 @@ def test_lines_without_the_runtime_prefix_are_read_as_they_are(tmp_path: Path) -
     assert log.format is not None and log.format.name == "squid+cri"
     assert [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain]
     assert log.stats.skipped == plain_log.stats.skipped
+
+
+@pytest.mark.parametrize("kind", ["docker", "ecs"])
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_runtime_line_inside_a_shipper_record_reads_as_the_sample(tmp_path: Path, kind: str, name: str) -> None:
+    # Filebeat's log input (or Fluent Bit without its cri parser) on /var/log/containers ships the
+    # runtime's line as it is; it read nothing once Envoy and Suricata stopped taking the prefix off.
+    lines = asset(f"logs/{name}").read_text(encoding="utf-8", errors="replace").splitlines()
+    path = tmp_path / name
+    path.write_text("".join(WRAP[kind](cri(line)) + "\n" for line in lines if line), encoding="utf-8")
+    _, plain = read_all(asset(f"logs/{name}"))
+    log, events = read_all(path)
+    assert log.format is not None and log.format.name == f"{SAMPLES[name]}+{kind}"
+    assert events and [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain]

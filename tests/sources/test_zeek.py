@@ -502,3 +502,16 @@ def test_a_hostile_uid_or_client_is_stored_within_bounds(tmp_path: Path, db_targ
 ])
 def test_a_header_line_is_found_inside_a_block(block: bytes, expected: bool) -> None:
     assert logfile_mod._hash_line(bytearray(block), len(block)) is expected
+
+
+def test_a_group_whose_samples_are_all_left_out_still_stores_its_other_calls(tmp_path: Path, db_target: str) -> None:
+    # Five tunnels counted from http.log, then an ssl.log with their five TLS sessions first and a
+    # direct session after: the group kept only the five left-out samples, and storing no evidence
+    # inserted a row of NULLs (exit 3, at every later run too).
+    uids = [f"CtunnelSession{i:04d}" for i in range(5)]
+    http, ssl = tmp_path / "http.log", tmp_path / "ssl.log"
+    http.write_text("\n".join([*header("http", HTTP_FIELDS), *(tsv(http_record(uid=u, **{"id.orig_p": str(52000 + i)}), HTTP_FIELDS) for i, u in enumerate(uids))]) + "\n")
+    tunnelled = [tsv(ssl_record(uid=u, **{"id.orig_p": str(52000 + i), "id.resp_h": "10.20.0.10", "id.resp_p": "3128"}), SSL_FIELDS) for i, u in enumerate(uids)]
+    ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), *tunnelled, tsv(ssl_record(uid="CdirectTLS0000001"), SSL_FIELDS)]) + "\n")
+    calls, stderr = audit([http, ssl], db_target)
+    assert calls == 6 and f"not counted 5: {TUNNEL_REPEATED}" in stderr
