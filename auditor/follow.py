@@ -371,7 +371,7 @@ class Follower:
             known = self.store.known(log)
         finally:
             log.close()
-        if known is not None and known.source_id == last.source_id:
+        if known is not None and known.source_id == last.source_id and not _read_to_its_end(candidate, known):
             self.say(f"{candidate}: the file last read as {path} (to line {known.line}), compressed since: {command}")
 
     def _open(self, path: str) -> Tail | None:
@@ -551,6 +551,16 @@ def _complete(f: Any, size: int) -> int:
     f.seek(max(0, size - 65536))
     end = f.read()
     return size - len(end) + end.rfind(b"\n") + 1
+
+
+def _read_to_its_end(path: str, checkpoint: Checkpoint) -> bool:
+    """True when a gzip file's trailer says the checkpoint is at the end of its content (the
+    content's size modulo 2**32: one member, as logrotate writes it); False when it cannot tell."""
+    with open(path, "rb") as f:
+        if compression_of(f.read(8)) != "gzip":
+            return False
+        f.seek(-4, os.SEEK_END)
+        return int.from_bytes(f.read(4), "little") == checkpoint.offset % 2**32
 
 
 @dataclass

@@ -780,11 +780,13 @@ def test_a_compressed_generation_rotated_while_stopped_is_named(tmp_path: Path, 
     assert calls(again.db) == governed(first + missed + lines(300, 4))
 
 
-def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: list[Run]) -> None:
+@pytest.mark.parametrize("behind", [True, False], ids=["behind", "read-to-its-end"])
+def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: list[Run], behind: bool) -> None:
     """Stopped while catching up, then rotated and compressed (its mtime kept, as gzip does): the
-    rest of it can only be read by hand, and the follower says so."""
+    rest of it can only be read by hand, and the follower says so; not when gzip's trailer shows
+    the checkpoint at its end."""
     log = tmp_path / "access.log"
-    first, rest = lines(1, 10), lines(11, 30)
+    first, rest = lines(1, 10), lines(11, 30) if behind else ""
     log.write_text(first)
     subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")], capture_output=True, timeout=60)
     append(log, rest)
@@ -795,8 +797,12 @@ def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: l
     log.write_text(lines(500, 4))
     run = Run(tmp_path, str(log))
     running.append(run)
-    run.says(f"{gz}: the file last read as {log} (to line 10), compressed since: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
+    if behind:
+        run.says(f"{gz}: the file last read as {log} (to line 10), compressed since: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
+    else:
+        run.says(f"{log} (squid): following")
     assert run.stop() == 0
+    assert ("compressed since" in run.stderr) is behind
 
 
 def test_a_generation_whose_last_line_has_no_newline_is_not_read_at_every_start(tmp_path: Path, running: list[Run]) -> None:
