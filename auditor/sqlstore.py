@@ -437,36 +437,43 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Record one tally's tunnel records (uid, `connect`|`tls`); those whose call the other record
-    of their tunnel counted already (or this same record, from another input), one per call."""
+    """Record one tally's tunnel records (id, `connect`|`tls`); those whose call the other record
+    of their tunnel counted already (or this same record, from another input), one per call, as
+    given. The id is stored as the column takes it (`_tunnel_key`)."""
     t = tunnels.c
-    uids = sorted({uid for uid, _ in records})
+    keys = sorted({_tunnel_key(uid) for uid, _ in records})
     found: dict[tuple[str, str], _TunnelRow] = {}
-    for i in range(0, len(uids), 500):  # within every backend's limit on bound parameters
-        for r in conn.execute(sa.select(tunnels).where(t.uid.in_(uids[i : i + 500]))):
+    for i in range(0, len(keys), 500):  # within every backend's limit on bound parameters
+        for r in conn.execute(sa.select(tunnels).where(t.uid.in_(keys[i : i + 500]))):
             found[(r.uid, r.kind)] = _TunnelRow(r.uid, r.kind, r.source_id, bool(r.counted))
     repeated: list[tuple[str, str]] = []
     new = []
-    for uid, kind in records:
-        mine = found.get((uid, kind))
+    for record in records:
+        key, kind = _tunnel_key(record[0]), record[1]
+        mine = found.get((key, kind))
         if mine is not None:
             if mine.source_id is None:  # read again after --rescan forgot its input: counted as it was
-                conn.execute(sa.update(tunnels).where(t.uid == uid, t.kind == kind).values(source_id=source_id, seen_at=_now()))
-                found[(uid, kind)] = mine._replace(source_id=source_id)
+                conn.execute(sa.update(tunnels).where(t.uid == key, t.kind == kind).values(source_id=source_id, seen_at=_now()))
+                found[(key, kind)] = mine._replace(source_id=source_id)
                 if not mine.counted:
-                    repeated.append((uid, kind))
+                    repeated.append(record)
             else:  # the same record in another input (or twice in this one)
-                repeated.append((uid, kind))
+                repeated.append(record)
             continue
-        other = found.get((uid, "tls" if kind == "connect" else "connect"))
+        other = found.get((key, "tls" if kind == "connect" else "connect"))
         counted = other is None or not other.counted
-        new.append({"uid": uid, "kind": kind, "source_id": source_id, "counted": counted, "seen_at": _now()})
-        found[(uid, kind)] = _TunnelRow(uid, kind, source_id, counted)
+        new.append({"uid": key, "kind": kind, "source_id": source_id, "counted": counted, "seen_at": _now()})
+        found[(key, kind)] = _TunnelRow(key, kind, source_id, counted)
         if not counted:
-            repeated.append((uid, kind))
+            repeated.append(record)
     if new:
         conn.execute(sa.insert(tunnels), new)
     return repeated
+
+
+def _tunnel_key(tunnel: str) -> str:
+    """A tunnel id as `tunnels.uid` takes it: within its width, no NUL (see _stored)."""
+    return tunnel[:200].replace("\x00", "\ufffd")
 
 
 class _TunnelRow(NamedTuple):

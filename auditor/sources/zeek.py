@@ -131,8 +131,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
         resp_p=port,
         method=method,
         status=status,
-        # the client too: uids repeat across sensors seeded alike (zeek -G); bounded, and no NUL (a key in the store)
-        tunnel=f"{uid[:64]} {orig_h[:100]}".replace("\x00", "\ufffd") if tunnelled else "",
+        tunnel=f"{uid} {orig_h}" if tunnelled else "",  # the client too: uids repeat across sensors seeded alike (zeek -G)
         raw=raw,
     )
 
