@@ -31,7 +31,6 @@ import select
 import signal
 import stat
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,10 +39,10 @@ from typing import Any
 from auditor.config import Config
 from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
-from auditor.runner import InputSummary, RunSummary, note_repeated
+from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
-from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, LogFile, check_name, compression_of
+from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
@@ -212,6 +211,8 @@ class Follower:
         self._stdin_opened = False
         self._seen: set[tuple[str, ...]] = set()
         self._run_id = 0
+        self._caught_up = RunSummary(0)
+        """What the generations rotated while no follower ran, audited as `logs` audits, gave."""
 
     def stop(self) -> None:
         """Finish the current round (what was read is committed) and return from run()."""
@@ -220,6 +221,7 @@ class Follower:
     def run(self) -> RunSummary:
         """Follow until stopped; what each input gave."""
         self._run_id = self.store.start_run(self.command, self.auditor.locator.description, self.auditor.policies.version_tag)
+        self._caught_up = RunSummary(self._run_id)
         try:
             for path in self.paths:
                 if path != "-":
@@ -318,10 +320,14 @@ class Follower:
         """Read the files rotated away between two looks at `path` (rotations less than
         POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
         `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen
-        naming the file just rotated, and not followed already. Each is audited like any input, by
-        its checkpoint, so a file read before adds nothing. With `last` (the checkpoint a stopped
-        follower left), an older one audited only part of the way is read too, and a compressed
-        one is named with the command that reads it."""
+        naming the file just rotated, and not followed already. Each is read by its checkpoint, so
+        a file read before adds nothing, and kept open like any rotated file for its writer's
+        last lines.
+
+        With `last` (the checkpoint a stopped follower left), an older one audited only part of
+        the way is read too, and so are compressed ones (written since, or the one last read, not
+        to its end). Those that have settled (no write for SETTLED_SECONDS) are audited there and
+        then as `logs` audits them: to their last line, newline or not, compressed or not."""
         where, base = os.path.split(path)
         try:
             names = sorted(os.listdir(where or "."))
@@ -333,6 +339,8 @@ class Follower:
             followed.add((now.st_dev, now.st_ino))
         except OSError:
             pass
+        why = why or f"rotated away between two looks at {path}"
+        settled: list[str] = []
         for name in names:
             if not (name.startswith(base) and _GENERATION.fullmatch(name, len(base))):
                 continue
@@ -342,37 +350,52 @@ class Follower:
                 if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in followed:
                     continue
                 recent = st.st_mtime >= since - 1
+                quiet = time.time() - st.st_mtime >= SETTLED_SECONDS
                 with open(candidate, "rb") as f:
                     head = f.read(FINGERPRINT_BYTES)
                     if compression_of(head) != "plain":
-                        if last is not None:
-                            self._name_compressed(candidate, path, recent, last)
+                        if last is not None and self._compressed_left(candidate, recent, last):
+                            settled.append(candidate)
                         continue
                     if not recent:
                         checkpoint = self.store.known(_Head(candidate, head)) if last is not None else None
-                        if checkpoint is None or checkpoint.offset >= _complete(f, st.st_size):
+                        # a settled file's unterminated last line is complete, as `logs` reads it
+                        if checkpoint is None or checkpoint.offset >= (st.st_size if quiet else _complete(f, st.st_size)):
                             continue
+                if last is not None and quiet:
+                    settled.append(candidate)
+                    continue
                 tail = self._open(candidate)
             except (OSError, SourceError):
                 continue
             if tail is not None:
                 tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
                 self._draining.append(tail)
-                self.say(f"{candidate}: {why or f'rotated away between two looks at {path}'}; reading it too")
+                self.say(f"{candidate}: {why}; reading it too")
+        for candidate in settled:
+            self.say(f"{candidate}: {why}; reading it too")
+        if settled:
+            done = len(self._caught_up.unread)
+            catch_up(settled, config=self.config, auditor=self.auditor, store=self.store, fmt=self.fmt,
+                     summary=self._caught_up, stopping=lambda: self.stopped)
+            for note in self._caught_up.unread[done:]:
+                self.say(note)
 
-    def _name_compressed(self, candidate: str, path: str, recent: bool, last: Checkpoint) -> None:
-        """Say that a compressed generation may hold lines a stopped follower did not read."""
-        command = f"audit it by hand (region-auditor logs {candidate}); it resumes from its checkpoint"
-        if recent:
-            self.say(f"{candidate}: rotated while no follower ran, but compressed: {command}")
-            return
-        log = LogFile.open(candidate, self._needles, self.fmt)
+    def _compressed_left(self, candidate: str, recent: bool, last: Checkpoint) -> bool:
+        """True when a compressed generation may hold lines a stopped follower did not read: it
+        was written since, and is not known read to its end; or it is the file it read last
+        (compressed since), not read to its end."""
+        try:
+            log = LogFile.open(candidate, self._needles, self.fmt)
+        except SourceError:
+            return recent  # read anyway, for the reason to be said
         try:
             known = self.store.known(log)
         finally:
             log.close()
-        if known is not None and known.source_id == last.source_id and not _read_to_its_end(candidate, known):
-            self.say(f"{candidate}: the file last read as {path} (to line {known.line}), compressed since: {command}")
+        if known is not None and _read_to_its_end(candidate, known):
+            return False
+        return recent or (known is not None and known.source_id == last.source_id)
 
     def _open(self, path: str) -> Tail | None:
         check_name(path)
@@ -533,15 +556,12 @@ class Follower:
             time.sleep(min(left, 0.1))
 
     def _summary(self) -> RunSummary:
-        summary = RunSummary(self._run_id)
-        totals = Counter[str]()
+        summary = RunSummary(self._run_id, inputs=list(self._caught_up.inputs), source_ids=list(self._caught_up.source_ids))
         for tail in self._started:
             assert tail.log is not None and tail.checkpoint is not None
             summary.inputs.append(tail.summary(tail.log))
             summary.source_ids.append(tail.checkpoint.source_id)
-            stats = tail.log.stats
-            totals.update(lines=stats.lines, events=stats.events, findings=tail.calls, skipped=sum(stats.skipped.values()))
-        self.store.finish_run(self._run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
+        finish(self.store, summary)
         return summary
 
 

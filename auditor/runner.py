@@ -122,13 +122,33 @@ def audit_logs(
     try:
         _audit_all(paths, config, auditor, store, fmt, opener, tolerate, progress, summary, start, ahead, needles)
     except SourceError as e:
-        _finish(store, summary)
+        finish(store, summary)
         raise RunStopped(str(e), summary) from None
     finally:
         if ahead is not None:
             ahead.close()
-    _finish(store, summary)
+    finish(store, summary)
     return summary
+
+
+def catch_up(paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
+             summary: RunSummary, stopping: Callable[[], bool]) -> None:
+    """Audit `paths` as `logs` does, into the run of `summary` (a follower's, catching up on
+    generations rotated while it was stopped): each from its checkpoint, to its last line,
+    compressed or not. Why an input could not be read goes to `summary.unread`. `stopping()` is
+    asked after each batch stored; once it is true the rest is left for the next run."""
+    start = _Start(store, rescan=False)
+    needles = auditor.policies.needles()
+    for path in paths:
+        if stopping():
+            return
+        source_config = config.source(path)
+        try:
+            log = LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
+        except SourceError as e:
+            summary.unread.append(f"skipped {e}")
+            continue
+        _audit_here(log, path, source_config, auditor, store, summary, start, (path,), None, stopping)
 
 
 class RunStopped(SourceError):
@@ -140,7 +160,8 @@ class RunStopped(SourceError):
         self.summary = summary
 
 
-def _finish(store: FindingStore, summary: RunSummary) -> None:
+def finish(store: FindingStore, summary: RunSummary) -> None:
+    """Record the run's totals, from what its inputs gave."""
     totals = Counter[str]()
     for item in summary.inputs:
         totals.update(lines=item.lines, events=item.events, findings=item.calls, skipped=sum(item.skipped.values()))
@@ -206,10 +227,13 @@ class _Start:
 
 
 def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Auditor, store: FindingStore, summary: RunSummary,
-                start_at: _Start, tolerate: Collection[str], progress: Callable[[int], None] | None) -> None:
-    """Read and audit one input in this process (its large-file pieces may still go to workers)."""
+                start_at: _Start, tolerate: Collection[str], progress: Callable[[int], None] | None,
+                stopping: Callable[[], bool] = lambda: False) -> None:
+    """Read and audit one input in this process (its large-file pieces may still go to workers),
+    until its end or until `stopping()`, asked after each batch stored."""
     done = summary.bytes_read
     calls = 0
+    behind = False
     try:
         start, resumed = start_at(log)
         summary.source_ids.append(start.source_id)
@@ -228,6 +252,9 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             note_repeated(log.stats, repeated)
             if progress:
                 progress(done + (log.consumed() or 0))
+            if stopping():
+                behind = True
+                break
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, checkpoint, e))
         return
@@ -240,7 +267,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         summary.bytes_read += log.consumed() or 0
         log.close()
     fmt = log.format.name if log.format else "empty"
-    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls))
+    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls, behind=behind))
 
 
 def note_repeated(stats: SourceStats, repeated: int) -> None:

@@ -4,9 +4,11 @@ kill -9 at random moments while a writer appends (nothing lost, nothing counted 
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -762,61 +764,117 @@ def test_a_restarted_follower_finds_its_checkpoints_however_the_path_is_spelled(
     assert again.stop() == 0
 
 
-def test_a_compressed_generation_rotated_while_stopped_is_named(tmp_path: Path, running: list[Run]) -> None:
-    first, missed = lines(1, 10), lines(11, 7)
+def compress(path: Path, kind: str) -> Path:
+    """`path` compressed next to itself as logrotate's `compress` does (gzip, or bzip2 with
+    `compresscmd`); the plain file is removed."""
+    opener = {"gz": gzip.open, "bz2": bz2.open}[kind]
+    target = path.with_name(f"{path.name}.{kind}")
+    with path.open("rb") as src, opener(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    path.unlink()
+    return target
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2"])
+def test_a_compressed_generation_rotated_while_stopped_is_read(tmp_path: Path, running: list[Run], kind: str) -> None:
+    """logrotate's compress without delaycompress while no follower ran: the lines the follower
+    had not read are only in the compressed generation. It used to be named for an audit by hand;
+    it is audited when the follower starts, from the checkpoint of the file it was."""
+    first, missed, after = lines(1, 10), lines(11, 7), lines(300, 4)
     log, run = following(tmp_path, running, first)
     assert run.stop() == 0
     append(log, missed)
-    with log.open("rb") as src, gzip.open(tmp_path / "access.log.1.gz", "wb") as dst:
-        shutil.copyfileobj(src, dst)  # logrotate's compress without delaycompress
-    log.write_text(lines(300, 4))
+    log.rename(tmp_path / "access.log.1")
+    packed = compress(tmp_path / "access.log.1", kind)
+    log.write_text(after)
     again = Run(tmp_path, str(log))
     running.append(again)
-    gz = tmp_path / "access.log.1.gz"
-    again.says(f"{gz}: rotated while no follower ran, but compressed: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
-    stored(again.db, governed(first + lines(300, 4)))
+    again.says(f"{packed}: rotated while no follower ran; reading it too")
+    stored(again.db, governed(first + missed + after))
     assert again.stop() == 0
-    subprocess.run([sys.executable, "-m", "auditor", "logs", str(gz), "--db", str(again.db)], capture_output=True, timeout=60)
-    assert calls(again.db) == governed(first + missed + lines(300, 4))
+    codec = {"gz": "gzip", "bz2": "bz2"}[kind]
+    assert f"{packed} (squid, {codec}): 7 lines after line 10 (audited before), {governed(missed)} calls" in again.stderr
+    assert calls(again.db) == governed(first + missed + after)
 
 
 @pytest.mark.parametrize("behind", [True, False], ids=["behind", "read-to-its-end"])
-def test_a_compressed_generation_left_behind_is_named(tmp_path: Path, running: list[Run], behind: bool) -> None:
+def test_a_compressed_generation_left_behind_is_read(tmp_path: Path, running: list[Run], behind: bool) -> None:
     """Stopped while catching up, then rotated and compressed (its mtime kept, as gzip does): the
-    rest of it can only be read by hand, and the follower says so; not when gzip's trailer shows
+    rest of it is read from its checkpoint when the follower starts; not when gzip's trailer shows
     the checkpoint at its end."""
     log = tmp_path / "access.log"
-    first, rest = lines(1, 10), lines(11, 30) if behind else ""
+    first, rest, after = lines(1, 10), lines(11, 30) if behind else "", lines(500, 4)
     log.write_text(first)
     subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")], capture_output=True, timeout=60)
     append(log, rest)
-    gz = tmp_path / "access.log.1.gz"
-    with log.open("rb") as src, gzip.open(gz, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    log.rename(tmp_path / "access.log.1")
+    gz = compress(tmp_path / "access.log.1", "gz")
     os.utime(gz, (time.time() - 3600, time.time() - 3600))
-    log.write_text(lines(500, 4))
+    log.write_text(after)
     run = Run(tmp_path, str(log))
     running.append(run)
-    if behind:
-        run.says(f"{gz}: the file last read as {log} (to line 10), compressed since: audit it by hand (region-auditor logs {gz}); it resumes from its checkpoint")
-    else:
-        run.says(f"{log} (squid): following")
+    stored(run.db, governed(first + rest + after))
+    run.says(f"{log} (squid): following")
     assert run.stop() == 0
-    assert ("compressed since" in run.stderr) is behind
+    assert (f"{gz} (squid, gzip): 30 lines after line 10 (audited before), {governed(rest)} calls" in run.stderr) is behind
+    assert ("access.log.1.gz" in run.stderr) is behind
+    assert calls(run.db) == governed(first + rest + after)
 
 
-def test_a_generation_whose_last_line_has_no_newline_is_not_read_at_every_start(tmp_path: Path, running: list[Run]) -> None:
-    first = lines(1, 10)
-    log, run = following(tmp_path, running, first + "1721638900.000 120 10.20.1.5 TCP_TUN")
+def test_a_settled_generations_last_line_without_newline_is_read_once(tmp_path: Path, running: list[Run]) -> None:
+    """The follower releases complete lines only; a generation rotated while it was stopped will
+    not get its last newline any more. It is read as `logs` reads a settled file: the last line
+    counts, once."""
+    first, last = lines(1, 10), line(11).rstrip("\n")
+    log = tmp_path / "access.log"
+    log.write_text(first + last)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(first))
     assert run.stop() == 0
+    assert calls(run.db) == governed(first)  # the last line waits for its newline
     log.rename(tmp_path / "access.log.1")
     os.utime(tmp_path / "access.log.1", (time.time() - 3600, time.time() - 3600))
     log.write_text(lines(300, 4))
     again = Run(tmp_path, str(log))
     running.append(again)
-    stored(again.db, governed(first + lines(300, 4)))
+    stored(again.db, governed(first + last + lines(300, 4)))
     assert again.stop() == 0
-    assert "access.log.1" not in again.stderr  # read to its last complete line already
+    assert f"{tmp_path / 'access.log.1'} (squid): 1 lines after line 10 (audited before), 1 call" in again.stderr
+    third = Run(tmp_path, str(log))
+    running.append(third)
+    third.says(f"{log} (squid): following, after line 4")
+    assert third.stop() == 0
+    assert "access.log.1" not in third.stderr  # read to its end now
+    assert calls(third.db) == governed(first + last + lines(300, 4))
+
+
+def test_stopped_while_catching_up_on_a_rotated_generation(tmp_path: Path, running: list[Run]) -> None:
+    """SIGTERM while a large generation rotated while no follower ran is being audited: the
+    follower stops at the next batch, says where, and the rest is read at its next start."""
+    first = lines(1, 10)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    backlog = lines(11, 400_000)
+    append(log, backlog)
+    log.rename(tmp_path / "access.log.1")
+    gz = compress(tmp_path / "access.log.1", "gz")  # read in one process, batch by batch
+    log.write_text(lines(900_000, 4))
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    again.says(f"{gz}: rotated while no follower ran; reading it too")
+    assert again.stop() == 0
+    stop = re.search(rf"{re.escape(str(gz))} \(squid, gzip\): (\d+) lines after line 10 \(audited before\), \d+ calls to governed hosts\n"
+                     r"  stopped before the end of the file \(after line (\d+)\)", again.stderr)
+    assert stop is not None, again.stderr
+    read = int(stop[1])
+    assert 0 < read < 400_000 and int(stop[2]) == 10 + read  # a whole batch, not all of it
+    assert calls(again.db) == governed(first + lines(11, read))
+    third = Run(tmp_path, str(log))
+    running.append(third)
+    stored(third.db, governed(first + backlog + lines(900_000, 4)), timeout=120)
+    assert third.stop() == 0
+    assert f"{gz} (squid, gzip): {400_000 - read} lines after line {10 + read} (audited before)" in third.stderr
 
 
 def test_the_dated_file_a_followed_link_names_is_not_taken_for_a_generation(tmp_path: Path, running: list[Run]) -> None:
