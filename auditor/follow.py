@@ -308,70 +308,41 @@ class Follower:
         return self._read(tail)
 
     def _rotated_while_stopped(self, path: str) -> None:
-        """Read the generations of `path` rotated away while no follower ran: those written since
-        a follower of it last committed (less the time lines wait to be committed), and older ones
-        audited only part of the way (a follower stopped while catching up)."""
+        """At start, read what the generations of `path` (named as in `_generations`) hold that no
+        run read: a generation known by its first bytes, from its checkpoint when that is short of
+        its end; one no run read, whole, when it is newer than one a run read (older ones are from
+        before anything was audited here) or, with none read, when written since `path` was last
+        read. That holds whatever this process or an earlier one stopped in the middle of.
+
+        The end of a compressed generation is known from gzip's trailer; a bzip2, xz or zstd one
+        is read again when it is the file last read as `path` or was written since. Generations
+        that have settled (no write for SETTLED_SECONDS) are audited here and now as `logs` audits
+        them, to their last line; the others are followed like any rotated file, for their
+        writer's last lines. A compressed one that gzip is still writing next to its plain
+        original is left: the original is read."""
         last = self.store.last_read(path)
-        if last is not None:
-            checkpoint, when = last
-            self._missed_generations(path, when.timestamp() - COMMIT_SECONDS - POLL_SECONDS, why="rotated while no follower ran", last=checkpoint)
-
-    def _missed_generations(self, path: str, since: float, why: str = "", last: Checkpoint | None = None) -> None:
-        """Read the files rotated away between two looks at `path` (rotations less than
-        POLL_SECONDS apart): in its directory, named after it (`access.log.1`,
-        `access.log-20240715`, not `access.log.bak`), plain, written since the path was last seen
-        naming the file just rotated, and not followed already. Each is read by its checkpoint, so
-        a file read before adds nothing, and kept open like any rotated file for its writer's
-        last lines.
-
-        With `last` (the checkpoint a stopped follower left), an older one audited only part of
-        the way is read too, and so are compressed ones (written since, or the one last read, not
-        to its end). Those that have settled (no write for SETTLED_SECONDS) are audited there and
-        then as `logs` audits them: to their last line, newline or not, compressed or not."""
-        where, base = os.path.split(path)
-        try:
-            names = sorted(os.listdir(where or "."))
-        except OSError:
+        if last is None:
             return
-        followed = {t.ident for t in self._live()}
-        try:
-            now = os.stat(path)  # what the path names now (through a link to a dated file, that file) is no generation
-            followed.add((now.st_dev, now.st_ino))
-        except OSError:
-            pass
-        why = why or f"rotated away between two looks at {path}"
+        checkpoint, when = last
+        why = "rotated while no follower ran"
+        found = [self._look(candidate, st) for candidate, st in self._generations(path)]
+        last_commit = when.timestamp() - COMMIT_SECONDS - POLL_SECONDS
+        read_before = [g.mtime for g in found if g.known is not None]
+        since = min(read_before) if read_before else last_commit
         settled: list[str] = []
-        for name in names:
-            if not (name.startswith(base) and _GENERATION.fullmatch(name, len(base))):
+        for g in found:
+            if g.error:
+                if g.mtime >= since:
+                    self.say(f"{g.path}: {why}, but {g.error}")
                 continue
-            candidate = os.path.join(where, name)
-            try:
-                st = os.stat(candidate, follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in followed:
-                    continue
-                recent = st.st_mtime >= since - 1
-                quiet = time.time() - st.st_mtime >= SETTLED_SECONDS
-                with open(candidate, "rb") as f:
-                    head = f.read(FINGERPRINT_BYTES)
-                    if compression_of(head) != "plain":
-                        if last is not None and self._compressed_left(candidate, recent, last):
-                            settled.append(candidate)
-                        continue
-                    if not recent:
-                        checkpoint = self.store.known(_Head(candidate, head)) if last is not None else None
-                        # a settled file's unterminated last line is complete, as `logs` reads it
-                        if checkpoint is None or checkpoint.offset >= (st.st_size if quiet else _complete(f, st.st_size)):
-                            continue
-                if last is not None and quiet:
-                    settled.append(candidate)
-                    continue
-                tail = self._open(candidate)
-            except (OSError, SourceError):
+            if not _may_hold_unread(g, since, last_commit, checkpoint.source_id):
                 continue
-            if tail is not None:
-                tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
-                self._draining.append(tail)
-                self.say(f"{candidate}: {why}; reading it too")
+            if g.compression != "plain" and not g.quiet and _plain_original(g.path):
+                continue
+            if g.quiet or g.compression != "plain":
+                settled.append(g.path)
+            else:
+                self._follow_rotated(g.path, why)
         for candidate in settled:
             self.say(f"{candidate}: {why}; reading it too")
         if settled:
@@ -381,21 +352,79 @@ class Follower:
             for note in self._caught_up.unread[done:]:
                 self.say(note)
 
-    def _compressed_left(self, candidate: str, recent: bool, last: Checkpoint) -> bool:
-        """True when a compressed generation may hold lines a stopped follower did not read: it
-        was written since, and is not known read to its end; or it is the file it read last
-        (compressed since), not read to its end."""
+    def _missed_generations(self, path: str, since: float) -> None:
+        """Read the plain generations of `path` written since `since` (the last look at it), which
+        were rotated away between two looks (rotations less than POLL_SECONDS apart). Each is
+        read by its checkpoint, so a file read before adds nothing, and kept open like any
+        rotated file for its writer's last lines."""
+        for candidate, st in self._generations(path):
+            if st.st_mtime >= since - 1:
+                try:
+                    with open(candidate, "rb") as f:
+                        if compression_of(f.read(FINGERPRINT_BYTES)) != "plain":
+                            continue
+                except OSError:
+                    continue
+                self._follow_rotated(candidate, f"rotated away between two looks at {path}")
+
+    def _generations(self, path: str) -> Iterator[tuple[str, os.stat_result]]:
+        """The files rotated away from `path`: in its directory, named after it (`access.log.1`,
+        `access.log-20240715`, `access.log.2.gz`; not `access.log.bak`), regular, and not the file
+        the path names now (through a link to a dated file, that file) nor one followed already."""
+        where, base = os.path.split(path)
+        try:
+            names = sorted(os.listdir(where or "."))
+        except OSError:
+            return
+        followed = {t.ident for t in self._live()}
+        try:
+            now = os.stat(path)
+            followed.add((now.st_dev, now.st_ino))
+        except OSError:
+            pass
+        for name in names:
+            if not (name.startswith(base) and _GENERATION.fullmatch(name, len(base))):
+                continue
+            candidate = os.path.join(where, name)
+            try:
+                st = os.stat(candidate, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in followed:
+                yield candidate, st
+
+    def _look(self, candidate: str, st: os.stat_result) -> _Generation:
+        """What a generation is: its compression, the checkpoint of the input it starts like, or
+        why it cannot be read."""
+        quiet = time.time() - st.st_mtime >= SETTLED_SECONDS
+        try:
+            with open(candidate, "rb") as f:
+                head = f.read(FINGERPRINT_BYTES)
+                kind = compression_of(head)
+                if kind == "plain":
+                    return _Generation(candidate, st.st_mtime, st.st_size, kind, self.store.known(_Head(candidate, head)), quiet,
+                                       complete=_complete(f, st.st_size))
+        except OSError as e:
+            return _Generation(candidate, st.st_mtime, st.st_size, "plain", None, quiet, error=f"cannot be read ({e.strerror}); let this user read it and start again")
         try:
             log = LogFile.open(candidate, self._needles, self.fmt)
-        except SourceError:
-            return recent  # read anyway, for the reason to be said
+        except SourceError as e:
+            return _Generation(candidate, st.st_mtime, st.st_size, kind, None, quiet, error=str(e).removeprefix(f"{candidate}: "))
         try:
-            known = self.store.known(log)
+            return _Generation(candidate, st.st_mtime, st.st_size, kind, self.store.known(log), quiet)
         finally:
             log.close()
-        if known is not None and _read_to_its_end(candidate, known):
-            return False
-        return recent or (known is not None and known.source_id == last.source_id)
+
+    def _follow_rotated(self, candidate: str, why: str) -> None:
+        """Read a generation like a file just rotated away: to its end, then kept open for a while."""
+        try:
+            tail = self._open(candidate)
+        except SourceError:
+            return
+        if tail is not None:
+            tail.ended_by, tail.found, tail.quiet_since = "rotation", True, time.monotonic()
+            self._draining.append(tail)
+            self.say(f"{candidate}: {why}; reading it too")
 
     def _open(self, path: str) -> Tail | None:
         check_name(path)
@@ -482,6 +511,8 @@ class Follower:
 
     def _read(self, tail: Tail) -> bool:
         """Read and store the complete lines the input has now (one round); True when there were any."""
+        if self.stopped:
+            return False  # what was read is committed; nothing more is started
         try:
             if (tail.log is None or tail.reopen) and not self._start(tail):
                 return False
@@ -563,6 +594,43 @@ class Follower:
             summary.source_ids.append(tail.checkpoint.source_id)
         finish(self.store, summary)
         return summary
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """A file rotated away from a followed path, as found when the follower starts."""
+
+    path: str
+    mtime: float
+    size: int
+    compression: str
+    known: Checkpoint | None
+    """The checkpoint of the input it starts like; None when no run read it."""
+    quiet: bool
+    """No write for SETTLED_SECONDS."""
+    complete: int = 0
+    """Bytes up to its last newline (plain ones)."""
+    error: str = ""
+    """Why it cannot be read."""
+
+
+def _may_hold_unread(g: _Generation, since: float, last_commit: float, last_source: int) -> bool:
+    """True when a generation found at start may hold lines no run read: one no run read, when
+    written since `since`; one read before, when its checkpoint is short of its end (a bzip2, xz
+    or zstd one, whose end is not known, when it is `last_source` or was written since
+    `last_commit`)."""
+    if g.known is None:
+        return g.mtime >= since
+    if g.compression == "plain":
+        return g.known.offset < (g.size if g.quiet else g.complete)
+    if g.compression == "gzip":
+        return not _read_to_its_end(g.path, g.known)
+    return g.known.source_id == last_source or g.mtime >= last_commit
+
+
+def _plain_original(path: str) -> bool:
+    """True when the plain file `path` was compressed from (`access.log.1` for `access.log.1.gz`) is still there."""
+    return os.path.isfile(os.path.splitext(path)[0])
 
 
 def _complete(f: Any, size: int) -> int:

@@ -14,7 +14,7 @@ from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
-from auditor.sources.logfile import LogFile, usable_cores
+from auditor.sources.logfile import LogFile, usable_cores, worker_start
 from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
 
 
@@ -253,7 +253,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             if progress:
                 progress(done + (log.consumed() or 0))
             if stopping():
-                behind = True
+                behind = log.compression != "plain" or batch.offset < _size(path)  # a compressed one cannot tell
                 break
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, checkpoint, e))
@@ -389,7 +389,7 @@ class _Ahead:
             return None
         _worker_state = (auditor, needles)  # inherited by the forked workers
         try:
-            pool = multiprocessing.get_context("fork").Pool(workers)
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=worker_start)
         except OSError:
             return None
         finally:

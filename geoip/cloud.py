@@ -482,7 +482,12 @@ def load_feeds(directory: Path | None = None) -> list[Feed]:
     if directory is not None:
         for provider in PROVIDERS:
             path = directory / FEED_FILES[provider]
-            if path.is_file():
+            try:
+                found = path.is_file()
+            except OSError as e:  # a directory this user may not enter (another user's $HOME)
+                raise FeedError(f"{path}: cannot read the {provider} range feed ({e.strerror}); fix its permissions "
+                                "or point $XDG_DATA_HOME at a directory of this user's") from e
+            if found:
                 downloaded[provider] = read_feed_file(provider, path)
     try:
         bundle_date: dt.date | None = dt.date.fromisoformat(bundle_info().date)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from auditor.follow import TailStream
+from auditor.sources.logfile import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -766,11 +767,12 @@ def test_a_restarted_follower_finds_its_checkpoints_however_the_path_is_spelled(
 
 def compress(path: Path, kind: str) -> Path:
     """`path` compressed next to itself as logrotate's `compress` does (gzip, or bzip2 with
-    `compresscmd`); the plain file is removed."""
+    `compresscmd`): its modification time kept, the plain file removed."""
     opener = {"gz": gzip.open, "bz2": bz2.open}[kind]
     target = path.with_name(f"{path.name}.{kind}")
-    with path.open("rb") as src, opener(target, "wb") as dst:
+    with path.open("rb") as src, opener(target, "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst)
+    shutil.copystat(path, target)
     path.unlink()
     return target
 
@@ -894,3 +896,72 @@ def test_the_dated_file_a_followed_link_names_is_not_taken_for_a_generation(tmp_
     stored(again.db, governed(lines(1, 15)))
     assert again.stop() == 0
     assert "rotated while no follower ran" not in again.stderr and "read once" not in again.stderr
+
+
+def test_every_generation_is_read_after_a_catch_up_was_killed(tmp_path: Path, running: list[Run]) -> None:
+    """kill -9 while the first of two generations rotated while no follower ran is audited. Its
+    batches moved the time the path was last read past the second one, which no run had read:
+    the next start skipped it, and its calls were lost without a word. A generation no run read
+    is read when it is newer than one a run read."""
+    first, rest, whole, after = lines(1, 10), lines(11, 450_000), lines(600_000, 3000), lines(900_000, 4)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    append(log, rest)
+    log.rename(tmp_path / "access.log-20240714")
+    older = compress(tmp_path / "access.log-20240714", "gz")
+    time.sleep(1.1)
+    (tmp_path / "access.log-20240715").write_text(whole)  # written entirely while no follower ran
+    compress(tmp_path / "access.log-20240715", "gz")
+    log.write_text(after)
+    time.sleep(11)  # settled: audited at start
+    killed = Run(tmp_path, str(log))
+    running.append(killed)
+    killed.says(f"{older}: rotated while no follower ran; reading it too")
+    stored_once = governed(first)
+    wait_for(lambda: calls(killed.db) > stored_once, "the first batch of the catch-up", timeout=60)
+    killed.kill()
+    assert calls(killed.db) < governed(first + rest)  # killed in the middle of the first generation
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    stored(again.db, governed(first + rest + whole + after), timeout=120)
+    assert again.stop() == 0
+    assert f"{tmp_path / 'access.log-20240715.gz'} (squid, gzip): 3000 lines, {governed(whole)} calls" in again.stderr
+
+
+def test_sigterm_while_workers_audit_a_large_generation(tmp_path: Path, running: list[Run]) -> None:
+    """A generation over 64 MiB is audited by worker processes, forked after the follower set its
+    SIGTERM handler. Stopping them (Pool.terminate sends SIGTERM) only set a flag in each: the
+    follower waited for them forever. Its workers are held (SIGSTOP) while it is told to stop, so
+    the stop always lands in the middle."""
+    if usable_cores() < 2:
+        pytest.skip("one core: a large file is read by one process, with no workers")
+    first = lines(1, 10)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0
+    with log.open("a") as f:
+        for start in range(11, 700_011, 100_000):
+            f.write(lines(start, 100_000))
+    assert log.stat().st_size > 64 << 20
+    log.rename(tmp_path / "access.log.1")
+    os.utime(tmp_path / "access.log.1", (time.time() - 60, time.time() - 60))
+    log.write_text(lines(900_000, 4))
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    pid = again.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    wait_for(lambda: len(children.read_text().split()) >= 2, "the follower's worker processes")
+    workers = [int(c) for c in children.read_text().split()]
+    for worker in workers:
+        os.kill(worker, signal.SIGSTOP)
+    again.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    for worker in workers:
+        os.kill(worker, signal.SIGCONT)
+    assert again.proc.wait(timeout=30) == 0
+    assert "stopped before the end of the file" in again.stderr
+    gone = lambda w: not Path(f"/proc/{w}").exists() or Path(f"/proc/{w}/stat").read_text().split(") ")[1][0] == "Z"  # noqa: E731
+    wait_for(lambda: all(gone(w) for w in workers), "the workers to end")
+    third = Run(tmp_path, str(log))
+    running.append(third)
+    stored(third.db, governed(first + "".join(lines(s, 100_000) for s in range(11, 700_011, 100_000)) + lines(900_000, 4)), timeout=120)
+    assert third.stop() == 0

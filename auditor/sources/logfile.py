@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import collections
+import ctypes
 import dataclasses
 import gzip
 import io
@@ -19,6 +20,7 @@ import json
 import lzma
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import zlib
@@ -225,6 +227,18 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         return os.cpu_count() or 1
+
+
+def worker_start() -> None:
+    """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it (a
+    handler inherited from the parent, the follower's, would only set a flag), and SIGINT is left
+    to the parent (Ctrl-C reaches the whole process group). It dies with its parent (Linux)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 _worker_audit: Audit | None = None
@@ -688,7 +702,7 @@ class LogFile(Prefixed, EventSource):
         workers = min(usable_cores(), len(cuts) - 1, 8)
         _worker_audit = audit  # the forked workers inherit it: closures need no pickling
         try:
-            pool = context.Pool(workers)
+            pool = context.Pool(workers, initializer=worker_start)
         except OSError:
             return  # no processes to be had (limits): this process reads it all
         finally:

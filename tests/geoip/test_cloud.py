@@ -309,6 +309,20 @@ def test_damaged_downloaded_feed_is_an_error_naming_the_file(tmp_path: Path) -> 
     assert "geoip update" in str(info.value)
 
 
+def test_a_feed_directory_this_user_may_not_enter_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run with another user's $HOME (sudo without -H): looking for a downloaded feed raised
+    PermissionError, a traceback. (Root enters any directory, so the refusal is the kernel's
+    answer put in by hand.)"""
+    def refused(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    with pytest.raises(FeedError) as info:
+        cloud.load_feeds(tmp_path)
+    assert str(info.value) == (f"{tmp_path / cloud.FEED_FILES[cloud.PROVIDERS[0]]}: cannot read the {cloud.PROVIDERS[0]} range feed "
+                               "(Permission denied); fix its permissions or point $XDG_DATA_HOME at a directory of this user's")
+
+
 def test_shared_locator_is_reused_until_a_feed_file_changes(tmp_path: Path) -> None:
     first = cloud.open_cloud_locator(tmp_path)
     assert cloud.open_cloud_locator(tmp_path) is first
