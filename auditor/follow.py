@@ -42,7 +42,9 @@ from auditor.pipeline import Auditor
 from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
-from auditor.sources.logfile import CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of
+from auditor.sources.logfile import (
+    CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of, ends_by,
+)
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5
@@ -310,9 +312,9 @@ class Follower:
     def _rotated_while_stopped(self, path: str) -> None:
         """At start, read what the generations of `path` (named as in `_generations`) hold that no
         run read: a generation known by its first bytes, from its checkpoint when that is short of
-        its end; one no run read, whole, when it is newer than one a run read (older ones are from
-        before anything was audited here) or, with none read, when written since `path` was last
-        read. That holds whatever this process or an earlier one stopped in the middle of.
+        its end; one no run read, whole, when it is newer than one read as `path` (older ones are
+        from before it was followed, or audited by hand) or, with none, when written since `path`
+        was last read. That holds whatever this process or an earlier one stopped in the middle of.
 
         The end of a compressed generation is known from gzip's trailer; a bzip2, xz or zstd one
         is read again when it is the file last read as `path` or was written since. Generations
@@ -327,8 +329,9 @@ class Follower:
         why = "rotated while no follower ran"
         found = [self._look(candidate, st) for candidate, st in self._generations(path)]
         last_commit = when.timestamp() - COMMIT_SECONDS - POLL_SECONDS
-        read_before = [g.mtime for g in found if g.known is not None]
-        since = min(read_before) if read_before else last_commit
+        mine = self.store.read_as(path)
+        read_here = [g.mtime for g in found if g.known is not None and g.known.source_id in mine]
+        since = min(read_here) if read_here else last_commit
         settled: list[str] = []
         for g in found:
             if g.error:
@@ -624,7 +627,7 @@ def _may_hold_unread(g: _Generation, since: float, last_commit: float, last_sour
     if g.compression == "plain":
         return g.known.offset < (g.size if g.quiet else g.complete)
     if g.compression == "gzip":
-        return not _read_to_its_end(g.path, g.known)
+        return not ends_by(g.path, g.known.offset)
     return g.known.source_id == last_source or g.mtime >= last_commit
 
 
@@ -639,16 +642,6 @@ def _complete(f: Any, size: int) -> int:
     f.seek(max(0, size - 65536))
     end = f.read()
     return size - len(end) + end.rfind(b"\n") + 1
-
-
-def _read_to_its_end(path: str, checkpoint: Checkpoint) -> bool:
-    """True when a gzip file's trailer says the checkpoint is at the end of its content (the
-    content's size modulo 2**32: one member, as logrotate writes it); False when it cannot tell."""
-    with open(path, "rb") as f:
-        if compression_of(f.read(8)) != "gzip":
-            return False
-        f.seek(-4, os.SEEK_END)
-        return int.from_bytes(f.read(4), "little") == checkpoint.offset % 2**32
 
 
 @dataclass

@@ -14,7 +14,7 @@ from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
-from auditor.sources.logfile import LogFile, usable_cores, worker_start
+from auditor.sources.logfile import LogFile, ends_by, usable_cores, worker_start
 from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
 
 
@@ -253,7 +253,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             if progress:
                 progress(done + (log.consumed() or 0))
             if stopping():
-                behind = log.compression != "plain" or batch.offset < _size(path)  # a compressed one cannot tell
+                behind = not ends_by(path, batch.offset)
                 break
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, checkpoint, e))

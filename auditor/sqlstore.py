@@ -284,6 +284,10 @@ class SqlStore(FindingStore):
                              "restore it from a backup or point --db at a new file and audit again")
         return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.timezone.utc)
 
+    def read_as(self, name: str) -> set[int]:
+        with self._begin() as conn:
+            return set(conn.execute(sa.select(sources.c.id).where(sources.c.name.in_(_names(name)))).scalars())
+
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
         s = sources.c
         with self._begin() as conn:

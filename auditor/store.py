@@ -156,6 +156,11 @@ class FindingStore(ABC):
         when (UTC); None when none was: how far a follower of that path got before it stopped."""
 
     @abstractmethod
+    def read_as(self, name: str) -> set[int]:
+        """The inputs read under this name (their checkpoints' source ids): the files a path named
+        while they were audited, rotated away since or not."""
+
+    @abstractmethod
     def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
         """Store a batch's findings, grouped (auditor.events.tally), and move the input's checkpoint
         from `checkpoint` (where the batch starts) to (`offset`, `line`), atomically; the new

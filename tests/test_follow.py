@@ -965,3 +965,32 @@ def test_sigterm_while_workers_audit_a_large_generation(tmp_path: Path, running:
     running.append(third)
     stored(third.db, governed(first + "".join(lines(s, 100_000) for s in range(11, 700_011, 100_000)) + lines(900_000, 4)), timeout=120)
     assert third.stop() == 0
+
+
+def test_history_audited_by_hand_in_part_is_not_read_by_a_follower(tmp_path: Path, running: list[Run]) -> None:
+    """Generations from before the path was ever followed, one of them audited by hand. A
+    generation no run read is read when newer than one that was read as the followed path; the
+    one read by hand, under its own name, is no such mark: the second start read the others."""
+    day = 86400
+    for n in range(1, 5):
+        generation = tmp_path / f"access.log.{n}"
+        generation.write_text(lines(1000 * n, 30))
+        os.utime(generation, (time.time() - n * day, time.time() - n * day))
+        if n > 1:
+            compress(generation, "gz")
+    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.4.gz"), "--db", str(tmp_path / "f.db")],
+                             capture_output=True, text=True, timeout=60)
+    assert by_hand.returncode in (0, 1), by_hand.stderr
+    current = lines(1, 10)
+    log = tmp_path / "access.log"
+    log.write_text(current)
+    run = Run(tmp_path, str(log))
+    running.append(run)
+    stored(run.db, governed(current + lines(4000, 30)))
+    assert run.stop() == 0
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    again.says(f"{log} (squid): following, after line 10")
+    assert again.stop() == 0
+    assert "reading it too" not in run.stderr + again.stderr
+    assert calls(again.db) == governed(current + lines(4000, 30))

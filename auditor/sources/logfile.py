@@ -211,6 +211,25 @@ def compression_of(head: bytes) -> str:
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
 
 
+def ends_by(path: str, offset: int) -> bool:
+    """True when the content of the file at `path` (decompressed) ends at `offset` or before: by
+    its size for a plain file, by what gzip's trailer says for a `.gz` (the size modulo 2**32 of
+    its one member, as logrotate writes it). False when that cannot be told without reading it
+    whole (bzip2, xz, zstd) or the file cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            kind = compression_of(f.read(8))
+            size = os.fstat(f.fileno()).st_size
+            if kind == "plain":
+                return offset >= size
+            if kind != "gzip" or size < 18:
+                return False
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little") == offset % 2**32
+    except OSError:
+        return False
+
+
 def check_name(path: str) -> None:
     """SourceError for a file name that is not UTF-8 (bytes the OS gave as surrogates): the store
     keeps names and locations as text, and could not tell such a file again."""

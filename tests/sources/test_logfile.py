@@ -856,3 +856,22 @@ def test_zstd_without_the_extra_says_how_to_get_it(tmp_path: Path, monkeypatch: 
     path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(20))
     with pytest.raises(SourceError, match=r"is zstd-compressed; install the zstd extra \(`pip install 'region-auditor\[zstd\]'`\)"):
         LogFile.open(str(path), NEEDLES)
+
+
+def test_ends_by_tells_where_content_ends_only_where_the_file_says(tmp_path: Path) -> None:
+    """A plain file by its size, a .gz by its trailer (content size modulo 2**32, written by
+    `gzip` itself here); bzip2 and xz keep no size at their end, so they cannot tell."""
+    content = b"".join(b"%d TCP_TUNNEL/200 CONNECT api.openai.com:443\n" % i for i in range(5000))
+    plain = tmp_path / "access.log.1"
+    plain.write_bytes(content)
+    assert logfile_mod.ends_by(str(plain), len(content)) and logfile_mod.ends_by(str(plain), len(content) + 10)
+    assert not logfile_mod.ends_by(str(plain), len(content) - 1)
+    subprocess.run(["gzip", "-k", str(plain)], check=True)
+    gz = str(plain) + ".gz"
+    assert logfile_mod.ends_by(gz, len(content)) and logfile_mod.ends_by(gz, len(content) + 2**32)
+    assert not logfile_mod.ends_by(gz, len(content) - 1)
+    for packed, opener in ((tmp_path / "a.bz2", bz2.open), (tmp_path / "a.xz", lzma.open)):
+        with opener(packed, "wb") as f:
+            f.write(content)
+        assert not logfile_mod.ends_by(str(packed), len(content))
+    assert not logfile_mod.ends_by(str(tmp_path / "gone.log"), 0)
