@@ -24,6 +24,7 @@ its own.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -316,8 +317,9 @@ class Follower:
         from before it was followed, or audited by hand) or, with none, when written since `path`
         was last read. That holds whatever this process or an earlier one stopped in the middle of.
 
-        The end of a compressed generation is known from gzip's trailer; a bzip2, xz or zstd one
-        is read again when it is the file last read as `path` or was written since. Generations
+        The end of a compressed generation is known from gzip's trailer; for a bzip2, xz or zstd
+        one, from where a run last saw the content it starts like end, when that was after its
+        last write (FindingStore.saw_end). Generations
         that have settled (no write for SETTLED_SECONDS) are audited here and now as `logs` audits
         them, to their last line; the others are followed like any rotated file, for their
         writer's last lines. A compressed one that gzip is still writing next to its plain
@@ -338,7 +340,7 @@ class Follower:
                 if g.mtime >= since:
                     self.say(f"{g.path}: {why}, but {g.error}")
                 continue
-            if not _may_hold_unread(g, since, last_commit, checkpoint.source_id):
+            if not _may_hold_unread(g, since):
                 continue
             if g.compression != "plain" and not g.quiet and _plain_original(g.path):
                 continue
@@ -414,9 +416,12 @@ class Follower:
         except SourceError as e:
             return _Generation(candidate, st.st_mtime, st.st_size, kind, None, quiet, error=str(e).removeprefix(f"{candidate}: "))
         try:
-            return _Generation(candidate, st.st_mtime, st.st_size, kind, self.store.known(log), quiet)
+            known = self.store.known(log)
         finally:
             log.close()
+        seen = self.store.seen_end(known.source_id) if known is not None else None
+        end = (seen[0], seen[1].timestamp()) if seen is not None else None
+        return _Generation(candidate, st.st_mtime, st.st_size, kind, known, quiet, end=end)
 
     def _follow_rotated(self, candidate: str, why: str) -> None:
         """Read a generation like a file just rotated away: to its end, then kept open for a while."""
@@ -580,8 +585,13 @@ class Follower:
             self.say(f"{f.event.ts:%Y-%m-%d %H:%M:%S} {f.verdict.outcome.value}: {f.org} -> {host} from {f.egress.label or '-'} "
                      f"({f.location.country_code or '-'}, {f.location.basis}) at {f.event.source}")
 
-    @staticmethod
-    def _retire(tail: Tail) -> None:
+    def _retire(self, tail: Tail) -> None:
+        """Close a file no longer followed, recording where its content ended when it was read to
+        its end (see FindingStore.saw_end)."""
+        if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0:
+            at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
+            if os.fstat(tail.stream.fd).st_size == tail.checkpoint.offset:
+                self.store.saw_end(tail.checkpoint, at)
         tail.close()
 
     def _sleep(self, seconds: float) -> None:
@@ -613,22 +623,24 @@ class _Generation:
     """No write for SETTLED_SECONDS."""
     complete: int = 0
     """Bytes up to its last newline (plain ones)."""
+    end: tuple[int, float] | None = None
+    """Where and when (a timestamp) a run saw the content it starts like end (FindingStore.seen_end)."""
     error: str = ""
     """Why it cannot be read."""
 
 
-def _may_hold_unread(g: _Generation, since: float, last_commit: float, last_source: int) -> bool:
+def _may_hold_unread(g: _Generation, since: float) -> bool:
     """True when a generation found at start may hold lines no run read: one no run read, when
-    written since `since`; one read before, when its checkpoint is short of its end (a bzip2, xz
-    or zstd one, whose end is not known, when it is `last_source` or was written since
-    `last_commit`)."""
+    written since `since`; one read before, when its checkpoint is short of its end. A bzip2, xz
+    or zstd one keeps no size: its content is known to end at the checkpoint when a run saw it
+    end there (FindingStore.saw_end) after its last write (logrotate keeps that time)."""
     if g.known is None:
         return g.mtime >= since
     if g.compression == "plain":
         return g.known.offset < (g.size if g.quiet else g.complete)
     if g.compression == "gzip":
         return not ends_by(g.path, g.known.offset)
-    return g.known.source_id == last_source or g.mtime >= last_commit
+    return g.end is None or g.end[0] != g.known.offset or g.mtime >= g.end[1]
 
 
 def _plain_original(path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import multiprocessing
 import os
 from collections import Counter
@@ -245,6 +246,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
             return auditor.tally(events, source)
 
+        asked = dt.datetime.now(dt.timezone.utc)  # before the reader is asked for more: what was written before, it reads
         for batch in log.batches(audit):
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
             checkpoint, repeated = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
@@ -255,6 +257,10 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             if stopping():
                 behind = not ends_by(path, batch.offset)
                 break
+            asked = dt.datetime.now(dt.timezone.utc)
+        else:
+            if isinstance(log, LogFile) and path != "-" and not log.unterminated and not log.damaged:
+                store.saw_end(checkpoint, asked)
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, checkpoint, e))
         return

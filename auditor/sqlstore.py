@@ -82,6 +82,15 @@ session inside it (`tls`), one row each, `counted` for the first of the two stor
 the input the record was read from, NULL once that input is forgotten (`--rescan`): read again, it
 is counted as it was. Rows go after TUNNEL_DAYS. Added without a schema version."""
 TUNNEL_DAYS = 7
+ends = sa.Table(
+    "ends", metadata,
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), primary_key=True),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("seen_at", sa.DateTime, nullable=False),
+)
+"""Where an input's content was last seen to end (FindingStore.saw_end): what tells whether a bzip2,
+xz or zstd copy of it, whose size is not known without reading it whole, holds more. Added
+without a schema version: a database without the rows reads such copies to their end once."""
 """How long the record of one side of a tunnel waits for the other: the two are logged within
 seconds, but audits of the two files may be days apart."""
 observations = sa.Table(
@@ -255,6 +264,7 @@ class SqlStore(FindingStore):
             if ids:
                 conn.execute(sa.update(tunnels).where(tunnels.c.source_id.in_(ids)).values(source_id=None))
                 conn.execute(sa.delete(prefixes).where(prefixes.c.source_id.in_(ids)))
+                conn.execute(sa.delete(ends).where(ends.c.source_id.in_(ids)))
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
                 conn.execute(sa.delete(observations).where(observations.c.source_id.in_(ids)))
@@ -283,6 +293,18 @@ class SqlStore(FindingStore):
             raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(last.updated_at)[:60]}); "
                              "restore it from a backup or point --db at a new file and audit again")
         return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.timezone.utc)
+
+    def saw_end(self, checkpoint: Checkpoint, at: dt.datetime) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.delete(ends).where(ends.c.source_id == checkpoint.source_id))
+            conn.execute(sa.insert(ends).values(source_id=checkpoint.source_id, offset=checkpoint.offset, seen_at=_naive_utc(at)))
+
+    def seen_end(self, source_id: int) -> tuple[int, dt.datetime] | None:
+        with self._begin() as conn:
+            row = conn.execute(sa.select(ends.c.offset, ends.c.seen_at).where(ends.c.source_id == source_id)).one_or_none()
+        if row is None or not isinstance(row.seen_at, dt.datetime):
+            return None
+        return row.offset, row.seen_at.replace(tzinfo=dt.timezone.utc)
 
     def read_as(self, name: str) -> set[int]:
         with self._begin() as conn:

@@ -156,6 +156,15 @@ class FindingStore(ABC):
         when (UTC); None when none was: how far a follower of that path got before it stopped."""
 
     @abstractmethod
+    def saw_end(self, checkpoint: Checkpoint, at: dt.datetime) -> None:
+        """Record that the input's content ended at `checkpoint` (read to its end, no unfinished
+        last line, nothing cut short), for every write made before `at`."""
+
+    @abstractmethod
+    def seen_end(self, source_id: int) -> tuple[int, dt.datetime] | None:
+        """Where and when (UTC) `saw_end` last saw the input's content end; None when it never did."""
+
+    @abstractmethod
     def read_as(self, name: str) -> set[int]:
         """The inputs read under this name (their checkpoints' source ids): the files a path named
         while they were audited, rotated away since or not."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import lzma
 import os
 import random
 import re
@@ -768,9 +769,9 @@ def test_a_restarted_follower_finds_its_checkpoints_however_the_path_is_spelled(
 def compress(path: Path, kind: str) -> Path:
     """`path` compressed next to itself as logrotate's `compress` does (gzip, or bzip2 with
     `compresscmd`): its modification time kept, the plain file removed."""
-    opener = {"gz": gzip.open, "bz2": bz2.open}[kind]
+    opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind]
     target = path.with_name(f"{path.name}.{kind}")
-    with path.open("rb") as src, opener(target, "wb", compresslevel=1) as dst:
+    with path.open("rb") as src, opener(target, "wb", **({"preset": 1} if kind == "xz" else {"compresslevel": 1})) as dst:
         shutil.copyfileobj(src, dst)
     shutil.copystat(path, target)
     path.unlink()
@@ -994,3 +995,35 @@ def test_history_audited_by_hand_in_part_is_not_read_by_a_follower(tmp_path: Pat
     assert again.stop() == 0
     assert "reading it too" not in run.stderr + again.stderr
     assert calls(again.db) == governed(current + lines(4000, 30))
+
+
+@pytest.mark.parametrize("kind", ["xz", "bz2"])
+def test_the_rest_of_a_file_compressed_without_its_size_is_read_after_a_newer_one(tmp_path: Path, running: list[Run], kind: str) -> None:
+    """The follower stops; lines are written, the file rotated and compressed by xz or bzip2 (no
+    size at their end); a newer file is audited by hand, so the compressed one is no longer the
+    file last read as the path. Its rest was left unread without a word. Where a run last saw its
+    content end, and when, tells: the writes came after."""
+    first, missed, newer = lines(1, 10), lines(11, 3000), lines(300_000, 20)
+    log, run = following(tmp_path, running, first)
+    assert run.stop() == 0  # it saw the file end at line 10
+    time.sleep(1.1)
+    append(log, missed)
+    log.rename(tmp_path / "access.log.1")
+    packed = compress(tmp_path / "access.log.1", kind)
+    log.write_text(newer)
+    time.sleep(2)  # the compressed file's last write is well before the newer file's audit
+    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db), "--config", str(tmp_path / "c.toml")],
+                             capture_output=True, text=True, timeout=60)
+    assert by_hand.returncode in (0, 1), by_hand.stderr
+    again = Run(tmp_path, str(log))
+    running.append(again)
+    stored(again.db, governed(first + missed + newer))
+    again.says(f"{log} (squid): following")
+    assert again.stop() == 0
+    assert f"{packed}: rotated while no follower ran; reading it too" in again.stderr
+    third = Run(tmp_path, str(log))  # read to its end now, after its last write: not again
+    running.append(third)
+    third.says(f"{log} (squid): following")
+    assert third.stop() == 0
+    assert "reading it too" not in third.stderr
+    assert calls(third.db) == governed(first + missed + newer)

@@ -18,7 +18,7 @@ from auditor.events import tally
 from auditor.pipeline import Auditor
 from auditor.runner import audit_logs
 from auditor.sqlstore import SqlStore
-from auditor.store import EVIDENCE_PER_OBSERVATION, StoreError, to_url
+from auditor.store import EVIDENCE_PER_OBSERVATION, Checkpoint, StoreError, to_url
 from geoip.chain import ChainLocator
 from geoip.overrides import OverrideLocator
 from rules.policy import load_policies
@@ -583,6 +583,44 @@ def test_known_finds_a_checkpoint_without_writing_one(db_target: str, tmp_path: 
     at = store.checkpoint(log)
     log.close()
     assert store.known(log) == at
+
+
+def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target: str, tmp_path: Path) -> None:
+    """audit_logs records where a file read to its end ended, and from when; a file whose last
+    line has no newline (still being written) gets nothing; --rescan forgets it with the input.
+    read_as names the inputs read under a name."""
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import NEEDLES
+
+    done, open_line = tmp_path / "a.log", tmp_path / "b.log"
+    done.write_text("".join(LINES[:2]))
+    open_line.write_text(LINES[2] + LINES[3] + LINES[4].rstrip("\n"))  # written just now: its last line waits
+    store = SqlStore(db_target)
+    before = dt.datetime.now(dt.timezone.utc)
+    audit_logs([str(done), str(open_line)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+
+    def checkpoint(path: Path) -> Checkpoint:
+        log = LogFile.open(str(path), NEEDLES)
+        try:
+            found = store.known(log)
+        finally:
+            log.close()
+        assert found is not None
+        return found
+
+    a, b = checkpoint(done), checkpoint(open_line)
+    seen = store.seen_end(a.source_id)
+    assert seen is not None and seen[0] == a.offset == done.stat().st_size
+    assert before <= seen[1] <= dt.datetime.now(dt.timezone.utc)
+    assert store.seen_end(b.source_id) is None and b.offset == len(LINES[2] + LINES[3])
+    assert store.read_as(str(done)) == {a.source_id} and store.read_as(str(tmp_path / "c.log")) == set()
+    store.saw_end(Checkpoint(a.source_id, 7, 1), before)  # seen again: the last sighting is kept
+    assert store.seen_end(a.source_id) == (7, before)
+    audit_logs([str(done)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test", rescan=True)
+    assert store.seen_end(a.source_id) is None  # forgotten with its input
+    again = checkpoint(done)
+    assert again.source_id != a.source_id and store.seen_end(again.source_id) is not None
+    store.close()
 
 
 def test_an_input_is_recorded_under_one_name_however_it_is_spelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
