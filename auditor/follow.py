@@ -588,7 +588,7 @@ class Follower:
     def _retire(self, tail: Tail) -> None:
         """Close a file no longer followed, recording where its content ended when it was read to
         its end (see FindingStore.saw_end)."""
-        if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0:
+        if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
             at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
             if os.fstat(tail.stream.fd).st_size == tail.checkpoint.offset:
                 self.store.saw_end(tail.checkpoint, at)
@@ -640,7 +640,12 @@ def _may_hold_unread(g: _Generation, since: float) -> bool:
         return g.known.offset < (g.size if g.quiet else g.complete)
     if g.compression == "gzip":
         return not ends_by(g.path, g.known.offset)
-    return g.end is None or g.end[0] != g.known.offset or g.mtime >= g.end[1]
+    return g.end is None or g.end[0] != g.known.offset or g.mtime >= g.end[1] - END_MARGIN_SECONDS
+
+
+END_MARGIN_SECONDS = 2.0
+"""How much earlier than a run saw an input end its last write must be, for a compressed copy of
+it to be taken as ending there too: a timestamp can lag the write (coarse file times)."""
 
 
 def _plain_original(path: str) -> bool:

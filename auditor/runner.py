@@ -149,6 +149,7 @@ def catch_up(paths: Sequence[str], *, config: Config, auditor: Auditor, store: F
         except SourceError as e:
             summary.unread.append(f"skipped {e}")
             continue
+        log.finished = True  # rotated away and settled: no writer will end its last line now
         _audit_here(log, path, source_config, auditor, store, summary, start, (path,), None, stopping)
 
 
@@ -246,8 +247,12 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         def audit(events: Sequence[ConnectionEvent], source: SourceConfig = source_config) -> list[Tally]:
             return auditor.tally(events, source)
 
-        asked = dt.datetime.now(dt.timezone.utc)  # before the reader is asked for more: what was written before, it reads
+        # Taken before the reader is asked for a batch: what was written before that, it reads. The
+        # time before the last batch was asked for is the one that holds for the end.
+        asked = dt.datetime.now(dt.timezone.utc)
+        covered = asked
         for batch in log.batches(audit):
+            covered = asked
             tallies = batch.tallies if batch.tallies is not None else audit(batch.events)
             checkpoint, repeated = store.add_batch(summary.run_id, checkpoint, tallies, batch.offset, batch.line)
             calls += sum(t.calls for t in tallies) - repeated
@@ -260,7 +265,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             asked = dt.datetime.now(dt.timezone.utc)
         else:
             if isinstance(log, LogFile) and path != "-" and not log.unterminated and not log.damaged:
-                store.saw_end(checkpoint, asked)
+                store.saw_end(checkpoint, covered)
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, checkpoint, e))
         return

@@ -296,6 +296,7 @@ class SqlStore(FindingStore):
 
     def saw_end(self, checkpoint: Checkpoint, at: dt.datetime) -> None:
         with self._begin() as conn:
+            _serialize(conn)  # two processes ending the same input: one after the other, not two inserts
             conn.execute(sa.delete(ends).where(ends.c.source_id == checkpoint.source_id))
             conn.execute(sa.insert(ends).values(source_id=checkpoint.source_id, offset=checkpoint.offset, seen_at=_naive_utc(at)))
 

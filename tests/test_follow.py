@@ -824,10 +824,12 @@ def test_a_compressed_generation_left_behind_is_read(tmp_path: Path, running: li
     assert calls(run.db) == governed(first + rest + after)
 
 
-def test_a_settled_generations_last_line_without_newline_is_read_once(tmp_path: Path, running: list[Run]) -> None:
+@pytest.mark.parametrize("kind", ["plain", "gz", "xz"])
+def test_a_settled_generations_last_line_without_newline_is_read_once(tmp_path: Path, running: list[Run], kind: str) -> None:
     """The follower releases complete lines only; a generation rotated while it was stopped will
     not get its last newline any more. It is read as `logs` reads a settled file: the last line
-    counts, once."""
+    counts, once. Compressed, it was left as in a copy of a live file, and the generation was
+    decompressed again at every start."""
     first, last = lines(1, 10), line(11).rstrip("\n")
     log = tmp_path / "access.log"
     log.write_text(first + last)
@@ -836,14 +838,18 @@ def test_a_settled_generations_last_line_without_newline_is_read_once(tmp_path: 
     stored(run.db, governed(first))
     assert run.stop() == 0
     assert calls(run.db) == governed(first)  # the last line waits for its newline
-    log.rename(tmp_path / "access.log.1")
-    os.utime(tmp_path / "access.log.1", (time.time() - 3600, time.time() - 3600))
+    generation = tmp_path / "access.log.1"
+    log.rename(generation)
+    os.utime(generation, (time.time() - 3600, time.time() - 3600))
+    if kind != "plain":
+        generation = compress(generation, kind)
     log.write_text(lines(300, 4))
     again = Run(tmp_path, str(log))
     running.append(again)
     stored(again.db, governed(first + last + lines(300, 4)))
     assert again.stop() == 0
-    assert f"{tmp_path / 'access.log.1'} (squid): 1 lines after line 10 (audited before), 1 call" in again.stderr
+    codec = {"plain": "", "gz": ", gzip", "xz": ", xz"}[kind]
+    assert f"{generation} (squid{codec}): 1 lines after line 10 (audited before), 1 call" in again.stderr
     third = Run(tmp_path, str(log))
     running.append(third)
     third.says(f"{log} (squid): following, after line 4")

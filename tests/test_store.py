@@ -9,6 +9,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -620,6 +621,35 @@ def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target:
     assert store.seen_end(a.source_id) is None  # forgotten with its input
     again = checkpoint(done)
     assert again.source_id != a.source_id and store.seen_end(again.source_id) is not None
+    store.close()
+
+
+def test_a_line_written_while_the_last_batch_is_stored_is_not_taken_as_read(tmp_path: Path) -> None:
+    """The reader hit the end of the file, then its last batch was stored while the writer added a
+    line. The end was recorded as of after the store: the new line's write looked older than that,
+    and a compressed copy of the file was taken as holding nothing more."""
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import NEEDLES
+
+    log_path = tmp_path / "a.log"
+    log_path.write_text("".join(LINES[:2]))
+
+    class WrittenMeanwhile(SqlStore):
+        def add_batch(self, *args: Any, **kwargs: Any) -> tuple[Checkpoint, int]:
+            stored = super().add_batch(*args, **kwargs)
+            time.sleep(0.05)
+            with log_path.open("a") as f:
+                f.write(LINES[3])
+            return stored
+
+    store = WrittenMeanwhile(str(tmp_path / "f.db"))
+    audit_logs([str(log_path)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    log = LogFile.open(str(log_path), NEEDLES)
+    checkpoint = store.known(log)
+    log.close()
+    assert checkpoint is not None and checkpoint.offset == len("".join(LINES[:2]))
+    seen = store.seen_end(checkpoint.source_id)
+    assert seen is not None and seen[0] == checkpoint.offset and seen[1].timestamp() < log_path.stat().st_mtime
     store.close()
 
 

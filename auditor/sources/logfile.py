@@ -443,6 +443,9 @@ class LogFile(Prefixed, EventSource):
         self.name = name
         self.growing = growing
         """True for a plain file changed in the last SETTLED_SECONDS: a writer may be mid-line."""
+        self.finished = False
+        """True when nothing will be written to the input again (a generation rotated away and
+        settled, compressed or not): a last line without its newline is read as it is."""
         self.compression = compression
         self.needles = needles
         self._needles = compiled(needles)
@@ -600,7 +603,7 @@ class LogFile(Prefixed, EventSource):
         """True when a last line without its newline is left unread: in a file being written, for
         the next run, once the writer ends it; in a compressed copy, for the live file it was copied
         from mid-line (it starts with the same bytes, so it resumes here and reads the whole line)."""
-        return self.growing or self.compression != "plain"
+        return not self.finished and (self.growing or self.compression != "plain")
 
     def _is_array(self) -> bool:
         return self.format is not None and self.format.name == vercel.NAME and self._pending.removeprefix(BOM).lstrip()[:1] == b"["
