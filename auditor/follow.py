@@ -319,11 +319,10 @@ class Follower:
 
         The end of a compressed generation is known from gzip's trailer; for a bzip2, xz or zstd
         one, from where a run last saw the content it starts like end, when that was after its
-        last write (FindingStore.saw_end). Generations
-        that have settled (no write for SETTLED_SECONDS) are audited here and now as `logs` audits
-        them, to their last line; the others are followed like any rotated file, for their
-        writer's last lines. A compressed one that gzip is still writing next to its plain
-        original is left: the original is read."""
+        last write (FindingStore.saw_end). Generations that have settled (no write for
+        SETTLED_SECONDS) are audited here and now as `logs` audits them, to their last line; the
+        others are followed like any rotated file, for their writer's last lines. A compressed one
+        that gzip is still writing next to its plain original is left: the original is read."""
         last = self.store.last_read(path)
         if last is None:
             return
@@ -410,7 +409,8 @@ class Follower:
                     return _Generation(candidate, st.st_mtime, st.st_size, kind, self.store.known(_Head(candidate, head)), quiet,
                                        complete=_complete(f, st.st_size))
         except OSError as e:
-            return _Generation(candidate, st.st_mtime, st.st_size, "plain", None, quiet, error=f"cannot be read ({e.strerror}); let this user read it and start again")
+            why = f"cannot be read ({e.strerror}); let this user read it and start again"
+            return _Generation(candidate, st.st_mtime, st.st_size, "plain", None, quiet, error=why)
         try:
             log = LogFile.open(candidate, self._needles, self.fmt)
         except SourceError as e:

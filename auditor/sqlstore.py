@@ -82,6 +82,8 @@ session inside it (`tls`), one row each, `counted` for the first of the two stor
 the input the record was read from, NULL once that input is forgotten (`--rescan`): read again, it
 is counted as it was. Rows go after TUNNEL_DAYS. Added without a schema version."""
 TUNNEL_DAYS = 7
+"""How long the record of one side of a tunnel waits for the other: the two are logged within
+seconds, but audits of the two files may be days apart."""
 ends = sa.Table(
     "ends", metadata,
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), primary_key=True),
@@ -91,8 +93,6 @@ ends = sa.Table(
 """Where an input's content was last seen to end (FindingStore.saw_end): what tells whether a bzip2,
 xz or zstd copy of it, whose size is not known without reading it whole, holds more. Added
 without a schema version: a database without the rows reads such copies to their end once."""
-"""How long the record of one side of a tunnel waits for the other: the two are logged within
-seconds, but audits of the two files may be days apart."""
 observations = sa.Table(
     "observations", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
