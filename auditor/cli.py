@@ -339,6 +339,10 @@ def _describe_skips(capture: Any) -> None:
         click.echo(f"{capture.name}: skipped {count} packets: {reason} ({where})", err=True)
     for reason, count in capture.stats.ignored.most_common():
         click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
+    if capture.stats.from_dns:
+        from auditor.runner import dns_named
+
+        click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
 
 
 @cli.command()

@@ -74,7 +74,9 @@ class ConnectionEvent:
     project_name: str = ""
     """Platform project name (Vercel `projectName`); "" when none."""
     name_source: str = ""
-    """How server_name was learnt from packets: `sni`, `http`, `connect`, `socks5`, `dns` (no SNI, or only an ECH outer name), `ech-outer` (no DNS answer seen), `none`; "" for logs."""
+    """How server_name was learnt from packets (the rules: auditor.sources.packets): `sni`, `sni+ech`
+    (an ECH extension taken as GREASE), `ech-dns` (real ECH, named from this client's DNS), `ech-outer`,
+    `dns` (no SNI), `none`, `http`, `connect`, `socks5`, `socks4`, `<tunnel>+sni`, `websocket+sni`; "" for logs."""
     message: str = ""
     """Application log text that came with the record (Vercel `message`), "" when none."""
     tunnel: str = ""

@@ -35,6 +35,8 @@ class InputSummary:
     unterminated: bool
     events: int = 0
     """Connection events read (governed or not)."""
+    from_dns: int = 0
+    """Connections a capture named from a DNS answer their client got."""
     behind: bool = False
     """Stopped (--follow) with complete lines left to read: they are read when it is read again."""
     earlier_copy: bool = False
@@ -53,7 +55,7 @@ class InputSummary:
         return cls(
             name=name, format=fmt, compression=compression, resumed_at_line=resumed_at_line, lines=stats.lines,
             calls=calls, skipped=stats.skipped, ignored=stats.ignored, locations=stats.locations,
-            unterminated=unterminated, events=stats.events, behind=behind,
+            unterminated=unterminated, events=stats.events, behind=behind, from_dns=stats.from_dns,
         )
 
     def describe(self) -> str:
@@ -73,6 +75,8 @@ class InputSummary:
             parts.append(f"  skipped {count} malformed: {reason} ({where}{more})")
         for reason, count in self.ignored.most_common():
             parts.append(f"  not counted {count}: {reason}")
+        if self.from_dns:
+            parts.append(f"  {dns_named(self.from_dns)}")
         if self.behind:
             parts.append(f"  stopped before the end of the file (after line {self.resumed_at_line + self.lines}); "
                          "the rest is read when it is followed or audited again")
@@ -82,6 +86,13 @@ class InputSummary:
         elif self.unterminated:
             parts.append("  the last line has no newline and the file changed just now; it is read once complete")
         return "\n".join(parts)
+
+
+def dns_named(count: int) -> str:
+    """How many connections took their name from DNS, as the summaries say it."""
+    if count == 1:
+        return "1 connection named from a DNS answer its client got (no SNI, or real ECH)"
+    return f"{count} connections named from DNS answers their clients got (no SNI, or real ECH)"
 
 
 @dataclass

@@ -26,6 +26,9 @@ class Ignored(Exception):
 Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
 """Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
 
+NAMED_BY_DNS = frozenset({"dns", "ech-dns"})
+"""The name sources (auditor.sources.packets) whose name came from a DNS answer."""
+
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
 
@@ -40,12 +43,20 @@ class SourceStats:
     """Records that passed the prefilter and were parsed."""
     events: int = 0
     """Connection events produced."""
+    from_dns: int = 0
+    """Connections named from a DNS answer their client got (no SNI, or real ECH): captures only."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Malformed records by reason."""
     ignored: Counter[str] = field(default_factory=Counter)
     """Well-formed records that are not calls, by reason."""
     locations: dict[str, list[str]] = field(default_factory=dict)
     """The first few `file:line` locations per skip reason."""
+
+    def count(self, event: ConnectionEvent) -> None:
+        """Count an event a capture produced (and whether DNS named it)."""
+        self.events += 1
+        if event.name_source in NAMED_BY_DNS:
+            self.from_dns += 1
 
     def skip(self, reason: str, location: str) -> None:
         """Count a malformed record."""

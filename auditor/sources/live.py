@@ -135,7 +135,8 @@ class LiveCapture(Prefixed, EventSource):
             self._drain(interface, extractor, events)
         completed = extractor.finish(self.stats)
         events.extend(completed)
-        self.stats.events += len(completed)
+        for event in completed:
+            self.stats.count(event)
         self.dropped += sum(i.drops() for i in self._interfaces)
         yield Batch(tuple(events), 0, self.stats.lines)
 
@@ -158,9 +159,10 @@ class LiveCapture(Prefixed, EventSource):
                 self.stats.skip(str(e), f"{ifname}#{number}")
                 continue
             if event is not None:
-                self.stats.events += 1
+                self.stats.count(event)
                 events.append(event)
             if extractor.pending:
                 completed = extractor.take()
-                self.stats.events += len(completed)
+                for done in completed:
+                    self.stats.count(done)
                 events.extend(completed)

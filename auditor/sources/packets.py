@@ -8,9 +8,27 @@ What names a connection, from the client's first bytes: a TLS ClientHello's SNI 
 when split over several TCP segments, also out of order), an HTTP CONNECT target or Host header,
 a SOCKS4/4a or SOCKS5 CONNECT target. When a CONNECT or SOCKS target is only an IP address, the
 ClientHello sent through the tunnel names the connection (`connect+sni`, `socks5+sni`).
-DNS answers name a connection whose ClientHello has no SNI, or only an ECH outer name
-(`name_source = "dns"`). QUIC v1 and v2 Initial packets are decrypted (auditor.sources.quic)
-for the ClientHello's SNI.
+A WebSocket upgrade (`Upgrade: websocket`) is a tunnel too: a ClientHello in the client's first
+frames (unmasked) names the connection (`websocket+sni`, wstunnel and the like); otherwise the
+Host header does. QUIC v1 and v2 Initial packets are decrypted (auditor.sources.quic) for the
+ClientHello's SNI.
+
+How a hello's name is chosen (`Extractor._resolve`; the rule is the event's `name_source`):
+- `sni`: the server_name of a hello without an encrypted_client_hello (ECH) extension.
+- `sni+ech`: the hello carries an ECH extension, but its server_name stands. Chrome and Firefox
+  send a GREASE ECH extension on every connection to a server that publishes no ECH config; it
+  cannot be told from real ECH on the wire, so the outer name is taken as the real one unless
+  the evidence below says otherwise.
+- `ech-dns`: real ECH. The outer name is the public name of an ECH client-facing server (one of
+  ECH_PUBLIC_NAMES, or the public_name of an ECHConfig in a DNS HTTPS/SVCB answer seen in the
+  capture), or a name this client never resolved while it resolved other names to the server's
+  address. The connection is named by a name THIS client resolved to that address (the one whose
+  ECH config names that public name, else the latest).
+- `ech-outer`: real ECH, but this client resolved nothing to the address: the outer name is kept.
+- `dns`: a hello without SNI (or a tunnel to an address that sent none), named by the latest
+  name this client resolved to the server's address; `none` when it resolved none.
+DNS answers are remembered per client (the response's destination address), never shared
+between clients: another client's lookup says nothing of what this one meant.
 
 State is bounded: at most MAX_FLOWS flows being read, MAX_FIRST_BYTES kept per flow, flows idle
 for IDLE_SECONDS (capture time) forgotten, MAX_DNS_NAMES addresses remembered from DNS.
@@ -22,6 +40,7 @@ import datetime as dt
 import socket
 import struct
 from collections import OrderedDict
+from typing import NamedTuple
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
@@ -46,7 +65,15 @@ MAX_PREAMBLE = 8_192
 MAX_FIRST_BYTES = MAX_HELLO + MAX_PREAMBLE
 """Bytes kept per flow."""
 MAX_DNS_NAMES = 200_000
-"""Addresses remembered from DNS answers; the oldest is forgotten beyond it."""
+"""(client, address) pairs and (client, name) pairs remembered from DNS answers; the oldest is
+forgotten beyond it."""
+NAMES_PER_ADDRESS = 4
+"""Names remembered per (client, address), the latest last."""
+ECH_PUBLIC_NAMES = frozenset({"cloudflare-ech.com"})
+"""Public names of ECH client-facing servers known without DNS evidence (Cloudflare's, used for
+every zone it serves with ECH). Others are learnt from DNS HTTPS/SVCB answers."""
+MAX_PUBLIC_NAMES = 10_000
+"""ECH public names learnt from DNS answers; the oldest is forgotten beyond it."""
 IDLE_SECONDS = 60.0
 """A flow whose first bytes are incomplete and that sees no packet for this long is forgotten."""
 DONE_SECONDS = 900.0
@@ -324,10 +351,59 @@ def socks4_target(data: bytes) -> tuple[bool, str, int, int]:
     return True, ip_text(address), port, user_end + 1
 
 
-def dns_answers(payload: bytes) -> list[tuple[bytes, str]]:
-    """(packed address, name) pairs from the A/AAAA answers of a DNS response (name = the question)."""
+class DnsAnswer(NamedTuple):
+    """What a DNS response tells about names: addresses and ECH public names, per question."""
+
+    addresses: list[tuple[bytes, str]]
+    """(packed address, name) from A/AAAA answers and HTTPS/SVCB address hints (name = the question)."""
+    ech: list[tuple[str, str]]
+    """(name, ECH public name) from the ech parameter of HTTPS/SVCB answers."""
+
+
+def _upgrades_to_websocket(header: bytes) -> bool:
+    """True when an HTTP request's header block asks for a WebSocket (`Upgrade: websocket`)."""
+    for line in header.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
+def websocket_payload(data: bytes) -> bytes:
+    """The unmasked payload of the data frames (text, binary, continuation) at the start of a
+    WebSocket client's byte stream (RFC 6455 section 5.2); control frames are passed over, and
+    a frame cut short gives what it holds so far."""
+    out = bytearray()
+    off = 0
+    while off + 2 <= len(data):
+        opcode, length = data[off] & 0x0F, data[off + 1] & 0x7F
+        masked = data[off + 1] & 0x80
+        off += 2
+        if length == 126:
+            if off + 2 > len(data):
+                break
+            length, off = struct.unpack_from("!H", data, off)[0], off + 2
+        elif length == 127:
+            if off + 8 > len(data):
+                break
+            length, off = struct.unpack_from("!Q", data, off)[0], off + 8
+        key = data[off : off + 4] if masked else b"\x00\x00\x00\x00"
+        if len(key) < 4:
+            break
+        off += 4 if masked else 0
+        piece = data[off : off + length]
+        off += length
+        if opcode <= 2 and piece:
+            mask = (key * (len(piece) // 4 + 1))[: len(piece)]
+            out += (int.from_bytes(piece, "big") ^ int.from_bytes(mask, "big")).to_bytes(len(piece), "big")
+    return bytes(out)
+
+
+def dns_answers(payload: bytes) -> DnsAnswer:
+    """The A/AAAA and HTTPS/SVCB (RFC 9460) answers of a DNS response."""
+    found = DnsAnswer([], [])
     if len(payload) < 12 or not payload[2] & 0x80:
-        return []
+        return found
     qd, an = struct.unpack_from("!HH", payload, 4)
     off = 12
     question = ""
@@ -336,20 +412,58 @@ def dns_answers(payload: bytes) -> list[tuple[bytes, str]]:
             name, off = _dns_name(payload, off)
             question = question or name
             off += 4
-        found = []
         for _ in range(an):
             _, off = _dns_name(payload, off)
             rtype, _cls, _ttl, rdlen = struct.unpack_from("!HHIH", payload, off)
             off += 10
+            rdata = payload[off : off + rdlen]
+            if len(rdata) != rdlen:
+                raise ValueError("truncated answer")
             if (rtype == 1 and rdlen == 4) or (rtype == 28 and rdlen == 16):
-                rdata = payload[off : off + rdlen]
-                if len(rdata) != rdlen:
-                    raise ValueError("truncated answer")
-                found.append((rdata, question))
+                found.addresses.append((rdata, question))
+            elif rtype in (64, 65):
+                _svcb(rdata, question, found)
             off += rdlen
     except (IndexError, struct.error, UnicodeDecodeError, ValueError):
         raise PacketError("malformed DNS response") from None
     return found
+
+
+def _svcb(rdata: bytes, question: str, found: DnsAnswer) -> None:
+    """An HTTPS/SVCB record's address hints and ECH configs' public names into `found`."""
+    _, off = _dns_name(rdata, 2)  # SvcPriority, then TargetName (never compressed)
+    while off + 4 <= len(rdata):
+        key, length = struct.unpack_from("!HH", rdata, off)
+        value = rdata[off + 4 : off + 4 + length]
+        off += 4 + length
+        if key == 4:  # ipv4hint
+            found.addresses.extend((value[i : i + 4], question) for i in range(0, len(value) - 3, 4))
+        elif key == 6:  # ipv6hint
+            found.addresses.extend((value[i : i + 16], question) for i in range(0, len(value) - 15, 16))
+        elif key == 5:  # ech: an ECHConfigList
+            found.ech.extend((question, public) for public in ech_public_names(value))
+
+
+def ech_public_names(config_list: bytes) -> list[str]:
+    """The public_name of each ECHConfig (version 0xfe0d) in an ECHConfigList
+    (draft-ietf-tls-esni-22 section 4); other versions are passed over."""
+    names = []
+    end = min(len(config_list), 2 + struct.unpack_from("!H", config_list, 0)[0])
+    off = 2
+    while off + 4 <= end:
+        version, length = struct.unpack_from("!HH", config_list, off)
+        body, off = config_list[off + 4 : off + 4 + length], off + 4 + length
+        if version != ECH_EXTENSION:
+            continue
+        at = 1 + 2  # config_id, kem_id
+        at += 2 + struct.unpack_from("!H", body, at)[0]  # public_key
+        at += 2 + struct.unpack_from("!H", body, at)[0]  # cipher_suites
+        at += 1  # maximum_name_length
+        size = body[at]
+        name = body[at + 1 : at + 1 + size]
+        if len(name) == size and size:
+            names.append(name.decode("ascii").lower())
+    return names
 
 
 def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
@@ -430,7 +544,12 @@ class Extractor:
         """Flows being read, least recently active first."""
         self._done: OrderedDict[FlowKey, float] = OrderedDict()
         """Flows named or given up on, by when; oldest first."""
-        self._dns: OrderedDict[bytes, str] = OrderedDict()
+        self._dns: OrderedDict[bytes, list[str]] = OrderedDict()
+        """Names each client resolved to each address, keyed by client + address packed; the latest last."""
+        self._resolved: OrderedDict[bytes, str] = OrderedDict()
+        """Names each client resolved, keyed by client + name: the ECH public name DNS gave for it, or ""."""
+        self._public: OrderedDict[str, None] = OrderedDict.fromkeys(ECH_PUBLIC_NAMES)
+        """ECH public names: the known ones, then those learnt from DNS HTTPS/SVCB answers."""
         self._quic: OrderedDict[FlowKey, tuple[quic.CryptoStream, float]] = OrderedDict()
         self._next_sweep = 0.0
         self.pending: list[ConnectionEvent] = []
@@ -455,7 +574,7 @@ class Extractor:
             if quic.is_initial(payload):
                 return self._quic_initial(number, ts, key, payload)
             if sport == 53:
-                self._remember(dns_answers(payload))
+                self._remember(dst, dns_answers(payload))
             return None
         if flags & TCP_SYN:
             if flags & TCP_ACK:
@@ -561,14 +680,24 @@ class Extractor:
                 return None
             flow.tunnel = (name, port, source, method, length, number)
             return self._tunnelled(number, key, flow, data)
+        if source == "http" and length > 0 and _upgrades_to_websocket(data[:length]):
+            # A WebSocket: a ClientHello in its first frames (wstunnel) names the connection.
+            flow.tunnel = (name, port, "websocket", method, length, number)
+            return self._tunnelled(number, key, flow, data)
         self._finish(key, flow.last)
-        name, source = self._resolve(name, source, _key_parts(key)[1], ech)
+        client, server = _key_parts(key)[:2]
+        name, source = self._resolve(name, source, client, server, ech)
         return self._event(number, key, flow.ts, name, source, method)
 
     def _tunnelled(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
         target, _port, source, method, start, _number = flow.tunnel  # type: ignore[misc]
         inner = data[start:]
+        if source == "websocket":
+            inner = websocket_payload(inner)
         if not inner:
+            if len(data) >= MAX_FIRST_BYTES:
+                self._finish(key, flow.last)
+                return self._unnamed_tunnel(key, flow)
             return None
         try:
             complete, sni, ech = client_hello_sni(inner)
@@ -579,7 +708,9 @@ class Extractor:
         self._finish(key, flow.last)
         if not sni:
             return self._unnamed_tunnel(key, flow)
-        name, how = self._resolve(sni, f"{source}+sni", _packed(target), ech)
+        client = _key_parts(key)[0]
+        server = _packed(target) if source != "websocket" else _key_parts(key)[1]
+        name, how = self._resolve(sni, f"{source}+sni", client, server, ech)
         return self._event(number, key, flow.ts, name, how, method)
 
     def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp") -> ConnectionEvent:
@@ -623,25 +754,55 @@ class Extractor:
         self._quic.pop(key, None)
         self._finish(key, ts)
         sni, ech = hello_sni(data[4 : 4 + hello_len])
-        name, source = self._resolve(sni, "sni", _key_parts(key)[1], ech)
+        client, server = _key_parts(key)[:2]
+        name, source = self._resolve(sni, "sni", client, server, ech)
         return self._event(number, key, stream[1], name, source, "", proto="udp")
 
-    def _remember(self, answers: list[tuple[bytes, str]]) -> None:
-        for addr, name in answers:
-            self._dns[addr] = name
-            self._dns.move_to_end(addr)
-            if len(self._dns) > MAX_DNS_NAMES:
-                self._dns.popitem(last=False)
+    def _remember(self, client: bytes, answer: DnsAnswer) -> None:
+        """What `client` learnt from one DNS response."""
+        for addr, name in answer.addresses:
+            pair = client + addr
+            names = self._dns.get(pair)
+            if names is None:
+                names = self._dns[pair] = []
+                if len(self._dns) > MAX_DNS_NAMES:
+                    self._dns.popitem(last=False)
+            else:
+                self._dns.move_to_end(pair)
+                if name in names:
+                    names.remove(name)
+            names.append(name)
+            del names[:-NAMES_PER_ADDRESS]
+            self._note_resolved(client + name.encode(), self._resolved.get(client + name.encode(), ""))
+        for name, public in answer.ech:
+            self._note_resolved(client + name.encode(), public)
+            self._public[public] = None
+            self._public.move_to_end(public)
+            if len(self._public) > MAX_PUBLIC_NAMES + len(ECH_PUBLIC_NAMES):
+                self._public.popitem(last=False)
 
-    def _resolve(self, name: str, source: str, resp: bytes, ech: bool) -> tuple[str, str]:
-        """The name of a connection: the one it sent, unless it sent none or only an ECH outer
-        name; then the latest DNS answer for its server address."""
+    def _note_resolved(self, key: bytes, public: str) -> None:
+        self._resolved[key] = public
+        self._resolved.move_to_end(key)
+        if len(self._resolved) > MAX_DNS_NAMES:
+            self._resolved.popitem(last=False)
+
+    def _resolve(self, name: str, source: str, client: bytes, server: bytes, ech: bool) -> tuple[str, str]:
+        """(name, rule) of a connection from `client` to `server` that sent `name` (its SNI, or
+        its outer SNI when `ech`): see the module's docstring for the rules."""
         if name and not ech:
             return name, source
-        answer = self._dns.get(resp, "")
-        if answer:
-            return answer, "dns"
-        return (name, "ech-outer") if name else ("", "none")
+        names = self._dns.get(client + server)
+        if not name:
+            return (names[-1], "dns") if names else ("", "none")
+        if name not in self._public and not (names and name not in names and client + name.encode() not in self._resolved):
+            return name, f"{source}+ech"  # GREASE ECH, or ECH not in use: the outer name is the name
+        if not names:
+            return name, "ech-outer"
+        for candidate in reversed(names):  # the name whose ECH config names this public name
+            if self._resolved.get(client + candidate.encode()) == name:
+                return candidate, "ech-dns"
+        return names[-1], "ech-dns"
 
     def _track(self, key: FlowKey, flow: _Flow) -> _Flow:
         self._flows[key] = flow
@@ -661,7 +822,9 @@ class Extractor:
         """The event of a tunnel to an address that sent no server name: named by the latest DNS
         answer for the address, else by the address."""
         target, _port, source, method, _start, number = flow.tunnel  # type: ignore[misc]
-        name, how = self._resolve("", source, _packed(target), False)
+        if source == "websocket":  # no TLS inside: the Host header names it, as any HTTP request
+            return self._event(number, key, flow.ts, target, "http", method)
+        name, how = self._resolve("", source, _key_parts(key)[0], _packed(target), False)
         if how == "none":
             name, how = target, source
         return self._event(number, key, flow.ts, name, how, method)

@@ -269,7 +269,7 @@ class PcapFile(Prefixed, EventSource):
                 self.stats.skip(str(e), f"{self.name}#{number}")
                 event = None
             if event is not None and number > skip_to:
-                self.stats.events += 1
+                self.stats.count(event)
                 events.append(event)
             if extractor.pending:
                 self._keep(extractor.take(), number > skip_to, events)
@@ -287,5 +287,6 @@ class PcapFile(Prefixed, EventSource):
     def _keep(self, completed: list[ConnectionEvent], new: bool, events: list[ConnectionEvent]) -> None:
         """Events the extractor completed other than by a frame, unless audited before."""
         if new:
-            self.stats.events += len(completed)
+            for event in completed:
+                self.stats.count(event)
             events.extend(completed)

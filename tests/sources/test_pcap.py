@@ -316,7 +316,7 @@ def test_ech_outer_name_gives_way_to_dns(tmp_path: Path) -> None:
     hello = client_hello("cloudflare-ech.com", ech=True)
     pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello)]
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, dst="192.0.2.9", sport=50300)]
-    assert names(write(tmp_path / "ech.pcap", pkts)) == [("api.openai.com", "dns"), ("cloudflare-ech.com", "ech-outer")]
+    assert names(write(tmp_path / "ech.pcap", pkts)) == [("api.openai.com", "ech-dns"), ("cloudflare-ech.com", "ech-outer")]
 
 
 def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
@@ -598,3 +598,177 @@ def test_pcapng_interface_block_too_short_for_its_link_type_is_counted(tmp_path:
     capture, found = events(bad)
     assert found == [] and list(capture.stats.skipped) == ["link type 65535 is not supported"]
     assert capture.stats.locations["link type 65535 is not supported"][0] == f"{bad}#1"
+
+
+# --- how a hello is named: GREASE ECH, real ECH, DNS per client, WebSocket tunnels ------------
+
+CDN = "104.18.32.47"
+"""One CDN address in front of several names, governed and not (as in front of OpenAI's)."""
+CDN_NAMES = ["platform.openai.com", "cdn.openai.com", "chatgpt.com", "api.openai.com"]
+GREASE = [0x0A0A, 0x1A1A, 0x2A2A, 0x3A3A, 0x4A4A, 0x5A5A, 0x6A6A, 0x7A7A, 0x8A8A, 0x9A9A, 0xAAAA, 0xBABA]
+
+
+def chrome_hello(sni: str, *, ech: bool = True, seed: int = 0) -> bytes:
+    """A ClientHello shaped as Chrome writes it: GREASE cipher suite, extensions and group,
+    permuted extensions, and an encrypted_client_hello extension of type outer (0) with a HPKE
+    suite, a config id, a 32-byte `enc` and a payload (what Chrome sends as GREASE ECH when the
+    server publishes no ECH config, and as real ECH with an outer name when it does)."""
+    import random
+
+    rng = random.Random(seed)
+    grease = rng.choice(GREASE)
+    name = sni.encode()
+    sni_entry = b"\x00" + struct.pack("!H", len(name)) + name
+    exts = [
+        (0x0000, struct.pack("!H", len(sni_entry)) + sni_entry),
+        (0x0017, b""), (0xFF01, b"\x00"), (0x000A, b"\x00\x08" + struct.pack("!H", grease) + b"\x11\xec\x00\x1d\x00\x17"),
+        (0x000B, b"\x01\x00"), (0x0023, b""), (0x0010, b"\x00\x0c\x02h2\x08http/1.1"), (0x0005, b"\x01\x00\x00\x00\x00"),
+        (0x000D, b"\x00\x08\x04\x03\x08\x04\x04\x01\x05\x03"), (0x0012, b""),
+        (0x0033, b"\x00\x29" + struct.pack("!H", grease) + b"\x00\x01\x00" + b"\x00\x1d\x00\x20" + bytes(rng.randrange(256) for _ in range(32))),
+        (0x002D, b"\x01\x01"), (0x002B, b"\x06" + struct.pack("!H", grease) + b"\x03\x04\x03\x03"), (0x001B, b"\x02\x00\x02"),
+        (0x4469, b"\x00\x03\x02h2"),
+    ]
+    if ech:
+        payload = bytes(rng.randrange(256) for _ in range(rng.choice([144, 176, 208, 240])))
+        ech_ext = b"\x00" + b"\x00\x01\x00\x01" + bytes([rng.randrange(256)]) + b"\x00\x20" + bytes(32) + struct.pack("!H", len(payload)) + payload
+        exts.append((0xFE0D, ech_ext))
+    rng.shuffle(exts)
+    exts = [(grease, b"")] + exts + [(rng.choice(GREASE), b"\x00")]
+    ext_bytes = b"".join(struct.pack("!HH", t, len(v)) + v for t, v in exts)
+    suites = [grease, 0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035]
+    body = b"\x03\x03" + bytes(32) + b"\x20" + bytes(32) + struct.pack("!H", 2 * len(suites)) + b"".join(struct.pack("!H", s) for s in suites)
+    body += b"\x01\x00" + struct.pack("!H", len(ext_bytes)) + ext_bytes
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
+
+
+def ech_config_list(public_name: str, config_id: int = 7) -> bytes:
+    """An ECHConfigList with one ECHConfig (version 0xfe0d, draft-ietf-tls-esni-22 section 4)."""
+    contents = bytes([config_id]) + b"\x00\x20" + b"\x00\x20" + bytes(range(32))  # DHKEM(X25519), public key
+    contents += b"\x00\x04\x00\x01\x00\x01"  # one suite: HKDF-SHA256, AES-128-GCM
+    contents += b"\x00" + bytes([len(public_name)]) + public_name.encode() + b"\x00\x00"  # max name length, name, extensions
+    config = struct.pack("!HH", 0xFE0D, len(contents)) + contents
+    return struct.pack("!H", len(config)) + config
+
+
+def dns_reply(client: str, name: str, address: str = CDN, *, https_public: str = "", query_id: int = 1):
+    """A resolver's answer to `client`: an A record, or an HTTPS record whose ech parameter
+    carries an ECH config with `https_public` as its public name (then no A record)."""
+    from scapy.layers.dns import DNSRRHTTPS, SvcParam
+
+    if https_public:
+        answer = DNSRRHTTPS(rrname=name, svc_priority=1, target_name=".",
+                            svc_params=[SvcParam(key=1, value=[b"h2"]), SvcParam(key=5, value=ech_config_list(https_public))])
+        question = DNSQR(qname=name, qtype="HTTPS")
+    else:
+        answer, question = DNSRR(rrname=name, type="A", rdata=address), DNSQR(qname=name)
+    return Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=client) / UDP(sport=53, dport=40000 + query_id) / DNS(
+        id=query_id, qr=1, qd=question, an=answer)
+
+
+def hello_to(hello: bytes, sport: int, *, src: str = CLIENT, dst: str = CDN) -> list:
+    return [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, src=src, dst=dst, sport=sport)]
+
+
+def test_grease_ech_keeps_the_name_the_browser_sent_on_a_shared_address(tmp_path: Path) -> None:
+    """Chrome sends an ECH extension on every connection; its SNI is the real name. The client
+    resolved every name of the CDN, api.openai.com last: nothing may be renamed to it."""
+    pkts = [dns_reply(CLIENT, name, query_id=i) for i, name in enumerate(CDN_NAMES)]
+    for i, name in enumerate(["platform.openai.com", "chatgpt.com", "cdn.openai.com", "chatgpt.com"]):
+        pkts += hello_to(chrome_hello(name, seed=i), 51000 + i)
+    pkts += hello_to(chrome_hello("api.openai.com", seed=9), 51009)
+    found = events(write(tmp_path / "grease.pcap", pkts))[1]
+    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
+        (51000, "platform.openai.com", "sni+ech"), (51001, "chatgpt.com", "sni+ech"), (51002, "cdn.openai.com", "sni+ech"),
+        (51003, "chatgpt.com", "sni+ech"), (51009, "api.openai.com", "sni+ech")]
+    # The same without any DNS in the capture (a browser using DNS over HTTPS).
+    found = events(write(tmp_path / "doh.pcap", hello_to(chrome_hello("chatgpt.com"), 51100)))[1]
+    assert [(e.server_name, e.name_source) for e in found] == [("chatgpt.com", "sni+ech")]
+
+
+def test_real_ech_is_named_by_what_this_client_resolved(tmp_path: Path) -> None:
+    """Real ECH: the outer name is the client-facing server's public name; the client looked up
+    api.openai.com (A and HTTPS with an ECH config) and chatgpt.com, both on the CDN address."""
+    pkts = [dns_reply(CLIENT, "api.openai.com", query_id=1), dns_reply(CLIENT, "api.openai.com", https_public="cloudflare-ech.com", query_id=2),
+            dns_reply(CLIENT, "chatgpt.com", query_id=3)]
+    pkts += hello_to(chrome_hello("cloudflare-ech.com", seed=1), 52000)  # the one whose ECH config names it
+    pkts += hello_to(chrome_hello("chatgpt.com", seed=2), 52001)  # GREASE beside it: stands
+    found = events(write(tmp_path / "ech.pcap", pkts))[1]
+    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
+        (52000, "api.openai.com", "ech-dns"), (52001, "chatgpt.com", "sni+ech")]
+
+
+def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
+    """Another client's lookup of api.openai.com names none of this client's connections."""
+    other = "10.20.9.9"
+    pkts = [dns_reply(other, "api.openai.com", query_id=1)]
+    pkts += hello_to(chrome_hello("cloudflare-ech.com"), 53000)  # real ECH, nothing resolved by CLIENT
+    pkts += hello_to(client_hello(None), 53001)  # no SNI at all
+    pkts += hello_to(client_hello(None), 53002, src=other)  # the client that did resolve it
+    found = events(write(tmp_path / "per-client.pcap", pkts))[1]
+    assert [(e.orig_h, e.server_name, e.name_source) for e in found] == [
+        (CLIENT, "cloudflare-ech.com", "ech-outer"), (CLIENT, "", "none"), (other, "api.openai.com", "dns")]
+
+
+def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
+    """A public name no list knows, given by the ECH config of an HTTPS answer; and an outer name
+    the client never resolved while it resolved another name to that address."""
+    pkts = [dns_reply(CLIENT, "api.anthropic.com", query_id=1), dns_reply(CLIENT, "api.anthropic.com", https_public="front.example.net", query_id=2)]
+    pkts += hello_to(chrome_hello("front.example.net"), 54000)
+    pkts += hello_to(chrome_hello("front.example.net"), 54001, src="10.20.1.6")  # a client that resolved nothing
+    pkts += [dns_reply("10.20.1.7", "api.openai.com", query_id=3)]
+    pkts += hello_to(chrome_hello("unlisted-front.example"), 54002, src="10.20.1.7")
+    found = events(write(tmp_path / "learnt.pcap", pkts))[1]
+    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
+        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "ech-outer"), (54002, "api.openai.com", "ech-dns")]
+
+
+def test_ech_config_list_public_names() -> None:
+    from auditor.sources.packets import ech_public_names
+
+    two = ech_config_list("a.example")[2:] + ech_config_list("b.example", 9)[2:]
+    other_version = struct.pack("!HH", 0xFE0A, 3) + b"xyz"
+    assert ech_public_names(struct.pack("!H", len(other_version + two)) + other_version + two) == ["a.example", "b.example"]
+
+
+def test_no_governed_call_is_invented_on_a_shared_address(tmp_path: Path) -> None:
+    """The whole audit: browser connections to the web app are not calls; the real ECH call and
+    the library's call are, and the summary counts the name that came from DNS."""
+    pkts = [dns_reply(CLIENT, name, query_id=i) for i, name in enumerate(CDN_NAMES)]
+    pkts += [dns_reply(CLIENT, "api.openai.com", https_public="cloudflare-ech.com", query_id=9)]
+    pkts += [p for i in range(6) for p in hello_to(chrome_hello(["platform.openai.com", "chatgpt.com", "cdn.openai.com"][i % 3], seed=i), 55000 + i)]
+    pkts += hello_to(chrome_hello("cloudflare-ech.com"), 55100)
+    pkts += hello_to(client_hello("api.openai.com"), 55200)  # the Python library: no ECH
+    path = write(tmp_path / "audit.pcap", pkts)
+    result = CliRunner().invoke(cli, ["pcap", str(path), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db"), "--json"])
+    assert result.exit_code == 1, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["host"], r["calls"]) for r in rows] == [("api.openai.com", 2)]
+    assert "1 connection named from a DNS answer its client got" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "frames, expected",
+    [
+        # wstunnel: one masked binary frame holding the ClientHello.
+        ([(0x82, client_hello("api.openai.com"))], ("api.openai.com", "websocket+sni")),
+        # The hello spread over two frames (binary, then continuation), the first unfinished.
+        ([(0x02, client_hello("api.openai.com")[:40]), (0x80, client_hello("api.openai.com")[40:])], ("api.openai.com", "websocket+sni")),
+        # A ping first (a control frame is passed over).
+        ([(0x89, b"hi"), (0x82, client_hello("api.anthropic.com"))], ("api.anthropic.com", "websocket+sni")),
+        # An application's own frames (JSON): the Host header names it, as any HTTP request.
+        ([(0x81, b'{"type": "hello"}')], ("relay.example.org", "http")),
+        # No frame before the capture ends.
+        ([], ("relay.example.org", "http")),
+    ],
+)
+def test_tls_inside_a_websocket(tmp_path: Path, frames: list[tuple[int, bytes]], expected: tuple[str, str]) -> None:
+    request = (b"GET /v1/events HTTP/1.1\r\nhost: relay.example.org:8888\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+               b"sec-websocket-key: 2avYdCL8ryrY3ZRXm5HuVw==\r\nsec-websocket-version: 13\r\n\r\n")
+    chunks = [request]
+    for i, (head, payload) in enumerate(frames):
+        key = bytes([0x8A, 0xEF, 0xAA, 0x40 + i])
+        size = bytes([0x80 | len(payload)]) if len(payload) < 126 else b"\xfe" + struct.pack("!H", len(payload))
+        chunks.append(bytes([head]) + size + key + bytes(b ^ key[j % 4] for j, b in enumerate(payload)))
+    found = events(write(tmp_path / "ws.pcap", client_stream(chunks, dport=8888)))[1]
+    assert [(e.server_name, e.name_source, e.method) for e in found] == [(*expected, "GET")]
