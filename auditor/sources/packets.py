@@ -686,8 +686,8 @@ class Extractor:
             return self._tunnelled(number, key, flow, data)
         self._finish(key, flow.last)
         client, server = _key_parts(key)[:2]
-        name, source = self._resolve(name, source, client, server, ech)
-        return self._event(number, key, flow.ts, name, source, method)
+        named, source = self._resolve(name, source, client, server, ech)
+        return self._event(number, key, flow.ts, named, source, method, sent=name)
 
     def _tunnelled(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
         target, _port, source, method, start, _number = flow.tunnel  # type: ignore[misc]
@@ -711,13 +711,20 @@ class Extractor:
         client = _key_parts(key)[0]
         server = _packed(target) if source != "websocket" else _key_parts(key)[1]
         name, how = self._resolve(sni, f"{source}+sni", client, server, ech)
-        return self._event(number, key, flow.ts, name, how, method)
+        return self._event(number, key, flow.ts, name, how, method, sent=sni)
 
-    def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp") -> ConnectionEvent:
+    def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp",
+               sent: str = "") -> ConnectionEvent:
+        """The event of a named connection; its `raw` (the evidence kept) says how it was named and,
+        when that is another name, what the hello sent."""
         src, dst, sport, dport = _key_parts(key)
+        orig_h, resp_h = ip_text(src), ip_text(dst)
+        raw = f"{proto} {orig_h} port {sport} -> {resp_h} port {dport}: {name or '-'} ({source}"
+        raw += f"; the hello named {sent})" if sent and sent != name else ")"
         return ConnectionEvent(
-            ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=ip_text(src), orig_p=sport, resp_h=ip_text(dst),
+            ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
             resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
+            raw=raw,
         )
 
     def _quic_initial(self, number: int, ts: float, key: FlowKey, payload: bytes) -> ConnectionEvent | None:
@@ -756,7 +763,7 @@ class Extractor:
         sni, ech = hello_sni(data[4 : 4 + hello_len])
         client, server = _key_parts(key)[:2]
         name, source = self._resolve(sni, "sni", client, server, ech)
-        return self._event(number, key, stream[1], name, source, "", proto="udp")
+        return self._event(number, key, stream[1], name, source, "", proto="udp", sent=sni)
 
     def _remember(self, client: bytes, answer: DnsAnswer) -> None:
         """What `client` learnt from one DNS response."""

@@ -696,6 +696,9 @@ def test_real_ech_is_named_by_what_this_client_resolved(tmp_path: Path) -> None:
     found = events(write(tmp_path / "ech.pcap", pkts))[1]
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
         (52000, "api.openai.com", "ech-dns"), (52001, "chatgpt.com", "sni+ech")]
+    assert [e.raw for e in found] == [
+        f"tcp {CLIENT} port 52000 -> {CDN} port 443: api.openai.com (ech-dns; the hello named cloudflare-ech.com)",
+        f"tcp {CLIENT} port 52001 -> {CDN} port 443: chatgpt.com (sni+ech)"]
 
 
 def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
@@ -744,6 +747,12 @@ def test_no_governed_call_is_invented_on_a_shared_address(tmp_path: Path) -> Non
     assert result.exit_code == 1, result.output
     rows = json.loads(result.stdout)
     assert [(r["host"], r["calls"]) for r in rows] == [("api.openai.com", 2)]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "f.db") as conn:  # the evidence says how each call was named
+        raws = sorted(r[0] for r in conn.execute("SELECT raw FROM evidence"))
+    assert raws == [f"tcp {CLIENT} port 55100 -> {CDN} port 443: api.openai.com (ech-dns; the hello named cloudflare-ech.com)",
+                    f"tcp {CLIENT} port 55200 -> {CDN} port 443: api.openai.com (sni)"]
     assert "1 connection named from a DNS answer its client got" in result.stderr
 
 
