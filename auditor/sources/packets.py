@@ -21,9 +21,13 @@ How a hello's name is chosen (`Extractor._resolve`; the rule is the event's `nam
   the evidence below says otherwise.
 - `ech-dns`: real ECH. The outer name is the public name of an ECH client-facing server (one of
   ECH_PUBLIC_NAMES, or the public_name of an ECHConfig in a DNS HTTPS/SVCB answer seen in the
-  capture), or a name this client never resolved while it resolved other names to the server's
-  address. The connection is named by a name THIS client resolved to that address (the one whose
+  capture). The connection is named by a name THIS client resolved to that address (the one whose
   ECH config names that public name, else the latest).
+  "An outer name the client never resolved, while it resolved others to that address" is NOT
+  taken as real ECH: names resolved before the capture began (browser and system caches) are
+  missing from it, and a CDN address serves thousands of names, so a GREASE hello to one of them
+  would be renamed to an API host the client happened to resolve (headless Chromium does exactly
+  this in tests/sources/test_pcap.py).
 - `ech-outer`: real ECH, but this client resolved nothing to the address: the outer name is kept.
 - `dns`: a hello without SNI (or a tunnel to an address that sent none), named by the latest
   name this client resolved to the server's address; `none` when it resolved none.
@@ -802,7 +806,7 @@ class Extractor:
         names = self._dns.get(client + server)
         if not name:
             return (names[-1], "dns") if names else ("", "none")
-        if name not in self._public and not (names and name not in names and client + name.encode() not in self._resolved):
+        if name not in self._public:
             return name, f"{source}+ech"  # GREASE ECH, or ECH not in use: the outer name is the name
         if not names:
             return name, "ech-outer"

@@ -382,6 +382,67 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
 # --- tunnels, more link types, bounded state -------------------------------------------------
 
 
+def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
+    """Headless Chromium (Debian's package) opens https://chatgpt.com/ against a local socket
+    (every name mapped to 127.0.0.1, so nothing leaves the machine); its hellos carry GREASE ECH.
+    A DNS answer giving api.openai.com and chatgpt.com the same address precedes them in the
+    capture, as on a CDN: every connection keeps the name Chromium sent."""
+    import shutil
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    from scapy.sendrecv import AsyncSniffer
+    from scapy.utils import wrpcap
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(2)
+                conn.recv(65536)  # the ClientHello; then hang up: no certificate needed
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport))
+    sniffer.start()
+    time.sleep(0.5)
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--host-resolver-rules=MAP * 127.0.0.1:{port}", "--dump-dom", "https://chatgpt.com/"],
+        capture_output=True, timeout=120, check=False)
+    time.sleep(0.5)
+    packets = sniffer.stop()
+    server.close()
+    answers = [Ether(src=MAC_A, dst=MAC_B) / IP(src="127.0.0.53", dst="127.0.0.1") / UDP(sport=53, dport=40000 + i) / DNS(
+        id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, type="A", rdata="127.0.0.1"))
+        for i, name in enumerate(["chatgpt.com", "api.openai.com"])]
+    for answer in answers:
+        answer.time = packets[0].time - 1
+    path = tmp_path / "chromium.pcap"
+    wrpcap(str(path), answers + list(packets))
+    found = [e for e in events(path)[1] if e.resp_p == port]
+    chatgpt = [(e.server_name, e.name_source) for e in found if e.name_source != "http"]
+    assert ("chatgpt.com", "sni+ech") in chatgpt  # Chromium sent an ECH extension
+    assert "api.openai.com" not in {e.server_name for e in found}
+    assert all(source == "sni+ech" for _, source in chatgpt), chatgpt
+
+
 def client_stream(chunks: list[bytes], *, dport: int, sport: int = 50600, src: str = CLIENT, dst: str = "10.0.0.3",
                   gaps: list[float] | None = None) -> list:
     """SYN, SYN-ACK, then each chunk as one client segment (a proxy reply between them)."""
@@ -714,8 +775,9 @@ def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
 
 
 def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
-    """A public name no list knows, given by the ECH config of an HTTPS answer; and an outer name
-    the client never resolved while it resolved another name to that address."""
+    """A public name no list knows, given by the ECH config of an HTTPS answer. An outer name the
+    client never resolved, while it resolved another name to that address, is no evidence of
+    real ECH (a name resolved before the capture began): it stands."""
     pkts = [dns_reply(CLIENT, "api.anthropic.com", query_id=1), dns_reply(CLIENT, "api.anthropic.com", https_public="front.example.net", query_id=2)]
     pkts += hello_to(chrome_hello("front.example.net"), 54000)
     pkts += hello_to(chrome_hello("front.example.net"), 54001, src="10.20.1.6")  # a client that resolved nothing
@@ -723,7 +785,7 @@ def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
     pkts += hello_to(chrome_hello("unlisted-front.example"), 54002, src="10.20.1.7")
     found = events(write(tmp_path / "learnt.pcap", pkts))[1]
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
-        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "ech-outer"), (54002, "api.openai.com", "ech-dns")]
+        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "ech-outer"), (54002, "unlisted-front.example", "sni+ech")]
 
 
 def test_ech_config_list_public_names() -> None:
