@@ -13,7 +13,7 @@ from importlib import resources
 
 from geoip.interface import Location
 
-DATA_VERSION = "regions@2026-11-28"
+DATA_VERSION = "regions@2026-12-06"
 """Version of the region tables (their compile date)."""
 
 
