@@ -43,6 +43,13 @@ class Location:
         """True when a country was established."""
         return bool(self.country_code)
 
+    @property
+    def other_countries(self) -> tuple[tuple[str, str], ...]:
+        """(answer, country) of each entry of `disagreements` that names a country, the answer as
+        kept (`mmdb:GeoLite2-Country@2026-11-20=US`); a layer that knows no country (a cloud region
+        without one) contradicts nothing and is left out."""
+        return tuple((text, text.rpartition("=")[2]) for text in self.disagreements if text.rpartition("=")[2])
+
     @classmethod
     def unknown(cls, basis: str) -> Location:
         """An unknown location, with the reason as its basis."""
