@@ -8,7 +8,7 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -470,26 +470,41 @@ def geoip() -> None:
 @geoip_option
 @json_option
 def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db: Path | None, as_json: bool) -> None:
-    """Locate addresses: country, registered country, network and the basis of the answer.
+    """Locate addresses: country, registered country, network and the basis of the answer; then
+    every layer's answer, which one won and why, and whether the layers disagree in a way that
+    changes a shipped policy's verdict today.
 
     Also takes platform region references: vercel:hkg1, fly:nrt, cloudflare:hkg,
     cf-ray:230b030023ae2822-HKG, aws:ap-east-1 (and gcp, azure, oracle, alibaba, tencent).
     """
     config = load_config(config_path)
     locator = _locator(config, geoip_db)
+    packs = load_policies().packs
+    today = dt.datetime.now(dt.timezone.utc).date()
     results = []
     answers = [(a, regions.locate_reference(a)) for a in addresses]
     located = dict(locator.locate_all(a for a, ref in answers if ref is None))
     for ip, ref in answers:
         loc = ref or located[ip]
+        layers = locator.layers(ip) if ref is None else (ref,)
+        names = locator.layer_names if ref is None else ("region-table",)
+        won = locator.winner(layers)
         results.append({
             "ip": ip, "country": loc.country_code, "registered_country": loc.registered_country_code,
             "region": loc.region_code, "network": loc.network, "basis": loc.basis, "source_version": loc.source_version,
             "cloud_provider": loc.cloud_provider, "cloud_region": loc.cloud_region,
             "disagreements": list(loc.disagreements),
             "layers": [
-                {"basis": layer.basis, "country": layer.country_code, "network": layer.network, "source_version": layer.source_version}
-                for layer in (locator.layers(ip) if ref is None else (ref,))
+                {"layer": name, "basis": layer.basis, "country": layer.country_code, "network": layer.network,
+                 "source_version": layer.source_version, "won": i == won}
+                for i, (name, layer) in enumerate(zip(names, layers))
+            ],
+            "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
+            "locators_disagree": [
+                {"answer": answer, "provider": pack.provider, "verdict": verdict.outcome.value, "other_verdict": other.outcome.value}
+                for pack in packs if loc.known
+                for verdict, contested in (pack.contested(loc, today),)
+                for answer, other in contested
             ],
         })
     if as_json:
@@ -504,6 +519,30 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         if r["disagreements"]:
             line += f"\t(other layers disagree: {', '.join(r['disagreements'])})"
         click.echo(line)
+        width = max(len(layer["layer"]) for layer in r["layers"])
+        for layer in r["layers"]:
+            network = f"  {layer['network']}" if layer["network"] else ""
+            mark = "  <- wins" if layer["won"] else ""
+            click.echo(f"  {layer['layer']:<{width}}  {layer['country'] or '-':<2}  {layer['basis']}{network}{mark}")
+        click.echo(f"  {r['why']}")
+        if r["locators_disagree"]:
+            by_answer: dict[str, list[str]] = {}
+            for d in r["locators_disagree"]:
+                by_answer.setdefault(d["answer"], []).append(f"{d['provider']} {d['verdict']} -> {d['other_verdict']}")
+            for answer, changes in by_answer.items():
+                click.echo(f"  locators disagree: {answer} would change the verdict ({', '.join(changes)}, policies in force today)")
+        elif any(d.rpartition("=")[2] for d in r["disagreements"]):
+            click.echo("  the layers disagree, but no shipped policy judges the other countries otherwise today: no verdict rests on it")
+
+
+def _why(names: Sequence[str], layers: Sequence[Any], won: int | None) -> str:
+    """Why the chain's answer is the one it is, in one sentence."""
+    order = "override > cloud/edge region data > mmdb > embedded"
+    if won is None:
+        return f"no layer knows a country ({order}): the location is unknown, and so is the verdict"
+    before = [f"{names[i]} has none ({layers[i].basis})" for i in range(won)]
+    passed = f"; {', '.join(before)}" if before else ""
+    return f"{names[won]} wins: the first layer that knows a country, in precedence order ({order}){passed}"
 
 
 class _ProgressBars(_Bar):

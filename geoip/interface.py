@@ -65,6 +65,11 @@ class Locator(ABC):
     def description(self) -> str:
         """Short name and version of the data, for run records (`mmdb:GeoLite2-Country@2026-11-20`)."""
 
+    @property
+    def layer(self) -> str:
+        """Which layer of the chain this is, for explanations: `override`, `cloud`, `mmdb`, `embedded`."""
+        return self.description.split(":", 1)[0]
+
     @abstractmethod
     def locate(self, ip: str) -> Location:
         """Locate one address (IPv4 or IPv6 text)."""
