@@ -30,8 +30,8 @@ from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
 from geoip.cloud import PROVIDERS
 from geoip.defaults import build_locator
-from geoip.interface import LocatorError
-from rules.policy import Outcome, PolicyError, load_policies
+from geoip.interface import Location, LocatorError
+from rules.policy import Outcome, Pack, PolicyError, load_policies
 
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -481,7 +481,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
     locator = _locator(config, geoip_db)
     packs = load_policies().packs
     today = dt.datetime.now(dt.timezone.utc).date()
-    results = []
+    results: list[dict[str, Any]] = []
     answers = [(a, regions.locate_reference(a)) for a in addresses]
     located = dict(locator.locate_all(a for a, ref in answers if ref is None))
     for ip, ref in answers:
@@ -500,12 +500,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
                 for i, (name, layer) in enumerate(zip(names, layers))
             ],
             "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
-            "locators_disagree": [
-                {"answer": answer, "provider": pack.provider, "verdict": verdict.outcome.value, "other_verdict": other.outcome.value}
-                for pack in packs if loc.known
-                for verdict, contested in (pack.contested(loc, today),)
-                for answer, other in contested
-            ],
+            "locators_disagree": _deciding(packs, loc, today),
         })
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -514,8 +509,8 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         registered = f" (registered {r['registered_country']})" if r["registered_country"] else ""
         line = f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}"
         if len(r["layers"]) > 1:
-            answers = ", ".join(f"{layer['basis']}={layer['country'] or '-'}" for layer in r["layers"])
-            line += f"\tlayers: {answers}"
+            each = ", ".join(f"{layer['basis']}={layer['country'] or '-'}" for layer in r["layers"])
+            line += f"\tlayers: {each}"
         if r["disagreements"]:
             line += f"\t(other layers disagree: {', '.join(r['disagreements'])})"
         click.echo(line)
@@ -535,7 +530,17 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
             click.echo("  the layers disagree, but no shipped policy judges the other countries otherwise today: no verdict rests on it")
 
 
-def _why(names: Sequence[str], layers: Sequence[Any], won: int | None) -> str:
+def _deciding(packs: Sequence[Pack], location: Location, when: dt.date) -> list[dict[str, str]]:
+    """Each other layer's answer that would change a pack's verdict on `location` on `when`."""
+    found = []
+    for pack in packs if location.known else ():
+        verdict, contested = pack.contested(location, when)
+        for answer, other in contested:
+            found.append({"answer": answer, "provider": pack.provider, "verdict": verdict.outcome.value, "other_verdict": other.outcome.value})
+    return found
+
+
+def _why(names: Sequence[str], layers: Sequence[Location], won: int | None) -> str:
     """Why the chain's answer is the one it is, in one sentence."""
     order = "override > cloud/edge region data > mmdb > embedded"
     if won is None:

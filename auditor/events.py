@@ -201,7 +201,7 @@ class Groups:
 
     def tallies(self) -> list[Tally]:
         return [
-            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
+            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type, misc]
                   policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples),
                   tunnels=tuple(tunnels), locators_disagree=disagree)
             for key, (calls, blocked, first, last, samples, tunnels, disagree) in self._groups.items()

@@ -457,7 +457,8 @@ def _row(r: Any) -> Row:
             raise ValueError(f"{name} {value!r} is not a time")
     if not isinstance(disagree, str):
         raise ValueError(f"layers is {type(disagree).__name__}, not text")
-    return Row(*texts, counts[0], first, last, counts[1], disagree)
+    org, provider, host, egress_ip, country, basis, verdict = texts
+    return Row(org, provider, host, egress_ip, country, basis, verdict, counts[0], first, last, counts[1], disagree)
 
 
 def _upsert_statement(insert: Any) -> Any:
