@@ -358,6 +358,22 @@ def test_locators_disagree_on_a_verdict(db_target: str, tmp_path: Path, write_mm
     assert "violation (locators disagree)" in again.stdout
 
 
+def test_locators_disagree_on_a_verdict_in_a_capture(tmp_path: Path, write_mmdb) -> None:  # type: ignore[no-untyped-def]
+    from scapy.layers.l2 import Ether
+
+    from tests.sources.test_pcap import MAC_A, MAC_B, client_hello, tcp_session, write
+
+    mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "US"}}})
+    # A client with a public address in AWS ap-east-1: it is its own egress.
+    capture = write(tmp_path / "hk.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"), src="43.198.12.34")])
+    result = invoke("pcap", str(capture), "--geoip-db", str(mmdb), "--db", str(tmp_path / "f.db"), "--json")
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["egress_ip"], row["country"], row["verdict"]) == ("43.198.12.34", "HK", "violation")
+    assert row["locators_disagree"] == _mmdb_answer(mmdb, "43.198.12.34")
+    assert "violation (locators disagree)" in invoke("findings", "--db", str(tmp_path / "f.db")).stdout
+
+
 def test_locators_disagreeing_on_no_verdict_are_not_flagged(db_target: str, tmp_path: Path, write_mmdb) -> None:  # type: ignore[no-untyped-def]
     mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "CN"}}})
     (found,) = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb), "--json").stdout)
