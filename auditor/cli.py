@@ -8,7 +8,7 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
 from geoip.cloud import PROVIDERS
 from geoip.defaults import build_locator
-from geoip.interface import LocatorError
-from rules.policy import Outcome, PolicyError, load_policies
+from geoip.interface import Location, LocatorError
+from rules.policy import Outcome, Pack, PolicyError, load_policies
 
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -474,27 +474,37 @@ def geoip() -> None:
 @geoip_option
 @json_option
 def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db: Path | None, as_json: bool) -> None:
-    """Locate addresses: country, registered country, network and the basis of the answer.
+    """Locate addresses: country, registered country, network and the basis of the answer; then
+    every layer's answer, which one won and why, and whether the layers disagree in a way that
+    changes a shipped policy's verdict today.
 
     Also takes platform region references: vercel:hkg1, fly:nrt, cloudflare:hkg,
     cf-ray:230b030023ae2822-HKG, aws:ap-east-1 (and gcp, azure, oracle, alibaba, tencent).
     """
     config = load_config(config_path)
     locator = _locator(config, geoip_db)
-    results = []
+    packs = load_policies().packs
+    today = dt.datetime.now(dt.timezone.utc).date()
+    results: list[dict[str, Any]] = []
     answers = [(a, regions.locate_reference(a)) for a in addresses]
     located = dict(locator.locate_all(a for a, ref in answers if ref is None))
     for ip, ref in answers:
         loc = ref or located[ip]
+        layers = locator.layers(ip) if ref is None else (ref,)
+        names = locator.layer_names if ref is None else ("region-table",)
+        won = locator.winner(layers)
         results.append({
             "ip": ip, "country": loc.country_code, "registered_country": loc.registered_country_code,
             "region": loc.region_code, "network": loc.network, "basis": loc.basis, "source_version": loc.source_version,
             "cloud_provider": loc.cloud_provider, "cloud_region": loc.cloud_region,
             "disagreements": list(loc.disagreements),
             "layers": [
-                {"basis": layer.basis, "country": layer.country_code, "network": layer.network, "source_version": layer.source_version}
-                for layer in (locator.layers(ip) if ref is None else (ref,))
+                {"layer": name, "basis": layer.basis, "country": layer.country_code, "network": layer.network,
+                 "source_version": layer.source_version, "won": i == won}
+                for i, (name, layer) in enumerate(zip(names, layers))
             ],
+            "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
+            "locators_disagree": _deciding(packs, loc, today),
         })
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -503,11 +513,45 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         registered = f" (registered {r['registered_country']})" if r["registered_country"] else ""
         line = f"{r['ip']}\t{r['country'] or '-'}{registered}\t{r['network'] or '-'}\t{r['basis']}"
         if len(r["layers"]) > 1:
-            answers = ", ".join(f"{layer['basis']}={layer['country'] or '-'}" for layer in r["layers"])
-            line += f"\tlayers: {answers}"
+            each = ", ".join(f"{layer['basis']}={layer['country'] or '-'}" for layer in r["layers"])
+            line += f"\tlayers: {each}"
         if r["disagreements"]:
             line += f"\t(other layers disagree: {', '.join(r['disagreements'])})"
         click.echo(line)
+        width = max(len(layer["layer"]) for layer in r["layers"])
+        for layer in r["layers"]:
+            network = f"  {layer['network']}" if layer["network"] else ""
+            mark = "  <- wins" if layer["won"] else ""
+            click.echo(f"  {layer['layer']:<{width}}  {layer['country'] or '-':<2}  {layer['basis']}{network}{mark}")
+        click.echo(f"  {r['why']}")
+        if r["locators_disagree"]:
+            by_answer: dict[str, list[str]] = {}
+            for d in r["locators_disagree"]:
+                by_answer.setdefault(d["answer"], []).append(f"{d['provider']} {d['verdict']} -> {d['other_verdict']}")
+            for answer, changes in by_answer.items():
+                click.echo(f"  locators disagree: {answer} would change the verdict ({', '.join(changes)}, policies in force today)")
+        elif any(d.rpartition("=")[2] for d in r["disagreements"]):
+            click.echo("  the layers disagree, but no shipped policy judges the other countries otherwise today: no verdict rests on it")
+
+
+def _deciding(packs: Sequence[Pack], location: Location, when: dt.date) -> list[dict[str, str]]:
+    """Each other layer's answer that would change a pack's verdict on `location` on `when`."""
+    found = []
+    for pack in packs if location.known else ():
+        verdict, contested = pack.contested(location, when)
+        for answer, other in contested:
+            found.append({"answer": answer, "provider": pack.provider, "verdict": verdict.outcome.value, "other_verdict": other.outcome.value})
+    return found
+
+
+def _why(names: Sequence[str], layers: Sequence[Location], won: int | None) -> str:
+    """Why the chain's answer is the one it is, in one sentence."""
+    order = "override > cloud/edge region data > mmdb > embedded"
+    if won is None:
+        return f"no layer knows a country ({order}): the location is unknown, and so is the verdict"
+    before = [f"{names[i]} has none ({layers[i].basis})" for i in range(won)]
+    passed = f"; {', '.join(before)}" if before else ""
+    return f"{names[won]} wins: the first layer that knows a country, in precedence order ({order}){passed}"
 
 
 class _ProgressBars(_Bar):

@@ -161,6 +161,10 @@ class Tally:
     tunnels: tuple[tuple[str, str], ...] = ()
     """(uid, `connect` or `tls`) of its calls that a monitor may also have logged as the other
     record of a CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
+    locators_disagree: str = ""
+    """Verdict.locators_disagree of its calls: the other locator layers' answers that would change
+    the verdict (one egress, provider and day give every call the same; a call the provider refused
+    has none), "" when none."""
 
 
 def tunnel_record(event: ConnectionEvent) -> tuple[str, str]:
@@ -183,10 +187,12 @@ class Groups:
         ts = event.ts
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else []]
+            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree]
             return group[4]
         if event.tunnel:
             group[5].append(tunnel_record(event))
+        if not group[6] and verdict.locators_disagree:  # the first calls were ones the provider refused
+            group[6] = verdict.locators_disagree
         group[0] += 1
         group[1] += blocked
         if ts < group[2]:
@@ -197,10 +203,10 @@ class Groups:
 
     def tallies(self) -> list[Tally]:
         return [
-            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type]
+            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type, misc]
                   policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples),
-                  tunnels=tuple(tunnels))
-            for key, (calls, blocked, first, last, samples, tunnels) in self._groups.items()
+                  tunnels=tuple(tunnels), locators_disagree=disagree)
+            for key, (calls, blocked, first, last, samples, tunnels, disagree) in self._groups.items()
         ]
 
 

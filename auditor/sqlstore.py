@@ -93,6 +93,17 @@ ends = sa.Table(
 """Where an input's content was last seen to end (FindingStore.saw_end): what tells whether a bzip2,
 xz or zstd copy of it, whose size is not known without reading it whole, holds more. Added
 without a schema version: a database without the rows reads such copies to their end once."""
+contested = sa.Table(
+    "contested", metadata,
+    sa.Column("observation_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("layers", sa.Text, nullable=False),
+)
+"""Observations whose verdict another locator layer's answer would change
+(Tally.locators_disagree), with the latest such answers; the rows say so (Row.locators_disagree).
+Added without a schema version: a database without the rows reads as one without disagreements.
+No foreign key: a region-auditor from before the table deletes observations without knowing of it
+(`--rescan`), which a key would refuse; its rows are then left behind, under ids PostgreSQL never
+gives again."""
 observations = sa.Table(
     "observations", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -167,6 +178,8 @@ class SqlStore(FindingStore):
             raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
         self._upsert_stmt = _upsert_statement(insert)
         """Built once: building it took 2 ms a tally, most of a run over many small files."""
+        contest = insert(contested)
+        self._contest_stmt = contest.on_conflict_do_update(index_elements=["observation_id"], set_={"layers": contest.excluded.layers})
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         for attempt in range(5):
@@ -267,6 +280,7 @@ class SqlStore(FindingStore):
                 conn.execute(sa.delete(ends).where(ends.c.source_id.in_(ids)))
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
+                conn.execute(sa.delete(contested).where(contested.c.observation_id.in_(audited)))
                 conn.execute(sa.delete(observations).where(observations.c.source_id.in_(ids)))
                 conn.execute(sa.delete(sources).where(sources.c.id.in_(ids)))
             return self._new_source(conn, source)
@@ -347,6 +361,8 @@ class SqlStore(FindingStore):
             evidence_count=0,
         ))
         obs_id, have = conn.execute(self._upsert_stmt, values).one()
+        if tally.locators_disagree:
+            conn.execute(self._contest_stmt, _stored({"observation_id": obs_id, "layers": tally.locators_disagree}))
         sample = tally.samples[: max(0, EVIDENCE_PER_OBSERVATION - have)]
         if not sample:  # full, or every sample was left out (a tunnel's other record counted): an empty insert is one row of NULLs
             return
@@ -368,8 +384,9 @@ class SqlStore(FindingStore):
         t = observations.c
         group = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
         query = sa.select(
-            *group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen), sa.func.sum(t.blocked_calls)
-        ).group_by(*group)
+            *group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen), sa.func.sum(t.blocked_calls),
+            sa.func.max(sa.func.coalesce(contested.c.layers, "")),  # any of the row's days and inputs
+        ).select_from(observations.outerjoin(contested, contested.c.observation_id == t.id)).group_by(*group)
         if source_ids is not None:
             query = query.where(t.source_id.in_(list(source_ids)))
         with self._begin() as conn:
@@ -421,7 +438,7 @@ class _Transaction:
 
 def _row(r: Any) -> Row:
     """One grouped observations row, refusing what no region-auditor writes."""
-    texts, (calls, first, last, blocked) = r[:7], r[7:]
+    texts, (calls, first, last, blocked, disagree) = r[:7], r[7:]
     for name, value in zip(("org", "provider", "host", "egress_ip", "country", "basis", "verdict"), texts):
         if not isinstance(value, str):
             raise ValueError(f"{name} is {type(value).__name__}, not text")
@@ -438,7 +455,10 @@ def _row(r: Any) -> Row:
     for name, value in (("first_seen", first), ("last_seen", last)):
         if not isinstance(value, dt.datetime):
             raise ValueError(f"{name} {value!r} is not a time")
-    return Row(*texts, counts[0], first, last, counts[1])
+    if not isinstance(disagree, str):
+        raise ValueError(f"layers is {type(disagree).__name__}, not text")
+    org, provider, host, egress_ip, country, basis, verdict = texts
+    return Row(org, provider, host, egress_ip, country, basis, verdict, counts[0], first, last, counts[1], disagree)
 
 
 def _upsert_statement(insert: Any) -> Any:

@@ -66,6 +66,9 @@ class Row:
     last_seen: dt.datetime
     blocked_calls: int = 0
     """Calls the provider already refused with its blocked-region error (not in as_dict)."""
+    locators_disagree: str = ""
+    """Answers of other locator layers (`mmdb:GeoLite2-Country@2026-11-20=US`, `; ` between two)
+    that would give the row's calls another verdict (Tally.locators_disagree), "" when none."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, timestamps in ISO 8601 UTC."""
@@ -80,6 +83,7 @@ class Row:
             "calls": self.calls,
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),
+            "locators_disagree": self.locators_disagree,
         }
 
 

@@ -27,17 +27,28 @@ class ChainLocator(Locator):
         """Every layer's own answer, in precedence order."""
         return tuple(locator.locate(ip) for locator in self.locators)
 
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Locator.layer of each layer, in precedence order."""
+        return tuple(locator.layer for locator in self.locators)
+
+    @staticmethod
+    def winner(answers: Sequence[Location]) -> int | None:
+        """Which of `layers`' answers `locate` gives (with the others' differences): the first that
+        knows a country; None when none does."""
+        return next((i for i, location in enumerate(answers) if location.known), None)
+
     def _locate(self, ip: str) -> Location:
         answers = self.layers(ip)
-        for i, location in enumerate(answers):
-            if location.known:
-                others = answers[i + 1 :]
-                differing = tuple(
-                    f"{o.basis}={o.country_code}"
-                    for o in others
-                    if (o.known and o.country_code != location.country_code) or o.basis.startswith("cloud-")
-                )
-                return dataclasses.replace(location, disagreements=differing) if differing else location
+        i = self.winner(answers)
+        if i is not None:
+            location = answers[i]
+            differing = tuple(
+                f"{o.basis}={o.country_code}"
+                for o in answers[i + 1 :]
+                if (o.known and o.country_code != location.country_code) or o.basis.startswith("cloud-")
+            )
+            return dataclasses.replace(location, disagreements=differing) if differing else location
         unknowns = list(answers)
         # Prefer an unknown that says something (a record without a country) over plain misses.
         for location in unknowns:

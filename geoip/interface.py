@@ -43,6 +43,13 @@ class Location:
         """True when a country was established."""
         return bool(self.country_code)
 
+    @property
+    def other_countries(self) -> tuple[tuple[str, str], ...]:
+        """(answer, country) of each entry of `disagreements` that names a country, the answer as
+        kept (`mmdb:GeoLite2-Country@2026-11-20=US`); a layer that knows no country (a cloud region
+        without one) contradicts nothing and is left out."""
+        return tuple((text, text.rpartition("=")[2]) for text in self.disagreements if text.rpartition("=")[2])
+
     @classmethod
     def unknown(cls, basis: str) -> Location:
         """An unknown location, with the reason as its basis."""
@@ -57,6 +64,11 @@ class Locator(ABC):
     @abstractmethod
     def description(self) -> str:
         """Short name and version of the data, for run records (`mmdb:GeoLite2-Country@2026-11-20`)."""
+
+    @property
+    def layer(self) -> str:
+        """Which layer of the chain this is, for explanations: `override`, `cloud`, `mmdb`, `embedded`."""
+        return self.description.split(":", 1)[0]
 
     @abstractmethod
     def locate(self, ip: str) -> Location:

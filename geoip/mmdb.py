@@ -83,6 +83,10 @@ class MmdbLocator(Locator):
     def description(self) -> str:
         return f"mmdb:{self.version}"
 
+    @property
+    def layer(self) -> str:
+        return "embedded" if self.path.startswith("embedded:") else "mmdb"
+
     def close(self) -> None:
         self._reader.close()
 

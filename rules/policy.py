@@ -9,6 +9,7 @@ force at its timestamp (the earliest version for older events); an unsupported l
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import tomllib
@@ -63,6 +64,11 @@ class Verdict:
     """Which rule decided: `openai@v188:country-not-listed:HK`."""
     reason: str
     """One sentence for a human."""
+    locators_disagree: str = ""
+    """The answers of other locator layers (Location.disagreements, `basis=country`, `; ` between
+    two) under which this call would get another outcome than this one: the verdict rests on which
+    layer is believed. "" when no other layer's country changes it (HK against CN for a provider
+    that serves neither), and for a call the provider itself refused."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,28 @@ class Pack:
                 Outcome.UNKNOWN, self.provider, tag, f"{tag}:no-location",
                 f"no location established ({location.basis})",
             )
-        return self._judge_code(version, location.country_code, location.region_code, when)
+        verdict = self._judge_code(version, location.country_code, location.region_code, when)
+        if location.disagreements:
+            deciding = self._deciding(version, verdict, location, when)
+            if deciding:
+                return dataclasses.replace(verdict, locators_disagree="; ".join(text for text, _ in deciding))
+        return verdict
+
+    def contested(self, location: Location, when: dt.date) -> tuple[Verdict, list[tuple[str, Verdict]]]:
+        """The verdict on a known `location` on `when`, and (other layer's answer, the verdict on
+        that layer's country) for each other layer whose country gets another outcome: what `judge`
+        sums up in Verdict.locators_disagree, spelt out (`geoip lookup`)."""
+        version = self.version_at(when)
+        verdict = self._judge_code(version, location.country_code, location.region_code, when)
+        return verdict, self._deciding(version, verdict, location, when)
+
+    def _deciding(self, version: PolicyVersion, verdict: Verdict, location: Location, when: dt.date) -> list[tuple[str, Verdict]]:
+        found = []
+        for text, country in location.other_countries:
+            other = self._judge_code(version, country, "", when)
+            if other.outcome is not verdict.outcome:
+                found.append((text, other))
+        return found
 
     def check(self, code: str, when: dt.date | None = None) -> Verdict:
         """Judge a bare ISO 3166-1 (`HK`) or 3166-2 (`UA-43`) code on `when` (default: today)."""

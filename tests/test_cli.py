@@ -14,12 +14,13 @@ from click.testing import CliRunner
 
 from auditor.cli import cli
 from auditor.runner import InputSummary
+from rules.policy import load_policies
 from tests.conftest import asset
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_LOG = ROOT / "examples" / "squid-access.log"
 EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
-ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "first_seen", "last_seen"]
+ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "first_seen", "last_seen", "locators_disagree"]
 
 
 def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -38,6 +39,7 @@ def test_example_shows_violation_allowed_and_unknown_with_bases(tmp_path: Path) 
         "org": "acme-research", "provider": "openai", "host": "api.openai.com", "egress_ip": "43.198.12.34",
         "country": "HK", "basis": "cloud:aws:ap-east-1", "verdict": "violation", "calls": 0,
         "first_seen": by_verdict["violation"]["first_seen"], "last_seen": by_verdict["violation"]["last_seen"],
+        "locators_disagree": "",
     }
     assert (by_verdict["allowed"]["org"], by_verdict["allowed"]["country"]) == ("beta-labs", "SG")
     assert (by_verdict["unknown"]["org"], by_verdict["unknown"]["basis"], by_verdict["unknown"]["egress_ip"]) == ("unattributed", "no-egress", "")
@@ -313,3 +315,98 @@ def test_format_names_a_format_inside_a_wrapper(tmp_path: Path) -> None:
         result = invoke("logs", str(log), "--format", fmt, "--db", str(tmp_path / f"{fmt}.db"), "--json")
         assert f"{log} (squid+cri):" in result.stderr, result.output
         assert sum(r["calls"] for r in json.loads(result.stdout)) > 0
+
+
+HK_SITE = '[[site]]\nname = "hk-office"\nnetworks = ["10.1.0.0/16"]\negress_ip = "43.198.12.34"\n'  # AWS ap-east-1
+
+
+def _hk_calls(tmp_path: Path) -> tuple[Path, Path]:
+    """A Squid log of three calls to OpenAI on two days from a site whose egress is in AWS ap-east-1, and its config."""
+    log, config = tmp_path / "hk.log", tmp_path / "hk.toml"
+    log.write_text("".join(
+        f"{ts:.3f}    120 10.1.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+        for ts in (1721638800, 1721638860, 1721725200)
+    ))
+    config.write_text(HK_SITE)
+    return log, config
+
+
+def _mmdb_answer(mmdb: Path, ip: str) -> str:
+    """The country database's own answer for `ip`, as layers are quoted (`basis=country`)."""
+    (found,) = json.loads(invoke("geoip", "lookup", ip, "--geoip-db", str(mmdb), "--json").stdout)
+    (layer,) = [layer for layer in found["layers"] if layer["layer"] == "mmdb"]
+    return f"{layer['basis']}={layer['country']}"
+
+
+def test_locators_disagree_on_a_verdict(db_target: str, tmp_path: Path, write_mmdb) -> None:  # type: ignore[no-untyped-def]
+    mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "US"}}})
+    answer = _mmdb_answer(mmdb, "43.198.12.34")
+    assert answer.startswith("mmdb:Test-Country@") and answer.endswith("=US")
+    log, config = _hk_calls(tmp_path)
+    result = invoke("logs", str(log), "--config", str(config), "--geoip-db", str(mmdb), "--db", db_target, "--json")
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)
+    assert list(row) == ROW_KEYS
+    # The cloud layer wins (HK, a violation); the country database's US would make it allowed.
+    assert (row["country"], row["basis"], row["verdict"], row["calls"]) == ("HK", "cloud:aws:ap-east-1", "violation", 3)
+    assert row["locators_disagree"] == answer
+    # Read back from the store, as JSON and as a table.
+    assert json.loads(invoke("findings", "--db", db_target, "--json").stdout) == [row]
+    table = invoke("findings", "--db", db_target).stdout.splitlines()
+    assert "  violation (locators disagree)  3  " in table[1]
+    again = invoke("logs", str(log), "--config", str(config), "--geoip-db", str(mmdb), "--db", db_target)
+    assert "violation (locators disagree)" in again.stdout
+
+
+def test_locators_disagree_on_a_verdict_in_a_capture(tmp_path: Path, write_mmdb) -> None:  # type: ignore[no-untyped-def]
+    from scapy.layers.l2 import Ether
+
+    from tests.sources.test_pcap import MAC_A, MAC_B, client_hello, tcp_session, write
+
+    mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "US"}}})
+    # A client with a public address in AWS ap-east-1: it is its own egress.
+    capture = write(tmp_path / "hk.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"), src="43.198.12.34")])
+    result = invoke("pcap", str(capture), "--geoip-db", str(mmdb), "--db", str(tmp_path / "f.db"), "--json")
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["egress_ip"], row["country"], row["verdict"]) == ("43.198.12.34", "HK", "violation")
+    assert row["locators_disagree"] == _mmdb_answer(mmdb, "43.198.12.34")
+    assert "violation (locators disagree)" in invoke("findings", "--db", str(tmp_path / "f.db")).stdout
+
+
+def test_locators_disagreeing_on_no_verdict_are_not_flagged(db_target: str, tmp_path: Path, write_mmdb) -> None:  # type: ignore[no-untyped-def]
+    mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "CN"}}})
+    (found,) = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb), "--json").stdout)
+    assert found["disagreements"] == [_mmdb_answer(mmdb, "43.198.12.34")]  # the layers do disagree: HK and CN
+    assert found["locators_disagree"] == []  # but no shipped policy serves either
+    log, config = _hk_calls(tmp_path)
+    result = invoke("logs", str(log), "--config", str(config), "--geoip-db", str(mmdb), "--db", db_target, "--json")
+    (row,) = json.loads(result.stdout)
+    assert (row["country"], row["verdict"], row["locators_disagree"]) == ("HK", "violation", "")
+    assert "locators disagree" not in invoke("findings", "--db", db_target).stdout
+    text = invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb)).stdout
+    assert "no verdict rests on it" in text and "locators disagree" not in text
+
+
+def test_geoip_lookup_explains_the_layers_and_a_disagreement(write_mmdb) -> None:  # type: ignore[no-untyped-def]
+    mmdb = write_mmdb({"43.198.0.0/16": {"country": {"iso_code": "US"}}})
+    answer = _mmdb_answer(mmdb, "43.198.12.34")
+    (found,) = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb), "--json").stdout)
+    assert [(layer["layer"], layer["country"], layer["won"]) for layer in found["layers"]] == [
+        ("cloud", "HK", True), ("mmdb", "US", False), ("embedded", "HK", False),
+    ]
+    assert found["why"].startswith("cloud wins: the first layer that knows a country")
+    providers = {p.provider for p in load_policies().packs}
+    assert {d["provider"] for d in found["locators_disagree"]} <= providers
+    assert {"answer": answer, "provider": "openai", "verdict": "violation", "other_verdict": "allowed"} in found["locators_disagree"]
+    text = invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb)).stdout.splitlines()
+    assert text[0].startswith("43.198.12.34\tHK\t43.198.0.0/15\tcloud:aws:ap-east-1\t")
+    assert text[1].split() == ["cloud", "HK", "cloud:aws:ap-east-1", "43.198.0.0/15", "<-", "wins"]
+    assert text[2].split()[:3] == ["mmdb", "US", answer.rpartition("=")[0]]
+    assert text[3].split()[:2] == ["embedded", "HK"]
+    assert text[4].strip().startswith("cloud wins: the first layer that knows a country, in precedence order (override > cloud/edge region data")
+    (said,) = [line for line in text if "locators disagree" in line]
+    assert said.strip().startswith(f"locators disagree: {answer} would change the verdict (") and "openai violation -> allowed" in said
+    # An address no layer knows: nothing wins, nothing disagrees.
+    unknown = invoke("geoip", "lookup", "10.0.0.1", "--geoip-db", str(mmdb)).stdout
+    assert "no layer knows a country" in unknown and "locators disagree" not in unknown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import pickle
 
 import pytest
@@ -84,3 +85,35 @@ def test_auditor_tally_is_tally_of_audit() -> None:
     assert sum(t.blocked_calls for t in fused) == len(range(0, 12 * SAMPLES, 4))
     assert max(t.calls for t in fused) > SAMPLES and all(len(t.samples) == min(t.calls, SAMPLES) for t in fused)
     assert all(t.first_seen < t.last_seen for t in fused if t.calls > 1)
+
+
+def test_a_tally_says_locators_disagree_when_any_of_its_calls_does() -> None:
+    """The first calls of a group may be ones the provider refused (their verdict rests on no
+    layer); the group still says that the verdict of the others does, on both paths."""
+    from auditor.attribution import Attributor
+    from auditor.config import parse_config
+    from auditor.events import tally
+    from auditor.pipeline import Auditor
+    from geoip.chain import ChainLocator
+    from geoip.overrides import Override, OverrideLocator
+    from rules.policy import load_policies
+    from tests.conftest import make_event
+
+    config = parse_config(
+        {"site": [{"name": "hk", "networks": ["10.20.0.0/16"], "egress_ip": "203.0.113.10"}],
+         "override": [{"network": "203.0.113.0/24", "country": "HK"}]},
+        "test.toml",
+    )
+    second = OverrideLocator([Override(ipaddress.ip_network("203.0.112.0/23"), "US")])  # a later layer that says US
+    refusal = '{"error": {"code": "unsupported_country_region_territory"}}'
+    events = [make_event(orig_h="10.20.1.5", source=f"a.log:{i}", message=refusal if i < 2 else "") for i in range(4)]
+    source = config.source("a.log")
+
+    def auditor() -> Auditor:
+        return Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides), second]), Attributor(config))
+
+    for tallies in (tally(auditor().audit(events, source)), auditor().tally(events, source)):
+        (t,) = tallies
+        assert (t.country, t.verdict, t.calls, t.blocked_calls) == ("HK", "violation", 4, 2)
+        assert t.locators_disagree == "override:203.0.112.0/23=US"
+        assert [f.verdict.locators_disagree for f in t.samples] == ["", "", "override:203.0.112.0/23=US", "override:203.0.112.0/23=US"]

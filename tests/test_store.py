@@ -318,6 +318,44 @@ def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: 
     assert ev.disagreements == "mmdb:GeoIP2-Country@2026-02-04=GB"
 
 
+def test_locators_disagree_survives_aggregation_and_rescan(db_target: str, tmp_path: Path) -> None:
+    """One row from two inputs on two days: audited once with a later layer that places the HK
+    egress in the US (the verdict rests on which layer is believed), once without. The row says so
+    from either order of reading, also read back by another store; rescanned without that layer, it no
+    longer does."""
+    import ipaddress
+
+    import sqlalchemy as sa
+
+    from geoip.overrides import Override
+
+    us = OverrideLocator([Override(ipaddress.ip_network("203.0.112.0/23"), "US")])
+
+    def auditor(disagreeing: bool) -> Auditor:
+        layers = [OverrideLocator(CONFIG.overrides), *([us] if disagreeing else [])]
+        return Auditor(load_policies(), ChainLocator(layers), Attributor(CONFIG))
+
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text(squid(T0, "10.20.1.5") + squid(T0 + 60, "10.20.1.6"))
+    second.write_text(squid(T0 + 86400, "10.20.1.5"))
+    store = SqlStore(db_target)
+    for path, disagreeing in ((second, False), (first, True)):  # the row's first observation is the one without
+        audit_logs([str(path)], config=CONFIG, auditor=auditor(disagreeing), store=store, fmt=None, command="t")
+    (row,) = SqlStore(db_target).rows()
+    assert (row.org, row.country, row.basis, row.verdict, row.calls) == ("acme", "HK", "override:203.0.113.0/24", "violation", 3)
+    assert row.locators_disagree == "override:203.0.112.0/23=US"
+    assert row.as_dict()["locators_disagree"] == "override:203.0.112.0/23=US"
+    # Each input's own rows: only the one read with the disagreeing layer says so.
+    for path, said in ((first, "override:203.0.112.0/23=US"), (second, "")):
+        summary = audit_logs([str(path)], config=CONFIG, auditor=auditor(False), store=store, fmt=None, command="t")
+        assert [r.locators_disagree for r in store.rows(summary.source_ids)] == [said]
+    audit_logs([str(first)], config=CONFIG, auditor=auditor(False), store=store, fmt=None, command="t", rescan=True)
+    (row,) = store.rows()
+    assert (row.calls, row.locators_disagree) == (3, "")
+    with store.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM contested")).scalar() == 0
+
+
 def test_forget_drops_what_an_input_recorded_and_rescan_counts_it_once(db_target: str, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text("".join(LINES))

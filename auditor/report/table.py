@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from auditor.report.interface import ReportFormat
 from auditor.store import Row
 
+DISAGREE = "locators disagree"
+"""Said after the verdict of a row whose verdict another locator layer's answer would change."""
 COLUMNS = ("ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT", "CALLS", "FIRST SEEN", "LAST SEEN", "BASIS")
 
 
@@ -24,7 +26,8 @@ def _cells(row: Row) -> tuple[str, ...]:
         return value.strftime("%Y-%m-%d %H:%M:%S")
 
     return tuple(_printable(cell) for cell in (
-        row.org, row.provider, row.host, row.egress_ip or "-", row.country or "-", row.verdict,
+        row.org, row.provider, row.host, row.egress_ip or "-", row.country or "-",
+        f"{row.verdict} ({DISAGREE})" if row.locators_disagree else row.verdict,
         f"{row.calls} ({row.blocked_calls} blocked)" if row.blocked_calls else str(row.calls), when(row.first_seen), when(row.last_seen), row.basis,
     ))
 

@@ -224,3 +224,26 @@ def test_blocked_messages_name_the_provider(message: str, provider: str | None, 
     assert (pack.provider if pack else None) == provider
     if pack is not None:
         assert pack.named_host(message) == host
+
+
+@pytest.mark.parametrize(
+    "when, other, locators_disagree",
+    [
+        ("2024-07-22", "mmdb:T@1=US", "mmdb:T@1=US"),  # violation from HK, allowed from US
+        ("2024-07-01", "mmdb:T@1=US", "mmdb:T@1=US"),  # at_risk from HK, allowed from US
+        ("2024-07-22", "mmdb:T@1=CN", ""),  # not served either way
+        ("2024-07-22", "cloud-region-unknown:aws:xx-east-9=", ""),  # a layer without a country
+        ("2024-07-22", "mmdb:T@1=US; mmdb:T@2=MO", "mmdb:T@1=US"),  # only the answer that changes the verdict
+    ],
+)
+def test_locators_disagree_only_where_the_other_country_changes_the_verdict(when: str, other: str, locators_disagree: str) -> None:
+    location = Location(country_code="HK", basis="cloud:aws:ap-east-1", disagreements=tuple(other.split("; ")))
+    event = make_event(ts=dt.datetime.fromisoformat(when + "T09:00:00+00:00"))
+    verdict = OPENAI.judge(event, location)
+    assert verdict.outcome is (Outcome.AT_RISK if when < "2024-07-09" else Outcome.VIOLATION)
+    assert verdict.locators_disagree == locators_disagree
+    # The provider's own refusal decides, whatever any layer says.
+    assert OPENAI.judge(event, location, provider_blocked=True).locators_disagree == ""
+    # The other way round: allowed from US, not from HK.
+    flipped = Location(country_code="US", basis="override:43.198.0.0/16", disagreements=("cloud:aws:ap-east-1=HK",))
+    assert OPENAI.judge(event, flipped).locators_disagree == "cloud:aws:ap-east-1=HK"
