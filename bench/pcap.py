@@ -485,7 +485,6 @@ class Generator:
         self.ports: dict[bytes, int] = {}
         self.cache: set[tuple[bytes, str, bool]] = set()
         """(client, name, by the browser) lookups the capture has shown."""
-        self.styles: Counter[str] = Counter()
         self.ech_keys = {public: (h[0], h[1:33]) for public in set(ECH_SITES.values())
                          for h in [hashlib.sha256(public.encode()).digest()]}
 
@@ -578,7 +577,6 @@ class Generator:
             kind, outer, ech = "grease", name, ech_extension(rng)
         sni = None if no_sni else outer
         big = rng.random() < {"chrome": 0.8, "firefox": 0.5, "go": 0.5}.get(style, 0.0)
-        self.styles[f"{style} {'QUIC' if quic else 'TCP'} {'no SNI' if no_sni else kind + ' ECH' if kind != 'none' else 'no ECH'}"] += 1
         doh = browser and i in self.doh
         if not doh and (client, name, browser) not in self.cache:
             yield from self.lookup(client, name, browser)
@@ -685,7 +683,7 @@ def generate(path: Path, packets: int, doh_share: float = 0.1) -> dict:
                 chunk = []
         out.writelines(chunk)
     tmp.replace(path)
-    return {"packets": packets, "flows": gen.flow_id, "kinds": dict(kinds), "styles": dict(gen.styles), "doh_share": doh_share,
+    return {"packets": packets, "flows": gen.flow_id, "kinds": dict(kinds), "doh_share": doh_share,
             "sni_tcp": sorted(names["tcp"]), "sni_quic": sorted(names["udp"]),
             "plain_tcp": sorted(plain["tcp"]), "plain_quic": sorted(plain["udp"]), "truth": truths}
 
@@ -936,10 +934,11 @@ def main() -> None:
     size = capture.stat().st_size
     print(f"file: {capture} ({total:,} packets, {size / 1e6:,.0f} MB, {meta['flows']:,} flows)")
     print("mix: " + ", ".join(f"{k} {kinds[k] / total:.1%}" for k in KINDS if kinds[k]) + f"; handshake packets {handshake / total:.1%}")
-    styles = Counter(meta["styles"])
-    print(f"hellos by client ({sum(styles.values()):,}; browsers of {meta['doh_share']:.0%} of the clients on DoH): "
-          + ", ".join(f"{k} {n:,}" for k, n in sorted(styles.items())))
     truth = {(t["client"], t["port"]): t for t in meta.pop("truth")}
+    styles = Counter(f"{t['style']} {'QUIC' if t['proto'] == 'udp' else 'TCP'} "
+                     f"{'no SNI' if not t['sni'] else 'no ECH' if t['ech'] == 'none' else t['ech'] + ' ECH'}" for t in truth.values())
+    print(f"hellos written whole, by client ({len(truth):,}; browsers of {meta['doh_share']:.0%} of the clients on DoH): "
+          + ", ".join(f"{k} {n:,}" for k, n in sorted(styles.items())))
 
     subprocess.run(["cat", str(capture)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     load = os.getloadavg()[0]
