@@ -26,9 +26,6 @@ class Ignored(Exception):
 Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
 """Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
 
-NAMED_BY_DNS = frozenset({"dns", "ech-dns"})
-"""The name sources (auditor.sources.packets) whose name came from a DNS answer."""
-
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
 
@@ -55,7 +52,7 @@ class SourceStats:
     def count(self, event: ConnectionEvent) -> None:
         """Count an event a capture produced (and whether DNS named it)."""
         self.events += 1
-        if event.name_source in NAMED_BY_DNS:
+        if event.name_source.endswith("dns"):
             self.from_dns += 1
 
     def skip(self, reason: str, location: str) -> None:

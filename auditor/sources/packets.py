@@ -19,23 +19,24 @@ How a hello's name is chosen (`Extractor._resolve`; the rule is the event's `nam
   send a GREASE ECH extension on every connection to a server that publishes no ECH config; it
   cannot be told from real ECH on the wire, so the outer name is taken as the real one unless
   the evidence below says otherwise.
-- `ech-dns`: real ECH. The outer name is the public name of an ECH client-facing server (one of
-  ECH_PUBLIC_NAMES, or the public_name of an ECHConfig in a DNS HTTPS/SVCB answer seen in the
-  capture). The connection is named by a name THIS client resolved to that address (the one whose
-  ECH config names that public name, else the latest).
-  "An outer name the client never resolved, while it resolved others to that address" is NOT
-  taken as real ECH: names resolved before the capture began (browser and system caches) are
-  missing from it, and a CDN address serves thousands of names, so a GREASE hello to one of them
-  would be renamed to an API host the client happened to resolve (headless Chromium does exactly
-  this in tests/sources/test_pcap.py).
-- `ech-outer`: real ECH, but this client resolved nothing to the address: the outer name is kept.
+- `ech-dns`: real ECH, shown by this client's own DNS: it resolved a name to the server's address
+  and got, for that name, an HTTPS/SVCB answer whose ECH config has the outer name as its
+  public_name. The connection is named by that name (the latest such, when there are several).
+- `ech-outer`: the outer name is a known ECH public name (ECH_PUBLIC_NAMES) but this client's DNS
+  does not show which name is inside: the outer name is kept.
+Weaker evidence is not used, because every guess names a browser visit as an API call somewhere:
+"a name the client resolved to that address" (a CDN address serves thousands of names, and names
+resolved before the capture began are cached, missing from it: headless Chromium does exactly
+this in tests/sources/test_pcap.py), or a public name another client's DNS gave.
 - `dns`: a hello without SNI (or a tunnel to an address that sent none), named by the latest
   name this client resolved to the server's address; `none` when it resolved none.
 DNS answers are remembered per client (the response's destination address), never shared
 between clients: another client's lookup says nothing of what this one meant.
 
-State is bounded: at most MAX_FLOWS flows being read, MAX_FIRST_BYTES kept per flow, flows idle
-for IDLE_SECONDS (capture time) forgotten, MAX_DNS_NAMES addresses remembered from DNS.
+State is bounded: at most MAX_FLOWS flows being read, MAX_FIRST_BYTES kept per flow and
+MAX_HELD_BYTES for all of them (TCP and QUIC; the least recently active flows are forgotten first
+beyond it, and counted), flows idle for IDLE_SECONDS (capture time) forgotten, MAX_DNS_NAMES
+pairs remembered from DNS.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ MAX_PREAMBLE = 8_192
 """Bytes a proxy request (CONNECT headers, SOCKS handshake) may take before a tunnelled ClientHello."""
 MAX_FIRST_BYTES = MAX_HELLO + MAX_PREAMBLE
 """Bytes kept per flow."""
+MAX_AHEAD = 64
+"""Segments kept per flow beyond a gap (out of order); later ones are dropped until it fills."""
 MAX_DNS_NAMES = 200_000
 """(client, address) pairs and (client, name) pairs remembered from DNS answers; the oldest is
 forgotten beyond it."""
@@ -75,17 +78,22 @@ NAMES_PER_ADDRESS = 4
 """Names remembered per (client, address), the latest last."""
 ECH_PUBLIC_NAMES = frozenset({"cloudflare-ech.com"})
 """Public names of ECH client-facing servers known without DNS evidence (Cloudflare's, used for
-every zone it serves with ECH). Others are learnt from DNS HTTPS/SVCB answers."""
-MAX_PUBLIC_NAMES = 10_000
-"""ECH public names learnt from DNS answers; the oldest is forgotten beyond it."""
+every zone it serves with ECH): a hello with one of them as its outer name is real ECH."""
 IDLE_SECONDS = 60.0
 """A flow whose first bytes are incomplete and that sees no packet for this long is forgotten."""
 DONE_SECONDS = 900.0
 """How long a named flow's later packets are recognised and skipped without parsing."""
 
 
+MAX_HELD_BYTES = 32 << 20
+"""First bytes held for all unnamed flows together, each flow's bookkeeping counted as FLOW_COST."""
+FLOW_COST = 512
+"""What one flow being read costs besides its bytes (objects, table entries), for MAX_HELD_BYTES."""
+
 FORGOTTEN = "connections forgotten before they were named (idle 60 s, or more than 100,000 at once)"
 """The not-counted reason for flows dropped by the bounds above."""
+SHED = "connections forgotten before they were named, to keep memory bounded (32 MiB of unfinished first bytes)"
+"""The not-counted reason for flows dropped, oldest first, when MAX_HELD_BYTES is reached."""
 
 
 class PacketError(Exception):
@@ -373,13 +381,19 @@ def _upgrades_to_websocket(header: bytes) -> bool:
     return False
 
 
+MAX_FRAMES = 64
+"""WebSocket frames read for a ClientHello; a tunnel's hello is in its first one or two."""
+
+
 def websocket_payload(data: bytes) -> bytes:
     """The unmasked payload of the data frames (text, binary, continuation) at the start of a
     WebSocket client's byte stream (RFC 6455 section 5.2); control frames are passed over, and
     a frame cut short gives what it holds so far."""
     out = bytearray()
     off = 0
-    while off + 2 <= len(data):
+    for _ in range(MAX_FRAMES):
+        if off + 2 > len(data):
+            break
         opcode, length = data[off] & 0x0F, data[off + 1] & 0x7F
         masked = data[off + 1] & 0x80
         off += 2
@@ -416,8 +430,10 @@ def dns_answers(payload: bytes) -> DnsAnswer:
             name, off = _dns_name(payload, off)
             question = question or name
             off += 4
+        if not question:
+            return found  # nothing to name connections with
         for _ in range(an):
-            _, off = _dns_name(payload, off)
+            off = _skip_name(payload, off)
             rtype, _cls, _ttl, rdlen = struct.unpack_from("!HHIH", payload, off)
             off += 10
             rdata = payload[off : off + rdlen]
@@ -434,8 +450,16 @@ def dns_answers(payload: bytes) -> DnsAnswer:
 
 
 def _svcb(rdata: bytes, question: str, found: DnsAnswer) -> None:
-    """An HTTPS/SVCB record's address hints and ECH configs' public names into `found`."""
-    _, off = _dns_name(rdata, 2)  # SvcPriority, then TargetName (never compressed)
+    """An HTTPS/SVCB record's address hints and ECH configs' public names into `found`; a damaged
+    record gives what it holds before the damage (the response's other answers still count)."""
+    try:
+        _svcb_params(rdata, question, found)
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError):
+        pass
+
+
+def _svcb_params(rdata: bytes, question: str, found: DnsAnswer) -> None:
+    off = _skip_name(rdata, 2)  # SvcPriority, then TargetName (never compressed)
     while off + 4 <= len(rdata):
         key, length = struct.unpack_from("!HH", rdata, off)
         value = rdata[off + 4 : off + 4 + length]
@@ -470,8 +494,13 @@ def ech_public_names(config_list: bytes) -> list[str]:
     return names
 
 
+MAX_NAME = 255
+"""Octets of a DNS name in wire form at most (RFC 1035 section 2.3.4); a longer one is malformed."""
+
+
 def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
-    labels, jumps, end = [], 0, -1
+    """(name, offset after it) of the name at `off`, compression pointers followed."""
+    labels, jumps, end, size = [], 0, -1, 1
     while True:
         length = msg[off]
         if length & 0xC0 == 0xC0:
@@ -483,8 +512,24 @@ def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
             continue
         if length == 0:
             return ".".join(labels).lower(), (end if end >= 0 else off + 1)
+        size += 1 + length
+        if size > MAX_NAME or length & 0xC0:
+            raise ValueError("DNS name too long")
         labels.append(msg[off + 1 : off + 1 + length].decode("ascii"))
         off += 1 + length
+
+
+def _skip_name(msg: bytes, off: int) -> int:
+    """The offset after the name at `off`, not decoded (an answer's owner name: the question
+    names the answers)."""
+    for _ in range(128):
+        length = msg[off]
+        if length & 0xC0 == 0xC0:
+            return off + 2
+        if length == 0:
+            return off + 1
+        off += 1 + length
+    raise ValueError("DNS name too long")
 
 
 def _packed(address: str) -> bytes:
@@ -517,26 +562,45 @@ _STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 class _Flow:
     """First client bytes of one TCP connection, reassembled by sequence number."""
 
-    __slots__ = ("start", "segments", "ts", "last", "tunnel")
+    __slots__ = ("start", "data", "ahead", "ts", "last", "tunnel", "held")
 
     def __init__(self, start: int, ts: float) -> None:
         self.start = start
-        self.segments: dict[int, bytes] = {}
+        self.data = bytearray()
+        """The first bytes, contiguous from the connection's start (at most MAX_FIRST_BYTES)."""
+        self.ahead: dict[int, bytes] = {}
+        """Segments beyond a gap, by offset from the start (at most MAX_AHEAD of them)."""
+        self.held = FLOW_COST
+        """What the flow holds, for MAX_HELD_BYTES."""
         self.ts = ts
         self.last = ts
         self.tunnel: tuple[str, int, str, str, int, int] | None = None
         """(target address, port, name source, method, where the tunnel's bytes start, packet
         number) once a CONNECT or SOCKS request to an IP address has been read."""
 
-    def add(self, seq: int, data: bytes) -> bytes:
-        self.segments.setdefault((seq - self.start) & 0xFFFFFFFF, data)
-        out = b""
-        for rel in sorted(self.segments):
-            if rel > len(out) or rel > MAX_FIRST_BYTES:
+    def add(self, seq: int, payload: bytes) -> bytes:
+        """The first bytes once `payload` (at sequence number `seq`) is in; b"" when they did
+        not grow (a retransmission, a segment beyond a gap, bytes past MAX_FIRST_BYTES)."""
+        rel = (seq - self.start) & 0xFFFFFFFF
+        have = len(self.data)
+        if rel > have:
+            if rel < MAX_FIRST_BYTES and rel not in self.ahead and len(self.ahead) < MAX_AHEAD:
+                piece = payload[: MAX_FIRST_BYTES - rel]
+                self.ahead[rel] = piece
+                self.held += len(piece)
+            return b""
+        if rel + len(payload) <= have or have >= MAX_FIRST_BYTES:
+            return b""
+        self.data += payload[have - rel : MAX_FIRST_BYTES - rel]
+        while self.ahead:
+            rel = min(self.ahead)
+            if rel > len(self.data):
                 break
-            piece = self.segments[rel]
-            out += piece[len(out) - rel :]
-        return out[:MAX_FIRST_BYTES]
+            piece = self.ahead.pop(rel)
+            self.held -= len(piece)
+            self.data += piece[len(self.data) - rel :]
+        self.held += len(self.data) - have
+        return bytes(self.data)
 
 
 class Extractor:
@@ -552,8 +616,6 @@ class Extractor:
         """Names each client resolved to each address, keyed by client + address packed; the latest last."""
         self._resolved: OrderedDict[bytes, str] = OrderedDict()
         """Names each client resolved, keyed by client + name: the ECH public name DNS gave for it, or ""."""
-        self._public: OrderedDict[str, None] = OrderedDict.fromkeys(ECH_PUBLIC_NAMES)
-        """ECH public names: the known ones, then those learnt from DNS HTTPS/SVCB answers."""
         self._quic: OrderedDict[FlowKey, tuple[quic.CryptoStream, float]] = OrderedDict()
         self._next_sweep = 0.0
         self.pending: list[ConnectionEvent] = []
@@ -561,6 +623,10 @@ class Extractor:
         caller takes them after each frame and after `finish()`."""
         self.expired = 0
         """Flows forgotten before they were named: idle too long, or beyond MAX_FLOWS."""
+        self.shed = 0
+        """Flows forgotten before they were named because MAX_HELD_BYTES was reached."""
+        self._held = 0
+        """What the flows in `_flows` and `_quic` hold (their `held`)."""
 
     def frame(self, number: int, ts: float, linktype: int, frame: bytes) -> ConnectionEvent | None:
         """One frame -> an event when it completes a connection's name; PacketError when bad."""
@@ -599,7 +665,12 @@ class Extractor:
             else:
                 flow.last = ts
                 self._flows.move_to_end(key)
+        held = flow.held
         data = flow.add(seq, payload)
+        if flow.held != held:
+            self._held += flow.held - held
+            if self._held > MAX_HELD_BYTES:
+                self._shed(key)
         if not data:
             return None
         try:
@@ -690,7 +761,9 @@ class Extractor:
             return self._tunnelled(number, key, flow, data)
         self._finish(key, flow.last)
         client, server = _key_parts(key)[:2]
-        named, source = self._resolve(name, source, client, server, ech)
+        named, rule = self._resolve(name, client, server, ech)
+        if source == "sni" or rule != "sni":  # a proxy request or HTTP Host names as it is
+            source = rule
         return self._event(number, key, flow.ts, named, source, method, sent=name)
 
     def _tunnelled(self, number: int, key: FlowKey, flow: _Flow, data: bytes) -> ConnectionEvent | None:
@@ -714,8 +787,8 @@ class Extractor:
             return self._unnamed_tunnel(key, flow)
         client = _key_parts(key)[0]
         server = _packed(target) if source != "websocket" else _key_parts(key)[1]
-        name, how = self._resolve(sni, f"{source}+sni", client, server, ech)
-        return self._event(number, key, flow.ts, name, how, method, sent=sni)
+        name, rule = self._resolve(sni, client, server, ech)
+        return self._event(number, key, flow.ts, name, f"{source}+{rule}", method, sent=sni)
 
     def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp",
                sent: str = "") -> ConnectionEvent:
@@ -749,25 +822,36 @@ class Extractor:
         stream = self._quic.get(key)
         if stream is None:
             stream = self._quic[key] = (quic.CryptoStream(), ts)
+            self._held += stream[0].held
             if len(self._quic) > MAX_FLOWS:
-                self._quic.popitem(last=False)
+                self._held -= self._quic.popitem(last=False)[1][0].held
                 self.expired += 1
+        held = stream[0].held
         data = stream[0].add(frames)
+        if stream[0].held != held:
+            self._held += stream[0].held - held
+            if self._held > MAX_HELD_BYTES:
+                self._shed(key)
         if len(data) < 4:
             return None
         if data[0] != 0x01:
-            self._quic.pop(key, None)
+            self._drop_quic(key)
             self._finish(key, ts)
             return None
         hello_len = int.from_bytes(data[1:4], "big")
         if len(data) < 4 + hello_len:
             return None
-        self._quic.pop(key, None)
+        self._drop_quic(key)
         self._finish(key, ts)
         sni, ech = hello_sni(data[4 : 4 + hello_len])
         client, server = _key_parts(key)[:2]
-        name, source = self._resolve(sni, "sni", client, server, ech)
-        return self._event(number, key, stream[1], name, source, "", proto="udp", sent=sni)
+        name, rule = self._resolve(sni, client, server, ech)
+        return self._event(number, key, stream[1], name, rule, "", proto="udp", sent=sni)
+
+    def _drop_quic(self, key: FlowKey) -> None:
+        stream = self._quic.pop(key, None)
+        if stream is not None:
+            self._held -= stream[0].held
 
     def _remember(self, client: bytes, answer: DnsAnswer) -> None:
         """What `client` learnt from one DNS response."""
@@ -787,10 +871,6 @@ class Extractor:
             self._note_resolved(client + name.encode(), self._resolved.get(client + name.encode(), ""))
         for name, public in answer.ech:
             self._note_resolved(client + name.encode(), public)
-            self._public[public] = None
-            self._public.move_to_end(public)
-            if len(self._public) > MAX_PUBLIC_NAMES + len(ECH_PUBLIC_NAMES):
-                self._public.popitem(last=False)
 
     def _note_resolved(self, key: bytes, public: str) -> None:
         self._resolved[key] = public
@@ -798,32 +878,68 @@ class Extractor:
         if len(self._resolved) > MAX_DNS_NAMES:
             self._resolved.popitem(last=False)
 
-    def _resolve(self, name: str, source: str, client: bytes, server: bytes, ech: bool) -> tuple[str, str]:
+    def _resolve(self, name: str, client: bytes, server: bytes, ech: bool) -> tuple[str, str]:
         """(name, rule) of a connection from `client` to `server` that sent `name` (its SNI, or
         its outer SNI when `ech`): see the module's docstring for the rules."""
         if name and not ech:
-            return name, source
+            return name, "sni"
         names = self._dns.get(client + server)
         if not name:
             return (names[-1], "dns") if names else ("", "none")
-        if name not in self._public:
-            return name, f"{source}+ech"  # GREASE ECH, or ECH not in use: the outer name is the name
-        if not names:
-            return name, "ech-outer"
-        for candidate in reversed(names):  # the name whose ECH config names this public name
+        for candidate in reversed(names or ()):  # a name whose ECH config (this client's DNS) names it
             if self._resolved.get(client + candidate.encode()) == name:
                 return candidate, "ech-dns"
-        return names[-1], "ech-dns"
+        if name in ECH_PUBLIC_NAMES:
+            return name, "ech-outer"
+        return name, "sni+ech"  # GREASE ECH, or ECH not shown: the outer name is the name
 
     def _track(self, key: FlowKey, flow: _Flow) -> _Flow:
+        old = self._flows.pop(key, None)
+        if old is not None:
+            self._held -= old.held
         self._flows[key] = flow
-        self._flows.move_to_end(key)
+        self._held += flow.held
         if len(self._flows) > MAX_FLOWS:
             self._forget(*self._flows.popitem(last=False))
+        elif self._held > MAX_HELD_BYTES:
+            self._shed(key)
         return flow
 
+    def _shed(self, keep: FlowKey) -> None:
+        """Forget the least recently active flows (TCP and QUIC, oldest first), but `keep`, until
+        what they hold is under 7/8 of MAX_HELD_BYTES."""
+        target = MAX_HELD_BYTES - MAX_HELD_BYTES // 8
+        while self._held > target:
+            flow_key = next(iter(self._flows), None)
+            quic_key = next(iter(self._quic), None)
+            if flow_key == keep:
+                self._flows.move_to_end(keep)
+                flow_key = next(iter(self._flows))
+                if flow_key == keep:
+                    flow_key = None
+            if quic_key == keep:
+                self._quic.move_to_end(keep)
+                quic_key = next(iter(self._quic))
+                if quic_key == keep:
+                    quic_key = None
+            if flow_key is None and quic_key is None:
+                return
+            if quic_key is None or (flow_key is not None and self._flows[flow_key].last <= self._quic[quic_key][1]):
+                flow = self._flows.pop(flow_key)
+                if flow.tunnel is None:
+                    self.shed += 1
+                    self._held -= flow.held
+                else:
+                    self._forget(flow_key, flow)
+            else:
+                stream, _ts = self._quic.pop(quic_key)
+                self._held -= stream.held
+                self.shed += 1
+
     def _forget(self, key: FlowKey, flow: _Flow) -> None:
-        """A flow dropped before it was named: a tunnel to an address is still a call to it."""
+        """A flow dropped (already out of `_flows`) before it was named: a tunnel to an address is
+        still a call to it."""
+        self._held -= flow.held
         if flow.tunnel is None:
             self.expired += 1
         else:
@@ -835,7 +951,7 @@ class Extractor:
         target, _port, source, method, _start, number = flow.tunnel  # type: ignore[misc]
         if source == "websocket":  # no TLS inside: the Host header names it, as any HTTP request
             return self._event(number, key, flow.ts, target, "http", method)
-        name, how = self._resolve("", source, _key_parts(key)[0], _packed(target), False)
+        name, how = self._resolve("", _key_parts(key)[0], _packed(target), False)
         if how == "none":
             name, how = target, source
         return self._event(number, key, flow.ts, name, how, method)
@@ -852,10 +968,14 @@ class Extractor:
             self._forget(*self._flows.popitem(last=False))
         if self.expired:
             stats.ignored[FORGOTTEN] += self.expired
+        if self.shed:
+            stats.ignored[SHED] += self.shed
         return self.take()
 
     def _finish(self, key: FlowKey, ts: float) -> None:
-        self._flows.pop(key, None)
+        flow = self._flows.pop(key, None)
+        if flow is not None:
+            self._held -= flow.held
         self._done[key] = ts
         self._done.move_to_end(key)
         if len(self._done) > MAX_FLOWS:
@@ -875,4 +995,5 @@ class Extractor:
                 if table is self._flows:
                     self._forget(key, value)
                 elif table is self._quic:
+                    self._held -= value[0].held
                     self.expired += 1

@@ -20,6 +20,8 @@ from auditor.sources.packets import Extractor, PacketError
 
 BATCH_PACKETS = 500_000
 """Packets per batch (one store transaction each)."""
+BATCH_EVENTS = 5_000
+"""Events per batch at most: a capture of many short connections is stored as it is read, not held."""
 CHUNK = 1 << 20
 """Bytes read at a time."""
 MAX_RECORD = 1 << 24
@@ -273,7 +275,7 @@ class PcapFile(Prefixed, EventSource):
                 events.append(event)
             if extractor.pending:
                 self._keep(extractor.take(), number > skip_to, events)
-            if number >= next_batch:
+            if number >= next_batch or len(events) >= BATCH_EVENTS:
                 next_batch = number + BATCH_PACKETS
                 self.stats.lines = number
                 yield Batch(tuple(events), 0, number)

@@ -156,11 +156,14 @@ class CryptoStream:
 
     def __init__(self) -> None:
         self.pieces: dict[int, bytes] = {}
+        self.held = 512
+        """Bytes held (with a flow's bookkeeping), for the extractor's memory bound."""
 
     def add(self, frames: list[tuple[int, bytes]]) -> bytes:
         for offset, data in frames:
-            if offset < MAX_CRYPTO:
-                self.pieces.setdefault(offset, data)
+            if offset < MAX_CRYPTO and offset not in self.pieces:
+                self.pieces[offset] = data
+                self.held += len(data)
         out = b""
         for offset in sorted(self.pieces):
             if offset > len(out):

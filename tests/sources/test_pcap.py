@@ -310,13 +310,15 @@ def test_quic_garbage_is_counted(tmp_path: Path) -> None:
     assert capture.stats.locations == {"QUIC: Initial packet length beyond the datagram": [f"{tmp_path / 'bad-quic.pcap'}#1"]}
 
 
-def test_ech_outer_name_gives_way_to_dns(tmp_path: Path) -> None:
+def test_ech_outer_name_stands_without_this_clients_ech_config(tmp_path: Path) -> None:
+    """An A record alone does not show which name is inside a real-ECH hello (the address may
+    serve thousands): the outer name stays."""
     answer = IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
         id=2, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
     hello = client_hello("cloudflare-ech.com", ech=True)
     pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello)]
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, dst="192.0.2.9", sport=50300)]
-    assert names(write(tmp_path / "ech.pcap", pkts)) == [("api.openai.com", "ech-dns"), ("cloudflare-ech.com", "ech-outer")]
+    assert names(write(tmp_path / "ech.pcap", pkts)) == [("cloudflare-ech.com", "ech-outer"), ("cloudflare-ech.com", "ech-outer")]
 
 
 def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
@@ -775,9 +777,10 @@ def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
 
 
 def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
-    """A public name no list knows, given by the ECH config of an HTTPS answer. An outer name the
-    client never resolved, while it resolved another name to that address, is no evidence of
-    real ECH (a name resolved before the capture began): it stands."""
+    """A public name no list knows, given by the ECH config of this client's HTTPS answer; another
+    client's answer is no evidence (its hello may be a GREASE visit to a site of that name). An
+    outer name the client never resolved, while it resolved another name to that address, is no
+    evidence either (a name resolved before the capture began): it stands."""
     pkts = [dns_reply(CLIENT, "api.anthropic.com", query_id=1), dns_reply(CLIENT, "api.anthropic.com", https_public="front.example.net", query_id=2)]
     pkts += hello_to(chrome_hello("front.example.net"), 54000)
     pkts += hello_to(chrome_hello("front.example.net"), 54001, src="10.20.1.6")  # a client that resolved nothing
@@ -785,7 +788,7 @@ def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
     pkts += hello_to(chrome_hello("unlisted-front.example"), 54002, src="10.20.1.7")
     found = events(write(tmp_path / "learnt.pcap", pkts))[1]
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
-        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "ech-outer"), (54002, "unlisted-front.example", "sni+ech")]
+        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "sni+ech"), (54002, "unlisted-front.example", "sni+ech")]
 
 
 def test_ech_config_list_public_names() -> None:
@@ -843,3 +846,116 @@ def test_tls_inside_a_websocket(tmp_path: Path, frames: list[tuple[int, bytes]],
         chunks.append(bytes([head]) + size + key + bytes(b ^ key[j % 4] for j, b in enumerate(payload)))
     found = events(write(tmp_path / "ws.pcap", client_stream(chunks, dport=8888)))[1]
     assert [(e.server_name, e.name_source, e.method) for e in found] == [(*expected, "GET")]
+
+
+# --- bounds under hostile traffic: memory, time, DNS -----------------------------------------
+
+
+def test_memory_for_first_bytes_is_bounded_and_what_was_shed_is_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unfinished large hellos from many clients: past MAX_HELD_BYTES the least recently active
+    are forgotten (counted in the summary); the connections that finish are still named."""
+    from auditor.sources import packets
+
+    monkeypatch.setattr(packets, "MAX_HELD_BYTES", 40_000)
+    big = client_hello("x.example", padding=9000)
+    pkts = []
+    for n in range(20):  # 20 hellos cut after 6000 of their 9000 bytes: 120 kB held without the bound
+        pkts += tcp_session(big, sport=52000 + n, split=1500)[2:6]
+    pkts += tcp_session(client_hello("api.openai.com"), sport=52100)
+    extractor = packets.Extractor("t")
+    peak = 0
+    for number, p in enumerate(pkts, 1):
+        extractor.frame(number, float(p.time), 1, bytes(Ether(src=MAC_A, dst=MAC_B) / p))
+        peak = max(peak, extractor._held)
+    assert peak <= 40_000
+    capture, found = events(write(tmp_path / "shed.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in pkts]))
+    assert [e.server_name for e in found] == ["api.openai.com"]
+    assert capture.stats.ignored[packets.SHED] + capture.stats.ignored[packets.FORGOTTEN] == 20
+    assert capture.stats.ignored[packets.SHED] >= 14
+
+
+def test_one_flow_holds_a_bounded_number_of_bytes(tmp_path: Path) -> None:
+    """A connection whose first segment is missing, then 300 large segments after the gap: only
+    MAX_AHEAD segments, each cut to what a first-bytes window can use, are kept."""
+    from auditor.sources import packets
+
+    extractor = packets.Extractor("t")
+    syn = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53000, dport=443, flags="S", seq=0)
+    extractor.frame(1, 0.0, 1, bytes(syn))
+    for n in range(300):
+        seg = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53000, dport=443, flags="PA", seq=10 + n) / Raw(b"\x16" * 1400)
+        extractor.frame(2 + n, 0.001 * n, 1, bytes(seg))
+    assert extractor._held <= packets.FLOW_COST + packets.MAX_AHEAD * 1400
+
+
+def test_a_hello_in_one_byte_segments_in_and_out_of_order(tmp_path: Path) -> None:
+    """A hello sent one byte per segment; then its last 64 bytes first, before the rest. (Each
+    segment is appended, not the flow rebuilt: 16,000 one-byte segments took 87 s when it was.)"""
+    from auditor.sources import packets
+
+    hello = client_hello("api.openai.com", padding=3000)
+    extractor = packets.Extractor("t")
+    frames = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53100, dport=443, flags="PA", seq=1000 + i)
+                    / Raw(hello[i : i + 1])) for i in range(len(hello))]
+    found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate(frames, 1)]
+    assert [(e.server_name, e.name_source) for e in found if e] == [("api.openai.com", "sni")]
+    assert len(hello) > 3000
+    # The last 64 bytes first (out of order), then the rest: the pieces beyond the gap are kept.
+    tail = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000 + i)
+                  / Raw(hello[i : i + 1])) for i in range(len(hello) - 64, len(hello))]
+    head = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000)
+                  / Raw(hello[: len(hello) - 64]))]
+    syn = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="S", seq=999))
+    found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate([syn] + tail + head, 1)]
+    assert [(e.server_name, e.orig_p) for e in found if e] == [("api.openai.com", 53101)]
+
+
+def _raw_dns(client: str, body: bytes) -> object:
+    return Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=client) / UDP(sport=53, dport=40000) / Raw(body)
+
+
+def test_dns_names_past_255_octets_are_malformed(tmp_path: Path) -> None:
+    """A question name of 300 octets cannot be (RFC 1035): the response is malformed and names
+    nothing. One of 16,000 one-byte labels with 3,000 answers pointing into it is malformed at
+    once (decoding every pointer took half a minute, and each such name was kept twice)."""
+    long_name = ".".join(["a" * 59] * 5)  # 5 labels of 59: 301 octets in wire form
+    pkts = [dns_reply(CLIENT, long_name)] + hello_to(client_hello(None), 53199)
+    capture, found = events(write(tmp_path / "long.pcap", pkts))
+    assert capture.stats.locations == {"malformed DNS response": [f"{tmp_path / 'long.pcap'}#1"]}
+    assert [(e.server_name, e.name_source) for e in found] == [("", "none")]
+    question = b"\x01a" * 16_000 + b"\x00" + b"\x00\x01\x00\x01"
+    answers = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + bytes([104, 18, 32, 47]) for _ in range(3000))
+    body = struct.pack("!HHHHHH", 1, 0x8180, 1, 3000, 0, 0) + question + answers
+    pkts = [_raw_dns(CLIENT, body[:60000])] + hello_to(client_hello(None), 53200)
+    capture, found = events(write(tmp_path / "bomb.pcap", pkts))
+    assert capture.stats.locations == {"malformed DNS response": [f"{tmp_path / 'bomb.pcap'}#1"]}
+    assert [(e.server_name, e.name_source) for e in found] == [("", "none")]
+
+
+def test_a_damaged_https_record_keeps_the_other_answers(tmp_path: Path) -> None:
+    """An HTTPS record whose ECH config list is cut short, beside an A record: the A record still
+    names the connection; a response without a question names nothing."""
+    from scapy.layers.dns import DNSRRHTTPS, SvcParam
+
+    https = DNSRRHTTPS(rrname="api.openai.com", svc_priority=1, target_name=".", svc_params=[SvcParam(key=5, value=b"\x00\x40\xfe\x0d\x00")])
+    reply = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
+        id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=[https, DNSRR(rrname="api.openai.com", type="A", rdata=CDN)])
+    no_question = _raw_dns("10.20.1.9", struct.pack("!HHHHHH", 2, 0x8180, 0, 1, 0, 0) + struct.pack("!BHHIH", 0, 1, 1, 60, 4) + bytes([104, 18, 32, 47]))
+    pkts = [reply, no_question] + hello_to(client_hello(None), 53300) + hello_to(client_hello(None), 53301, src="10.20.1.9")
+    capture, found = events(write(tmp_path / "damaged.pcap", pkts))
+    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [(53300, "api.openai.com", "dns"), (53301, "", "none")]
+    assert capture.stats.skipped == {}
+
+
+def test_events_are_handed_on_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many short connections: events are stored as they are read, BATCH_EVENTS at a time."""
+    from auditor.sources import pcap
+
+    monkeypatch.setattr(pcap, "BATCH_EVENTS", 3)
+    pkts = [p for n in range(7) for p in hello_to(client_hello("api.openai.com"), 53400 + n)]
+    capture = PcapFile.open(str(write(tmp_path / "many.pcap", pkts)))
+    try:
+        sizes = [len(b.events) for b in capture.batches()]
+    finally:
+        capture.close()
+    assert sizes == [3, 3, 1]
