@@ -114,7 +114,10 @@ def _locator(config: Config, geoip_db: Path | None) -> ChainLocator:
 def _store(config: Config, db: str | None) -> FindingStore:
     from auditor.sqlstore import SqlStore  # SQLAlchemy is loaded only by commands that store
 
-    return SqlStore(db or config.store_url or str(default_db_path()))
+    store = SqlStore(db or config.store_url or str(default_db_path()))
+    for notice in store.notices:
+        click.echo(notice, err=True)
+    return store
 
 
 class FormatName(click.ParamType):
@@ -162,10 +165,22 @@ def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[
     config = load_config(config_path)
     policies = load_policies(providers or config.providers or None)
     pipeline = config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
-    # What exists now (modules, SQLAlchemy, the cloud index) lives as long as the process: the
-    # collector need not walk it again on every full collection (5M lines: 1.65 s -> 1.55 s).
-    gc.freeze()
+    _freeze_once()
     return pipeline
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """What exists after the first pipeline is built (modules, SQLAlchemy, the cloud index) lives
+    as long as the process: the collector need not walk it again on every full collection (5M
+    lines: 1.65 s -> 1.55 s). Once per process: commands run again in one process (tests, a
+    daemon) would otherwise freeze each run's garbage for good."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,

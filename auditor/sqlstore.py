@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import stat
 import time
+import urllib.parse
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -141,17 +143,72 @@ evidence = sa.Table(
 )
 
 
-def _prepare_sqlite_file(path: str) -> None:
-    """Create the database file owner-only (and its directory owner-only) before SQLite does."""
-    if path in ("", ":memory:"):
-        return
-    directory = os.path.dirname(path) or "."
+def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
+    """Create the database file owner-only (and the directories to it owner-only) before SQLite
+    does; refuse a symbolic link unless `follow_link` (the user named it as a URL), and a SQLite
+    file of another application; tighten an existing database readable by others. Returns what
+    the user should be told (the tightening)."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return []
+    if not follow_link and os.path.islink(path):
+        raise StoreError(f"{path}: is a symbolic link; pass the file it points to, or sqlite:///{path} to follow it")
+    notices = []
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
+        _private_dirs(os.path.dirname(os.path.abspath(path)))
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | (0 if follow_link else os.O_NOFOLLOW), 0o600)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"{path}: is not a regular file; pass --db with a file path")
+            if info.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+                notices.append(f"{path}: the findings database was readable by others (mode {stat.S_IMODE(info.st_mode):04o}); made owner-only (0600)")
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix) and os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
     except OSError as e:
         raise StoreError(f"{path}: cannot create the findings database ({e.strerror}); pass --db with a writable path") from None
+    if info.st_size:
+        _refuse_foreign_sqlite(path)
+    return notices
+
+
+def _private_dirs(directory: str) -> None:
+    """Create `directory` and every missing parent owner-only (os.makedirs gives the parents the
+    umask's mode: 0777 under umask 000)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+
+
+def _refuse_foreign_sqlite(path: str) -> None:
+    """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
+    read-only, before anything is created in it or its journal mode is changed)."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            try:
+                ours = "meta" in tables and conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None
+            except sqlite3.OperationalError:  # a `meta` table of another shape
+                ours = False
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
+    if tables and not ours:
+        raise StoreError(f"{path}: is a database of another application (tables {', '.join(tables[:5])}); pass another --db")
 
 
 class SqlStore(FindingStore):
@@ -162,8 +219,10 @@ class SqlStore(FindingStore):
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
+            self.notices: list[str] = []
+            """What opening the database did that the user should be told."""
             if parsed.get_backend_name() == "sqlite":
-                _prepare_sqlite_file(parsed.database or "")
+                self.notices = _prepare_sqlite_file(parsed.database or "", follow_link="://" in target)
             self.engine = sa.create_engine(url, future=True)
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             raise StoreError(f"{target}: no driver for this database ({e}); for PostgreSQL install region-auditor[postgres]") from None
@@ -196,6 +255,10 @@ class SqlStore(FindingStore):
 
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if tables and "meta" not in tables:
+                raise StoreError(f"the database holds tables of another application ({', '.join(sorted(tables)[:5])}); "
+                                 "pass another --db (an empty database, or one region-auditor made)")
             metadata.create_all(conn)
             found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
             if found is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import stat
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +49,14 @@ class MmdbLocator(Locator):
         """
         name = label or str(getattr(database, "name", database))
         self.path = name
+        if isinstance(database, (str, os.PathLike)):
+            try:
+                mode = os.stat(database).st_mode
+            except OSError:
+                mode = stat.S_IFREG  # missing or unreadable: said below, by the reader
+            if not stat.S_ISREG(mode):
+                kind = "a directory" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+                raise DatabaseError(f"{name}: is {kind}, not a GeoIP database file; pass the .mmdb file itself to --geoip-db")
         try:
             if isinstance(database, (str, os.PathLike)):
                 self._reader = maxminddb.open_database(os.fspath(database))

@@ -410,3 +410,20 @@ def test_geoip_lookup_explains_the_layers_and_a_disagreement(write_mmdb) -> None
     # An address no layer knows: nothing wins, nothing disagrees.
     unknown = invoke("geoip", "lookup", "10.0.0.1", "--geoip-db", str(mmdb)).stdout
     assert "no layer knows a country" in unknown and "locators disagree" not in unknown
+
+
+def test_the_collector_is_frozen_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run again in one process (tests, a daemon) do not freeze each run's garbage."""
+    import gc
+
+    from auditor import cli as cli_module
+
+    calls = []
+    monkeypatch.setattr(cli_module, "_frozen", False)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(1))
+    log = tmp_path / "a.log"
+    log.write_text("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n")
+    for n in range(3):
+        result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(tmp_path / f"{n}.db")])
+        assert result.exit_code == 0, result.output
+    assert calls == [1]

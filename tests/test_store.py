@@ -249,7 +249,7 @@ def test_store_errors_are_one_sentence(tmp_path: Path) -> None:
         SqlStore("mysql+nosuchdriver://x@localhost/db")
     notdb = tmp_path / "notes.txt"
     notdb.write_text("this is not a database\n" * 100)
-    with pytest.raises(StoreError, match="cannot open the findings database"):
+    with pytest.raises(StoreError, match="is not a SQLite database"):
         SqlStore(str(notdb))
 
 
@@ -425,7 +425,7 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
     ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '0')",
      "the findings database's schema_version is '0'"),
     ("CREATE TABLE runs (id INTEGER PRIMARY KEY, command VARCHAR)",
-     "the findings database refused a statement ("),
+     "f.db: is a database of another application (tables runs); pass another --db"),
 ])
 def test_a_foreign_or_damaged_database_is_one_sentence(tmp_path: Path, setup: str, message: str) -> None:
     import sqlite3
@@ -723,3 +723,71 @@ def test_a_nul_in_a_stored_value_does_not_stop_the_run(db_target: str, tmp_path:
     result = CliRunner().invoke(cli, ["logs", str(squid_log), str(eve), "--db", db_target, "--config", str(config), "--json"])
     assert result.exit_code in (0, 1), result.output
     assert sum(r["calls"] for r in json.loads(result.stdout)) == 2
+
+
+# --- the database path: links, other applications' files, permissions ------------------------
+
+
+def test_a_symlink_as_db_is_refused_unless_named_as_a_url(tmp_path: Path) -> None:
+    """A dangling link would make SQLite create its target wherever it points."""
+    target = tmp_path / "elsewhere" / "target.db"
+    target.parent.mkdir()
+    link = tmp_path / "findings.db"
+    link.symlink_to(target)
+    with pytest.raises(StoreError, match=r"findings.db: is a symbolic link; pass the file it points to, or sqlite:///"):
+        SqlStore(str(link))
+    assert not target.exists()
+    SqlStore(f"sqlite:///{link}").close()  # named as a URL: followed, on purpose
+    assert target.exists()
+
+
+def test_another_applications_sqlite_file_is_left_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("CREATE TABLE meta (k TEXT, v TEXT)")  # a table of the same name, not ours
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"app.db: is a database of another application \(tables meta, users\); pass another --db"):
+        SqlStore(str(path))
+    assert path.read_bytes() == before  # no table added, journal mode not switched to WAL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_an_existing_database_readable_by_others_is_tightened_and_said(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    path = tmp_path / "f.db"
+    SqlStore(str(path)).close()
+    os.chmod(path, 0o644)
+    result = CliRunner().invoke(cli, ["findings", "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}: the findings database was readable by others (mode 0644); made owner-only (0600)" in result.stderr
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        name: "0o600" for name in ("f.db", "f.db-wal", "f.db-shm") if (tmp_path / name).exists()}
+
+
+def test_directories_made_for_the_database_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        SqlStore(str(tmp_path / "a" / "b" / "findings.db")).close()
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "a").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "a" / "b").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "a" / "b" / "findings.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_postgresql_database_of_another_application_is_refused(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"the database holds tables of another application \(invoices\); pass another --db"):
+        SqlStore(pg_url)

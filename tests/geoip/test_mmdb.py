@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from geoip.mmdb import DatabaseError, MmdbLocator, find_system_database
@@ -126,3 +129,13 @@ def test_system_database_search(tmp_path) -> None:  # type: ignore[no-untyped-de
     (full / "GeoLite2-Country.mmdb").write_bytes(b"x")
     # Country beats City, whatever directory order.
     assert find_system_database((empty, full)) == full / "GeoLite2-Country.mmdb"
+
+
+def test_a_fifo_or_directory_as_the_database_is_refused_not_read(tmp_path: Path) -> None:
+    """A named pipe with no writer would block the open forever."""
+    fifo = tmp_path / "geo.mmdb"
+    os.mkfifo(fifo)
+    with pytest.raises(DatabaseError, match="geo.mmdb: is a pipe, not a GeoIP database file; pass the .mmdb file itself to --geoip-db"):
+        MmdbLocator(str(fifo))
+    with pytest.raises(DatabaseError, match="is a directory, not a GeoIP database file"):
+        MmdbLocator(str(tmp_path))
