@@ -330,15 +330,14 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
         signal.signal(sig, lambda *_: capture.stop())
     click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
                "Ctrl-C to stop", err=True)
-    seen: set[tuple[str, ...]] = set()
+    from auditor.report.table import NewRows
+
+    new_rows = NewRows()
 
     def report(finding: Any) -> None:
-        key = (finding.org, finding.host, finding.egress.label, finding.verdict.outcome.value)
-        if key not in seen:
-            seen.add(key)
-            country = finding.location.country_code or "-"
-            click.echo(f"{finding.event.ts:%Y-%m-%d %H:%M:%S} {finding.verdict.outcome.value}: {finding.org} -> {finding.host} "
-                       f"from {finding.egress.label or '-'} ({country}, {finding.location.basis})", err=True)
+        line = new_rows.line(finding)
+        if line is not None:
+            click.echo(line, err=True)
 
     source_id = run_sniffer(capture, config=config, auditor=auditor, store=store, command="sniff", on_finding=report)
     stats = capture.stats

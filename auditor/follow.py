@@ -40,6 +40,7 @@ from typing import Any
 from auditor.config import Config
 from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
+from auditor.report.table import NewRows
 from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
@@ -212,7 +213,7 @@ class Follower:
         self._started: list[Tail] = []
         self._waiting: set[str] = set()
         self._stdin_opened = False
-        self._seen: set[tuple[str, ...]] = set()
+        self._new_rows = NewRows()
         self._run_id = 0
         self._caught_up = RunSummary(0)
         """What the generations rotated while no follower ran, audited as `logs` audits, gave."""
@@ -577,13 +578,9 @@ class Follower:
     def _report(self, findings: list[Finding]) -> None:
         """One line on stderr for each row this run has not shown yet."""
         for f in findings:
-            host = f.host or f.event.server_name
-            key = (f.org, f.verdict.provider, host, f.egress.label, f.location.country_code, f.location.basis, f.verdict.outcome.value)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
-            self.say(f"{f.event.ts:%Y-%m-%d %H:%M:%S} {f.verdict.outcome.value}: {f.org} -> {host} from {f.egress.label or '-'} "
-                     f"({f.location.country_code or '-'}, {f.location.basis}) at {f.event.source}")
+            line = self._new_rows.line(f)
+            if line is not None:
+                self.say(line)
 
     def _retire(self, tail: Tail) -> None:
         """Close a file no longer followed, recording where its content ended when it was read to

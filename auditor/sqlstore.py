@@ -192,21 +192,27 @@ def _private_dirs(directory: str) -> None:
 
 def _refuse_foreign_sqlite(path: str) -> None:
     """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
-    read-only, before anything is created in it or its journal mode is changed)."""
+    read-only, before anything is created in it or its journal mode is changed). Tables that are
+    all ours but no schema version yet are another region-auditor creating the database (SQLite
+    commits each CREATE TABLE at once): looked at again for up to 2 s."""
     import sqlite3
 
-    try:
-        conn = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+    for _ in range(20):
         try:
-            tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
             try:
-                ours = "meta" in tables and conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None
-            except sqlite3.OperationalError:  # a `meta` table of another shape
-                ours = False
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
+                tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                try:
+                    ours = "meta" in tables and conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None
+                except sqlite3.OperationalError:  # a `meta` table of another shape
+                    ours = False
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
+        if not tables or ours or not set(tables) <= set(metadata.tables):
+            break
+        time.sleep(0.1)
     if tables and not ours:
         raise StoreError(f"{path}: is a database of another application (tables {', '.join(tables[:5])}); pass another --db")
 

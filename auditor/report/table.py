@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from auditor.report.interface import ReportFormat
 from auditor.store import Row
@@ -42,3 +43,25 @@ class TableFormat(ReportFormat):
         for line in table:
             out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
         return "\n".join(out) + "\n"
+
+
+class NewRows:
+    """The line a watcher (`logs --follow`, `sniff`) prints for each row it has not shown yet:
+    one printer for both; values from input are escaped (a host cannot move the cursor or retitle
+    a terminal)."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, ...]] = set()
+
+    def line(self, finding: Any) -> str | None:
+        """The line for `finding` (an auditor.events.Finding), or None when its row was shown."""
+        host = finding.host or finding.event.server_name
+        location = finding.location
+        key = (finding.org, finding.verdict.provider, host, finding.egress.label, location.country_code, location.basis,
+               finding.verdict.outcome.value)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        verdict = finding.verdict.outcome.value + (f" ({DISAGREE})" if getattr(finding.verdict, "locators_disagree", "") else "")
+        return _printable(f"{finding.event.ts:%Y-%m-%d %H:%M:%S} {verdict}: {finding.org} -> {host} from {finding.egress.label or '-'} "
+                          f"({location.country_code or '-'}, {location.basis}) at {finding.event.source}")

@@ -154,6 +154,20 @@ def is_hostname(text: str) -> bool:
     return len(text) <= 254 and _HOSTNAME.match(text) is not None
 
 
+_LABELS = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?", re.ASCII | re.IGNORECASE)
+
+NOT_A_HOST = "the server name is neither a DNS name nor an address"
+"""The malformed reason for a record naming its server with anything else (control characters,
+markup, spaces): it is never taken for a governed host, stored or printed."""
+
+
+@functools.lru_cache(maxsize=65_536)
+def is_host(text: str) -> bool:
+    """True when `text` can name a server: a DNS name of letters, digits, `-` and `_` in labels of
+    at most 63 (any number of labels, 253 octets at most), or an IP address."""
+    return (len(text) <= 254 and _LABELS.fullmatch(text) is not None) or bool(address(text))
+
+
 @functools.lru_cache(maxsize=65_536)
 def address(text: str) -> str:
     """`text` as a normalised IP address (`2001:db8::1`), or "" when it is not one. Cached: the

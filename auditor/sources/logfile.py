@@ -32,7 +32,7 @@ from auditor.events import ConnectionEvent, Tally
 from auditor.sources import (
     aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, wrapped, zeek,
 )
-from auditor.sources.common import JSON_TOO_DEEP, without_surrogates
+from auditor.sources.common import JSON_TOO_DEEP, NOT_A_HOST, is_host, without_surrogates
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
 from auditor.sources.needles import compiled
 
@@ -939,6 +939,9 @@ class LogFile(Prefixed, EventSource):
             # line is still counted and skipped, never the end of the run.
             name = self.format.name if self.format is not None else "log"
             self.stats.skip(f"{name}: a value out of range ({type(e).__name__})", f"{location} ({str(e)[:80]})")
+            return
+        if event.server_name and not is_host(event.server_name):
+            self.stats.skip(f"{self.format.name if self.format is not None else 'log'}: {NOT_A_HOST}", location)
             return
         self.stats.events += 1
         events.append(event)

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
-from auditor.sources.common import small_int
+from auditor.sources.common import NOT_A_HOST, is_host, small_int
 from auditor.sources.interface import SourceStats
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -266,6 +266,8 @@ def hello_sni(hello: bytes) -> tuple[str, bool]:
             if ext_type == 0 and len(data) >= 5 and data[2] == 0:
                 name_len = struct.unpack_from("!H", data, 3)[0]
                 name = data[5 : 5 + name_len].decode("ascii", "replace").lower()
+                if name and not is_host(name):
+                    raise PacketError(f"ClientHello server_name: {NOT_A_HOST}")
             elif ext_type == ECH_EXTENSION:
                 ech = True
             off += 4 + ext_len
@@ -749,6 +751,8 @@ class Extractor:
             if len(data) >= MAX_FIRST_BYTES:
                 self._finish(key, flow.last)
             return None
+        if name and not is_host(name):
+            raise PacketError(f"{source}: {NOT_A_HOST}")
         if source != "sni" and source != "http" and _is_address(name):
             # A tunnel to an address: the ClientHello sent through it names the connection.
             if length < 0:  # CONNECT headers not finished

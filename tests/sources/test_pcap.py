@@ -635,13 +635,32 @@ def test_pcapng_packet_with_an_impossible_timestamp_is_counted(tmp_path: Path) -
     assert found == [] and capture.stats.locations == {"packet with an impossible timestamp (after the year 9999)": [f"{bad}#3"]}
 
 
-def test_proxy_target_with_a_nul_byte_is_a_name_not_a_crash(tmp_path: Path) -> None:
-    """Found by fuzzing: a CONNECT or SOCKS target holding a NUL used to raise a ValueError."""
+def test_proxy_target_with_a_nul_byte_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    """Found by fuzzing: a CONNECT or SOCKS target holding a NUL used to raise a ValueError; such
+    a target names no server: the packet is malformed, counted with its number."""
     pkts = client_stream([b"\x05\x01\x00\x05\x01\x00\x03\x0eapi.open\x00i.com\x01\xbb"], dport=1080)
     pkts += client_stream([b"CONNECT 1.2.3\x00.4:443 HTTP/1.1\r\n\r\n"], dport=3128, sport=50700)
     capture, found = events(write(tmp_path / "nul.pcap", pkts))
-    assert [(e.server_name, e.name_source) for e in found] == [("api.open\x00i.com", "socks5"), ("1.2.3\x00.4", "connect")]
-    assert capture.stats.skipped == {}
+    assert found == []
+    name = tmp_path / "nul.pcap"
+    assert capture.stats.locations == {"socks5: the server name is neither a DNS name nor an address": [f"{name}#3"],
+                                       "connect: the server name is neither a DNS name nor an address": [f"{name}#7"]}
+
+
+@pytest.mark.parametrize("host", [
+    "x\x1b]0;owned\x07.api.openai.com",  # a terminal escape sequence
+    "<script>alert(1)</script>.api.openai.com",  # markup
+    "evil.example/api.openai.com", "a" * 64 + ".api.openai.com",  # a slash; a label of 64
+])
+def test_a_server_name_that_is_no_dns_name_is_malformed(tmp_path: Path, host: str) -> None:
+    """Taken through the *.api.openai.com wildcard, such names were stored, reported and printed
+    raw on a terminal. In a hello, an HTTP Host, a CONNECT: malformed, with the packet number."""
+    pkts = hello_to(client_hello(host), 53500)
+    pkts += client_stream([b"CONNECT " + host.encode() + b":443 HTTP/1.1\r\n\r\n"], dport=3128, sport=53501)
+    pkts += client_stream([b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n"], dport=80, sport=53502)
+    capture, found = events(write(tmp_path / "bad.pcap", pkts))
+    assert found == []
+    assert sum(capture.stats.skipped.values()) == 3
 
 
 def test_pcapng_interface_block_too_short_for_its_link_type_is_counted(tmp_path: Path) -> None:
