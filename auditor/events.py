@@ -156,14 +156,20 @@ class Tally:
     rule_id: str
     samples: tuple[Finding, ...]
     """The first SAMPLES findings, in input order, as evidence."""
-    tunnels: tuple[tuple[str, str], ...] = ()
-    """(uid, `connect` or `tls`) of its calls that a monitor may also have logged as the other
-    record of a CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
+    tunnels: tuple[tuple[str, str, str], ...] = ()
+    """tunnel_record() of its calls that a monitor may also have logged as the other record of a
+    CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
 
 
-def tunnel_record(event: ConnectionEvent) -> tuple[str, str]:
-    """Which record of its CONNECT tunnel a call with a `tunnel` id is: (id, `connect` or `tls`)."""
-    return event.tunnel, "connect" if event.method == "CONNECT" else "tls"
+def tunnel_record(event: ConnectionEvent) -> tuple[str, str, str]:
+    """Which record of its CONNECT tunnel a call with a `tunnel` id is: (id, `connect` or `tls`,
+    proxy). The proxy is the responder's address of a CONNECT (the proxy that took it), and of a
+    TLS session to port 443, which is in a tunnel only when that address took CONNECTs too (a
+    proxy listening on 443); "" for a TLS session to another port, which is paired whatever its
+    responder (a proxy's port)."""
+    if event.method == "CONNECT":
+        return event.tunnel, "connect", event.resp_h
+    return event.tunnel, "tls", event.resp_h if event.resp_p == 443 else ""
 
 
 class Groups:
