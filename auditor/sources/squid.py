@@ -4,6 +4,13 @@
 
     1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -
 
+The user name (`%un`) may hold spaces: Squid 3.2 and later encode it as they encode headers
+(`Format::QuoteUrlEncodeUsername` calls `QuoteMimeBlob`, which %-encodes `%`, `[`, `]`, control and
+non-ASCII bytes and doubles `\\`, but leaves spaces), so a Kerberos or NTLM user `DOMAIN\\John Smith`
+is written with its space (Squid 3.1 and older wrote `%20`). The field after it is read at the first
+word that is a hierarchy code with its peer (`HIER_DIRECT/...`); a line where a word of the user
+name is one too cannot be read, and is malformed.
+
 CONNECT lines carry `host:port`, other methods an absolute URL. With `log_mime_hdrs on` the
 request and reply headers follow in brackets; they are kept (redacted) in the raw record only.
 Intercepted TLS (`ssl_bump peek`/`splice`) is logged as a CONNECT to the server's address; a
@@ -19,7 +26,17 @@ from auditor.sources.common import address, host_from_target, is_hostname, parse
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
-_SNIFF = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S+\s+\S+/\S+")
+_SNIFF = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S+(?:\s+\S+)*?\s+\S+/\S+")
+_CODES = (
+    "HIER_NONE|HIER_DIRECT|NONE|DIRECT|SIBLING_HIT|PARENT_HIT|DEFAULT_PARENT|SINGLE_PARENT|FIRSTUP_PARENT|FIRST_UP_PARENT|"
+    "FIRST_PARENT_MISS|CLOSEST_PARENT_MISS|CLOSEST_PARENT|CLOSEST_DIRECT|NO_DIRECT_FAIL|SOURCE_FASTEST|ROUNDROBIN_PARENT|"
+    "CD_PARENT_HIT|CD_SIBLING_HIT|CARP|ANY_OLD_PARENT|ANY_PARENT|USERHASH_PARENT|SOURCEHASH_PARENT|PINNED|ORIGINAL_DST|STANDBY_POOL"
+)
+_HIER = re.compile(rf"(?:TIMEOUT_)?(?:{_CODES})/")
+"""`%Sh/`: Squid's hierarchy codes (`hier_code.h`; Squid 2's names too), `TIMEOUT_` when the
+ICP/HTCP query timed out."""
+_HIER_WORD = re.compile(rf"(?<=\s)(?:TIMEOUT_)?(?:{_CODES})/\S*")
+_SEVEN = re.compile(r"\s*(?:\S+\s+){7}")
 _NOT_FORWARDED = ("NONE", "TAG_NONE", "NONE_NONE")
 """Result tags of requests Squid did not forward: denied, failed, invalid, or the CONNECT of an
 ssl-bumped tunnel whose requests are logged on lines of their own."""
@@ -53,6 +70,8 @@ def parse(line: str, location: str) -> ConnectionEvent:
     reason = not_forwarded(result, status_text)
     if reason:
         raise Ignored(reason)
+    if not _HIER.match(fields[8]) or len(fields) > 9 and _HIER.match(fields[9]):  # a user name with spaces
+        fields = _user_with_spaces(line, fields)
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)
     if not host:
@@ -75,3 +94,18 @@ def parse(line: str, location: str) -> ConnectionEvent:
         status=status,
         raw=line,
     )
+
+
+def _user_with_spaces(line: str, fields: list[str]) -> list[str]:
+    """The fields of a line whose user name holds spaces: the name runs from the eighth field to
+    the first word that is a hierarchy code and peer (`%Sh/%<a`). `fields` as they are when no
+    word is one (a code this reader does not know); Malformed when two are."""
+    start = _SEVEN.match(line)
+    found = _HIER_WORD.search(line, start.end()) if start else None
+    if found is None:
+        return fields
+    if _HIER_WORD.search(line.split(" [", 1)[0], found.end()):  # before log_mime_hdrs' brackets
+        raise Malformed("squid: two hierarchy codes (%Sh/%<a) after the URL: a user name (%un) with spaces holds one, "
+                        "and the fields after it cannot be told apart")
+    user = line[start.end() : found.start()].strip()  # type: ignore[union-attr]
+    return [*fields[:7], user, found.group(), *line[found.end() :].split(None, 1)]
