@@ -465,7 +465,7 @@ class LogFile(Prefixed, EventSource):
         self.fields = fields
         """The [[source]] field map (generic JSON), None when there is none."""
         self._reader: LineReader | None = None
-        self._partial: Callable[[bytes], bool] | None = None
+        self._partial: Callable[[bytes | bytearray], bool] | None = None
         """For a wrapper that splits long lines (Docker, CRI): True for a record whose line goes
         on in the next one (wrapped.partial_test). The parts of a line are then read as one line,
         and reading stops only between whole lines (batches, pieces, checkpoints)."""
@@ -596,7 +596,7 @@ class LogFile(Prefixed, EventSource):
         except ValueError as e:
             raise SourceError(f"{self.name}: {e}") from None
 
-    def _partial_test(self) -> Callable[[bytes], bool] | None:
+    def _partial_test(self) -> Callable[[bytes | bytearray], bool] | None:
         """`_partial` for this input's format and first lines."""
         kind = self.format.name.partition("+")[2] if self.format is not None else ""
         return wrapped.partial_test(kind, _first_lines(self._pending)) if kind in wrapped.SPLITTING else None
@@ -654,7 +654,7 @@ class LogFile(Prefixed, EventSource):
             cut = window.rfind(b"\n", have, end) + 1  # the unfinished line at the front has none
             if self._partial is not None:  # at the front: the first parts of a line, perhaps
                 cut = cut or window.rfind(b"\n", 0, end) + 1
-                if cut and not (eof and not self._leaves_last_line and not self.following):
+                if cut and not synthetic and not (eof and not self._leaves_last_line and not self.following):
                     cut = self._whole_lines(window, cut, end)
             if cut == 0:
                 have = end
@@ -694,7 +694,7 @@ class LogFile(Prefixed, EventSource):
         whole = cut
         while whole:
             start = window.rfind(b"\n", 0, whole - 1) + 1
-            if not partial(bytes(window[start : whole - 1])):
+            if not partial(window[start : whole - 1]):
                 return whole
             whole = start
         return 0 if end <= MAX_LINE else cut
@@ -948,14 +948,14 @@ class LogFile(Prefixed, EventSource):
         first, last = start, stop
         while first > low:
             before = max(block.rfind(b"\n", low, first - 1) + 1, low)
-            if not partial(bytes(block[before : first - 1])):
+            if not partial(block[before : first - 1]):
                 break
             first = before
         record = start
-        while last + 1 < end and partial(bytes(block[record:last])):
+        while last + 1 < end and partial(block[record:last]):
             record, last = last + 1, block.find(b"\n", last + 1, end)
-            if last < 0:
-                last = end - 1 if block[end - 1 : end] == b"\n" else end
+            if last < 0:  # not in a block of whole lines
+                last = end
                 break
         if first == start and last == stop:
             return start, stop, bytes(block[start:stop])

@@ -91,12 +91,12 @@ _DOCKER_FINAL = b'\\n","stream":"'
 fields are written in the order log, stream, attrs, time)."""
 
 
-def _cri_partial(record: bytes) -> bool:
+def _cri_partial(record: bytes | bytearray) -> bool:
     """True when a CRI record is tagged `P`: the line goes on in the next record."""
     return _CRI_PARTIAL.match(record) is not None
 
 
-def _docker_partial(record: bytes) -> bool:
+def _docker_partial(record: bytes | bytearray) -> bool:
     """True when a Docker json-file record's `log` does not end with a newline: the line goes on in
     the next record. Told from the bytes in Docker's own layout, else by reading the JSON."""
     i = record.find(_DOCKER_FINAL)
@@ -112,7 +112,7 @@ def _docker_partial(record: bytes) -> bool:
     return isinstance(log, str) and not log.endswith("\n")
 
 
-def partial_test(kind: str, sample: Sequence[str]) -> Callable[[bytes], bool] | None:
+def partial_test(kind: str, sample: Sequence[str]) -> Callable[[bytes | bytearray], bool] | None:
     """How to tell a record of `kind` that holds part of a line (its line goes on in the next
     record), None for a wrapper that never splits lines. For Docker records only when some of the
     `sample` (a file's first records) end their `log` with a newline: a shipper that takes the
