@@ -13,8 +13,8 @@ A runtime's line shipped inside a `docker` or `ecs` record as it is (`"message":
 unwrapped both ways.
 
 A line longer than the runtime's buffer (16 KiB) is written in parts: Docker json-file records
-whose `log` does not end with a newline continue in the next record (moby's `jsonfilelog`, since
-Docker 1.13), and CRI records tagged `P` continue up to the one tagged `F` (containerd, CRI-O;
+whose `log` does not end with a newline continue in the next record (moby's log copier reads
+16 KiB at a time; `jsonfilelog` writes each piece as a record), and CRI records tagged `P` continue up to the one tagged `F` (containerd, CRI-O;
 kubelet's `cri-logging` format). `partial_test` tells such a record from its bytes, and `join`
 makes the parts one record again, so that the line reads whole (LogFile keeps the parts of a line
 together, and locates it at its first part).
