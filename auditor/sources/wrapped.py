@@ -92,8 +92,10 @@ fields are written in the order log, stream, attrs, time)."""
 
 
 def _cri_partial(record: bytes | bytearray) -> bool:
-    """True when a CRI record is tagged `P`: the line goes on in the next record."""
-    return _CRI_PARTIAL.match(record) is not None
+    """True when a CRI record is tagged `P`: the line goes on in the next record. The tag is
+    looked at first, after the time and the stream (` stdout`, ` stderr`)."""
+    i = record.find(b" ", 0, 48)
+    return record[i + 7 : i + 10] == b" P " and i > 0 and _CRI_PARTIAL.match(record) is not None
 
 
 def _docker_partial(record: bytes | bytearray) -> bool:
