@@ -465,7 +465,7 @@ class LogFile(Prefixed, EventSource):
         self.fields = fields
         """The [[source]] field map (generic JSON), None when there is none."""
         self._reader: LineReader | None = None
-        self._partial: Callable[[bytes | bytearray], bool] | None = None
+        self._partial: Callable[[bytes | bytearray, int, int], bool] | None = None
         """For a wrapper that splits long lines (Docker, CRI): True for a record whose line goes
         on in the next one (wrapped.partial_test). The parts of a line are then read as one line,
         and reading stops only between whole lines (batches, pieces, checkpoints)."""
@@ -596,7 +596,7 @@ class LogFile(Prefixed, EventSource):
         except ValueError as e:
             raise SourceError(f"{self.name}: {e}") from None
 
-    def _partial_test(self) -> Callable[[bytes | bytearray], bool] | None:
+    def _partial_test(self) -> Callable[[bytes | bytearray, int, int], bool] | None:
         """`_partial` for this input's format and first lines."""
         kind = self.format.name.partition("+")[2] if self.format is not None else ""
         return wrapped.partial_test(kind, _first_lines(self._pending)) if kind in wrapped.SPLITTING else None
@@ -694,7 +694,7 @@ class LogFile(Prefixed, EventSource):
         whole = cut
         while whole:
             start = window.rfind(b"\n", 0, whole - 1) + 1
-            if not partial(window[start : whole - 1]):
+            if not partial(window, start, whole - 1):
                 return whole
             whole = start
         return 0 if end <= MAX_LINE else cut
@@ -796,7 +796,7 @@ class LogFile(Prefixed, EventSource):
             record = f.readline(2 * MAX_LINE)
             if not record.endswith(b"\n"):
                 return False
-            if not self._partial(record[:-1]):
+            if not self._partial(record, 0, len(record) - 1):
                 return True
             taken += len(record)
         return False
@@ -915,6 +915,7 @@ class LogFile(Prefixed, EventSource):
                 block[:1] == b"#" or _hash_line(block, end) or self._line == 0 and block.startswith(BOM + b"#")):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
+        partial = self._partial
         pos = 0
         counted_to = 0
         newlines_before = 0
@@ -925,10 +926,14 @@ class LogFile(Prefixed, EventSource):
                 continue  # another needle on a line already parsed
             start = block.rfind(b"\n", 0, hit) + 1
             stop = block.find(b"\n", hit - 1)
-            if self._partial is not None:
-                start, stop, raw = self._line_in_parts(block, start, stop, pos + 1 if pos else 0, end)
-            else:
+            if partial is None:
                 raw = bytes(block[start:stop])
+            else:  # the record may be part of a line: whole when neither it nor the one before is a first part
+                low = pos + 1 if pos else 0
+                if start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1) or partial(block, start, stop):
+                    start, stop, raw = self._line_in_parts(block, start, stop, low, end)
+                else:
+                    raw = bytes(block[start:stop])
             newlines_before += block.count(b"\n", counted_to, start)
             counted_to = start
             self._parse_line(raw, f"{self.name}:{base_line + newlines_before + 1}", events)
@@ -948,11 +953,11 @@ class LogFile(Prefixed, EventSource):
         first, last = start, stop
         while first > low:
             before = max(block.rfind(b"\n", low, first - 1) + 1, low)
-            if not partial(block[before : first - 1]):
+            if not partial(block, before, first - 1):
                 break
             first = before
         record = start
-        while last + 1 < end and partial(block[record:last]):
+        while last + 1 < end and partial(block, record, last):
             record, last = last + 1, block.find(b"\n", last + 1, end)
             if last < 0:  # not in a block of whole lines
                 last = end

@@ -35,6 +35,7 @@ _CODES = (
 _HIER = re.compile(rf"(?:TIMEOUT_)?(?:{_CODES})/")
 """`%Sh/`: Squid's hierarchy codes (`hier_code.h`; Squid 2's names too), `TIMEOUT_` when the
 ICP/HTCP query timed out."""
+_USUAL = ("HIER_DIRECT/", "HIER_NONE/")
 _HIER_WORD = re.compile(rf"(?<=\s)(?:TIMEOUT_)?(?:{_CODES})/\S*")
 _SEVEN = re.compile(r"\s*(?:\S+\s+){7}")
 _NOT_FORWARDED = ("NONE", "TAG_NONE", "NONE_NONE")
@@ -70,8 +71,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
     reason = not_forwarded(result, status_text)
     if reason:
         raise Ignored(reason)
-    if not _HIER.match(fields[8]) or len(fields) > 9 and _HIER.match(fields[9]):  # a user name with spaces
-        fields = _user_with_spaces(line, fields)
+    hier = fields[8]
+    if not (hier.startswith(_USUAL) or _HIER.match(hier)) or len(fields) > 9 and "A" <= fields[9][:1] <= "Z" and _HIER.match(fields[9]):
+        fields = _user_with_spaces(line, fields)  # a user name with spaces
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)
     if not host:

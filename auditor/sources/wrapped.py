@@ -91,32 +91,33 @@ _DOCKER_FINAL = b'\\n","stream":"'
 fields are written in the order log, stream, attrs, time)."""
 
 
-def _cri_partial(record: bytes | bytearray) -> bool:
-    """True when a CRI record is tagged `P`: the line goes on in the next record. The tag is
-    looked at first, after the time and the stream (` stdout`, ` stderr`)."""
-    i = record.find(b" ", 0, 48)
-    return record[i + 7 : i + 10] == b" P " and i > 0 and _CRI_PARTIAL.match(record) is not None
+def _cri_partial(buf: bytes | bytearray, start: int, stop: int) -> bool:
+    """True when the CRI record `buf[start:stop]` is tagged `P`: the line goes on in the next
+    record. The tag is looked at first, after the time and the stream (` stdout`, ` stderr`)."""
+    i = buf.find(b" ", start, start + 48)
+    return buf.startswith(b" P ", i + 7, stop) and i > start and _CRI_PARTIAL.match(buf, start, stop) is not None
 
 
-def _docker_partial(record: bytes | bytearray) -> bool:
-    """True when a Docker json-file record's `log` does not end with a newline: the line goes on in
-    the next record. Told from the bytes in Docker's own layout, else by reading the JSON."""
-    i = record.find(_DOCKER_FINAL)
-    if i > 0 and record[i - 1] != 0x5C:  # not an escaped backslash before an `n`
+def _docker_partial(buf: bytes | bytearray, start: int, stop: int) -> bool:
+    """True when the `log` of the Docker json-file record `buf[start:stop]` does not end with a
+    newline: the line goes on in the next record. Told from the bytes in Docker's own layout,
+    else by reading the JSON."""
+    i = buf.find(_DOCKER_FINAL, start, stop)
+    if i > start and buf[i - 1] != 0x5C:  # not an escaped backslash before an `n`
         return False
-    if i < 0 and record.startswith(b'{"log":"') and b'\\n"' not in record:
+    if i < 0 and buf.startswith(b'{"log":"', start) and buf.find(b'\\n"', start, stop) < 0:
         return True
     try:
-        value = json.loads(record)
+        value = json.loads(bytes(buf[start:stop]))
     except (ValueError, RecursionError):
         return False
     log = value.get("log") if isinstance(value, dict) else None
     return isinstance(log, str) and not log.endswith("\n")
 
 
-def partial_test(kind: str, sample: Sequence[str]) -> Callable[[bytes | bytearray], bool] | None:
-    """How to tell a record of `kind` that holds part of a line (its line goes on in the next
-    record), None for a wrapper that never splits lines. For Docker records only when some of the
+def partial_test(kind: str, sample: Sequence[str]) -> Callable[[bytes | bytearray, int, int], bool] | None:
+    """How to tell a record of `kind` (`test(buffer, start, stop)`, the record's bytes without its
+    newline) that holds part of a line (its line goes on in the next record), None for a wrapper that never splits lines. For Docker records only when some of the
     `sample` (a file's first records) end their `log` with a newline: a shipper that takes the
     newlines off (a partial test would then join every record with the next) is read record by
     record."""

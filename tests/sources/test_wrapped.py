@@ -233,7 +233,7 @@ def test_split_lines_across_windows_batches_and_pieces(tmp_path: Path, monkeypat
     log, batches = run(path)
     assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
     data = path.read_bytes()
-    assert all(data[b.offset - 1 : b.offset] == b"\n" and not log._partial(data[data.rfind(b"\n", 0, b.offset - 1) + 1 : b.offset - 1])  # type: ignore[misc]
+    assert all(data[b.offset - 1 : b.offset] == b"\n" and not log._partial(data, data.rfind(b"\n", 0, b.offset - 1) + 1, b.offset - 1)  # type: ignore[misc]
                for b in batches)  # every checkpoint after a line's last part
     resumed_log, resumed = run(path, resume=(batches[4].offset, batches[4].line))
     assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]):]
