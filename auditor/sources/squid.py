@@ -26,7 +26,9 @@ from auditor.sources.common import address, host_from_target, is_hostname, parse
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "squid"
-_SNIFF = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S+(?:\s+\S+)*?\s+\S+/\S+")
+_SNIFF = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S+\s+\S+/\S+")
+_SNIFF_HEAD = re.compile(r"^[0-9]{9,11}\.[0-9]{3}\s+-?[0-9]+\s+\S+\s+[A-Z_]+/[0-9]{3}\s+[0-9]+\s+\S+\s+\S+\s+\S")
+"""The fields up to the user name, for a line whose user name holds spaces (`_user_with_spaces`)."""
 _CODES = (
     "HIER_NONE|HIER_DIRECT|NONE|DIRECT|SIBLING_HIT|PARENT_HIT|DEFAULT_PARENT|SINGLE_PARENT|FIRSTUP_PARENT|FIRST_UP_PARENT|"
     "FIRST_PARENT_MISS|CLOSEST_PARENT_MISS|CLOSEST_PARENT|CLOSEST_DIRECT|NO_DIRECT_FAIL|SOURCE_FASTEST|ROUNDROBIN_PARENT|"
@@ -54,8 +56,11 @@ def not_forwarded(result: str, status: str) -> str:
 
 
 def sniff(line: str) -> bool:
-    """True when `line` looks like a Squid native record."""
-    return _SNIFF.match(line) is not None
+    """True when `line` looks like a Squid native record (its user name may hold spaces)."""
+    if _SNIFF.match(line) is not None:
+        return True
+    head = _SNIFF_HEAD.match(line)
+    return head is not None and _HIER_WORD.search(line, head.end() - 1) is not None
 
 
 def parse(line: str, location: str) -> ConnectionEvent:
