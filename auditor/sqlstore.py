@@ -91,7 +91,7 @@ proxies = sa.Table(
 )
 """The addresses that took a CONNECT (the proxy of a tunnel record, auditor.events.tunnel_record):
 a TLS session to port 443 of one of them may be inside a tunnel, and is paired; one to any other
-address on 443 is a direct call, and is not kept in `tunnels`. A handful of rows, kept. Added
+public address on 443 is a direct call, and is not kept in `tunnels`. A handful of rows, kept. Added
 without a schema version."""
 ends = sa.Table(
     "ends", metadata,

@@ -16,8 +16,9 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   CONNECT tunnel is logged in ssl.log too, with the same `uid` (conn.log's `service` says
   `http,ssl`): both records carry the uid and the client (`ConnectionEvent.tunnel`), and the store
   counts the call once, whichever record it gets first, in one file or two, in one run or two
-  (FindingStore.add_batch). A TLS session to port 443 is paired only when its responder is an
-  address that took a CONNECT (a proxy listening on 443); any other is a direct call.
+  (FindingStore.add_batch). A TLS session to port 443 of a public address is paired only when
+  that address took a CONNECT (a proxy listening on 443); any other there is a direct call
+  (auditor.events.tunnel_record).
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
