@@ -341,7 +341,7 @@ class SqlStore(FindingStore):
                 conn.execute(sa.delete(tunnels).where(tunnels.c.seen_at < _now() - dt.timedelta(days=TUNNEL_DAYS)))
                 known = _proxies(conn, tallies)
             for t in tallies:
-                records = [r for r in t.tunnels if r[1] == "connect" or not r[2] or _proxy_key(r[2]) in known]  # TLS to 443 of no proxy: direct
+                records = [r for r in t.tunnels if r[1] == "connect" or not r[2] or r[2] in known]  # TLS to 443 of no proxy: direct
                 left_out = _repeated(conn, checkpoint.source_id, records) if records else []
                 repeated += len(left_out)
                 if len(left_out) < t.calls:
@@ -476,18 +476,20 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _proxies(conn: sa.Connection, tallies: Sequence[Tally]) -> set[str]:
-    """Record the proxies of the batch's CONNECTs; the proxies known among the responders of its
-    TLS sessions to port 443 (tunnel_record), these included. Before the pairing, so that the
-    order of the records within a batch does not matter."""
-    connects = {_proxy_key(r[2]) for t in tallies for r in t.tunnels if r[1] == "connect" and r[2]}
-    asked = sorted(connects | {_proxy_key(r[2]) for t in tallies for r in t.tunnels if r[1] == "tls" and r[2]})
+    """Record the proxies of the batch's CONNECTs; the proxies (as tunnel_record gives them) known
+    among the responders of its TLS sessions to port 443, these included. Before the pairing, so
+    that the order of the records within a batch does not matter."""
+    connects = {r[2] for t in tallies for r in t.tunnels if r[1] == "connect" and r[2]}
+    given = connects | {r[2] for t in tallies for r in t.tunnels if r[2]}
+    keys = {_proxy_key(a) for a in given}
+    asked = sorted(keys)
     known: set[str] = set()
     for i in range(0, len(asked), 500):  # within every backend's limit on bound parameters
         known.update(conn.execute(sa.select(proxies.c.address).where(proxies.c.address.in_(asked[i : i + 500]))).scalars())
-    new = connects - known
+    new = {_proxy_key(a) for a in connects} - known
     if new:
         conn.execute(sa.insert(proxies), [{"address": a, "seen_at": _now()} for a in sorted(new)])
-    return known | new
+    return {a for a in given if _proxy_key(a) in known or _proxy_key(a) in new}
 
 
 def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
