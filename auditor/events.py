@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -158,18 +160,34 @@ class Tally:
     rule_id: str
     samples: tuple[Finding, ...]
     """The first SAMPLES findings, in input order, as evidence."""
-    tunnels: tuple[tuple[str, str], ...] = ()
-    """(uid, `connect` or `tls`) of its calls that a monitor may also have logged as the other
-    record of a CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
+    tunnels: tuple[tuple[str, str, str], ...] = ()
+    """tunnel_record() of its calls that a monitor may also have logged as the other record of a
+    CONNECT tunnel (ConnectionEvent.tunnel); the store counts each pair once."""
     locators_disagree: str = ""
     """Verdict.locators_disagree of its calls: the other locator layers' answers that would change
     the verdict (one egress, provider and day give every call the same; a call the provider refused
     has none), "" when none."""
 
 
-def tunnel_record(event: ConnectionEvent) -> tuple[str, str]:
-    """Which record of its CONNECT tunnel a call with a `tunnel` id is: (id, `connect` or `tls`)."""
-    return event.tunnel, "connect" if event.method == "CONNECT" else "tls"
+def tunnel_record(event: ConnectionEvent) -> tuple[str, str, str]:
+    """Which record of its CONNECT tunnel a call with a `tunnel` id is: (id, `connect` or `tls`,
+    proxy). The proxy is the responder's address of a CONNECT (the proxy that took it), and of a
+    TLS session to port 443 of a public address, which is in a tunnel only when that address took
+    CONNECTs too (a proxy listening on 443); "" for a TLS session to another port or to an address
+    that is not public, which is paired whatever its responder (a proxy's port, a proxy inside the
+    network: providers are reached at public addresses)."""
+    if event.method == "CONNECT":
+        return event.tunnel, "connect", event.resp_h
+    return event.tunnel, "tls", event.resp_h if event.resp_p == 443 and _public(event.resp_h) else ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _public(address: str) -> bool:
+    """True for a global address (not private, shared, documentation, ...) or no address."""
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return True
 
 
 class Groups:

@@ -483,6 +483,7 @@ class Follower:
             known = self.config.source(tail.path)  # its format and field map, when the config gives them
             log = LogFile(tail.name, tail.stream, "plain", self._needles, self.fmt or known.format or None,  # type: ignore[arg-type]
                           fields=known.field_map)
+            log.following = not tail.stream.pipe  # a line's parts wait for its last part across rounds
             if not tail.stream.pipe:
                 # Identified by its bytes on disk, as `logs` identifies it: a line the writer has not
                 # finished is not released yet, but `logs` took it into the file's fingerprint.

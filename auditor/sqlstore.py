@@ -86,6 +86,15 @@ is counted as it was. Rows go after TUNNEL_DAYS. Added without a schema version.
 TUNNEL_DAYS = 7
 """How long the record of one side of a tunnel waits for the other: the two are logged within
 seconds, but audits of the two files may be days apart."""
+proxies = sa.Table(
+    "proxies", metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("seen_at", sa.DateTime, nullable=False),
+)
+"""The addresses that took a CONNECT (the proxy of a tunnel record, auditor.events.tunnel_record):
+a TLS session to port 443 of one of them may be inside a tunnel, and is paired; one to any other
+public address on 443 is a direct call, and is not kept in `tunnels`. A handful of rows, kept. Added
+without a schema version."""
 ends = sa.Table(
     "ends", metadata,
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), primary_key=True),
@@ -410,10 +419,13 @@ class SqlStore(FindingStore):
                 now = conn.execute(sa.select(s.offset, s.line).where(s.id == checkpoint.source_id)).one_or_none()
                 raise CheckpointMoved(Checkpoint(checkpoint.source_id, *(now or (0, 0))))
             repeated = 0
+            known: set[str] = set()
             if paired:
                 conn.execute(sa.delete(tunnels).where(tunnels.c.seen_at < _now() - dt.timedelta(days=TUNNEL_DAYS)))
+                known = _proxies(conn, tallies)
             for t in tallies:
-                left_out = _repeated(conn, checkpoint.source_id, t.tunnels) if t.tunnels else []
+                records = [r for r in t.tunnels if r[1] == "connect" or not r[2] or r[2] in known]  # TLS to 443 of no proxy: direct
+                left_out = _repeated(conn, checkpoint.source_id, records) if records else []
                 repeated += len(left_out)
                 if len(left_out) < t.calls:
                     if left_out:  # neither counted nor evidence
@@ -552,17 +564,34 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for k, v in values.items()}
 
 
-def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def _proxies(conn: sa.Connection, tallies: Sequence[Tally]) -> set[str]:
+    """Record the proxies of the batch's CONNECTs; the proxies (as tunnel_record gives them) known
+    among the responders of its TLS sessions to port 443, these included. Before the pairing, so
+    that the order of the records within a batch does not matter."""
+    connects = {r[2] for t in tallies for r in t.tunnels if r[1] == "connect" and r[2]}
+    given = connects | {r[2] for t in tallies for r in t.tunnels if r[2]}
+    keys = {_proxy_key(a) for a in given}
+    asked = sorted(keys)
+    known: set[str] = set()
+    for i in range(0, len(asked), 500):  # within every backend's limit on bound parameters
+        known.update(conn.execute(sa.select(proxies.c.address).where(proxies.c.address.in_(asked[i : i + 500]))).scalars())
+    new = {_proxy_key(a) for a in connects} - known
+    if new:
+        conn.execute(sa.insert(proxies), [{"address": a, "seen_at": _now()} for a in sorted(new)])
+    return {a for a in given if _proxy_key(a) in known or _proxy_key(a) in new}
+
+
+def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """Record one tally's tunnel records (id, `connect`|`tls`); those whose call the other record
     of their tunnel counted already (or this same record, from another input), one per call, as
     given. The id is stored as the column takes it (`_tunnel_key`)."""
     t = tunnels.c
-    keys = sorted({_tunnel_key(uid) for uid, _ in records})
+    keys = sorted({_tunnel_key(record[0]) for record in records})
     found: dict[tuple[str, str], _TunnelRow] = {}
     for i in range(0, len(keys), 500):  # within every backend's limit on bound parameters
         for r in conn.execute(sa.select(tunnels).where(t.uid.in_(keys[i : i + 500]))):
             found[(r.uid, r.kind)] = _TunnelRow(r.uid, r.kind, r.source_id, bool(r.counted))
-    repeated: list[tuple[str, str]] = []
+    repeated: list[tuple[str, str, str]] = []
     new = []
     for record in records:
         key, kind = _tunnel_key(record[0]), record[1]
@@ -590,6 +619,11 @@ def _repeated(conn: sa.Connection, source_id: int, records: Sequence[tuple[str, 
 def _tunnel_key(tunnel: str) -> str:
     """A tunnel id as `tunnels.uid` takes it: within its width, no NUL (see _stored)."""
     return tunnel[:200].replace("\x00", "\ufffd")
+
+
+def _proxy_key(address: str) -> str:
+    """A proxy's address as `proxies.address` takes it (see _tunnel_key)."""
+    return address[:64].replace("\x00", "\ufffd")
 
 
 class _TunnelRow(NamedTuple):

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Throughput of `region-auditor logs` on a generated Squid log, next to grep and wc on the same file.
 
-    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--format squid|zeek|eve] [--dir /tmp/ra-bench] [--repeat 3]
+    .venv/bin/python bench/logs.py [--lines 5000000] [--share 0.015] [--format squid|zeek|eve|docker|cri] [--dir /tmp/ra-bench] [--repeat 3]
 
 Generates (once, then reuses) a Squid native access.log with `--lines` lines from many clients,
 a `--share` of them CONNECTs to api.openai.com plus a few look-alike decoys (or the same calls as
-a Zeek ssl.log or Suricata eve.json tls events, `--format`), then runs, each from a cold process:
+a Zeek ssl.log or Suricata eve.json tls events, or the Squid lines inside Docker json-file or
+container runtime records, `--format`), then runs, each from a cold process:
   region-auditor logs FILE --db <fresh SQLite>    (the whole audit, store included; all cores, then 1)
   python floor                                    (read + needle search + line count, 1 core)
   grep -c -F api.openai.com FILE                  (the floor: a substring count)
@@ -62,7 +63,11 @@ def record(fmt: str, rng: random.Random, t: float, client: str, host: str) -> st
                 f'"fingerprint":"b4:5f:6a:9e:33:0c:8d:fa:52:e2:01:d0:4a:ab:35:a1:0b:18:7f:2c","sni":"{name}","version":"TLS 1.3",'
                 f'"notbefore":"2024-06-10T08:38:06","notafter":"2024-09-02T08:38:05","ja3":{{"hash":"579ccef312d18482fc42e2b822ca2430"}},'
                 f'"ja3s":{{"hash":"15af977ce25de452b96affa2addb1036"}}}}}}\n')
-    return f"{t:.3f} {rng.randint(1, 200000):>6} {client} TCP_TUNNEL/200 {rng.randint(100, 100000)} CONNECT {host} - HIER_DIRECT/142.250.66.68 -\n"
+    line = f"{t:.3f} {rng.randint(1, 200000):>6} {client} TCP_TUNNEL/200 {rng.randint(100, 100000)} CONNECT {host} - HIER_DIRECT/142.250.66.68 -"
+    if fmt in ("docker", "cri"):  # as the runtime writes a container's stdout (nanosecond times)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+        return f'{{"log":"{line}\\n","stream":"stdout","time":"{stamp}"}}\n' if fmt == "docker" else f"{stamp} stdout F {line}\n"
+    return line + "\n"
 
 
 def generate(path: Path, lines: int, share: float, fmt: str = "squid") -> int:
@@ -142,8 +147,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=5_000_000)
     ap.add_argument("--share", type=float, default=0.015, help="share of governed calls")
-    ap.add_argument("--format", choices=("squid", "zeek", "eve"), default="squid",
-                    help="the log to generate: Squid access.log, Zeek ssl.log (TSV) or Suricata eve.json (tls events)")
+    ap.add_argument("--format", choices=("squid", "zeek", "eve", "docker", "cri"), default="squid",
+                    help="the log to generate: Squid access.log, Zeek ssl.log (TSV), Suricata eve.json (tls events), or Squid's "
+                         "lines in Docker json-file or container runtime (CRI) records")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "ra-bench")
     ap.add_argument("--repeat", type=int, default=REPEAT, help="runs per command; the median is shown")
     args = ap.parse_args()

@@ -452,6 +452,9 @@ class LogFile(Prefixed, EventSource):
         self.stats = SourceStats()
         self.unterminated = False
         """True when the input ended inside a line left for the next run."""
+        self.following = False
+        """True when the end of the input is only the end of what is there now (a followed file):
+        the first parts of a line split by the runtime wait there for their last part."""
         self.damaged = ""
         """Why a compressed input ended early (cut short or corrupt), "" when it did not."""
         self._stream = stream
@@ -462,6 +465,10 @@ class LogFile(Prefixed, EventSource):
         self.fields = fields
         """The [[source]] field map (generic JSON), None when there is none."""
         self._reader: LineReader | None = None
+        self._partial: Callable[[bytes | bytearray, int, int], bool] | None = None
+        """For a wrapper that splits long lines (Docker, CRI): True for a record whose line goes
+        on in the next one (wrapped.partial_test). The parts of a line are then read as one line,
+        and reading stops only between whole lines (batches, pieces, checkpoints)."""
         self._path: str | None = None
         """The plain file on disk behind the stream, which other processes may read too; None otherwise."""
         try:
@@ -479,6 +486,7 @@ class LogFile(Prefixed, EventSource):
             if self.format is not None and self.format.name.startswith(zeek.NAME + "+"):
                 _refuse_wrapped_headers(name, self.format.name.partition("+")[2], self._pending)
             self._reader = self._new_reader()
+            self._partial = self._partial_test()
         except SourceError:
             self.close()
             raise
@@ -588,6 +596,11 @@ class LogFile(Prefixed, EventSource):
         except ValueError as e:
             raise SourceError(f"{self.name}: {e}") from None
 
+    def _partial_test(self) -> Callable[[bytes | bytearray, int, int], bool] | None:
+        """`_partial` for this input's format and first lines."""
+        kind = self.format.name.partition("+")[2] if self.format is not None else ""
+        return wrapped.partial_test(kind, _first_lines(self._pending)) if kind in wrapped.SPLITTING else None
+
     def _replay_headers(self, data: bytes) -> None:
         """Give the reader the header lines of the part of the sample already audited (resume)."""
         assert self._reader is not None
@@ -639,6 +652,10 @@ class LogFile(Prefixed, EventSource):
                     end += 1
                     synthetic = True
             cut = window.rfind(b"\n", have, end) + 1  # the unfinished line at the front has none
+            if self._partial is not None:  # at the front: the first parts of a line, perhaps
+                cut = cut or window.rfind(b"\n", 0, end) + 1
+                if cut and not synthetic and not (eof and not self._leaves_last_line and not self.following):
+                    cut = self._whole_lines(window, cut, end)
             if cut == 0:
                 have = end
                 if have > MAX_LINE:
@@ -659,8 +676,28 @@ class LogFile(Prefixed, EventSource):
                 events, lines_in_batch = [], 0
         if self.damaged:
             self.stats.skip(self.damaged, f"{self.name}:{self._line + 1}")
+        elif have and self._partial is not None and window[have - 1] == 0x0A:
+            # The parts of a line whose last part is not written yet: read again from here (a
+            # follower's next round reads on from the same stream).
+            self.unterminated = True
+            self._pending = bytes(window[:have]) + self._pending
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
+
+    def _whole_lines(self, window: bytearray, cut: int, end: int) -> int:
+        """Where the whole lines of `window[:cut]` (complete records) end: before the trailing
+        records that hold the first parts of a line. 0 to read on (or, at the end of what a file
+        being written holds, to wait) for the rest of that line; `cut` when the window holds
+        nothing but parts of one line over MAX_LINE: they are read part by part."""
+        partial = self._partial
+        assert partial is not None
+        whole = cut
+        while whole:
+            start = window.rfind(b"\n", 0, whole - 1) + 1
+            if not partial(window, start, whole - 1):
+                return whole
+            whole = start
+        return 0 if end <= MAX_LINE else cut
 
     def _fill(self, window: bytearray, have: int) -> int:
         """Read into `window` after its first `have` bytes, up to its last byte: what is left of the
@@ -711,7 +748,7 @@ class LogFile(Prefixed, EventSource):
         with open(self._path, "rb") as f:  # type: ignore[arg-type]
             while cuts[-1] + PARALLEL_PIECE < end:
                 f.seek(cuts[-1] + PARALLEL_PIECE)
-                if not f.readline(2 * MAX_LINE).endswith(b"\n"):
+                if not f.readline(2 * MAX_LINE).endswith(b"\n") or not self._past_parts(f):
                     end = cuts[-1]  # no line boundary near: the rest is read in this process
                     break
                 cuts.append(min(end, f.tell()))
@@ -748,6 +785,21 @@ class LogFile(Prefixed, EventSource):
                             None if tallies is None else tuple(_rebase_tally(t, self.name, base) for t in tallies))
         self._stream.seek(end)
         self._pending = b""
+
+    def _past_parts(self, f: IO[bytes]) -> bool:
+        """Move `f`, at a line boundary, on past the next record that ends a line: the parts of a
+        line the runtime split stay in one piece. False when none does within MAX_LINE."""
+        if self._partial is None:
+            return True
+        taken = 0
+        while taken <= MAX_LINE:
+            record = f.readline(2 * MAX_LINE)
+            if not record.endswith(b"\n"):
+                return False
+            if not self._partial(record, 0, len(record) - 1):
+                return True
+            taken += len(record)
+        return False
 
     def _merge(self, stats: SourceStats, base: int) -> None:
         """Add the counts of a piece that starts after line `base` to this input's."""
@@ -863,6 +915,7 @@ class LogFile(Prefixed, EventSource):
                 block[:1] == b"#" or _hash_line(block, end) or self._line == 0 and block.startswith(BOM + b"#")):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
+        partial = self._partial
         pos = 0
         counted_to = 0
         newlines_before = 0
@@ -873,15 +926,50 @@ class LogFile(Prefixed, EventSource):
                 continue  # another needle on a line already parsed
             start = block.rfind(b"\n", 0, hit) + 1
             stop = block.find(b"\n", hit - 1)
+            if partial is None:
+                raw = bytes(block[start:stop])
+            else:  # the record may be part of a line: whole when neither it nor the one before is a first part
+                low = pos + 1 if pos else 0
+                if start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1) or partial(block, start, stop):
+                    start, stop, raw = self._line_in_parts(block, start, stop, low, end)
+                else:
+                    raw = bytes(block[start:stop])
             newlines_before += block.count(b"\n", counted_to, start)
             counted_to = start
-            self._parse_line(bytes(block[start:stop]), f"{self.name}:{base_line + newlines_before + 1}", events)
+            self._parse_line(raw, f"{self.name}:{base_line + newlines_before + 1}", events)
             pos = stop
         total = newlines_before + block.count(b"\n", counted_to, end)  # each byte counted once
         self._line += total
         self._offset += end
         self.stats.lines += total
         return total
+
+    def _line_in_parts(self, block: bytes | bytearray, start: int, stop: int, low: int, end: int) -> tuple[int, int, bytes]:
+        """The line the record `block[start:stop]` is part of: where its first part starts (not
+        before `low`), where its last part ends (not after `end`), and its parts joined into one
+        record (wrapped.join), or the record itself when it is a whole line."""
+        partial = self._partial
+        assert partial is not None
+        first, last = start, stop
+        while first > low:
+            before = max(block.rfind(b"\n", low, first - 1) + 1, low)
+            if not partial(block, before, first - 1):
+                break
+            first = before
+        record = start
+        while last + 1 < end and partial(block, record, last):
+            record, last = last + 1, block.find(b"\n", last + 1, end)
+            if last < 0:  # not in a block of whole lines
+                last = end
+                break
+        if first == start and last == stop:
+            return start, stop, bytes(block[start:stop])
+        kind = self.format.name.partition("+")[2]  # type: ignore[union-attr]
+        parts = [p.decode("utf-8", "replace").rstrip("\r") for p in bytes(block[first:last]).split(b"\n")]
+        try:
+            return first, last, wrapped.join(kind, parts).encode()
+        except Malformed:
+            return first, last, bytes(block[start:stop])  # parts that are no records: the one that named a governed host
 
     def _scan_headers(self, block: bytes, events: list[ConnectionEvent]) -> int:
         """`_scan` for a format with header lines: each line starting with `#` goes to the reader,

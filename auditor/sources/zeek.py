@@ -14,9 +14,11 @@ ones out; their log is told by a `_path` key when a shipper adds one, else by th
   `method`, `status_code`. A CONNECT the proxy refused (a status other than 2xx, such as the 407
   before a retry with credentials) opened no tunnel: not counted. A TLS session inside an accepted
   CONNECT tunnel is logged in ssl.log too, with the same `uid` (conn.log's `service` says
-  `http,ssl`): both records carry the uid and the client (`ConnectionEvent.tunnel`; for ssl.log
-  only a session to a port other than 443, as a proxy's is), and the store counts the call once,
-  whichever record it gets first, in one file or two, in one run or two (FindingStore.add_batch).
+  `http,ssl`): both records carry the uid and the client (`ConnectionEvent.tunnel`), and the store
+  counts the call once, whichever record it gets first, in one file or two, in one run or two
+  (FindingStore.add_batch). A TLS session to port 443 of a public address is paired only when
+  that address took a CONNECT (a proxy listening on 443); any other there is a direct call
+  (auditor.events.tunnel_record).
 - conn.log names no server at all: its lines are read and counted, never calls; its `#path conn`
   header adds one "not counted" line to the summary that says to audit ssl.log and http.log.
 - Other logs (quic.log, whose handshakes ssl.log already has, dns.log, ...) are not calls.
@@ -120,7 +122,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
     resp_h = get("id.resp_h") or ""
     orig_h = address(get("id.orig_h") or "") or (get("id.orig_h") or "")
     uid = get("uid") or ""
-    tunnelled = uid and (method == "CONNECT" or kind == "ssl" and port != 443)  # TLS to a proxy's port: perhaps in a CONNECT tunnel
+    tunnelled = uid and (method == "CONNECT" or kind == "ssl")  # TLS perhaps in a CONNECT tunnel (the store tells, tunnel_record)
     return ConnectionEvent(
         ts=ts,
         orig_h=orig_h,

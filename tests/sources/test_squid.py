@@ -138,6 +138,30 @@ PARSED = [
         ev("162.159.140.245", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:27.123"),
         id="intercepted-without-sni",
     ),
+    # A user name with spaces: Squid 3.2+ encodes %un like a header (QuoteMimeBlob), which leaves
+    # spaces, so `DOMAIN\John Smith` is written with its space (and its backslash doubled). The
+    # peer, and an appended SNI, were read from the wrong fields.
+    pytest.param(
+        r"1721005949.001  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 CORP\\John Smith HIER_DIRECT/162.159.140.245 -",
+        ev("api.openai.com", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:29.001"),
+        id="user-with-a-space",
+    ),
+    pytest.param(
+        "1721005950.002  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 Smith/ACME  Jane  Q  TIMEOUT_HIER_DIRECT/162.159.140.245 -",
+        ev("api.openai.com", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:30.002"),
+        id="user-with-spaces-and-a-slash",
+    ),
+    pytest.param(
+        "1721005951.003  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 John Smith ORIGINAL_DST/162.159.140.245 - api.openai.com",
+        ev("api.openai.com", "10.20.1.5", OPENAI_V4, 443, "CONNECT", 200, "2024-07-15 01:12:31.003"),
+        id="user-with-a-space-and-appended-sni",
+    ),
+    pytest.param(
+        "1721005952.004  30021 10.20.1.5 TCP_MISS/200 812 GET https://api.openai.com/v1/models John Smith FIRSTUP_PARENT/192.0.2.8 application/json "
+        r"[Host: api.openai.com\r\nVia: HIER_DIRECT/x\r\n] [HTTP/1.1 200 OK\r\n\r\n]",
+        ev("api.openai.com", "10.20.1.5", "192.0.2.8", 443, "GET", 200, "2024-07-15 01:12:32.004"),
+        id="user-with-a-space-and-log-mime-hdrs",
+    ),
     pytest.param(
         # A trailing field after a named host changes nothing.
         "1721005948.123  30021 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - other.example.com",
@@ -210,6 +234,11 @@ MALFORMED = [
         "URL without a host",
         id="url-without-host",
     ),
+    # A user name one of whose words is itself a hierarchy code and peer: which one is Squid's
+    # cannot be told.
+    *(pytest.param(f"1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 {user} HIER_DIRECT/162.159.140.245 - api.openai.com",
+                   "squid: two hierarchy codes (%Sh/%<a) after the URL", id=f"user-holding-a-hierarchy-code-{i}")
+      for i, user in enumerate(["John HIER_DIRECT/203.0.113.9", "PARENT_HIT/203.0.113.9 John", "a b DIRECT/x"])),
 ]
 
 

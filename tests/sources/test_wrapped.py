@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.sources import wrapped
+from auditor.sources import squid, wrapped
 from auditor.sources.interface import Malformed
 from tests.conftest import asset
 from tests.sources.helpers import events_of, read_all, run
@@ -153,23 +153,141 @@ def test_zeek_tsv_inside_a_wrapper_is_refused_with_how_to_unwrap_it(tmp_path: Pa
                                    "take the lines out first: jq -r .log FILE > ssl.log")
 
 
-@pytest.mark.parametrize("kind", ["docker", "cri"])
-def test_a_line_split_by_the_runtime_is_read_part_by_part(tmp_path: Path, kind: str) -> None:
-    # Over 16 KiB, dockerd and containerd write a line in parts: Docker records without the final
-    # newline, CRI `P` records before the `F` one. The first part holds the start of the line.
-    line = ("1721034611.123 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - "
-            "[User-Agent: " + "x" * 17_000 + "\\r\\nHost: api.openai.com:443\\r\\n]")
-    first, rest = line[:16_384], line[16_384:]
-    if kind == "docker":
-        parts = [json.dumps({"log": first, "stream": "stdout", "time": "2024-07-15T09:10:30.1Z"}), docker(rest)]
-    else:
-        parts = ["2024-07-15T09:10:30.1Z stdout P " + first, "2024-07-15T09:10:30.1Z stdout F " + rest]
+# --- lines the runtime split (over 16 KiB) read as one line --------------------------------------
+# Byte for byte as the runtimes write them: dockerd's json-file driver (moby
+# daemon/logger/jsonfilelog: fields log, stream, time; Go's JSON escaping of <, > and & as \u003c,
+# \u003e, \u0026; a part without the final \n continues in the next record, 16 KiB of text each)
+# and containerd's / CRI-O's CRI files (`<RFC 3339 nano time> <stream> <P|F> <text>`, containerd
+# in UTC with trailing zeros cut, CRI-O with the node's offset).
+SPLIT = "1721034611.123 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - "
+LATE = "1721034612.500    912 10.30.2.7 TCP_MISS/200 2210 GET http://example.org/?q=a&b=<x>" + "y" * 20_000 + " - HIER_DIRECT/192.0.2.9 - https://api.openai.com/v1/models"
+"""A line whose only governed name is in its last part (a POST to a governed URL would carry it
+first; here an appended field names it)."""
+
+
+def docker_record(text: str, time: str = "2024-07-15T09:10:30.123456789Z") -> str:
+    escaped = json.dumps(text)[1:-1].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'{{"log":"{escaped}","stream":"stdout","time":"{time}"}}'
+
+
+def docker_parts(line: str, size: int = 16_384) -> list[str]:
+    text = line + "\n"
+    return [docker_record(text[i : i + size]) for i in range(0, len(text), size)]
+
+
+def cri_parts(line: str, size: int = 16_384, time: str = "2024-07-15T09:10:30.12345678Z") -> list[str]:
+    pieces = [line[i : i + size] for i in range(0, len(line), size)] or [""]
+    return [f"{time} stdout {'P' if n < len(pieces) - 1 else 'F'} {p}" for n, p in enumerate(pieces)]
+
+
+def crio_parts(line: str) -> list[str]:
+    return cri_parts(line, time="2024-07-15T11:10:30.123456789+02:00")
+
+
+SPLITTERS = {"docker": docker_parts, "containerd": cri_parts, "cri-o": crio_parts}
+LONG = SPLIT + "[User-Agent: " + "x" * 40_000 + "\\r\\nHost: api.openai.com:443\\r\\n]"
+SPLIT_CASES = [
+    pytest.param([SPLIT, LONG, SPLIT], [1, 2, 5], id="three-parts-between-whole-lines"),
+    pytest.param([LONG], [1], id="first-line"),
+    pytest.param([SPLIT, LATE], [1, 2], id="host-in-the-last-part"),
+    pytest.param([LATE, LONG], [1, 3], id="two-split-lines-in-a-row"),
+    pytest.param([SPLIT + "z" * (16_384 - len(SPLIT))], [1], id="exactly-one-part"),
+]
+
+
+def split_log(path: Path, how: str, lines: list[str]) -> list[str]:
+    records = [r for line in lines for r in SPLITTERS[how](line)]
+    path.write_bytes("".join(r + "\n" for r in records).encode())
+    return records
+
+
+@pytest.mark.parametrize("how", sorted(SPLITTERS))
+@pytest.mark.parametrize("lines, first_records", SPLIT_CASES)
+def test_a_line_split_by_the_runtime_reads_as_one_line(tmp_path: Path, how: str, lines: list[str], first_records: list[int]) -> None:
+    # It was read part by part: the first part a call when it parsed (the peer and type lost), a
+    # later part naming a governed host malformed, a host only in a later part... malformed.
     path = tmp_path / "access.log"
-    path.write_text(docker(line) + "\n" + "\n".join(parts) + "\n" if kind == "docker" else cri(line) + "\n" + "\n".join(parts) + "\n")
+    records = split_log(path, how, lines)
     log, events = read_all(path)
-    assert log.format is not None and log.format.name == f"squid+{kind}"
-    assert [(e.server_name, e.orig_h) for e in events] == [("api.openai.com", "10.20.1.5")] * 2  # the whole line, then the first part
-    assert [where for ws in log.stats.locations.values() for where in ws] == [f"{path}:3"]  # the part that names the host again
+    assert log.format is not None and log.format.name == f"squid+{'docker' if how == 'docker' else 'cri'}"
+    assert not log.stats.skipped
+    assert log.stats.lines == len(records)
+    plain = [squid.parse(line, "x") for line in lines]
+    assert [(e.server_name, e.orig_h, e.resp_h, e.ts) for e in events] == [(p.server_name, p.orig_h, p.resp_h, p.ts) for p in plain]
+    assert [e.source for e in events] == [f"{path}:{n}" for n in first_records]  # where its first part is
+
+
+@pytest.mark.parametrize("how", sorted(SPLITTERS))
+def test_split_lines_across_windows_batches_and_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    # The parts of a line stay together wherever the reading is cut: a window (WINDOW), a batch
+    # and its checkpoint (BATCH_LINES), a worker's piece (PARALLEL_PIECE).
+    from auditor.sources import logfile
+
+    path = tmp_path / "access.log"
+    lines = [LONG if i % 3 == 0 else LATE if i % 3 == 1 else SPLIT for i in range(40)]
+    split_log(path, how, lines)
+    os.utime(path, (1721005923, 1721005923))  # settled: it may be read in pieces
+    expected = [(p.server_name, p.orig_h, p.resp_h) for p in (squid.parse(line, "x") for line in lines)]
+    monkeypatch.setattr(logfile, "WINDOW", 50_000)
+    monkeypatch.setattr(logfile, "BATCH_LINES", 3)
+    log, batches = run(path)
+    assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
+    data = path.read_bytes()
+    assert all(data[b.offset - 1 : b.offset] == b"\n" and not log._partial(data, data.rfind(b"\n", 0, b.offset - 1) + 1, b.offset - 1)  # type: ignore[misc]
+               for b in batches)  # every checkpoint after a line's last part
+    resumed_log, resumed = run(path, resume=(batches[4].offset, batches[4].line))
+    assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]):]
+    assert not resumed_log.stats.skipped
+    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 20_000)
+    log, batches = run(path)
+    assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
+
+
+def test_the_parts_of_a_line_being_written_wait_for_its_last_part(tmp_path: Path) -> None:
+    # A file being written whose last line has only its first parts yet (containerd writes each
+    # part as it fills): left for the next run, which reads it whole, once.
+    path = tmp_path / "access.log"
+    records = cri_parts(SPLIT) + cri_parts(LONG)
+    path.write_text("".join(r + "\n" for r in records[:-1]))
+    log, first = run(path)
+    assert [e.source for b in first for e in b.events] == [f"{path}:1"] and log.unterminated
+    with path.open("a") as f:
+        f.write(records[-1] + "\n")
+    log, second = run(path, resume=(first[-1].offset, first[-1].line))
+    assert [(e.source, e.resp_h) for b in second for e in b.events] == [(f"{path}:2", "162.159.140.245")] and not log.stats.skipped
+
+
+def test_a_followed_file_keeps_the_first_parts_of_a_line_for_the_next_round(tmp_path: Path) -> None:
+    # The follower reads what a file holds now, round after round, from one stream: parts read
+    # at the end of one round were read as lines of their own.
+    from auditor.follow import TailStream
+    from auditor.sources.logfile import LogFile
+    from tests.sources.helpers import POLICIES
+
+    path = tmp_path / "access.log"
+    records = docker_parts(SPLIT) + docker_parts(LONG)
+    path.write_text("".join(r + "\n" for r in records[:-1]))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        log = LogFile(str(path), TailStream(fd), "plain", POLICIES.needles(), None)
+        log.following = True
+        first = [e.source for b in log.batches() for e in b.events]
+        with path.open("a") as f:
+            f.write(records[-1] + "\n")
+        second = [(e.source, e.resp_h) for b in log.batches() for e in b.events]
+    finally:
+        os.close(fd)
+    assert first == [f"{path}:1"] and second == [(f"{path}:2", "162.159.140.245")] and not log.stats.skipped
+
+
+def test_a_shipper_that_takes_the_newlines_off_is_read_record_by_record(tmp_path: Path) -> None:
+    # Records whose `log` never ends with a newline are not parts: joined, every line would take
+    # the next with it.
+    path = tmp_path / "access.log"
+    path.write_text("".join(docker_record(SPLIT) + "\n" for _ in range(3)))
+    _, events = read_all(path)
+    assert [e.source for e in events] == [f"{path}:{n}" for n in (1, 2, 3)]
 
 
 @pytest.mark.parametrize("kind", sorted(WRAP))

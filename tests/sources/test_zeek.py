@@ -3,6 +3,7 @@ LogFile feeds a Zeek file's header lines to its reader (prefilter, chunks, resum
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -390,14 +391,16 @@ def test_forced_zeek_reads_json_lines() -> None:
 
 
 # --- a CONNECT tunnel is in http.log and ssl.log: counted once ---------------------------------------
-def proxied_logs(directory: Path, *, json_lines: bool = False, sni: str = "api.openai.com") -> tuple[Path, Path]:
-    """What Zeek writes for one call through a proxy (a CONNECT and the TLS session in its tunnel,
-    same uid, both to the proxy's port) next to one plain-HTTP request the proxy forwarded (in
-    http.log only) and one TLS session straight to the provider (in ssl.log only)."""
-    connect = http_record()
+def proxied_logs(directory: Path, *, json_lines: bool = False, sni: str = "api.openai.com", port: str = "3128",
+                 proxy: str = "10.20.0.10") -> tuple[Path, Path]:
+    """What Zeek writes for one call through a proxy at `proxy`, listening on `port` (a CONNECT and
+    the TLS session in its tunnel, same uid, both to the proxy's port) next to one plain-HTTP request
+    the proxy forwarded (in http.log only) and one TLS session straight to the provider (in ssl.log
+    only)."""
+    connect = http_record(**{"id.resp_h": proxy, "id.resp_p": port})
     plain = http_record(uid="CwjjYJ2WqgTbAqiHl6", method="POST", host="api.openai.com", uri="http://api.openai.com/v1/chat/completions",
-                        **{"id.orig_p": "52530", "status_code": "401", "status_msg": "Unauthorized"})
-    tunnelled = ssl_record(server_name=sni, **{"id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128"})
+                        **{"id.orig_p": "52530", "id.resp_h": proxy, "id.resp_p": port, "status_code": "401", "status_msg": "Unauthorized"})
+    tunnelled = ssl_record(server_name=sni, **{"id.orig_p": "52522", "id.resp_h": proxy, "id.resp_p": port})
     direct = ssl_record(uid="CdirectTLS0000001", **{"id.orig_p": "52540"})
     http, ssl = directory / "http.log", directory / "ssl.log"
     if json_lines:
@@ -418,7 +421,7 @@ def test_the_records_of_a_tunnel_carry_its_uid(tmp_path: Path, json_lines: bool)
     _, from_ssl = read_all(ssl)
     tunnel = "CHhAvVGS1DHFjwGM9 10.20.1.5"  # the uid and the client: uids repeat across sensors seeded alike
     assert [(e.method, e.tunnel) for e in from_http] == [("CONNECT", tunnel), ("POST", "")]  # a forwarded request is no tunnel
-    assert [(e.resp_p, e.tunnel) for e in from_ssl] == [(3128, tunnel), (443, "")]  # TLS straight to port 443 is in none
+    assert [(e.resp_p, e.tunnel) for e in from_ssl] == [(3128, tunnel), (443, "CdirectTLS0000001 10.20.1.5")]  # the store tells which is in one
 
 
 def audit(paths: list[Path], db: str, *more: str) -> tuple[int, str]:
@@ -433,10 +436,22 @@ def audit(paths: list[Path], db: str, *more: str) -> tuple[int, str]:
     return sum(r["calls"] for r in json.loads(total.stdout)), result.stderr
 
 
-@pytest.mark.parametrize("order", ["directory", "ssl-then-http", "http-then-ssl"])
-def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: str) -> None:
+PUBLIC_PROXY = "34.120.7.10"
+"""A proxy reached at a public address: its TLS sessions to 443 look like direct calls until a
+CONNECT names it."""
+
+
+@pytest.mark.parametrize("order, port, proxy", [
+    ("directory", "3128", "10.20.0.10"), ("ssl-then-http", "3128", "10.20.0.10"), ("http-then-ssl", "3128", "10.20.0.10"),
+    # A proxy listening on 443 (its proxied calls counted twice): inside the network, whatever the
+    # order; at a public address, once a CONNECT named it (read first, its TLS sessions count
+    # twice: README).
+    ("directory", "443", "10.20.0.10"), ("ssl-then-http", "443", "10.20.0.10"), ("http-then-ssl", "443", "10.20.0.10"),
+    ("directory", "443", PUBLIC_PROXY), ("http-then-ssl", "443", PUBLIC_PROXY),
+])
+def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: str, port: str, proxy: str) -> None:
     # Behind a proxy Zeek logs each call twice (same uid): a directory of its logs counted it twice.
-    http, ssl = proxied_logs(tmp_path)
+    http, ssl = proxied_logs(tmp_path, port=port, proxy=proxy)
     if order == "directory":
         calls, stderr = audit([tmp_path], db_target)
     else:
@@ -450,6 +465,18 @@ def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: s
     assert audit([http, ssl], db_target)[0] == 3  # read again: nothing new
     assert audit([http], db_target, "--rescan")[0] == 3  # forgotten and read again: as it was counted
     assert audit([ssl], db_target, "--rescan")[0] == 3
+
+
+def test_a_rescan_of_both_logs_after_the_pairs_expired_counts_each_call_once(tmp_path: Path) -> None:
+    # What the README's limits tell to do once the pairs are older than TUNNEL_DAYS: rescan the
+    # two logs together, and they pair anew (one of them alone counts its calls again).
+    http, ssl = proxied_logs(tmp_path)
+    db = str(tmp_path / "f.db")
+    assert audit([tmp_path], db)[0] == 3
+    with SqlStore(db).engine.begin() as conn:
+        conn.execute(sa.text("UPDATE tunnels SET seen_at = :t"), {"t": dt.datetime(2000, 1, 1)})
+    calls, stderr = audit([ssl, http], db, "--rescan")
+    assert calls == 3 and f"not counted 1: {TUNNEL_REPEATED}" in stderr
 
 
 def test_a_connect_whose_tls_names_no_governed_host_is_counted(tmp_path: Path) -> None:
@@ -474,6 +501,23 @@ def test_one_file_with_both_logs_counts_a_tunnel_once_across_runs(tmp_path: Path
         f.write(second + "\n")
     calls, stderr = audit([mixed], db)
     assert calls == 3 and f"not counted 1: {TUNNEL_REPEATED}" in stderr
+
+
+def test_a_proxy_on_443_is_learnt_within_a_batch_and_direct_sessions_are_not_kept(tmp_path: Path) -> None:
+    # A shipper's stream with the TLS session first and its CONNECT after, in one batch: the
+    # CONNECT names the proxy before the pairing. A TLS session to 443 of an address that took no
+    # CONNECT is a direct call: counted, and no row kept for it.
+    http, ssl = proxied_logs(tmp_path, json_lines=True, port="443", proxy=PUBLIC_PROXY)
+    connect, plain = (json.dumps({"_path": "http", **json.loads(x)}) for x in http.read_text().splitlines())
+    tls, direct = (json.dumps({"_path": "ssl", **json.loads(x)}) for x in ssl.read_text().splitlines())
+    mixed = tmp_path / "zeek-stream.json"
+    mixed.write_text("\n".join([tls, direct, plain, connect]) + "\n")
+    db = str(tmp_path / "f.db")
+    calls, stderr = audit([mixed], db)
+    assert calls == 3 and f"not counted 1: {TUNNEL_REPEATED}" in stderr
+    with SqlStore(db).engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT kind FROM tunnels")).scalars()) == ["connect", "tls"]
+        assert list(conn.execute(sa.text("SELECT address FROM proxies")).scalars()) == [PUBLIC_PROXY]
 
 
 def test_the_same_uid_from_another_client_is_another_call(tmp_path: Path) -> None:
