@@ -1,5 +1,6 @@
-"""`geoip update` against a local HTTP server (127.0.0.1 only) serving fixtures in the official
-formats, malformed ones and broken transfers included."""
+"""`geoip update` against a local HTTPS server (127.0.0.1 only, a self-signed certificate made
+per test session and trusted through SSL_CERT_FILE) serving fixtures in the official formats,
+malformed ones and broken transfers included; a plain HTTP server for downgrades."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import datetime as dt
 import gzip
 import io
 import json
+import hashlib
+import ipaddress
 import os
+import ssl
 import stat
 import tarfile
 import threading
@@ -30,6 +34,7 @@ TODAY = dt.date(2026, 11, 28)
 AZURE_PAGE = "/en-us/download/details.aspx?id=56519"
 AZURE_DIR = "/download/7/1/D/71D86715-5596-4529-9B13-DA13A5DE5B63"
 MAXMIND_PATH = "/geoip/databases/GeoLite2-Country/download?suffix=tar.gz"
+MAXMIND_SHA256_PATH = "/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
 
 
 # -- a local server -----------------------------------------------------------------------------
@@ -49,13 +54,18 @@ class Route:
 class FeedServer:
     """Serves routes by exact request path (query included); 404 with an HTML page otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.stop = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:
+                if tls is not None:  # the handshake in this connection's thread, not the server's
+                    self.request = tls.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 owner.requests.append((self.headers.get("Host", ""), self.path, dict(self.headers)))
                 route = owner.routes.get(self.path)
@@ -88,9 +98,15 @@ class FeedServer:
             daemon_threads = True
             block_on_close = False
 
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that refuses the certificate, or hangs up
+
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.scheme = "https" if tls is not None else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.localhost_url = f"{self.scheme}://localhost:{self.port}"
+        """The same server under another host name (an unpinned host, or a second pinned one)."""
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -103,8 +119,57 @@ class FeedServer:
         self.httpd.server_close()
 
 
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "region-auditor test server")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(autouse=True)
+def trust_test_certificate(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client trusts the test certificate (and only it): OpenSSL reads SSL_CERT_FILE."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
+def server(certificate: tuple[Path, Path]) -> Iterator[FeedServer]:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    s = FeedServer(tls)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def plain_server() -> Iterator[FeedServer]:
+    """Plain HTTP (downgrades, --allow-http)."""
     s = FeedServer()
     try:
         yield s
@@ -149,8 +214,16 @@ def serve_official(server: FeedServer) -> str:
     server.serve("/iaas/tools/public_ip_ranges.json", asset("feeds/public_ip_ranges.json").read_bytes())
     server.serve("/geo/google.csv", asset("feeds/google.csv").read_bytes(), headers={"Last-Modified": "Wed, 25 Nov 2026 08:00:00 GMT"})
     server.serve("/free/dbip-country-lite-2026-11.mmdb.gz", gzip.compress(GOOD_MMDB.read_bytes()))
-    server.serve(MAXMIND_PATH, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    serve_maxmind(server, MAXMIND_PATH, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
     return azure_day.isoformat()
+
+
+def serve_maxmind(server: FeedServer, path: str, archive: bytes, published: bytes | None = None) -> None:
+    """A MaxMind archive at `path` and its SHA-256 beside it (`suffix=tar.gz.sha256`), as MaxMind
+    publishes it: `<hex>  GeoLite2-Country_20260204.tar.gz`; `published` replaces that file."""
+    server.serve(path, archive)
+    checksum = published if published is not None else f"{hashlib.sha256(archive).hexdigest()}  GeoLite2-Country_20260204.tar.gz\n".encode()
+    server.serve(path.replace("suffix=tar.gz", "suffix=tar.gz.sha256"), checksum)
 
 
 def sources_for(server: FeedServer, **kwargs: object) -> list[Source]:
@@ -207,7 +280,7 @@ def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
     # Credentials: HTTP Basic to MaxMind only, never in a URL or a message.
     auth = {path: headers.get("Authorization") for _, path, headers in server.requests}
     assert auth[MAXMIND_PATH] == "Basic " + base64.b64encode(b"123456:s3cret-key").decode()
-    assert [p for p, a in auth.items() if a] == [MAXMIND_PATH]
+    assert [p for p, a in auth.items() if a] == [MAXMIND_PATH, MAXMIND_SHA256_PATH]
     assert not any("s3cret" in r.message + r.url for r in results.values())
 
     # The chain now uses the downloads: feeds newer than the snapshot, the country database
@@ -230,10 +303,10 @@ BAD_AWS = [
     ("HTML error page with 200", {"body": asset("feeds/malformed/error.html").read_bytes()}, "is an HTML or XML page, not an AWS ip-ranges.json feed"),
     ("no prefixes", {"body": asset("feeds/malformed/empty-prefixes.json").read_bytes()}, "holds 0 prefixes with a location, fewer than the 1 expected"),
     ("invalid prefix", {"body": asset("feeds/malformed/bad-prefix.json").read_bytes()}, "invalid prefix '300.198.0.0/15'"),
-    ("HTTP 404", None, "HTTP 404 (not found) from http://127.0.0.1:"),
+    ("HTTP 404", None, "HTTP 404 (not found) from https://127.0.0.1:"),
     ("HTTP 500", {"body": b"oops", "status": 500}, "HTTP 500 (Internal Server Error)"),
     ("connection closed mid-body", {"body": b"{" + b" " * 4000 + b"}", "mode": "truncate"}, "stopped after 2001 of 4002 bytes"),
-    ("no answer", {"mode": "stall-headers"}, "no answer from http://127.0.0.1:"),
+    ("no answer", {"mode": "stall-headers"}, "no answer from https://127.0.0.1:"),
     ("stalled mid-body", {"body": b"x" * 100, "mode": "stall-body"}, "stalled for 0.3 s after 10 bytes"),
 ]
 
@@ -353,11 +426,14 @@ def test_bad_dbip_download_keeps_previous(server: FeedServer, tmp_path: Path, bo
 
 def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, tmp_path: Path) -> None:
     # MaxMind answers its permalink with a redirect to a presigned storage URL on another host:
-    # here `localhost` (the same loopback server under another name).
-    storage = f"http://localhost:{server.port}/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"
+    # here `localhost` (the same loopback server under another name), pinned like MaxMind's R2 host.
+    storage = f"{server.localhost_url}/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"
+    archive = tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb")
+    serve_maxmind(server, MAXMIND_PATH, archive)
     server.serve(MAXMIND_PATH, status=302, location=storage)
-    server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", archive)
     source = update.maxmind_source("GeoLite2-Country", "s3cret-key", "123456", url=server.url + MAXMIND_PATH)
+    source = replace(source, hosts=("127.0.0.1", "localhost"))
     [result] = update.update([source], tmp_path)
     assert result.status == OK, result.message
     seen = {path: (host, headers.get("Authorization")) for host, path, headers in server.requests}
@@ -367,9 +443,10 @@ def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, 
 
 def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) -> None:
     legacy = "/app/geoip_download?edition_id=GeoLite2-Country&license_key=s3cret-key&suffix=tar.gz"
-    server.serve(legacy, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    serve_maxmind(server, legacy, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
     sources = update.default_sources(feeds=[], dbip=False, license_key="s3cret-key", base_url=server.url)
     assert sources[0].url == f"{server.url}{legacy}"
+    assert sources[0].checksum_url == f"{server.url}{legacy}.sha256"
     [result] = update.update(sources, tmp_path)
     assert result.status == OK
     assert result.url.endswith("license_key=***&suffix=tar.gz")
@@ -393,7 +470,7 @@ def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) ->
     ids=["Anonymous-IP database", "no mmdb inside", "gzip without tar", "HTML page"],
 )
 def test_bad_maxmind_archive(server: FeedServer, tmp_path: Path, archive, reason: str) -> None:  # type: ignore[no-untyped-def]
-    server.serve(MAXMIND_PATH, archive())
+    serve_maxmind(server, MAXMIND_PATH, archive())
     source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
     [result] = update.update([source], tmp_path)
     assert result.status == FAILED
@@ -418,12 +495,12 @@ def test_default_sources_official_urls_and_overrides() -> None:
     assert list(sources) == ["aws", "gcp", "azure", "oracle", "digitalocean", "dbip-country-lite"]
     assert sources["aws"].url == "https://ip-ranges.amazonaws.com/ip-ranges.json"
     assert sources["dbip-country-lite"].url == "https://download.db-ip.com/free/dbip-country-lite-{month}.mmdb.gz"
-    mirrored = {s.name: s for s in update.default_sources(base_url="http://127.0.0.1:9/mirror/", urls={"gcp": "http://127.0.0.1:9/g.json"})}
-    assert mirrored["aws"].url == "http://127.0.0.1:9/mirror/ip-ranges.json"
-    assert mirrored["azure"].url == "http://127.0.0.1:9/mirror/en-us/download/details.aspx?id=56519"
-    assert mirrored["gcp"].url == "http://127.0.0.1:9/g.json"
+    mirrored = {s.name: s for s in update.default_sources(base_url="https://127.0.0.1:9/mirror/", urls={"gcp": "https://127.0.0.1:9/g.json"})}
+    assert mirrored["aws"].url == "https://127.0.0.1:9/mirror/ip-ranges.json"
+    assert mirrored["azure"].url == "https://127.0.0.1:9/mirror/en-us/download/details.aspx?id=56519"
+    assert mirrored["gcp"].url == "https://127.0.0.1:9/g.json"
     with pytest.raises(ValueError, match="no source named nope"):
-        update.default_sources(urls={"nope": "http://127.0.0.1:9/"})
+        update.default_sources(urls={"nope": "https://127.0.0.1:9/"})
 
 
 def test_non_http_url_is_refused(tmp_path: Path) -> None:
