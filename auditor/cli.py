@@ -607,7 +607,8 @@ def _verdict_changes() -> Callable[[str, str], bool]:
 @click.option("--allow-http", is_flag=True,
               help="Accept plain http:// URLs (a local mirror); a redirect from https to http is still refused.")
 @click.option("--accept-changes", is_flag=True,
-              help="Install feeds that move prefixes to another country (changing a verdict, or more than 5% of them).")
+              help="Install feeds that move prefixes to another country in a way that changes a verdict, "
+                   f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of them (refused otherwise, with the moves listed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
 def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str | None, account_id: str | None,
@@ -619,7 +620,8 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
     archives must match MaxMind's SHA-256. Each file is validated before it replaces the previous
     copy; a bad download keeps the previous copy. A feed that moves prefixes to another country
     in a way that changes a verdict (or moves more than 5% of them) is refused and its moves
-    listed, unless --accept-changes. Exit 3 when any source was not updated.
+    listed, unless --accept-changes. Exit 2 for a plain http:// URL without --allow-http; exit 3
+    when any source was not updated.
     """
     if (editions or "maxmind" in only) and not license_key:
         raise click.UsageError("MaxMind downloads need --license-key (or MAXMIND_LICENSE_KEY)")
