@@ -114,6 +114,9 @@ class Job:
         self.opener.addheaders = [("User-Agent", USER_AGENT)]
         self._temps: list[str] = []
         self._source: Source | None = None
+        """The source being downloaded (what check_url checks against)."""
+        self._changes: tuple[str, ...] = ()
+        """Moves accepted in the feed being installed."""
 
     def check_url(self, url: str, came_from: str = "", how: str = "") -> None:
         """Raises _Bad unless the current source may be downloaded from `url`: https (http only
@@ -127,9 +130,9 @@ class Job:
         except ValueError:
             raise _Bad(f"{shown} is not a valid URL") from None
         scheme = parts.scheme.lower()
-        where = f"{_display(came_from)} {how} {shown}" if came_from else shown
+        where = f"{_display(came_from)} {how} {shown}, which" if came_from else shown
         if scheme == "http" and urllib.parse.urlsplit(came_from).scheme.lower() == "https":
-            raise _Bad(f"{where}, a downgrade to plain HTTP, which is never followed; check the mirror or the network path")
+            raise _Bad(f"{where} is a downgrade from https to plain HTTP, never followed; check the mirror or the network path")
         if scheme == "http" and not self.allow_http:
             raise _Bad(f"{where} is plain HTTP; use an https:// URL, or pass --allow-http for a local mirror")
         if scheme not in ("http", "https"):
@@ -137,7 +140,7 @@ class Job:
         allowed = source.allowed_hosts
         if host not in allowed:
             raise _Bad(
-                f"{where} is on {host or 'no host'}, not on a host {source.name} may come from ({', '.join(allowed)}); "
+                f"{where} is on {host or 'no host'}, not a host {source.name} may come from ({', '.join(allowed)}); "
                 "check the URL, or pass the file's own URL with --url"
             )
 
@@ -147,7 +150,7 @@ class Job:
         target = self.directory / source.filename
         url = source.url
         self._source = source
-        self._changes: tuple[str, ...] = ()
+        self._changes = ()
         try:
             try:
                 staged, url, date, detail, received = self._fetch(source)

@@ -510,7 +510,7 @@ def describe_moves(moves: Sequence[Move], verdict_changes: VerdictChange | None,
     """(clause about the moves, whether they refuse the feed without accept_changes)."""
     decisive = [m for m in moves if changes_verdict(m, verdict_changes)]
     share = len(moves) / total if total else 1.0
-    clause = f"{len(moves)} of its {total} prefixes in use move to another country"
+    clause = f"the download moves {len(moves)} of the {total} prefixes in use to another country"
     if decisive:
         clause += f", {len(decisive)} of them changing a verdict (first: {decisive[0]})"
     elif moves:

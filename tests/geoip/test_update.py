@@ -635,7 +635,7 @@ def test_https_to_http_redirect_is_refused(server: FeedServer, plain_server: Fee
     server.serve("/ip-ranges.json", status=302, location=f"{plain_server.url}/ip-ranges.json")
     [result] = update.update(sources, tmp_path, allow_http=allow_http)
     assert result.status == KEPT
-    assert f"redirected to {plain_server.url}/ip-ranges.json, a downgrade to plain HTTP, which is never followed" in result.message
+    assert f"redirected to {plain_server.url}/ip-ranges.json, which is a downgrade from https to plain HTTP, never followed" in result.message
     assert result.message.endswith("kept the previous copy (data of 2026-11-20)")
     assert plain_server.requests == []
     assert leftovers(tmp_path) == []
@@ -646,7 +646,7 @@ def test_redirect_to_an_unpinned_host_is_refused(server: FeedServer, tmp_path: P
     server.serve("/elsewhere.json", aws_bytes())
     [result] = update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
     assert result.status == FAILED
-    assert f"redirected to {server.localhost_url}/elsewhere.json is on localhost, not on a host aws may come from (127.0.0.1)" in result.message
+    assert f"redirected to {server.localhost_url}/elsewhere.json, which is on localhost, not a host aws may come from (127.0.0.1)" in result.message
     assert [path for _, path, _ in server.requests] == ["/ip-ranges.json"]
     # The same redirect within the source's pinned hosts is followed.
     [followed] = update.update([replace(s, hosts=("127.0.0.1", "localhost")) for s in sources_for(server, feeds=["aws"], dbip=False)], tmp_path)
@@ -674,9 +674,9 @@ def test_official_sources_are_pinned_to_their_hosts() -> None:
 
 
 AZURE_LINKS = [
-    ("plain HTTP on the page's host", "http://127.0.0.1:{port}", "a downgrade to plain HTTP, which is never followed"),
-    ("another host", "https://localhost:{port}", "is on localhost, not on a host azure may come from (127.0.0.1)"),
-    ("another scheme", "ftp://127.0.0.1:{port}", "is not an http(s) URL"),
+    ("plain HTTP on the page's host", "http://127.0.0.1:{port}", ", which is a downgrade from https to plain HTTP, never followed"),
+    ("another host", "https://localhost:{port}", ", which is on localhost, not a host azure may come from (127.0.0.1)"),
+    ("another scheme", "ftp://127.0.0.1:{port}", ", which is not an http(s) URL"),
 ]
 
 
@@ -746,7 +746,7 @@ def test_forged_aws_feed_moving_hong_kong_is_refused_with_its_diff(server: FeedS
     [result] = update.update(sources, tmp_path)
     assert result.status == KEPT
     assert result.changes == ("43.198.0.0/16: HK -> US",)
-    assert "refused: 1 of its 8 prefixes in use move to another country, 1 of them changing a verdict (first: 43.198.0.0/16: HK -> US)" in result.message
+    assert "refused: the download moves 1 of the 8 prefixes in use to another country, 1 of them changing a verdict (first: 43.198.0.0/16: HK -> US)" in result.message
     assert "if these moves are expected, run again with --accept-changes" in result.message
     assert (tmp_path / cloud.FEED_FILES["aws"]).read_bytes() == before
     assert build_locator(data_dir=tmp_path).locate("43.198.12.34").country_code == "HK"
@@ -754,7 +754,7 @@ def test_forged_aws_feed_moving_hong_kong_is_refused_with_its_diff(server: FeedS
     [accepted] = update.update(sources, tmp_path, accept_changes=True)
     assert accepted.status == OK, accepted.message
     assert accepted.changes == ("43.198.0.0/16: HK -> US",)
-    assert "; accepted: 1 of its 8 prefixes in use move to another country" in accepted.message
+    assert "; accepted: the download moves 1 of the 8 prefixes in use to another country" in accepted.message
 
 
 def test_forged_feed_is_compared_with_the_bundled_snapshot_when_none_is_installed(server: FeedServer, tmp_path: Path) -> None:
@@ -821,7 +821,7 @@ def test_share_of_moves_without_a_verdict_change() -> None:
         assert len(moves) == moved
         clause, refuses = update.describe_moves(moves, same, 100)
         assert refuses is refused, clause
-        assert clause.startswith(f"{moved} of its 100 prefixes in use move to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP)")
+        assert clause.startswith(f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP)")
     # One move that changes a verdict is enough.
     hk = _feed([("10.0.0.0/24", "ap-east-1")] + [(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(1, 100)])
     clause, refuses = update.describe_moves(update.feed_moves(old, hk), lambda a, b: "HK" in (a, b), 100)
