@@ -585,6 +585,23 @@ class _ProgressBars(_Bar):
         self._move(done)
 
 
+def _verdict_changes() -> Callable[[str, str], bool]:
+    """Whether moving an address from one country to another changes a verdict of a shipped
+    policy in force today (for any provider); a move to or from an unknown country always does."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    try:
+        lists = [pack.version_at(today).supported for pack in load_policies().packs]
+    except PolicyError:
+        lists = []
+
+    def changes(old: str, new: str) -> bool:
+        if not lists or not old or not new:
+            return old != new
+        return any((old in supported) != (new in supported) for supported in lists)
+
+    return changes
+
+
 @geoip.command("update")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
               help="Where to keep the data (default: $XDG_DATA_HOME/region-auditor/geoip).")
@@ -601,15 +618,24 @@ class _ProgressBars(_Bar):
 @click.option("--base-url", metavar="URL", help="A mirror that serves every source under its official path.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=geoip_update_data.DEFAULT_TIMEOUT, show_default=True,
               help="Seconds without data before a download is abandoned.")
+@click.option("--allow-http", is_flag=True,
+              help="Accept plain http:// URLs (a local mirror); a redirect from https to http is still refused.")
+@click.option("--accept-changes", is_flag=True,
+              help="Install feeds that move prefixes to another country in a way that changes a verdict, "
+                   f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of them (refused otherwise, with the moves listed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
 def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str | None, account_id: str | None,
                  editions: tuple[str, ...], urls: tuple[str, ...], base_url: str | None, timeout: float,
-                 quiet: bool, as_json: bool) -> None:
+                 allow_http: bool, accept_changes: bool, quiet: bool, as_json: bool) -> None:
     """Download cloud providers' IP ranges and country databases into the local GeoIP cache.
 
-    Each file is validated before it replaces the previous copy; a bad download keeps the
-    previous copy. Exit 3 when any source was not updated.
+    Downloads are https only (unless --allow-http), from each source's own hosts; MaxMind
+    archives must match MaxMind's SHA-256. Each file is validated before it replaces the previous
+    copy; a bad download keeps the previous copy. A feed that moves prefixes to another country
+    in a way that changes a verdict (or moves more than 5% of them) is refused and its moves
+    listed, unless --accept-changes. Exit 2 for a plain http:// URL without --allow-http; exit 3
+    when any source was not updated.
     """
     if (editions or "maxmind" in only) and not license_key:
         raise click.UsageError("MaxMind downloads need --license-key (or MAXMIND_LICENSE_KEY)")
@@ -629,12 +655,14 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
             editions=editions or ("GeoLite2-Country",),
             base_url=base_url or "",
             urls=overrides,
+            allow_http=allow_http,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     bars = _ProgressBars(enabled=not quiet and not as_json)
     try:
-        results = geoip_update_data.update(sources, directory, progress=bars, timeout=timeout)
+        results = geoip_update_data.update(sources, directory, progress=bars, timeout=timeout, allow_http=allow_http,
+                                           accept_changes=accept_changes, verdict_changes=_verdict_changes())
     finally:
         bars.close()
     if as_json:
@@ -642,6 +670,8 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
     else:
         for r in results:
             click.echo(f"{r.status}\t{r.message}")
+            for change in r.changes:
+                click.echo(f"\t  {change}")
     not_updated = [r.source for r in results if not r.ok]
     if not_updated:
         click.echo(f"not updated: {', '.join(not_updated)}", err=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import gzip
+import hashlib
 import http.client
 import os
 import re
+import ssl
 import tarfile
 import tempfile
 import urllib.error
@@ -25,7 +27,20 @@ from typing import Protocol
 
 from geoip.cloud import Feed, FeedError, parse_feed, read_feed_file
 from geoip.mmdb import DatabaseError, MmdbLocator
-from geoip.update import FAILED, KEPT, OK, USER_AGENT, Progress, Source, UpdateResult
+from geoip.update import (
+    FAILED,
+    KEPT,
+    OK,
+    SHOWN_MOVES,
+    USER_AGENT,
+    Progress,
+    Source,
+    UpdateResult,
+    VerdictChange,
+    describe_moves,
+    feed_moves,
+    in_use_feed,
+)
 
 _CHUNK = 64 * 1024
 
@@ -37,9 +52,10 @@ class _Readable(Protocol):
 class _Bad(Exception):
     """A download that cannot be used; the message says why (one clause, no trailing period)."""
 
-    def __init__(self, message: str, received: int = 0) -> None:
+    def __init__(self, message: str, received: int = 0, changes: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.received = received
+        self.changes = changes
 
 
 def _display(url: str) -> str:
@@ -47,39 +63,106 @@ def _display(url: str) -> str:
     return re.sub(r"(license_key=)[^&]*", r"\1***", url)
 
 
-_AZURE_LINK = re.compile(rb"https?://[^\s\"'<>]+/ServiceTags_[A-Za-z]+_(\d{8})\.json")
+_AZURE_LINK = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+/ServiceTags_[A-Za-z]+_(\d{8})\.json")
 _AZURE_FILE = re.compile(r"ServiceTags_[A-Za-z]+_(\d{8})\.json$")
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL the current source may come from (Job.check_url)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        try:
+            self.job.check_url(newurl, req.full_url, "redirected to")
+        except _Bad:
+            fp.close()
+            raise
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class Job:
     """One `update` run: downloads sources one after the other into the cache directory."""
 
-    def __init__(self, directory: Path, progress: Progress | None, timeout: float, today: dt.date, max_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        progress: Progress | None,
+        timeout: float,
+        today: dt.date,
+        max_bytes: int,
+        *,
+        allow_http: bool = False,
+        accept_changes: bool = False,
+        verdict_changes: VerdictChange | None = None,
+        cafile: str | None = None,
+    ) -> None:
         self.directory = directory
         self.progress = progress
         self.timeout = timeout
         self.today = today
         self.max_bytes = max_bytes
-        self.opener = urllib.request.build_opener()
+        self.allow_http = allow_http
+        self.accept_changes = accept_changes
+        self.verdict_changes = verdict_changes
+        # Certificates and host names verified (create_default_context), against `cafile` when
+        # given, else the system's CAs (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
+        context = ssl.create_default_context(cafile=cafile)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _Redirects(self))
         self.opener.addheaders = [("User-Agent", USER_AGENT)]
         self._temps: list[str] = []
+        self._source: Source | None = None
+        """The source being downloaded (what check_url checks against)."""
+        self._changes: tuple[str, ...] = ()
+        """Moves accepted in the feed being installed."""
+
+    def check_url(self, url: str, came_from: str = "", how: str = "") -> None:
+        """Raises _Bad unless the current source may be downloaded from `url`: https (http only
+        with allow_http, and never after an https URL) on one of the source's hosts."""
+        source = self._source
+        assert source is not None
+        shown = _display(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            raise _Bad(f"{shown} is not a valid URL") from None
+        scheme = parts.scheme.lower()
+        where = f"{_display(came_from)} {how} {shown}, which" if came_from else shown
+        if scheme == "http" and urllib.parse.urlsplit(came_from).scheme.lower() == "https":
+            raise _Bad(f"{where} is a downgrade from https to plain HTTP, never followed; check the mirror or the network path")
+        if scheme == "http" and not self.allow_http:
+            raise _Bad(f"{where} is plain HTTP; use an https:// URL, or pass --allow-http for a local mirror")
+        if scheme not in ("http", "https"):
+            raise _Bad(f"{where} is not an http(s) URL")
+        allowed = source.allowed_hosts
+        if host not in allowed:
+            raise _Bad(
+                f"{where} is on {host or 'no host'}, not a host {source.name} may come from ({', '.join(allowed)}); "
+                "check the URL, or pass the file's own URL with --url"
+            )
 
     # -- one source ---------------------------------------------------------------------------
 
     def run(self, source: Source) -> UpdateResult:
         target = self.directory / source.filename
         url = source.url
+        self._source = source
+        self._changes = ()
         try:
             try:
                 staged, url, date, detail, received = self._fetch(source)
                 os.replace(staged, target)
             except _Bad as e:
-                return self._keep_or_fail(source, target, str(e), e.received, url)
+                return self._keep_or_fail(source, target, str(e), e.received, url, e.changes)
             except OSError as e:  # the cache directory itself: full disk, permissions
                 reason = f"cannot write into {self.directory} ({e.strerror or e})"
                 return self._keep_or_fail(source, target, reason, 0, url)
-            return UpdateResult(source.name, OK, str(target), received, date, f"{source.name}: {detail}", _display(url))
+            return UpdateResult(source.name, OK, str(target), received, date, f"{source.name}: {detail}", _display(url), self._changes)
         finally:
+            self._source = None
             for tmp in self._temps:
                 try:
                     os.unlink(tmp)
@@ -87,19 +170,19 @@ class Job:
                     pass
             self._temps.clear()
 
-    def _keep_or_fail(self, source: Source, target: Path, reason: str, received: int, url: str) -> UpdateResult:
+    def _keep_or_fail(self, source: Source, target: Path, reason: str, received: int, url: str,
+                      changes: tuple[str, ...] = ()) -> UpdateResult:
         if target.is_file():
             date = _date_of(source, target)
             kept = f"kept the previous copy (data of {date})" if date else "kept the previous copy"
-            return UpdateResult(source.name, KEPT, str(target), received, date, f"{source.name}: {reason}; {kept}", _display(url))
+            return UpdateResult(source.name, KEPT, str(target), received, date, f"{source.name}: {reason}; {kept}", _display(url), changes)
         fallback = "the bundled snapshot is used" if source.kind == "feed" else "the embedded database is used"
-        return UpdateResult(source.name, FAILED, "", received, "", f"{source.name}: {reason}; no previous copy, {fallback}", _display(url))
+        return UpdateResult(source.name, FAILED, "", received, "", f"{source.name}: {reason}; no previous copy, {fallback}",
+                            _display(url), changes)
 
     def _fetch(self, source: Source) -> tuple[str, str, str, str, int]:
         """(staged file ready to install, URL used, data date, detail sentence, bytes received)."""
-        scheme = urllib.parse.urlsplit(source.url).scheme
-        if scheme not in ("http", "https"):
-            raise _Bad(f"{_display(source.url)} is not an http(s) URL")
+        self.check_url(source.url)
         if source.kind == "feed":
             return self._fetch_feed(source)
         return self._fetch_database(source)
@@ -130,7 +213,30 @@ class Job:
             stamp = dt.datetime.combine(dt.date.fromisoformat(published), dt.time(), dt.timezone.utc).timestamp()
             os.utime(staged, (stamp, stamp))
         detail = f"{len(feed.ranges)} prefixes with a location ({feed.skipped} without, skipped); {feed.version}"
+        detail += self._guard_moves(source, feed, received)
         return staged, url, _feed_date(feed), detail, received
+
+    def _guard_moves(self, source: Source, feed: Feed, received: int) -> str:
+        """Refuses (_Bad) a feed that moves address space to another country in a way that
+        changes a verdict, or moves more than MOVE_SHARE of the prefixes in use, unless
+        accept_changes; returns what to add to the success sentence."""
+        current = in_use_feed(source.name, self.directory)
+        if current is None:
+            return "; no data in use to compare it with"
+        moves = feed_moves(current, feed)
+        if not moves:
+            return ""
+        clause, refused = describe_moves(moves, self.verdict_changes, len(current.ranges))
+        listed = tuple(str(m) for m in moves[:SHOWN_MOVES])
+        against = f"against {current.version}"
+        if refused and not self.accept_changes:
+            raise _Bad(
+                f"refused: {clause}, {against}; if these moves are expected, run again with --accept-changes",
+                received,
+                listed,
+            )
+        self._changes = listed
+        return f"; accepted: {clause}, {against}" if refused else f"; {clause}, {against}"
 
     def _azure_file_url(self, url: str) -> tuple[str, str]:
         """The ServiceTags file URL and its date: `url` itself when it names the file, else the
@@ -142,7 +248,9 @@ class Job:
             found = _AZURE_LINK.search(page)
             if found is None:
                 raise _Bad(f"the page {_display(url)} links no ServiceTags_Public_YYYYMMDD.json file (the page changed, or pass the file's URL)")
-            url = found.group(0).decode("ascii")
+            link = found.group(0).decode("ascii", "replace")
+            self.check_url(link, url, "links the file at")
+            url = link
             day = found.group(1).decode("ascii")
         else:
             day = match.group(1)
@@ -158,6 +266,8 @@ class Job:
         else:
             url = source.url
             staged, received, _ = self._download(source, url)
+        if source.checksum_url:
+            self._verify_checksum(source, staged, url, received)
         if source.packing == "gzip":
             staged = self._gunzip(staged, received)
         elif source.packing == "tar.gz":
@@ -175,6 +285,33 @@ class Job:
             db.close()
         return staged, url, date, f"{kind} database built {date}", received
 
+    def _verify_checksum(self, source: Source, staged: str, url: str, received: int) -> None:
+        """Refuses (_Bad) an archive that does not match the SHA-256 published at
+        source.checksum_url (MaxMind: `<64 hex digits>  <edition>_<YYYYMMDD>.tar.gz`)."""
+        shown = _display(source.checksum_url)
+        try:
+            text = self._small(source.checksum_url, limit=4096, source=source).decode("ascii")
+        except _NotFound:
+            raise _Bad(f"no SHA-256 is published at {shown} (HTTP 404), so the download cannot be verified; "
+                       "a mirror must serve it too", received) from None
+        except UnicodeDecodeError:
+            text = ""
+        fields = text.split()
+        expected = fields[0].lower() if fields else ""
+        if not re.fullmatch(r"[0-9a-f]{64}", expected):
+            raise _Bad(f"{shown} holds no SHA-256, so the download cannot be verified; check the URL", received)
+        digest = hashlib.sha256()
+        with open(staged, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise _Bad(
+                f"the download from {_display(url)} does not match the SHA-256 published at {shown} "
+                f"({digest.hexdigest()[:16]}... instead of {expected[:16]}...); run the update again later, "
+                "and if it persists, the download is being altered on its way",
+                received,
+            )
+
     def _monthly(self, source: Source) -> tuple[str, str, int]:
         """DB-IP: this month's file, else last month's (published early in the month)."""
         first = self.today.replace(day=1)
@@ -182,6 +319,7 @@ class Job:
         missing = []
         for month in months:
             url = source.url.format(month=month.strftime("%Y-%m"))
+            self.check_url(url)
             try:
                 staged, received, _ = self._download(source, url)
             except _NotFound:
@@ -226,15 +364,15 @@ class Job:
         except (OSError, http.client.HTTPException, ValueError) as e:
             raise _Bad(f"cannot download {shown} ({e})") from None
 
-    def _small(self, url: str, limit: int = 8 * 1024 * 1024) -> bytes:
-        response = self._open(None, url)
+    def _small(self, url: str, limit: int = 8 * 1024 * 1024, source: Source | None = None) -> bytes:
+        response = self._open(source, url)
         with response:
             try:
                 data = response.read(limit + 1)
             except (OSError, http.client.HTTPException) as e:
                 raise _Bad(f"the download of {_display(url)} failed ({e})") from None
         if len(data) > limit:
-            raise _Bad(f"the page {_display(url)} is larger than {limit} bytes")
+            raise _Bad(f"{_display(url)} is larger than {limit} bytes")
         return data
 
     def _download(self, source: Source, url: str) -> tuple[str, int, http.client.HTTPMessage]:

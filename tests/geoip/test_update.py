@@ -1,5 +1,6 @@
-"""`geoip update` against a local HTTP server (127.0.0.1 only) serving fixtures in the official
-formats, malformed ones and broken transfers included."""
+"""`geoip update` against a local HTTPS server (127.0.0.1 only, a self-signed certificate made
+per test session and trusted through SSL_CERT_FILE) serving fixtures in the official formats,
+malformed ones and broken transfers included; a plain HTTP server for downgrades."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import datetime as dt
 import gzip
 import io
 import json
+import hashlib
+import ipaddress
 import os
+import ssl
 import stat
 import tarfile
 import threading
@@ -30,6 +34,7 @@ TODAY = dt.date(2026, 11, 28)
 AZURE_PAGE = "/en-us/download/details.aspx?id=56519"
 AZURE_DIR = "/download/7/1/D/71D86715-5596-4529-9B13-DA13A5DE5B63"
 MAXMIND_PATH = "/geoip/databases/GeoLite2-Country/download?suffix=tar.gz"
+MAXMIND_SHA256_PATH = "/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
 
 
 # -- a local server -----------------------------------------------------------------------------
@@ -49,13 +54,18 @@ class Route:
 class FeedServer:
     """Serves routes by exact request path (query included); 404 with an HTML page otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.stop = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:
+                if tls is not None:  # the handshake in this connection's thread, not the server's
+                    self.request = tls.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 owner.requests.append((self.headers.get("Host", ""), self.path, dict(self.headers)))
                 route = owner.routes.get(self.path)
@@ -88,9 +98,15 @@ class FeedServer:
             daemon_threads = True
             block_on_close = False
 
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that refuses the certificate, or hangs up
+
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.scheme = "https" if tls is not None else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.localhost_url = f"{self.scheme}://localhost:{self.port}"
+        """The same server under another host name (an unpinned host, or a second pinned one)."""
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -103,8 +119,57 @@ class FeedServer:
         self.httpd.server_close()
 
 
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "region-auditor test server")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(autouse=True)
+def trust_test_certificate(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client trusts the test certificate (and only it): OpenSSL reads SSL_CERT_FILE."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
+def server(certificate: tuple[Path, Path]) -> Iterator[FeedServer]:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    s = FeedServer(tls)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def plain_server() -> Iterator[FeedServer]:
+    """Plain HTTP (downgrades, --allow-http)."""
     s = FeedServer()
     try:
         yield s
@@ -149,8 +214,16 @@ def serve_official(server: FeedServer) -> str:
     server.serve("/iaas/tools/public_ip_ranges.json", asset("feeds/public_ip_ranges.json").read_bytes())
     server.serve("/geo/google.csv", asset("feeds/google.csv").read_bytes(), headers={"Last-Modified": "Wed, 25 Nov 2026 08:00:00 GMT"})
     server.serve("/free/dbip-country-lite-2026-11.mmdb.gz", gzip.compress(GOOD_MMDB.read_bytes()))
-    server.serve(MAXMIND_PATH, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    serve_maxmind(server, MAXMIND_PATH, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
     return azure_day.isoformat()
+
+
+def serve_maxmind(server: FeedServer, path: str, archive: bytes, published: bytes | None = None) -> None:
+    """A MaxMind archive at `path` and its SHA-256 beside it (`suffix=tar.gz.sha256`), as MaxMind
+    publishes it: `<hex>  GeoLite2-Country_20260204.tar.gz`; `published` replaces that file."""
+    server.serve(path, archive)
+    checksum = published if published is not None else f"{hashlib.sha256(archive).hexdigest()}  GeoLite2-Country_20260204.tar.gz\n".encode()
+    server.serve(path.replace("suffix=tar.gz", "suffix=tar.gz.sha256"), checksum)
 
 
 def sources_for(server: FeedServer, **kwargs: object) -> list[Source]:
@@ -207,7 +280,7 @@ def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
     # Credentials: HTTP Basic to MaxMind only, never in a URL or a message.
     auth = {path: headers.get("Authorization") for _, path, headers in server.requests}
     assert auth[MAXMIND_PATH] == "Basic " + base64.b64encode(b"123456:s3cret-key").decode()
-    assert [p for p, a in auth.items() if a] == [MAXMIND_PATH]
+    assert [p for p, a in auth.items() if a] == [MAXMIND_PATH, MAXMIND_SHA256_PATH]
     assert not any("s3cret" in r.message + r.url for r in results.values())
 
     # The chain now uses the downloads: feeds newer than the snapshot, the country database
@@ -230,10 +303,10 @@ BAD_AWS = [
     ("HTML error page with 200", {"body": asset("feeds/malformed/error.html").read_bytes()}, "is an HTML or XML page, not an AWS ip-ranges.json feed"),
     ("no prefixes", {"body": asset("feeds/malformed/empty-prefixes.json").read_bytes()}, "holds 0 prefixes with a location, fewer than the 1 expected"),
     ("invalid prefix", {"body": asset("feeds/malformed/bad-prefix.json").read_bytes()}, "invalid prefix '300.198.0.0/15'"),
-    ("HTTP 404", None, "HTTP 404 (not found) from http://127.0.0.1:"),
+    ("HTTP 404", None, "HTTP 404 (not found) from https://127.0.0.1:"),
     ("HTTP 500", {"body": b"oops", "status": 500}, "HTTP 500 (Internal Server Error)"),
     ("connection closed mid-body", {"body": b"{" + b" " * 4000 + b"}", "mode": "truncate"}, "stopped after 2001 of 4002 bytes"),
-    ("no answer", {"mode": "stall-headers"}, "no answer from http://127.0.0.1:"),
+    ("no answer", {"mode": "stall-headers"}, "no answer from https://127.0.0.1:"),
     ("stalled mid-body", {"body": b"x" * 100, "mode": "stall-body"}, "stalled for 0.3 s after 10 bytes"),
 ]
 
@@ -353,11 +426,14 @@ def test_bad_dbip_download_keeps_previous(server: FeedServer, tmp_path: Path, bo
 
 def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, tmp_path: Path) -> None:
     # MaxMind answers its permalink with a redirect to a presigned storage URL on another host:
-    # here `localhost` (the same loopback server under another name).
-    storage = f"http://localhost:{server.port}/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"
+    # here `localhost` (the same loopback server under another name), pinned like MaxMind's R2 host.
+    storage = f"{server.localhost_url}/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc"
+    archive = tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb")
+    serve_maxmind(server, MAXMIND_PATH, archive)
     server.serve(MAXMIND_PATH, status=302, location=storage)
-    server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", archive)
     source = update.maxmind_source("GeoLite2-Country", "s3cret-key", "123456", url=server.url + MAXMIND_PATH)
+    source = replace(source, hosts=("127.0.0.1", "localhost"))
     [result] = update.update([source], tmp_path)
     assert result.status == OK, result.message
     seen = {path: (host, headers.get("Authorization")) for host, path, headers in server.requests}
@@ -367,9 +443,10 @@ def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, 
 
 def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) -> None:
     legacy = "/app/geoip_download?edition_id=GeoLite2-Country&license_key=s3cret-key&suffix=tar.gz"
-    server.serve(legacy, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
+    serve_maxmind(server, legacy, tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb"))
     sources = update.default_sources(feeds=[], dbip=False, license_key="s3cret-key", base_url=server.url)
     assert sources[0].url == f"{server.url}{legacy}"
+    assert sources[0].checksum_url == f"{server.url}{legacy}.sha256"
     [result] = update.update(sources, tmp_path)
     assert result.status == OK
     assert result.url.endswith("license_key=***&suffix=tar.gz")
@@ -393,7 +470,7 @@ def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) ->
     ids=["Anonymous-IP database", "no mmdb inside", "gzip without tar", "HTML page"],
 )
 def test_bad_maxmind_archive(server: FeedServer, tmp_path: Path, archive, reason: str) -> None:  # type: ignore[no-untyped-def]
-    server.serve(MAXMIND_PATH, archive())
+    serve_maxmind(server, MAXMIND_PATH, archive())
     source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
     [result] = update.update([source], tmp_path)
     assert result.status == FAILED
@@ -418,12 +495,12 @@ def test_default_sources_official_urls_and_overrides() -> None:
     assert list(sources) == ["aws", "gcp", "azure", "oracle", "digitalocean", "dbip-country-lite"]
     assert sources["aws"].url == "https://ip-ranges.amazonaws.com/ip-ranges.json"
     assert sources["dbip-country-lite"].url == "https://download.db-ip.com/free/dbip-country-lite-{month}.mmdb.gz"
-    mirrored = {s.name: s for s in update.default_sources(base_url="http://127.0.0.1:9/mirror/", urls={"gcp": "http://127.0.0.1:9/g.json"})}
-    assert mirrored["aws"].url == "http://127.0.0.1:9/mirror/ip-ranges.json"
-    assert mirrored["azure"].url == "http://127.0.0.1:9/mirror/en-us/download/details.aspx?id=56519"
-    assert mirrored["gcp"].url == "http://127.0.0.1:9/g.json"
+    mirrored = {s.name: s for s in update.default_sources(base_url="https://127.0.0.1:9/mirror/", urls={"gcp": "https://127.0.0.1:9/g.json"})}
+    assert mirrored["aws"].url == "https://127.0.0.1:9/mirror/ip-ranges.json"
+    assert mirrored["azure"].url == "https://127.0.0.1:9/mirror/en-us/download/details.aspx?id=56519"
+    assert mirrored["gcp"].url == "https://127.0.0.1:9/g.json"
     with pytest.raises(ValueError, match="no source named nope"):
-        update.default_sources(urls={"nope": "http://127.0.0.1:9/"})
+        update.default_sources(urls={"nope": "https://127.0.0.1:9/"})
 
 
 def test_non_http_url_is_refused(tmp_path: Path) -> None:
@@ -527,3 +604,270 @@ def test_cli_update_then_lookup_uses_the_download(server: FeedServer, monkeypatc
     assert again["basis"] == "cloud:aws:ap-southeast-1"
     usage = runner.invoke(cli, ["geoip", "update", "--edition", "GeoLite2-Country"])
     assert usage.exit_code == 2 and "need --license-key" in usage.output
+
+
+# -- authenticity: https only, no downgrade, pinned hosts, checksums, moves (issue 16, item 5) ---
+
+
+def test_plain_http_is_refused_unless_allow_http(plain_server: FeedServer, tmp_path: Path) -> None:
+    plain_server.serve("/ip-ranges.json", aws_bytes())
+    with pytest.raises(ValueError, match=r"aws: http://127\.0\.0\.1:\d+/ip-ranges\.json is plain HTTP; use an https:// URL, or pass --allow-http"):
+        update.default_sources(feeds=["aws"], dbip=False, base_url=plain_server.url)
+    # A Source made by hand is refused by the download itself.
+    source = update.feed_source("aws", plain_server.url + "/ip-ranges.json", min_prefixes=1)
+    [refused] = update.update([source], tmp_path)
+    assert refused.status == FAILED
+    assert "is plain HTTP; use an https:// URL, or pass --allow-http for a local mirror" in refused.message
+    assert plain_server.requests == []
+    # A local mirror over plain HTTP, said so explicitly.
+    sources = [replace(s, min_prefixes=1) for s in update.default_sources(feeds=["aws"], dbip=False, base_url=plain_server.url, allow_http=True)]
+    [result] = update.update(sources, tmp_path, allow_http=True)
+    assert result.status == OK, result.message
+
+
+@pytest.mark.parametrize("allow_http", [False, True], ids=["https only", "even with --allow-http"])
+def test_https_to_http_redirect_is_refused(server: FeedServer, plain_server: FeedServer, tmp_path: Path, allow_http: bool) -> None:
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 20)))
+    assert update.update(sources, tmp_path)[0].ok
+    # Same host, same path, plain HTTP: what a man in the middle of a mirror's redirect would do.
+    plain_server.serve("/ip-ranges.json", aws_bytes())
+    server.serve("/ip-ranges.json", status=302, location=f"{plain_server.url}/ip-ranges.json")
+    [result] = update.update(sources, tmp_path, allow_http=allow_http)
+    assert result.status == KEPT
+    assert f"redirected to {plain_server.url}/ip-ranges.json, which is a downgrade from https to plain HTTP, never followed" in result.message
+    assert result.message.endswith("kept the previous copy (data of 2026-11-20)")
+    assert plain_server.requests == []
+    assert leftovers(tmp_path) == []
+
+
+def test_redirect_to_an_unpinned_host_is_refused(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/ip-ranges.json", status=302, location=f"{server.localhost_url}/elsewhere.json")
+    server.serve("/elsewhere.json", aws_bytes())
+    [result] = update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
+    assert result.status == FAILED
+    assert f"redirected to {server.localhost_url}/elsewhere.json, which is on localhost, not a host aws may come from (127.0.0.1)" in result.message
+    assert [path for _, path, _ in server.requests] == ["/ip-ranges.json"]
+    # The same redirect within the source's pinned hosts is followed.
+    [followed] = update.update([replace(s, hosts=("127.0.0.1", "localhost")) for s in sources_for(server, feeds=["aws"], dbip=False)], tmp_path)
+    assert followed.status == OK, followed.message
+
+
+def test_official_sources_are_pinned_to_their_hosts() -> None:
+    sources = {s.name: s for s in update.default_sources(license_key="k", account_id="1")}
+    assert sources["aws"].allowed_hosts == ("ip-ranges.amazonaws.com",)
+    assert sources["gcp"].allowed_hosts == ("www.gstatic.com",)
+    assert sources["azure"].allowed_hosts == ("www.microsoft.com", "download.microsoft.com")
+    assert sources["oracle"].allowed_hosts == ("docs.oracle.com",)
+    assert sources["digitalocean"].allowed_hosts == ("digitalocean.com", "www.digitalocean.com")
+    assert sources["dbip-country-lite"].allowed_hosts == ("download.db-ip.com",)
+    assert sources["GeoLite2-Country"].allowed_hosts == ("download.maxmind.com", update.MAXMIND_STORAGE_HOST)
+    assert sources["GeoLite2-Country"].checksum_url == "https://download.maxmind.com/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
+    # A mirror: its own host only, for every source (MaxMind's checksum from the mirror too).
+    mirrored = update.default_sources(license_key="k", account_id="1", base_url="https://mirror.example:8443/m",
+                                      urls={"gcp": "https://other.example/cloud.json"})
+    assert {s.name: s.allowed_hosts for s in mirrored} == {
+        "aws": ("mirror.example",), "gcp": ("other.example",), "azure": ("mirror.example",), "oracle": ("mirror.example",),
+        "digitalocean": ("mirror.example",), "dbip-country-lite": ("mirror.example",), "GeoLite2-Country": ("mirror.example",),
+    }
+    assert mirrored[-1].checksum_url == "https://mirror.example:8443/m/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
+
+
+AZURE_LINKS = [
+    ("plain HTTP on the page's host", "http://127.0.0.1:{port}", ", which is a downgrade from https to plain HTTP, never followed"),
+    ("another host", "https://localhost:{port}", ", which is on localhost, not a host azure may come from (127.0.0.1)"),
+    ("another scheme", "ftp://127.0.0.1:{port}", ", which is not an http(s) URL"),
+]
+
+
+@pytest.mark.parametrize("case, base, reason", AZURE_LINKS, ids=[c[0] for c in AZURE_LINKS])
+def test_azure_page_link_must_stay_on_https_and_a_pinned_host(server: FeedServer, tmp_path: Path, case: str, base: str, reason: str) -> None:
+    page = asset("feeds/azure-details.html").read_text().replace("{base}", base.format(port=server.port))
+    server.serve(AZURE_PAGE, page.encode(), headers={"Content-Type": "text/html"})
+    server.serve(f"{AZURE_DIR}/ServiceTags_Public_20261123.json", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
+    [result] = update.update(sources_for(server, feeds=["azure"], dbip=False), tmp_path, allow_http=True)
+    assert result.status == FAILED
+    assert f"{server.url}{AZURE_PAGE} links the file at " in result.message and reason in result.message
+    assert [path for _, path, _ in server.requests] == [AZURE_PAGE]
+
+
+MAXMIND_CHECKSUMS = [
+    ("another archive's SHA-256", hashlib.sha256(b"another archive").hexdigest().encode() + b"  GeoLite2-Country_20260204.tar.gz\n",
+     "does not match the SHA-256 published at https://127.0.0.1:"),
+    ("not a SHA-256", b"<html>Service Unavailable</html>", "holds no SHA-256, so the download cannot be verified"),
+    ("not published", None, "no SHA-256 is published at https://127.0.0.1:"),
+]
+
+
+@pytest.mark.parametrize("case, published, reason", MAXMIND_CHECKSUMS, ids=[c[0] for c in MAXMIND_CHECKSUMS])
+def test_maxmind_archive_must_match_its_published_sha256(server: FeedServer, tmp_path: Path, case: str, published: bytes | None, reason: str) -> None:
+    good = tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb")
+    serve_maxmind(server, MAXMIND_PATH, good)
+    source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
+    assert update.update([source], tmp_path)[0].ok
+    installed = (tmp_path / "GeoLite2-Country.mmdb").read_bytes()
+
+    # A different (valid) database whose checksum file was not, or could not be, altered.
+    forged = tar_gz(ANONYMOUS_MMDB.with_name("GeoIP2-Country-Test.mmdb"), "GeoLite2-Country_20260204/GeoLite2-Country.mmdb")
+    serve_maxmind(server, MAXMIND_PATH, forged, published=published)
+    if published is None:
+        del server.routes[MAXMIND_SHA256_PATH]
+    [result] = update.update([source], tmp_path)
+    assert result.status == KEPT, result.message
+    assert reason in result.message
+    assert result.message.endswith("kept the previous copy (data of 2026-02-04)")
+    assert (tmp_path / "GeoLite2-Country.mmdb").read_bytes() == installed
+    assert leftovers(tmp_path) == []
+
+
+# -- moves between countries --------------------------------------------------------------------
+
+
+def aws_with(extra: list[dict[str, str]], drop: tuple[str, ...] = (), created: dt.date | None = None, **regions: str) -> bytes:
+    """The AWS fixture with prefixes added, dropped, or given another region (`regions`)."""
+    doc = json.loads(aws_bytes(created))
+    doc["prefixes"] = [
+        {**p, "region": regions.get(p["ip_prefix"], p["region"])} for p in doc["prefixes"] if p["ip_prefix"] not in drop
+    ] + [{"service": "EC2", "network_border_group": e["region"], **e} for e in extra]
+    return json.dumps(doc).encode()
+
+
+FORGED_HK = [{"ip_prefix": "43.198.0.0/16", "region": "us-east-1"}]
+"""The hostile pass's forged feed: Hong Kong's 43.198.0.0/16 placed in us-east-1."""
+
+
+def test_forged_aws_feed_moving_hong_kong_is_refused_with_its_diff(server: FeedServer, tmp_path: Path) -> None:
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    server.serve("/ip-ranges.json", aws_bytes(_fresh()))
+    assert update.update(sources, tmp_path)[0].ok
+    before = (tmp_path / cloud.FEED_FILES["aws"]).read_bytes()
+
+    server.serve("/ip-ranges.json", aws_with(FORGED_HK, created=_fresh() + dt.timedelta(days=1)))
+    [result] = update.update(sources, tmp_path)
+    assert result.status == KEPT
+    assert result.changes == ("43.198.0.0/16: HK -> US",)
+    assert "refused: the download moves 1 of the 8 prefixes in use to another country, 1 of them changing a verdict (first: 43.198.0.0/16: HK -> US)" in result.message
+    assert "if these moves are expected, run again with --accept-changes" in result.message
+    assert (tmp_path / cloud.FEED_FILES["aws"]).read_bytes() == before
+    assert build_locator(data_dir=tmp_path).locate("43.198.12.34").country_code == "HK"
+
+    [accepted] = update.update(sources, tmp_path, accept_changes=True)
+    assert accepted.status == OK, accepted.message
+    assert accepted.changes == ("43.198.0.0/16: HK -> US",)
+    assert "; accepted: the download moves 1 of the 8 prefixes in use to another country" in accepted.message
+
+
+def test_forged_feed_is_compared_with_the_bundled_snapshot_when_none_is_installed(server: FeedServer, tmp_path: Path) -> None:
+    server.serve("/ip-ranges.json", aws_with(FORGED_HK))
+    [result] = update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
+    assert result.status == FAILED
+    assert "43.198.0.0/16: HK -> US" in result.changes
+    assert f"against aws:cloudip-db@{cloud.bundle_info().date}" in result.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ordinary_feed_changes_are_not_moves(server: FeedServer, tmp_path: Path) -> None:
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    server.serve("/ip-ranges.json", aws_bytes(_fresh()))
+    assert update.update(sources, tmp_path)[0].ok
+    # A week's changes: a new prefix in new space (even in Hong Kong), a prefix withdrawn, a
+    # prefix re-assigned between two regions of one country, a more specific prefix in the
+    # region of the range that holds it.
+    weekly = aws_with(
+        [{"ip_prefix": "16.162.0.0/16", "region": "ap-east-1"}, {"ip_prefix": "43.198.128.0/17", "region": "ap-east-1"}],
+        drop=("18.162.0.0/16",),
+        created=_fresh() + dt.timedelta(days=7),
+        **{"198.51.100.0/24": "us-west-2"},
+    )
+    server.serve("/ip-ranges.json", weekly)
+    [result] = update.update(sources, tmp_path)
+    assert result.status == OK, result.message
+    assert result.changes == ()
+    assert "move" not in result.message
+
+
+def _feed(ranges: list[tuple[str, str]], provider: str = "aws") -> cloud.Feed:
+    return cloud.Feed(provider, "ip-ranges.json", "2026-11-28", "", tuple(cloud.CloudRange(n, r) for n, r in ranges))
+
+
+MOVES = [
+    ("same prefix, other country", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "us-east-1")], ["43.198.0.0/15: HK -> US"]),
+    ("more specific prefix added", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "ap-east-1"), ("43.198.0.0/16", "us-east-1")],
+     ["43.198.0.0/16: HK -> US"]),
+    ("specific prefix replaced by a covering one", [("43.198.0.0/16", "ap-east-1")], [("43.0.0.0/8", "us-east-1")],
+     ["43.198.0.0/16: HK -> US"]),
+    ("to an unknown region", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "xx-new-1")], ["43.198.0.0/15: HK -> ?"]),
+    ("into two countries at once", [("2406:da1e::/32", "ap-east-1")], [("2406:da1e::/32", "ap-east-1"), ("2406:da1e::/32", "us-east-1")],
+     ["2406:da1e::/32: HK -> HK|US"]),
+    ("same country, other region", [("198.51.100.0/24", "us-east-1")], [("198.51.100.0/24", "us-west-2")], []),
+    ("new space", [("198.51.100.0/24", "us-east-1")], [("198.51.100.0/24", "us-east-1"), ("43.198.0.0/15", "ap-east-1")], []),
+    ("withdrawn", [("198.51.100.0/24", "us-east-1"), ("43.198.0.0/15", "ap-east-1")], [("198.51.100.0/24", "us-east-1")], []),
+    ("from an unknown region", [("203.0.113.0/24", "xx-new-1")], [("203.0.113.0/24", "ap-east-1")], []),
+]
+
+
+@pytest.mark.parametrize("case, old, new, moves", MOVES, ids=[c[0] for c in MOVES])
+def test_feed_moves(case: str, old: list[tuple[str, str]], new: list[tuple[str, str]], moves: list[str]) -> None:
+    assert [str(m) for m in update.feed_moves(_feed(old), _feed(new))] == moves
+
+
+def test_share_of_moves_without_a_verdict_change() -> None:
+    # 100 prefixes in Singapore; some move to Japan, which changes no verdict (both supported).
+    old = _feed([(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(100)])
+    same = lambda a, b: False  # noqa: E731
+    for moved, refused in ((5, False), (6, True)):
+        new = _feed([(f"10.0.{i}.0/24", "ap-northeast-1" if i < moved else "ap-southeast-1") for i in range(100)])
+        moves = update.feed_moves(old, new)
+        assert len(moves) == moved
+        clause, refuses = update.describe_moves(moves, same, 100)
+        assert refuses is refused, clause
+        assert clause.startswith(f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP)")
+    # One move that changes a verdict is enough.
+    hk = _feed([("10.0.0.0/24", "ap-east-1")] + [(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(1, 100)])
+    clause, refuses = update.describe_moves(update.feed_moves(old, hk), lambda a, b: "HK" in (a, b), 100)
+    assert refuses and "1 of them changing a verdict (first: 10.0.0.0/24: SG -> HK)" in clause
+
+
+# -- the hostile pass's reproduction, through the command line -----------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_cli_refuses_the_forged_feed_that_hid_the_demo_violations(server: FeedServer, plain_server: FeedServer,
+                                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    monkeypatch.setitem(update.MIN_PREFIXES, "aws", 1)
+    runner = CliRunner()
+    demo = ["logs", str(EXAMPLES / "squid-access.log"), "--config", str(EXAMPLES / "auditor.toml")]
+
+    def hong_kong_violations(db: str) -> int:
+        result = runner.invoke(cli, [*demo, "--db", str(tmp_path / db), "--json"])
+        return sum(r["calls"] for r in json.loads(result.stdout) if r["country"] == "HK" and r["verdict"] == "violation")
+
+    assert hong_kong_violations("before.db") == 14
+
+    # Plain HTTP: a usage error (exit 2) that says what to do.
+    plain_server.serve("/ip-ranges.json", aws_with(FORGED_HK))
+    refused = runner.invoke(cli, ["geoip", "update", "--base-url", plain_server.url, "--only", "aws", "-q"])
+    assert refused.exit_code == 2
+    assert "is plain HTTP; use an https:// URL, or pass --allow-http for a local mirror" in refused.output
+    assert plain_server.requests == []
+
+    # The forged feed over https: refused, its moves listed, exit 3; the verdicts stand.
+    server.serve("/ip-ranges.json", aws_with(FORGED_HK))
+    forged = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q"])
+    assert forged.exit_code == 3, forged.output
+    assert forged.stdout.startswith("failed\taws: refused: ")
+    assert "\t  43.198.0.0/16: HK -> US\n" in forged.stdout
+    assert "run again with --accept-changes" in forged.stdout
+    assert hong_kong_violations("after-refusal.db") == 14
+
+    # --accept-changes is the operator's decision, and installs it (this is what it protects).
+    accepted = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q", "--accept-changes", "--json"])
+    assert accepted.exit_code == 0, accepted.output
+    [row] = json.loads(accepted.stdout)
+    assert row["status"] == "ok" and "43.198.0.0/16: HK -> US" in row["changes"]
+    assert hong_kong_violations("after-acceptance.db") == 0
