@@ -636,6 +636,10 @@ class LogFile(Prefixed, EventSource):
         # Fresh buffers per read and the joins and slices around them cost as much as the scan.
         window = bytearray(WINDOW + 1)  # + 1: room for the newline a finished input's last line lacks
         have = 0
+        front = 0
+        """`window[:front]` holds no newline (the unfinished line carried over): the search for
+        complete lines starts after it. 0 after an overlong line was dropped: the bytes that
+        followed it in the same read may hold many lines."""
         eof = False
         while not eof:
             got = self._fill(window, have)
@@ -651,17 +655,17 @@ class LogFile(Prefixed, EventSource):
                     window[end] = 0x0A  # a finished input's last line is complete
                     end += 1
                     synthetic = True
-            cut = window.rfind(b"\n", have, end) + 1  # the unfinished line at the front has none
+            cut = window.rfind(b"\n", front, end) + 1
             if self._partial is not None:  # at the front: the first parts of a line, perhaps
                 cut = cut or window.rfind(b"\n", 0, end) + 1
                 if cut and not synthetic and not (eof and not self._leaves_last_line and not self.following):
                     cut = self._whole_lines(window, cut, end)
             if cut == 0:
-                have = end
+                have = front = end
                 if have > MAX_LINE:
                     rest = self._drop_long(bytes(window[:have]))
                     window[: len(rest)] = rest
-                    have = len(rest)
+                    have, front = len(rest), 0
                 elif have == len(window) - 1:
                     window += bytes(len(window))  # only a WINDOW below MAX_LINE (tests) comes here
                 continue
@@ -669,7 +673,7 @@ class LogFile(Prefixed, EventSource):
             if synthetic:
                 self._offset -= 1  # the newline added above is not in the input
             window[: end - cut] = window[cut:end]
-            have = end - cut
+            have = front = end - cut
             lines_in_batch += n
             if lines_in_batch >= BATCH_LINES:
                 yield Batch(tuple(events), self._offset, self._line)

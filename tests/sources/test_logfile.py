@@ -875,3 +875,25 @@ def test_ends_by_tells_where_content_ends_only_where_the_file_says(tmp_path: Pat
             f.write(content)
         assert not logfile_mod.ends_by(str(packed), len(content))
     assert not logfile_mod.ends_by(str(tmp_path / "gone.log"), 0)
+
+
+@pytest.mark.parametrize("how", ["plain", "gzip", "stdin"])
+def test_an_overlong_line_hides_no_call_after_it(tmp_path: Path, how: str) -> None:
+    """A governed line, a 5 MiB line, then 100 governed lines (less than a read after it): the
+    lines that followed the long one in the same read were lost ("2 lines, 1 call"), for good on
+    stdin. Anyone who could put one large record in a log could hide the calls behind it."""
+    import gzip
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    gov = "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+    data = (gov + "x" * (5 << 20) + "\n" + gov * 100).encode()
+    path = tmp_path / ("a.log.gz" if how == "gzip" else "a.log")
+    path.write_bytes(gzip.compress(data) if how == "gzip" else data)
+    target = "-" if how == "stdin" else str(path)
+    result = CliRunner().invoke(cli, ["logs", target, "--db", str(tmp_path / "f.db"), "--json"], input=data if how == "stdin" else None)
+    assert result.exit_code == 0, result.output
+    assert "102 lines, 101 calls to governed hosts" in result.stderr
+    assert [r["calls"] for r in json.loads(result.stdout)] == [101]
