@@ -1033,3 +1033,24 @@ def test_the_rest_of_a_file_compressed_without_its_size_is_read_after_a_newer_on
     assert third.stop() == 0
     assert "reading it too" not in third.stderr
     assert calls(third.db) == governed(first + missed + newer)
+
+
+def test_an_overlong_line_written_in_pieces_is_one_malformed_line(tmp_path: Path, running: list[Run]) -> None:
+    """A 6 MiB line naming a governed host, written in three pieces over several rounds: one
+    line, malformed, at its own number; its first piece is no call, and the lines after it keep
+    their numbers (the line number rose at every round: a 3-line file had its checkpoint at 16)."""
+    log, run = following(tmp_path, running, line(1))
+    piece = 2 << 20
+    long_line = line(2)[:-1] + " " + "x" * (3 * piece - len(line(2)))
+    for n in range(3):
+        append(log, long_line[n * piece : (n + 1) * piece])
+        time.sleep(0.8)  # a round or two on each piece
+    assert calls(run.db) == 1
+    append(log, "\n" + line(3))
+    stored(run.db, 2)
+    assert run.stop() == 0
+    assert f"{log} (squid): 3 lines, 2 calls to governed hosts" in run.stderr
+    assert f"skipped 1 malformed: line longer than 1 MiB ({log}:2)" in run.stderr
+    assert sources(run.db)[0][1:] == (log.stat().st_size, 3)
+    with sqlite3.connect(run.db) as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT location FROM evidence")) == [f"{log}:1", f"{log}:3"]

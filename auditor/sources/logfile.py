@@ -460,6 +460,10 @@ class LogFile(Prefixed, EventSource):
         self._stream = stream
         self._offset = 0
         self._line = 0
+        self._long: tuple[int, bool, bytes] | None = None
+        """An overlong line the input ended inside, still being written (a followed file): (bytes
+        dropped so far, whether they named a governed host, their last bytes). It is counted once,
+        when its newline comes; the checkpoint stays at its start until then."""
         self._pending = b""
         self._array_skip = 0
         self.fields = fields
@@ -641,6 +645,12 @@ class LogFile(Prefixed, EventSource):
         complete lines starts after it. 0 after an overlong line was dropped: the bytes that
         followed it in the same read may hold many lines."""
         eof = False
+        if self._long is not None:  # the rest of an overlong line this input ended inside last time
+            rest = self._drop_long(b"")
+            if rest is None:
+                return
+            window[: len(rest)] = rest
+            have = len(rest)
         while not eof:
             got = self._fill(window, have)
             eof = not got
@@ -664,6 +674,9 @@ class LogFile(Prefixed, EventSource):
                 have = front = end
                 if have > MAX_LINE:
                     rest = self._drop_long(bytes(window[:have]))
+                    if rest is None:  # the input ends inside it, for now
+                        have = 0
+                        break
                     window[: len(rest)] = rest
                     have, front = len(rest), 0
                 elif have == len(window) - 1:
@@ -883,14 +896,21 @@ class LogFile(Prefixed, EventSource):
             return chunk
         return self._read(CHUNK)
 
-    def _drop_long(self, buf: bytes) -> bytes:
-        """Consume the rest of an overlong line without keeping it. Like any other line it is
-        counted, and counted as malformed when it names a governed host."""
-        self._line += 1
-        self.stats.lines += 1
+    def _drop_long(self, buf: bytes) -> bytes | None:
+        """Consume the rest of an overlong line (starting with `buf`) without keeping it: the bytes
+        after its newline. Like any other line it is counted, and counted as malformed when it
+        names a governed host. None when the input ends inside it and a writer may go on with it
+        (a file being written or followed): it is counted when its newline comes (`_long`)."""
         keep = max(map(len, self.needles), default=1) - 1
-        candidate = self._has_needle(buf)
-        dropped, tail = len(buf), buf[len(buf) - keep :] if keep else b""
+        if self._long is not None:
+            dropped, candidate, tail = self._long
+            self._long = None
+            candidate = candidate or self._has_needle(tail + buf)
+            dropped += len(buf)
+            tail = (tail + buf)[-keep:] if keep else b""
+        else:
+            dropped, candidate = len(buf), self._has_needle(buf)
+            tail = buf[len(buf) - keep :] if keep else b""
         while True:
             chunk = self._next_chunk()
             nl = chunk.find(b"\n")
@@ -900,6 +920,12 @@ class LogFile(Prefixed, EventSource):
                 break
             dropped += len(chunk)
             tail = (tail + chunk)[-keep:] if keep else b""
+        if not chunk and (self._leaves_last_line or self.following) and not self.damaged:
+            self._long = (dropped, candidate, tail)
+            self.unterminated = True
+            return None
+        self._line += 1
+        self.stats.lines += 1
         if candidate:
             self.stats.candidates += 1
             self.stats.skip("line longer than 1 MiB", f"{self.name}:{self._line}")
