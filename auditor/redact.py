@@ -52,7 +52,7 @@ def _secret_name(name: str) -> int:
     if "%" in name:
         name = unquote(unquote(name))
     n = re.sub(r"[^a-z0-9]", "", name.lower())
-    if not n or n.endswith("tokens"):  # max_tokens, prompt_tokens: counts
+    if not n or n.endswith(("tokens", "type", "count")):  # max_tokens, token_type, token_count: no secret
         return 0
     if n in _STRONG_NAMES or n.endswith(_STRONG_ENDS) or any(p in n for p in _STRONG_PARTS):
         return 2
@@ -92,13 +92,14 @@ _HEADER_LINE = re.compile(
 `]` is always escaped inside, so the value runs to `\\r\\n` or `]`, quotes and spaces included)."""
 _HEADER_INLINE = re.compile(r"(?:(?<=[\s{|\"',;(])|^)(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,63})[ \t]*:[ \t]*(?P<value>[^\"|}\]\t\r\n\\]+)")
 """A header inside other text (a quoted log field, a HAProxy capture, a message): up to its field's end."""
-_JSON_STRING = re.compile(r'"(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)"')
-_JSON_CONTAINER = re.compile(r'"(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*(?P<value>\{[^{}]*\}|\[[^\[\]]*\])')
-_JSON_HEADER = re.compile(r'"name"\s*:\s*"(?P<name>(?:[^"\\]|\\.){1,80})"\s*,\s*"value"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)"')
-"""JSON members: a string, a header as a name/value object (Suricata's `dump-all-headers`), or a flat object or array (`"Cookies": {...}`); members nested in an object
+_JSON_STRING = re.compile(r'(?="(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)")')
+_JSON_CONTAINER = re.compile(r'(?="(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*(?P<value>\{[^{}]*\}|\[[^\[\]]*\]))')
+_JSON_HEADER = re.compile(r'(?="name"\s*:\s*"(?P<name>(?:[^"\\]|\\.){1,80})"\s*,\s*"value"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)")')
+"""JSON members (found overlapping, inside a lookahead, so a JSON text inside a string is read too once
+its quotes are decoded): a string, a header as a name/value object (Suricata's `dump-all-headers`), or a flat object or array (`"Cookies": {...}`); members nested in an object
 whose name says nothing are found on their own."""
 _PARAM = re.compile(
-    r"(?:(?<=[?&;#\s,|{(\"'\[])|^)(?P<name>[^=&\s\"'#?;|{}()<>\[\],:/]{1,80})=(?P<value>\"[^\"\r\n]*\"|[^&\s\"'#;|}\]<>,\\]*)"
+    r"(?:(?<=[?&;#\s,|{(\"'\[])|^)(?P<name>[^=&\s\"'#?;|{}()<>\[\],:/]{1,80})=(?P<value>\"[^\"\r\n]*\"|[^&\s\"'#?;|}\]<>,\\]*)"
 )
 """`name=value` after `?`, `&`, `;`, `#` (query, matrix, fragment) or after a space or comma (cookies,
 `Credential=..., Signature=...` in an AWS `Authorization`)."""
