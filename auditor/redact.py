@@ -40,7 +40,7 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\+|\\u[0-9A-Fa-f]{4}|\\[\"\\/]")
 
 _STRONG_PARTS = ("token", "secret", "passw", "apikey", "authoriz", "credential", "cookie", "session", "jwt", "bearer",
                  "privatekey", "accesskey")
-_STRONG_ENDS = ("key", "auth", "pwd")
+_STRONG_ENDS = ("key", "auth", "pwd", "sid")
 _STRONG_NAMES = frozenset({"pass", "pw", "auth"})
 _WEAK_ENDS = ("signature", "sig")
 """A `signature` or `sig` is redacted only when its value is one word: Suricata's and AWS Network
@@ -144,7 +144,7 @@ def _find(view: str) -> Iterator[tuple[int, int, int]]:
         value, start, end = m["value"], m.start("value"), m.end("value")
         if value[:1] == '"':
             value, start, end = value[1:-1], start + 1, end - 1
-        if _named(m["name"], value) or (m.start() > 0 and view[m.start() - 1] in "?&;#" and _random(value)):
+        if _named(m["name"], value) or _random(value):
             yield start, end, 0
     for m in _USERINFO.finditer(view):
         if not m["value"].startswith(MARK[:-1]):
