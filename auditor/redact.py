@@ -105,20 +105,23 @@ _PARAM = re.compile(
 `Credential=..., Signature=...` in an AWS `Authorization`)."""
 _USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://(?P<value>[^/@\s\"?#]+)@")
 
-_SHAPES = tuple(re.compile(p) for p in (
-    r"(?<![A-Za-z0-9])sk-(?P<value>[A-Za-z0-9_\-]{8,})",  # OpenAI sk-, sk-proj-, sk-svcacct-; Anthropic sk-ant-
-    r"(?<![A-Za-z0-9])[rs]k_(?:live|test)_[A-Za-z0-9]{10,}",  # Stripe
-    r"AIza[0-9A-Za-z_\-]{20,}",  # Google API key
-    r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}",  # Google OAuth access token
-    r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])",  # AWS key ids
-    r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}",  # GitHub
-    r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_\-]{20,}",  # GitLab
-    r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,}",  # Slack
-    r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}",  # Hugging Face
-    r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,3}",  # JWT (JWS; JWE has 5 parts); also cut short
-    r"(?i:\bbearer)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})",  # a bearer token anywhere
-    r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})",  # Basic credentials, not "basic authentication"
+_AWS_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA")
+_SHAPES = tuple((re.compile(p), hints) for p, hints in (
+    (r"(?<![A-Za-z0-9])sk-(?P<value>[A-Za-z0-9_\-]{8,})", ("sk-",)),  # OpenAI sk-, sk-proj-, sk-svcacct-; Anthropic sk-ant-
+    (r"(?<![A-Za-z0-9])[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", ("k_live_", "k_test_")),  # Stripe
+    (r"AIza[0-9A-Za-z_\-]{20,}", ("AIza",)),  # Google API key
+    (r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),  # Google OAuth access token
+    (r"(?<![A-Z0-9])(?:" + "|".join(_AWS_PREFIXES) + r")[A-Z0-9]{16}(?![A-Z0-9])", _AWS_PREFIXES),  # AWS key ids
+    (r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}", ("gh", "github_pat_")),  # GitHub
+    (r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_\-]{20,}", ("glpat-",)),  # GitLab
+    (r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,}", ("xox", "xapp-")),  # Slack
+    (r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}", ("hf_",)),  # Hugging Face
+    (r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,3}", ("eyJ",)),  # JWT (JWS; JWE has 5 parts); also cut short
+    (r"(?i:\bbearer)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})", ("bearer",)),  # a bearer token anywhere
+    (r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})", ("basic",)),  # Basic credentials, not "basic authentication"
 ))
+"""Each shape with the texts one of which it cannot match without (checked first, in the lower-cased
+text for `bearer` and `basic`)."""
 
 
 def _find(view: str) -> Iterator[tuple[int, int, int]]:
@@ -149,7 +152,10 @@ def _find(view: str) -> Iterator[tuple[int, int, int]]:
     for m in _USERINFO.finditer(view):
         if not m["value"].startswith(MARK[:-1]):
             yield m.start("value"), m.end("value"), 0
-    for pattern in _SHAPES:
+    lowered = view.lower()
+    for pattern, hints in _SHAPES:
+        if not any(h in (lowered if h in ("bearer", "basic") else view) for h in hints):
+            continue
         for m in pattern.finditer(view):
             if "value" in pattern.groupindex:
                 yield m.start("value"), m.end("value"), 1

@@ -113,6 +113,9 @@ CASES = [
                  [BASIC, "YWxpY2U6czNjcmV0"], [f"{{api.openai.com|Basic {MARK}}}", '"POST /v1/chat/completions HTTP/1.1"'], id="haproxy-basic"),
     pytest.param(f"... {{api.openai.com|Bearer {OPENAI}}} ...", [OPENAI, "Xk3v9QaZ8mT2"], [f"{{api.openai.com|Bearer sk-{MARK}}}"],
                  id="haproxy-bearer-keeps-sk"),
+    pytest.param(f"... {{api.openai.com|__Secure-sid=c2VjcmV0LXNlc3Npb24; Path=/}} ...", ["c2VjcmV0LXNlc3Npb24"],
+                 [f"{{api.openai.com|__Secure-sid={MARK}; Path=/}}"], id="captured-cookie-by-its-name"),
+    pytest.param(f"... {{api.openai.com|__cf_bm={RANDOM}}} ...", [RANDOM], [f"{{api.openai.com|__cf_bm={MARK}}}"], id="captured-cookie-random-value"),
     # JSON members, escaped names and values, JSON inside JSON.
     pytest.param(json.dumps({"authority": "api.openai.com", "client_secret": "Qm8vT2xLp9Rz", "path": "/v1/chat/completions"}),
                  ["Qm8vT2xLp9Rz"], ['"client_secret": "[REDACTED]"', '"authority": "api.openai.com"'], id="json-client_secret"),
