@@ -107,6 +107,12 @@ CASES = [
     pytest.param(nginx(ua=f"gh {GITHUB}"), [GITHUB, "R4nd0mT0k3n"], [f"gh {MARK}"], id="github-token"),
     pytest.param(nginx(ua=f"bot {SLACK}"), [SLACK, "Qm8vT2xLp9Rz"], [f"bot {MARK}"], id="slack-token"),
     pytest.param(nginx(ua=f"job {JWT}"), JWT_PARTS, [f"job {MARK}"], id="jwt-bare"),
+    pytest.param(nginx(ua="t ya29.a0AfH6SMBq9Lm2Pz8Wk5Yc1Nb6 glpat-q9Lm2Pz8Wk5Yc1Nb6Hd3J hf_q9Lm2Pz8Wk5Yc1Nb6Hd3Jf7TrX4vB0aEq "
+                          "xapp-1-A0Q9Lm2Pz8Wk5Yc1 sk_live_q9Lm2Pz8Wk5Yc1Nb6 github_pat_11AB2CD3E0q9Lm2Pz8Wk5Yc1Nb6Hd3"),
+                 ["a0AfH6SMBq9Lm2Pz8Wk5", "q9Lm2Pz8Wk5Yc1Nb6Hd3J", "A0Q9Lm2Pz8Wk5Yc1", "live_q9Lm2Pz8Wk5Yc1Nb6", "11AB2CD3E0q9Lm2Pz8Wk5"],
+                 [f'"t {MARK} {MARK} {MARK} {MARK} {MARK} {MARK}"'], id="other-provider-tokens"),
+    pytest.param(squid(";jsessionid=A1B2C3D4E5?pass=hunter2&pw=hunter3"), ["A1B2C3D4E5", "hunter2", "hunter3"],
+                 [f";jsessionid={MARK}?pass={MARK}&pw={MARK} "], id="matrix-session-and-short-password-names"),
     pytest.param(nginx(ua=f"job {JWT[:60]}"), [JWT[40:60]], [f"job {MARK}"], id="jwt-cut-short"),
     pytest.param(f"Jul 15 09:10:11 gw1 haproxy[2211]: 10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/1/140/141 200 "
                  f'2210 - - ---- 3/3/1/1/0 0/0 {{api.openai.com|Basic {BASIC}}} "POST /v1/chat/completions HTTP/1.1"',
