@@ -10,7 +10,8 @@ as read (addresses, times, status codes, hosts, paths: the evidence). What count
   info (`https://user:pass@`) whose name says it holds one (`_secret_name`);
 - by shape, wherever it is: provider keys (OpenAI and Anthropic `sk-...`, Google `AIza...` and
   `ya29.`, AWS `AKIA...`/`ASIA...`, GitHub, GitLab, Slack, Hugging Face, Stripe), JWTs, the
-  token after `Bearer`/`Basic`, and long random-looking values of any query parameter.
+  token after `Bearer`/`Basic`, and long random-looking values of any `name=value` (a query
+  parameter, a cookie).
 
 Every rule looks at the record as read and again at each round of its decoding (percent escapes
 and `+`, then again for double encoding; JSON's `\\uXXXX`, `\\"`, `\\\\`, `\\/`). Each decoded
@@ -43,12 +44,13 @@ _STRONG_PARTS = ("token", "secret", "passw", "apikey", "authoriz", "credential",
 _STRONG_ENDS = ("key", "auth", "pwd", "sid")
 _STRONG_NAMES = frozenset({"pass", "pw", "auth"})
 _WEAK_ENDS = ("signature", "sig")
-"""A `signature` or `sig` is redacted only when its value is one word: Suricata's and AWS Network
-Firewall's `"signature": "ET POLICY ..."` names an alert rule, and stays."""
+"""A `signature` or `sig` is redacted only when its value looks like one (one word, 16 characters or
+more, a digit in it): Suricata's and AWS Network Firewall's `"signature": "ET POLICY ..."` or
+`"test_tcp"` names an alert rule, and stays."""
 
 
 def _secret_name(name: str) -> int:
-    """2: the name says its value is a secret; 1: it is one when the value is a single word; 0: not."""
+    """2: the name says its value is a secret; 1: it is one when the value looks like a signature; 0: not."""
     if "%" in name:
         name = unquote(unquote(name))
     n = re.sub(r"[^a-z0-9]", "", name.lower())
@@ -64,7 +66,10 @@ def _named(name: str, value: str) -> bool:
     if not value.strip() or value.startswith(MARK[:-1]):  # empty, or redacted already
         return False
     kind = _secret_name(name)
-    return kind == 2 or (kind == 1 and not any(c.isspace() for c in value.strip()))
+    if kind == 1:  # one word of 16 characters or more with a digit in it: hex, base64, `v0=...`
+        value = value.strip()
+        return len(value) >= 16 and not any(c.isspace() for c in value) and any(c.isdigit() for c in value)
+    return kind == 2
 
 
 def _random(value: str) -> bool:
@@ -96,8 +101,9 @@ _JSON_STRING = re.compile(r'(?="(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*"(?P<value
 _JSON_CONTAINER = re.compile(r'(?="(?P<name>(?:[^"\\]|\\.){1,80})"\s*:\s*(?P<value>\{[^{}]*\}|\[[^\[\]]*\]))')
 _JSON_HEADER = re.compile(r'(?="name"\s*:\s*"(?P<name>(?:[^"\\]|\\.){1,80})"\s*,\s*"value"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)")')
 """JSON members (found overlapping, inside a lookahead, so a JSON text inside a string is read too once
-its quotes are decoded): a string, a header as a name/value object (Suricata's `dump-all-headers`), or a flat object or array (`"Cookies": {...}`); members nested in an object
-whose name says nothing are found on their own."""
+its quotes are decoded): a string, a header as a name/value object (Suricata's `dump-all-headers`),
+or a flat object or array (`"Cookies": {...}`); members nested in an object whose name says nothing
+are found on their own."""
 _PARAM = re.compile(
     r"(?:(?<=[?&;#\s,|{(\"'\[])|^)(?P<name>[^=&\s\"'#?;|{}()<>\[\],:/]{1,80})=(?P<value>\"[^\"\r\n]*\"|[^&\s\"'#?;|}\]<>,\\]*)"
 )
@@ -118,7 +124,7 @@ _SHAPES = tuple((re.compile(p), hints) for p, hints in (
     (r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}", ("hf_",)),  # Hugging Face
     (r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,3}", ("eyJ",)),  # JWT (JWS; JWE has 5 parts); also cut short
     (r"(?i:\bbearer)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})", ("bearer",)),  # a bearer token anywhere
-    (r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})", ("basic",)),  # Basic credentials, not "basic authentication"
+    (r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})", ("basic",)),  # Basic credentials, not a lower-case word
 ))
 """Each shape with the texts one of which it cannot match without (checked first, in the lower-cased
 text for `bearer` and `basic`)."""

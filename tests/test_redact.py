@@ -79,6 +79,7 @@ CASES = [
     pytest.param(squid(f"?x={OPENAI}"), [OPENAI, "Xk3v9QaZ8mT2"], ["?x=[REDACTED] "], id="query-openai-key"),
     pytest.param(squid(f"?ref={RANDOM}&page=2"), [RANDOM, "q9Lm2Pz8Wk5Y"], ["?ref=[REDACTED]&page=2 "], id="query-random-value"),
     pytest.param(squid(f"?h={SIG_HEX}"), [SIG_HEX], ["?h=[REDACTED] "], id="query-long-hex"),
+    pytest.param(json.dumps({"signature": f"v0={SIG_HEX}", "note": "x"}), [SIG_HEX], ['"signature": "[REDACTED]"'], id="json-signature-by-name"),
     # Found by name: headers, in Squid's log_mime_hdrs block and inline.
     pytest.param(squid(headers=f"Authorization: Bearer {OPENAI}\\r\\nContent-Type: application/json\\r\\n"), [OPENAI, "Xk3v9QaZ8mT2"],
                  [r"Authorization: [REDACTED]\r\nContent-Type: application/json\r\n"], id="squid-authorization"),
@@ -168,6 +169,7 @@ EVIDENCE = [
                  id="squid-ordinary-headers"),
     pytest.param('{"event":{"alert":{"action":"blocked","signature":"deny TLS to unlisted domains","signature_id":2},'
                  '"tls":{"sni":"api.openai.com"},"src_ip":"10.20.1.6","timestamp":"2024-07-15T09:10:13.120004+0000"}}', id="alert-signature"),
+    pytest.param('{"alert":{"action":"allowed","signature_id":5,"rev":0,"signature":"test_tcp","category":"","severity":1}}', id="alert-signature-one-word"),
     pytest.param('{":authority":"api.openai.com","authority":"api.openai.com","x-request-id":"3bbc0252-2d5c-49fe-bd89-104e9b61770b",'
                  '"usage":{"prompt_tokens":12,"total_tokens":40}}', id="authority-and-counts"),
     pytest.param("1721034611.123456\tCHhAvVGS1DHFjwGM9\t10.20.1.5\t51012\t162.159.140.245\t443\tTLSv13\tTLS_AES_256_GCM_SHA384\tx25519\t"
