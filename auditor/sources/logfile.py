@@ -692,7 +692,7 @@ class LogFile(Prefixed, EventSource):
             if eof and end and window[end - 1] != 0x0A:
                 if self.damaged:
                     end = 0  # the line the damage cut is not counted
-                elif self._leaves_last_line:
+                elif self._leaves_last_line or (self.following and not self.finished):
                     self.unterminated = True
                 else:
                     window[end] = 0x0A  # a finished input's last line is complete
@@ -730,6 +730,11 @@ class LogFile(Prefixed, EventSource):
         elif have and self._partial is not None and window[have - 1] == 0x0A:
             # The parts of a line whose last part is not written yet: read again from here (a
             # follower's next round reads on from the same stream).
+            self.unterminated = True
+            self._pending = bytes(window[:have]) + self._pending
+        elif have and self.following and not self.finished:
+            # The start of a line its writer has not finished (a followed file hands out the first
+            # part of a long line): read on from here in the next round, not as a line of its own.
             self.unterminated = True
             self._pending = bytes(window[:have]) + self._pending
         if events or lines_in_batch:
