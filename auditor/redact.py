@@ -40,9 +40,9 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\+|\\u[0-9A-Fa-f]{4}|\\[\"\\/]")
 # --- names -------------------------------------------------------------------------------------
 
 _STRONG_PARTS = ("token", "secret", "passw", "apikey", "authoriz", "credential", "cookie", "session", "jwt", "bearer",
-                 "privatekey", "accesskey")
+                 "privatekey", "accesskey", "assertion", "samlresponse", "samlrequest", "passcode")
 _STRONG_ENDS = ("key", "auth", "pwd", "sid")
-_STRONG_NAMES = frozenset({"pass", "pw", "auth"})
+_STRONG_NAMES = frozenset({"pass", "pw", "auth", "otp", "pin", "refresh", "totp", "mfa"})
 _WEAK_ENDS = ("signature", "sig")
 """A `signature` or `sig` is redacted only when its value looks like one (one word, 16 characters or
 more, a digit in it): Suricata's and AWS Network Firewall's `"signature": "ET POLICY ..."` or
@@ -105,10 +105,11 @@ its quotes are decoded): a string, a header as a name/value object (Suricata's `
 or a flat object or array (`"Cookies": {...}`); members nested in an object whose name says nothing
 are found on their own."""
 _PARAM = re.compile(
-    r"(?:(?<=[?&;#\s,|{(\"'\[])|^)(?P<name>[^=&\s\"'#?;|{}()<>\[\],:/]{1,80})=(?P<value>\"[^\"\r\n]*\"|[^&\s\"'#?;|}\]<>,\\]*)"
+    r"(?:(?<=[?&;#\s,|{(\"'\[])|^)(?P<name>[^=&\s\"'#?;|{}()<>\[\],:/]{1,80}(?:\[[^\[\]=&\s]{0,40}\]){0,3})=(?P<value>\"[^\"\r\n]*\"|[^&\s\"'#?;|}\]<>,\\]*)"
 )
 """`name=value` after `?`, `&`, `;`, `#` (query, matrix, fragment) or after a space or comma (cookies,
-`Credential=..., Signature=...` in an AWS `Authorization`)."""
+`Credential=..., Signature=...` in an AWS `Authorization`); a form's bracketed names too
+(`password[]=`, `user[password]=`)."""
 _USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://(?P<value>[^/@\s\"?#]+)@")
 
 _AWS_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA")

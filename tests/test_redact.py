@@ -53,6 +53,11 @@ CASES = [
     pytest.param(nginx(ref="https://app.example/cb#access_token=Qm8vT2xLp9Rz&token_type=bearer&expires_in=3600"),
                  ["Qm8vT2xLp9Rz"], ["#access_token=[REDACTED]&token_type=bearer&expires_in=3600"], id="fragment-access_token"),
     pytest.param(squid("?user=bob&password=hunter2%21&remember=1"), ["hunter2"], ["&password=[REDACTED]&remember=1"], id="query-password"),
+    # Found by a hostile pass: bracketed form names, and names that say secret without a usual word.
+    pytest.param(squid("?password[]=hunter2xyz&user[password]=hunter3xyz&user[name]=bob"), ["hunter2xyz", "hunter3xyz"],
+                 ["user[name]=bob"], id="query-bracketed-form-names"),
+    pytest.param(squid("?refresh=Rt9vQ2xLp&otp=493817&pin=7731&client_assertion=eyJhbGc.xyz&SAMLResponse=PHNhbWw6QXNzZXJ0aW9u"),
+                 ["Rt9vQ2xLp", "493817", "7731", "PHNhbWw6QXNzZXJ0aW9u"], ["?refresh=[REDACTED]&otp=[REDACTED]"], id="query-refresh-otp-pin-saml"),
     pytest.param(nginx("?passwd=correct+horse+battery"), ["correct", "horse", "battery"], ["?passwd=[REDACTED] HTTP/1.1"], id="query-passwd-plus"),
     pytest.param(squid("?sv=2022-11-02&se=2024-07-16T09%3A10%3A11Z&sp=r&sig=Qm8vT2xLp9Rz%2BWk7Yc1N%3D"), ["Qm8vT2xLp9Rz", "Wk7Yc1N"],
                  ["?sv=2022-11-02&se=2024-07-16T09%3A10%3A11Z&sp=r&sig=[REDACTED] "], id="query-azure-sas-sig"),
