@@ -2,9 +2,11 @@
 
 The first byte of an input picks how the rest is stored (plain, gzip, bz2, xz, zstd) and which read
 window the reader uses (small windows and line limits reach the long-line and window-edge paths in
-a few bytes); the rest is the log. The file is read with format detection, then once with every
-format forced (and inside each container wrapper). A counted malformed line, a counted damaged
-stream and a SourceError (one sentence about the input) are answers; any other exception is a crash.
+a few bytes); the second picks the format: detected, or one forced (every format, and some inside
+each container wrapper); the rest is the log. A counted malformed line, a counted damaged stream
+and a SourceError (one sentence about the input) are answers; any other exception is a crash.
+With FUZZ_ALL_FORMATS=1 every input is read once detected and once with each format forced
+(25 times slower, for replaying a corpus: `python fuzz/fuzz_logs.py fuzz/corpus/logs/*`).
 
     pip install -e '.[fuzz]'
     python fuzz/seed.py
@@ -69,15 +71,18 @@ def read(fmt: str | None) -> None:
     assert stats.lines >= 0 and stats.events <= stats.candidates, stats
 
 
+ALL_FORMATS = os.environ.get("FUZZ_ALL_FORMATS") == "1"
+
+
 def test_one_input(data: bytes) -> None:
-    if not data:
+    if len(data) < 2:
         return
-    mode, body = data[0], data[1:]
+    mode, pick, body = data[0], data[1], data[2:]
     logfile.WINDOW, logfile.MAX_LINE, logfile.CHUNK = WINDOWS[(mode >> 3) % len(WINDOWS)]
     with open(PATH, "wb") as f:
         f.write(COMPRESS[mode % len(COMPRESS)](body))
-    read(None)
-    for fmt in FORCED:
+    choices = [None, *FORCED]
+    for fmt in choices if ALL_FORMATS else [choices[pick % len(choices)]]:
         read(fmt)
 
 

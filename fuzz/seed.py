@@ -5,7 +5,7 @@ with the test extra installed: the captures are built with the tests' own scapy 
 
 - logs: every sample under tests/data/logs (its first 16 KiB), and its first 12 lines, each stored
   plain and gzip-compressed with the shipped read window and with a small one (the first byte of
-  a fuzz_logs input picks both; see fuzz_logs.py);
+  a fuzz_logs input picks both, the second the format; see fuzz_logs.py);
 - pcap: captures of a ClientHello (whole and split in segments), a QUIC Initial, a DNS answer
   naming a connection, SOCKS5 and CONNECT tunnels, as pcap and pcapng, and the same frames as a
   run of raw frames for the extractor (see fuzz_pcap.py).
@@ -41,8 +41,9 @@ def log_seeds(out: Path) -> int:
         head = b"".join(data.splitlines(keepends=True)[:12])
         for body in (data[:SEED_BYTES], head):
             for mode in (0, 1, 8, 16):  # plain / gzip, shipped window / small windows
-                put(out, bytes([mode]) + body)
-                n += 1
+                for pick in range(0, 26, 5):  # detected, and some formats forced (fuzz_logs.py)
+                    put(out, bytes([mode, pick]) + body)
+                    n += 1
     return n
 
 
