@@ -198,3 +198,26 @@ def test_window_reader_finds_what_splitting_on_newlines_finds(case: Case) -> Non
     name = "<stdin>" if case.kind in ("stdin", "stdin-gzip", "pipe") else str(TMP / f"window-{case.kind}")
     assert log.stats.locations.get(LONG, []) == [f"{name}:{n}" for n in want_long[:5]]
 
+
+
+def test_stdin_first_read_shorter_than_the_magic_still_tells_the_compression() -> None:
+    """A pipe's first read may give fewer bytes than a compression magic (a writer that wrote one
+    byte first): the input is still read as gzip, not as its compressed bytes."""
+    data = gzip.compress(squid(1, "api.openai.com") + b"\n")
+    stdin = io.TextIOWrapper(io.BufferedReader(ShortReads(data, [1], first=1)))
+    with mock.patch.object(sys, "stdin", stdin):
+        log = LogFile.open("-", NEEDLES, "squid")
+        events = list(log.events())
+    assert (log.compression, [(line_no(e), e.server_name) for e in events]) == ("gzip", [(1, "api.openai.com")])
+
+
+def test_compressed_input_leaves_an_unfinished_long_last_line() -> None:
+    """A compressed input ending inside a line leaves that line for the live file it was copied
+    from, however long it is: not counted, the checkpoint before it (a long line was counted as a
+    line and malformed, and the checkpoint put past its first bytes)."""
+    head = squid(1, "api.openai.com") + b"\n"
+    case = Case(window=256, max_line=200, chunk=16, sample=16, kind="gzip", lines=[head[:-1], b"api.openai.com" + b"x" * 300],
+                terminated=False, pieces=[1])
+    log, events = read(case)
+    assert ([(line_no(e), e.server_name) for e in events], log.stats.lines, dict(log.stats.skipped), log.unterminated) == (
+        [(1, "api.openai.com")], 1, {}, True)
