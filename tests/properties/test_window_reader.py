@@ -58,6 +58,7 @@ class Case:
     terminated: bool
     pieces: list[int]
     """Sizes of the reads a short-read stdin gives, and of the writes into a pipe (cycled)."""
+    batch_lines: int = 200_000
 
     @property
     def data(self) -> bytes:
@@ -98,6 +99,7 @@ def cases(draw: st.DrawFn) -> Case:
         lines=draw(st.lists(line, max_size=25)),
         terminated=draw(st.booleans()),
         pieces=draw(st.lists(st.integers(1, 2000), min_size=1, max_size=8)),
+        batch_lines=draw(st.sampled_from([1, 2, 5, 200_000])),
     )
     if case.waits and case.lines and len(case.lines[-1]) > max_line:
         case.terminated = True  # an unfinished long last line: test_compressed_input_leaves_an_unfinished_long_last_line
@@ -140,6 +142,11 @@ class ShortReads(io.RawIOBase):
 
 
 def read(case: Case) -> tuple[LogFile, list]:
+    log, batches = read_batches(case)
+    return log, [e for batch in batches for e in batch.events]
+
+
+def read_batches(case: Case) -> tuple[LogFile, list]:
     data = COMPRESS[case.kind](case.data)
     writer = None
     if case.kind in ("stdin", "stdin-gzip"):
@@ -172,17 +179,18 @@ def read(case: Case) -> tuple[LogFile, list]:
         path = str(file)
     with mock.patch.object(logfile, "WINDOW", case.window), mock.patch.object(logfile, "MAX_LINE", case.max_line), \
             mock.patch.object(logfile, "CHUNK", case.chunk), mock.patch.object(logfile, "SAMPLE_BYTES", case.sample), \
-            mock.patch.object(logfile, "FINGERPRINT_BYTES", case.sample), mock.patch.object(sys, "stdin", stdin):
+            mock.patch.object(logfile, "FINGERPRINT_BYTES", case.sample), mock.patch.object(logfile, "BATCH_LINES", case.batch_lines), \
+            mock.patch.object(sys, "stdin", stdin):
         log = LogFile.open(path, NEEDLES, "squid")
         try:
-            events = [e for batch in log.batches() for e in batch.events]
+            batches = list(log.batches())
         finally:
             log.close()
             if path == "-":
                 stdin.close()
     if writer is not None:
         writer.join(10)
-    return log, events
+    return log, batches
 
 
 @settings(max_examples=budget(400))
@@ -190,14 +198,33 @@ def read(case: Case) -> tuple[LogFile, list]:
 def test_window_reader_finds_what_splitting_on_newlines_finds(case: Case) -> None:
     want_events, want_long, want_lines = reference(case)
 
-    log, events = read(case)
+    log, batches = read_batches(case)
 
+    events = [e for batch in batches for e in batch.events]
     assert {(line_no(e), e.server_name) for e in events} == want_events
     assert log.stats.lines == want_lines
     assert log.stats.skipped.get(LONG, 0) == len(want_long)
     name = "<stdin>" if case.kind in ("stdin", "stdin-gzip", "pipe") else str(TMP / f"window-{case.kind}")
     assert log.stats.locations.get(LONG, []) == [f"{name}:{n}" for n in want_long[:5]]
 
+
+
+@settings(max_examples=budget(300))
+@given(cases())
+def test_checkpoints_are_line_boundaries_up_to_the_last_line_read(case: Case) -> None:
+    """Each batch's checkpoint (offset, line) is a line boundary and the number of lines before it;
+    the last one is after the last line read, so that a run resumed there reads nothing twice."""
+    _, _, want_lines = reference(case)
+    data = case.data
+    read_to = len(data) if data.endswith(b"\n") or not case.waits else data.rfind(b"\n") + 1
+
+    log, batches = read_batches(case)
+
+    for batch in batches:
+        assert 0 < batch.offset <= read_to
+        assert data[batch.offset - 1] == 0x0A or batch.offset == read_to
+        assert batch.line == data[: batch.offset].count(b"\n") + (batch.offset == read_to and data[read_to - 1] != 0x0A)
+    assert [(b.offset, b.line) for b in batches[-1:]] == ([(read_to, want_lines)] if want_lines else [])
 
 
 def test_stdin_first_read_shorter_than_the_magic_still_tells_the_compression() -> None:
