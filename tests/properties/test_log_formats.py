@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.sources import wrapped
+from auditor.sources.interface import SourceError
 from auditor.sources.logfile import LogFile
 from tests.properties import budget
 from tests.sources.helpers import NEEDLES, line_no
@@ -174,3 +175,40 @@ def test_valid_lines_are_found_among_any_others_and_every_line_is_counted_once(s
     headers_counted = sum(header_log.stats.skipped.values()) + sum(header_log.stats.ignored.values()) if header_log else 0
     assert stats.candidates == stats.events + sum(stats.skipped.values()) + sum(stats.ignored.values()) - headers_counted
     assert stats.events == len(events)
+
+
+SAMPLE_BYTES = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.one_of(st.sampled_from([g for s in SAMPLES for g, _ in s.good]), st.binary(max_size=80)), max_size=12).map(b"\n".join),
+)
+
+
+@settings(max_examples=budget(200))
+@given(SAMPLE_BYTES, st.sampled_from([b"", b"\n", b"\xef\xbb\xbf"]))
+def test_any_input_is_read_detected_or_refused_in_one_sentence(data: bytes, start: bytes) -> None:
+    """Format detection and reading, on any bytes: events and counts, or a SourceError."""
+    path = settled(TMP / "detect.log", start + data)
+    try:
+        log = LogFile.open(str(path), NEEDLES)
+    except SourceError as e:
+        assert str(e).startswith(f"{path}: ")
+        return
+    try:
+        for _ in log.batches():
+            pass
+    finally:
+        log.close()
+    if not log._is_array():  # a JSON array counts its entries (test_a_first_line_in_brackets_...: not only arrays come here)
+        assert log.stats.lines == (start + data).count(b"\n") + (not (start + data).endswith(b"\n") and bool(start + data))
+
+
+def test_a_first_line_in_brackets_does_not_make_a_file_a_json_array() -> None:
+    """Found by the property above (dev profile): an Envoy line (`[2024-...] "POST ...`) first, a
+    Vercel NDJSON record after it. Detected as Vercel, the file was read as one JSON array because
+    its first byte is `[`: 'invalid JSON in the array; the rest of it was not read', the governed
+    record after it never read, and 4 lines counted in a file of 2."""
+    envoy = (LOGS / "envoy-access.log").read_bytes().split(b"\n")[0]
+    drain = next(ln for ln in (LOGS / "vercel-drain.ndjson").read_bytes().split(b"\n") if b"unsupported_country_region_territory" in ln)
+    path = settled(TMP / "bracket.log", envoy + b"\n" + drain + b"\n")
+    log, events = read(path, "vercel", None)
+    assert (log.stats.lines, [line_no(e) for e in events]) == (2, [2])
