@@ -155,7 +155,7 @@ def mixed(draw: st.DrawFn, s: Sample) -> tuple[list[bytes], dict[int, str]]:
 
 
 @pytest.mark.parametrize("s", SAMPLES, ids=[s.name for s in SAMPLES])
-@settings(max_examples=budget(25))
+@settings(max_examples=budget(50))
 @given(data=st.data())
 def test_valid_lines_are_found_among_any_others_and_every_line_is_counted_once(s: Sample, data: st.DataObject) -> None:
     lines, want = data.draw(mixed(s))

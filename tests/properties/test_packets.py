@@ -73,13 +73,13 @@ def extract(run: list[bytes], linktype: int, cheap: bool) -> tuple[list[tuple[in
     return events, errors
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(300))
 @given(st.one_of(REAL_RUN, RANDOM_RUN), st.sampled_from(LINKTYPES))
 def test_frames_give_events_nothing_or_packet_errors(run: list[bytes], linktype: int) -> None:
     extract(run, linktype, cheap=False)  # anything but PacketError fails the test
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(300))
 @given(REAL_RUN)
 def test_the_cheap_test_changes_no_answer(run: list[bytes]) -> None:
     assert extract(run, 1, cheap=True)[0] == extract(run, 1, cheap=False)[0]
@@ -109,7 +109,7 @@ FILES = st.one_of(
 )
 
 
-@settings(max_examples=budget(200))
+@settings(max_examples=budget(400))
 @given(FILES)
 def test_capture_files_are_read_or_refused_in_one_sentence(data: bytes) -> None:
     path = TMP / "input.cap"

@@ -193,7 +193,7 @@ def read_batches(case: Case) -> tuple[LogFile, list]:
     return log, batches
 
 
-@settings(max_examples=budget(400))
+@settings(max_examples=budget(800))
 @given(cases())
 def test_window_reader_finds_what_splitting_on_newlines_finds(case: Case) -> None:
     want_events, want_long, want_lines = reference(case)
@@ -209,7 +209,7 @@ def test_window_reader_finds_what_splitting_on_newlines_finds(case: Case) -> Non
 
 
 
-@settings(max_examples=budget(300))
+@settings(max_examples=budget(500))
 @given(cases())
 def test_checkpoints_are_line_boundaries_up_to_the_last_line_read(case: Case) -> None:
     """Each batch's checkpoint (offset, line) is a line boundary and the number of lines before it;
