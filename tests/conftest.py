@@ -19,7 +19,7 @@ from auditor.events import ConnectionEvent
 # run; `long` draws a hundred times more (HYPOTHESIS_PROFILE=long, for a hostile pass by hand).
 # The tests size themselves from max_examples (tests/properties/__init__.py `budget`).
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
 settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=_QUIET, print_blob=True)
 settings.register_profile("long", max_examples=10_000, deadline=None, suppress_health_check=_QUIET, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
