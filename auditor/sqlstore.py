@@ -204,12 +204,17 @@ def _private_dirs(directory: str) -> None:
         os.chmod(path, 0o700)
 
 
+CORE_TABLES = frozenset({"meta", "runs", "sources", "observations", "evidence"})
+"""Tables every region-auditor database has had."""
+
+
 def _refuse_foreign_sqlite(path: str) -> None:
     """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
     read-only, before anything is created in it or its journal mode is changed). Tables that are
     all ours but no schema version yet are another region-auditor creating the database (SQLite
-    commits each CREATE TABLE at once): looked at again for up to 2 s. A table of another name
-    makes it another application's, whatever its `meta` says."""
+    commits each CREATE TABLE at once): looked at again for up to 2 s. Ours means a schema version
+    in `meta` and the core tables (CORE_TABLES): a `meta` alone proves nothing, and a newer
+    region-auditor's extra tables do not make a database another application's."""
     import sqlite3
 
     for _ in range(20):
@@ -225,11 +230,12 @@ def _refuse_foreign_sqlite(path: str) -> None:
                 conn.close()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
-        foreign = set(tables) - set(metadata.tables)
-        if not tables or foreign or ours:
+        ours = ours and CORE_TABLES <= set(tables)
+        creating = set(tables) <= set(metadata.tables)
+        if not tables or ours or not creating:
             break
         time.sleep(0.1)
-    if tables and (foreign or not ours):
+    if tables and not ours:
         raise StoreError(f"{path}: is a database of another application (tables {', '.join(tables[:5])}); pass another --db")
 
 

@@ -421,9 +421,9 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
 @pytest.mark.parametrize("setup, message", [
     # Found by a hostile-input hunt: each used to end with a traceback.
     ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'abc')",
-     "the findings database's schema_version is 'abc': it is damaged, or not region-auditor's; pass another --db"),
+     "f.db: is a database of another application (tables meta); pass another --db"),  # a meta alone is not ours
     ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '0')",
-     "the findings database's schema_version is '0'"),
+     "f.db: is a database of another application (tables meta); pass another --db"),
     ("CREATE TABLE runs (id INTEGER PRIMARY KEY, command VARCHAR)",
      "f.db: is a database of another application (tables runs); pass another --db"),
 ])
@@ -823,3 +823,14 @@ def test_a_symlink_where_sqlite_keeps_the_journal_is_refused_not_followed(tmp_pa
     with pytest.raises(StoreError, match=r"f.db-wal: is a symbolic link where SQLite keeps the database's journal"):
         SqlStore(str(tmp_path / "f.db"))
     assert oct(victim.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_newer_region_auditors_extra_table_does_not_make_a_database_foreign(tmp_path: Path) -> None:
+    """A fleet upgraded piecemeal: an older build opens a database a newer one added a table to."""
+    import sqlite3
+
+    path = tmp_path / "f.db"
+    SqlStore(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE added_by_a_newer_version (id INTEGER PRIMARY KEY)")
+    SqlStore(str(path)).close()
