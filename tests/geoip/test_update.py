@@ -1053,3 +1053,20 @@ def test_cli_refuses_a_forged_feed_of_another_provider_over_the_demo_egress(serv
     assert row["status"] == "ok" and row["changes"] == ["43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)"]
     assert "; accepted: the download changes the country the locator gives in 1 of its prefixes" in row["message"]
     assert ("US", "allowed", 14, "cloud:gcp:us-central1") in verdicts("after-acceptance.db")
+
+
+def test_cli_judges_feeds_against_the_database_given(server: FeedServer, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    runner = CliRunner()
+    server.serve("/ip-ranges.json", aws_with([{"ip_prefix": MMDB_HK, "region": "us-east-1"}]))
+    update_aws = ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q"]
+    refused = runner.invoke(cli, [*update_aws, "--geoip-db", str(GOOD_MMDB)])
+    assert refused.exit_code == 3, refused.output
+    assert "the other feeds in use and mmdb:GeoLite2-Country@2026-02-04 > mmdb:IPFire-Location-Country@2026-06-25" in refused.stdout
+    assert f"\t  {MMDB_HK}: HK -> US (was mmdb:IPFire-Location-Country@2026-06-25)\n" in refused.stdout
+    missing = runner.invoke(cli, [*update_aws, "--geoip-db", str(tmp_path / "none.mmdb")])
+    assert missing.exit_code == 3 and "no such GeoIP database" in missing.output
+    assert server.requests[1:] == []  # nothing downloaded for a database that cannot be opened
