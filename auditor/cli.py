@@ -621,19 +621,24 @@ def _verdict_changes() -> Callable[[str, str], bool]:
 @click.option("--allow-http", is_flag=True,
               help="Accept plain http:// URLs (a local mirror); a redirect from https to http is still refused.")
 @click.option("--accept-changes", is_flag=True,
-              help="Install feeds that move prefixes to another country in a way that changes a verdict, "
-                   f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of them (refused otherwise, with the moves listed).")
+              help="Install feeds that change the country the locator gives somewhere in a way that changes a verdict, "
+                   f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of their prefixes to another country "
+                   "(refused otherwise, with the changes listed).")
+@click.option("--geoip-db", "geoip_db", type=click.Path(path_type=Path, dir_okay=False),
+              help="The country database your audits use (their --geoip-db or [geoip] database), which feeds are judged "
+                   "against (default: the one downloaded here, else GeoIP2/GeoLite2 in /usr/share/GeoIP or /var/lib/GeoIP).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
 def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str | None, account_id: str | None,
                  editions: tuple[str, ...], urls: tuple[str, ...], base_url: str | None, timeout: float,
-                 allow_http: bool, accept_changes: bool, quiet: bool, as_json: bool) -> None:
+                 allow_http: bool, accept_changes: bool, geoip_db: Path | None, quiet: bool, as_json: bool) -> None:
     """Download cloud providers' IP ranges and country databases into the local GeoIP cache.
 
     Downloads are https only (unless --allow-http), from each source's own hosts; MaxMind
     archives must match MaxMind's SHA-256. Each file is validated before it replaces the previous
-    copy; a bad download keeps the previous copy. A feed that moves prefixes to another country
-    in a way that changes a verdict (or moves more than 5% of them) is refused and its moves
+    copy; a bad download keeps the previous copy. A feed that changes the country the whole
+    locator gives (other providers' feeds, then the country database) in a way that changes a
+    verdict, or moves more than 5% of its prefixes to another country, is refused and the changes
     listed, unless --accept-changes. Exit 2 for a plain http:// URL without --allow-http; exit 3
     when any source was not updated.
     """
@@ -662,7 +667,7 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
     bars = _ProgressBars(enabled=not quiet and not as_json)
     try:
         results = geoip_update_data.update(sources, directory, progress=bars, timeout=timeout, allow_http=allow_http,
-                                           accept_changes=accept_changes, verdict_changes=_verdict_changes())
+                                           accept_changes=accept_changes, verdict_changes=_verdict_changes(), database=geoip_db)
     finally:
         bars.close()
     if as_json:

@@ -154,6 +154,18 @@ def _prefix_key(text: str) -> tuple[int, int, int]:
     return version, value >> (bits - plen), plen
 
 
+def _memo_key(keys: dict[str, tuple[int, int, int]]) -> Any:
+    """_prefix_key remembering its answers in `keys`."""
+
+    def parse(text: str) -> tuple[int, int, int]:
+        found = keys.get(text)
+        if found is None:
+            found = keys[text] = _prefix_key(text)
+        return found
+
+    return parse
+
+
 def _load_json(data: bytes, name: str, what: str) -> Any:
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
@@ -510,6 +522,9 @@ def load_feeds(directory: Path | None = None) -> list[Feed]:
 # The locator.
 
 
+_NOT_FOUND = Location.unknown(basis="not-found:cloud")
+
+
 class CloudRangeLocator(Locator):
     """Locates addresses inside cloud providers' published ranges; the most specific prefix wins,
     across providers.
@@ -521,15 +536,18 @@ class CloudRangeLocator(Locator):
     `cloud-conflict:...`; otherwise `not-found:cloud`.
     """
 
-    def __init__(self, feeds: Sequence[Feed]) -> None:
+    def __init__(self, feeds: Sequence[Feed], keys: dict[str, tuple[int, int, int]] | None = None) -> None:
+        """`keys`: prefix text -> _prefix_key, filled and reused (geoip.update builds several
+        locators over mostly the same prefixes)."""
         self.feeds = tuple(feeds)
+        parse = _prefix_key if keys is None else _memo_key(keys)
         self._entries: list[tuple[Any, ...]] = []
         self._locations: list[Location | None] = []
         tables: dict[int, dict[int, dict[int, int]]] = {4: {}, 6: {}}
         for feed_index, feed in enumerate(self.feeds):
             for rng in feed.ranges:
                 try:
-                    version, key, plen = _prefix_key(rng.network)
+                    version, key, plen = parse(rng.network)
                 except ValueError:
                     raise FeedError(f"{feed.version}: invalid prefix {rng.network!r}; " + _AGAIN) from None
                 table = tables[version].setdefault(plen, {})
@@ -587,15 +605,26 @@ class CloudRangeLocator(Locator):
             addr = normalize_ip(ip)
         except ValueError:
             return Location.unknown(basis=f"not-an-address:{ip}")
-        value = int(addr)
-        for shift, table in self._tables[addr.version]:
+        return self.locate_value(addr.version, int(addr))
+
+    def locate_value(self, version: int, value: int) -> Location:
+        """`locate` for an address given as IP version and integer (no parsing, no IPv4-mapped
+        or 6to4 unwrapping): what geoip.update samples a feed's space with."""
+        for shift, table in self._tables[version]:
             index = table.get(value >> shift)
             if index is not None:
                 location = self._locations[index]
                 if location is None:
                     location = self._locations[index] = self._answer(self._entries[index])
                 return location
-        return Location.unknown(basis="not-found:cloud")
+        return _NOT_FOUND
+
+    def spans(self, version: int) -> list[tuple[int, int]]:
+        """(first, last address) as integers of every prefix indexed for IP `version`, sorted."""
+        cached = self.__dict__.setdefault("_spans", {})
+        if version not in cached:
+            cached[version] = sorted((key << shift, ((key + 1) << shift) - 1) for shift, table in self._tables[version] for key in table)
+        return cached[version]  # type: ignore[no-any-return]
 
     def _answer(self, entry: tuple[Any, ...]) -> Location:
         if entry[0] == "conflict":

@@ -25,7 +25,8 @@ from base64 import b64encode
 from pathlib import Path
 from typing import Protocol
 
-from geoip.cloud import Feed, FeedError, parse_feed, read_feed_file
+from geoip.cloud import PROVIDERS, CloudRangeLocator, Feed, FeedError, parse_feed, read_feed_file
+from geoip.interface import Locator
 from geoip.mmdb import DatabaseError, MmdbLocator
 from geoip.update import (
     FAILED,
@@ -37,9 +38,12 @@ from geoip.update import (
     Source,
     UpdateResult,
     VerdictChange,
-    describe_moves,
+    changed_prefixes,
+    chosen_feed,
+    describe_changes,
     feed_moves,
     in_use_feed,
+    locator_changes,
 )
 
 _CHUNK = 64 * 1024
@@ -98,6 +102,7 @@ class Job:
         accept_changes: bool = False,
         verdict_changes: VerdictChange | None = None,
         cafile: str | None = None,
+        database: Path | None = None,
     ) -> None:
         self.directory = directory
         self.progress = progress
@@ -117,6 +122,27 @@ class Job:
         """The source being downloaded (what check_url checks against)."""
         self._changes: tuple[str, ...] = ()
         """Moves accepted in the feed being installed."""
+        self.database = database
+        """The country database the audits use before the embedded one (None: the one
+        geoip.defaults.build_locator finds without a config)."""
+        self._databases: list[Locator] | None = None
+        """The country databases the locator uses after the cloud layer (None: not opened yet)."""
+        self._opened: list[MmdbLocator] = []
+        """Those this job opened (closed by close())."""
+        self._in_use: dict[str, Feed] | None = None
+        """The feed the locator uses now, per provider (None: not read yet)."""
+        self._cloud: CloudRangeLocator | None = None
+        """The cloud layer over _in_use."""
+        self._keys: dict[str, tuple[int, int, int]] = {}
+        """Prefix text -> geoip.cloud._prefix_key, for the locators and comparisons of this job."""
+        self._pending: tuple[str, Feed, CloudRangeLocator] | None = None
+        """The feed being installed and the cloud layer with it in place."""
+
+    def close(self) -> None:
+        """Closes the country databases this job opened."""
+        for database in self._opened:
+            database.close()
+        self._opened.clear()
 
     def check_url(self, url: str, came_from: str = "", how: str = "") -> None:
         """Raises _Bad unless the current source may be downloaded from `url`: https (http only
@@ -151,10 +177,12 @@ class Job:
         url = source.url
         self._source = source
         self._changes = ()
+        self._pending = None
         try:
             try:
                 staged, url, date, detail, received = self._fetch(source)
                 os.replace(staged, target)
+                self._installed()
             except _Bad as e:
                 return self._keep_or_fail(source, target, str(e), e.received, url, e.changes)
             except OSError as e:  # the cache directory itself: full disk, permissions
@@ -217,26 +245,79 @@ class Job:
         return staged, url, _feed_date(feed), detail, received
 
     def _guard_moves(self, source: Source, feed: Feed, received: int) -> str:
-        """Refuses (_Bad) a feed that moves address space to another country in a way that
-        changes a verdict, or moves more than MOVE_SHARE of the prefixes in use, unless
-        accept_changes; returns what to add to the success sentence."""
-        current = in_use_feed(source.name, self.directory)
-        if current is None:
-            return "; no data in use to compare it with"
-        moves = feed_moves(current, feed)
-        if not moves:
+        """Refuses (_Bad) a feed that changes the country the whole locator gives somewhere in a
+        way that changes a verdict, or moves more than MOVE_SHARE of the provider's prefixes in
+        use to another country, unless accept_changes; returns what to add to the success sentence."""
+        in_use = self._feeds_in_use()
+        current = in_use.get(source.name)
+        before = self._cloud_layer()
+        after = CloudRangeLocator([feed if p == source.name else in_use[p] for p in PROVIDERS if p == source.name or p in in_use], self._keys)
+        self._pending = (source.name, feed, after)
+        moves = feed_moves(current, feed, self._keys) if current is not None else []
+        changed = changed_prefixes(current, feed, self._keys)
+        changes = locator_changes(changed, before, after, self._country_databases(), self.verdict_changes)
+        if not moves and not changes:
             return ""
-        clause, refused = describe_moves(moves, self.verdict_changes, len(current.ranges))
-        listed = tuple(str(m) for m in moves[:SHOWN_MOVES])
-        against = f"against {current.version}"
+        clause, refused = describe_changes(moves, changes, len(current.ranges) if current is not None else 0)
+        listed = tuple(str(c) for c in changes[:SHOWN_MOVES]) or tuple(str(m) for m in moves[:SHOWN_MOVES])
+        databases = " > ".join(d.description for d in self._country_databases()) or "no country database"
+        against = f"against {current.version if current is not None else f'no {source.name} data'}, the other feeds in use and {databases}"
         if refused and not self.accept_changes:
             raise _Bad(
-                f"refused: {clause}, {against}; if these moves are expected, run again with --accept-changes",
+                f"refused: {clause}, {against}; if these changes are expected, run again with --accept-changes",
                 received,
                 listed,
             )
         self._changes = listed
         return f"; accepted: {clause}, {against}" if refused else f"; {clause}, {against}"
+
+    def _feeds_in_use(self) -> dict[str, Feed]:
+        if self._in_use is None:
+            found = {p: in_use_feed(p, self.directory) for p in PROVIDERS}
+            self._in_use = {p: f for p, f in found.items() if f is not None}
+        return self._in_use
+
+    def _cloud_layer(self) -> CloudRangeLocator:
+        if self._cloud is None:
+            in_use = self._feeds_in_use()
+            self._cloud = CloudRangeLocator([in_use[p] for p in PROVIDERS if p in in_use], self._keys)
+        return self._cloud
+
+    def _country_databases(self) -> list[Locator]:
+        """The databases after the cloud layer, as geoip.defaults.build_locator chooses them:
+        `database`, else one downloaded into the directory, else one installed on the system;
+        then the embedded one. One that cannot be opened is left out (the audits would stop on it)."""
+        if self._databases is None:
+            from geoip.embedded import open_embedded
+            from geoip.mmdb import find_system_database
+            from geoip.update import downloaded_database
+
+            self._databases = []
+            path = self.database or downloaded_database(self.directory) or find_system_database()
+            openers = [lambda: MmdbLocator(path)] if path is not None else []
+            for opener in [*openers, open_embedded]:
+                try:
+                    database = opener()
+                except DatabaseError:
+                    continue
+                self._opened.append(database)
+                self._databases.append(database)
+        return self._databases
+
+    def _installed(self) -> None:
+        """The feed just installed is in use from now on (when the locator chooses it)."""
+        if self._pending is None:
+            return
+        provider, feed, after = self._pending
+        self._pending = None
+        in_use = self._feeds_in_use()
+        now = chosen_feed(provider, feed)
+        if now is feed:
+            in_use[provider] = feed
+            self._cloud = after
+        elif now is not None and in_use.get(provider) is not now:
+            in_use[provider] = now
+            self._cloud = None
 
     def _azure_file_url(self, url: str) -> tuple[str, str]:
         """The ServiceTags file URL and its date: `url` itself when it names the file, else the

@@ -25,9 +25,10 @@ certificate and host name verification; plain `http://` only with `allow_http` (
 and never after an `https://` URL (a redirect or Azure's page link that downgrades is refused);
 each official source may come only from the hosts of OFFICIAL_HOSTS (redirects and Azure's page
 link included), a mirror only from its own host; MaxMind archives must match the SHA-256 MaxMind
-publishes beside them; and a feed that moves prefixes to another country is refused unless
-`accept_changes` when a move changes a verdict (`verdict_changes`) or more than MOVE_SHARE of
-its prefixes move (`feed_moves`).
+publishes beside them; and a feed is refused unless `accept_changes` when, put in place of the
+provider's feed in use, it changes the country the whole locator gives (the other providers' feeds,
+then the country databases) in a way that changes a verdict (`locator_changes`, `verdict_changes`),
+or when more than MOVE_SHARE of the provider's prefixes move to another country (`feed_moves`).
 
 The cache directory is `$XDG_DATA_HOME/region-auditor/geoip` (`~/.local/share/...`), created
 0700; files are written 0600. geoip.defaults.build_locator reads it: feeds at least as recent as
@@ -40,16 +41,19 @@ when something is downloaded.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import ipaddress
 import os
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from geoip import regions
-from geoip.cloud import FEED_FILES, PROVIDERS, Feed, FeedError, _prefix_key
+from geoip.cloud import FEED_FILES, PROVIDERS, CloudRangeLocator, Feed, FeedError, _memo_key, _prefix_key
+from geoip.interface import Location, Locator
 
 OK = "ok"
 """The new copy was validated and is in place."""
@@ -356,25 +360,36 @@ def update(
     accept_changes: bool = False,
     verdict_changes: VerdictChange | None = None,
     cafile: str | None = None,
+    database: Path | None = None,
 ) -> list[UpdateResult]:
     """Download, verify and install each source into `dest_dir` (default `default_dir()`).
 
     `allow_http` lets plain `http://` URLs through (never after an `https://` one);
-    `accept_changes` installs a feed whose moves between countries would otherwise refuse it;
-    `verdict_changes(old, new)` says whether a move between two countries changes a verdict
-    (default: every move does); `cafile` is a CA bundle to trust instead of the system's.
+    `accept_changes` installs a feed whose changes to the locator's countries would otherwise
+    refuse it; `verdict_changes(old, new)` says whether a move between two countries changes a
+    verdict (default: every move does); `cafile` is a CA bundle to trust instead of the system's;
+    `database` is the country database the audits use before the embedded one (default: the one
+    downloaded into `dest_dir`, else one installed on the system), which feeds are judged against.
 
     Never raises for a bad download: each source gets an UpdateResult (OK, KEPT, FAILED).
-    Raises FeedError only when the directory cannot be created.
+    Raises FeedError only when the directory cannot be created, DatabaseError when `database`
+    cannot be opened.
     """
     directory = ensure_dir(dest_dir)
     remove_stale_temporaries(directory)
     when = today or dt.datetime.now(dt.timezone.utc).date()
     from geoip.download import Job  # the HTTP stack, for this command only
 
+    if database is not None:
+        from geoip.mmdb import MmdbLocator
+
+        MmdbLocator(database).close()  # DatabaseError now, not a feed refused for it later
     job = Job(directory, progress, timeout, when, max_bytes, allow_http=allow_http, accept_changes=accept_changes,
-              verdict_changes=verdict_changes, cafile=cafile)
-    return [job.run(source) for source in sources]
+              verdict_changes=verdict_changes, cafile=cafile, database=database)
+    try:
+        return [job.run(source) for source in sources]
+    finally:
+        job.close()
 
 
 def remove_stale_temporaries(directory: Path, older_than: float = 3600.0) -> int:
@@ -409,12 +424,13 @@ class Move(NamedTuple):
         return f"{self.network}: {self.old} -> {self.new}"
 
 
-def _countries(feed: Feed) -> dict[tuple[int, int, int], tuple[str, set[str]]]:
+def _countries(feed: Feed, keys: dict[str, tuple[int, int, int]] | None = None) -> dict[tuple[int, int, int], tuple[str, set[str]]]:
     """(IP version, network, length) -> (prefix as written, countries; "?" for an unknown region)."""
     table: dict[tuple[int, int, int], tuple[str, set[str]]] = {}
+    parse = _prefix_key if keys is None else _memo_key(keys)
     for rng in feed.ranges:
         try:
-            key = _prefix_key(rng.network)
+            key = parse(rng.network)
         except ValueError:
             continue
         country = rng.country
@@ -450,7 +466,7 @@ def _label(countries: set[str]) -> str:
     return "|".join(sorted(countries))
 
 
-def feed_moves(old: Feed, new: Feed) -> list[Move]:
+def feed_moves(old: Feed, new: Feed, keys: dict[str, tuple[int, int, int]] | None = None) -> list[Move]:
     """Address space whose country differs between `old` (the data in use) and `new`.
 
     Each prefix of either feed is compared with the most specific prefix of the other feed that
@@ -460,7 +476,7 @@ def feed_moves(old: Feed, new: Feed) -> list[Move]:
     did not cover, withdrawn prefixes, a prefix re-assigned between regions of one country, and
     space whose country the old data did not know.
     """
-    before, after = _countries(old), _countries(new)
+    before, after = _countries(old, keys), _countries(new, keys)
     old_index, new_index = _Index(before), _Index(after)
     moves: dict[tuple[int, int, int], Move] = {}
     for key, (network, countries) in after.items():
@@ -472,17 +488,6 @@ def feed_moves(old: Feed, new: Feed) -> list[Move]:
         if key not in moves and now and countries != {"?"} and now != countries:
             moves[key] = Move(network, _label(countries), _label(now))
     return [moves[k] for k in sorted(moves)]
-
-
-def changes_verdict(move: Move, verdict_changes: VerdictChange | None) -> bool:
-    """Whether `move` changes a verdict: any pair of its old and new countries does."""
-    if verdict_changes is None:
-        return True
-    olds = [c if c != "?" else "" for c in move.old.split("|")]
-    news = [c if c != "?" else "" for c in move.new.split("|")]
-    if len(news) > 1:  # one prefix in two countries: the locator answers "unknown"
-        news = [""]
-    return any(verdict_changes(a, b) for a in olds for b in news if a != b)
 
 
 def in_use_feed(provider: str, directory: Path) -> Feed | None:
@@ -497,6 +502,15 @@ def in_use_feed(provider: str, directory: Path) -> Feed | None:
             installed = cloud.read_feed_file(provider, path)
         except FeedError:
             installed = None
+    return chosen_feed(provider, installed)
+
+
+def chosen_feed(provider: str, installed: Feed | None) -> Feed | None:
+    """What the locator uses for `provider` with `installed` in the data directory (as
+    geoip.cloud.load_feeds chooses): it when at least as recent as the bundled snapshot, else the
+    snapshot; None when neither is there."""
+    from geoip import cloud
+
     try:
         bundled = next(f for f in cloud.bundled_feeds() if f.provider == provider)
     except (FeedError, StopIteration):
@@ -506,13 +520,207 @@ def in_use_feed(provider: str, directory: Path) -> Feed | None:
     return bundled
 
 
-def describe_moves(moves: Sequence[Move], verdict_changes: VerdictChange | None, total: int) -> tuple[str, bool]:
-    """(clause about the moves, whether they refuse the feed without accept_changes)."""
-    decisive = [m for m in moves if changes_verdict(m, verdict_changes)]
-    share = len(moves) / total if total else 1.0
-    clause = f"the download moves {len(moves)} of the {total} prefixes in use to another country"
-    if decisive:
-        clause += f", {len(decisive)} of them changing a verdict (first: {decisive[0]})"
-    elif moves:
-        clause += f" ({share:.1%}; first: {moves[0]})"
-    return clause, bool(decisive) or share > MOVE_SHARE
+# -- what a feed changes in the locator's answers -------------------------------------------------
+
+
+class Change(NamedTuple):
+    """Address space inside one prefix of a new feed (or one it withdraws) to which the locator
+    would give another country with the new feed in place."""
+
+    network: str
+    """The prefix, as the feed that names it writes it."""
+    old: str
+    """Country the locator gives now; "?" when it knows none."""
+    new: str
+    """Country it would give with the new feed; "?" when none."""
+    basis: str
+    """Where the answer of now comes from (`cloud:aws:ap-east-1`, `mmdb:...`), "unknown" when none."""
+    decisive: bool
+    """Whether the move changes a verdict."""
+
+    def __str__(self) -> str:
+        return f"{self.network}: {self.old} -> {self.new} (was {self.basis})"
+
+
+def _regions_by_prefix(feed: Feed | None, keys: dict[str, tuple[int, int, int]] | None) -> dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]]:
+    table: dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]] = {}
+    parse = _prefix_key if keys is None else _memo_key(keys)
+    for rng in feed.ranges if feed is not None else ():
+        try:
+            key = parse(rng.network)
+        except ValueError:
+            continue
+        table.setdefault(key, (rng.network, set()))[1].add((rng.region, rng.country))
+    return table
+
+
+def changed_prefixes(old: Feed | None, new: Feed, keys: dict[str, tuple[int, int, int]] | None = None) -> list[tuple[tuple[int, int, int], str]]:
+    """(key, prefix as written) of the prefixes of `new` that `old` does not publish with the same
+    regions, and of those of `old` that `new` withdraws: every address whose answer a feed change
+    can change is in one of them."""
+    before, after = _regions_by_prefix(old, keys), _regions_by_prefix(new, keys)
+    found = [(key, network) for key, (network, places) in after.items() if key not in before or before[key][1] != places]
+    found += [(key, network) for key, (network, _) in before.items() if key not in after]
+    return sorted(found)
+
+
+_BITS = {4: 32, 6: 128}
+
+
+def _span_of(network: str, version: int) -> tuple[int, int] | None:
+    """(first, last address) as integers of `network`; None when it is empty or of another version."""
+    try:
+        v, value, plen = _prefix_key(network)
+    except ValueError:
+        return None
+    if v != version:
+        return None
+    shift = _BITS[version] - plen
+    return value << shift, ((value + 1) << shift) - 1
+
+
+class _DatabaseWalk:
+    """The country databases' answer (the first that knows a country) over a stretch of
+    addresses, one per part where it stays the same: walks the databases' networks, and
+    remembers the last part (adjacent prefixes often share one database network)."""
+
+    def __init__(self, databases: Sequence[Locator]) -> None:
+        self.databases = databases
+        self.last: tuple[int, int, int, Location] = (0, 1, 0, _NO_COUNTRY)
+        """(IP version, first, last address, answer) of the part looked up last."""
+
+    def answers(self, version: int, first: int, last: int) -> Iterator[Location]:
+        make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        full = _BITS[version]
+        at = first
+        while at <= last:
+            v, low, high, answer = self.last
+            if not (v == version and low <= at <= high):
+                low, high, answer = 0, (1 << full) - 1, _NO_COUNTRY
+                ip = str(make(at))
+                for database in self.databases:
+                    location = database.locate(ip)
+                    span = _span_of(location.network, version) if location.network else _missing(database, make(at), version)
+                    # No network of this version (an IPv4-only database, an IPv4-mapped or 6to4
+                    # address answered as IPv4): the same answer throughout, as far as it says.
+                    if span is not None and span[0] <= at <= span[1]:
+                        low, high = max(low, span[0]), min(high, span[1])
+                    if location.known:
+                        answer = location
+                        break
+                self.last = (version, low, high, answer)
+            yield answer
+            at = high + 1
+
+
+_NO_COUNTRY = Location.unknown(basis="unknown")
+
+
+def _missing(database: Locator, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, version: int) -> tuple[int, int] | None:
+    """How far a database's miss (an answer without a network) extends around `ip`: MmdbLocator
+    does not say, its tree does. None when unknown (an IPv4-only database asked for IPv6)."""
+    reader = getattr(database, "_reader", None)
+    if reader is None:
+        return None
+    try:
+        _, plen = reader.get_with_prefix_len(ip)
+    except Exception:  # noqa: BLE001 - IPv6 in an IPv4-only database (ValueError), a damaged tree
+        return None
+    shift = _BITS[version] - plen
+    value = int(ip) >> shift
+    return value << shift, ((value + 1) << shift) - 1
+
+
+def locator_changes(
+    changed: Sequence[tuple[tuple[int, int, int], str]],
+    before: CloudRangeLocator,
+    after: CloudRangeLocator,
+    databases: Sequence[Locator],
+    verdict_changes: VerdictChange | None = None,
+) -> list[Change]:
+    """Where the locator's country changes when the cloud layer `before` (the feeds in use)
+    becomes `after` (one feed replaced), inside the `changed` prefixes (changed_prefixes), with
+    `databases` (the country databases in use, in order) answering where the cloud layer does not.
+
+    Not every address is looked up: inside a prefix, both cloud layers answer the same between
+    the boundaries of the more specific prefixes it holds (of any provider, before or after), so
+    each stretch between them is looked up once; where one side has no cloud answer, the
+    databases' networks in the stretch are walked.
+
+    A change is decisive (changes a verdict) when the locator knew a country before and
+    `verdict_changes(old, new)` ("" for unknown; None: every change does) says so: a country a
+    policy treats differently, or none. Space where the locator knew no country before and the
+    new feed gives one is a change but not a decisive one. One Change per prefix: the first
+    decisive one, else the first; decisive ones first in the result."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    starts: dict[int, list[int]] = {}
+    result: list[Change] = []
+    walk = _DatabaseWalk(databases)
+    for (version, value, plen), network in changed:
+        if version not in spans:
+            # The prefixes of both layers: those of `before` and the new ones among `changed`.
+            extra = [(v << (_BITS[n] - p), ((v + 1) << (_BITS[n] - p)) - 1) for (n, v, p), _ in changed if n == version]
+            spans[version] = sorted(before.spans(version) + extra)
+            starts[version] = [first for first, _ in spans[version]]
+        shift = _BITS[version] - plen
+        first, last = value << shift, ((value + 1) << shift) - 1
+        cuts = {first}
+        inner = spans[version]
+        i = bisect.bisect_left(starts[version], first)
+        while i < len(inner) and inner[i][0] <= last:
+            start, end = inner[i]
+            if start > first:
+                cuts.add(start)
+            if end < last:
+                cuts.add(end + 1)
+            i += 1
+        ordered = sorted(cuts)
+        found: Change | None = None
+        for k, at in enumerate(ordered):
+            was, now = before.locate_value(version, at), after.locate_value(version, at)
+            if was.country_code == now.country_code:
+                continue
+            stretch_last = ordered[k + 1] - 1 if k + 1 < len(ordered) else last
+            if was.known and now.known:
+                answers: Iterable[Location] = (_NO_COUNTRY,)
+            else:
+                answers = walk.answers(version, at, stretch_last)
+            for database in answers:
+                old = was.country_code or database.country_code
+                new = now.country_code or database.country_code
+                if old == new:
+                    continue
+                # Space no source placed before gains a country: information added, not a
+                # contradiction (no verdict to hide: it was "unknown"); not decisive.
+                decisive = bool(old) and (verdict_changes(old, new) if verdict_changes is not None else True)
+                if found is None or (decisive and not found.decisive):
+                    basis = was.basis if was.known else database.basis
+                    found = Change(network, old or "?", new or "?", basis, decisive)
+                if decisive:
+                    break
+            if found is not None and found.decisive:
+                break
+        if found is not None:
+            result.append(found)
+    return [c for c in result if c.decisive] + [c for c in result if not c.decisive]
+
+
+def describe_changes(moves: Sequence[Move], changes: Sequence[Change], total: int) -> tuple[str, bool]:
+    """(clause about what a feed changes, whether that refuses it without accept_changes).
+
+    `moves`: feed_moves against the provider's data in use, which holds `total` prefixes;
+    `changes`: locator_changes. Refused when any change changes a verdict, or when more than
+    MOVE_SHARE of the prefixes in use move to another country."""
+    decisive = [c for c in changes if c.decisive]
+    share = len(moves) / total if total else 0.0
+    clauses = []
+    if moves:
+        clauses.append(f"moves {len(moves)} of the {total} prefixes in use to another country ({share:.1%}; first: {moves[0]})")
+    if changes:
+        clause = f"changes the country the locator gives in {len(changes)} of its prefixes"
+        if decisive:
+            clause += f", {len(decisive)} of them changing a verdict (first: {decisive[0]})"
+        else:
+            clause += f", none changing a verdict (first: {changes[0]})"
+        clauses.append(clause)
+    return "the download " + ", and ".join(clauses), bool(decisive) or share > MOVE_SHARE

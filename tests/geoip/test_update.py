@@ -27,6 +27,7 @@ import pytest
 from geoip import cloud, update
 from geoip.cloud import FeedError
 from geoip.defaults import build_locator
+from geoip.interface import Location, Locator
 from geoip.update import FAILED, KEPT, OK, Source, UpdateResult
 from tests.conftest import asset
 
@@ -231,6 +232,13 @@ def sources_for(server: FeedServer, **kwargs: object) -> list[Source]:
     return [replace(s, min_prefixes=1) for s in update.default_sources(base_url=server.url, **kwargs)]  # type: ignore[arg-type]
 
 
+def fetch(sources: list[Source], directory: Path, **kwargs: object) -> list[UpdateResult]:
+    """update.update with accept_changes, for the tests of transfers and validation: a fixture
+    feed holds a few prefixes in place of the bundled snapshot's thousands, so installing it
+    withdraws them, which changes the locator's answers (the tests of moves cover that)."""
+    return update.update(sources, directory, accept_changes=True, **kwargs)  # type: ignore[arg-type]
+
+
 def by_name(results: list[UpdateResult]) -> dict[str, UpdateResult]:
     return {r.source: r for r in results}
 
@@ -247,7 +255,7 @@ def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
     dest = tmp_path / "data" / "region-auditor" / "geoip"
     calls: list[tuple[str, int, int | None]] = []
     sources = sources_for(server, license_key="s3cret-key", account_id="123456")
-    results = by_name(update.update(sources, dest, progress=lambda *a: calls.append(a), today=TODAY))
+    results = by_name(fetch(sources, dest, progress=lambda *a: calls.append(a), today=TODAY))
 
     assert set(results) == {"aws", "gcp", "azure", "oracle", "digitalocean", "dbip-country-lite", "GeoLite2-Country"}
     assert all(r.status == OK for r in results.values()), [r.message for r in results.values()]
@@ -316,7 +324,7 @@ def test_bad_download_keeps_previous_copy(server: FeedServer, tmp_path: Path, ca
     sources = sources_for(server, feeds=["aws"], dbip=False)
     good = aws_bytes(dt.date(2026, 11, 20))
     server.serve("/ip-ranges.json", good)
-    assert update.update(sources, tmp_path, timeout=0.3)[0].status == OK
+    assert fetch(sources, tmp_path, timeout=0.3)[0].status == OK
     target = tmp_path / cloud.FEED_FILES["aws"]
     before = target.stat()
 
@@ -324,7 +332,7 @@ def test_bad_download_keeps_previous_copy(server: FeedServer, tmp_path: Path, ca
         del server.routes["/ip-ranges.json"]
     else:
         server.serve("/ip-ranges.json", **route)
-    [result] = update.update(sources, tmp_path, timeout=0.3)
+    [result] = fetch(sources, tmp_path, timeout=0.3)
 
     assert result.status == KEPT, result.message
     assert reason in result.message
@@ -337,7 +345,7 @@ def test_bad_download_keeps_previous_copy(server: FeedServer, tmp_path: Path, ca
 
 def test_bad_download_without_previous_copy_fails(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/iaas/tools/public_ip_ranges.json", asset("feeds/malformed/error.html").read_bytes())
-    [result] = update.update(sources_for(server, feeds=["oracle"], dbip=False), tmp_path)
+    [result] = fetch(sources_for(server, feeds=["oracle"], dbip=False), tmp_path)
     assert result.status == FAILED
     assert result.path == "" and result.date == ""
     assert result.message == (
@@ -350,14 +358,14 @@ def test_bad_download_without_previous_copy_fails(server: FeedServer, tmp_path: 
 def test_one_bad_source_does_not_stop_the_others(server: FeedServer, tmp_path: Path) -> None:
     serve_official(server)
     server.serve("/ipranges/cloud.json", b"{}")
-    results = by_name(update.update(sources_for(server, dbip=False), tmp_path, today=TODAY))
+    results = by_name(fetch(sources_for(server, dbip=False), tmp_path, today=TODAY))
     assert results["gcp"].status == FAILED and "no 'prefixes' list" in results["gcp"].message
     assert [n for n, r in results.items() if r.ok] == ["aws", "azure", "oracle", "digitalocean"]
 
 
 def test_default_minimum_refuses_a_tiny_feed(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/ip-ranges.json", aws_bytes())
-    [result] = update.update(update.default_sources(feeds=["aws"], dbip=False, base_url=server.url), tmp_path)
+    [result] = fetch(update.default_sources(feeds=["aws"], dbip=False, base_url=server.url), tmp_path)
     assert result.status == FAILED
     assert "holds 8 prefixes with a location, fewer than the 4000 expected of a complete aws feed" in result.message
 
@@ -367,7 +375,7 @@ def test_default_minimum_refuses_a_tiny_feed(server: FeedServer, tmp_path: Path)
 
 def test_azure_page_without_link_fails(server: FeedServer, tmp_path: Path) -> None:
     server.serve(AZURE_PAGE, b"<!DOCTYPE html><html><body>Download</body></html>")
-    [result] = update.update(sources_for(server, feeds=["azure"], dbip=False), tmp_path)
+    [result] = fetch(sources_for(server, feeds=["azure"], dbip=False), tmp_path)
     assert result.status == FAILED
     assert "links no ServiceTags_Public_YYYYMMDD.json file" in result.message
 
@@ -375,7 +383,7 @@ def test_azure_page_without_link_fails(server: FeedServer, tmp_path: Path) -> No
 def test_azure_file_url_given_directly(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/x/ServiceTags_Public_20261123.json", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
     source = update.feed_source("azure", f"{server.url}/x/ServiceTags_Public_20261123.json", min_prefixes=1)
-    [result] = update.update([source], tmp_path)
+    [result] = fetch([source], tmp_path)
     assert (result.status, result.date) == (OK, "2026-11-23")
     # The date travels in the file's modification time (the format has none).
     assert cloud.read_feed_file("azure", tmp_path / cloud.FEED_FILES["azure"]).published == "2026-11-23"
@@ -386,13 +394,13 @@ def test_azure_file_url_given_directly(server: FeedServer, tmp_path: Path) -> No
 
 def test_dbip_falls_back_to_last_month(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/free/dbip-country-lite-2026-10.mmdb.gz", gzip.compress(GOOD_MMDB.read_bytes()))
-    [result] = update.update(update.default_sources(feeds=[], base_url=server.url), tmp_path, today=dt.date(2026, 11, 1))
+    [result] = fetch(update.default_sources(feeds=[], base_url=server.url), tmp_path, today=dt.date(2026, 11, 1))
     assert result.status == OK
     assert result.url.endswith("dbip-country-lite-2026-10.mmdb.gz")
     paths = [path for _, path, _ in server.requests]
     assert paths == ["/free/dbip-country-lite-2026-11.mmdb.gz", "/free/dbip-country-lite-2026-10.mmdb.gz"]
 
-    [missing] = update.update(update.default_sources(feeds=[], base_url=server.url), tmp_path / "other", today=dt.date(2027, 1, 5))
+    [missing] = fetch(update.default_sources(feeds=[], base_url=server.url), tmp_path / "other", today=dt.date(2027, 1, 5))
     assert missing.status == FAILED
     assert "no file for 2027-01 or 2026-12" in missing.message
 
@@ -411,9 +419,9 @@ def test_bad_dbip_download_keeps_previous(server: FeedServer, tmp_path: Path, bo
     path = "/free/dbip-country-lite-2026-11.mmdb.gz"
     server.serve(path, gzip.compress(GOOD_MMDB.read_bytes()))
     sources = update.default_sources(feeds=[], base_url=server.url)
-    assert update.update(sources, tmp_path, today=TODAY)[0].ok
+    assert fetch(sources, tmp_path, today=TODAY)[0].ok
     server.serve(path, body)
-    [result] = update.update(sources, tmp_path, today=TODAY)
+    [result] = fetch(sources, tmp_path, today=TODAY)
     assert result.status == KEPT
     assert reason in result.message
     assert result.message.endswith("kept the previous copy (data of 2026-02-04)")
@@ -434,7 +442,7 @@ def test_maxmind_redirect_to_storage_host_drops_credentials(server: FeedServer, 
     server.serve("/r2/GeoLite2-Country.tar.gz?X-Amz-Signature=abc", archive)
     source = update.maxmind_source("GeoLite2-Country", "s3cret-key", "123456", url=server.url + MAXMIND_PATH)
     source = replace(source, hosts=("127.0.0.1", "localhost"))
-    [result] = update.update([source], tmp_path)
+    [result] = fetch([source], tmp_path)
     assert result.status == OK, result.message
     seen = {path: (host, headers.get("Authorization")) for host, path, headers in server.requests}
     assert seen[MAXMIND_PATH][1] is not None
@@ -447,13 +455,13 @@ def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) ->
     sources = update.default_sources(feeds=[], dbip=False, license_key="s3cret-key", base_url=server.url)
     assert sources[0].url == f"{server.url}{legacy}"
     assert sources[0].checksum_url == f"{server.url}{legacy}.sha256"
-    [result] = update.update(sources, tmp_path)
+    [result] = fetch(sources, tmp_path)
     assert result.status == OK
     assert result.url.endswith("license_key=***&suffix=tar.gz")
     assert "s3cret" not in repr(sources[0])
 
     server.serve(legacy, b"Invalid license key", status=401)
-    [refused] = update.update(sources, tmp_path)
+    [refused] = fetch(sources, tmp_path)
     assert refused.status == KEPT
     assert "HTTP 401 from" in refused.message and "MaxMind refused the credentials" in refused.message
     assert "s3cret" not in refused.message + refused.url
@@ -472,7 +480,7 @@ def test_maxmind_legacy_url_masks_the_key(server: FeedServer, tmp_path: Path) ->
 def test_bad_maxmind_archive(server: FeedServer, tmp_path: Path, archive, reason: str) -> None:  # type: ignore[no-untyped-def]
     serve_maxmind(server, MAXMIND_PATH, archive())
     source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
-    [result] = update.update([source], tmp_path)
+    [result] = fetch([source], tmp_path)
     assert result.status == FAILED
     assert reason in result.message
     assert result.message.endswith("no previous copy, the embedded database is used")
@@ -506,7 +514,7 @@ def test_default_sources_official_urls_and_overrides() -> None:
 def test_non_http_url_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / "secret.json"
     secret.write_bytes(aws_bytes())
-    [result] = update.update([update.feed_source("aws", secret.as_uri(), min_prefixes=1)], tmp_path / "d")
+    [result] = fetch([update.feed_source("aws", secret.as_uri(), min_prefixes=1)], tmp_path / "d")
     assert result.status == FAILED and "is not an http(s) URL" in result.message
 
 
@@ -547,21 +555,21 @@ def test_stale_temporaries_are_removed(server: FeedServer, tmp_path: Path) -> No
     fresh = tmp_path / ".tmp-def.download"  # maybe another update running now: left alone
     fresh.write_bytes(b"partial")
     server.serve("/ip-ranges.json", aws_bytes())
-    update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
+    fetch(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
     assert leftovers(tmp_path) == [".tmp-def.download"]
 
 
 def test_write_failure_in_the_cache_keeps_previous(server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 20)))
     sources = sources_for(server, feeds=["aws"], dbip=False)
-    assert update.update(sources, tmp_path)[0].ok
+    assert fetch(sources, tmp_path)[0].ok
 
     def full(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(update.os, "replace", full)
     server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 27)))
-    [result] = update.update(sources, tmp_path)
+    [result] = fetch(sources, tmp_path)
     assert result.status == KEPT
     assert result.message == f"aws: cannot write into {tmp_path} (No space left on device); kept the previous copy (data of 2026-11-20)"
     assert leftovers(tmp_path) == []
@@ -581,7 +589,8 @@ def test_cli_update_then_lookup_uses_the_download(server: FeedServer, monkeypatc
         monkeypatch.setitem(update.MIN_PREFIXES, provider, 1)
     serve_official(server)
     runner = CliRunner()
-    result = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "--only", "dbip-country-lite", "-q", "--json"])
+    result = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "--only", "dbip-country-lite", "-q", "--json",
+                                 "--accept-changes"])
     assert result.exit_code == 0, result.output
     statuses = {r["source"]: r["status"] for r in _json.loads(result.stdout)}
     assert statuses == {"aws": "ok", "dbip-country-lite": "ok"}
@@ -615,13 +624,13 @@ def test_plain_http_is_refused_unless_allow_http(plain_server: FeedServer, tmp_p
         update.default_sources(feeds=["aws"], dbip=False, base_url=plain_server.url)
     # A Source made by hand is refused by the download itself.
     source = update.feed_source("aws", plain_server.url + "/ip-ranges.json", min_prefixes=1)
-    [refused] = update.update([source], tmp_path)
+    [refused] = fetch([source], tmp_path)
     assert refused.status == FAILED
     assert "is plain HTTP; use an https:// URL, or pass --allow-http for a local mirror" in refused.message
     assert plain_server.requests == []
     # A local mirror over plain HTTP, said so explicitly.
     sources = [replace(s, min_prefixes=1) for s in update.default_sources(feeds=["aws"], dbip=False, base_url=plain_server.url, allow_http=True)]
-    [result] = update.update(sources, tmp_path, allow_http=True)
+    [result] = fetch(sources, tmp_path, allow_http=True)
     assert result.status == OK, result.message
 
 
@@ -629,11 +638,11 @@ def test_plain_http_is_refused_unless_allow_http(plain_server: FeedServer, tmp_p
 def test_https_to_http_redirect_is_refused(server: FeedServer, plain_server: FeedServer, tmp_path: Path, allow_http: bool) -> None:
     sources = sources_for(server, feeds=["aws"], dbip=False)
     server.serve("/ip-ranges.json", aws_bytes(dt.date(2026, 11, 20)))
-    assert update.update(sources, tmp_path)[0].ok
+    assert fetch(sources, tmp_path)[0].ok
     # Same host, same path, plain HTTP: what a man in the middle of a mirror's redirect would do.
     plain_server.serve("/ip-ranges.json", aws_bytes())
     server.serve("/ip-ranges.json", status=302, location=f"{plain_server.url}/ip-ranges.json")
-    [result] = update.update(sources, tmp_path, allow_http=allow_http)
+    [result] = fetch(sources, tmp_path, allow_http=allow_http)
     assert result.status == KEPT
     assert f"redirected to {plain_server.url}/ip-ranges.json, which is a downgrade from https to plain HTTP, never followed" in result.message
     assert result.message.endswith("kept the previous copy (data of 2026-11-20)")
@@ -644,12 +653,12 @@ def test_https_to_http_redirect_is_refused(server: FeedServer, plain_server: Fee
 def test_redirect_to_an_unpinned_host_is_refused(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/ip-ranges.json", status=302, location=f"{server.localhost_url}/elsewhere.json")
     server.serve("/elsewhere.json", aws_bytes())
-    [result] = update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
+    [result] = fetch(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
     assert result.status == FAILED
     assert f"redirected to {server.localhost_url}/elsewhere.json, which is on localhost, not a host aws may come from (127.0.0.1)" in result.message
     assert [path for _, path, _ in server.requests] == ["/ip-ranges.json"]
     # The same redirect within the source's pinned hosts is followed.
-    [followed] = update.update([replace(s, hosts=("127.0.0.1", "localhost")) for s in sources_for(server, feeds=["aws"], dbip=False)], tmp_path)
+    [followed] = fetch([replace(s, hosts=("127.0.0.1", "localhost")) for s in sources_for(server, feeds=["aws"], dbip=False)], tmp_path)
     assert followed.status == OK, followed.message
 
 
@@ -685,7 +694,7 @@ def test_azure_page_link_must_stay_on_https_and_a_pinned_host(server: FeedServer
     page = asset("feeds/azure-details.html").read_text().replace("{base}", base.format(port=server.port))
     server.serve(AZURE_PAGE, page.encode(), headers={"Content-Type": "text/html"})
     server.serve(f"{AZURE_DIR}/ServiceTags_Public_20261123.json", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
-    [result] = update.update(sources_for(server, feeds=["azure"], dbip=False), tmp_path, allow_http=True)
+    [result] = fetch(sources_for(server, feeds=["azure"], dbip=False), tmp_path, allow_http=True)
     assert result.status == FAILED
     assert f"{server.url}{AZURE_PAGE} links the file at " in result.message and reason in result.message
     assert [path for _, path, _ in server.requests] == [AZURE_PAGE]
@@ -704,7 +713,7 @@ def test_maxmind_archive_must_match_its_published_sha256(server: FeedServer, tmp
     good = tar_gz(GOOD_MMDB, "GeoLite2-Country_20260204/GeoLite2-Country.mmdb")
     serve_maxmind(server, MAXMIND_PATH, good)
     source = update.maxmind_source("GeoLite2-Country", "k", "1", url=server.url + MAXMIND_PATH)
-    assert update.update([source], tmp_path)[0].ok
+    assert fetch([source], tmp_path)[0].ok
     installed = (tmp_path / "GeoLite2-Country.mmdb").read_bytes()
 
     # A different (valid) database whose checksum file was not, or could not be, altered.
@@ -712,7 +721,7 @@ def test_maxmind_archive_must_match_its_published_sha256(server: FeedServer, tmp
     serve_maxmind(server, MAXMIND_PATH, forged, published=published)
     if published is None:
         del server.routes[MAXMIND_SHA256_PATH]
-    [result] = update.update([source], tmp_path)
+    [result] = fetch([source], tmp_path)
     assert result.status == KEPT, result.message
     assert reason in result.message
     assert result.message.endswith("kept the previous copy (data of 2026-02-04)")
@@ -723,67 +732,136 @@ def test_maxmind_archive_must_match_its_published_sha256(server: FeedServer, tmp
 # -- moves between countries --------------------------------------------------------------------
 
 
+def snapshot_doc(provider: str, created: dt.date | None = None) -> dict:  # type: ignore[type-arg]
+    """The bundled snapshot's feed of `provider` (aws or gcp) in the provider's own format, dated
+    `created` (default: fresh): what a real download looks like, as opposed to the small fixtures."""
+    feed = next(f for f in cloud.bundled_feeds() if f.provider == provider)
+    day = created or _fresh()
+    if provider == "aws":
+        v4 = [{"ip_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region} for r in feed.ranges if ":" not in r.network]
+        v6 = [{"ipv6_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region} for r in feed.ranges if ":" in r.network]
+        return {"syncToken": "1", "createDate": day.strftime("%Y-%m-%d-21-03-13"), "prefixes": v4, "ipv6_prefixes": v6}
+    prefixes = [{"ipv6Prefix" if ":" in r.network else "ipv4Prefix": r.network, "service": "Google Cloud", "scope": r.region} for r in feed.ranges]
+    return {"syncToken": "1", "creationTime": f"{day}T10:03:28.48825", "prefixes": prefixes}
+
+
 def aws_with(extra: list[dict[str, str]], drop: tuple[str, ...] = (), created: dt.date | None = None, **regions: str) -> bytes:
-    """The AWS fixture with prefixes added, dropped, or given another region (`regions`)."""
-    doc = json.loads(aws_bytes(created))
+    """The bundled snapshot's AWS feed with prefixes added, dropped, or given another region (`regions`)."""
+    doc = snapshot_doc("aws", created)
     doc["prefixes"] = [
         {**p, "region": regions.get(p["ip_prefix"], p["region"])} for p in doc["prefixes"] if p["ip_prefix"] not in drop
     ] + [{"service": "EC2", "network_border_group": e["region"], **e} for e in extra]
     return json.dumps(doc).encode()
 
 
+def gcp_with(extra: list[dict[str, str]], created: dt.date | None = None) -> bytes:
+    """The bundled snapshot's Google Cloud feed with prefixes added."""
+    doc = snapshot_doc("gcp", created)
+    doc["prefixes"] += [{"service": "Google Cloud", **e} for e in extra]
+    return json.dumps(doc).encode()
+
+
+AWS_PREFIXES = len(next(f for f in cloud.bundled_feeds() if f.provider == "aws").ranges)
 FORGED_HK = [{"ip_prefix": "43.198.0.0/16", "region": "us-east-1"}]
 """The hostile pass's forged feed: Hong Kong's 43.198.0.0/16 placed in us-east-1."""
+FORGED_GCP = [{"ipv4Prefix": "43.198.12.0/24", "scope": "us-central1"}]
+"""The second hostile pass's forged Google Cloud feed: AWS Hong Kong's 43.198.12.0/24 (the demo's
+egress) claimed for us-central1, new space for GCP that the most specific prefix rule lets win."""
+MMDB_HK = "203.198.0.0/24"
+"""Hong Kong space in no cloud feed: only the country database places it (HK)."""
 
 
 def test_forged_aws_feed_moving_hong_kong_is_refused_with_its_diff(server: FeedServer, tmp_path: Path) -> None:
     sources = sources_for(server, feeds=["aws"], dbip=False)
-    server.serve("/ip-ranges.json", aws_bytes(_fresh()))
-    assert update.update(sources, tmp_path)[0].ok
+    server.serve("/ip-ranges.json", aws_with([]))
+    [same] = update.update(sources, tmp_path)
+    assert (same.status, same.changes) == (OK, ()), same.message
+    assert "move" not in same.message and "change" not in same.message
     before = (tmp_path / cloud.FEED_FILES["aws"]).read_bytes()
 
     server.serve("/ip-ranges.json", aws_with(FORGED_HK, created=_fresh() + dt.timedelta(days=1)))
     [result] = update.update(sources, tmp_path)
     assert result.status == KEPT
-    assert result.changes == ("43.198.0.0/16: HK -> US",)
-    assert "refused: the download moves 1 of the 8 prefixes in use to another country, 1 of them changing a verdict (first: 43.198.0.0/16: HK -> US)" in result.message
-    assert "if these moves are expected, run again with --accept-changes" in result.message
+    assert result.changes == ("43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)",)
+    assert (
+        f"refused: the download moves 1 of the {AWS_PREFIXES} prefixes in use to another country (0.0%; first: 43.198.0.0/16: HK -> US), "
+        "and changes the country the locator gives in 1 of its prefixes, 1 of them changing a verdict "
+        "(first: 43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)), against aws:ip-ranges.json@"
+    ) in result.message
+    assert "the other feeds in use and mmdb:IPFire-Location-Country@2026-06-25" in result.message
+    assert "if these changes are expected, run again with --accept-changes" in result.message
     assert (tmp_path / cloud.FEED_FILES["aws"]).read_bytes() == before
     assert build_locator(data_dir=tmp_path).locate("43.198.12.34").country_code == "HK"
 
     [accepted] = update.update(sources, tmp_path, accept_changes=True)
     assert accepted.status == OK, accepted.message
-    assert accepted.changes == ("43.198.0.0/16: HK -> US",)
-    assert "; accepted: the download moves 1 of the 8 prefixes in use to another country" in accepted.message
+    assert accepted.changes == ("43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)",)
+    assert f"; accepted: the download moves 1 of the {AWS_PREFIXES} prefixes in use to another country" in accepted.message
 
 
 def test_forged_feed_is_compared_with_the_bundled_snapshot_when_none_is_installed(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/ip-ranges.json", aws_with(FORGED_HK))
     [result] = update.update(sources_for(server, feeds=["aws"], dbip=False), tmp_path)
     assert result.status == FAILED
-    assert "43.198.0.0/16: HK -> US" in result.changes
+    assert result.changes == ("43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)",)
     assert f"against aws:cloudip-db@{cloud.bundle_info().date}" in result.message
     assert list(tmp_path.iterdir()) == []
 
 
 def test_ordinary_feed_changes_are_not_moves(server: FeedServer, tmp_path: Path) -> None:
     sources = sources_for(server, feeds=["aws"], dbip=False)
-    server.serve("/ip-ranges.json", aws_bytes(_fresh()))
+    server.serve("/ip-ranges.json", aws_with([]))
     assert update.update(sources, tmp_path)[0].ok
-    # A week's changes: a new prefix in new space (even in Hong Kong), a prefix withdrawn, a
-    # prefix re-assigned between two regions of one country, a more specific prefix in the
-    # region of the range that holds it.
+    # A week's changes: a prefix in new space that the country database already places in the
+    # region's country, a more specific prefix in the region of the range that holds it, a
+    # prefix withdrawn where the database agrees with it, a prefix re-assigned between two
+    # regions of one country.
+    us_east = next(p["ip_prefix"] for p in snapshot_doc("aws")["prefixes"] if p["region"] == "us-east-1")
     weekly = aws_with(
-        [{"ip_prefix": "16.162.0.0/16", "region": "ap-east-1"}, {"ip_prefix": "43.198.128.0/17", "region": "ap-east-1"}],
+        [{"ip_prefix": "23.1.0.0/24", "region": "us-east-1"}, {"ip_prefix": "43.198.128.0/17", "region": "ap-east-1"}],
         drop=("18.162.0.0/16",),
         created=_fresh() + dt.timedelta(days=7),
-        **{"198.51.100.0/24": "us-west-2"},
+        **{us_east: "us-west-2"},
     )
     server.serve("/ip-ranges.json", weekly)
     [result] = update.update(sources, tmp_path)
     assert result.status == OK, result.message
     assert result.changes == ()
-    assert "move" not in result.message
+    assert "move" not in result.message and "change" not in result.message
+    assert build_locator(data_dir=tmp_path).locate("23.1.0.1").basis == "cloud:aws:us-east-1"
+
+
+def test_forged_aws_feed_over_space_only_the_database_placed_is_refused(server: FeedServer, tmp_path: Path) -> None:
+    from auditor.cli import _verdict_changes
+
+    assert build_locator(data_dir=tmp_path).locate("203.198.0.1").basis.startswith("mmdb:IPFire-Location-Country")
+    server.serve("/ip-ranges.json", aws_with([{"ip_prefix": MMDB_HK, "region": "us-east-1"}]))
+    sources = sources_for(server, feeds=["aws"], dbip=False)
+    [result] = update.update(sources, tmp_path, verdict_changes=_verdict_changes())
+    assert result.status == FAILED
+    assert result.changes == ("203.198.0.0/24: HK -> US (was mmdb:IPFire-Location-Country@2026-06-25)",)
+    assert "changes the country the locator gives in 1 of its prefixes, 1 of them changing a verdict" in result.message
+    assert build_locator(data_dir=tmp_path).locate("203.198.0.1").country_code == "HK"
+    # The same prefix placed where the database places it changes no answer.
+    server.serve("/ip-ranges.json", aws_with([{"ip_prefix": MMDB_HK, "region": "ap-east-1"}]))
+    [agreed] = update.update(sources, tmp_path, verdict_changes=_verdict_changes())
+    assert (agreed.status, agreed.changes) == (OK, ()), agreed.message
+
+
+def test_legitimate_gcp_update_adding_new_space_installs(server: FeedServer, tmp_path: Path) -> None:
+    from auditor.cli import _verdict_changes
+
+    # New space the database places in the US, in us-central1; and space no source placed
+    # (198.18.16.0/24, a benchmarking network), which gains a country: listed, not refused.
+    server.serve("/ipranges/cloud.json", gcp_with([{"ipv4Prefix": "64.233.160.0/24", "scope": "us-central1"},
+                                                  {"ipv4Prefix": "198.18.16.0/24", "scope": "asia-southeast1"}]))
+    [result] = update.update(sources_for(server, feeds=["gcp"], dbip=False), tmp_path, verdict_changes=_verdict_changes())
+    assert result.status == OK, result.message
+    assert result.changes == ("198.18.16.0/24: ? -> SG (was unknown)",)
+    assert "changes the country the locator gives in 1 of its prefixes, none changing a verdict" in result.message
+    chain = build_locator(data_dir=tmp_path)
+    assert chain.locate("64.233.160.9").basis == "cloud:gcp:us-central1"
+    assert chain.locate("198.18.16.9").country_code == "SG"
 
 
 def _feed(ranges: list[tuple[str, str]], provider: str = "aws") -> cloud.Feed:
@@ -811,6 +889,11 @@ def test_feed_moves(case: str, old: list[tuple[str, str]], new: list[tuple[str, 
     assert [str(m) for m in update.feed_moves(_feed(old), _feed(new))] == moves
 
 
+def _changes(old: cloud.Feed, new: cloud.Feed, others: list[cloud.Feed], databases: list, verdict=None) -> list[update.Change]:  # type: ignore[type-arg, no-untyped-def]
+    before, after = cloud.CloudRangeLocator([*others, old]), cloud.CloudRangeLocator([*others, new])
+    return update.locator_changes(update.changed_prefixes(old, new), before, after, databases, verdict)
+
+
 def test_share_of_moves_without_a_verdict_change() -> None:
     # 100 prefixes in Singapore; some move to Japan, which changes no verdict (both supported).
     old = _feed([(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(100)])
@@ -819,13 +902,74 @@ def test_share_of_moves_without_a_verdict_change() -> None:
         new = _feed([(f"10.0.{i}.0/24", "ap-northeast-1" if i < moved else "ap-southeast-1") for i in range(100)])
         moves = update.feed_moves(old, new)
         assert len(moves) == moved
-        clause, refuses = update.describe_moves(moves, same, 100)
+        changes = _changes(old, new, [], [], same)
+        assert [str(c) for c in changes][:1] == ["10.0.0.0/24: SG -> JP (was cloud:aws:ap-southeast-1)"] and not any(c.decisive for c in changes)
+        clause, refuses = update.describe_changes(moves, changes, 100)
         assert refuses is refused, clause
-        assert clause.startswith(f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP)")
-    # One move that changes a verdict is enough.
+        assert clause.startswith(f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP), "
+                                 f"and changes the country the locator gives in {moved} of its prefixes, none changing a verdict")
+    # One change of a verdict is enough.
     hk = _feed([("10.0.0.0/24", "ap-east-1")] + [(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(1, 100)])
-    clause, refuses = update.describe_moves(update.feed_moves(old, hk), lambda a, b: "HK" in (a, b), 100)
-    assert refuses and "1 of them changing a verdict (first: 10.0.0.0/24: SG -> HK)" in clause
+    clause, refuses = update.describe_changes(update.feed_moves(old, hk), _changes(old, hk, [], [], lambda a, b: "HK" in (a, b)), 100)
+    assert refuses and "1 of them changing a verdict (first: 10.0.0.0/24: SG -> HK (was cloud:aws:ap-southeast-1))" in clause
+
+
+class _Database(Locator):
+    """A country database of a few networks, nested ones more specific, answering like an MMDB:
+    with the largest network around the address that no other listed network cuts."""
+
+    def __init__(self, networks: list[tuple[str, str]]) -> None:
+        self.networks = [(ipaddress.ip_network(n), c) for n, c in networks]
+
+    @property
+    def description(self) -> str:
+        return "mmdb:Test"
+
+    def locate(self, ip: str) -> Location:
+        addr = ipaddress.ip_address(ip)
+        holding = [(n, c) for n, c in self.networks if n.version == addr.version and addr in n]
+        network, country = max(holding, key=lambda h: h[0].prefixlen) if holding else (ipaddress.ip_network("0.0.0.0/0" if addr.version == 4 else "::/0"), "")
+        for plen in range(network.prefixlen, addr.max_prefixlen + 1):
+            leaf = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+            if not any(n != leaf and n.version == leaf.version and n.subnet_of(leaf) for n, _ in self.networks):  # type: ignore[arg-type]
+                break
+        return Location(country, "mmdb:Test" if country else "not-found:Test", network=str(leaf))
+
+
+LOCATOR_CHANGES = [
+    # (case, provider of the feed, other providers' prefixes, old feed, new feed, database, changes)
+    ("a move under other providers' more specific prefixes", "aws", [("gcp", "10.0.0.0/25", "us-central1"), ("gcp", "10.0.0.128/25", "us-east1")],
+     [("10.0.0.0/24", "ap-east-1")], [("10.0.0.0/24", "us-east-1")], [], []),
+    ("a prefix also published by another provider, in another country: no answer", "aws", [("gcp", "43.198.12.0/24", "us-central1")],
+     [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "ap-east-1"), ("43.198.12.0/24", "ap-east-1")], [],
+     ["43.198.12.0/24: US -> ? (was cloud:gcp:us-central1)"]),
+    ("a new prefix over another provider's", "gcp", [("aws", "43.198.0.0/15", "ap-east-1")], [], [("43.198.12.0/24", "us-central1")], [],
+     ["43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)"]),
+    ("a new prefix around another provider's, found at its boundary", "gcp", [("aws", "43.198.12.0/24", "ap-east-1")], [],
+     [("43.198.0.0/16", "asia-east2")], [("43.198.0.0/16", "US")], ["43.198.0.0/16: US -> HK (was mmdb:Test)"]),
+    ("space the database places elsewhere, in the middle of a prefix", "aws", [], [], [("10.0.0.0/16", "us-east-1")],
+     [("10.0.77.0/24", "CN"), ("10.0.0.0/16", "US")], ["10.0.0.0/16: CN -> US (was mmdb:Test)"]),
+    ("the database agrees", "aws", [], [], [("10.0.0.0/16", "us-east-1")], [("10.0.0.0/16", "US")], []),
+    ("no source placed it: a change, not decisive", "aws", [], [], [("10.0.0.0/16", "us-east-1")], [],
+     ["10.0.0.0/16: ? -> US (was unknown) (not decisive)"]),
+    ("withdrawn, the database places it elsewhere", "aws", [], [("10.0.0.0/16", "ap-east-1")], [], [("10.0.0.0/8", "US")],
+     ["10.0.0.0/16: HK -> US (was cloud:aws:ap-east-1)"]),
+    ("withdrawn to nowhere", "aws", [], [("10.0.0.0/16", "ap-east-1")], [], [], ["10.0.0.0/16: HK -> ? (was cloud:aws:ap-east-1)"]),
+    ("to a region no table knows, the database agrees", "aws", [], [("10.0.0.0/16", "ap-east-1")], [("10.0.0.0/16", "xx-new-1")],
+     [("10.0.0.0/16", "HK")], []),
+    ("the same prefix as another provider's, in another country", "aws", [("gcp", "10.0.0.0/16", "asia-east2")], [],
+     [("10.0.0.0/16", "us-east-1")], [("10.0.0.0/8", "US")], ["10.0.0.0/16: HK -> US (was cloud:gcp:asia-east2)"]),
+    ("IPv6", "aws", [], [("2406:da1e::/32", "ap-east-1")], [("2406:da1e::/32", "ap-east-1"), ("2406:da1e:8000::/33", "us-east-1")], [],
+     ["2406:da1e:8000::/33: HK -> US (was cloud:aws:ap-east-1)"]),
+]
+
+
+@pytest.mark.parametrize("case, provider, others, old, new, database, changes", LOCATOR_CHANGES, ids=[c[0] for c in LOCATOR_CHANGES])
+def test_locator_changes(case: str, provider: str, others: list[tuple[str, str, str]], old: list[tuple[str, str]], new: list[tuple[str, str]],
+                         database: list[tuple[str, str]], changes: list[str]) -> None:
+    other_feeds = [_feed([(n, r) for p, n, r in others if p == name], name) for name in ("aws", "gcp") if any(p == name for p, _, _ in others)]
+    found = _changes(_feed(old, provider), _feed(new, provider), other_feeds, [_Database(database)])
+    assert [str(c) + ("" if c.decisive else " (not decisive)") for c in found] == changes
 
 
 # -- the hostile pass's reproduction, through the command line -----------------------------------
@@ -861,7 +1005,7 @@ def test_cli_refuses_the_forged_feed_that_hid_the_demo_violations(server: FeedSe
     forged = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q"])
     assert forged.exit_code == 3, forged.output
     assert forged.stdout.startswith("failed\taws: refused: ")
-    assert "\t  43.198.0.0/16: HK -> US\n" in forged.stdout
+    assert "\t  43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)\n" in forged.stdout
     assert "run again with --accept-changes" in forged.stdout
     assert hong_kong_violations("after-refusal.db") == 14
 
@@ -869,5 +1013,60 @@ def test_cli_refuses_the_forged_feed_that_hid_the_demo_violations(server: FeedSe
     accepted = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q", "--accept-changes", "--json"])
     assert accepted.exit_code == 0, accepted.output
     [row] = json.loads(accepted.stdout)
-    assert row["status"] == "ok" and "43.198.0.0/16: HK -> US" in row["changes"]
+    assert row["status"] == "ok" and row["changes"] == ["43.198.0.0/16: HK -> US (was cloud:aws:ap-east-1)"]
     assert hong_kong_violations("after-acceptance.db") == 0
+
+
+def test_cli_refuses_a_forged_feed_of_another_provider_over_the_demo_egress(server: FeedServer, tmp_path: Path) -> None:
+    """The second hostile pass: a Google Cloud feed claims AWS Hong Kong's 43.198.12.0/24 for
+    us-central1. For GCP it is new space, not a move; but the most specific prefix across
+    providers wins, so it would answer for the demo's egress 43.198.12.34. It is judged by what it
+    changes in the whole locator's answers."""
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    runner = CliRunner()
+    demo = ["logs", str(EXAMPLES / "squid-access.log"), "--config", str(EXAMPLES / "auditor.toml")]
+
+    def verdicts(db: str) -> list[tuple[str, str, int, str]]:
+        result = runner.invoke(cli, [*demo, "--db", str(tmp_path / db), "--json"])
+        return sorted((r["country"], r["verdict"], r["calls"], r["basis"]) for r in json.loads(result.stdout))
+
+    before = verdicts("before.db")
+    assert ("HK", "violation", 14, "cloud:aws:ap-east-1") in before
+
+    server.serve("/ipranges/cloud.json", gcp_with(FORGED_GCP))
+    forged = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "gcp", "-q"])
+    assert forged.exit_code == 3, forged.output
+    assert forged.stdout.startswith("failed\tgcp: refused: the download changes the country the locator gives in 1 of its prefixes, "
+                                    "1 of them changing a verdict (first: 43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)), "
+                                    f"against gcp:cloudip-db@{cloud.bundle_info().date}")
+    assert "\t  43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)\n" in forged.stdout
+    assert "run again with --accept-changes" in forged.stdout
+    assert "not updated: gcp" in forged.stderr
+    assert verdicts("after-refusal.db") == before
+
+    accepted = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "gcp", "-q", "--accept-changes", "--json"])
+    assert accepted.exit_code == 0, accepted.output
+    [row] = json.loads(accepted.stdout)
+    assert row["status"] == "ok" and row["changes"] == ["43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)"]
+    assert "; accepted: the download changes the country the locator gives in 1 of its prefixes" in row["message"]
+    assert ("US", "allowed", 14, "cloud:gcp:us-central1") in verdicts("after-acceptance.db")
+
+
+def test_cli_judges_feeds_against_the_database_given(server: FeedServer, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    runner = CliRunner()
+    server.serve("/ip-ranges.json", aws_with([{"ip_prefix": MMDB_HK, "region": "us-east-1"}]))
+    update_aws = ["geoip", "update", "--base-url", server.url, "--only", "aws", "-q"]
+    refused = runner.invoke(cli, [*update_aws, "--geoip-db", str(GOOD_MMDB)])
+    assert refused.exit_code == 3, refused.output
+    assert "the other feeds in use and mmdb:GeoLite2-Country@2026-02-04 > mmdb:IPFire-Location-Country@2026-06-25" in refused.stdout
+    assert f"\t  {MMDB_HK}: HK -> US (was mmdb:IPFire-Location-Country@2026-06-25)\n" in refused.stdout
+    missing = runner.invoke(cli, [*update_aws, "--geoip-db", str(tmp_path / "none.mmdb")])
+    assert missing.exit_code == 3 and "no such GeoIP database" in missing.output
+    assert server.requests[1:] == []  # nothing downloaded for a database that cannot be opened
