@@ -1,0 +1,593 @@
+"""The compliance report's read model: the store, read once, as one frozen `Report` value.
+
+`Report.from_store(store, filters, policies)` makes every query the report needs; the renderers
+(one file per format, auditor.report.interface.ReportChoice) take the value and nothing else, so
+any report can be made again later, in any format, from the same database. `to_data(report)` is
+the JSON form (schema: auditor/report/schema/report-1.json); the CSV's columns are its `rows`' keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.store import VERDICT_ORDER, FindingStore, InputRecord, Row, RunRecord, Scope, row_key
+from rules.policy import PolicyError, PolicySet
+
+SCHEMA = "region-auditor/report@1"
+"""The `schema` of every JSON report this version writes (auditor/report/schema/report-1.json)."""
+STALE_DAYS = 30
+"""GeoIP and cloud-range data older than this (against --as-of) is warned about."""
+LEVELS = ("violation", "at_risk", "unknown")
+"""What `--fail-on` takes, worst first: a level fails on itself and everything before it."""
+STATUSES = ("blocked", "violation", "at_risk", "unknown", "compliant")
+"""An organization's status, worst first: `blocked` when the provider refused any of its calls."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the report covers and the dates it is computed against."""
+
+    providers: tuple[str, ...] = ()
+    """--provider: only these providers, () for all."""
+    orgs: tuple[str, ...] = ()
+    """--org: only these organizations, () for all."""
+    since: dt.date | None = None
+    """--since: only calls on or after this day (UTC)."""
+    until: dt.date | None = None
+    """--until: only calls on or before this day (UTC)."""
+    cutoff: dt.date | None = None
+    """--cutoff: the date countdowns count to; None for each provider's enforcement date in force."""
+    as_of: dt.date | None = None
+    """--as-of: the date countdowns count from; None for today (UTC)."""
+
+    def scope(self) -> Scope:
+        return Scope(self.providers, self.orgs, self.since, self.until)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A provider's cutoff and the countdown to it."""
+
+    provider: str
+    name: str
+    """The pack's human name (`OpenAI API`)."""
+    cutoff: dt.date
+    days_left: int
+    """Days from --as-of to the cutoff; negative once it has passed (days since it, negated)."""
+    basis: str
+    """`--cutoff`, or the policy version whose enforcement date it is (`openai@v188`)."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A GeoIP or cloud-range data set the runs located egresses with."""
+
+    name: str
+    """As the run recorded it (`mmdb:GeoLite2-Country`, `cloud:aws:cloudip-db`)."""
+    date: dt.date
+    age_days: int
+    """Days from the data's date to --as-of."""
+    stale: bool
+    """Older than STALE_DAYS."""
+
+
+@dataclass(frozen=True)
+class PolicyUse:
+    """A policy pack version that judged calls in the report."""
+
+    provider: str
+    version: str
+    """`openai@v188`."""
+    label: str
+    in_force_from: dt.date | None
+    enforced_from: dt.date | None
+    source_url: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class RuleUse:
+    """Calls judged by one rule."""
+
+    provider: str
+    policy_version: str
+    rule_id: str
+    verdict: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The report's first section."""
+
+    audited: bool
+    """False when the database holds no audited input at all."""
+    orgs_audited: int
+    orgs_blocked: int
+    """Organizations whose calls the provider already refused (HTTP 403, its blocked-region error)."""
+    orgs_violation: int
+    """In violation, not (yet) seen blocked."""
+    orgs_at_risk: int
+    """Calling from an unsupported place before the cutoff: will be blocked on it."""
+    orgs_compliant: int
+    orgs_unknown: int
+    """No egress established for some of their calls (and nothing worse): a coverage gap, never compliant."""
+    calls: int
+    blocked_calls: int
+    violation_calls: int
+    at_risk_calls: int
+    unknown_calls: int
+    allowed_calls: int
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    deadlines: tuple[Deadline, ...]
+    policies: tuple[PolicyUse, ...]
+    data: tuple[DataSource, ...]
+    warnings: tuple[str, ...]
+    """Stale data, runs that did not finish."""
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """One sampled call, as stored (the raw record redacted when it was stored)."""
+
+    source: str
+    """Where it was read: `file:line`, `capture:packet`, a drain entry."""
+    ts: dt.datetime
+    orig_h: str
+    egress_basis: str
+    rule_id: str
+    reason: str
+    raw: str
+    disagreements: str
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """Calls of one org to one host of one provider from one egress with one verdict: a CSV row."""
+
+    org: str
+    provider: str
+    host: str
+    egress: str
+    """The egress address, else the platform region (`vercel:hkg1`), "" when none was established."""
+    country: str
+    basis: str
+    """Where the country came from (`cloud:aws:ap-east-1`, `edge:vercel:hkg1`, `no-egress`)."""
+    verdict: str
+    calls: int
+    blocked_calls: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    locators_disagree: str
+    """Other locator layers' answers that would change the verdict, "" when none."""
+    evidence: tuple[EvidenceItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class DayCalls:
+    day: dt.date
+    verdict: str
+    calls: int
+    blocked_calls: int
+
+
+@dataclass(frozen=True)
+class Egress:
+    """One egress an org's calls left from."""
+
+    egress: str
+    country: str
+    basis: str
+    verdicts: tuple[str, ...]
+    calls: int
+    locators_disagree: str
+
+
+@dataclass(frozen=True)
+class OrgReport:
+    """Everything about one organization."""
+
+    org: str
+    status: str
+    """One of STATUSES."""
+    calls: int
+    blocked_calls: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    providers: tuple[str, ...]
+    hosts: tuple[str, ...]
+    egresses: tuple[Egress, ...]
+    calls_per_day: tuple[DayCalls, ...]
+    rows: tuple[ReportRow, ...]
+    """Worst verdict first, each with up to 5 evidence events."""
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """What to change for one kind of finding."""
+
+    kind: str
+    """`vercel-region`, `cloud-region`, `egress-route` or `unknown-egress`."""
+    orgs: tuple[str, ...]
+    egresses: tuple[str, ...]
+    providers: tuple[str, ...]
+    calls: int
+    action: str
+    setting: str
+    """The exact setting to change."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    reason: str
+    records: int
+
+
+@dataclass(frozen=True)
+class InputCoverage:
+    """One audited input."""
+
+    name: str
+    formats: tuple[str, ...]
+    """Formats it was read as; () when not recorded (a database from before reads were recorded)."""
+    compression: str
+    first_call: dt.datetime | None
+    """Its first governed call in scope (the store keeps calls' times, not every record's)."""
+    last_call: dt.datetime | None
+    lines: int
+    """Lines (packets) audited: its checkpoint."""
+    calls: int
+    malformed: tuple[Malformed, ...]
+    recorded: bool
+    """False when how it was read (format, malformed counts) was not recorded."""
+
+
+@dataclass(frozen=True)
+class DayRange:
+    first: dt.date
+    last: dt.date
+    days: int
+
+
+@dataclass(frozen=True)
+class Coverage:
+    runs: int
+    inputs: tuple[InputCoverage, ...]
+    period_first: dt.date | None
+    """The first day of the period covered: --since, else the first call's day."""
+    period_last: dt.date | None
+    days_without_calls: tuple[DayRange, ...]
+    """Days of the period on which no governed call was recorded (no data, or no calls)."""
+    unknown_calls: int
+    """Calls whose egress was not established."""
+
+
+@dataclass(frozen=True)
+class CountryCalls:
+    country: str
+    """"" when not established."""
+    verdict: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole compliance report."""
+
+    schema: str
+    generated_at: dt.datetime
+    as_of: dt.date
+    filters: Filters
+    notices: tuple[str, ...]
+    """What the filters named that the database does not hold (an unknown org or provider)."""
+    summary: Summary
+    orgs: tuple[OrgReport, ...]
+    remediation: tuple[Remediation, ...]
+    coverage: Coverage
+    calls_per_day: tuple[DayCalls, ...]
+    """All orgs, for the chart."""
+    calls_by_country: tuple[CountryCalls, ...]
+    rules: tuple[RuleUse, ...]
+    rows: tuple[ReportRow, ...]
+    """Every row (without evidence): the CSV."""
+
+    @classmethod
+    def from_store(cls, store: FindingStore, filters: Filters, policies: PolicySet, *, now: dt.datetime | None = None) -> Report:
+        return _build(store, filters, policies, now or dt.datetime.now(dt.timezone.utc))
+
+    def fails(self, level: str) -> bool:
+        """True when any call in the report is at `level` (one of LEVELS) or worse."""
+        worse = LEVELS[: LEVELS.index(level) + 1]
+        return any(r.verdict in worse for r in self.rows)
+
+
+def to_data(value: Any) -> Any:
+    """A report value as JSON-ready data: dataclasses as objects, dates in ISO 8601 (times in UTC, `Z`)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        naive = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        return naive.isoformat() + "Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return [to_data(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_data(v) for k, v in value.items()}
+    return value
+
+
+def status_of(rows: Iterable[ReportRow]) -> str:
+    """The worst status of an org's rows."""
+    rows = list(rows)
+    if any(r.blocked_calls for r in rows):
+        return "blocked"
+    verdicts = {r.verdict for r in rows}
+    for verdict in ("violation", "at_risk", "unknown"):
+        if verdict in verdicts:
+            return verdict
+    return "compliant"
+
+
+def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.datetime) -> Report:
+    as_of = filters.as_of or now.astimezone(dt.timezone.utc).date()
+    filters = dataclasses.replace(filters, as_of=as_of)
+    scope = filters.scope()
+    runs = store.runs()
+    inputs = store.inputs(scope)
+    stored = store.scoped_rows(scope)
+    evidence = store.evidence_by_row(scope)
+    rows = [_report_row(r, ()) for r in stored]
+    with_evidence = [_report_row(r, tuple(_evidence_item(e) for e in evidence.get(row_key(r), ()))) for r in stored]
+    days = store.per_day(scope)
+    rules = store.per_rule(scope)
+    known_orgs, known_providers = store.known_values()
+
+    notices = _notices(filters, policies, known_orgs, known_providers)
+    orgs = _orgs(with_evidence, days)
+    providers = sorted({r.provider for r in rows} | set(filters.providers) or {p.provider for p in policies.packs})
+    deadlines = _deadlines(providers, filters, policies, as_of)
+    uses = _policy_uses(rules, policies)
+    data = _data_sources(runs, as_of)
+    stale = [f"{d.name} ({d.date.isoformat()}, {d.age_days} days)" for d in data if d.stale]
+    warnings = tuple(
+        ([f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
+          "update it (region-auditor geoip update) and audit again"] if stale else [])
+        + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M}) did not finish: its last inputs may be partly audited"
+           for r in runs if r.finished_at is None]
+    )
+    by_verdict: dict[str, int] = defaultdict(int)
+    for r in rows:
+        by_verdict[r.verdict] += r.calls
+    statuses = [o.status for o in orgs]
+    summary = Summary(
+        audited=bool(runs or inputs), orgs_audited=len(orgs), orgs_blocked=statuses.count("blocked"),
+        orgs_violation=statuses.count("violation"), orgs_at_risk=statuses.count("at_risk"), orgs_compliant=statuses.count("compliant"),
+        orgs_unknown=statuses.count("unknown"), calls=sum(r.calls for r in rows), blocked_calls=sum(r.blocked_calls for r in rows),
+        violation_calls=by_verdict["violation"], at_risk_calls=by_verdict["at_risk"], unknown_calls=by_verdict["unknown"],
+        allowed_calls=by_verdict["allowed"], first_seen=min((r.first_seen for r in rows), default=None),
+        last_seen=max((r.last_seen for r in rows), default=None), deadlines=deadlines, policies=uses, data=data, warnings=warnings,
+    )
+    overall: dict[tuple[dt.date, str], list[int]] = defaultdict(lambda: [0, 0])
+    for d in days:
+        overall[(d.day, d.verdict)][0] += d.calls
+        overall[(d.day, d.verdict)][1] += d.blocked_calls
+    countries: dict[tuple[str, str], int] = defaultdict(int)
+    for r in rows:
+        countries[(r.country, r.verdict)] += r.calls
+    return Report(
+        schema=SCHEMA, generated_at=now, as_of=as_of, filters=filters, notices=notices, summary=summary, orgs=orgs,
+        remediation=_remediation(rows, policies, as_of), coverage=_coverage(runs, inputs, rows, days, filters),
+        calls_per_day=tuple(DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
+        calls_by_country=tuple(CountryCalls(c, v, n) for (c, v), n in sorted(countries.items(), key=lambda kv: (-kv[1], kv[0][0], _rank(kv[0][1])))),
+        rules=tuple(RuleUse(r.provider, r.policy_version, r.rule_id, r.verdict, r.calls) for r in rules),
+        rows=tuple(rows),
+    )
+
+
+def _rank(verdict: str) -> int:
+    return VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
+
+
+def _report_row(row: Row, evidence: tuple[EvidenceItem, ...]) -> ReportRow:
+    return ReportRow(row.org, row.provider, row.host, row.egress_ip, row.country, row.basis, row.verdict, row.calls, row.blocked_calls,
+                     row.first_seen, row.last_seen, row.locators_disagree, evidence)
+
+
+def _evidence_item(e: Any) -> EvidenceItem:
+    return EvidenceItem(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements)
+
+
+def _notices(filters: Filters, policies: PolicySet, orgs: set[str], providers: set[str]) -> tuple[str, ...]:
+    found = []
+    packs = {p.provider for p in policies.packs}
+    for provider in filters.providers:
+        if provider not in packs:
+            found.append(f"--provider {provider}: no policy pack has this id (known: {', '.join(sorted(packs))})")
+        elif provider not in providers:
+            found.append(f"--provider {provider}: the database holds no call to this provider")
+    for org in filters.orgs:
+        if org not in orgs:
+            known = sorted(orgs)
+            more = ", ..." if len(known) > 10 else ""
+            found.append(f"--org {org}: the database holds no call of this organization (known: {', '.join(known[:10]) or 'none'}{more})")
+    if filters.since and filters.until and filters.since > filters.until:
+        found.append(f"--since {filters.since.isoformat()} is after --until {filters.until.isoformat()}: the period is empty")
+    return tuple(found)
+
+
+def _orgs(rows: list[ReportRow], days: Iterable[Any]) -> tuple[OrgReport, ...]:
+    by_org: dict[str, list[ReportRow]] = defaultdict(list)
+    for r in rows:
+        by_org[r.org].append(r)
+    per_day: dict[str, dict[tuple[dt.date, str], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for d in days:
+        per_day[d.org][(d.day, d.verdict)][0] += d.calls
+        per_day[d.org][(d.day, d.verdict)][1] += d.blocked_calls
+    result = []
+    for org, mine in by_org.items():
+        egresses: dict[tuple[str, str, str], list[Any]] = {}
+        for r in mine:
+            e = egresses.setdefault((r.egress, r.country, r.basis), [[], 0, ""])
+            if r.verdict not in e[0]:
+                e[0].append(r.verdict)
+            e[1] += r.calls
+            e[2] = e[2] or r.locators_disagree
+        result.append(OrgReport(
+            org=org, status=status_of(mine), calls=sum(r.calls for r in mine), blocked_calls=sum(r.blocked_calls for r in mine),
+            first_seen=min(r.first_seen for r in mine), last_seen=max(r.last_seen for r in mine),
+            providers=tuple(sorted({r.provider for r in mine})), hosts=tuple(sorted({r.host for r in mine})),
+            egresses=tuple(Egress(k[0], k[1], k[2], tuple(sorted(v[0], key=_rank)), v[1], v[2]) for k, v in egresses.items()),
+            calls_per_day=tuple(DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(per_day[org].items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
+            rows=tuple(mine),
+        ))
+    return tuple(sorted(result, key=lambda o: (STATUSES.index(o.status), o.org)))
+
+
+def _deadlines(providers: Iterable[str], filters: Filters, policies: PolicySet, as_of: dt.date) -> tuple[Deadline, ...]:
+    found = []
+    for provider in providers:
+        try:
+            pack = policies.get(provider)
+        except PolicyError:
+            continue
+        version = pack.version_at(as_of)
+        cutoff = filters.cutoff or version.enforced_from
+        basis = "--cutoff" if filters.cutoff else f"{pack.provider}@{version.id}"
+        found.append(Deadline(pack.provider, pack.name, cutoff, (cutoff - as_of).days, basis))
+    return tuple(found)
+
+
+def _policy_uses(rules: Iterable[Any], policies: PolicySet) -> tuple[PolicyUse, ...]:
+    calls: dict[str, int] = defaultdict(int)
+    for r in rules:
+        calls[r.policy_version] += r.calls
+    found = []
+    for tag, n in sorted(calls.items()):
+        provider, _, version_id = tag.partition("@")
+        try:
+            pack = policies.get(provider)
+            version = pack.version(version_id)
+            found.append(PolicyUse(provider, tag, version.label, version.in_force_from, version.enforced_from, pack.source_url, n))
+        except PolicyError:  # a pack or version this region-auditor does not ship: named as stored
+            found.append(PolicyUse(provider, tag, "", None, None, "", n))
+    return tuple(found)
+
+
+_DATED = re.compile(r"([A-Za-z0-9_.:/+-]+)@(\d{4}-\d{2}-\d{2})")
+
+
+def _data_sources(runs: Iterable[RunRecord], as_of: dt.date) -> tuple[DataSource, ...]:
+    """The dated data sets named in the runs' locator descriptions (`mmdb:GeoLite2-Country@2026-11-20`), the newest date of each."""
+    newest: dict[str, dt.date] = {}
+    for run in runs:
+        for name, date in _DATED.findall(run.geoip or ""):
+            try:
+                when = dt.date.fromisoformat(date)
+            except ValueError:
+                continue
+            if name not in newest or when > newest[name]:
+                newest[name] = when
+    return tuple(DataSource(name, when, (as_of - when).days, (as_of - when).days > STALE_DAYS) for name, when in sorted(newest.items()))
+
+
+def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> tuple[Remediation, ...]:
+    groups: dict[tuple[str, str], list[ReportRow]] = defaultdict(list)
+    for r in rows:
+        if r.verdict == "allowed":
+            continue
+        if r.verdict == "unknown":
+            kind, place = "unknown-egress", r.basis.split(":", 1)[0]
+        elif r.basis.startswith("edge:vercel:"):
+            kind, place = "vercel-region", r.basis.rsplit(":", 1)[1]
+        elif r.basis.startswith("cloud:"):
+            kind, place = "cloud-region", r.basis.removeprefix("cloud:")
+        else:
+            kind, place = "egress-route", r.country
+        groups[(kind, place)].append(r)
+    found = []
+    for (kind, place), mine in sorted(groups.items()):
+        providers = tuple(sorted({r.provider for r in mine}))
+        names = _names(policies, providers)
+        blocked = sum(r.blocked_calls for r in mine)
+        already = f" ({blocked} calls already refused by the provider)" if blocked else ""
+        if kind == "vercel-region":
+            nearest = _nearest_vercel_region(place, providers, policies, as_of)
+            action = (f"Run the functions that call {names} outside Vercel region {place}{already}: pin them to {nearest}, "
+                      f"the nearest region {names} {'serves' if len(providers) == 1 else 'all serve'}.")
+            setting = f'vercel.json: "regions": ["{nearest}"]; or in the route: export const preferredRegion = "{nearest}"'
+        elif kind == "cloud-region":
+            cloud, _, region = place.partition(":")
+            action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region or place}{already} "
+                      f"to a region in a country {names} serves.")
+            setting = f"the deployment's region ({cloud} {region or place}), or route its calls to {names} through an egress in a supported country"
+        elif kind == "egress-route":
+            action = f"Route calls to {names} through an egress in a supported country (a proxy or NAT gateway there){already}."
+            setting = (f"the proxy's or NAT gateway's public address (egress now in {place or 'an unknown country'}); then "
+                       "[[site]] egress_ip / [[source]] egress_ip in the auditor config")
+        else:
+            action = "Tell the auditor where these calls leave to the internet, so that they can be judged: until then they are a coverage gap."
+            setting = ('[[site]] networks = ["<client network>"]; egress_ip = "<public address>" (NAT), or [[source]] path = "<log>"; '
+                       'egress_ip = "<proxy public address>" in the auditor config')
+        found.append(Remediation(
+            kind=kind, orgs=tuple(sorted({r.org for r in mine})), egresses=tuple(sorted({r.egress or "-" for r in mine})),
+            providers=providers, calls=sum(r.calls for r in mine), action=action, setting=setting,
+        ))
+    order = ("vercel-region", "cloud-region", "egress-route", "unknown-egress")
+    return tuple(sorted(found, key=lambda x: order.index(x.kind)))
+
+
+def _names(policies: PolicySet, providers: tuple[str, ...]) -> str:
+    names = []
+    for p in providers:
+        try:
+            names.append(policies.get(p).name)
+        except PolicyError:
+            names.append(p)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _nearest_vercel_region(code: str, providers: tuple[str, ...], policies: PolicySet, as_of: dt.date) -> str:
+    """The nearest Vercel region every provider serves, as `scan-config` names it."""
+    from auditor.preflight import _Judge  # the same choice scan-config makes; 35 ms, only when a Vercel finding needs it
+
+    known = tuple(p for p in providers if p in {pack.provider for pack in policies.packs})
+    return _Judge(policies, as_of).nearest_supported(code, known or tuple(p.provider for p in policies.packs))
+
+
+def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[ReportRow], days: Iterable[Any], filters: Filters) -> Coverage:
+    seen = sorted({d.day for d in days})
+    first = filters.since or (seen[0] if seen else None)
+    last = filters.until or (seen[-1] if seen else None)
+    gaps: list[DayRange] = []
+    if first and last and first <= last:
+        have = set(seen)
+        day, start = first, None
+        while day <= last:
+            if day not in have and start is None:
+                start = day
+            if day in have and start is not None:
+                gaps.append(DayRange(start, day - dt.timedelta(days=1), (day - start).days))
+                start = None
+            day += dt.timedelta(days=1)
+        if start is not None:
+            gaps.append(DayRange(start, last, (last - start).days + 1))
+    return Coverage(
+        runs=len(runs),
+        inputs=tuple(
+            InputCoverage(i.name, i.formats, i.compression, i.first_seen, i.last_seen, i.lines, i.calls,
+                          tuple(Malformed(reason, n) for reason, n in i.malformed), i.recorded)
+            for i in inputs
+        ),
+        period_first=first, period_last=last, days_without_calls=tuple(gaps),
+        unknown_calls=sum(r.calls for r in rows if r.verdict == "unknown"),
+    )
+
+
