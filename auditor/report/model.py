@@ -63,6 +63,16 @@ class Deadline:
     basis: str
     """`--cutoff`, or the policy version whose enforcement date it is (`openai@v188`)."""
 
+    def describe(self) -> str:
+        """`OpenAI API: cutoff 2024-07-09, 12 days left` (or `... 880 days ago`, `... today`)."""
+        if self.days_left > 0:
+            when = f"{self.days_left} day{'s' if self.days_left != 1 else ''} left"
+        elif self.days_left < 0:
+            when = f"{-self.days_left} day{'s' if self.days_left != -1 else ''} ago"
+        else:
+            when = "today"
+        return f"{self.name}: cutoff {self.cutoff.isoformat()}, {when} ({self.basis})"
+
 
 @dataclass(frozen=True)
 class DataSource:
