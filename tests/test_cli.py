@@ -20,7 +20,7 @@ from tests.conftest import asset
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_LOG = ROOT / "examples" / "squid-access.log"
 EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
-ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "first_seen", "last_seen", "locators_disagree"]
+ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "blocked_calls", "first_seen", "last_seen", "locators_disagree"]
 
 
 def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
