@@ -310,6 +310,8 @@ def test_hostile_values_are_inert_in_every_format(hostile_db: str, tmp_path: Pat
     document = json.loads(outputs["json"].read_text())
     validate(document)
     assert {o["org"] for o in document["orgs"]} == {HOSTILE_ORG, MARKER_SCRIPT, FORMULA}  # JSON keeps values as they are
+    (read,) = document["coverage"]["inputs"]
+    assert read["recorded"] is False and read["formats"] == []  # no run recorded how it was read: said, not invented
 
     page = outputs["html"].read_text()
     assert "<script" not in page.lower() and "<img" not in page.lower() and "</pre>" + "&lt;" not in page
@@ -322,6 +324,7 @@ def test_hostile_values_are_inert_in_every_format(hostile_db: str, tmp_path: Pat
     outside_code = re.sub(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", "", outside_code)
     assert "<script" not in outside_code and "<img" not in outside_code
     assert "&lt;script&gt;alert\\(1\\)" in outside_code or "&lt;script&gt;alert(1)" in outside_code
+    assert "| not recorded |" in markdown
 
     rows = list(csv.DictReader(io.StringIO(outputs["csv"].read_text())))
     by_org = {r["org"]: r for r in rows}

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from auditor.report.interface import ReportRenderer
-from auditor.report.model import DayCalls, Report
+from auditor.report.model import DayCalls, Report, plural
 
 COLORS = {"violation": "#b3261e", "at_risk": "#e8710a", "unknown": "#80868b", "allowed": "#188038", "blocked": "#5f0f0a",
           "compliant": "#188038"}
@@ -180,7 +180,7 @@ class HtmlReport(ReportRenderer):
                  ("orgs-blocked", "blocked", s.orgs_blocked, "blocked already", f"{s.blocked_calls} calls refused"),
                  ("orgs-violation", "violation", s.orgs_violation, "in violation", f"{s.violation_calls} violating calls"),
                  ("orgs-at-risk", "at_risk", s.orgs_at_risk, "at risk", f"{s.at_risk_calls} calls"),
-                 ("orgs-unknown", "unknown", s.orgs_unknown, "unknown egress", f"{s.unknown_calls} calls (coverage gap)"),
+                 ("orgs-unknown", "unknown", s.orgs_unknown, "unknown egress", f"{plural(s.unknown_calls, 'call')} (coverage gap)"),
                  ("orgs-compliant", "compliant", s.orgs_compliant, "compliant", f"{s.allowed_calls} calls")]
         out.append('<div class="cards">' + "".join(
             f'<div class="card {cls}"><div class="v" id="{key}">{value}</div><div class="l">{label}<br>{e(sub)}</div></div>'
@@ -237,7 +237,7 @@ class HtmlReport(ReportRenderer):
             out.append('<p class="muted">Nothing to remediate in this report.</p>')
         for r in report.remediation:
             out.append(f'<div class="remedy" data-kind="{e(r.kind)}"><h3>{e(r.kind)}: {e(", ".join(r.orgs))}</h3>'
-                       f"<p>{e(r.action)} ({r.calls} calls; egress {e(', '.join(r.egresses))})</p>"
+                       f"<p>{e(r.action)} ({plural(r.calls, 'call')}; egress {e(', '.join(r.egresses))})</p>"
                        f"<p>Setting: <code>{e(r.setting)}</code></p></div>")
 
         c = report.coverage

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 
 from auditor.report.interface import ReportRenderer
-from auditor.report.model import Report
+from auditor.report.model import Report, plural
 
 STATUS_LABEL = {"blocked": "BLOCKED", "violation": "violation", "at_risk": "at risk", "unknown": "unknown (coverage gap)",
                 "compliant": "compliant"}
@@ -93,14 +93,14 @@ class MarkdownReport(ReportRenderer):
                        f"providers: {', '.join(md(p) for p in org.providers)}; hosts: {', '.join(md(h) for h in org.hosts)}.")
             out.append("")
             out += _table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), [
-                (md(e.egress or "-"), md(e.country or "-"), md(e.basis), ", ".join(e.verdicts), str(e.calls), md(e.locators_disagree or "-"))
+                (md(e.egress or "-"), md(e.country or "-"), md(e.basis), md(", ".join(e.verdicts)), str(e.calls), md(e.locators_disagree or "-"))
                 for e in org.egresses
             ])
             out += _table(("day", "verdict", "calls", "blocked"), [
-                (d.day.isoformat(), d.verdict, str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day
+                (d.day.isoformat(), md(d.verdict), str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day
             ])
             for row in org.rows:
-                out.append(f"**{row.verdict}**: {md(row.provider)} {code_span(row.host)} from {md(row.egress or '-')} "
+                out.append(f"**{md(row.verdict)}**: {md(row.provider)} {code_span(row.host)} from {md(row.egress or '-')} "
                            f"({md(row.country or '-')}, {md(row.basis)}): {row.calls} calls, {row.blocked_calls} blocked")
                 out.append("")
                 for e in row.evidence:
@@ -113,11 +113,11 @@ class MarkdownReport(ReportRenderer):
             out += ["Nothing to remediate in this report.", ""]
         for r in report.remediation:
             out += [f"### {r.kind}: {', '.join(md(o) for o in r.orgs)}", "",
-                    f"{md(r.action)} ({r.calls} calls; egress {', '.join(md(e) for e in r.egresses)})", "",
+                    f"{md(r.action)} ({plural(r.calls, 'call')}; egress {', '.join(md(e) for e in r.egresses)})", "",
                     f"Setting: {code_span(r.setting)}", ""]
         out += ["## Coverage", ""]
         c = report.coverage
-        out.append(f"{c.runs} runs; {len(c.inputs)} inputs; {c.unknown_calls} calls with unknown egress.")
+        out.append(f"{plural(c.runs, 'run')}; {plural(len(c.inputs), 'input')}; {plural(c.unknown_calls, 'call')} with unknown egress.")
         out.append("")
         if c.inputs:
             out += _table(("input", "format", "first call", "last call", "lines", "calls", "malformed"), [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.store import VERDICT_ORDER, FindingStore, InputRecord, Row, RunRecord, Scope, row_key
-from rules.policy import PolicyError, PolicySet
+from rules.policy import Outcome, PolicyError, PolicySet
 
 SCHEMA = "region-auditor/report@1"
 """The `schema` of every JSON report this version writes (auditor/report/schema/report-1.json)."""
@@ -334,6 +334,11 @@ def to_data(value: Any) -> Any:
     return value
 
 
+def plural(count: int, word: str) -> str:
+    """`1 call`, `2 calls`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def status_of(rows: Iterable[ReportRow]) -> str:
     """The worst status of an org's rows."""
     rows = list(rows)
@@ -370,7 +375,8 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     warnings = tuple(
         ([f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
           "update it (region-auditor geoip update) and audit again"] if stale else [])
-        + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M}) did not finish: its last inputs may be partly audited"
+        + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M} UTC) has not recorded its end: it is still running, "
+           "or stopped before the end of its inputs"
            for r in runs if r.finished_at is None]
     )
     by_verdict: dict[str, int] = defaultdict(int)
@@ -535,9 +541,10 @@ def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> 
             setting = f'vercel.json: "regions": ["{nearest}"]; or in the route: export const preferredRegion = "{nearest}"'
         elif kind == "cloud-region":
             cloud, _, region = place.partition(":")
-            action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region or place}{already} "
-                      f"to a region in a country {names} serves.")
-            setting = f"the deployment's region ({cloud} {region or place}), or route its calls to {names} through an egress in a supported country"
+            others = _cloud_alternatives(cloud, region, providers, policies, as_of)
+            action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region}{already} "
+                      f"to a region in a country {names} serves" + (f", such as {', '.join(others)}." if others else "."))
+            setting = f"the deployment's region: {cloud} {region} -> {others[0].split(' ')[0] if others else 'a region in a supported country'}"
         elif kind == "egress-route":
             action = f"Route calls to {names} through an egress in a supported country (a proxy or NAT gateway there){already}."
             setting = (f"the proxy's or NAT gateway's public address (egress now in {place or 'an unknown country'}); then "
@@ -562,6 +569,21 @@ def _names(policies: PolicySet, providers: tuple[str, ...]) -> str:
         except PolicyError:
             names.append(p)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _cloud_alternatives(cloud: str, region: str, providers: tuple[str, ...], policies: PolicySet, as_of: dt.date) -> list[str]:
+    """Up to 3 regions of the same cloud in countries every provider serves (`ap-southeast-1 (SG)`),
+    those in the same area of the cloud's naming first (`ap-`, `asia-`, `europe-`)."""
+    from geoip import regions
+
+    packs = [p for p in policies.packs if p.provider in providers]
+    if not packs:
+        return []
+    served = [r for r in regions.regions_of("cloud", cloud)
+              if r.code != region and all(p.check(r.country_code, as_of).outcome is Outcome.ALLOWED for p in packs)]
+    area = region.split("-", 1)[0]
+    ranked = sorted(served, key=lambda r: (r.code.split("-", 1)[0] != area, r.code))
+    return [f"{r.code} ({r.country_code})" for r in ranked[:3]]
 
 
 def _nearest_vercel_region(code: str, providers: tuple[str, ...], policies: PolicySet, as_of: dt.date) -> str:
