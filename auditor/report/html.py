@@ -40,7 +40,7 @@ table { border-collapse: collapse; width: 100%; margin: 6px 0 14px; } th, td { t
 .org { border: 1px solid var(--line); border-radius: 8px; padding: 4px 14px 10px; margin: 12px 0; }
 pre { white-space: pre-wrap; word-break: break-all; background: var(--soft); padding: 6px 8px; margin: 2px 0 8px; font-size: 12px; border-radius: 4px; }
 code { font-size: 12.5px; background: var(--soft); padding: 0 3px; border-radius: 3px; overflow-wrap: anywhere; }
-td:first-child { white-space: nowrap; }
+td:first-child { white-space: nowrap; } table.evidence td:nth-child(2), table.evidence td:nth-child(3) { min-width: 11em; max-width: 16em; }
 .charts { display: grid; grid-template-columns: 3fr 2fr; gap: 16px; } svg { width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .legend span { margin-right: 12px; font-size: 12px; } .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
@@ -71,11 +71,11 @@ def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{COLORS.get(status, "#80868b")}">{e(STATUS_LABEL.get(status, status))}</span>'
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), cls: str = "") -> str:
     """A table of cells already escaped (header cells are ours)."""
     head = "".join(f'<th{" class=n" if i in numeric else ""}>{h}</th>' for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{c}</td>' for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table{f" class={cls}" if cls else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def day_chart(days: Sequence[DayCalls], width: int = 640, height: int = 220) -> str:
@@ -204,7 +204,8 @@ class HtmlReport(ReportRenderer):
         if s.data:
             out.append("<h3>GeoIP and cloud-range data</h3>" + _table(
                 ("data", "date", "age (days)", ""),
-                ((e(d.name), e(d.date.isoformat()), str(d.age_days), "<b>stale</b>" if d.stale else "") for d in s.data), numeric=(2,)))
+                ((e(d.name), e(d.date.isoformat()), str(d.age_days) if d.age_days >= 0 else "newer than the as-of date", "<b>stale</b>" if d.stale else "")
+                 for d in s.data), numeric=(2,)))
         out += [f'<div class="note warning">{e(w)}</div>' for w in s.warnings]
 
         out.append('<h2 id="orgs">Per organization</h2>')
@@ -229,7 +230,7 @@ class HtmlReport(ReportRenderer):
                     out.append(_table(("time (UTC)", "source", "rule", "reason / redacted record"), (
                         (e(_when(x.ts)), f"<code>{e(x.source)}</code>", f"<code>{e(x.rule_id)}</code>",
                          f"{e(x.reason)}" + (f" (other layers: {e(x.disagreements)})" if x.disagreements else "") + f"<pre>{e(x.raw)}</pre>")
-                        for x in row.evidence)))
+                        for x in row.evidence), cls="evidence"))
             out.append("</section>")
 
         out.append('<h2 id="remediation">Remediation</h2>')

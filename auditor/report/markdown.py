@@ -79,7 +79,8 @@ class MarkdownReport(ReportRenderer):
             out.append("")
         if s.data:
             out += ["GeoIP and cloud-range data:", ""]
-            out += [f"- {md(d.name)}: {d.date.isoformat()} ({d.age_days} days old{', **stale**' if d.stale else ''})" for d in s.data]
+            out += [f"- {md(d.name)}: {d.date.isoformat()} (" + (f"{plural(d.age_days, 'day')} old" if d.age_days >= 0 else "newer than the as-of date")
+                    + (", **stale**" if d.stale else "") + ")" for d in s.data]
             out.append("")
         for warning in s.warnings:
             out += [f"> **Warning:** {md(warning)}", ""]
