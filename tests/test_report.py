@@ -378,3 +378,27 @@ def test_html_in_chromium_runs_no_script(hostile_db: str, tmp_path: Path) -> Non
     assert "<script" not in dom.lower() and "<img" not in dom.lower()  # no element was made of them
     assert '<span class="org-name">&lt;script&gt;alert(1)&lt;/script&gt;</span>' in dom  # shown as text
     assert '<div class="v" id="orgs-audited">3</div>' in dom
+
+
+def test_schema_reference_is_up_to_date() -> None:
+    """docs/report-schema.md is generated from the schema and the model's docstrings."""
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "report-schema-doc.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_schema_matches_the_model() -> None:
+    """Every dataclass of the report is an object of the schema with exactly its fields."""
+    import dataclasses
+
+    import auditor.report.model as model
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    objects = {"Report": schema, **schema["$defs"]}
+    for name, value in vars(model).items():
+        if dataclasses.is_dataclass(value) and value.__module__ == model.__name__:
+            assert name in objects, f"{name} is not in the schema"
+            fields = [f.name for f in dataclasses.fields(value)]
+            assert list(objects[name]["properties"]) == fields == objects[name]["required"], name
+            assert objects[name]["additionalProperties"] is False

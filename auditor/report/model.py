@@ -55,9 +55,11 @@ class Deadline:
     """A provider's cutoff and the countdown to it."""
 
     provider: str
+    """Pack id (`openai`)."""
     name: str
     """The pack's human name (`OpenAI API`)."""
     cutoff: dt.date
+    """The day the provider blocks (or blocked) unsupported locations."""
     days_left: int
     """Days from --as-of to the cutoff; negative once it has passed (days since it, negated)."""
     basis: str
@@ -81,6 +83,7 @@ class DataSource:
     name: str
     """As the run recorded it (`mmdb:GeoLite2-Country`, `cloud:aws:cloudip-db`)."""
     date: dt.date
+    """The data's date as the run recorded it."""
     age_days: int
     """Days from the data's date to --as-of."""
     stale: bool
@@ -92,13 +95,19 @@ class PolicyUse:
     """A policy pack version that judged calls in the report."""
 
     provider: str
+    """Pack id."""
     version: str
     """`openai@v188`."""
     label: str
+    """The version's description (`188-entry list`)."""
     in_force_from: dt.date | None
+    """From this day the version describes the provider's policy; null for a version this region-auditor does not ship."""
     enforced_from: dt.date | None
+    """From this day the provider blocks; null as in_force_from."""
     source_url: str
+    """The provider's page for the list."""
     calls: int
+    """Calls this version judged."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +115,15 @@ class RuleUse:
     """Calls judged by one rule."""
 
     provider: str
+    """Pack id."""
     policy_version: str
+    """`openai@v188`."""
     rule_id: str
+    """`openai@v188:not-listed:HK`, `...:provider-blocked`, `...:no-location`."""
     verdict: str
+    """What the rule decided."""
     calls: int
+    """Calls it judged."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class Summary:
     audited: bool
     """False when the database holds no audited input at all."""
     orgs_audited: int
+    """Organizations with calls in the report (`unattributed` counts as one)."""
     orgs_blocked: int
     """Organizations whose calls the provider already refused (HTTP 403, its blocked-region error)."""
     orgs_violation: int
@@ -126,19 +141,31 @@ class Summary:
     orgs_at_risk: int
     """Calling from an unsupported place before the cutoff: will be blocked on it."""
     orgs_compliant: int
+    """All calls from supported places."""
     orgs_unknown: int
     """No egress established for some of their calls (and nothing worse): a coverage gap, never compliant."""
     calls: int
+    """Calls to governed hosts in the report."""
     blocked_calls: int
+    """Calls the provider already refused (counted in violation_calls too)."""
     violation_calls: int
+    """Calls from unsupported places on or after the enforcement date."""
     at_risk_calls: int
+    """Calls from unsupported places before it."""
     unknown_calls: int
+    """Calls whose egress or location was not established."""
     allowed_calls: int
+    """Calls from supported places."""
     first_seen: dt.datetime | None
+    """The first call in the report, null when there is none."""
     last_seen: dt.datetime | None
+    """The last call, null when there is none."""
     deadlines: tuple[Deadline, ...]
+    """One per provider in the report (or filtered on, or every pack when there are no calls)."""
     policies: tuple[PolicyUse, ...]
+    """The policy versions that judged the calls."""
     data: tuple[DataSource, ...]
+    """GeoIP and cloud-range data sets named by the runs, newest date of each."""
     warnings: tuple[str, ...]
     """Stale data, runs that did not finish."""
 
@@ -150,12 +177,19 @@ class EvidenceItem:
     source: str
     """Where it was read: `file:line`, `capture:packet`, a drain entry."""
     ts: dt.datetime
+    """When the call was made."""
     orig_h: str
+    """The client address as recorded (Zeek id.orig_h), "" when none."""
     egress_basis: str
+    """How the egress was established (`site:hk-office`, `event`, `source:<path>`, `none`)."""
     rule_id: str
+    """The rule that judged it."""
     reason: str
+    """One sentence for a human."""
     raw: str
+    """The record, redacted before it was stored (keys, tokens, passwords)."""
     disagreements: str
+    """Other locator layers' answers (`mmdb:...=CN`), "" when none."""
 
 
 @dataclass(frozen=True)
@@ -163,29 +197,45 @@ class ReportRow:
     """Calls of one org to one host of one provider from one egress with one verdict: a CSV row."""
 
     org: str
+    """Organization, `unattributed` when no rule matched."""
     provider: str
+    """Pack id."""
     host: str
+    """The governed host called."""
     egress: str
     """The egress address, else the platform region (`vercel:hkg1`), "" when none was established."""
     country: str
+    """ISO 3166-1 code of the egress, "" when not established."""
     basis: str
     """Where the country came from (`cloud:aws:ap-east-1`, `edge:vercel:hkg1`, `no-egress`)."""
     verdict: str
+    """`violation`, `at_risk`, `unknown` or `allowed`."""
     calls: int
+    """Calls (of the period)."""
     blocked_calls: int
+    """Of them, calls the provider refused with its blocked-region error."""
     first_seen: dt.datetime
+    """The first call."""
     last_seen: dt.datetime
+    """The last call."""
     locators_disagree: str
     """Other locator layers' answers that would change the verdict, "" when none."""
     evidence: tuple[EvidenceItem, ...] = ()
+    """Up to 5 sampled calls, the first ones by time; empty in `rows` (the CSV)."""
 
 
 @dataclass(frozen=True)
 class DayCalls:
+    """Calls on one day with one verdict."""
+
     day: dt.date
+    """UTC day."""
     verdict: str
+    """The calls' verdict."""
     calls: int
+    """Calls that day with that verdict."""
     blocked_calls: int
+    """Of them, calls the provider refused."""
 
 
 @dataclass(frozen=True)
@@ -193,11 +243,17 @@ class Egress:
     """One egress an org's calls left from."""
 
     egress: str
+    """Address, platform region (`vercel:hkg1`), or "" when not established."""
     country: str
+    """ISO 3166-1 code, "" when unknown."""
     basis: str
+    """Where the country came from."""
     verdicts: tuple[str, ...]
+    """The verdicts of its calls, worst first."""
     calls: int
+    """Calls that left from it."""
     locators_disagree: str
+    """Other locator layers' answers that would change a verdict, "" when none."""
 
 
 @dataclass(frozen=True)
@@ -205,16 +261,25 @@ class OrgReport:
     """Everything about one organization."""
 
     org: str
+    """Organization name as configured (or `unattributed`)."""
     status: str
     """One of STATUSES."""
     calls: int
+    """Its calls."""
     blocked_calls: int
+    """Of them, refused by the provider."""
     first_seen: dt.datetime
+    """Its first call."""
     last_seen: dt.datetime
+    """Its last call."""
     providers: tuple[str, ...]
+    """Providers it called."""
     hosts: tuple[str, ...]
+    """Governed hosts it called."""
     egresses: tuple[Egress, ...]
+    """Where its calls left from."""
     calls_per_day: tuple[DayCalls, ...]
+    """Its calls per UTC day and verdict."""
     rows: tuple[ReportRow, ...]
     """Worst verdict first, each with up to 5 evidence events."""
 
@@ -226,18 +291,27 @@ class Remediation:
     kind: str
     """`vercel-region`, `cloud-region`, `egress-route` or `unknown-egress`."""
     orgs: tuple[str, ...]
+    """Organizations with findings of this kind and place."""
     egresses: tuple[str, ...]
+    """Their egresses (`-` for none)."""
     providers: tuple[str, ...]
+    """Providers concerned."""
     calls: int
+    """Calls concerned."""
     action: str
+    """What to do, in one sentence."""
     setting: str
     """The exact setting to change."""
 
 
 @dataclass(frozen=True)
 class Malformed:
+    """Malformed records of one reason."""
+
     reason: str
+    """Why records were skipped (`squid: too few fields`)."""
     records: int
+    """How many."""
 
 
 @dataclass(frozen=True)
@@ -245,34 +319,49 @@ class InputCoverage:
     """One audited input."""
 
     name: str
+    """The input as recorded (absolute path, `<stdin>`, an interface)."""
     formats: tuple[str, ...]
     """Formats it was read as; () when not recorded (a database from before reads were recorded)."""
     compression: str
+    """`plain`, `gzip`, ...; "" when not recorded."""
     first_call: dt.datetime | None
     """Its first governed call in scope (the store keeps calls' times, not every record's)."""
     last_call: dt.datetime | None
+    """Its last governed call in scope."""
     lines: int
     """Lines (packets) audited: its checkpoint."""
     calls: int
+    """Its governed calls in scope."""
     malformed: tuple[Malformed, ...]
+    """Malformed records by reason, most frequent first, over the runs that recorded them."""
     recorded: bool
     """False when how it was read (format, malformed counts) was not recorded."""
 
 
 @dataclass(frozen=True)
 class DayRange:
+    """Consecutive days."""
+
     first: dt.date
+    """First day without calls."""
     last: dt.date
+    """Last day without calls."""
     days: int
+    """How many days."""
 
 
 @dataclass(frozen=True)
 class Coverage:
+    """The report's last section: what was audited, and what was not."""
+
     runs: int
+    """Runs recorded in the database."""
     inputs: tuple[InputCoverage, ...]
+    """Every audited input."""
     period_first: dt.date | None
     """The first day of the period covered: --since, else the first call's day."""
     period_last: dt.date | None
+    """The last day: --until, else the last call's day."""
     days_without_calls: tuple[DayRange, ...]
     """Days of the period on which no governed call was recorded (no data, or no calls)."""
     unknown_calls: int
@@ -281,10 +370,14 @@ class Coverage:
 
 @dataclass(frozen=True)
 class CountryCalls:
+    """Calls from one egress country with one verdict."""
+
     country: str
-    """"" when not established."""
+    """ISO 3166-1 code of the egress, "" when not established."""
     verdict: str
+    """The calls' verdict."""
     calls: int
+    """Calls from that country with that verdict."""
 
 
 @dataclass(frozen=True)
@@ -292,19 +385,29 @@ class Report:
     """The whole compliance report."""
 
     schema: str
+    """`region-auditor/report@1`: the schema version."""
     generated_at: dt.datetime
+    """When the report was made."""
     as_of: dt.date
+    """The day countdowns count from (--as-of, else the day it was made)."""
     filters: Filters
+    """What was asked for."""
     notices: tuple[str, ...]
     """What the filters named that the database does not hold (an unknown org or provider)."""
     summary: Summary
+    """Section 1."""
     orgs: tuple[OrgReport, ...]
+    """Section 2: organizations, worst status first."""
     remediation: tuple[Remediation, ...]
+    """Section 3: what to change, per kind of finding."""
     coverage: Coverage
+    """Section 4: what was audited."""
     calls_per_day: tuple[DayCalls, ...]
     """All orgs, for the chart."""
     calls_by_country: tuple[CountryCalls, ...]
+    """Calls per egress country and verdict, most first (the chart)."""
     rules: tuple[RuleUse, ...]
+    """Calls per policy rule."""
     rows: tuple[ReportRow, ...]
     """Every row (without evidence): the CSV."""
 
