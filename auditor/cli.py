@@ -102,8 +102,8 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def fail_on_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--fail-on", "fail_on", type=click.Choice(LEVELS), default="violation", show_default=True,
-        help="Exit 1 when any finding is at this level or worse (violation > at_risk > unknown): the CI gate.",
+        "--fail-on", "fail_on", type=click.Choice(LEVELS), default="violation", metavar="LEVEL",
+        help="Exit 1 when any finding is at LEVEL or worse: violation (default) > at_risk > unknown. The CI gate.",
     )(f)
 
 
