@@ -173,25 +173,18 @@ class InputRecord:
 
 @dataclass(frozen=True)
 class DayCount:
-    """Calls of one org and provider on one day with one verdict."""
+    """Calls of one org and provider on one day judged by one rule of one policy version."""
 
     org: str
     provider: str
     day: dt.date
     verdict: str
+    policy_version: str
+    """`openai@v188`."""
+    rule_id: str
+    """`openai@v188:not-listed:HK`."""
     calls: int
     blocked_calls: int
-
-
-@dataclass(frozen=True)
-class RuleCount:
-    """Calls judged by one rule of one policy version."""
-
-    provider: str
-    policy_version: str
-    rule_id: str
-    verdict: str
-    calls: int
 
 
 RowKey = tuple[str, str, str, str, str, str, str]
@@ -313,11 +306,7 @@ class FindingStore(ABC):
 
     @abstractmethod
     def per_day(self, scope: Scope) -> list[DayCount]:
-        """Calls per (org, provider, day, verdict), by day."""
-
-    @abstractmethod
-    def per_rule(self, scope: Scope) -> list[RuleCount]:
-        """Calls per (provider, policy version, rule, verdict)."""
+        """Calls per (org, provider, day, verdict, policy version, rule), by day."""
 
     @abstractmethod
     def evidence_by_row(self, scope: Scope, limit: int = EVIDENCE_PER_OBSERVATION) -> dict[RowKey, list[Evidence]]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.store import VERDICT_ORDER, FindingStore, InputRecord, Row, RunRecord, Scope, row_key
+from auditor.store import VERDICT_ORDER, DayCount, FindingStore, InputRecord, Row, RunRecord, Scope, row_key
 from rules.policy import Outcome, PolicyError, PolicySet
 
 SCHEMA = "region-auditor/report@1"
@@ -465,7 +465,7 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     rows = [_report_row(r, ()) for r in stored]
     with_evidence = [_report_row(r, tuple(_evidence_item(e) for e in evidence.get(row_key(r), ()))) for r in stored]
     days = store.per_day(scope)
-    rules = store.per_rule(scope)
+    rules = _rules(days)
     known_orgs, known_providers = store.known_values()
 
     notices = _notices(filters, policies, known_orgs, known_providers)
@@ -506,9 +506,16 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
         remediation=_remediation(rows, policies, as_of), coverage=_coverage(runs, inputs, rows, days, filters),
         calls_per_day=tuple(DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
         calls_by_country=tuple(CountryCalls(c, v, n) for (c, v), n in sorted(countries.items(), key=lambda kv: (-kv[1], kv[0][0], _rank(kv[0][1])))),
-        rules=tuple(RuleUse(r.provider, r.policy_version, r.rule_id, r.verdict, r.calls) for r in rules),
+        rules=rules,
         rows=tuple(rows),
     )
+
+
+def _rules(days: Iterable[DayCount]) -> tuple[RuleUse, ...]:
+    calls: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for d in days:
+        calls[(d.provider, d.policy_version, d.rule_id, d.verdict)] += d.calls
+    return tuple(RuleUse(*key, n) for key, n in sorted(calls.items()))
 
 
 def _rank(verdict: str) -> int:
