@@ -439,15 +439,15 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
     for notice in value.notices:
         click.echo(notice, err=True)
     rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
-    for choice, path, text in rendered:
-        if path is None:
+    for choice, destination, text in rendered:
+        if destination is None:
             click.echo(text, nl=False)
             continue
         try:
-            path.write_text(text, encoding="utf-8")
+            destination.write_text(text, encoding="utf-8", errors="replace")  # a lone surrogate from a foreign database
         except OSError as e:
-            raise Failure(f"{path}: cannot write the report ({e.strerror}); pass another -o", EXIT_INPUT) from None
-        click.echo(f"wrote {path} ({choice.value})", err=True)
+            raise Failure(f"{destination}: cannot write the report ({e.strerror}); pass another -o", EXIT_INPUT) from None
+        click.echo(f"wrote {destination} ({choice.value})", err=True)
     if value.fails(fail_on):
         sys.exit(EXIT_VIOLATIONS)
 

@@ -402,3 +402,20 @@ def test_schema_matches_the_model() -> None:
             fields = [f.name for f in dataclasses.fields(value)]
             assert list(objects[name]["properties"]) == fields == objects[name]["required"], name
             assert objects[name]["additionalProperties"] is False
+
+
+def test_capture_evidence_names_its_packet(tmp_path: Path) -> None:
+    """A capture's input is recorded as read (format pcap) and its evidence names the packet."""
+    from scapy.layers.l2 import Ether
+
+    from tests.sources.test_pcap import MAC_A, MAC_B, client_hello, tcp_session, write
+
+    capture = write(tmp_path / "border.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))])
+    db = str(tmp_path / "f.db")
+    assert invoke("pcap", str(capture), "--db", db).exit_code in (0, 1)
+    document = json.loads(invoke("report", "--db", db, "--format", "json").stdout)
+    validate(document)
+    (read,) = document["coverage"]["inputs"]
+    assert read["formats"] == ["pcap"] and read["lines"] == 4 and read["calls"] == 1
+    (org,) = document["orgs"]
+    assert org["rows"][0]["evidence"][0]["source"].startswith(str(capture))
