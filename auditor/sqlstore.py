@@ -187,18 +187,23 @@ def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: is not a regular file; pass --db with a file path")
+            for suffix in ("-wal", "-shm"):
+                if os.path.islink(path + suffix):
+                    raise StoreError(f"{path + suffix}: is a symbolic link where SQLite keeps the database's journal; "
+                                     "remove it, or pass another --db")
+            if info.st_size:
+                _refuse_foreign_sqlite(path)  # before anything about the file is changed
             if info.st_mode & 0o077:
                 os.fchmod(fd, 0o600)
                 notices.append(f"{path}: the findings database was readable by others (mode {stat.S_IMODE(info.st_mode):04o}); made owner-only (0600)")
         finally:
             os.close(fd)
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(path + suffix) and os.stat(path + suffix).st_mode & 0o077:
-                os.chmod(path + suffix, 0o600)
+        for suffix in ("-wal", "-shm"):  # links refused above
+            companion = path + suffix
+            if os.path.exists(companion) and os.lstat(companion).st_mode & 0o077:
+                os.chmod(companion, 0o600)
     except OSError as e:
         raise StoreError(f"{path}: cannot create the findings database ({e.strerror}); pass --db with a writable path") from None
-    if info.st_size:
-        _refuse_foreign_sqlite(path)
     return notices
 
 
@@ -221,7 +226,8 @@ def _refuse_foreign_sqlite(path: str) -> None:
     """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
     read-only, before anything is created in it or its journal mode is changed). Tables that are
     all ours but no schema version yet are another region-auditor creating the database (SQLite
-    commits each CREATE TABLE at once): looked at again for up to 2 s."""
+    commits each CREATE TABLE at once): looked at again for up to 2 s. A table of another name
+    makes it another application's, whatever its `meta` says."""
     import sqlite3
 
     for _ in range(20):
@@ -237,10 +243,11 @@ def _refuse_foreign_sqlite(path: str) -> None:
                 conn.close()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
-        if not tables or ours or not set(tables) <= set(metadata.tables):
+        foreign = set(tables) - set(metadata.tables)
+        if not tables or foreign or ours:
             break
         time.sleep(0.1)
-    if tables and not ours:
+    if tables and (foreign or not ours):
         raise StoreError(f"{path}: is a database of another application (tables {', '.join(tables[:5])}); pass another --db")
 
 

@@ -10,8 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from auditor.events import ConnectionEvent
+
+# Property tests (tests/properties): `ci`, the default, replays the same examples on every run
+# (derandomized), sized to keep the suite under a minute on two cores; `dev` draws new ones each
+# run; `long` draws a hundred times more (HYPOTHESIS_PROFILE=long, for a hostile pass by hand).
+# The tests size themselves from max_examples (tests/properties/__init__.py `budget`).
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("long", max_examples=10_000, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ASSETS = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("AUDITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -1054,3 +1054,23 @@ def test_an_overlong_line_written_in_pieces_is_one_malformed_line(tmp_path: Path
     assert sources(run.db)[0][1:] == (log.stat().st_size, 3)
     with sqlite3.connect(run.db) as conn:
         assert sorted(r[0] for r in conn.execute("SELECT location FROM evidence")) == [f"{log}:1", f"{log}:3"]
+
+
+def test_a_first_line_over_the_sample_size_written_in_two_pieces_is_one_call(tmp_path: Path, running: list[Run]) -> None:
+    """Found by a hostile pass: the follower opened a file whose first line (100 KB, a valid call)
+    was half written; the 64 KiB sample handed out its first part, which was read as a line of its
+    own (malformed) and the call lost, the next line stored at :3."""
+    log = tmp_path / "access.log"
+    long_line = line(1)[:-1].replace("CONNECT api.openai.com:443", "GET https://api.openai.com/v1/files?q=" + "a" * 100_000) + "\n"
+    log.write_text(long_line[:70_000])
+    run = Run(tmp_path, str(log), "--format", "squid")
+    running.append(run)
+    time.sleep(2.5)  # several rounds on the first part
+    append(log, long_line[70_000:])
+    stored(run.db, 1)
+    append(log, line(2))
+    stored(run.db, 2)
+    assert run.stop() == 0
+    assert f"{log} (squid): 2 lines, 2 calls to governed hosts" in run.stderr
+    assert "malformed" not in run.stderr
+    assert sources(run.db)[0][1:] == (log.stat().st_size, 2)

@@ -27,7 +27,7 @@ MARKUP = "<script>alert(1)</script>.api.openai.com"
     ("xn--bcher-kva.example", True), ("162.159.140.245", True), ("2001:db8::1", True),
     (ESCAPE, False), (MARKUP, False), ("api openai.com", False), ("api..openai.com", False), ("-api.openai.com", False),
     ("a" * 64 + ".openai.com", False), (".".join(["a" * 63] * 4) + ".com", False), ("api.openai.com\x00.evil", False),
-    ("bücher.example", False), ("", False),
+    ("bücher.example", False), ("", False), ("fe80::1%eth0", False), ("fe80::1%\x1b[2J.api.openai.com", False),
 ])
 def test_is_host(text: str, ok: bool) -> None:
     assert is_host(text) is ok

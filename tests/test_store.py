@@ -791,3 +791,35 @@ def test_a_postgresql_database_of_another_application_is_refused(pg_url: str) ->
     engine.dispose()
     with pytest.raises(StoreError, match=r"the database holds tables of another application \(invoices\); pass another --db"):
         SqlStore(pg_url)
+
+
+def test_a_database_with_our_meta_but_other_tables_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """Found by a hostile pass: `meta(key, value)` with a schema_version row made another
+    application's file ours (9 tables added, WAL on); a refused file's mode was tightened first."""
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    os.chmod(path, 0o664)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"is a database of another application \(tables customers, meta\)"):
+        SqlStore(str(path))
+    assert path.read_bytes() == before
+    assert oct(path.stat().st_mode & 0o777) == "0o664"
+
+
+def test_a_symlink_where_sqlite_keeps_the_journal_is_refused_not_followed(tmp_path: Path) -> None:
+    """chmod followed a `-wal` link: run as root, any file could be made 0600."""
+    SqlStore(str(tmp_path / "f.db")).close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    os.chmod(victim, 0o644)
+    for name in ("f.db-wal", "f.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "f.db-wal").symlink_to(victim)
+    with pytest.raises(StoreError, match=r"f.db-wal: is a symbolic link where SQLite keeps the database's journal"):
+        SqlStore(str(tmp_path / "f.db"))
+    assert oct(victim.stat().st_mode & 0o777) == "0o644"

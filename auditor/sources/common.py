@@ -164,8 +164,9 @@ markup, spaces): it is never taken for a governed host, stored or printed."""
 @functools.lru_cache(maxsize=65_536)
 def is_host(text: str) -> bool:
     """True when `text` can name a server: a DNS name of letters, digits, `-` and `_` in labels of
-    at most 63 (any number of labels, 253 octets at most), or an IP address."""
-    return (len(text) <= 254 and _LABELS.fullmatch(text) is not None) or bool(address(text))
+    at most 63 (any number of labels, 253 octets at most), or an IP address without a zone id
+    (`fe80::1%eth0` names an interface of this host, and Python takes any text after the `%`)."""
+    return (len(text) <= 254 and _LABELS.fullmatch(text) is not None) or ("%" not in text and bool(address(text)))
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -16,6 +16,7 @@ import ctypes
 import dataclasses
 import gzip
 import io
+import re
 import json
 import lzma
 import multiprocessing
@@ -433,6 +434,29 @@ class _WrappedReader:
         return self._inner.parse(wrapped.unwrap(self._kind, line), location)
 
 
+MAGIC_BYTES = 6
+"""The longest compression magic (xz's); a shorter read cannot tell the compression."""
+
+
+class _PutBack(io.RawIOBase):
+    """A stream with bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto1(buffer)
+
+
 class LogFile(Prefixed, EventSource):
     """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
 
@@ -511,6 +535,11 @@ class LogFile(Prefixed, EventSource):
             raise SourceError(f"{path}: cannot open ({e.strerror})") from None
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
         head = buffered.peek(8)[:8]
+        if path == "-" and 0 < len(head) < MAGIC_BYTES:
+            # A pipe's first read may hold less than a compression magic (a writer's first small
+            # write): read up to it, then put it back in front.
+            head = buffered.read(MAGIC_BYTES)
+            buffered = io.BufferedReader(_PutBack(head, buffered))  # type: ignore[arg-type]
         # On stdin peek waits for data or the end: nothing means the end, which a terminal gives
         # once per Ctrl-D (reading on would wait for a second one). A file may still grow.
         stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
@@ -623,7 +652,10 @@ class LogFile(Prefixed, EventSource):
         return not self.finished and (self.growing or self.compression != "plain")
 
     def _is_array(self) -> bool:
-        return self.format is not None and self.format.name == vercel.NAME and self._pending.removeprefix(BOM).lstrip()[:1] == b"["
+        """A Vercel drain saved as one JSON array (`[{...}, ...]`), not lines: its first bytes are
+        `[` then an object or the array's end (an Envoy line `[2024-...` before NDJSON is not)."""
+        return (self.format is not None and self.format.name == vercel.NAME
+                and re.match(rb"\[\s*[{\]]", self._pending.removeprefix(BOM).lstrip()) is not None)
 
     def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
@@ -651,6 +683,7 @@ class LogFile(Prefixed, EventSource):
                 return
             window[: len(rest)] = rest
             have = len(rest)
+            lines_in_batch += 1
         while not eof:
             got = self._fill(window, have)
             eof = not got
@@ -659,7 +692,7 @@ class LogFile(Prefixed, EventSource):
             if eof and end and window[end - 1] != 0x0A:
                 if self.damaged:
                     end = 0  # the line the damage cut is not counted
-                elif self._leaves_last_line:
+                elif self._leaves_last_line or (self.following and not self.finished):
                     self.unterminated = True
                 else:
                     window[end] = 0x0A  # a finished input's last line is complete
@@ -679,6 +712,7 @@ class LogFile(Prefixed, EventSource):
                         break
                     window[: len(rest)] = rest
                     have, front = len(rest), 0
+                    lines_in_batch += 1  # a line read: the last batch's checkpoint must cover it
                 elif have == len(window) - 1:
                     window += bytes(len(window))  # only a WINDOW below MAX_LINE (tests) comes here
                 continue
@@ -696,6 +730,11 @@ class LogFile(Prefixed, EventSource):
         elif have and self._partial is not None and window[have - 1] == 0x0A:
             # The parts of a line whose last part is not written yet: read again from here (a
             # follower's next round reads on from the same stream).
+            self.unterminated = True
+            self._pending = bytes(window[:have]) + self._pending
+        elif have and self.following and not self.finished:
+            # The start of a line its writer has not finished (a followed file hands out the first
+            # part of a long line): read on from here in the next round, not as a line of its own.
             self.unterminated = True
             self._pending = bytes(window[:have]) + self._pending
         if events or lines_in_batch:

@@ -24,12 +24,12 @@ How a hello's name is chosen (`Extractor._resolve`; the rule is the event's `nam
   public_name. The connection is named by that name (the latest such, when there are several).
 - `ech-outer`: the outer name is a known ECH public name (ECH_PUBLIC_NAMES) but this client's DNS
   does not show which name is inside: the outer name is kept.
-Weaker evidence is not used, because every guess names a browser visit as an API call somewhere:
-"a name the client resolved to that address" (a CDN address serves thousands of names, and names
-resolved before the capture began are cached, missing from it: headless Chromium does exactly
-this in tests/sources/test_pcap.py), or a public name another client's DNS gave.
 - `dns`: a hello without SNI (or a tunnel to an address that sent none), named by the latest
   name this client resolved to the server's address; `none` when it resolved none.
+Weaker evidence of real ECH is not used, because every guess names a browser visit as an API call
+somewhere: "a name the client resolved to that address" (a CDN address serves thousands of names,
+and names resolved before the capture began are cached, missing from it: headless Chromium does
+exactly this in tests/sources/test_pcap.py), or a public name another client's DNS gave.
 DNS answers are remembered per client (the response's destination address), never shared
 between clients: another client's lookup says nothing of what this one meant.
 
