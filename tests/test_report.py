@@ -249,6 +249,9 @@ def test_report_reads_the_same_from_sqlite_and_postgresql(db_target: str, tmp_pa
             assert choice.to_renderer().render(report)
     finally:
         store.close()
+    through_cli = invoke("report", "--db", db_target, "--format", "json", "--as-of", "2024-07-01")
+    assert through_cli.exit_code == 1
+    assert json.loads(through_cli.stdout)["rows"] == document["rows"]
 
 
 # Hostile data ----------------------------------------------------------------------------------
