@@ -949,7 +949,7 @@ class LogFile(Prefixed, EventSource):
             tail = (tail + buf)[-keep:] if keep else b""
         else:
             dropped, candidate = len(buf), self._has_needle(buf)
-            tail = buf[len(buf) - keep :] if keep else b""
+            tail = buf[max(0, len(buf) - keep) :] if keep else b""
         while True:
             chunk = self._next_chunk()
             nl = chunk.find(b"\n")

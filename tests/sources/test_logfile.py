@@ -897,3 +897,21 @@ def test_an_overlong_line_hides_no_call_after_it(tmp_path: Path, how: str) -> No
     assert result.exit_code == 0, result.output
     assert "102 lines, 101 calls to governed hosts" in result.stderr
     assert [r["calls"] for r in json.loads(result.stdout)] == [101]
+
+
+def test_an_overlong_line_shorter_than_the_longest_needle_is_still_searched_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the window property: when the part of an overlong line in the window was shorter
+    than the longest needle, the tail kept for the search wrapped around (a negative slice) and
+    lost its first bytes, so a governed name across the read was missed. Only with windows made
+    small (1 MiB lines are longer than any needle), but a wrong slice all the same."""
+    from auditor.sources import logfile
+
+    for name, value in (("WINDOW", 24), ("MAX_LINE", 8), ("CHUNK", 1), ("SAMPLE_BYTES", 1), ("FINGERPRINT_BYTES", 1)):
+        monkeypatch.setattr(logfile, name, value)
+    path = tmp_path / "a.log"
+    path.write_bytes(b"generativelanguage.googleapis.com")
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # settled: its last line is complete
+    log = LogFile.open(str(path), NEEDLES, "squid")
+    list(log.batches())
+    log.close()
+    assert log.stats.locations == {"line longer than 1 MiB": [f"{path}:1"]}
