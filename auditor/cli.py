@@ -19,7 +19,8 @@ from auditor.attribution import Attributor
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
-from auditor.report.interface import FormatChoice, ReportError
+from auditor.report.interface import FormatChoice, ReportChoice, ReportError
+from auditor.report.model import LEVELS
 from auditor.runner import RunStopped, RunSummary, audit_logs
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS, format_named
@@ -99,9 +100,16 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def fail_on_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--fail-on", "fail_on", type=click.Choice(LEVELS), default="violation", metavar="LEVEL",
+        help="Exit 1 when any finding is at LEVEL or worse: violation (default) > at_risk > unknown. The CI gate.",
+    )(f)
+
+
 def audit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """FILE... and the options every auditing command takes."""
-    for decorate in (provider_option, json_option, geoip_option, db_option, config_option):
+    for decorate in (fail_on_option, provider_option, json_option, geoip_option, db_option, config_option):
         f = decorate(f)
     return click.argument("files", nargs=-1, required=True, metavar="FILE...")(f)
 
@@ -142,22 +150,23 @@ class FormatName(click.ParamType):
 @click.option("--rescan", is_flag=True,
               help="Forget what earlier runs recorded for these inputs and audit them again from the start.")
 def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
-         fmt: str | None, providers: tuple[str, ...], follow: bool, rescan: bool) -> None:
+         fmt: str | None, providers: tuple[str, ...], follow: bool, rescan: bool, fail_on: str) -> None:
     """Audit proxy and network logs (Squid, nginx/Apache, nginx stream, Nginx Proxy Manager, HAProxy,
     Envoy, Zeek, Suricata, AWS Network Firewall, Vercel, Cloudflare, JSON with a field map; plain,
     gzip, bz2, xz, zstd; - for stdin; a directory for the files in it).
 
     Prints one row per (org, provider, host, egress, verdict). Exit 0: no violation; 1: violations
-    found; 2: usage or config error; 3: input error. Lines audited before are not counted again.
+    found (or, with --fail-on, findings at that level or worse); 2: usage or config error; 3: input
+    error. Lines audited before are not counted again.
     """
     if follow:
-        _follow(files, config_path, db, geoip_db, providers, as_json, fmt=fmt, rescan=rescan)
+        _follow(files, config_path, db, geoip_db, providers, as_json, fmt=fmt, rescan=rescan, fail_on=fail_on)
         return
     inputs = expand_inputs(files)
     for note in inputs.notes:
         click.echo(note, err=True)
     _audit(tuple(inputs.paths), config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt, rescan=rescan,
-           tolerate=inputs.found, progress_bytes=inputs.total_bytes)
+           tolerate=inputs.found, progress_bytes=inputs.total_bytes, fail_on=fail_on)
 
 
 def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, FindingStore]:
@@ -186,7 +195,7 @@ def _freeze_once() -> None:
 def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
            providers: tuple[str, ...], as_json: bool, *, command: str, fmt: str | None = None,
            opener: Callable[[str], Any] | None = None, unit: str = "lines", rescan: bool = False,
-           tolerate: Collection[str] = (), progress_bytes: int = 0) -> None:
+           tolerate: Collection[str] = (), progress_bytes: int = 0, fail_on: str = "violation") -> None:
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
     config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
     progress = _AuditProgress(progress_bytes)
@@ -202,7 +211,7 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
     finally:
         progress.close()
     _print_summary(summary, unit)
-    _print_rows(store.rows(summary.source_ids), as_json)
+    _print_rows(store.rows(summary.source_ids), as_json, fail_on=fail_on)
 
 
 def _print_summary(summary: RunSummary, unit: str) -> None:
@@ -213,7 +222,7 @@ def _print_summary(summary: RunSummary, unit: str) -> None:
 
 
 def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
-            providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool) -> None:
+            providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool, fail_on: str = "violation") -> None:
     """`logs --follow`: follow until SIGTERM/SIGINT (exit 0) or until stdin ends (exit as `logs`), then print the rows."""
     from auditor.follow import Follower, stop_on_signals
 
@@ -224,7 +233,7 @@ def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, ge
         summary = follower.run()
     for item in summary.inputs:
         click.echo(item.describe(), err=True)
-    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped)
+    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped, fail_on=fail_on)
 
 
 class _Bar:
@@ -278,7 +287,7 @@ class _AuditProgress(_Bar):
 @click.option("--events", "show_events", is_flag=True,
               help="Print each extracted connection as a JSON line instead of auditing.")
 def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
-         show_events: bool, providers: tuple[str, ...]) -> None:
+         show_events: bool, providers: tuple[str, ...], fail_on: str) -> None:
     """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), QUIC Initial SNI,
     HTTP CONNECT and Host, SOCKS5, DNS answers naming connections without SNI. Same rows and
     exit codes as `logs`.
@@ -299,7 +308,7 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
                 capture.close()
             _describe_skips(capture)
         return
-    _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packets")
+    _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packets", fail_on=fail_on)
 
 
 @cli.command()
@@ -363,16 +372,83 @@ def _describe_skips(capture: Any) -> None:
 @config_option
 @db_option
 @json_option
-def findings(config_path: Path | None, db: str | None, as_json: bool) -> None:
+@fail_on_option
+def findings(config_path: Path | None, db: str | None, as_json: bool, fail_on: str) -> None:
     """Print every row in the findings database (same rows and exit codes as `logs`)."""
     config = load_config(config_path)
-    _print_rows(_store(config, db).rows(), as_json)
+    _print_rows(_store(config, db).rows(), as_json, fail_on=fail_on)
 
 
-def _print_rows(rows: list[Any], as_json: bool, *, exit_on_violation: bool = True) -> None:
+def _print_rows(rows: list[Any], as_json: bool, *, exit_on_violation: bool = True, fail_on: str = "violation") -> None:
     choice = FormatChoice.JSON if as_json else FormatChoice.TABLE
     click.echo(choice.to_format().render(rows), nl=False)
-    if exit_on_violation and any(r.verdict == Outcome.VIOLATION.value for r in rows):
+    failing = LEVELS[: LEVELS.index(fail_on) + 1]
+    if exit_on_violation and any(r.verdict in failing for r in rows):
+        sys.exit(EXIT_VIOLATIONS)
+
+
+def _date(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
+
+
+@cli.command()
+@config_option
+@db_option
+@click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]),
+              help="The date countdowns count to (default: each provider's enforcement date in the policy in force).")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="The date countdowns count from (default: today, UTC).")
+@click.option("--provider", "providers", multiple=True, metavar="ID", help="Only calls to this provider (repeatable).")
+@click.option("--org", "orgs", multiple=True, metavar="ORG", help="Only this organization's calls (repeatable).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only calls on or after this day (UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only calls on or before this day (UTC).")
+@click.option("--format", "fmt", type=click.Choice([c.value for c in ReportChoice]),
+              help="Format on stdout (default md), or of an -o file whose extension names none.")
+@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write the report to FILE, in the format its extension names (.html, .md, .json, .csv); repeatable.")
+@fail_on_option
+def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None, as_of: dt.datetime | None, providers: tuple[str, ...],
+           orgs: tuple[str, ...], since: dt.datetime | None, until: dt.datetime | None, fmt: str | None, outputs: tuple[Path, ...],
+           fail_on: str) -> None:
+    """The compliance report, from the findings database only (no input is read again): summary
+    with the countdown to the cutoff, each organization with its egresses and evidence,
+    remediation, coverage. Several -o write several formats from one read; without -o, Markdown
+    (or --format) on stdout.
+
+    Exit 0: nothing at the --fail-on level; 1: findings at that level or worse; 2: usage error;
+    3: the database cannot be read or a file cannot be written.
+    """
+    from auditor.report.model import Filters, Report
+
+    targets: list[tuple[ReportChoice, Path | None]] = []
+    for path in outputs:
+        named = ReportChoice.for_path(str(path))
+        if named is None and fmt is None:
+            raise click.UsageError(f"-o {path}: the extension names no report format (.html, .md, .json, .csv); rename it or pass --format")
+        if named is not None and fmt is not None and named.value != fmt:
+            raise click.UsageError(f"-o {path} names the {named.value} format and --format {fmt} another; drop one of them")
+        targets.append((named or ReportChoice(fmt), path))
+    if not targets:
+        targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
+    config = load_config(config_path)
+    target = db or config.store_url or str(default_db_path())
+    if "://" not in target and not Path(target).expanduser().exists():
+        raise Failure(f"{target}: no findings database here; audit something first (region-auditor logs FILE... --db {target}) "
+                      "or pass --db", EXIT_INPUT)
+    filters = Filters(providers=providers, orgs=orgs, since=_date(since), until=_date(until), cutoff=_date(cutoff), as_of=_date(as_of))
+    value = Report.from_store(_store(config, db), filters, load_policies())
+    for notice in value.notices:
+        click.echo(notice, err=True)
+    rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
+    for choice, destination, text in rendered:
+        if destination is None:
+            click.echo(text, nl=False)
+            continue
+        try:
+            destination.write_text(text, encoding="utf-8", errors="replace")  # a lone surrogate from a foreign database
+        except OSError as e:
+            raise Failure(f"{destination}: cannot write the report ({e.strerror}); pass another -o", EXIT_INPUT) from None
+        click.echo(f"wrote {destination} ({choice.value})", err=True)
+    if value.fails(fail_on):
         sys.exit(EXIT_VIOLATIONS)
 
 

@@ -24,6 +24,7 @@ its own.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -601,7 +602,7 @@ class Follower:
         summary = RunSummary(self._run_id, inputs=list(self._caught_up.inputs), source_ids=list(self._caught_up.source_ids))
         for tail in self._started:
             assert tail.log is not None and tail.checkpoint is not None
-            summary.inputs.append(tail.summary(tail.log))
+            summary.inputs.append(dataclasses.replace(tail.summary(tail.log), source_id=tail.checkpoint.source_id))
             summary.source_ids.append(tail.checkpoint.source_id)
         finish(self.store, summary)
         return summary

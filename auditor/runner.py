@@ -16,7 +16,7 @@ from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
 from auditor.sources.logfile import LogFile, ends_by, usable_cores, worker_start
-from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore
+from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore, InputRead
 
 
 @dataclass
@@ -41,21 +41,24 @@ class InputSummary:
     """Stopped (--follow) with complete lines left to read: they are read when it is read again."""
     earlier_copy: bool = False
     """Shorter than the input it starts like, which was audited further: nothing new in it."""
+    source_id: int = 0
+    """The input's row in the store (its checkpoint's), 0 when not known."""
 
     @classmethod
     def of_earlier_copy(cls, name: str, fmt: str, compression: str, checkpoint: Checkpoint) -> InputSummary:
         """The summary of an input that ends before the checkpoint it starts like."""
         return cls(name=name, format=fmt, compression=compression, resumed_at_line=checkpoint.line, lines=0, calls=0,
-                   skipped=Counter(), ignored=Counter(), locations={}, unterminated=False, earlier_copy=True)
+                   skipped=Counter(), ignored=Counter(), locations={}, unterminated=False, earlier_copy=True,
+                   source_id=checkpoint.source_id)
 
     @classmethod
     def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
-           resumed_at_line: int, calls: int, *, behind: bool = False) -> InputSummary:
+           resumed_at_line: int, calls: int, *, behind: bool = False, source_id: int = 0) -> InputSummary:
         """The summary of an input from what reading it counted."""
         return cls(
             name=name, format=fmt, compression=compression, resumed_at_line=resumed_at_line, lines=stats.lines,
             calls=calls, skipped=stats.skipped, ignored=stats.ignored, locations=stats.locations,
-            unterminated=unterminated, events=stats.events, behind=behind, from_dns=stats.from_dns,
+            unterminated=unterminated, events=stats.events, behind=behind, from_dns=stats.from_dns, source_id=source_id,
         )
 
     def describe(self) -> str:
@@ -179,6 +182,11 @@ def finish(store: FindingStore, summary: RunSummary) -> None:
     for item in summary.inputs:
         totals.update(lines=item.lines, events=item.events, findings=item.calls, skipped=sum(item.skipped.values()))
     store.finish_run(summary.run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
+    store.record_reads(summary.run_id, [
+        InputRead(source_id=item.source_id, name=item.name, format=item.format, compression=item.compression, lines=item.lines,
+                  events=item.events, calls=item.calls, malformed=tuple(item.skipped.most_common()))
+        for item in summary.inputs if item.source_id and not item.earlier_copy
+    ])
 
 
 def _audit_all(paths: Sequence[str], config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
@@ -289,7 +297,8 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
         summary.bytes_read += log.consumed() or 0
         log.close()
     fmt = log.format.name if log.format else "empty"
-    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls, behind=behind))
+    summary.inputs.append(InputSummary.of(log.name, fmt, log.compression, log.stats, log.unterminated, start.line, calls, behind=behind,
+                                          source_id=start.source_id))
 
 
 def note_repeated(stats: SourceStats, repeated: int) -> None:
@@ -335,7 +344,7 @@ def _store_result(done: _Done, store: FindingStore, summary: RunSummary, tolerat
         summary.unread.append(f"stopped reading {done.error}")
         return
     summary.inputs.append(InputSummary.of(done.name, done.format, done.compression, done.stats, done.unterminated,
-                                          done.checkpoint.line, calls))
+                                          done.checkpoint.line, calls, source_id=done.checkpoint.source_id))
 
 
 WHOLE_FILE_MAX = 64 << 20

@@ -8,7 +8,7 @@ from auditor.config import Config
 from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
 from auditor.sources.live import LiveCapture
-from auditor.store import FindingStore
+from auditor.store import FindingStore, InputRead
 
 
 def run_sniffer(capture: LiveCapture, *, config: Config, auditor: Auditor, store: FindingStore, command: str,
@@ -30,4 +30,6 @@ def run_sniffer(capture: LiveCapture, *, config: Config, auditor: Auditor, store
         capture.close()
         stats = capture.stats
         store.finish_run(run_id, lines=stats.lines, events=stats.events, findings=calls, skipped=sum(stats.skipped.values()))
+        store.record_reads(run_id, [InputRead(checkpoint.source_id, capture.name, "live", "plain", stats.lines, stats.events, calls,
+                                              tuple(stats.skipped.most_common()))])
     return checkpoint.source_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import stat
 import time
@@ -19,8 +20,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from auditor.events import Tally, tunnel_record
 from auditor.redact import redact
 from auditor.store import (
-    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, CheckpointMoved, Evidence, FindingStore, Fingerprinted, Row, StoreError, _naive_utc,
-    recorded_name, to_url,
+    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Checkpoint, CheckpointMoved, DayCount, Evidence, FindingStore, Fingerprinted, InputRead,
+    InputRecord, Row, RowKey, RunRecord, Scope, StoreError, _naive_utc, recorded_name, to_url,
 )
 
 SCHEMA_VERSION = 2
@@ -115,6 +116,23 @@ Added without a schema version: a database without the rows reads as one without
 No foreign key: a region-auditor from before the table deletes observations without knowing of it
 (`--rescan`), which a key would refuse; its rows are then left behind, under ids PostgreSQL never
 gives again."""
+input_reads = sa.Table(
+    "input_reads", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False, index=True),
+    sa.Column("source_id", sa.Integer, nullable=False, index=True),
+    sa.Column("format", sa.Text, nullable=False),
+    sa.Column("compression", sa.String(16), nullable=False),
+    sa.Column("lines", sa.BigInteger, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("malformed", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
+"""What each run read of each input (FindingStore.record_reads): format, compression, lines, calls
+and malformed records by reason (`malformed`: a JSON object, reason -> count), for the report's
+coverage. Added without a schema version: a database without the rows reports its inputs' formats
+and malformed counts as not recorded. No foreign keys, as `contested`."""
 observations = sa.Table(
     "observations", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -369,6 +387,7 @@ class SqlStore(FindingStore):
                 conn.execute(sa.update(tunnels).where(tunnels.c.source_id.in_(ids)).values(source_id=None))
                 conn.execute(sa.delete(prefixes).where(prefixes.c.source_id.in_(ids)))
                 conn.execute(sa.delete(ends).where(ends.c.source_id.in_(ids)))
+                conn.execute(sa.delete(input_reads).where(input_reads.c.source_id.in_(ids)))
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
                 conn.execute(sa.delete(contested).where(contested.c.observation_id.in_(audited)))
@@ -475,6 +494,9 @@ class SqlStore(FindingStore):
         conn.execute(sa.update(observations).where(observations.c.id == obs_id).values(evidence_count=have + len(sample)))
 
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:
+        return self._rows(source_ids, Scope())
+
+    def _rows(self, source_ids: Iterable[int] | None, scope: Scope) -> list[Row]:
         t = observations.c
         group = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
         query = sa.select(
@@ -483,6 +505,7 @@ class SqlStore(FindingStore):
         ).select_from(observations.outerjoin(contested, contested.c.observation_id == t.id)).group_by(*group)
         if source_ids is not None:
             query = query.where(t.source_id.in_(list(source_ids)))
+        query = _scoped(query, scope)
         with self._begin() as conn:
             try:
                 result = [_row(r) for r in conn.execute(query)]
@@ -502,6 +525,96 @@ class SqlStore(FindingStore):
         )
         with self._begin() as conn:
             return [Evidence(*r) for r in conn.execute(query)]
+
+    # The read model's queries (auditor.report.model)
+
+    def record_reads(self, run_id: int, reads: Sequence[InputRead]) -> None:
+        if not reads:
+            return
+        now = _now()
+        with self._begin() as conn:
+            conn.execute(sa.insert(input_reads), [
+                _stored({"run_id": run_id, "source_id": r.source_id, "format": r.format, "compression": r.compression[:16],
+                         "lines": r.lines, "events": r.events, "calls": r.calls, "malformed": json.dumps(dict(r.malformed)),
+                         "recorded_at": now})
+                for r in reads
+            ])
+
+    def runs(self) -> list[RunRecord]:
+        r = runs.c
+        with self._begin() as conn:
+            found = conn.execute(sa.select(r.id, r.command, r.geoip, r.policies, r.started_at, r.finished_at, r.lines, r.events,
+                                           r.findings, r.skipped).order_by(r.id)).all()
+        return [RunRecord(*row) for row in found]
+
+    def inputs(self, scope: Scope = Scope()) -> list[InputRecord]:
+        s, t, i = sources.c, observations.c, input_reads.c
+        calls = _scoped(
+            sa.select(t.source_id, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen)).group_by(t.source_id), scope)
+        with self._begin() as conn:
+            found = conn.execute(sa.select(s.id, s.name, s.line).order_by(s.name, s.id)).all()
+            counted = {row[0]: row[1:] for row in conn.execute(calls)}
+            reads: dict[int, list[Any]] = {}
+            for row in conn.execute(sa.select(i.source_id, i.format, i.compression, i.malformed).order_by(i.id)):
+                reads.setdefault(row.source_id, []).append(row)
+        result = []
+        for source_id, name, line in found:
+            total, first, last = counted.get(source_id, (0, None, None))
+            mine = reads.get(source_id, [])
+            malformed: dict[str, int] = {}
+            for read in mine:
+                for reason, count in _json_counts(read.malformed).items():
+                    malformed[reason] = malformed.get(reason, 0) + count
+            formats = tuple(dict.fromkeys(r.format for r in mine))
+            result.append(InputRecord(
+                source_id=source_id, name=name, lines=int(line), calls=int(total or 0), first_seen=first, last_seen=last, formats=formats,
+                compression=mine[-1].compression if mine else "", malformed=tuple(sorted(malformed.items(), key=lambda kv: (-kv[1], kv[0]))),
+                recorded=bool(mine),
+            ))
+        return result
+
+    def scoped_rows(self, scope: Scope) -> list[Row]:
+        return self._rows(None, scope)
+
+    def per_day(self, scope: Scope) -> list[DayCount]:
+        t = observations.c
+        group = (t.org, t.provider, t.day, t.verdict, t.policy_version, t.rule_id)
+        query = _scoped(sa.select(*group, sa.func.sum(t.calls), sa.func.sum(t.blocked_calls)).group_by(*group), scope)
+        with self._begin() as conn:
+            found = conn.execute(query).all()
+        return sorted((DayCount(org, provider, day, verdict, version, rule, int(calls), int(blocked))
+                       for org, provider, day, verdict, version, rule, calls, blocked in found),
+                      key=lambda d: (d.day, d.org, d.provider, VERDICT_ORDER.index(d.verdict) if d.verdict in VERDICT_ORDER else 9, d.rule_id))
+
+    def evidence_by_row(self, scope: Scope, limit: int = EVIDENCE_PER_OBSERVATION) -> dict[RowKey, list[Evidence]]:
+        t, e = observations.c, evidence.c
+        key = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
+        # The row's first `limit` calls of each input are among the evidence of that input's first
+        # `limit` observations by day (an observation is one day's calls); ranking those in the
+        # order of the observation_key index needs no sort, where ranking every evidence row of a
+        # large store took 27 s of a 1M-observation report. (An observation left without evidence,
+        # its calls all counted through their tunnel's other record, can make a row show fewer.)
+        first = _scoped(sa.select(t.id, sa.func.row_number().over(partition_by=(t.source_id, *key), order_by=t.day).label("n")), scope).subquery()
+        chosen = sa.select(first.c.id).where(first.c.n <= limit)
+        ranked = (
+            sa.select(*key, e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements,
+                      sa.func.row_number().over(partition_by=key, order_by=(e.ts, e.id)).label("n"))
+            .select_from(evidence.join(observations, observations.c.id == e.observation_id))
+            .where(e.observation_id.in_(chosen))
+        ).subquery()
+        query = sa.select(*(c for c in ranked.c if c.name != "n")).where(ranked.c.n <= limit).order_by(ranked.c.ts)
+        found: dict[RowKey, list[Evidence]] = {}
+        with self._begin() as conn:
+            for row in conn.execute(query):
+                found.setdefault(tuple(row[:7]), []).append(Evidence(*row[7:]))  # type: ignore[arg-type]
+        return found
+
+    def known_values(self) -> tuple[set[str], set[str]]:
+        t = observations.c
+        with self._begin() as conn:
+            orgs = set(conn.execute(sa.select(t.org).distinct()).scalars())
+            providers = set(conn.execute(sa.select(t.provider).distinct()).scalars())
+        return orgs, providers
 
     def _begin(self) -> Any:
         return _Transaction(self.engine)
@@ -528,6 +641,31 @@ class _Transaction:
             raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
                              "check that it is reachable and that --db names a region-auditor database") from None
         return handled
+
+
+def _scoped(query: Any, scope: Scope) -> Any:
+    """`query` (over observations) narrowed to `scope`."""
+    t = observations.c
+    if scope.providers:
+        query = query.where(t.provider.in_(list(scope.providers)))
+    if scope.orgs:
+        query = query.where(t.org.in_(list(scope.orgs)))
+    if scope.since is not None:
+        query = query.where(t.day >= scope.since)
+    if scope.until is not None:
+        query = query.where(t.day <= scope.until)
+    return query
+
+
+def _json_counts(text: Any) -> dict[str, int]:
+    """`input_reads.malformed` as a dict; {} for what region-auditor did not write."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
 
 
 def _row(r: Any) -> Row:

@@ -65,7 +65,7 @@ class Row:
     first_seen: dt.datetime
     last_seen: dt.datetime
     blocked_calls: int = 0
-    """Calls the provider already refused with its blocked-region error (not in as_dict)."""
+    """Calls the provider already refused with its blocked-region error."""
     locators_disagree: str = ""
     """Answers of other locator layers (`mmdb:GeoLite2-Country@2026-11-20=US`, `; ` between two)
     that would give the row's calls another verdict (Tally.locators_disagree), "" when none."""
@@ -81,6 +81,7 @@ class Row:
             "basis": self.basis,
             "verdict": self.verdict,
             "calls": self.calls,
+            "blocked_calls": self.blocked_calls,
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),
             "locators_disagree": self.locators_disagree,
@@ -99,6 +100,99 @@ class Evidence:
     reason: str
     raw: str
     disagreements: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which observations a read covers (a report's filters); empty means all."""
+
+    providers: tuple[str, ...] = ()
+    """Only these providers (pack ids), () for all."""
+    orgs: tuple[str, ...] = ()
+    """Only these organizations, () for all."""
+    since: dt.date | None = None
+    """Only calls on or after this day (UTC), None for no bound."""
+    until: dt.date | None = None
+    """Only calls on or before this day (UTC), None for no bound."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the `runs` table keeps it."""
+
+    id: int
+    command: str
+    geoip: str
+    """The locator chain's description (data sources and their dates)."""
+    policies: str
+    """The packs and their newest versions (`openai@v188,...`)."""
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    lines: int
+    events: int
+    findings: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class InputRead:
+    """What one run read of one input: recorded by the runner (FindingStore.record_reads)."""
+
+    source_id: int
+    name: str
+    format: str
+    compression: str
+    lines: int
+    events: int
+    calls: int
+    malformed: tuple[tuple[str, int], ...]
+    """Malformed records by reason, most frequent first."""
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """An audited input, over every run that read it."""
+
+    source_id: int
+    name: str
+    lines: int
+    """Lines (packets) audited so far: its checkpoint."""
+    calls: int
+    """Governed calls stored from it (in the scope asked for)."""
+    first_seen: dt.datetime | None
+    """Its first governed call (UTC), None when it had none."""
+    last_seen: dt.datetime | None
+    formats: tuple[str, ...]
+    """Formats it was read as; () when no run recorded it (a database from before reads were recorded)."""
+    compression: str
+    malformed: tuple[tuple[str, int], ...]
+    """Malformed records by reason over the runs that recorded it, most frequent first."""
+    recorded: bool
+    """False when no run recorded how it was read (format, malformed counts): "not recorded"."""
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Calls of one org and provider on one day judged by one rule of one policy version."""
+
+    org: str
+    provider: str
+    day: dt.date
+    verdict: str
+    policy_version: str
+    """`openai@v188`."""
+    rule_id: str
+    """`openai@v188:not-listed:HK`."""
+    calls: int
+    blocked_calls: int
+
+
+RowKey = tuple[str, str, str, str, str, str, str]
+"""(org, provider, host, egress_ip, country, basis, verdict): what identifies a Row."""
+
+
+def row_key(row: Row) -> RowKey:
+    return (row.org, row.provider, row.host, row.egress_ip, row.country, row.basis, row.verdict)
 
 
 class Fingerprinted(Protocol):
@@ -190,6 +284,37 @@ class FindingStore(ABC):
     @abstractmethod
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
         """Sampled calls behind a row."""
+
+    # The read model's queries (auditor.report.model)
+
+    @abstractmethod
+    def record_reads(self, run_id: int, reads: Sequence[InputRead]) -> None:
+        """Record what a run read of each input (format, lines, calls, malformed by reason)."""
+
+    @abstractmethod
+    def runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+
+    @abstractmethod
+    def inputs(self, scope: Scope = Scope()) -> list[InputRecord]:
+        """Every audited input with its checkpoint, how it was read and its governed calls' time
+        range (calls counted within `scope`), by name."""
+
+    @abstractmethod
+    def scoped_rows(self, scope: Scope) -> list[Row]:
+        """`rows()` within a scope."""
+
+    @abstractmethod
+    def per_day(self, scope: Scope) -> list[DayCount]:
+        """Calls per (org, provider, day, verdict, policy version, rule), by day."""
+
+    @abstractmethod
+    def evidence_by_row(self, scope: Scope, limit: int = EVIDENCE_PER_OBSERVATION) -> dict[RowKey, list[Evidence]]:
+        """The first `limit` sampled calls (by time) behind each row of `scoped_rows(scope)`, in one read."""
+
+    @abstractmethod
+    def known_values(self) -> tuple[set[str], set[str]]:
+        """The organizations and the providers the store holds observations of (in any scope)."""
 
 
 def recorded_name(name: str) -> str:

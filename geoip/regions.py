@@ -62,6 +62,11 @@ def lookup(kind: str, platform: str, code: str) -> Region | None:
     return _tables().get(kind, {}).get(platform, {}).get(code.strip().lower())
 
 
+def regions_of(kind: str, platform: str) -> tuple[Region, ...]:
+    """Every known region of a platform, by code; () for an unknown platform."""
+    return tuple(region for _, region in sorted(_tables().get(kind, {}).get(platform, {}).items()))
+
+
 def platforms(kind: str) -> tuple[str, ...]:
     """Known platforms of a kind."""
     return tuple(sorted(_tables().get(kind, {})))

@@ -20,7 +20,7 @@ from tests.conftest import asset
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_LOG = ROOT / "examples" / "squid-access.log"
 EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
-ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "first_seen", "last_seen", "locators_disagree"]
+ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "blocked_calls", "first_seen", "last_seen", "locators_disagree"]
 
 
 def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_example_shows_violation_allowed_and_unknown_with_bases(tmp_path: Path) 
     assert set(by_verdict) == {"violation", "allowed", "unknown"}
     assert by_verdict["violation"] | {"calls": 0} == {
         "org": "acme-research", "provider": "openai", "host": "api.openai.com", "egress_ip": "43.198.12.34",
-        "country": "HK", "basis": "cloud:aws:ap-east-1", "verdict": "violation", "calls": 0,
+        "country": "HK", "basis": "cloud:aws:ap-east-1", "verdict": "violation", "calls": 0, "blocked_calls": 0,
         "first_seen": by_verdict["violation"]["first_seen"], "last_seen": by_verdict["violation"]["last_seen"],
         "locators_disagree": "",
     }
