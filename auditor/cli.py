@@ -125,6 +125,9 @@ def _store(config: Config, db: str | None) -> FindingStore:
     store = SqlStore(db or config.store_url or str(default_db_path()))
     for notice in store.notices:
         click.echo(notice, err=True)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(store.close)  # also when the command exits 1 on violations
     return store
 
 

@@ -834,3 +834,24 @@ def test_a_newer_region_auditors_extra_table_does_not_make_a_database_foreign(tm
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE added_by_a_newer_version (id INTEGER PRIMARY KEY)")
     SqlStore(str(path)).close()
+
+
+def test_the_sqlite_file_alone_holds_everything_after_a_command(tmp_path: Path) -> None:
+    """The database is the evidence file people copy and hand over: a copied findings.db without
+    its -wal read back empty when the command left the data in the write-ahead log."""
+    import shutil
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    log = tmp_path / "a.log"
+    log.write_text("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n")
+    db = tmp_path / "f.db"
+    result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(db), "--config", str(Path(__file__).resolve().parents[1] / "examples" / "auditor.toml")])
+    assert result.exit_code == 1, result.output  # a violation: the store is closed on that way out too
+    copy = tmp_path / "handed-over.db"
+    shutil.copyfile(db, copy)
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT sum(calls) FROM observations").fetchone()[0] == 1
