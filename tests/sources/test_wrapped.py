@@ -338,3 +338,21 @@ def test_a_runtime_line_inside_a_shipper_record_reads_as_the_sample(tmp_path: Pa
     log, events = read_all(path)
     assert log.format is not None and log.format.name == f"{SAMPLES[name]}+{kind}"
     assert events and [(e.server_name, e.ts, e.orig_h) for e in events] == [(e.server_name, e.ts, e.orig_h) for e in plain]
+
+
+@pytest.mark.parametrize("how", sorted(SPLITTERS))
+@pytest.mark.parametrize("cut", [1, 7, 13])
+def test_a_host_the_runtime_split_in_two_is_found(tmp_path: Path, how: str, cut: int) -> None:
+    """Found by a hostile pass: a client pads what its proxy logs before the host (a User-Agent,
+    a query) so that the runtime's 16 KiB split falls inside `api.openai.com`; neither record holds
+    the name, so the search of each record alone missed the call (5 calls of 6, nothing malformed)."""
+    head = "1721034612.500    912 10.30.2.7 TCP_MISS/200 2210 GET http://example.org/?q="
+    before = " - HIER_DIRECT/192.0.2.9 - https://"  # the host in the appended field, as in LATE
+    padded = head + "y" * (16_384 - cut - len(head) - len(before)) + before + "api.openai.com/v1/models"
+    assert padded[16_384 - cut : 16_384 - cut + 14] == "api.openai.com"
+    path = tmp_path / "access.log"
+    split_log(path, how, [SPLIT, padded, SPLIT])
+    log, events = read_all(path)
+    assert not log.stats.skipped
+    plain = [squid.parse(line, "x") for line in (SPLIT, padded, SPLIT)]  # the line read whole names its host so
+    assert [(e.server_name, e.source) for e in events] == [(p.server_name, f"{path}:{n}") for p, n in zip(plain, (1, 2, 4))]
