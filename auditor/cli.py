@@ -532,25 +532,38 @@ def rules_check(provider: str, code: str, when: dt.datetime | None) -> None:
 
 @cli.command("scan-config")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default=None,
+    help="Output: text (default), json, or sarif (SARIF 2.1.0, for code-scanning views).",
+)
 @json_option
 @click.option("--date", "when", type=click.DateTime(["%Y-%m-%d"]), help="Judge as of this date (default: today).")
-def scan_config(path: Path, as_json: bool, when: dt.datetime | None) -> None:
+def scan_config(path: Path, fmt: str | None, as_json: bool, when: dt.datetime | None) -> None:
     """Pre-flight: flag Vercel/Next.js region config that would call a governed API from an
     unsupported region (vercel.json regions, preferredRegion, config.regions), and edge routes
     that call one without pinned regions.
 
-    Prints `path:line: message` and `  fix: ...` per flag. Exit 0: nothing flagged; 1: flagged;
-    2: PATH is not a directory.
+    Prints `path:line: message` and `  fix: ...` per flag; --format json (or --json) the JSON
+    document; --format sarif a SARIF 2.1.0 log with paths relative to PATH. Exit 0: nothing
+    flagged; 1: flagged; 2: PATH is not a directory.
     """
     from auditor.preflight import PreflightError, render_json, render_text, scan  # 35 ms: only this command needs it
 
+    if as_json and fmt not in (None, "json"):
+        raise Failure(f"--json is --format json; it cannot be combined with --format {fmt}", EXIT_USAGE)
+    fmt = fmt or ("json" if as_json else "text")
     try:
         result = scan(path, load_policies(), when.date() if when else None)
     except PreflightError as e:
         raise Failure(str(e), EXIT_USAGE) from e
     for skipped in result.skipped:
         click.echo(f"{skipped.path}: skipped: {skipped.reason}", err=True)
-    click.echo(render_json(result) if as_json else render_text(result), nl=False)
+    if fmt == "sarif":
+        from auditor.report.sarif import render_sarif
+
+        click.echo(render_sarif(result), nl=False)
+    else:
+        click.echo(render_json(result) if fmt == "json" else render_text(result), nl=False)
     click.echo(result.summary(), err=True)
     if result.flags:
         sys.exit(EXIT_VIOLATIONS)

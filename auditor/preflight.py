@@ -146,6 +146,11 @@ class Flag:
     """The exact text to paste (a full replacement value or an export to add)."""
     rule: str
     """The policy rules behind the flag (`openai@v188:not-listed:HK`), `; `-separated."""
+    outcome: str = "unknown"
+    """What the flag means on the scan's date, as `rules.policy.Outcome` values: `violation` (a
+    region a provider blocks already), `at_risk` (blocking has not started yet, or an edge route
+    may land in such a region) or `unknown` (the scan cannot judge it). Not in the `--json`
+    document; SARIF's `level` is made from it."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,10 @@ class _Judge:
             v = self.pack(provider).check(country, self.today)
             self._cache[key] = (v.outcome is Outcome.ALLOWED, v.reason, v.rule_id)
         return self._cache[key]
+
+    def outcome(self, provider: str, country: str) -> Outcome:
+        """The pack's outcome for a country as of today (VIOLATION once blocking has started)."""
+        return self.pack(provider).check(country, self.today).outcome
 
     def unsupported_by(self, code: str, providers: Sequence[str]) -> list[str]:
         """Providers (of `providers`) that do not serve a known region's country."""
@@ -1029,7 +1038,23 @@ class _Scan:
 
     def flag(self, path: str, line: int, kind: str, region: str, country: str, providers: Sequence[str],
              message: str, fix: str, rules: str) -> None:
-        self.flags.append(Flag(path, line, kind, region, country, ",".join(providers), message, fix, rules))
+        self.flags.append(Flag(path, line, kind, region, country, ",".join(providers), message, fix, rules,
+                               self.outcome(kind, country, providers)))
+
+    def outcome(self, kind: str, country: str, providers: Sequence[str]) -> str:
+        """`violation` when a configured region (or, for "all", any region) is blocked as of the
+        scan's date, `at_risk` when blocking has not started or an edge route may land there,
+        `unknown` for codes and values the scan cannot judge."""
+        if kind == "unsupported-region":
+            countries = [country]
+        elif kind == "all-regions":
+            countries = sorted({self.judge.regions[c].country for c in self.judge.risky_regions(providers)})
+        elif kind == "unpinned-edge":
+            return Outcome.AT_RISK.value
+        else:
+            return Outcome.UNKNOWN.value
+        blocked = any(self.judge.outcome(p, c) is Outcome.VIOLATION for p in providers for c in countries)
+        return (Outcome.VIOLATION if blocked else Outcome.AT_RISK).value
 
     def judge_codes(self, rel: str, codes: Sequence[tuple[str, int]], providers: Sequence[str], what: str,
                     effect: str, render_fix: Callable[[list[str], str], str], note: str = "") -> None:
