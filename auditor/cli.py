@@ -21,7 +21,7 @@ from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
-from auditor.runner import RunStopped, RunSummary, audit_logs
+from auditor.runner import RunStopped, RunSummary, audit_logs, dns_named
 from auditor.sources.interface import SourceError
 from auditor.sources.logfile import FORMATS, format_named
 from auditor.sources.wrapped import KINDS as WRAPPERS
@@ -366,8 +366,6 @@ def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.ignored.most_common():
         click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
     if capture.stats.from_dns:
-        from auditor.runner import dns_named
-
         click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
 
 

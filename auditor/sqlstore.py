@@ -226,6 +226,13 @@ CORE_TABLES = frozenset({"meta", "runs", "sources", "observations", "evidence"})
 """Tables every region-auditor database has had."""
 
 
+def _foreign(tables: set[str]) -> bool:
+    """True for a database's tables that are another application's: not region-auditor's core
+    tables (a newer region-auditor's extra ones allowed), nor some of ours (a database another
+    region-auditor is creating)."""
+    return bool(tables) and not CORE_TABLES <= tables and not tables <= set(metadata.tables)
+
+
 def _refuse_foreign_sqlite(path: str) -> None:
     """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
     read-only, before anything is created in it or its journal mode is changed). Tables that are
@@ -249,8 +256,7 @@ def _refuse_foreign_sqlite(path: str) -> None:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path}: is not a SQLite database ({e}); pass another --db") from None
         ours = ours and CORE_TABLES <= set(tables)
-        creating = set(tables) <= set(metadata.tables)
-        if not tables or ours or not creating:
+        if not tables or ours or _foreign(set(tables)):
             break
         time.sleep(0.1)
     if tables and not ours:
@@ -302,7 +308,7 @@ class SqlStore(FindingStore):
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
             tables = set(sa.inspect(conn).get_table_names())
-            if tables and "meta" not in tables:
+            if _foreign(tables):
                 raise StoreError(f"the database holds tables of another application ({', '.join(sorted(tables)[:5])}); "
                                  "pass another --db (an empty database, or one region-auditor made)")
             metadata.create_all(conn)

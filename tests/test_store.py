@@ -855,3 +855,16 @@ def test_the_sqlite_file_alone_holds_everything_after_a_command(tmp_path: Path) 
     shutil.copyfile(db, copy)
     with sqlite3.connect(copy) as conn:
         assert conn.execute("SELECT sum(calls) FROM observations").fetchone()[0] == 1
+
+
+def test_a_postgresql_database_with_a_meta_table_of_another_application_is_refused(pg_url: str) -> None:
+    """The same rule as for SQLite files: a `meta` table alone does not make a database ours."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)"))
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"the database holds tables of another application \(invoices, meta\)"):
+        SqlStore(pg_url)

@@ -872,7 +872,8 @@ class Extractor:
                     names.remove(name)
             names.append(name)
             del names[:-NAMES_PER_ADDRESS]
-            self._note_resolved(client + name.encode(), self._resolved.get(client + name.encode(), ""))
+            key = client + name.encode()
+            self._note_resolved(key, self._resolved.get(key, ""))
         for name, public in answer.ech:
             self._note_resolved(client + name.encode(), public)
 
