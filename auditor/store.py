@@ -173,18 +173,34 @@ class InputRecord:
 
 @dataclass(frozen=True)
 class DayCount:
-    """Calls of one org and provider on one day judged by one rule of one policy version."""
+    """Calls of one org on one day with one verdict."""
 
     org: str
-    provider: str
     day: dt.date
     verdict: str
+    calls: int
+    blocked_calls: int
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """Calls judged by one rule of one policy version."""
+
+    provider: str
     policy_version: str
     """`openai@v188`."""
     rule_id: str
     """`openai@v188:not-listed:HK`."""
+    verdict: str
     calls: int
-    blocked_calls: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Calls by day and by rule (FindingStore.activity), in no particular order."""
+
+    days: list[DayCount]
+    rules: list[RuleCount]
 
 
 RowKey = tuple[str, str, str, str, str, str, str]
@@ -305,8 +321,8 @@ class FindingStore(ABC):
         """`rows()` within a scope."""
 
     @abstractmethod
-    def per_day(self, scope: Scope) -> list[DayCount]:
-        """Calls per (org, provider, day, verdict, policy version, rule), by day."""
+    def activity(self, scope: Scope) -> Activity:
+        """Calls per (org, day, verdict) and per (provider, policy version, rule, verdict), in one read."""
 
     @abstractmethod
     def evidence_by_row(self, scope: Scope, limit: int = EVIDENCE_PER_OBSERVATION) -> dict[RowKey, list[Evidence]]:

@@ -287,9 +287,11 @@ def test_schema_1_database_is_migrated(db_target: str, tmp_path: Path) -> None:
     store = SqlStore(db_target)
     first = run(store, log)
     store.close()
-    # Make it a schema-1 database: without the columns schema 2 added.
+    # Make it a schema-1 database: without the columns schema 2 added, nor the read indexes.
     engine = sa.create_engine(to_url(db_target))
     with engine.begin() as conn:
+        for name in ("observations_by_row", "observations_by_day", "observations_by_input"):
+            conn.execute(sa.text(f"DROP INDEX {name}"))
         conn.execute(sa.text("ALTER TABLE evidence DROP COLUMN disagreements"))
         conn.execute(sa.text("ALTER TABLE observations DROP COLUMN blocked_calls"))
         conn.execute(sa.text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
@@ -299,6 +301,8 @@ def test_schema_1_database_is_migrated(db_target: str, tmp_path: Path) -> None:
     with migrated.engine.begin() as conn:
         assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "2"
         assert conn.execute(sa.text("SELECT sum(blocked_calls) FROM observations")).scalar() == 0
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("observations")}
+        assert {"observations_by_row", "observations_by_day", "observations_by_input"} <= indexes
 
 
 def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: Path) -> None:
@@ -868,3 +872,64 @@ def test_a_postgresql_database_with_a_meta_table_of_another_application_is_refus
     engine.dispose()
     with pytest.raises(StoreError, match=r"the database holds tables of another application \(invoices, meta\)"):
         SqlStore(pg_url)
+
+
+def test_evidence_by_row_is_each_rows_first_calls(db_target: str) -> None:
+    """The report's evidence read (a row's first calls, found through the day of its fifth
+    observation with evidence) against a brute-force ranking of every evidence row, on a store of
+    rows spread over inputs and days, with observations sharing a day, observations left without
+    evidence, and scopes that cut the days and the orgs."""
+    import random
+
+    import sqlalchemy as sa
+
+    from auditor import sqlstore
+    from auditor.store import Scope
+
+    rng = random.Random(5)
+    store = SqlStore(db_target)
+    keys = [(f"org-{o}", p, f"api.{p}.com", f"203.0.113.{e}", "HK", "cloud:aws:ap-east-1", v)
+            for o in range(4) for p in ("openai", "anthropic") for e in range(2) for v in ("violation", "at_risk")]
+    obs, ev, evidence_of = [], [], {}
+    start = dt.date(2024, 7, 1)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(sqlstore.runs).values(id=1, command="logs", geoip="", policies="", started_at=dt.datetime(2024, 8, 1),
+                                                     lines=0, events=0, findings=0, skipped=0))
+        for source in (1, 2, 3):
+            conn.execute(sa.insert(sqlstore.sources).values(id=source, name=f"/log/{source}", fingerprint=f"{source:064x}", fp_len=4096,
+                                                            offset=0, line=0, updated_at=dt.datetime(2024, 8, 1)))
+        for key in keys:
+            for source in (1, 2, 3):
+                for day in sorted(rng.sample(range(20), rng.randrange(0, 6))):
+                    when = start + dt.timedelta(days=day)
+                    count = rng.choice((0, 1, 2, 5))  # 0: every call counted through a tunnel's other record
+                    obs_id = len(obs) + 1
+                    first = dt.datetime.combine(when, dt.time(rng.randrange(24), rng.randrange(60)))
+                    obs.append(dict(id=obs_id, source_id=source, org=key[0], provider=key[1], host=key[2], egress_ip=key[3], country=key[4],
+                                    basis=key[5], verdict=key[6], day=when, policy_version=f"{key[1]}@v1", rule_id=f"{key[1]}@v1:x",
+                                    calls=max(count, 1), first_seen=first, last_seen=first, evidence_count=count, blocked_calls=0))
+                    for n in range(count):
+                        ts = first + dt.timedelta(minutes=rng.randrange(0, 60 * 24 - first.hour * 60 - first.minute))
+                        ev.append(dict(id=len(ev) + 1, observation_id=obs_id, run_id=1, location=f"/log/{source}:{len(ev) + 1}", ts=ts,
+                                       orig_h="10.0.0.1", egress_basis="site:x", rule_id="r", reason="", raw=f"line {len(ev) + 1}",
+                                       disagreements=""))
+                        evidence_of.setdefault(obs_id, []).append(ev[-1])
+        conn.execute(sa.insert(sqlstore.observations), obs)
+        conn.execute(sa.insert(sqlstore.evidence), ev)
+    by_id = {o["id"]: o for o in obs}
+    scopes = [Scope(), Scope(since=start + dt.timedelta(days=7)), Scope(until=start + dt.timedelta(days=9), orgs=("org-1", "org-2")),
+              Scope(providers=("anthropic",), since=start + dt.timedelta(days=3), until=start + dt.timedelta(days=15))]
+    for scope in scopes:
+        expected: dict[tuple[str, ...], list[tuple[dt.datetime, int]]] = {}
+        for e in ev:
+            o = by_id[e["observation_id"]]
+            if ((scope.orgs and o["org"] not in scope.orgs) or (scope.providers and o["provider"] not in scope.providers)
+                    or (scope.since and o["day"] < scope.since) or (scope.until and o["day"] > scope.until)):
+                continue
+            key = (o["org"], o["provider"], o["host"], o["egress_ip"], o["country"], o["basis"], o["verdict"])
+            expected.setdefault(key, []).append((e["ts"], e["id"]))
+        want = {key: [f"line {i}" for _, i in sorted(found)[:EVIDENCE_PER_OBSERVATION]] for key, found in expected.items()}
+        got = {key: [e.raw for e in found] for key, found in store.evidence_by_row(scope).items()}
+        assert got == want, scope
+        assert sum(map(len, got.values())) > 40  # the data spans enough rows and days to tell
+    store.close()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.store import VERDICT_ORDER, DayCount, FindingStore, InputRecord, Row, RunRecord, Scope, row_key
+from auditor.store import VERDICT_ORDER, DayCount, FindingStore, RuleCount, InputRecord, Row, RunRecord, Scope, row_key
 from rules.policy import Outcome, PolicyError, PolicySet
 
 SCHEMA = "region-auditor/report@1"
@@ -421,10 +421,20 @@ class Report:
         return any(r.verdict in worse for r in self.rows)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Field names of each dataclass to_data met (dataclasses.fields() on every value was a third of a large report's JSON)."""
+
+
 def to_data(value: Any) -> Any:
     """A report value as JSON-ready data: dataclasses as objects, dates in ISO 8601 (times in UTC, `Z`)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELDS.setdefault(kind, tuple(f.name for f in dataclasses.fields(kind)))
+    if names is not None:
+        return {name: to_data(getattr(value, name)) for name in names}
     if isinstance(value, dt.datetime):
         naive = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
         return naive.isoformat() + "Z"
@@ -464,10 +474,11 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     evidence = store.evidence_by_row(scope)
     rows = [_report_row(r, ()) for r in stored]
     with_evidence = [_report_row(r, tuple(_evidence_item(e) for e in evidence.get(row_key(r), ()))) for r in stored]
-    days = store.per_day(scope)
-    rules = _rules(days)
-    known_orgs, known_providers = store.known_values()
-
+    activity = store.activity(scope)
+    days = activity.days
+    rules = _rules(activity.rules)
+    # What the filters name and the store lacks (one more scan of the store, so only when filtered)
+    known_orgs, known_providers = store.known_values() if filters.orgs or filters.providers else (set(), set())
     notices = _notices(filters, policies, known_orgs, known_providers)
     orgs = _orgs(with_evidence, days)
     providers = sorted({r.provider for r in rows} | set(filters.providers) or {p.provider for p in policies.packs})
@@ -511,15 +522,16 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     )
 
 
-def _rules(days: Iterable[DayCount]) -> tuple[RuleUse, ...]:
-    calls: dict[tuple[str, str, str, str], int] = defaultdict(int)
-    for d in days:
-        calls[(d.provider, d.policy_version, d.rule_id, d.verdict)] += d.calls
-    return tuple(RuleUse(*key, n) for key, n in sorted(calls.items()))
+def _rules(counts: Iterable[RuleCount]) -> tuple[RuleUse, ...]:
+    return tuple(RuleUse(c.provider, c.policy_version, c.rule_id, c.verdict, c.calls)
+                 for c in sorted(counts, key=lambda c: (c.provider, c.policy_version, c.rule_id, c.verdict)))
+
+
+_RANKS = {verdict: n for n, verdict in enumerate(VERDICT_ORDER)}
 
 
 def _rank(verdict: str) -> int:
-    return VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
+    return _RANKS.get(verdict, len(VERDICT_ORDER))
 
 
 def _report_row(row: Row, evidence: tuple[EvidenceItem, ...]) -> ReportRow:
@@ -549,14 +561,13 @@ def _notices(filters: Filters, policies: PolicySet, orgs: set[str], providers: s
     return tuple(found)
 
 
-def _orgs(rows: list[ReportRow], days: Iterable[Any]) -> tuple[OrgReport, ...]:
+def _orgs(rows: list[ReportRow], days: Iterable[DayCount]) -> tuple[OrgReport, ...]:
     by_org: dict[str, list[ReportRow]] = defaultdict(list)
     for r in rows:
         by_org[r.org].append(r)
-    per_day: dict[str, dict[tuple[dt.date, str], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    per_day: dict[str, list[DayCount]] = defaultdict(list)  # one DayCount an (org, day, verdict)
     for d in days:
-        per_day[d.org][(d.day, d.verdict)][0] += d.calls
-        per_day[d.org][(d.day, d.verdict)][1] += d.blocked_calls
+        per_day[d.org].append(d)
     result = []
     for org, mine in by_org.items():
         egresses: dict[tuple[str, str, str], list[Any]] = {}
@@ -571,7 +582,8 @@ def _orgs(rows: list[ReportRow], days: Iterable[Any]) -> tuple[OrgReport, ...]:
             first_seen=min(r.first_seen for r in mine), last_seen=max(r.last_seen for r in mine),
             providers=tuple(sorted({r.provider for r in mine})), hosts=tuple(sorted({r.host for r in mine})),
             egresses=tuple(Egress(k[0], k[1], k[2], tuple(sorted(v[0], key=_rank)), v[1], v[2]) for k, v in egresses.items()),
-            calls_per_day=tuple(DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(per_day[org].items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
+            calls_per_day=tuple(DayCalls(d.day, d.verdict, d.calls, d.blocked_calls)
+                                for d in sorted(per_day[org], key=lambda d: (d.day, _RANKS.get(d.verdict, 9)))),
             rows=tuple(mine),
         ))
     return tuple(sorted(result, key=lambda o: (STATUSES.index(o.status), o.org)))
