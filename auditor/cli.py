@@ -119,10 +119,11 @@ def _locator(config: Config, geoip_db: Path | None) -> ChainLocator:
     return build_locator(config.overrides, database)
 
 
-def _store(config: Config, db: str | None) -> FindingStore:
+def _store(config: Config, db: str | None, *, create: bool = True) -> FindingStore:
+    """The findings database; `create=False` for commands that only read it (see SqlStore)."""
     from auditor.sqlstore import SqlStore  # SQLAlchemy is loaded only by commands that store
 
-    store = SqlStore(db or config.store_url or str(default_db_path()))
+    store = SqlStore(db or config.store_url or str(default_db_path()), create=create)
     for notice in store.notices:
         click.echo(notice, err=True)
     context = click.get_current_context(silent=True)
@@ -377,7 +378,7 @@ def _describe_skips(capture: Any) -> None:
 def findings(config_path: Path | None, db: str | None, as_json: bool, fail_on: str) -> None:
     """Print every row in the findings database (same rows and exit codes as `logs`)."""
     config = load_config(config_path)
-    _print_rows(_store(config, db).rows(), as_json, fail_on=fail_on)
+    _print_rows(_store(config, db, create=False).rows(), as_json, fail_on=fail_on)
 
 
 def _print_rows(rows: list[Any], as_json: bool, *, exit_on_violation: bool = True, fail_on: str = "violation") -> None:
@@ -431,12 +432,8 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
     if not targets:
         targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
     config = load_config(config_path)
-    target = db or config.store_url or str(default_db_path())
-    if "://" not in target and not Path(target).expanduser().exists():
-        raise Failure(f"{target}: no findings database here; audit something first (region-auditor logs FILE... --db {target}) "
-                      "or pass --db", EXIT_INPUT)
     filters = Filters(providers=providers, orgs=orgs, since=_date(since), until=_date(until), cutoff=_date(cutoff), as_of=_date(as_of))
-    value = Report.from_store(_store(config, db), filters, load_policies())
+    value = Report.from_store(_store(config, db, create=False), filters, load_policies())
     for notice in value.notices:
         click.echo(notice, err=True)
     rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]

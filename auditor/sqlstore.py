@@ -222,6 +222,37 @@ def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
     return notices
 
 
+def _require_sqlite_file(path: str, *, follow_link: bool) -> None:
+    """StoreError unless `path` is a SQLite file (not created: a command that only reads)."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return
+    if not follow_link and os.path.islink(path):
+        raise StoreError(f"{path}: is a symbolic link; pass the file it points to, or sqlite:///{path} to follow it")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no findings database here; audit something first (region-auditor logs FILE... --db {path}) "
+                         "or pass --db") from None
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the findings database ({e.strerror}); check --db") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: is not a regular file; pass --db with a file path")
+    if info.st_size == 0:
+        raise StoreError(f"{path}: is an empty file, not a findings database (a copy that failed?); pass another --db")
+    _refuse_foreign_sqlite(path, immutable=_not_writable(path))
+
+
+def _not_writable(path: str) -> bool:
+    """True when this process could not write the SQLite file at `path` or create its journal beside it."""
+    return not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK))
+
+
+def _read_only_url(path: str) -> str:
+    """The URL that opens `path` read-only and, since nothing may write it, immutable: SQLite then
+    needs no -shm file beside it (a database in WAL mode in a read-only directory)."""
+    return f"sqlite:///file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1&uri=true"
+
+
 def _private_dirs(directory: str) -> None:
     """Create `directory` and every missing parent owner-only (os.makedirs gives the parents the
     umask's mode: 0777 under umask 000)."""
@@ -248,7 +279,7 @@ def _foreign(tables: set[str]) -> bool:
     return bool(tables) and not CORE_TABLES <= tables and not tables <= set(metadata.tables)
 
 
-def _refuse_foreign_sqlite(path: str) -> None:
+def _refuse_foreign_sqlite(path: str, *, immutable: bool = False) -> None:
     """StoreError when the SQLite file at `path` holds tables but not region-auditor's (checked
     read-only, before anything is created in it or its journal mode is changed). Tables that are
     all ours but no schema version yet are another region-auditor creating the database (SQLite
@@ -259,7 +290,8 @@ def _refuse_foreign_sqlite(path: str) -> None:
 
     for _ in range(20):
         try:
-            conn = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+            flags = "mode=ro&immutable=1" if immutable else "mode=ro"  # immutable: no -shm beside a file nothing may write
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?{flags}", uri=True)
             try:
                 tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
                 try:
@@ -281,15 +313,29 @@ def _refuse_foreign_sqlite(path: str) -> None:
 class SqlStore(FindingStore):
     """FindingStore on any SQLAlchemy database."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, create: bool = True) -> None:
+        """Open the findings database at `target` (a path or a SQLAlchemy URL). With `create`
+        (commands that record), a missing database is made and an older one upgraded. Without it
+        (commands that only read: report, findings), there must be a region-auditor database there
+        already, and one this process may not write (a copy handed over read-only, in a read-only
+        directory) is read as it is, never changed."""
         url = to_url(target)
         self.url = url
+        self.read_only = False
+        """Opened without write access: nothing is upgraded, indexed or checkpointed."""
         try:
             parsed = sa.engine.make_url(url)
             self.notices: list[str] = []
             """What opening the database did that the user should be told."""
             if parsed.get_backend_name() == "sqlite":
-                self.notices = _prepare_sqlite_file(parsed.database or "", follow_link="://" in target)
+                path = parsed.database or ""
+                if not create:
+                    _require_sqlite_file(path, follow_link="://" in target)
+                    self.read_only = _not_writable(path)
+                if self.read_only:
+                    url = _read_only_url(path)
+                else:
+                    self.notices = _prepare_sqlite_file(path, follow_link="://" in target)
             self.engine = sa.create_engine(url, future=True)
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             raise StoreError(f"{target}: no driver for this database ({e}); for PostgreSQL install region-auditor[postgres]") from None
@@ -307,10 +353,10 @@ class SqlStore(FindingStore):
         contest = insert(contested)
         self._contest_stmt = contest.on_conflict_do_update(index_elements=["observation_id"], set_={"layers": contest.excluded.layers})
         if self.dialect == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", _sqlite_reading if self.read_only else _sqlite_pragmas)
         for attempt in range(5):
             try:
-                self._migrate()
+                self._migrate(create)
                 break
             except SQLAlchemyError as e:
                 # Two processes creating the same new database: the one that lost the race finds
@@ -319,14 +365,24 @@ class SqlStore(FindingStore):
                     time.sleep(0.05 * (attempt + 1))
                     continue
                 raise StoreError(f"{parsed.render_as_string(hide_password=True)}: cannot open the findings database ({_first_line(e)})") from None
-        self._index()
+        if not self.read_only:
+            self._index()
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         with self.engine.begin() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             if _foreign(tables):
                 raise StoreError(f"the database holds tables of another application ({', '.join(sorted(tables)[:5])}); "
                                  "pass another --db (an empty database, or one region-auditor made)")
+            if not create and not CORE_TABLES <= tables:
+                raise StoreError("the database holds no findings (no region-auditor tables); audit something first "
+                                 "(region-auditor logs FILE... --db ...) or check --db")
+            if self.read_only:
+                found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
+                if str(found) != str(SCHEMA_VERSION):
+                    raise StoreError(f"the findings database has schema {str(found)[:20]}, and this region-auditor reads schema "
+                                     f"{SCHEMA_VERSION}; it cannot be upgraded read-only: open a writable copy")
+                return
             metadata.create_all(conn)
             found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
             if found is None:
@@ -337,6 +393,8 @@ class SqlStore(FindingStore):
             if int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor")
             elif int(found) < SCHEMA_VERSION:
+                self.notices.append(f"the findings database had schema {found}, written by an older region-auditor: "
+                                    f"upgraded to schema {SCHEMA_VERSION} (its findings kept)")
                 for version in range(int(found) + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[version]:
                         conn.execute(sa.text(statement))
@@ -355,7 +413,7 @@ class SqlStore(FindingStore):
     def close(self) -> None:
         """Close every connection; a SQLite database's write-ahead log is moved into the file
         first, so that the file alone (copied, handed over as evidence) holds everything."""
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and not self.read_only:
             try:
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -899,6 +957,11 @@ def _first_line(e: Exception) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _sqlite_reading(dbapi_conn: Any, _record: Any) -> None:
+    """A read-only connection's pragmas: no journal mode to set."""
+    dbapi_conn.execute("PRAGMA busy_timeout=10000")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -7,9 +7,11 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +424,80 @@ def test_capture_evidence_names_its_packet(tmp_path: Path) -> None:
     assert read["formats"] == ["pcap"] and read["lines"] == 4 and read["calls"] == 1
     (org,) = document["orgs"]
     assert org["rows"][0]["evidence"][0]["source"].startswith(str(capture))
+
+
+# A database handed over read-only -----------------------------------------------------------------
+
+@pytest.mark.parametrize("locked", ["file", "directory"])
+def test_report_from_a_read_only_copy(demo_db: str, locked: str) -> None:
+    """A copy of the findings database that the reader may not write (the file, or the directory it
+    is in) is reported on as it is: same report, the file unchanged, nothing created beside it.
+    As root, the command runs as nobody (root may write anything)."""
+    import hashlib
+    import tempfile
+
+    nobody = 65534
+    as_nobody = os.geteuid() == 0
+    if as_nobody and not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) runs the command as nobody; root may write any file")
+    base = Path(tempfile.mkdtemp(prefix="ra-readonly-"))
+    try:
+        copy = base / "handed-over.db"
+        shutil.copyfile(demo_db, copy)
+        os.chmod(base, 0o755)
+        if locked == "file":
+            os.chmod(copy, 0o444)
+            if as_nobody:
+                os.chown(base, nobody, nobody)  # the directory is the reader's; the file is not writable
+        else:
+            os.chmod(copy, 0o600)
+            if as_nobody:
+                os.chown(copy, nobody, nobody)  # the file is the reader's; the directory (root's, 0755) is not
+            else:
+                os.chmod(base, 0o555)
+        before = hashlib.sha256(copy.read_bytes()).hexdigest()
+        command = [sys.executable, "-m", "auditor", "report", "--db", str(copy), "--format", "json"]
+        if as_nobody:
+            command = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=base,
+                              env={**os.environ, "HOME": str(base), "PYTHONDONTWRITEBYTECODE": "1"})
+        assert done.returncode == 1, done.stderr  # the demo's violations, read from the copy
+        expected = json.loads(invoke("report", "--db", demo_db, "--format", "json").output)
+        got = json.loads(done.stdout)
+        for document in (expected, got):
+            document.pop("generated_at")
+        assert got == expected
+        assert (got["summary"]["orgs_blocked"], got["summary"]["orgs_violation"]) == (1, 1)
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == before
+        assert sorted(p.name for p in base.iterdir()) == ["handed-over.db"]  # no -wal, -shm or journal
+    finally:
+        os.chmod(base, 0o755)
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("command", ["report", "findings"])
+@pytest.mark.parametrize("where", ["url-typo", "empty-file", "empty-postgresql"])
+def test_reading_commands_never_create_a_database(command: str, where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A CI gate pointed at the wrong database fails (exit 3), rather than reading a new empty one
+    as "nothing audited" and passing; and nothing is created where it pointed."""
+    import sqlalchemy as sa
+
+    if where == "url-typo":
+        target = f"sqlite:///{tmp_path / 'typo.db'}"
+    elif where == "empty-file":
+        (tmp_path / "copy.db").write_bytes(b"")
+        target = str(tmp_path / "copy.db")
+    else:
+        target = request.getfixturevalue("pg_url")
+    result = CliRunner().invoke(cli, [command, "--db", target, "--fail-on", "unknown"])
+    assert result.exit_code == 3, result.output
+    assert "audit something first" in result.output or "not a findings database" in result.output
+    if where == "url-typo":
+        assert not (tmp_path / "typo.db").exists()
+    elif where == "empty-file":
+        assert (tmp_path / "copy.db").read_bytes() == b""
+    else:
+        engine = sa.create_engine(target)
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+        engine.dispose()
