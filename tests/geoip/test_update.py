@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from geoip import cloud, update
-from geoip.cloud import FeedError
+from geoip import cloud, feeds, update
 from geoip.defaults import build_locator
+from geoip.feeds import FeedError
 from geoip.interface import Location, Locator
 from geoip.update import FAILED, KEPT, OK, Source, UpdateResult
 from tests.conftest import asset
@@ -386,7 +386,7 @@ def test_azure_file_url_given_directly(server: FeedServer, tmp_path: Path) -> No
     [result] = fetch([source], tmp_path)
     assert (result.status, result.date) == (OK, "2026-11-23")
     # The date travels in the file's modification time (the format has none).
-    assert cloud.read_feed_file("azure", tmp_path / cloud.FEED_FILES["azure"]).published == "2026-11-23"
+    assert feeds.read_feed_file("azure", tmp_path / cloud.FEED_FILES["azure"]).published == "2026-11-23"
 
 
 # -- DB-IP ---------------------------------------------------------------------------------------
@@ -864,8 +864,8 @@ def test_legitimate_gcp_update_adding_new_space_installs(server: FeedServer, tmp
     assert chain.locate("198.18.16.9").country_code == "SG"
 
 
-def _feed(ranges: list[tuple[str, str]], provider: str = "aws") -> cloud.Feed:
-    return cloud.Feed(provider, "ip-ranges.json", "2026-11-28", "", tuple(cloud.CloudRange(n, r) for n, r in ranges))
+def _feed(ranges: list[tuple[str, str]], provider: str = "aws") -> feeds.Feed:
+    return feeds.Feed(provider, "ip-ranges.json", "2026-11-28", "", tuple(feeds.CloudRange(n, r) for n, r in ranges))
 
 
 MOVES = [
@@ -889,7 +889,7 @@ def test_feed_moves(case: str, old: list[tuple[str, str]], new: list[tuple[str, 
     assert [str(m) for m in update.feed_moves(_feed(old), _feed(new))] == moves
 
 
-def _changes(old: cloud.Feed, new: cloud.Feed, others: list[cloud.Feed], databases: list, verdict=None) -> list[update.Change]:  # type: ignore[type-arg, no-untyped-def]
+def _changes(old: feeds.Feed, new: feeds.Feed, others: list[feeds.Feed], databases: list, verdict=None) -> list[update.Change]:  # type: ignore[type-arg, no-untyped-def]
     before, after = cloud.CloudRangeLocator([*others, old]), cloud.CloudRangeLocator([*others, new])
     return update.locator_changes(update.changed_prefixes(old, new), before, after, databases, verdict)
 
