@@ -77,7 +77,8 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db", "db", metavar="PATH_OR_URL",
-        help=f"Findings database: a SQLite path or SQLAlchemy URL (default: [store] url, else {default_db_path()}).",
+        help="Findings database: a SQLite path or SQLAlchemy URL (default: [store] url, else "
+        "$XDG_DATA_HOME/region-auditor/findings.db, ~/.local/share/region-auditor/findings.db when unset).",
     )(f)
 
 

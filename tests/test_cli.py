@@ -209,15 +209,71 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
     return out
 
 
+DOCS = ROOT / "docs"
+REFERENCE = DOCS / "cli.md"
+
+
+@pytest.fixture(scope="module")
+def reference_html() -> str:
+    """docs/cli.md as MkDocs renders it: its `::: mkdocs-click` blocks replaced by the reference
+    mkdocs-click generates from the commands themselves."""
+    import markdown
+
+    return markdown.markdown(REFERENCE.read_text(encoding="utf-8"), extensions=["attr_list", "mkdocs-click"])
+
+
+def _section(html: str, name: str) -> str:
+    """The part of the rendered reference under one command's heading, up to the next command's."""
+    anchor = f'id="region-auditor-{name.replace(" ", "-")}"'
+    assert anchor in html, f"{name}: not in the command reference (docs/cli.md)"
+    start = html.index(anchor)
+    end = html.find('id="region-auditor-', start + len(anchor))
+    return html[start:end if end != -1 else len(html)]
+
+
 @pytest.mark.parametrize("name, command", _commands(cli))
-def test_every_command_has_help_and_a_readme_entry(name: str, command: click.Command) -> None:
+def test_every_command_has_help_and_is_in_the_generated_reference(name: str, command: click.Command, reference_html: str) -> None:
     assert command.help and len(command.help) > 20
-    readme = (ROOT / "README.md").read_text()
-    assert f"region-auditor {name}" in readme
+    section = _section(reference_html, name)
+    assert f"region-auditor {name}" in section  # its usage line
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help, f"{name} {param.opts} has no help"
-            assert any(opt in readme for opt in param.opts if opt.startswith("--")), f"{name} {param.opts} not in README"
+            assert not param.hidden, f"{name} {param.opts} is hidden from the reference"
+            for opt in param.opts:
+                assert opt in section, f"{name} {opt} not in the generated reference"
+
+
+@pytest.mark.parametrize("name", [name for name, command in _commands(cli) if not isinstance(command, click.Group)])
+def test_every_command_is_explained_in_a_written_page(name: str) -> None:
+    """The reference says what the options are; some page beside it says what the command is for."""
+    pages = [p for p in DOCS.glob("*.md") if p != REFERENCE]
+    assert any(f"region-auditor {name}" in p.read_text(encoding="utf-8") for p in pages), f"region-auditor {name}: in no page of docs/"
+
+
+def test_every_page_is_in_the_site() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "module: auditor.cli" in REFERENCE.read_text(encoding="utf-8") and ":command: cli" in REFERENCE.read_text(encoding="utf-8")
+    for page in DOCS.glob("*.md"):
+        assert f" {page.name}" in nav, f"docs/{page.name} is not in mkdocs.yml's nav"
+
+
+def test_readme_is_short_and_starts_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150, "README.md: at most 150 lines; reference belongs in docs/"
+    first_block = readme.split("```", 2)[1]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines()[1:] if line.strip()]
+    assert commands == ["make demo", "make test"]  # .ci/run calls make test
+
+
+HISTORY = ("this round", "last round", "this stop", "last stop", "no longer", "used to ", "as before")
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
+def test_docs_describe_the_tool_not_its_history(path: Path) -> None:
+    text = path.read_text(encoding="utf-8").lower()
+    found = [phrase for phrase in HISTORY if phrase in text]
+    assert not found, f"{path.name}: {found}: history belongs in CHANGELOG.md"
 
 
 EXAMPLE_DRAIN = ROOT / "examples" / "vercel-drain.ndjson"

@@ -21,7 +21,7 @@ DOC = ROOT / "docs" / "report-schema.md"
 INTRO = """# The JSON report: schema `region-auditor/report@1`
 
 `region-auditor report --format json` (or `-o FILE.json`) writes one object, described by the JSON
-Schema [`auditor/report/schema/report-1.json`](../auditor/report/schema/report-1.json) (draft
+Schema `auditor/report/schema/report-1.json` (draft
 2020-12); every report the tests make is validated against it. Every key is always present
 (`null` where a value does not exist, such as the first call of an empty report); no other key
 appears. Times are UTC in ISO 8601 with `Z`; days are UTC dates. The version is in `schema`: a

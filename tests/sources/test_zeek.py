@@ -445,7 +445,7 @@ CONNECT names it."""
     ("directory", "3128", "10.20.0.10"), ("ssl-then-http", "3128", "10.20.0.10"), ("http-then-ssl", "3128", "10.20.0.10"),
     # A proxy listening on 443 (its proxied calls counted twice): inside the network, whatever the
     # order; at a public address, once a CONNECT named it (read first, its TLS sessions count
-    # twice: README).
+    # twice: docs/log-formats.md).
     ("directory", "443", "10.20.0.10"), ("ssl-then-http", "443", "10.20.0.10"), ("http-then-ssl", "443", "10.20.0.10"),
     ("directory", "443", PUBLIC_PROXY), ("http-then-ssl", "443", PUBLIC_PROXY),
 ])
@@ -468,7 +468,7 @@ def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: s
 
 
 def test_a_rescan_of_both_logs_after_the_pairs_expired_counts_each_call_once(tmp_path: Path) -> None:
-    # What the README's limits tell to do once the pairs are older than TUNNEL_DAYS: rescan the
+    # What docs/log-formats.md tells to do once the pairs are older than TUNNEL_DAYS: rescan the
     # two logs together, and they pair anew (one of them alone counts its calls again).
     http, ssl = proxied_logs(tmp_path)
     db = str(tmp_path / "f.db")
