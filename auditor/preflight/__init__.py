@@ -43,10 +43,6 @@ from auditor.preflight.render import render_json, render_text
 from auditor.preflight.result import ApiUse, Flag, PreflightError, Route, ScanResult, Skipped
 from auditor.preflight.scan import scan
 
-_Judge = Judge
-"""The name auditor.report.model imports (it names the nearest Vercel region as scan-config does);
-new code imports Judge from auditor.preflight.judge."""
-
 __all__ = [
     "SDK_MODULES",
     "ApiUse",

@@ -710,10 +710,10 @@ def _cloud_alternatives(cloud: str, region: str, providers: tuple[str, ...], pol
 
 def _nearest_vercel_region(code: str, providers: tuple[str, ...], policies: PolicySet, as_of: dt.date) -> str:
     """The nearest Vercel region every provider serves, as `scan-config` names it."""
-    from auditor.preflight import _Judge  # the same choice scan-config makes; 35 ms, only when a Vercel finding needs it
+    from auditor.preflight.judge import Judge  # the same choice scan-config makes; 35 ms, only when a Vercel finding needs it
 
     known = tuple(p for p in providers if p in {pack.provider for pack in policies.packs})
-    return _Judge(policies, as_of).nearest_supported(code, known or tuple(p.provider for p in policies.packs))
+    return Judge(policies, as_of).nearest_supported(code, known or tuple(p.provider for p in policies.packs))
 
 
 def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[ReportRow], days: Iterable[Any], filters: Filters) -> Coverage:
