@@ -421,9 +421,15 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
     3: the database cannot be read or a file cannot be written.
     """
     from auditor.report.model import Filters, Report
+    from auditor.report.output import check_destinations, write_all
 
     targets: list[tuple[ReportChoice, Path | None]] = []
     for path in outputs:
+        if str(path) == "-":  # stdout, in --format (default md)
+            if any(destination is None for _, destination in targets):
+                raise click.UsageError("-o - (stdout) is named twice; pass it once")
+            targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
+            continue
         named = ReportChoice.for_path(str(path))
         if named is None and fmt is None:
             raise click.UsageError(f"-o {path}: the extension names no report format (.html, .md, .json, .csv); rename it or pass --format")
@@ -434,19 +440,33 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
         targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
     config = load_config(config_path)
     filters = Filters(providers=providers, orgs=orgs, since=_date(since), until=_date(until), cutoff=_date(cutoff), as_of=_date(as_of))
-    value = Report.from_store(_store(config, db, create=False), filters, load_policies())
+    policies = load_policies()
+    packs = sorted(pack.provider for pack in policies.packs)
+    for provider in providers:
+        if provider not in packs:  # a misspelt filter would report nothing and pass a CI gate
+            raise Failure(f"--provider {provider}: no policy pack has this id (known: {', '.join(packs)})", EXIT_USAGE)
+    store = _store(config, db, create=False)
+    try:
+        check_destinations([path for _, path in targets if path is not None], store.files())
+    except ReportError as e:
+        raise Failure(str(e), EXIT_USAGE) from None
+    value = Report.from_store(store, filters, policies)
     for notice in value.notices:
         click.echo(notice, err=True)
     rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
+    try:
+        write_all([(path, text) for _, path, text in rendered if path is not None])
+    except OSError as e:
+        raise Failure(f"{e.filename}: cannot write the report ({e.strerror}); no report was written; pass another -o", EXIT_INPUT) from None
     for choice, destination, text in rendered:
         if destination is None:
-            click.echo(text, nl=False)
-            continue
-        try:
-            destination.write_text(text, encoding="utf-8", errors="replace")  # a lone surrogate from a foreign database
-        except OSError as e:
-            raise Failure(f"{destination}: cannot write the report ({e.strerror}); pass another -o", EXIT_INPUT) from None
-        click.echo(f"wrote {destination} ({choice.value})", err=True)
+            try:
+                click.echo(text, nl=False)
+                sys.stdout.flush()
+            except OSError as e:
+                raise Failure(f"cannot write the report to stdout ({e.strerror})", EXIT_INPUT) from None
+        else:
+            click.echo(f"wrote {destination} ({choice.value})", err=True)
     if value.fails(fail_on):
         sys.exit(EXIT_VIOLATIONS)
 

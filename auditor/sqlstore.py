@@ -323,12 +323,15 @@ class SqlStore(FindingStore):
         self.url = url
         self.read_only = False
         """Opened without write access: nothing is upgraded, indexed or checkpointed."""
+        self._path = ""
+        """The SQLite file, "" for a server."""
         try:
             parsed = sa.engine.make_url(url)
             self.notices: list[str] = []
             """What opening the database did that the user should be told."""
             if parsed.get_backend_name() == "sqlite":
                 path = parsed.database or ""
+                self._path = "" if path in ("", ":memory:") or path.startswith("file:") else path
                 if not create:
                     _require_sqlite_file(path, follow_link="://" in target)
                     self.read_only = _not_writable(path)
@@ -409,6 +412,12 @@ class SqlStore(FindingStore):
                     index.create(conn, checkfirst=True)
         except SQLAlchemyError:
             pass  # read-only, or another process holds a write lock for longer than busy_timeout: a later open builds them
+
+    def files(self) -> list[str]:
+        if not self._path:
+            return []
+        real = os.path.realpath(self._path)
+        return [real, *(real + suffix for suffix in ("-wal", "-shm", "-journal"))]
 
     def close(self) -> None:
         """Close every connection; a SQLite database's write-ahead log is moved into the file

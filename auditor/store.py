@@ -320,6 +320,10 @@ class FindingStore(ABC):
     def scoped_rows(self, scope: Scope) -> list[Row]:
         """`rows()` within a scope."""
 
+    def files(self) -> list[str]:
+        """The local files that hold the database (real paths: a SQLite file and its journals), [] for a server."""
+        return []
+
     @abstractmethod
     def activity(self, scope: Scope) -> Activity:
         """Calls per (org, day, verdict) and per (provider, policy version, rule, verdict), in one read."""

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -147,20 +148,60 @@ def test_output_format_errors(demo_db: str, tmp_path: Path) -> None:
     assert unwritable.exit_code == 3 and "cannot write the report" in unwritable.output
 
 
+def test_report_files_are_written_whole_owner_only_and_never_over_the_evidence(demo_db: str, tmp_path: Path) -> None:
+    db = Path(demo_db)
+    evidence = db.read_bytes()
+    for target in (db, Path(f"{db}-wal"), tmp_path / "link-to-db.md"):
+        if target.name == "link-to-db.md":
+            target.symlink_to(db)
+        refused = invoke("report", "--db", demo_db, "-o", str(target), "--format", "md")
+        assert refused.exit_code == 2 and "is the findings database" in refused.output, target
+    assert db.read_bytes() == evidence and not Path(f"{db}-wal").exists()
+    twice = invoke("report", "--db", demo_db, "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "." / "r.json"))
+    assert twice.exit_code == 2 and "named twice" in twice.output and not (tmp_path / "r.json").exists()
+    # A link at the destination is replaced, not followed; the file is 0600 whatever the umask.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "report.html").symlink_to(victim)
+    old = os.umask(0o022)
+    try:
+        result = invoke("report", "--db", demo_db, "-o", str(tmp_path / "report.html"), "-o", str(tmp_path / "report.csv"))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 1, result.output  # the demo's violations
+    assert victim.read_text() == "keep me" and not (tmp_path / "report.html").is_symlink()
+    for name in ("report.html", "report.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    # All or none: a later -o that cannot be written leaves the earlier one as it was, and no temporary files.
+    before = (tmp_path / "report.csv").read_bytes()
+    failed = invoke("report", "--db", demo_db, "--since", "2024-07-23", "-o", str(tmp_path / "report.csv"),
+                    "-o", str(tmp_path / "missing" / "r.json"))
+    assert failed.exit_code == 3 and "no report was written" in failed.output
+    assert (tmp_path / "report.csv").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    # -o - is stdout, in --format.
+    stdout = invoke("report", "--db", demo_db, "-o", "-", "--format", "json")
+    assert json.loads(stdout.stdout)["schema"] == SCHEMA and not (tmp_path / "-").exists()
+    both = invoke("report", "--db", demo_db, "-o", "-", "-o", str(tmp_path / "also.json"))
+    assert both.stdout.startswith("# ") and json.loads((tmp_path / "also.json").read_text())["schema"] == SCHEMA
+
+
 def test_filters_narrow_and_unknown_values_are_said(demo_db: str) -> None:
     only = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--org", "beta-labs", "--org", "docs-team").stdout)
     validate(only)
     assert {o["org"] for o in only["orgs"]} == {"beta-labs", "docs-team"} and only["summary"]["calls"] == 20
     assert only["notices"] == []
-    unknown = invoke("report", "--db", demo_db, "--format", "json", "--org", "nobody", "--provider", "anthropic", "--provider", "mistral")
+    unknown = invoke("report", "--db", demo_db, "--format", "json", "--org", "nobody", "--provider", "anthropic")
     assert unknown.exit_code == 0, unknown.output
     document = json.loads(unknown.stdout)
     validate(document)
     assert document["orgs"] == [] and document["summary"]["audited"] is True
-    assert any(n.startswith("--org nobody: the database holds no call of this organization (known: acme-research,") for n in document["notices"])
+    assert any(n.startswith("--org nobody: the database holds no call of this organization") for n in document["notices"])
+    assert "acme-research" not in unknown.stdout  # an org-scoped report names no other org
     assert "--provider anthropic: the database holds no call to this provider" in document["notices"]
-    assert any(n.startswith("--provider mistral: no policy pack has this id") for n in document["notices"])
     assert "--org nobody" in unknown.stderr
+    misspelt = invoke("report", "--db", demo_db, "--provider", "OpenAI", "--fail-on", "violation")
+    assert misspelt.exit_code == 2 and "--provider OpenAI: no policy pack has this id (known: anthropic, gemini, openai)" in misspelt.output
     later = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-23").stdout)
     assert later["rows"] == [] and later["coverage"]["period_first"] == "2024-07-23"
     window = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-20", "--until", "2024-07-24").stdout)
