@@ -158,6 +158,7 @@ class Tally:
     policy_version: str
     """The first finding's (all share one provider and day, hence one policy version)."""
     rule_id: str
+    """The rule of its first call the provider did not refuse; `...:provider-blocked` when it refused them all."""
     samples: tuple[Finding, ...]
     """The first SAMPLES findings, in input order, as evidence."""
     tunnels: tuple[tuple[str, str, str], ...] = ()
@@ -205,8 +206,11 @@ class Groups:
         ts = event.ts
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree]
+            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree,
+                                         "" if blocked else verdict.rule_id]
             return group[4]
+        if not blocked and not group[7]:
+            group[7] = verdict.rule_id
         if event.tunnel:
             group[5].append(tunnel_record(event))
         if not group[6] and verdict.locators_disagree:  # the first calls were ones the provider refused
@@ -222,9 +226,9 @@ class Groups:
     def tallies(self) -> list[Tally]:
         return [
             Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type, misc]
-                  policy_version=samples[0].verdict.policy_version, rule_id=samples[0].verdict.rule_id, samples=tuple(samples),
+                  policy_version=samples[0].verdict.policy_version, rule_id=rule or samples[0].verdict.rule_id, samples=tuple(samples),
                   tunnels=tuple(tunnels), locators_disagree=disagree)
-            for key, (calls, blocked, first, last, samples, tunnels, disagree) in self._groups.items()
+            for key, (calls, blocked, first, last, samples, tunnels, disagree, rule) in self._groups.items()
         ]
 
 

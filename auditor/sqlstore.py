@@ -8,11 +8,11 @@ import dataclasses
 import datetime as dt
 import json
 import os
-from sqlite3 import sqlite_version_info
 import stat
 import time
 import urllib.parse
 from collections.abc import Collection, Iterable, Sequence
+from sqlite3 import sqlite_version_info
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from auditor.store import (
     EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Activity, Checkpoint, CheckpointMoved, DayCount, Evidence, FindingStore, Fingerprinted, InputRead,
     InputRecord, Row, RowKey, RuleCount, RunRecord, Scope, StoreError, _naive_utc, recorded_name, to_url,
 )
+from rules.policy import PROVIDER_BLOCKED
 
 SCHEMA_VERSION = 2
 MIGRATIONS = {
@@ -694,13 +695,19 @@ class SqlStore(FindingStore):
             # groups of a 1M-observation store, 0.5 s); the day stays the driver's value (text on
             # SQLite) until the end.
             for org, day, verdict, provider, version, rule, calls, blocked in conn.execute(query):
+                calls, blocked = int(calls), int(blocked)
                 counts = days.get((org, day, verdict))
                 if counts is None:
-                    days[(org, day, verdict)] = [int(calls), int(blocked)]
+                    days[(org, day, verdict)] = [calls, blocked]
                 else:
-                    counts[0] += int(calls)
-                    counts[1] += int(blocked)
-                rules[(provider, version, rule, verdict)] = rules.get((provider, version, rule, verdict), 0) + int(calls)
+                    counts[0] += calls
+                    counts[1] += blocked
+                if blocked and not rule.endswith(PROVIDER_BLOCKED):  # an observation's refused calls have their own rule
+                    refused = (provider, version, version + PROVIDER_BLOCKED, verdict)
+                    rules[refused] = rules.get(refused, 0) + blocked
+                    calls -= blocked
+                if calls:
+                    rules[(provider, version, rule, verdict)] = rules.get((provider, version, rule, verdict), 0) + calls
         dates: dict[Any, dt.date] = {}
         try:
             for day in {day for _, day, _ in days}:
@@ -858,6 +865,11 @@ def _upsert_statement(insert: Any) -> Any:
             "blocked_calls": t.blocked_calls + new.blocked_calls,
             "first_seen": sa.case((new.first_seen < t.first_seen, new.first_seen), else_=t.first_seen),
             "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
+            # The rule of the calls the provider did not refuse, once there are any (Tally.rule_id):
+            # the refused ones are counted in blocked_calls, under `<version>:provider-blocked`.
+            "rule_id": sa.case((sa.and_(t.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True),
+                                        sa.not_(new.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True))), new.rule_id),
+                               else_=t.rule_id),
         },
     ).returning(t.id, t.evidence_count)
 

@@ -542,3 +542,26 @@ def test_reading_commands_never_create_a_database(command: str, where: str, tmp_
         with engine.connect() as conn:
             assert sa.inspect(conn).get_table_names() == []
         engine.dispose()
+
+
+def test_rules_count_refused_calls_under_their_own_rule(demo_db: str, tmp_path: Path) -> None:
+    """An observation holds calls the provider refused beside calls it did not: the refused ones
+    are counted under `...:provider-blocked` and the others under their own rule, whichever came
+    first, in one run or across runs."""
+    def rules(db: str) -> dict[str, int]:
+        document = json.loads(invoke("report", "--db", db, "--format", "json").stdout)
+        return {r["rule_id"]: r["calls"] for r in document["rules"] if r["verdict"] == "violation"}
+
+    assert rules(demo_db) == {"openai@v188:not-listed:HK": 26, "openai@v188:provider-blocked": 3}  # 14 squid + 12 drain; 3 refused
+    drain = DEMO_INPUTS[1].read_text().splitlines(keepends=True)
+    (tmp_path / "refused.ndjson").write_text(drain[1])  # line 2: a call OpenAI refused (403) from hkg1
+    (tmp_path / "served.ndjson").write_text(drain[2])  # line 3: the same project, same day, not refused
+    db = str(tmp_path / "order.db")
+    for name in ("refused.ndjson", "served.ndjson"):
+        done = invoke("logs", str(tmp_path / name), "--config", str(DEMO_CONFIG), "--db", db)
+        assert done.exit_code == 1, done.output
+    assert rules(db) == {"openai@v188:not-listed:HK": 1, "openai@v188:provider-blocked": 1}
+    together = str(tmp_path / "together.db")
+    (tmp_path / "both.ndjson").write_text(drain[1] + drain[2])
+    invoke("logs", str(tmp_path / "both.ndjson"), "--config", str(DEMO_CONFIG), "--db", together)
+    assert rules(together) == {"openai@v188:not-listed:HK": 1, "openai@v188:provider-blocked": 1}
