@@ -26,6 +26,8 @@ from auditor.store import (
 )
 from rules.policy import PROVIDER_BLOCKED
 
+REDACT_BYTES = 1 << 20
+"""How much of an evidence record is redacted before its first 2,000 characters are kept."""
 SCHEMA_VERSION = 2
 MIGRATIONS = {
     # version reached: statements that take the previous version there
@@ -593,7 +595,7 @@ class SqlStore(FindingStore):
                 _stored({
                     "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
-                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:4000])[:2000],
+                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],  # redacted, then cut: a cut key no longer looks like one
                     "disagreements": "; ".join(f.location.disagreements),
                 })
                 for f in sample

@@ -461,3 +461,25 @@ def test_each_line_maker_writes_the_format_of_its_sample(fmt: Format, tmp_path: 
         log.close()
         return log.format.name if log.format else None
     assert name(path) == name(asset(f"logs/{fmt.file}")) is not None
+
+
+def test_secrets_in_malformed_records_and_at_the_evidence_cut_are_redacted(tmp_path: Path) -> None:
+    """A malformed record's reason quotes it (`bad URL '...'`): printed, stored and reported
+    redacted. A key where a long record is cut for evidence (4,000 characters in) is redacted
+    before the cut, not left as a shorter string that no longer looks like a key."""
+    head = "1721639039.776 100 10.20.1.5 TCP_TUNNEL/200 1000 POST "
+    tail = " - HIER_DIRECT/162.159.140.245 -\n"
+    malformed = head + "https://[api.openai.com/v1?api_key=sk-proj-LEAK5LEAK5LEAK5LEAK5" + tail
+    padding = "https://api.openai.com/v1/chat?q=" + "y" * (3982 - len(head) - len("https://api.openai.com/v1/chat?q=")) + "%20"
+    long_line = head + padding + "AKIAQWERTYUIOPASDFGH" + tail
+    assert long_line.index("AKIA") < 4000 < long_line.index("AKIA") + 20
+    log = tmp_path / "access.log"
+    log.write_text(malformed + long_line)
+    db = tmp_path / "f.db"
+    audited = CliRunner().invoke(cli, ["logs", str(log), "--db", str(db)])
+    assert audited.exit_code in (0, 1), audited.output
+    assert f"skipped 1 malformed: bad URL 'https://[api.openai.com/v1?api_key={MARK}'" in audited.output
+    reported = CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "md"])
+    for text in (audited.output, db.read_bytes().decode("utf-8", "replace"), reported.output):
+        assert "LEAK5" not in text and "QWERTYUIOPASDF" not in text
+    assert "REDACTED" in reported.output  # Markdown escapes the brackets

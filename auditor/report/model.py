@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.store import VERDICT_ORDER, DayCount, FindingStore, RuleCount, InputRecord, Row, RunRecord, Scope, row_key
+from auditor.redact import redact
+from auditor.store import VERDICT_ORDER, DayCount, FindingStore, InputRecord, Row, RuleCount, RunRecord, Scope, row_key
 from rules.policy import Outcome, PolicyError, PolicySet
 
 SCHEMA = "region-auditor/report@1"
@@ -540,7 +541,8 @@ def _report_row(row: Row, evidence: tuple[EvidenceItem, ...]) -> ReportRow:
 
 
 def _evidence_item(e: Any) -> EvidenceItem:
-    return EvidenceItem(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements)
+    # Redacted again: a database written before a kind of secret was known holds it as it came.
+    return EvidenceItem(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, redact(e.raw), e.disagreements)
 
 
 def _notices(filters: Filters, policies: PolicySet, orgs: set[str], providers: set[str]) -> tuple[str, ...]:
@@ -735,7 +737,7 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
         runs=len(runs),
         inputs=tuple(
             InputCoverage(i.name, i.formats, i.compression, i.first_seen, i.last_seen, i.lines, i.calls,
-                          tuple(Malformed(reason, n) for reason, n in i.malformed), i.recorded)
+                          tuple(Malformed(redact(reason), n) for reason, n in i.malformed), i.recorded)
             for i in inputs
         ),
         period_first=first, period_last=last, days_without_calls=tuple(gaps),

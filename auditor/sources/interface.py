@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -56,11 +57,20 @@ class SourceStats:
             self.from_dns += 1
 
     def skip(self, reason: str, location: str) -> None:
-        """Count a malformed record."""
+        """Count a malformed record. A reason quotes the record (`bad URL '...'`): its secrets are
+        redacted, as it is printed and stored."""
+        reason = _redacted(reason)
         self.skipped[reason] += 1
         where = self.locations.setdefault(reason, [])
         if len(where) < MAX_LOCATIONS:
             where.append(location)
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted(reason: str) -> str:
+    from auditor.redact import redact
+
+    return redact(reason)
 
 
 @dataclass(frozen=True)
