@@ -4,6 +4,7 @@ that never do (`pcap --events`, `rules`, `geoip`) start without SQLAlchemy."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -11,7 +12,7 @@ import os
 import stat
 import time
 import urllib.parse
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from sqlite3 import sqlite_version_info
 from typing import Any, NamedTuple
 
@@ -328,6 +329,8 @@ class SqlStore(FindingStore):
         """Opened without write access: nothing is upgraded, indexed or checkpointed."""
         self._path = ""
         """The SQLite file, "" for a server."""
+        self._snapshot: sa.Connection | None = None
+        """The connection of `reading()`, while inside it."""
         try:
             parsed = sa.engine.make_url(url)
             self.notices: list[str] = []
@@ -779,7 +782,30 @@ class SqlStore(FindingStore):
             pairs = conn.execute(sa.select(t.org, t.provider).group_by(t.org, t.provider)).all()  # observations_by_row's order
         return {org for org, _ in pairs}, {provider for _, provider in pairs}
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read inside sees the database as it was at the first one (one transaction:
+        a snapshot of SQLite's write-ahead log, PostgreSQL's REPEATABLE READ), so that a report
+        made while a run records adds up."""
+        if self._snapshot is not None:
+            yield
+            return
+        options = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
+        try:
+            with self.engine.connect().execution_options(**options) as conn, conn.begin():
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN")  # pysqlite begins only before a write: reads would each see the latest state
+                self._snapshot = conn
+                try:
+                    yield
+                finally:
+                    self._snapshot = None
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot read the findings database ({_first_line(e)}); check --db") from None
+
     def _begin(self) -> Any:
+        if self._snapshot is not None:
+            return contextlib.nullcontext(self._snapshot)
         return _Transaction(self.engine)
 
 

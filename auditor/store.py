@@ -9,10 +9,12 @@ crash loses nothing acknowledged and re-reading the same input never double coun
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -319,6 +321,10 @@ class FindingStore(ABC):
     @abstractmethod
     def scoped_rows(self, scope: Scope) -> list[Row]:
         """`rows()` within a scope."""
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A context in which every read sees one state of the store (the report's reads)."""
+        return contextlib.nullcontext()
 
     def files(self) -> list[str]:
         """The local files that hold the database (real paths: a SQLite file and its journals), [] for a server."""

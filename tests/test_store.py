@@ -933,3 +933,27 @@ def test_evidence_by_row_is_each_rows_first_calls(db_target: str) -> None:
         assert got == want, scope
         assert sum(map(len, got.values())) > 40  # the data spans enough rows and days to tell
     store.close()
+
+
+def test_reads_inside_reading_see_one_state_while_another_run_records(db_target: str, tmp_path: Path) -> None:
+    """The report's reads (store.reading()) add up while another process records: a run that
+    commits between two of them is seen by neither, and by the next report."""
+    from auditor.store import Scope
+
+    log = tmp_path / "access.log"
+    log.write_text("".join(LINES))
+    store = SqlStore(db_target)
+    run(store, log)
+    more = tmp_path / "more.log"
+    more.write_text("".join(squid(T0 + 3600 * 30 + i, "10.20.1.5") for i in range(7)))  # the next day
+    writer = SqlStore(db_target)
+    with store.reading():
+        before = sum(r.calls for r in store.scoped_rows(Scope()))
+        run(writer, more)  # commits
+        days = store.activity(Scope()).days
+        assert sum(d.calls for d in days) == before
+        assert len({d.day for d in days}) == 1
+    after = store.activity(Scope()).days
+    assert sum(d.calls for d in after) == before + 7 and len({d.day for d in after}) == 2
+    writer.close()
+    store.close()

@@ -414,7 +414,8 @@ class Report:
 
     @classmethod
     def from_store(cls, store: FindingStore, filters: Filters, policies: PolicySet, *, now: dt.datetime | None = None) -> Report:
-        return _build(store, filters, policies, now or dt.datetime.now(dt.timezone.utc))
+        with store.reading():  # one state of the store, while another run may be recording
+            return _build(store, filters, policies, now or dt.datetime.now(dt.timezone.utc))
 
     def fails(self, level: str) -> bool:
         """True when any call in the report is at `level` (one of LEVELS) or worse."""
