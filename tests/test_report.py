@@ -202,6 +202,8 @@ def test_filters_narrow_and_unknown_values_are_said(demo_db: str) -> None:
     assert "--org nobody" in unknown.stderr
     misspelt = invoke("report", "--db", demo_db, "--provider", "OpenAI", "--fail-on", "violation")
     assert misspelt.exit_code == 2 and "--provider OpenAI: no policy pack has this id (known: anthropic, gemini, openai)" in misspelt.output
+    last = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "9999-12-01", "--until", "9999-12-31").stdout)
+    assert last["coverage"]["days_without_calls"] == [{"first": "9999-12-01", "last": "9999-12-31", "days": 31}]
     later = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-23").stdout)
     assert later["rows"] == [] and later["coverage"]["period_first"] == "2024-07-23"
     window = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-20", "--until", "2024-07-24").stdout)
@@ -385,6 +387,10 @@ def test_escapers() -> None:
     assert neutral("=1+1") == "'=1+1" and neutral("\t=x") == "'\t=x" and neutral("a=b") == "a=b" and neutral(-3) == -3
     assert md("<b>|x|</b>") == "&lt;b&gt;\\|x\\|&lt;/b&gt;"
     assert md("a\nb") == "a\\\\nb" and md("[link](http://x)") == "\\[link\\](http://x)"
+    from auditor.report.html import e
+
+    assert e('<a href="x">\u202egpj.exe</a>') == "&lt;a href=&quot;x&quot;&gt;\\u202egpj.exe&lt;/a&gt;"
+    assert e("line\x1b[31m\nnext\t") == "line\\x1b[31m\nnext\t"
 
 
 # The HTML in a real browser ------------------------------------------------------------------------

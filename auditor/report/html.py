@@ -59,8 +59,13 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 
 
 def e(value: object) -> str:
-    """Text from anywhere as HTML text (quotes too: safe in attributes)."""
-    return html.escape(str(value), quote=True)
+    """Text from anywhere as HTML text (quotes too: safe in attributes); control and format
+    characters but newline and tab shown escaped (`\u202e`: a bidirectional override would show
+    the text reversed)."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii") for c in text)
+    return html.escape(text, quote=True)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -214,7 +219,7 @@ class HtmlReport(ReportRenderer):
         for org in report.orgs:
             out.append(f'<section class="org" data-org="{e(org.org)}" data-status="{e(org.status)}">')
             out.append(f'<h3><span class="org-name">{e(org.org)}</span> {_badge(org.status)}</h3>')
-            out.append(f'<p><span class="org-calls">{org.calls}</span> calls (<span class="org-blocked">{org.blocked_calls}</span> blocked) '
+            out.append(f'<p><span class="org-calls">{org.calls}</span> call{"" if org.calls == 1 else "s"} (<span class="org-blocked">{org.blocked_calls}</span> blocked) '
                        f"from {e(_when(org.first_seen))} to {e(_when(org.last_seen))} UTC. Providers: {e(', '.join(org.providers))}. "
                        f"Hosts: {', '.join('<code>' + e(h) + '</code>' for h in org.hosts)}.</p>")
             out.append(_table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), (

@@ -90,7 +90,7 @@ class MarkdownReport(ReportRenderer):
             out += ["No organization in this report.", ""]
         for org in report.orgs:
             out += [f"### {md(org.org)}: {STATUS_LABEL[org.status]}", ""]
-            out.append(f"{org.calls} calls ({org.blocked_calls} blocked) from {_when(org.first_seen)} to {_when(org.last_seen)} UTC; "
+            out.append(f"{plural(org.calls, 'call')} ({org.blocked_calls} blocked) from {_when(org.first_seen)} to {_when(org.last_seen)} UTC; "
                        f"providers: {', '.join(md(p) for p in org.providers)}; hosts: {', '.join(md(h) for h in org.hosts)}.")
             out.append("")
             out += _table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), [

@@ -222,7 +222,7 @@ class ReportRow:
     locators_disagree: str
     """Other locator layers' answers that would change the verdict, "" when none."""
     evidence: tuple[EvidenceItem, ...] = ()
-    """Up to 5 sampled calls, the first ones by time; empty in `rows` (the CSV)."""
+    """Up to 5 sampled calls, earliest first: an input's first calls of each day (in input order) are sampled; empty in `rows` (the CSV)."""
 
 
 @dataclass(frozen=True)
@@ -666,7 +666,7 @@ def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> 
             cloud, _, region = place.partition(":")
             others = _cloud_alternatives(cloud, region, providers, policies, as_of)
             action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region}{already} "
-                      f"to a region in a country {names} serves" + (f", such as {', '.join(others)}." if others else "."))
+                      f"to a region in a country {names} {'serves' if len(providers) == 1 else 'all serve'}" + (f", such as {', '.join(others)}." if others else "."))
             setting = f"the deployment's region: {cloud} {region} -> {others[0].split(' ')[0] if others else 'a region in a supported country'}"
         elif kind == "egress-route":
             action = f"Route calls to {names} through an egress in a supported country (a proxy or NAT gateway there){already}."
@@ -731,6 +731,8 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
             if day in have and start is not None:
                 gaps.append(DayRange(start, day - dt.timedelta(days=1), (day - start).days))
                 start = None
+            if day == dt.date.max:
+                break
             day += dt.timedelta(days=1)
         if start is not None:
             gaps.append(DayRange(start, last, (last - start).days + 1))
