@@ -571,3 +571,28 @@ def test_rules_count_refused_calls_under_their_own_rule(demo_db: str, tmp_path: 
     (tmp_path / "both.ndjson").write_text(drain[1] + drain[2])
     invoke("logs", str(tmp_path / "both.ndjson"), "--config", str(DEMO_CONFIG), "--db", together)
     assert rules(together) == {"openai@v188:not-listed:HK": 1, "openai@v188:provider-blocked": 1}
+
+
+def test_data_a_run_used_when_already_stale_is_said(tmp_path: Path) -> None:
+    """The data behind the calls is named at every date a run used it: a run that located with a
+    database already months old is a warning even when a later run used fresh data."""
+    import sqlalchemy as sa
+
+    from auditor import sqlstore
+
+    db = str(tmp_path / "stale.db")
+    store = sqlstore.SqlStore(db)
+    with store.engine.begin() as conn:
+        for started, data in ((dt.datetime(2026, 12, 1), "2019-01-01"), (dt.datetime(2026, 12, 2), "2026-12-01")):
+            conn.execute(sa.insert(sqlstore.runs).values(command="logs", geoip=f"override:0 networks > mmdb:GeoLite2-Country@{data}",
+                                                         policies="", started_at=started, finished_at=started, lines=0, events=0,
+                                                         findings=0, skipped=0))
+    store.close()
+    document = json.loads(invoke("report", "--db", db, "--format", "json", "--as-of", "2026-12-06").stdout)
+    validate(document)
+    data = {(d["name"], d["date"]): (d["runs"], d["runs_stale"], d["stale"]) for d in document["summary"]["data"]}
+    assert data == {("mmdb:GeoLite2-Country", "2019-01-01"): (1, 1, True), ("mmdb:GeoLite2-Country", "2026-12-01"): (1, 0, False)}
+    warnings = document["summary"]["warnings"]
+    assert any(w.startswith("Calls located with data already older than 30 days when the run used it: "
+                            "mmdb:GeoLite2-Country@2019-01-01 by 1 run") for w in warnings)
+    assert not any(w.startswith("GeoIP and cloud-range data older") for w in warnings)  # the newest is 5 days old

@@ -88,7 +88,12 @@ class DataSource:
     age_days: int
     """Days from the data's date to --as-of."""
     stale: bool
-    """Older than STALE_DAYS."""
+    """Older than STALE_DAYS: on --as-of (the newest date of the set), or when a run located with it
+    (runs_stale)."""
+    runs: int
+    """Runs that located with this data."""
+    runs_stale: int
+    """Of those, runs that started more than STALE_DAYS after the data's date: their verdicts rest on stale data."""
 
 
 @dataclass(frozen=True)
@@ -487,10 +492,14 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     deadlines = _deadlines(providers, filters, policies, as_of)
     uses = _policy_uses(rules, policies)
     data = _data_sources(runs, as_of)
-    stale = [f"{d.name} ({d.date.isoformat()}, {d.age_days} days)" for d in data if d.stale]
+    newest = {d.name: d for d in data}  # data is sorted by name and date
+    stale = [f"{d.name} ({d.date.isoformat()}, {d.age_days} days)" for d in newest.values() if d.age_days > STALE_DAYS]
+    used_stale = [f"{d.name}@{d.date.isoformat()} by {plural(d.runs_stale, 'run')}" for d in data if d.runs_stale]
     warnings = tuple(
         ([f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
           "update it (region-auditor geoip update) and audit again"] if stale else [])
+        + ([f"Calls located with data already older than {STALE_DAYS} days when the run used it: {', '.join(used_stale)}; "
+            "after region-auditor geoip update, audit those inputs again (logs --rescan)"] if used_stale else [])
         + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M} UTC) has not recorded its end: it is still running, "
            "or stopped before the end of its inputs"
            for r in runs if r.finished_at is None]
@@ -624,17 +633,22 @@ _DATED = re.compile(r"([A-Za-z0-9_.:/+-]+)@(\d{4}-\d{2}-\d{2})")
 
 
 def _data_sources(runs: Iterable[RunRecord], as_of: dt.date) -> tuple[DataSource, ...]:
-    """The dated data sets named in the runs' locator descriptions (`mmdb:GeoLite2-Country@2026-11-20`), the newest date of each."""
-    newest: dict[str, dt.date] = {}
+    """Each dated data set named in the runs' locator descriptions (`mmdb:GeoLite2-Country@2026-11-20`),
+    at every date a run used, by name and date: what it located with, and whether it was stale then."""
+    used: dict[tuple[str, dt.date], list[int]] = defaultdict(lambda: [0, 0])
     for run in runs:
-        for name, date in _DATED.findall(run.geoip or ""):
+        for name, date in set(_DATED.findall(run.geoip or "")):
             try:
                 when = dt.date.fromisoformat(date)
-            except ValueError:
+            except ValueError:  # not a date region-auditor writes: not a data set's
                 continue
-            if name not in newest or when > newest[name]:
-                newest[name] = when
-    return tuple(DataSource(name, when, (as_of - when).days, (as_of - when).days > STALE_DAYS) for name, when in sorted(newest.items()))
+            used[(name, when)][0] += 1
+            used[(name, when)][1] += (run.started_at.date() - when).days > STALE_DAYS
+    newest = {name: when for name, when in sorted(used)}
+    return tuple(
+        DataSource(name, when, (as_of - when).days, bool(stale) or (newest[name] == when and (as_of - when).days > STALE_DAYS), count, stale)
+        for (name, when), (count, stale) in sorted(used.items())
+    )
 
 
 def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> tuple[Remediation, ...]:
