@@ -596,7 +596,7 @@ class SqlStore(FindingStore):
             sa.insert(evidence),
             [
                 _stored({
-                    "observation_id": obs_id, "run_id": run_id, "location": f.event.source,
+                    "observation_id": obs_id, "run_id": run_id, "location": _located(f.event.source),
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
                     "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],  # redacted, then cut: a cut key no longer looks like one
                     "disagreements": "; ".join(f.location.disagreements),
@@ -900,6 +900,17 @@ def _upsert_statement(insert: Any) -> Any:
                                else_=t.rule_id),
         },
     ).returning(t.id, t.evidence_count)
+
+
+def _located(location: str) -> str:
+    """An evidence location (`access.log:12`, `capture.pcap#40`) with its file's absolute path: the
+    database is read elsewhere, and two inputs named `access.log` in two directories must not be
+    told apart by nothing. `<stdin>:3` and absolute paths stay as they are."""
+    for separator in (":", "#"):
+        name, found, where = location.rpartition(separator)
+        if found and where.isdigit() and name and not name.startswith(("/", "<")):
+            return os.path.abspath(name) + separator + where
+    return location
 
 
 def _stored(values: dict[str, Any]) -> dict[str, Any]:

@@ -957,3 +957,23 @@ def test_reads_inside_reading_see_one_state_while_another_run_records(db_target:
     assert sum(d.calls for d in after) == before + 7 and len({d.day for d in after}) == 2
     writer.close()
     store.close()
+
+
+def test_evidence_names_its_file_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two logs named `access.log` in two directories, each audited from inside its own: their
+    evidence says which file (the names as typed were both `access.log:1`)."""
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    db = tmp_path / "f.db"
+    for site, client in (("hk", "10.20.1.5"), ("sg", "10.30.2.7")):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "access.log").write_text(squid(T0, client))
+        monkeypatch.chdir(tmp_path / site)
+        CliRunner().invoke(cli, ["logs", "access.log", "--db", str(db)])
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        locations = sorted(r[0] for r in conn.execute("SELECT location FROM evidence"))
+    assert locations == [f"{tmp_path / 'hk' / 'access.log'}:1", f"{tmp_path / 'sg' / 'access.log'}:1"]
