@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,9 +21,8 @@ from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
-from auditor.runner import RunStopped, RunSummary, audit_logs, dns_named
 from auditor.sources.interface import SourceError
-from auditor.sources.logfile import FORMATS, format_named
+from auditor.sources.formats import FORMATS, format_named
 from auditor.sources.wrapped import KINDS as WRAPPERS
 from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
@@ -33,6 +32,9 @@ from geoip.cloud import PROVIDERS
 from geoip.defaults import build_locator
 from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
+
+if TYPE_CHECKING:
+    from auditor.runner import RunSummary
 
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -200,6 +202,8 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
            opener: Callable[[str], Any] | None = None, unit: str = "lines", rescan: bool = False,
            tolerate: Collection[str] = (), progress_bytes: int = 0, fail_on: str = "violation") -> None:
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
+    from auditor.runner import RunStopped, audit_logs  # the readers (and Hyperscan) only for commands that read
+
     config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
     progress = _AuditProgress(progress_bytes)
     try:
@@ -366,6 +370,8 @@ def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.ignored.most_common():
         click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
     if capture.stats.from_dns:
+        from auditor.runner import dns_named
+
         click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
 
 

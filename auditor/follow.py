@@ -45,9 +45,9 @@ from auditor.report.table import NewRows
 from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
-from auditor.sources.logfile import (
-    CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of, ends_by,
-)
+from auditor.sources.compression import compression_of, ends_by
+from auditor.sources.interface import FINGERPRINT_BYTES
+from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
 POLL_SECONDS = 0.5

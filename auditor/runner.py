@@ -15,7 +15,9 @@ from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Tally
 from auditor.pipeline import Auditor
 from auditor.sources.interface import SourceError, SourceStats
-from auditor.sources.logfile import LogFile, ends_by, usable_cores, worker_start
+from auditor.sources.compression import ends_by
+from auditor.sources.logfile import LogFile
+from auditor.sources.parallel import usable_cores, worker_start
 from auditor.store import TUNNEL_REPEATED, Checkpoint, CheckpointMoved, FindingStore, InputRead
 
 
@@ -375,9 +377,9 @@ _worker_state: tuple[Auditor, tuple[bytes, ...]] | None = None
 
 def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig]) -> _Done:
     """In a worker process: open one input, resume at its checkpoint, read and audit all of it."""
-    from auditor.sources import logfile
+    from auditor.sources import parallel
 
-    logfile.PARALLEL_MIN = 1 << 62  # a worker reads its file alone: no pool inside a pool
+    parallel.PARALLEL_MIN = 1 << 62  # a worker reads its file alone: no pool inside a pool
     auditor, needles = _worker_state  # type: ignore[misc]
     path, name, fmt, fields, checkpoint, source = job
     batches: list[tuple[tuple[Tally, ...], int, int]] = []

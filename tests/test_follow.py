@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from auditor.follow import TailStream
-from auditor.sources.logfile import usable_cores
+from auditor.sources.parallel import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """

@@ -301,9 +301,9 @@ def test_progress_moves_while_workers_read_a_large_file(tmp_path: Path, monkeypa
     position: the bar stood at 0% for the whole run."""
     from auditor.sources import logfile
 
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 8192)
-    monkeypatch.setattr(logfile, "usable_cores", lambda: 2)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 8192)
+    monkeypatch.setattr("auditor.sources.parallel.usable_cores", lambda: 2)
     seen: list[int] = []
     monkeypatch.setattr(cli_mod._AuditProgress, "__call__", lambda self, done: seen.append(done))
     path = tmp_path / "big.log"

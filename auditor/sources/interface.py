@@ -26,6 +26,8 @@ class Ignored(Exception):
 Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
 """Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
 
+FINGERPRINT_BYTES = 4096
+"""How much of the start of an input identifies it (Prefixed.prefix)."""
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
-from auditor.sources.logfile import FINGERPRINT_BYTES
+from auditor.sources.interface import FINGERPRINT_BYTES, Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import Extractor, PacketError
 
 BATCH_PACKETS = 500_000

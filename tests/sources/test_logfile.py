@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import auditor.sources.logfile as logfile_mod
+from auditor.sources import compression
 from auditor.sources.interface import Batch, SourceError
 from auditor.sources.logfile import LogFile, detect_format
 from tests.conftest import asset
@@ -709,8 +710,8 @@ def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monk
     built = mixed_log(rounds=40)
     path = write(tmp_path / "access.log", built.data + b"1721005923.412 1 10.0.0.1 TCP_TUNNEL/200 1 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
     one_log, one = run(path)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", piece)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", piece)
     many_log, many = run(path)
     assert len(many) > 1  # really split
     assert [(e.source, e.raw, e.server_name) for e in events_of(many)] == [(e.source, e.raw, e.server_name) for e in events_of(one)]
@@ -740,8 +741,8 @@ def test_parallel_audit_samples_name_their_line_in_the_file(tmp_path: Path, monk
     auditor = Auditor(load_policies(), ChainLocator([]), Attributor(config))
     built = mixed_log(rounds=60)
     path = write(tmp_path / "access.log", built.data)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 2000)
     log = LogFile.open(str(path), NEEDLES)
     assert log.resume(built.end_of_line(100), 100)
     batches = list(log.batches(lambda events: tally(auditor.audit(events, config.source(str(path))))))
@@ -757,8 +758,8 @@ def test_parallel_audit_samples_name_their_line_in_the_file(tmp_path: Path, monk
 def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from auditor.sources import logfile
 
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 1000)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 1000)
     path = write(tmp_path / "access.log", mixed_log(rounds=10).data, settled=False)
     _, batches = run(path)
     assert len(batches) == 1  # still being written: read here, in one batch of this size
@@ -774,8 +775,8 @@ def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypat
     config = ROOT / "examples" / "auditor.toml"
     path = write(tmp_path / "access.log", mixed_log(rounds=60).data)
     one = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "one.db"), "--json"])
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 2000)
     many = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "many.db"), "--json"])
     assert many.exit_code == one.exit_code == 1  # the example config makes 10.20/16 a Hong Kong office
     assert json.loads(many.stdout) == json.loads(one.stdout)
@@ -791,8 +792,8 @@ def test_parallel_read_falls_back_to_one_process_without_workers(tmp_path: Path,
 
     built = mixed_log(rounds=20)
     path = write(tmp_path / "access.log", built.data)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 1000)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 1000)
 
     def no_fork(*args: object, **kwargs: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
@@ -864,17 +865,17 @@ def test_ends_by_tells_where_content_ends_only_where_the_file_says(tmp_path: Pat
     content = b"".join(b"%d TCP_TUNNEL/200 CONNECT api.openai.com:443\n" % i for i in range(5000))
     plain = tmp_path / "access.log.1"
     plain.write_bytes(content)
-    assert logfile_mod.ends_by(str(plain), len(content)) and logfile_mod.ends_by(str(plain), len(content) + 10)
-    assert not logfile_mod.ends_by(str(plain), len(content) - 1)
+    assert compression.ends_by(str(plain), len(content)) and compression.ends_by(str(plain), len(content) + 10)
+    assert not compression.ends_by(str(plain), len(content) - 1)
     subprocess.run(["gzip", "-k", str(plain)], check=True)
     gz = str(plain) + ".gz"
-    assert logfile_mod.ends_by(gz, len(content)) and logfile_mod.ends_by(gz, len(content) + 2**32)
-    assert not logfile_mod.ends_by(gz, len(content) - 1)
+    assert compression.ends_by(gz, len(content)) and compression.ends_by(gz, len(content) + 2**32)
+    assert not compression.ends_by(gz, len(content) - 1)
     for packed, opener in ((tmp_path / "a.bz2", bz2.open), (tmp_path / "a.xz", lzma.open)):
         with opener(packed, "wb") as f:
             f.write(content)
-        assert not logfile_mod.ends_by(str(packed), len(content))
-    assert not logfile_mod.ends_by(str(tmp_path / "gone.log"), 0)
+        assert not compression.ends_by(str(packed), len(content))
+    assert not compression.ends_by(str(tmp_path / "gone.log"), 0)
 
 
 @pytest.mark.parametrize("how", ["plain", "gzip", "stdin"])

@@ -75,8 +75,8 @@ def test_the_wrapped_format_is_named_for_the_workers(tmp_path: Path, monkeypatch
     path.write_text("".join(docker(line) + "\n" for line in lines), encoding="utf-8")
     os.utime(path, (1721005923, 1721005923))  # settled: not being written, so it may be split
     _, one = run(path)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 4096)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 4096)
     log, many = run(path)
     assert len(many) > 2 and log.format is not None and log.format.name == "squid+docker"
     assert [(e.source, e.server_name) for e in events_of(many)] == [(e.source, e.server_name) for e in events_of(one)]
@@ -238,8 +238,8 @@ def test_split_lines_across_windows_batches_and_pieces(tmp_path: Path, monkeypat
     resumed_log, resumed = run(path, resume=(batches[4].offset, batches[4].line))
     assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]):]
     assert not resumed_log.stats.skipped
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 20_000)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 20_000)
     log, batches = run(path)
     assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
 
