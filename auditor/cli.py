@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -19,6 +19,7 @@ from auditor.attribution import Attributor
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Auditor
+from auditor.recorder import Recorder, RunSummary, dns_named, new_rows_printer
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
 from auditor.sources.interface import SourceError
@@ -33,8 +34,6 @@ from geoip.defaults import build_locator
 from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
 
-if TYPE_CHECKING:
-    from auditor.runner import RunSummary
 
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -186,6 +185,16 @@ def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[
 _frozen = False
 
 
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _recorder(store: FindingStore, auditor: Auditor, command: str, *, new_rows: bool = False) -> Recorder:
+    """The run's Recorder; with `new_rows`, each row not shown yet is said as it is stored (the watching commands)."""
+    return Recorder(store, command, geoip=auditor.locator.description, policies=auditor.policies.version_tag,
+                    on_new_rows=new_rows_printer(_say) if new_rows else None)
+
+
 def _freeze_once() -> None:
     """What exists after the first pipeline is built (modules, SQLAlchemy, the cloud index) lives
     as long as the process: the collector need not walk it again on every full collection (5M
@@ -234,8 +243,8 @@ def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, ge
     from auditor.follow import Follower, stop_on_signals
 
     config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
-    follower = Follower(files, config=config, auditor=auditor, store=store, fmt=fmt, command="logs --follow", rescan=rescan,
-                        say=lambda message: click.echo(message, err=True))
+    recorder = _recorder(store, auditor, "logs --follow", new_rows=True)
+    follower = Follower(files, config=config, auditor=auditor, recorder=recorder, fmt=fmt, rescan=rescan, say=_say)
     with stop_on_signals(follower.stop):
         summary = follower.run()
     for item in summary.inputs:
@@ -346,16 +355,7 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
         signal.signal(sig, lambda *_: capture.stop())
     click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
                "Ctrl-C to stop", err=True)
-    from auditor.report.table import NewRows
-
-    new_rows = NewRows()
-
-    def report(finding: Any) -> None:
-        line = new_rows.line(finding)
-        if line is not None:
-            click.echo(line, err=True)
-
-    source_id = run_sniffer(capture, config=config, auditor=auditor, store=store, command="sniff", on_finding=report)
+    source_id = run_sniffer(capture, config=config, auditor=auditor, recorder=_recorder(store, auditor, "sniff", new_rows=True))
     stats = capture.stats
     click.echo(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
                f"{capture.dropped} dropped by the kernel", err=True)
@@ -370,8 +370,6 @@ def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.ignored.most_common():
         click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
     if capture.stats.from_dns:
-        from auditor.runner import dns_named
-
         click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
 
 

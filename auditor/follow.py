@@ -24,7 +24,6 @@ its own.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import os
@@ -39,10 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.config import Config
-from auditor.events import Finding, tally
 from auditor.pipeline import Auditor
-from auditor.report.table import NewRows
-from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
+from auditor.recorder import InputSummary, Recorder, Recording, RunSummary
+from auditor.runner import catch_up
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
 from auditor.sources.compression import compression_of, ends_by
@@ -155,11 +153,11 @@ class Tail:
     """(st_dev, st_ino) of the file; None for stdin."""
     log: LogFile | None = None
     """Opened once the file has a complete line."""
-    checkpoint: Checkpoint | None = None
+    recording: Recording | None = None
+    """Its checkpoint and calls in this run, once opened."""
     resumed_at_line: int = 0
     line: int = 0
     """Lines audited and committed so far (the checkpoint's line)."""
-    calls: int = 0
     quiet_since: float = 0.0
     """When a rotated file was last found with new data."""
     ended_by: str = ""
@@ -184,16 +182,18 @@ class Tail:
         stats = log.stats
         name = f"{self.name} before {self.ended_by}" if self.ended_by and not self.found else self.name
         behind = self.behind or b"\n" in self.stream.pending
+        recording = self.recording
         return InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
-                               bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls, behind=behind)
+                               bool(self.stream.pending) and not behind, self.resumed_at_line, recording.calls if recording else 0,
+                               behind=behind, source_id=recording.source_id if recording else 0)
 
 
 class Follower:
     """Follows paths until `stop()`, or until every input has ended (only a pipe ends)."""
 
     def __init__(
-        self, paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
-        command: str, rescan: bool = False, say: Callable[[str], None] = lambda _: None,
+        self, paths: Sequence[str], *, config: Config, auditor: Auditor, recorder: Recorder, fmt: str | None,
+        rescan: bool = False, say: Callable[[str], None] = lambda _: None,
     ) -> None:
         for path in paths:
             if path != "-" and os.path.isdir(path):
@@ -201,9 +201,10 @@ class Follower:
         self.paths = list(dict.fromkeys(paths))
         self.config = config
         self.auditor = auditor
-        self.store = store
+        self.recorder = recorder
+        """Records the run: every input's batches go through it (and its hook for new rows)."""
+        self.store: FindingStore = recorder.store
         self.fmt = fmt
-        self.command = command
         self.say = say
         self.stopped = False
         """True once stop() was called (by a signal)."""
@@ -214,10 +215,6 @@ class Follower:
         self._started: list[Tail] = []
         self._waiting: set[str] = set()
         self._stdin_opened = False
-        self._new_rows = NewRows()
-        self._run_id = 0
-        self._caught_up = RunSummary(0)
-        """What the generations rotated while no follower ran, audited as `logs` audits, gave."""
 
     def stop(self) -> None:
         """Finish the current round (what was read is committed) and return from run()."""
@@ -225,8 +222,7 @@ class Follower:
 
     def run(self) -> RunSummary:
         """Follow until stopped; what each input gave."""
-        self._run_id = self.store.start_run(self.command, self.auditor.locator.description, self.auditor.policies.version_tag)
-        self._caught_up = RunSummary(self._run_id)
+        self.recorder.start()
         try:
             for path in self.paths:
                 if path != "-":
@@ -352,10 +348,11 @@ class Follower:
         for candidate in settled:
             self.say(f"{candidate}: {why}; reading it too")
         if settled:
-            done = len(self._caught_up.unread)
-            catch_up(settled, config=self.config, auditor=self.auditor, store=self.store, fmt=self.fmt,
-                     summary=self._caught_up, stopping=lambda: self.stopped)
-            for note in self._caught_up.unread[done:]:
+            unread = self.recorder.summary.unread
+            done = len(unread)
+            catch_up(settled, config=self.config, auditor=self.auditor, recorder=self.recorder, fmt=self.fmt,
+                     stopping=lambda: self.stopped)
+            for note in unread[done:]:
                 self.say(note)
 
     def _missed_generations(self, path: str, since: float) -> None:
@@ -493,27 +490,28 @@ class Follower:
                     log.whole_lines = 0  # told by its first 4 KiB, as any longer input
             if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
                 raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
-            if tail.path in self._rescan:
-                self._rescan.discard(tail.path)
-                checkpoint = self.store.forget(log)
-            else:
-                checkpoint = self.store.checkpoint(log)
-            if not log.resume(checkpoint.offset, checkpoint.line):
+            rescan = tail.path in self._rescan
+            self._rescan.discard(tail.path)
+            recording = self.recorder.open(log, rescan=rescan)
+            checkpoint = recording.start
+            if not recording.resumed:
                 # It ends before the checkpoint it starts like: an earlier copy (the copy of a
                 # copytruncated file read further since), with nothing new in it.
                 raise SourceError(f"{tail.name}: nothing new: it starts like an input audited up to line {checkpoint.line} "
                                   "and ends before that (an earlier, shorter copy of it); follow the file it was copied from")
-            twin = next((t for t in self._live() if t is not tail and t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
+            twin = next((t for t in self._live() if t is not tail and t.recording and t.recording.source_id == checkpoint.source_id), None)
             if twin is not None:
                 raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
         finally:
             tail.stream.blocking = False
         if tail.reopen:  # opened again: the same input in the summary, counted on
             assert tail.log is not None
+            assert tail.recording is not None
             log.stats, tail.reopen = tail.log.stats, False
-            tail.log, tail.checkpoint, tail.line = log, checkpoint, checkpoint.line
+            recording.calls = tail.recording.calls
+            tail.log, tail.recording, tail.line = log, recording, checkpoint.line
             return True
-        tail.log, tail.checkpoint, tail.resumed_at_line, tail.line = log, checkpoint, checkpoint.line, checkpoint.line
+        tail.log, tail.recording, tail.resumed_at_line, tail.line = log, recording, checkpoint.line, checkpoint.line
         self._started.append(tail)
         kind = log.format.name if log.format else "format not known yet"
         where = f"after line {checkpoint.line} (audited before)" if checkpoint.line else "from its first line"
@@ -533,22 +531,18 @@ class Follower:
             self.say(str(e).removesuffix("; follow the file it was copied from"))  # not a generation to read after all
             tail.quiet_since = -math.inf
             return False
-        assert tail.log is not None and tail.checkpoint is not None
+        assert tail.log is not None and tail.recording is not None
         tail.stream.deadline = time.monotonic() + COMMIT_SECONDS
         source = self.config.source(tail.path)
         got = False
         for batch in tail.log.batches():
-            findings = list(self.auditor.audit(batch.events, source))
             try:
-                tail.checkpoint, repeated = self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
+                tail.recording.add(self.auditor.tally(batch.events, source), batch.offset, batch.line, tail.log.stats)
             except CheckpointMoved as e:
                 self._taken_over(tail, e.checkpoint)
                 return True
-            note_repeated(tail.log.stats, repeated)
-            tail.calls += len(findings) - repeated
             tail.line = batch.line
             got = True
-            self._report(findings)
         return got
 
     def _taken_over(self, tail: Tail, now: Checkpoint) -> None:
@@ -577,20 +571,13 @@ class Follower:
         prefix = tail.log.prefix if tail.log is not None else b""
         return bool(prefix) and os.pread(tail.stream.fd, len(prefix), 0) != prefix
 
-    def _report(self, findings: list[Finding]) -> None:
-        """One line on stderr for each row this run has not shown yet."""
-        for f in findings:
-            line = self._new_rows.line(f)
-            if line is not None:
-                self.say(line)
-
     def _retire(self, tail: Tail) -> None:
         """Close a file no longer followed, recording where its content ended when it was read to
         its end (see FindingStore.saw_end)."""
-        if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
+        if tail.ident is not None and tail.recording is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
             at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
-            if os.fstat(tail.stream.fd).st_size == tail.checkpoint.offset:
-                self.store.saw_end(tail.checkpoint, at)
+            if os.fstat(tail.stream.fd).st_size == tail.recording.checkpoint.offset:
+                tail.recording.saw_end(at)
         tail.close()
 
     def _sleep(self, seconds: float) -> None:
@@ -599,13 +586,12 @@ class Follower:
             time.sleep(min(left, 0.1))
 
     def _summary(self) -> RunSummary:
-        summary = RunSummary(self._run_id, inputs=list(self._caught_up.inputs), source_ids=list(self._caught_up.source_ids))
+        summary = self.recorder.summary
         for tail in self._started:
-            assert tail.log is not None and tail.checkpoint is not None
-            summary.inputs.append(dataclasses.replace(tail.summary(tail.log), source_id=tail.checkpoint.source_id))
-            summary.source_ids.append(tail.checkpoint.source_id)
-        finish(self.store, summary)
-        return summary
+            assert tail.log is not None and tail.recording is not None
+            summary.inputs.append(tail.summary(tail.log))
+            summary.source_ids.append(tail.recording.source_id)
+        return self.recorder.finish()
 
 
 @dataclass(frozen=True)

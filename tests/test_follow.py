@@ -497,6 +497,7 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     from auditor.config import parse_config
     from auditor.follow import Follower
     from auditor.pipeline import Auditor
+    from auditor.recorder import Recorder, new_rows_printer
     from auditor.sqlstore import SqlStore
     from geoip.chain import ChainLocator
     from geoip.overrides import OverrideLocator
@@ -512,8 +513,9 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides)]), Attributor(config))
     store = SqlStore(str(tmp_path / "f.db"))
     said: list[str] = []
-    follower = Follower([str(log)], config=config, auditor=auditor, store=store, fmt=None, command="test", say=said.append)
-    follower._run_id = store.start_run("test", "", "")  # noqa: SLF001 - run() would loop until stopped
+    recorder = Recorder(store, "test", geoip="", policies="", on_new_rows=new_rows_printer(said.append))
+    follower = Follower([str(log)], config=config, auditor=auditor, recorder=recorder, fmt=None, say=said.append)
+    recorder.start()  # run() would loop until stopped
 
     def record(i: int) -> str:
         return json.dumps({"time": T0 + i, "client": "10.1.2.3", "request": {"host": "api.openai.com"}}) + "\n"
@@ -583,7 +585,7 @@ def test_a_file_audited_by_hand_mid_line_is_resumed_by_a_follower(tmp_path: Path
 
 def test_stopped_while_catching_up_says_so_not_that_a_line_is_unfinished(tmp_path: Path) -> None:
     from auditor.follow import Tail
-    from auditor.runner import InputSummary
+    from auditor.recorder import InputSummary
     from auditor.sources.interface import SourceStats
 
     def closed(content: bytes) -> InputSummary:

@@ -89,6 +89,9 @@ class Prefixed:
     """When `prefix` is all of the input: how much of it is read as lines (all of it, or up to its
     last newline when an unterminated last line is left for later). 0 for a longer input: it is
     told by `prefix` alone."""
+    resumable: bool = True
+    """False for an input that is new at every run (a live capture): it gets a new checkpoint,
+    never one found by its first bytes."""
 
     @property
     def fingerprint(self) -> str:

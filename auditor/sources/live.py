@@ -80,6 +80,7 @@ class LiveCapture(Prefixed, EventSource):
 
     compression = "plain"
     unterminated = False
+    resumable = False
 
     def __init__(self, interfaces: Sequence[str], ports: Sequence[int] = DEFAULT_PORTS) -> None:
         if not interfaces:
