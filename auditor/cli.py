@@ -15,10 +15,9 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.attribution import Attributor
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
-from auditor.pipeline import Auditor
+from auditor.pipeline import Auditor, Recipe
 from auditor.recorder import Recorder, RunSummary, dns_named, new_rows_printer
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
@@ -176,8 +175,8 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, FindingStore]:
     """The configuration, the auditor and the store every auditing command builds."""
     config = load_config(config_path)
-    policies = load_policies(providers or config.providers or None)
-    pipeline = config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
+    auditor = Recipe(config, tuple(providers), str(geoip_db) if geoip_db else "").build()
+    pipeline = config, auditor, _store(config, db)
     _freeze_once()
     return pipeline
 

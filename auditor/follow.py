@@ -39,6 +39,7 @@ from typing import Any
 
 from auditor.config import Config
 from auditor.pipeline import Auditor
+from auditor.executor import Executor
 from auditor.recorder import InputSummary, Recorder, Recording, RunSummary
 from auditor.runner import catch_up
 from auditor.sources import vercel
@@ -208,6 +209,8 @@ class Follower:
         self.say = say
         self.stopped = False
         """True once stop() was called (by a signal)."""
+        self._executor = Executor(auditor)
+        """Reads the generations caught up on at start (a large one in ranges by its workers)."""
         self._needles = auditor.policies.needles()
         self._rescan = set(self.paths) if rescan else set()
         self._current: dict[str, Tail | None] = dict.fromkeys(self.paths)
@@ -233,6 +236,7 @@ class Follower:
         finally:
             for tail in self._live():
                 self._retire(tail)
+            self._executor.close()
         return self._summary()
 
     def _more_to_come(self) -> bool:
@@ -350,7 +354,7 @@ class Follower:
         if settled:
             unread = self.recorder.summary.unread
             done = len(unread)
-            catch_up(settled, config=self.config, auditor=self.auditor, recorder=self.recorder, fmt=self.fmt,
+            catch_up(settled, config=self.config, executor=self._executor, recorder=self.recorder, fmt=self.fmt,
                      stopping=lambda: self.stopped)
             for note in unread[done:]:
                 self.say(note)

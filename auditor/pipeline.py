@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from auditor.attribution import Attributor
-from auditor.config import SourceConfig
+from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Egress, Finding, Groups, Tally
 from geoip import regions
+from geoip.defaults import build_locator
 from geoip.interface import Location, Locator
-from rules.policy import Pack, PolicySet, Verdict
+from rules.policy import Pack, PolicySet, Verdict, load_policies
 
 
 CACHE_ENTRIES = 65_536
@@ -25,10 +28,13 @@ class Auditor:
     client, egress, day), so each step's answer is remembered; all of them are pure for a given
     configuration, policy set and locator."""
 
-    def __init__(self, policies: PolicySet, locator: Locator, attributor: Attributor) -> None:
+    def __init__(self, policies: PolicySet, locator: Locator, attributor: Attributor, *, recipe: Recipe | None = None) -> None:
         self.policies = policies
         self.locator = locator
         self.attributor = attributor
+        self.recipe = recipe
+        """What it was built from, when it was built by `Recipe.build`: worker processes build the
+        same auditor from it. None for one put together by hand (it audits in this process only)."""
         self._packs: dict[str, Pack | None] = {}
         self._who: dict[SourceConfig, dict[tuple[str, ...], tuple[Egress, str]]] = {}
         self._where: dict[tuple[str, str], Location] = {}
@@ -101,6 +107,25 @@ class Auditor:
         if egress.region:
             return regions.locate_reference(egress.region) or Location.unknown(basis=f"edge-region-unknown:{egress.region}")
         return Location.unknown(basis="no-egress")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What an Auditor is built from, by value (picklable): the configuration, the providers
+    audited and the country database named. Worker processes build the same auditor from it."""
+
+    config: Config
+    providers: tuple[str, ...] = ()
+    """Audit only calls to these providers; () for the configuration's, else all packs."""
+    geoip_db: str = ""
+    """The MMDB country database to use before the embedded one; "" for the configuration's."""
+
+    def build(self) -> Auditor:
+        """The auditor: the policies, the locator chain and the attribution this recipe names."""
+        database = self.geoip_db or self.config.geoip_database
+        locator = build_locator(self.config.overrides, Path(database) if database else None)
+        policies = load_policies(self.providers or self.config.providers or None)
+        return Auditor(policies, locator, Attributor(self.config), recipe=self)
 
 
 _V = TypeVar("_V")

@@ -209,10 +209,10 @@ def rotated_tree(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("workers", [True, False])
 def test_many_files_read_by_workers_store_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool) -> None:
-    from auditor import runner
+    from auditor.executor import Executor
 
     if not workers:
-        monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+        monkeypatch.setattr(Executor, "ahead", lambda self: None)
     d = rotated_tree(tmp_path)
     db = str(tmp_path / f"{workers}.db")
     first = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
@@ -228,11 +228,11 @@ def test_many_files_read_by_workers_store_what_one_process_stores(tmp_path: Path
 
 
 def test_workers_and_one_process_give_the_same_summaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor import runner
+    from auditor.executor import Executor
 
     d = rotated_tree(tmp_path)
     many = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "many.db"), "--json")
-    monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(Executor, "ahead", lambda self: None)
     one = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "one.db"), "--json")
     assert many.stderr == one.stderr and json.loads(many.stdout) == json.loads(one.stdout)
 
@@ -301,9 +301,9 @@ def test_progress_moves_while_workers_read_a_large_file(tmp_path: Path, monkeypa
     position: the bar stood at 0% for the whole run."""
     from auditor.sources import logfile
 
-    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_MIN", 1)
-    monkeypatch.setattr("auditor.sources.parallel.PARALLEL_PIECE", 8192)
-    monkeypatch.setattr("auditor.sources.parallel.usable_cores", lambda: 2)
+    monkeypatch.setattr("auditor.executor.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.executor.PARALLEL_PIECE", 8192)
+    monkeypatch.setattr("auditor.executor.usable_cores", lambda: 2)
     seen: list[int] = []
     monkeypatch.setattr(cli_mod._AuditProgress, "__call__", lambda self, done: seen.append(done))
     path = tmp_path / "big.log"
@@ -327,7 +327,7 @@ def test_a_run_stopped_by_a_named_input_shows_what_it_stored_before(tmp_path: Pa
     for f in (good, other, bad):
         os.utime(f, (1_700_000_000, 1_700_000_000))
     if not several:
-        monkeypatch.setattr("auditor.runner.usable_cores", lambda: 1)  # read here, not by workers
+        monkeypatch.setattr("auditor.executor.usable_cores", lambda: 1)  # read here, not by workers
     result = CliRunner().invoke(cli, ["logs", str(good), str(other), str(bad), "--db", str(tmp_path / "f.db"), "--json"])
     assert result.exit_code == 3
     assert total(result) == 8

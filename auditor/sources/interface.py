@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from auditor.events import ConnectionEvent, Tally
+from auditor.events import ConnectionEvent
 
 
 class SourceError(Exception):
@@ -22,9 +22,6 @@ class Malformed(Exception):
 class Ignored(Exception):
     """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
 
-
-Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
-"""Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
 
 FINGERPRINT_BYTES = 4096
 """How much of the start of an input identifies it (Prefixed.prefix)."""
@@ -75,9 +72,6 @@ class Batch:
     """Byte offset (in the decompressed stream) just after the last complete record."""
     line: int
     """Number of the last complete record (1-based; 0 before any)."""
-    tallies: tuple[Tally, ...] | None = None
-    """The findings of `events`, grouped, when the source had its worker processes audit them (see
-    `EventSource.batches`); None when the caller audits `events` itself."""
 
 
 class Prefixed:
@@ -110,9 +104,9 @@ class EventSource(ABC):
     """The input, as shown to users (path, `-`, interface)."""
 
     @abstractmethod
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
-        """Events in batches, each ending at a position that can be checkpointed. A source that
-        reads in several processes may run `audit` there and hand on its tallies with the batch."""
+    def batches(self) -> Iterator[Batch]:
+        """Events in batches, each ending at a position that can be checkpointed, read in this
+        process (what runs in other processes is the executor's business: see `range_end`)."""
 
     def events(self) -> Iterator[ConnectionEvent]:
         """All events, one at a time."""
@@ -123,3 +117,8 @@ class EventSource(ABC):
         """Bytes of the input as stored (compressed, when it is) read so far, for progress
         meters; None when unknown (a pipe, a live source)."""
         return None
+
+    def range_end(self, min_left: int) -> int:
+        """How far from its position this input can be read in byte ranges by other processes
+        (auditor.executor): a record boundary; 0 when it cannot be, or less than `min_left` is left."""
+        return 0

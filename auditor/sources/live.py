@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from auditor.events import ConnectionEvent
 from auditor.sources import bpf
-from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, Extractor, PacketError
 
 DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
@@ -81,6 +81,7 @@ class LiveCapture(Prefixed, EventSource):
     compression = "plain"
     unterminated = False
     resumable = False
+    kind = "live"
 
     def __init__(self, interfaces: Sequence[str], ports: Sequence[int] = DEFAULT_PORTS) -> None:
         if not interfaces:
@@ -113,7 +114,7 @@ class LiveCapture(Prefixed, EventSource):
         for interface in self._interfaces:
             interface.sock.close()
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Batch]:
         """A batch at least every FLUSH_SECONDS while events come, and a last one after stop()."""
         extractor = Extractor(self.name)
         events: list[ConnectionEvent] = []

@@ -10,6 +10,7 @@ recognise input it has read before and resume after its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import lzma
@@ -19,16 +20,19 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 
-from auditor.events import ConnectionEvent
-from auditor.sources import parallel, vercel, wrapped, zeek
+from auditor.events import ConnectionEvent, Tally
+from auditor.sources import vercel, wrapped, zeek
 from auditor.sources.common import NOT_A_HOST, is_host
 from auditor.sources.compression import MAGIC_BYTES, PutBack, Streams, compression_of, zstandard_module
 from auditor.sources.formats import (
     BOM, FORMATS, LineReader, detect_format, first_lines, format_named, refuse_wrapped_headers,
 )
-from auditor.sources.interface import FINGERPRINT_BYTES, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import (
+    FINGERPRINT_BYTES, MAX_LOCATIONS, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats,
+)
 from auditor.sources.needles import compiled
 
 CHUNK = 1 << 20
@@ -68,6 +72,66 @@ def _hash_line(block: bytes | bytearray, end: int) -> bool:
             return True
         i = block.find(b"#", i + 1, end)
     return False
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bytes [start, stop) of a plain log file on disk, whole lines: what another process needs
+    to read them as lines of that input (`LogFile.of_range`)."""
+
+    path: str
+    name: str
+    """The input's name, in its events' locations."""
+    start: int
+    stop: int
+    needles: tuple[bytes, ...]
+    format: str
+    """Its format's name (`squid+docker`)."""
+    fields: Mapping[str, str] | None
+
+
+class _RangeStream(io.RawIOBase):
+    """Bytes [start, stop) of a file, read straight into the reader's buffer."""
+
+    def __init__(self, path: str, start: int, stop: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._pos, self._stop = start, stop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as view:
+            got = os.preadv(self._fd, [view[: max(0, min(len(view), self._stop - self._pos))]], self._pos)
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def rebased(tally: Tally, name: str, base: int) -> Tally:
+    """A tally of a range read by `LogFile.of_range`, whose lines are numbered from the range's
+    start, with its samples' locations moved to the line in the input (`base` lines before the
+    range). Only the samples carry locations: the rest of a tally is counts."""
+    samples = tuple(dataclasses.replace(f, event=rebased_event(f.event, name, base)) for f in tally.samples)
+    return dataclasses.replace(tally, samples=samples)
+
+
+def rebased_event(event: ConnectionEvent, name: str, base: int) -> ConnectionEvent:
+    """An event of a range (see `rebased`) with its location in the input."""
+    return dataclasses.replace(event, source=_rebase(event.source, name, base))
+
+
+def _rebase(location: str, name: str, base: int) -> str:
+    """`name:N...` -> `name:N+base...`: a location in a range made a location in its file."""
+    if not location.startswith(name + ":"):
+        return location
+    rest = location[len(name) + 1 :]
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{name}:{int(rest[:digits]) + base}{rest[digits:]}" if digits else location
 
 
 class LogFile(Prefixed, EventSource):
@@ -270,14 +334,11 @@ class LogFile(Prefixed, EventSource):
         return (self.format is not None and self.format.name == vercel.NAME
                 and re.match(rb"\[\s*[{\]]", self._pending.removeprefix(BOM).lstrip()) is not None)
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
         if self._is_array():
             yield from self._array_batches()
             return
-        end = parallel.parallel_end(self)
-        if end > self._offset:
-            yield from parallel.parallel_batches(self, end, audit)
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         # One window, reused: each read lands after the unfinished line left at its front, the
@@ -385,6 +446,87 @@ class LogFile(Prefixed, EventSource):
             data = self._read(room)
         window[have : have + len(data)] = data
         return len(data)
+
+    def range_end(self, min_left: int) -> int:
+        """Where reading by byte ranges in other processes may go (the last line boundary before the
+        end of the file), or 0 when this input is read in this process only: not a plain file on
+        disk, still being written, a format that keeps state across lines, or less than `min_left`
+        left to read."""
+        if self._path is None or self.growing or self.format is None or self._reader is not None or self._is_array():
+            return 0
+        size = os.fstat(self._stream.fileno()).st_size
+        if size - self._offset < min_left:
+            return 0
+        with open(self._path, "rb") as f:
+            f.seek(max(self._offset, size - MAX_LINE))
+            tail = f.read()
+        end = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        return end if end > self._offset else 0
+
+    def ranges(self, end: int, size: int) -> list[Range]:
+        """The bytes from here up to `end` (see `range_end`) in ranges of about `size` bytes, cut at
+        line boundaries (the parts of a line the runtime split stay in one range). Fewer when no
+        line boundary is near a cut: the rest is read here (`batches`) once `took` the ranges."""
+        assert self._path is not None and self.format is not None
+        cuts = [self._offset]
+        with open(self._path, "rb") as f:
+            while cuts[-1] + size < end:
+                f.seek(cuts[-1] + size)
+                if not f.readline(2 * MAX_LINE).endswith(b"\n") or not self._past_parts(f):
+                    end = cuts[-1]  # no line boundary near: the rest is read in this process
+                    break
+                cuts.append(min(end, f.tell()))
+        if cuts[-1] != end:
+            cuts.append(end)
+        return [Range(self._path, self.name, a, b, self.needles, self.format.name, self.fields) for a, b in zip(cuts, cuts[1:])]
+
+    @classmethod
+    def of_range(cls, where: Range) -> LogFile:
+        """The lines of a range of an input, for another process to read (`batches`); its lines are
+        numbered from the range's start (see `took` and `rebased`)."""
+        piece = cls(where.name, _RangeStream(where.path, where.start, where.stop), "plain", where.needles, where.format, fields=where.fields)
+        piece._offset = where.start
+        return piece
+
+    def took(self, stats: SourceStats, stop: int) -> int:
+        """Go on after a range another process read (from here to `stop`), adding what it counted
+        (its locations moved to lines of this input). The number of lines before the range, by
+        which its events' locations are moved (`rebased`)."""
+        base = self._line
+        mine = self.stats
+        mine.lines += stats.lines
+        mine.candidates += stats.candidates
+        mine.events += stats.events
+        mine.ignored.update(stats.ignored)
+        for reason, count in stats.skipped.items():
+            mine.skipped[reason] += count
+            where = mine.locations.setdefault(reason, [])
+            where.extend(_rebase(w, self.name, base) for w in stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
+        self._line += stats.lines
+        self._offset = stop
+        self._stream.seek(stop)
+        self._pending = b""
+        return base
+
+    def _past_parts(self, f: IO[bytes]) -> bool:
+        """Move `f`, at a line boundary, on past the next record that ends a line: the parts of a
+        line the runtime split stay in one range. False when none does within MAX_LINE."""
+        if self._partial is None:
+            return True
+        taken = 0
+        while taken <= MAX_LINE:
+            record = f.readline(2 * MAX_LINE)
+            if not record.endswith(b"\n"):
+                return False
+            if not self._partial(record, 0, len(record) - 1):
+                return True
+            taken += len(record)
+        return False
+
+    @property
+    def kind(self) -> str:
+        """The format's name, as summaries show it (`empty` while none is known)."""
+        return self.format.name if self.format is not None else "empty"
 
     @property
     def reopenable(self) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import FINGERPRINT_BYTES, Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import FINGERPRINT_BYTES, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import Extractor, PacketError
 
 BATCH_PACKETS = 500_000
@@ -114,6 +114,8 @@ class PcapFile(Prefixed, EventSource):
         else:
             self._file.close()
             raise SourceError(f"{name}: not a pcap or pcapng capture (it starts {magic.hex() or 'empty'}); for logs use `region-auditor logs`")
+        self.kind = kind
+        """`pcap` or `pcapng`."""
         self.format = type("Fmt", (), {"name": kind})()
         self._skip_to = 0
         self._number = 0
@@ -257,7 +259,7 @@ class PcapFile(Prefixed, EventSource):
             off += 4 + size + (-size % 4)
         return linktype, unit
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Batch]:
         extractor = Extractor(self.name)
         events: list[ConnectionEvent] = []
         frame = extractor.frame

@@ -1,0 +1,245 @@
+"""Where a run's work is done: in this process, or in worker processes (one pool per run).
+
+Sources read; the executor decides what runs where. An input is read and audited here, batch by
+batch, except:
+
+- the whole-line byte ranges of a large plain file (PARALLEL_MIN or more left to read; see
+  `LogFile.ranges`), which workers read and audit, handed on here in order (`Executor.read`);
+- with several inputs, the files up to WHOLE_FILE_MAX on disk, which workers read whole a few
+  files ahead of the store (`Ahead`), their results stored here in the order of the inputs.
+
+Both share the run's one pool. Its workers are forked from a fork server (multiprocessing's
+`forkserver`, which imports this module once): safe in a process with threads, which forking the
+process itself is not. Each worker builds the run's auditor once, from the auditor's Recipe; an
+auditor put together by hand (no recipe) audits in this process only.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.config import SourceConfig
+from auditor.events import Tally
+from auditor.pipeline import Auditor, Recipe
+from auditor.sources.interface import EventSource, SourceError, SourceStats
+from auditor.sources.logfile import LogFile, Range, rebased
+from auditor.store import Checkpoint
+
+PARALLEL_MIN = 64 << 20
+"""A plain file with at least this much left to read is read in ranges by the workers."""
+PARALLEL_PIECE = 16 << 20
+"""Bytes of a file one worker reads at a time (then a batch is stored)."""
+WHOLE_FILE_MAX = 64 << 20
+"""Inputs up to this many bytes on disk may be read whole by a worker (larger plain files are
+read here, in ranges by the workers; larger compressed ones here)."""
+MAX_WORKERS = 8
+"""Worker processes per run at most."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset`, cgroup cpusets), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Audited:
+    """A batch of an input, audited: its findings, grouped, and the checkpoint after it."""
+
+    tallies: tuple[Tally, ...]
+    offset: int
+    """Byte offset just after the batch's last record (Batch.offset)."""
+    line: int
+    """Number of its last record (Batch.line)."""
+
+
+class Executor:
+    """Runs a run's reading and auditing here or in its worker processes. Close it at the end of
+    the run (the workers are stopped)."""
+
+    def __init__(self, auditor: Auditor) -> None:
+        self.auditor = auditor
+        self.workers = min(usable_cores(), MAX_WORKERS) if auditor.recipe is not None else 1
+        """Worker processes the pool has (or would have); below 2, everything runs here."""
+        self._pool: Any = None
+        self._tried = False
+
+    def pool(self) -> Any:
+        """The run's worker processes, started on first use; None when there are to be none (one
+        core, no recipe) or none can be had (process limits): then everything runs here."""
+        if not self._tried and self.workers >= 2:
+            self._tried = True
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            try:
+                self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.auditor.recipe,))
+            except OSError:
+                self._pool = None
+        return self._pool
+
+    def read(self, source: EventSource, config: SourceConfig) -> Iterator[Audited]:
+        """One input from its position, audited as configured by `config`, batch by batch in input
+        order: its byte ranges by the workers when it is large enough, the rest here."""
+        if self.workers >= 2:
+            end = source.range_end(PARALLEL_MIN)
+            if end:
+                yield from self._ranges(source, end, config)
+        tally = self.auditor.tally
+        for batch in source.batches():
+            yield Audited(tuple(tally(batch.events, config)), batch.offset, batch.line)
+
+    def _ranges(self, source: Any, end: int, config: SourceConfig) -> Iterator[Audited]:
+        """The ranges up to `end`, read and audited by the workers, one batch per range, its
+        checkpoint at the range's end. A worker numbers its range's lines from 1; the locations
+        it hands on are moved by the lines before the range (`rebased`)."""
+        ranges = source.ranges(end, PARALLEL_PIECE)
+        pool = self.pool() if ranges else None
+        if pool is None:
+            return
+        # At most four ranges per worker in flight: memory stays flat however far the workers
+        # get ahead of the store.
+        window = 4 * self.workers
+        pending = collections.deque(pool.apply_async(_read_range, (r, config)) for r in ranges[:window])
+        for i, where in enumerate(ranges):
+            tallies, stats = pending.popleft().get()
+            if i + window < len(ranges):
+                pending.append(pool.apply_async(_read_range, (ranges[i + window], config)))
+            base = source.took(stats, where.stop)
+            yield Audited(tuple(rebased(t, source.name, base) for t in tallies), where.stop, base + stats.lines)
+
+    def ahead(self) -> Ahead | None:
+        """Whole inputs read a few files ahead by the workers; None when there are none."""
+        pool = self.pool()
+        return Ahead(pool, self.workers) if pool is not None else None
+
+    def close(self) -> None:
+        """Stop the workers (what they were doing is dropped)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a worker read of one whole input: its batches of findings, grouped, with their checkpoints."""
+
+    path: str
+    name: str
+    format: str
+    compression: str
+    checkpoint: Checkpoint
+    batches: tuple[Audited, ...]
+    stats: SourceStats
+    unterminated: bool
+    consumed: int
+    error: str = ""
+    earlier_copy: bool = False
+
+
+class Ahead:
+    """Worker processes reading whole inputs a few files ahead of the store.
+
+    Order and dedupe are kept: results are handed on in the order the inputs were submitted, and
+    an input whose content starts like one still in flight (a copy, a rotated name) waits until
+    that one is stored, so that it sees its checkpoint."""
+
+    def __init__(self, pool: Any, workers: int) -> None:
+        self.pool = pool
+        self.window = 2 * workers
+        self.flight: collections.deque[tuple[bytes, Any]] = collections.deque()
+
+    def takes(self, log: Any) -> bool:
+        """True for an input a worker can read whole: see LogFile.reopenable, and not too large."""
+        return bool(log.reopenable) and _size(log.name) <= WHOLE_FILE_MAX
+
+    def drain_related(self, log: Any, store: Callable[[Done], None]) -> None:
+        """Store what is in flight up to the last input whose content starts like `log`'s."""
+        prefix = log.prefix
+        related = [i for i, (other, _) in enumerate(self.flight) if other.startswith(prefix) or prefix.startswith(other)]
+        for _ in range(related[-1] + 1 if related else 0):
+            store(self.flight.popleft()[1].get())
+
+    def submit(self, path: str, log: Any, checkpoint: Checkpoint, config: SourceConfig) -> None:
+        """Have a worker read `path` (opened here as `log`) from `checkpoint` to its end."""
+        fmt = log.format.name if log.format else None
+        job = (path, log.name, fmt, log.fields, checkpoint, config)
+        self.flight.append((log.prefix, self.pool.apply_async(_read_whole, (job,))))
+
+    def ready(self) -> Iterator[Done]:
+        """Results to store now: the oldest ones while more than `window` are in flight."""
+        while len(self.flight) > self.window:
+            yield self.flight.popleft()[1].get()
+
+    def drain(self) -> Iterator[Done]:
+        while self.flight:
+            yield self.flight.popleft()[1].get()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return WHOLE_FILE_MAX + 1
+
+
+# --- in the worker processes ---------------------------------------------------------------------
+
+_auditor: Auditor | None = None
+"""In a worker process: the run's auditor, built from its recipe when the worker started."""
+
+
+def _start_worker(recipe: Recipe) -> None:
+    """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it,
+    SIGINT is left to the parent (Ctrl-C reaches the whole process group), it dies with the fork
+    server (Linux), which ends with the parent; then it builds the run's auditor."""
+    global _auditor
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    _auditor = recipe.build()
+
+
+def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], SourceStats]:
+    """The tallies and counts of a range of a file (lines numbered from its start)."""
+    assert _auditor is not None
+    piece = LogFile.of_range(where)
+    try:
+        events = [e for batch in piece.batches() for e in batch.events]
+    finally:
+        piece.close()
+    return _auditor.tally(events, config), piece.stats
+
+
+def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig]) -> Done:
+    """Open one input, resume at its checkpoint, read and audit all of it."""
+    assert _auditor is not None
+    path, name, fmt, fields, checkpoint, config = job
+    batches: list[Audited] = []
+    error = ""
+    try:
+        log = LogFile.open(path, _auditor.policies.needles(), fmt, fields)
+    except SourceError as e:  # gone or changed since it was looked at
+        return Done(path, path, fmt or "empty", "plain", checkpoint, (), SourceStats(), False, 0, str(e))
+    try:
+        if not log.resume(checkpoint.offset, checkpoint.line):
+            return Done(path, log.name, log.kind, log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
+        for batch in log.batches():
+            batches.append(Audited(tuple(_auditor.tally(batch.events, config)), batch.offset, batch.line))
+    except SourceError as e:
+        error = str(e)
+    finally:
+        consumed = log.consumed() or 0
+        log.close()
+    return Done(path, log.name, log.kind, log.compression, checkpoint, tuple(batches), log.stats, log.unterminated, consumed, error)
