@@ -172,11 +172,19 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
            tolerate=inputs.found, progress_bytes=inputs.total_bytes, fail_on=fail_on)
 
 
-def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, FindingStore]:
-    """The configuration, the auditor and the store every auditing command builds."""
+def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None, *,
+              reading: Sequence[str] = ()) -> tuple[Config, Auditor, FindingStore]:
+    """The configuration, the auditor and the store every auditing command builds. When the log
+    files `reading` are likely to be read by worker processes, their fork server is started
+    first: it builds its auditor while this process builds its own."""
     config = load_config(config_path)
-    auditor = Recipe(config, tuple(providers), str(geoip_db) if geoip_db else "").build()
-    pipeline = config, auditor, _store(config, db)
+    recipe = Recipe(config, tuple(providers), str(geoip_db) if geoip_db else "")
+    if reading:
+        from auditor import executor
+
+        if executor.worth_workers(reading):
+            executor.prestart(recipe)
+    pipeline = config, recipe.build(), _store(config, db)
     _freeze_once()
     return pipeline
 
@@ -212,7 +220,7 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
     from auditor.runner import RunStopped, audit_logs  # the readers (and Hyperscan) only for commands that read
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    config, auditor, store = _pipeline(config_path, geoip_db, providers, db, reading=files if opener is None else ())
     progress = _AuditProgress(progress_bytes)
     try:
         summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener,

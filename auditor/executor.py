@@ -9,25 +9,33 @@ batch, except:
   files ahead of the store (`Ahead`), their results stored here in the order of the inputs.
 
 Both share the run's one pool. Its workers are forked from a fork server (multiprocessing's
-`forkserver`, which imports this module once): safe in a process with threads, which forking the
-process itself is not. Each worker builds the run's auditor once, from the auditor's Recipe; an
-auditor put together by hand (no recipe) audits in this process only.
+`forkserver`): safe in a process with threads, which forking the process itself is not. Each
+worker needs the run's auditor, built from its Recipe; an auditor put together by hand (no
+recipe) audits in this process only. What that costs is kept off the critical path: the command
+starts the fork server (`prestart`) before it builds its own auditor and opens the store; the
+server imports this module and builds the auditor once, while they do; the workers, forked from
+it, inherit it built and warm (its cloud ranges loaded) as workers forked from the process itself
+did. Small runs (less than AHEAD_MIN of inputs, no file of PARALLEL_MIN) start no workers at all.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import pickle
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from auditor.config import SourceConfig
 from auditor.events import Tally
 from auditor.pipeline import Auditor, Recipe
+from auditor.sources.compression import compression_of
 from auditor.sources.interface import EventSource, SourceError, SourceStats
 from auditor.sources.logfile import LogFile, Range, rebased
 from auditor.store import Checkpoint
@@ -39,8 +47,13 @@ PARALLEL_PIECE = 16 << 20
 WHOLE_FILE_MAX = 64 << 20
 """Inputs up to this many bytes on disk may be read whole by a worker (larger plain files are
 read here, in ranges by the workers; larger compressed ones here)."""
+AHEAD_MIN = 32 << 20
+"""Several inputs are read ahead by the workers when they hold at least this many bytes on disk
+together; fewer are read here sooner than workers could start."""
 MAX_WORKERS = 8
 """Worker processes per run at most."""
+_RECIPE_ENV = "REGION_AUDITOR_FORKSERVER_RECIPE"
+"""How the fork server learns the recipe of the run that starts it (see `prestart`)."""
 
 
 def usable_cores() -> int:
@@ -62,6 +75,45 @@ class Audited:
     """Number of its last record (Batch.line)."""
 
 
+def worth_workers(paths: Sequence[str]) -> bool:
+    """Whether reading `paths` is likely to use worker processes (see `Executor.ahead` and
+    `Executor.read`): several cores, and a plain file of PARALLEL_MIN or more, or several inputs
+    of AHEAD_MIN or more together."""
+    if usable_cores() < 2:
+        return False
+    if len(paths) > 1 and _total(paths) >= AHEAD_MIN:
+        return True
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size >= PARALLEL_MIN and compression_of(f.read(8)) == "plain":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _total(paths: Sequence[str]) -> int:
+    """Bytes on disk of the inputs a worker may read whole (stdin and larger files are not)."""
+    return sum(size for size in (_size(p) if p != "-" else 0 for p in paths) if size <= WHOLE_FILE_MAX)
+
+
+def prestart(recipe: Recipe) -> None:
+    """Start the fork server now, without waiting for it: it imports the readers and builds the
+    auditor of `recipe` while this process does the same and opens its store, and every worker
+    of the run is forked from it with that auditor. A fork server runs once per process: when
+    one runs already, workers of another recipe build theirs."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    os.environ[_RECIPE_ENV] = base64.b64encode(pickle.dumps(recipe)).decode("ascii")
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except OSError:
+        pass  # no process to be had: the pool will say so, and everything runs here
+    finally:
+        del os.environ[_RECIPE_ENV]
+
+
 class Executor:
     """Runs a run's reading and auditing here or in its worker processes. Close it at the end of
     the run (the workers are stopped)."""
@@ -79,7 +131,7 @@ class Executor:
         if not self._tried and self.workers >= 2:
             self._tried = True
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
+            context.set_forkserver_preload([__name__])  # when prestart did not start it
             try:
                 self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.auditor.recipe,))
             except OSError:
@@ -116,8 +168,12 @@ class Executor:
             base = source.took(stats, where.stop)
             yield Audited(tuple(rebased(t, source.name, base) for t in tallies), where.stop, base + stats.lines)
 
-    def ahead(self) -> Ahead | None:
-        """Whole inputs read a few files ahead by the workers; None when there are none."""
+    def ahead(self, paths: Sequence[str]) -> Ahead | None:
+        """Whole inputs of `paths` read a few files ahead by the workers; None when there are
+        none, or the inputs that workers could take are too small together to be worth starting
+        them (AHEAD_MIN)."""
+        if self.workers < 2 or len(paths) < 2 or _total(paths) < AHEAD_MIN:
+            return None
         pool = self.pool()
         return Ahead(pool, self.workers) if pool is not None else None
 
@@ -195,6 +251,28 @@ def _size(path: str) -> int:
 
 _auditor: Auditor | None = None
 """In a worker process: the run's auditor, built from its recipe when the worker started."""
+_preloaded: tuple[Recipe, Auditor] | None = None
+"""In the fork server and the workers forked from it: the auditor of the run that started it."""
+
+
+def _preload() -> None:
+    """In the fork server, which imports this module first thing (`prestart`): build the auditor
+    of the run that started it, and warm it (the cloud ranges are loaded on the first lookup),
+    for every worker forked from it to inherit."""
+    global _preloaded
+    data = os.environ.get(_RECIPE_ENV) if multiprocessing.parent_process() is None and __name__ != "__main__" else None
+    if not data:
+        return
+    try:
+        recipe = pickle.loads(base64.b64decode(data))  # noqa: S301 - written by the process that started this one
+        auditor = recipe.build()
+        auditor.locator.locate("192.0.2.1")
+    except Exception:  # noqa: BLE001 - the workers build it themselves, and say what is wrong
+        return
+    _preloaded = (recipe, auditor)
+
+
+_preload()
 
 
 def _start_worker(recipe: Recipe) -> None:
@@ -208,7 +286,7 @@ def _start_worker(recipe: Recipe) -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    _auditor = recipe.build()
+    _auditor = _preloaded[1] if _preloaded is not None and _preloaded[0] == recipe else recipe.build()
 
 
 def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], SourceStats]:

@@ -38,7 +38,7 @@ def audit_logs(
     summary = recorder.start()
     executor = Executor(auditor)
     try:
-        ahead = executor.ahead() if opener is None and len(paths) > 1 else None
+        ahead = executor.ahead(paths) if opener is None else None
         _audit_all(paths, config, executor, recorder, fmt, opener, tolerate, progress, rescan, ahead)
     except SourceError as e:
         recorder.finish()
