@@ -17,7 +17,7 @@ import click
 from auditor import __version__
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
-from auditor.pipeline import Auditor, Recipe
+from auditor.pipeline import Pipeline, Recipe
 from auditor.recorder import Recorder, RunSummary, dns_named, new_rows_printer
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
@@ -173,10 +173,10 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 
 
 def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None, *,
-              reading: Sequence[str] = ()) -> tuple[Config, Auditor, FindingStore]:
-    """The configuration, the auditor and the store every auditing command builds. When the log
-    files `reading` are likely to be read by worker processes, their fork server is started
-    first: it builds its auditor while this process builds its own."""
+              reading: Sequence[str] = ()) -> tuple[Pipeline, FindingStore]:
+    """The pipeline (configuration, policies, GeoIP data) and the store every auditing command
+    builds. When the log files `reading` are likely to be read by worker processes, their fork
+    server is started first: it builds its pipeline while this process builds its own."""
     config = load_config(config_path)
     recipe = Recipe(config, tuple(providers), str(geoip_db) if geoip_db else "")
     if reading:
@@ -184,21 +184,22 @@ def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[
 
         if executor.worth_workers(reading):
             executor.prestart(recipe)
-    pipeline = config, recipe.build(), _store(config, db)
+    built = recipe.build(), _store(config, db)
     _freeze_once()
-    return pipeline
+    return built
 
 
 _frozen = False
 
 
 def _say(message: str) -> None:
+    """What a watcher says as it goes (files found, rotated, new rows)."""
     click.echo(message, err=True)
 
 
-def _recorder(store: FindingStore, auditor: Auditor, command: str, *, new_rows: bool = False) -> Recorder:
+def _recorder(store: FindingStore, pipeline: Pipeline, command: str, *, new_rows: bool = False) -> Recorder:
     """The run's Recorder; with `new_rows`, each row not shown yet is said as it is stored (the watching commands)."""
-    return Recorder(store, command, geoip=auditor.locator.description, policies=auditor.policies.version_tag,
+    return Recorder(store, command, geoip=pipeline.geoip, policies=pipeline.policies,
                     on_new_rows=new_rows_printer(_say) if new_rows else None)
 
 
@@ -220,10 +221,10 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
     from auditor.runner import RunStopped, audit_logs  # the readers (and Hyperscan) only for commands that read
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db, reading=files if opener is None else ())
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db, reading=files if opener is None else ())
     progress = _AuditProgress(progress_bytes)
     try:
-        summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener,
+        summary = audit_logs(files, pipeline=pipeline, store=store, fmt=fmt, command=command, opener=opener,
                              rescan=rescan, tolerate=tolerate, progress=progress)
     except RunStopped as e:  # what the inputs before the one that stopped it gave is stored: show it, then the error
         progress.close()
@@ -247,16 +248,18 @@ def _print_summary(summary: RunSummary, unit: str) -> None:
 def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
             providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool, fail_on: str = "violation") -> None:
     """`logs --follow`: follow until SIGTERM/SIGINT (exit 0) or until stdin ends (exit as `logs`), then print the rows."""
-    from auditor.follow import Follower, stop_on_signals
+    from auditor.follow import Follower
+    from auditor.scheduler import Scheduler, stop_on_signals
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
-    recorder = _recorder(store, auditor, "logs --follow", new_rows=True)
-    follower = Follower(files, config=config, auditor=auditor, recorder=recorder, fmt=fmt, rescan=rescan, say=_say)
-    with stop_on_signals(follower.stop):
-        summary = follower.run()
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db)
+    recorder = _recorder(store, pipeline, "logs --follow", new_rows=True)
+    follower = Follower(files, pipeline=pipeline, recorder=recorder, fmt=fmt, rescan=rescan, say=_say)
+    scheduler = Scheduler(recorder, [follower])
+    with stop_on_signals(scheduler.stop):
+        summary = scheduler.run()
     for item in summary.inputs:
         click.echo(item.describe(), err=True)
-    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped, fail_on=fail_on)
+    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not scheduler.stopped, fail_on=fail_on)
 
 
 class _Bar:
@@ -351,18 +354,20 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
     CAP_NET_RAW (root). New rows are reported on stderr as they appear and stored at once; the
     table for this capture is printed at the end. Exit 0 when stopped, 2 or 3 on errors.
     """
-    import signal
-
-    from auditor.sniffer import run_sniffer
+    from auditor.scheduler import Scheduler, stop_on_signals
+    from auditor.sniffer import Sniffer
     from auditor.sources.live import DEFAULT_PORTS, LiveCapture
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db)
     capture = LiveCapture(interfaces, ports or DEFAULT_PORTS)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: capture.stop())
-    click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
-               "Ctrl-C to stop", err=True)
-    source_id = run_sniffer(capture, config=config, auditor=auditor, recorder=_recorder(store, auditor, "sniff", new_rows=True))
+    recorder = _recorder(store, pipeline, "sniff", new_rows=True)
+    sniffer = Sniffer(capture, pipeline=pipeline, recorder=recorder)
+    scheduler = Scheduler(recorder, [sniffer])
+    with stop_on_signals(scheduler.stop):
+        click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
+                   "Ctrl-C to stop", err=True)
+        scheduler.run()
+    source_id = sniffer.source_id
     stats = capture.stats
     click.echo(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
                f"{capture.dropped} dropped by the kernel", err=True)

@@ -10,10 +10,10 @@ batch, except:
 
 Both share the run's one pool. Its workers are forked from a fork server (multiprocessing's
 `forkserver`): safe in a process with threads, which forking the process itself is not. Each
-worker needs the run's auditor, built from its Recipe; an auditor put together by hand (no
+worker needs the run's pipeline, built from its Recipe; a pipeline put together by hand (no
 recipe) audits in this process only. What that costs is kept off the critical path: the command
-starts the fork server (`prestart`) before it builds its own auditor and opens the store; the
-server imports this module and builds the auditor once, while they do; the workers, forked from
+starts the fork server (`prestart`) before it builds its own pipeline and opens the store; the
+server imports this module and builds the pipeline once, while they do; the workers, forked from
 it, inherit it built and warm (its cloud ranges loaded) as workers forked from the process itself
 did. Small runs (less than AHEAD_MIN of inputs, no file of PARALLEL_MIN) start no workers at all.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 from auditor.config import SourceConfig
 from auditor.events import Tally
-from auditor.pipeline import Auditor, Recipe
+from auditor.pipeline import Pipeline, Recipe
 from auditor.sources.compression import compression_of
 from auditor.sources.interface import EventSource, SourceError, SourceStats
 from auditor.sources.logfile import LogFile, Range, rebased
@@ -100,8 +100,8 @@ def _total(paths: Sequence[str]) -> int:
 
 def prestart(recipe: Recipe) -> None:
     """Start the fork server now, without waiting for it: it imports the readers and builds the
-    auditor of `recipe` while this process does the same and opens its store, and every worker
-    of the run is forked from it with that auditor. A fork server runs once per process: when
+    pipeline of `recipe` while this process does the same and opens its store, and every worker
+    of the run is forked from it with that pipeline. A fork server runs once per process: when
     one runs already, workers of another recipe build theirs."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
@@ -118,9 +118,9 @@ class Executor:
     """Runs a run's reading and auditing here or in its worker processes. Close it at the end of
     the run (the workers are stopped)."""
 
-    def __init__(self, auditor: Auditor) -> None:
-        self.auditor = auditor
-        self.workers = min(usable_cores(), MAX_WORKERS) if auditor.recipe is not None else 1
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.workers = min(usable_cores(), MAX_WORKERS) if pipeline.recipe is not None else 1
         """Worker processes the pool has (or would have); below 2, everything runs here."""
         self._pool: Any = None
         self._tried = False
@@ -133,7 +133,7 @@ class Executor:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])  # when prestart did not start it
             try:
-                self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.auditor.recipe,))
+                self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.pipeline.recipe,))
             except OSError:
                 self._pool = None
         return self._pool
@@ -145,7 +145,7 @@ class Executor:
             end = source.range_end(PARALLEL_MIN)
             if end:
                 yield from self._ranges(source, end, config)
-        tally = self.auditor.tally
+        tally = self.pipeline.tally
         for batch in source.batches():
             yield Audited(tuple(tally(batch.events, config)), batch.offset, batch.line)
 
@@ -249,14 +249,14 @@ def _size(path: str) -> int:
 
 # --- in the worker processes ---------------------------------------------------------------------
 
-_auditor: Auditor | None = None
-"""In a worker process: the run's auditor, built from its recipe when the worker started."""
-_preloaded: tuple[Recipe, Auditor] | None = None
-"""In the fork server and the workers forked from it: the auditor of the run that started it."""
+_pipeline: Pipeline | None = None
+"""In a worker process: the run's pipeline, built from its recipe when the worker started."""
+_preloaded: tuple[Recipe, Pipeline] | None = None
+"""In the fork server and the workers forked from it: the pipeline of the run that started it."""
 
 
 def _preload() -> None:
-    """In the fork server, which imports this module first thing (`prestart`): build the auditor
+    """In the fork server, which imports this module first thing (`prestart`): build the pipeline
     of the run that started it, and warm it (the cloud ranges are loaded on the first lookup),
     for every worker forked from it to inherit."""
     global _preloaded
@@ -265,11 +265,11 @@ def _preload() -> None:
         return
     try:
         recipe = pickle.loads(base64.b64decode(data))  # noqa: S301 - written by the process that started this one
-        auditor = recipe.build()
-        auditor.locator.locate("192.0.2.1")
+        pipeline = recipe.build()
+        pipeline.auditor.locator.locate("192.0.2.1")
     except Exception:  # noqa: BLE001 - the workers build it themselves, and say what is wrong
         return
-    _preloaded = (recipe, auditor)
+    _preloaded = (recipe, pipeline)
 
 
 _preload()
@@ -278,43 +278,43 @@ _preload()
 def _start_worker(recipe: Recipe) -> None:
     """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it,
     SIGINT is left to the parent (Ctrl-C reaches the whole process group), it dies with the fork
-    server (Linux), which ends with the parent; then it builds the run's auditor."""
-    global _auditor
+    server (Linux), which ends with the parent; then it builds the run's pipeline."""
+    global _pipeline
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    _auditor = _preloaded[1] if _preloaded is not None and _preloaded[0] == recipe else recipe.build()
+    _pipeline = _preloaded[1] if _preloaded is not None and _preloaded[0] == recipe else recipe.build()
 
 
 def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], SourceStats]:
     """The tallies and counts of a range of a file (lines numbered from its start)."""
-    assert _auditor is not None
+    assert _pipeline is not None
     piece = LogFile.of_range(where)
     try:
         events = [e for batch in piece.batches() for e in batch.events]
     finally:
         piece.close()
-    return _auditor.tally(events, config), piece.stats
+    return _pipeline.tally(events, config), piece.stats
 
 
 def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig]) -> Done:
     """Open one input, resume at its checkpoint, read and audit all of it."""
-    assert _auditor is not None
+    assert _pipeline is not None
     path, name, fmt, fields, checkpoint, config = job
     batches: list[Audited] = []
     error = ""
     try:
-        log = LogFile.open(path, _auditor.policies.needles(), fmt, fields)
+        log = LogFile.open(path, _pipeline.needles, fmt, fields)
     except SourceError as e:  # gone or changed since it was looked at
         return Done(path, path, fmt or "empty", "plain", checkpoint, (), SourceStats(), False, 0, str(e))
     try:
         if not log.resume(checkpoint.offset, checkpoint.line):
             return Done(path, log.name, log.kind, log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
         for batch in log.batches():
-            batches.append(Audited(tuple(_auditor.tally(batch.events, config)), batch.offset, batch.line))
+            batches.append(Audited(tuple(_pipeline.tally(batch.events, config)), batch.offset, batch.line))
     except SourceError as e:
         error = str(e)
     finally:

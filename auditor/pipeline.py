@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,13 +28,10 @@ class Auditor:
     client, egress, day), so each step's answer is remembered; all of them are pure for a given
     configuration, policy set and locator."""
 
-    def __init__(self, policies: PolicySet, locator: Locator, attributor: Attributor, *, recipe: Recipe | None = None) -> None:
+    def __init__(self, policies: PolicySet, locator: Locator, attributor: Attributor) -> None:
         self.policies = policies
         self.locator = locator
         self.attributor = attributor
-        self.recipe = recipe
-        """What it was built from, when it was built by `Recipe.build`: worker processes build the
-        same auditor from it. None for one put together by hand (it audits in this process only)."""
         self._packs: dict[str, Pack | None] = {}
         self._who: dict[SourceConfig, dict[tuple[str, ...], tuple[Egress, str]]] = {}
         self._where: dict[tuple[str, str], Location] = {}
@@ -110,9 +107,47 @@ class Auditor:
 
 
 @dataclass(frozen=True)
+class Pipeline:
+    """Everything applied to events, as one value: the configuration (sources, sites, orgs), the
+    auditor (policies, locator chain, attribution) and the prefilter's needles. Built once from
+    the configuration, the policies and the GeoIP data (`Recipe.build`); readers, the executor,
+    the recorder and the scheduler's tasks take it whole, and a reload swaps it whole (a new one
+    is built; nothing in one is changed)."""
+
+    config: Config
+    auditor: Auditor
+    recipe: Recipe | None = None
+    """What it was built from: worker processes build the same pipeline from it. None for one
+    put together by hand (`Pipeline(config, auditor)`): it audits in this process only."""
+    needles: tuple[bytes, ...] = field(init=False)
+    """The prefilter: governed host names and blocked-region error codes (PolicySet.needles)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", self.auditor.policies.needles())
+
+    @property
+    def geoip(self) -> str:
+        """The locator chain's description, recorded with each run."""
+        return self.auditor.locator.description
+
+    @property
+    def policies(self) -> str:
+        """The policy set's version tag, recorded with each run."""
+        return self.auditor.policies.version_tag
+
+    def source(self, path: str) -> SourceConfig:
+        """What the configuration says of the input at `path` (its [[source]] entry)."""
+        return self.config.source(path)
+
+    def tally(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> list[Tally]:
+        """The findings of `events`, grouped (Auditor.tally)."""
+        return self.auditor.tally(events, source)
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """What an Auditor is built from, by value (picklable): the configuration, the providers
-    audited and the country database named. Worker processes build the same auditor from it."""
+    """What a Pipeline is built from, by value (picklable): the configuration, the providers
+    audited and the country database named. Worker processes build the same pipeline from it."""
 
     config: Config
     providers: tuple[str, ...] = ()
@@ -120,12 +155,12 @@ class Recipe:
     geoip_db: str = ""
     """The MMDB country database to use before the embedded one; "" for the configuration's."""
 
-    def build(self) -> Auditor:
-        """The auditor: the policies, the locator chain and the attribution this recipe names."""
+    def build(self) -> Pipeline:
+        """The pipeline: the policies, the locator chain and the attribution this recipe names."""
         database = self.geoip_db or self.config.geoip_database
         locator = build_locator(self.config.overrides, Path(database) if database else None)
         policies = load_policies(self.providers or self.config.providers or None)
-        return Auditor(policies, locator, Attributor(self.config), recipe=self)
+        return Pipeline(self.config, Auditor(policies, locator, Attributor(self.config)), self)
 
 
 _V = TypeVar("_V")

@@ -14,11 +14,9 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
 from auditor.events import Tally
-from auditor.sources.interface import SourceStats
-from auditor.store import TUNNEL_REPEATED, Checkpoint, Fingerprinted, FindingStore, InputRead
+from auditor.sources.interface import Resumable, SourceStats
+from auditor.store import TUNNEL_REPEATED, Checkpoint, FindingStore, InputRead
 
 
 @dataclass
@@ -115,16 +113,6 @@ class RunSummary:
     @property
     def skipped(self) -> int:
         return sum(sum(i.skipped.values()) for i in self.inputs)
-
-
-class Describes(Protocol):
-    """What a run's start records of the pipeline it audits with."""
-
-    @property
-    def geoip(self) -> str: ...
-
-    @property
-    def policies(self) -> str: ...
 
 
 NewRows = Callable[[Sequence[Tally]], None]
@@ -225,17 +213,6 @@ class Recording:
     def saw_end(self, at: dt.datetime) -> None:
         """Record that the input's content ends at the checkpoint, for every write before `at`."""
         self._recorder.store.saw_end(self.checkpoint, at)
-
-
-class Resumable(Fingerprinted, Protocol):
-    """An input the store keeps a checkpoint for: told by its first bytes (Fingerprinted), read
-    on from a checkpoint."""
-
-    resumable: bool
-    """False for an input that is new at every run (a live capture): it gets a new checkpoint."""
-
-    def resume(self, offset: int, line: int) -> bool:
-        """Move to a checkpoint taken on this input; False when it ends before it."""
 
 
 def new_rows_printer(say: Callable[[str], None]) -> NewRows:

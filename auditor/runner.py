@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from auditor.config import Config, SourceConfig
+from auditor.config import SourceConfig
 from auditor.executor import Ahead, Done, Executor
-from auditor.pipeline import Auditor
+from auditor.pipeline import Pipeline
 from auditor.recorder import InputSummary, Recorder, RunSummary, dns_named
 from auditor.sources.compression import ends_by
 from auditor.sources.interface import SourceError
@@ -19,7 +19,7 @@ __all__ = ["InputSummary", "RunStopped", "RunSummary", "audit_logs", "catch_up",
 
 
 def audit_logs(
-    paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None, command: str,
+    paths: Sequence[str], *, pipeline: Pipeline, store: FindingStore, fmt: str | None, command: str,
     opener: Callable[[str], Any] | None = None, rescan: bool = False, tolerate: Collection[str] = (),
     progress: Callable[[int], None] | None = None, recorder: Recorder | None = None,
 ) -> RunSummary:
@@ -34,12 +34,12 @@ def audit_logs(
     files up to WHOLE_FILE_MAX on disk are read and audited by worker processes, a few files
     ahead; their findings are stored here, in the order of `paths`, exactly as if this process
     had read them (auditor.executor.Ahead)."""
-    recorder = recorder or Recorder(store, command, geoip=auditor.locator.description, policies=auditor.policies.version_tag)
+    recorder = recorder or Recorder(store, command, geoip=pipeline.geoip, policies=pipeline.policies)
     summary = recorder.start()
-    executor = Executor(auditor)
+    executor = Executor(pipeline)
     try:
         ahead = executor.ahead(paths) if opener is None else None
-        _audit_all(paths, config, executor, recorder, fmt, opener, tolerate, progress, rescan, ahead)
+        _audit_all(paths, executor, recorder, fmt, opener, tolerate, progress, rescan, ahead)
     except SourceError as e:
         recorder.finish()
         raise RunStopped(str(e), summary) from None
@@ -49,23 +49,23 @@ def audit_logs(
     return summary
 
 
-def catch_up(paths: Sequence[str], *, config: Config, executor: Executor, recorder: Recorder, fmt: str | None,
+def catch_up(paths: Sequence[str], *, executor: Executor, recorder: Recorder, fmt: str | None,
              stopping: Callable[[], bool]) -> None:
     """Audit `paths` as `logs` does, into the run of `recorder` (a follower's, catching up on
     generations rotated while it was stopped): each from its checkpoint, to its last line,
     compressed or not. Why an input could not be read goes to the run summary's `unread`.
     `stopping()` is asked after each batch stored; once it is true the rest is left for the next run."""
-    needles = executor.auditor.policies.needles()
+    pipeline = executor.pipeline
     for path in paths:
         if stopping():
             return
-        source_config = config.source(path)
+        source_config = pipeline.source(path)
         try:
-            log = LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
+            # Rotated away and settled: no writer will end its last line now.
+            log = LogFile.open(path, pipeline.needles, fmt or source_config.format or None, source_config.field_map, finished=True)
         except SourceError as e:
             recorder.summary.unread.append(f"skipped {e}")
             continue
-        log.finished = True  # rotated away and settled: no writer will end its last line now
         _audit_here(log, path, source_config, executor, recorder, False, (path,), None, stopping)
 
 
@@ -78,15 +78,15 @@ class RunStopped(SourceError):
         self.summary = summary
 
 
-def _audit_all(paths: Sequence[str], config: Config, executor: Executor, recorder: Recorder, fmt: str | None,
+def _audit_all(paths: Sequence[str], executor: Executor, recorder: Recorder, fmt: str | None,
                opener: Callable[[str], Any] | None, tolerate: Collection[str], progress: Callable[[int], None] | None,
                rescan: bool, ahead: Ahead | None) -> None:
     summary = recorder.summary
-    needles = executor.auditor.policies.needles()
+    pipeline = executor.pipeline
     for path in paths:
-        source_config = config.source(path)  # its format and field map, when the config gives them
+        source_config = pipeline.source(path)  # its format and field map, when the config gives them
         try:
-            log = opener(path) if opener else LogFile.open(path, needles, fmt or source_config.format or None, source_config.field_map)
+            log = opener(path) if opener else LogFile.open(path, pipeline.needles, fmt or source_config.format or None, source_config.field_map)
         except SourceError as e:
             if path not in tolerate:
                 for done in ahead.drain() if ahead is not None else ():  # the inputs before it are stored first
@@ -146,7 +146,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, executor: Exec
                 break
             asked = dt.datetime.now(dt.timezone.utc)
         else:
-            if isinstance(log, LogFile) and path != "-" and not log.unterminated and not log.damaged:
+            if log.complete:
                 recording.saw_end(covered)
     except CheckpointMoved as e:
         summary.unread.append(_taken_over(log.name, recording.checkpoint, e))

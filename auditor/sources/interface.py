@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from auditor.events import ConnectionEvent
 
@@ -122,3 +123,48 @@ class EventSource(ABC):
         """How far from its position this input can be read in byte ranges by other processes
         (auditor.executor): a record boundary; 0 when it cannot be, or less than `min_left` is left."""
         return 0
+
+    @property
+    def complete(self) -> bool:
+        """True when what was read is all the input holds, to its last byte, and that end is worth
+        recording (FindingStore.saw_end: a follower tells rotated files by it): a log file on disk
+        read to its end with no unfinished last line and nothing cut short. False by default."""
+        return False
+
+
+class Resumable(Protocol):
+    """An input the store keeps a checkpoint for, whatever it is (a log file, a capture, a live
+    source): what a Recorder and the commands need of it, and all they may touch.
+
+    Identity: `name`, and the first bytes of its content (`prefix`, `whole_lines`, `fingerprint`,
+    `prefix_fingerprint`: FindingStore.checkpoint tells inputs by them), or none (`resumable`
+    False: new at every run). Checkpoint: `resume(offset, line)`. Reading: `batches()`, each
+    ending at a checkpoint. End: `complete`, `unterminated`."""
+
+    name: str
+    prefix: bytes
+    whole_lines: int
+    resumable: bool
+    kind: str
+    """The format's name for summaries (`squid`, `pcapng`, `live`)."""
+    compression: str
+    stats: SourceStats
+    unterminated: bool
+    """True when it ended inside a record left for the next run."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def prefix_fingerprint(self, length: int) -> str: ...
+
+    def resume(self, offset: int, line: int) -> bool:
+        """Move to a checkpoint taken on this input; False when it ends before it."""
+
+    def batches(self) -> Iterator[Batch]: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    def consumed(self) -> int | None: ...
+
+    def close(self) -> None: ...

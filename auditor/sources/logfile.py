@@ -139,8 +139,12 @@ class LogFile(Prefixed, EventSource):
 
     def __init__(
         self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False,
-        fields: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None, following: bool = False, on_disk: bytes | None = None, stats: SourceStats | None = None,
     ) -> None:
+        """`following`: see the attribute. `on_disk`: the first bytes of the file as they are on
+        disk, when `stream` releases fewer (a followed file releases complete lines only): the
+        input is told by them, as `logs` tells it. `stats`: counts to go on from (the same input
+        opened again)."""
         self.name = name
         self.growing = growing
         """True for a plain file changed in the last SETTLED_SECONDS: a writer may be mid-line."""
@@ -150,10 +154,10 @@ class LogFile(Prefixed, EventSource):
         self.compression = compression
         self.needles = needles
         self._needles = compiled(needles)
-        self.stats = SourceStats()
+        self.stats = stats if stats is not None else SourceStats()
         self.unterminated = False
         """True when the input ended inside a line left for the next run."""
-        self.following = False
+        self.following = following
         """True when the end of the input is only the end of what is there now (a followed file):
         the first parts of a line split by the runtime wait there for their last part."""
         self.damaged = ""
@@ -185,6 +189,10 @@ class LogFile(Prefixed, EventSource):
             if len(self._pending) < FINGERPRINT_BYTES and not self.damaged:  # all of it
                 left = not self.prefix.endswith(b"\n") and self._leaves_last_line
                 self.whole_lines = self.prefix.rfind(b"\n") + 1 if left else len(self.prefix)
+            if on_disk is not None:
+                self.prefix = on_disk[:FINGERPRINT_BYTES]
+                if len(self.prefix) == FINGERPRINT_BYTES:
+                    self.whole_lines = 0  # told by its first 4 KiB, as any longer input
             self.format = format_named(fmt, self._pending) if fmt else detect_format(self._pending, name)
             if fmt and self.format is None:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
@@ -197,8 +205,10 @@ class LogFile(Prefixed, EventSource):
             raise
 
     @classmethod
-    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None) -> LogFile:
-        """Open a file (or `-` for stdin), detecting compression by magic bytes."""
+    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None, *,
+             finished: bool = False) -> LogFile:
+        """Open a file (or `-` for stdin), detecting compression by magic bytes. `finished`: see
+        the attribute (it is told by its first bytes as any input is, whatever it holds)."""
         check_name(path)
         if path == "-" and (sys.stdin is None or sys.stdin.closed):
             raise SourceError("<stdin>: standard input is closed; pipe a log into it, or name the files")
@@ -231,6 +241,7 @@ class LogFile(Prefixed, EventSource):
         log = cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing, fields=fields)
         if path != "-" and compression == "plain":
             log._path = path
+        log.finished = finished
         return log
 
     def resume(self, offset: int, line: int) -> bool:
@@ -523,6 +534,16 @@ class LogFile(Prefixed, EventSource):
             taken += len(record)
         return False
 
+    def use_needles(self, needles: tuple[bytes, ...]) -> None:
+        """Prefilter the lines read from now on with `needles` (the pipeline was swapped: a reload)."""
+        self.needles = needles
+        self._needles = compiled(needles)
+
+    @property
+    def complete(self) -> bool:
+        """Read to its end (a file, not stdin), no unfinished last line, nothing cut short."""
+        return self.name != "<stdin>" and not self.unterminated and not self.damaged
+
     @property
     def kind(self) -> str:
         """The format's name, as summaries show it (`empty` while none is known)."""
@@ -534,12 +555,6 @@ class LogFile(Prefixed, EventSource):
         file on disk (not stdin) that is not being written, in a line format (not a JSON array)."""
         return self.name != "<stdin>" and (self._path is not None or self.compression != "plain") \
             and not self.growing and self.format is not None and not self._is_array()
-
-
-
-
-
-
 
     def _array_batches(self) -> Iterator[Batch]:
         """A JSON array of log objects (vercel.read_array): read whole, one batch, entries before

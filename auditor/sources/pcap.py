@@ -116,7 +116,6 @@ class PcapFile(Prefixed, EventSource):
             raise SourceError(f"{name}: not a pcap or pcapng capture (it starts {magic.hex() or 'empty'}); for logs use `region-auditor logs`")
         self.kind = kind
         """`pcap` or `pcapng`."""
-        self.format = type("Fmt", (), {"name": kind})()
         self._skip_to = 0
         self._number = 0
         """Packet records read so far."""
@@ -139,7 +138,7 @@ class PcapFile(Prefixed, EventSource):
         """Every packet record, but those `skip(buffer, start, end, linktype)` is true for (the
         extractor's cheap test, run before the frame is copied out); damage and a cut-short last
         record are counted in `stats`."""
-        reader = self._pcap if self.format.name == "pcap" else self._pcapng
+        reader = self._pcap if self.kind == "pcap" else self._pcapng
         try:
             yield from reader(_Window(self._file), skip or _keep)
         except Damaged as e:
