@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import gc
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import click
 
 from auditor import __version__
+from auditor import log as logs_setup
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
 from auditor.pipeline import Pipeline, Recipe
@@ -34,6 +36,9 @@ from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
 
 
+log = logging.getLogger(__name__)
+"""Messages that are not a command's output (auditor.log sends them to stderr)."""
+
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
@@ -45,6 +50,13 @@ class Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """`Error: <message>` on stderr, as click says it, through the log (a JSON line with --log-format json)."""
+        if file is not None:
+            super().show(file)
+            return
+        log.error(f"Error: {self.format_message()}")
 
 
 class Group(click.Group):
@@ -63,8 +75,12 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="region-auditor")
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(logs_setup.FORMATS), default="text", show_default=True,
+              help="How messages that are not the command's output (notes, progress, summaries, new rows) are written "
+                   "on stderr: text, or JSON lines (time, level, logger, message).")
+def cli(log_format: str) -> None:
     """Find which organizations call an AI provider's API from a region it does not serve."""
+    logs_setup.configure(log_format)
 
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,7 +140,7 @@ def _store(config: Config, db: str | None) -> FindingStore:
 
     store = SqlStore(db or config.store_url or str(default_db_path()))
     for notice in store.notices:
-        click.echo(notice, err=True)
+        log.warning(notice)
     context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(store.close)  # also when the command exits 1 on violations
@@ -167,7 +183,7 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
         return
     inputs = expand_inputs(files)
     for note in inputs.notes:
-        click.echo(note, err=True)
+        log.warning(note)
     _audit(tuple(inputs.paths), config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt, rescan=rescan,
            tolerate=inputs.found, progress_bytes=inputs.total_bytes, fail_on=fail_on)
 
@@ -194,7 +210,7 @@ _frozen = False
 
 def _say(message: str) -> None:
     """What a watcher says as it goes (files found, rotated, new rows)."""
-    click.echo(message, err=True)
+    log.info(message)
 
 
 def _recorder(store: FindingStore, pipeline: Pipeline, command: str, *, new_rows: bool = False) -> Recorder:
@@ -240,9 +256,9 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
 
 def _print_summary(summary: RunSummary, unit: str) -> None:
     for note in summary.unread:
-        click.echo(note, err=True)
+        log.warning(note)
     for item in summary.inputs:
-        click.echo(item.describe().replace(" lines", f" {unit}"), err=True)
+        log.info(item.describe().replace(" lines", f" {unit}"))
 
 
 def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
@@ -258,7 +274,7 @@ def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, ge
     with stop_on_signals(scheduler.stop):
         summary = scheduler.run()
     for item in summary.inputs:
-        click.echo(item.describe(), err=True)
+        log.info(item.describe())
     _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not scheduler.stopped, fail_on=fail_on)
 
 
@@ -364,13 +380,13 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
     sniffer = Sniffer(capture, pipeline=pipeline, recorder=recorder)
     scheduler = Scheduler(recorder, [sniffer])
     with stop_on_signals(scheduler.stop):
-        click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
-                   "Ctrl-C to stop", err=True)
+        log.info(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
+                 "Ctrl-C to stop")
         scheduler.run()
     source_id = sniffer.source_id
     stats = capture.stats
-    click.echo(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
-               f"{capture.dropped} dropped by the kernel", err=True)
+    log.info(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
+             f"{capture.dropped} dropped by the kernel")
     _describe_skips(capture)
     _print_rows(store.rows([source_id]), as_json, exit_on_violation=False)  # stopping a watcher is not a failure
 
@@ -378,11 +394,11 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
 def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.skipped.most_common():
         where = ", ".join(capture.stats.locations.get(reason, []))
-        click.echo(f"{capture.name}: skipped {count} packets: {reason} ({where})", err=True)
+        log.info(f"{capture.name}: skipped {count} packets: {reason} ({where})")
     for reason, count in capture.stats.ignored.most_common():
-        click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
+        log.info(f"{capture.name}: not counted {count}: {reason}")
     if capture.stats.from_dns:
-        click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
+        log.info(f"{capture.name}: {dns_named(capture.stats.from_dns)}")
 
 
 @cli.command()
@@ -454,7 +470,7 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
     filters = Filters(providers=providers, orgs=orgs, since=_date(since), until=_date(until), cutoff=_date(cutoff), as_of=_date(as_of))
     value = Report.from_store(_store(config, db), filters, load_policies())
     for notice in value.notices:
-        click.echo(notice, err=True)
+        log.warning(notice)
     rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
     for choice, destination, text in rendered:
         if destination is None:
@@ -464,7 +480,7 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
             destination.write_text(text, encoding="utf-8", errors="replace")  # a lone surrogate from a foreign database
         except OSError as e:
             raise Failure(f"{destination}: cannot write the report ({e.strerror}); pass another -o", EXIT_INPUT) from None
-        click.echo(f"wrote {destination} ({choice.value})", err=True)
+        log.info(f"wrote {destination} ({choice.value})")
     if value.fails(fail_on):
         sys.exit(EXIT_VIOLATIONS)
 
@@ -571,14 +587,14 @@ def scan_config(path: Path, fmt: str | None, as_json: bool, when: dt.datetime | 
     except PreflightError as e:
         raise Failure(str(e), EXIT_USAGE) from e
     for skipped in result.skipped:
-        click.echo(f"{skipped.path}: skipped: {skipped.reason}", err=True)
+        log.warning(f"{skipped.path}: skipped: {skipped.reason}")
     if fmt == "sarif":
         from auditor.report.sarif import render_sarif
 
         click.echo(render_sarif(result), nl=False)
     else:
         click.echo(render_json(result) if fmt == "json" else render_text(result), nl=False)
-    click.echo(result.summary(), err=True)
+    log.info(result.summary())
     if result.flags:
         sys.exit(EXIT_VIOLATIONS)
 
@@ -785,7 +801,7 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
                 click.echo(f"\t  {change}")
     not_updated = [r.source for r in results if not r.ok]
     if not_updated:
-        click.echo(f"not updated: {', '.join(not_updated)}", err=True)
+        log.error(f"not updated: {', '.join(not_updated)}")
         sys.exit(EXIT_INPUT)
 
 
