@@ -8,14 +8,19 @@ batch, except:
 - with several inputs, the files up to WHOLE_FILE_MAX on disk, which workers read whole a few
   files ahead of the store (`Ahead`), their results stored here in the order of the inputs.
 
-Both share the run's one pool. Its workers are forked from a fork server (multiprocessing's
-`forkserver`): safe in a process with threads, which forking the process itself is not. Each
-worker needs the run's pipeline, built from its Recipe; a pipeline put together by hand (no
-recipe) audits in this process only. What that costs is kept off the critical path: the command
-starts the fork server (`prestart`) before it builds its own pipeline and opens the store; the
-server imports this module and builds the pipeline once, while they do; the workers, forked from
-it, inherit it built and warm (its cloud ranges loaded) as workers forked from the process itself
-did. Small runs (less than AHEAD_MIN of inputs, no file of PARALLEL_MIN) start no workers at all.
+Both share the run's one pool. How its workers start is chosen for safety (`start_method`): a
+process with one thread (a command) forks them, which copies nothing another thread could be
+holding, and they inherit the run's pipeline built; a process with threads (a daemon) has them
+forked from a fork server (multiprocessing's `forkserver`), which is safe there, and each needs
+the pipeline built from its Recipe (a pipeline put together by hand, with no recipe, then audits
+in this process only). What the fork server costs is kept off the critical path as far as it
+can be: `prestart` starts it before the pipeline is built and the store opened; it imports this
+module and builds the pipeline once, while they are; the workers forked from it inherit it
+built and warm (its cloud ranges loaded). With a fork server, small runs (less than AHEAD_MIN
+of inputs, no file of PARALLEL_MIN) start no workers at all. Measured on the 5M-line bench log
+(2 loaded cores, paired with the command before the executor): the fork server, even
+prestarted, 0.87-1.15x its wall time (one more interpreter and pipeline build on two cores);
+forking from the command, as before.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import multiprocessing.forkserver
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +58,8 @@ AHEAD_MIN = 32 << 20
 together; fewer are read here sooner than workers could start."""
 MAX_WORKERS = 8
 """Worker processes per run at most."""
+START_METHOD = ""
+"""`fork` or `forkserver` to force one; "" to choose by the threads of this process (`start_method`)."""
 _RECIPE_ENV = "REGION_AUDITOR_FORKSERVER_RECIPE"
 """How the fork server learns the recipe of the run that starts it (see `prestart`)."""
 
@@ -98,11 +106,26 @@ def _total(paths: Sequence[str]) -> int:
     return sum(size for size in (_size(p) if p != "-" else 0 for p in paths) if size <= WHOLE_FILE_MAX)
 
 
+def start_method() -> str:
+    """How worker processes start: `fork` when this process has one thread (forking copies no
+    lock another thread holds, and the workers inherit what is built), `forkserver` when it has
+    more (a daemon: forking a threaded process is unsafe)."""
+    if START_METHOD:
+        return START_METHOD
+    try:
+        threads = len(os.listdir("/proc/self/task"))  # every thread, those of native libraries too
+    except OSError:
+        threads = threading.active_count()
+    return "fork" if threads == 1 else "forkserver"
+
+
 def prestart(recipe: Recipe) -> None:
-    """Start the fork server now, without waiting for it: it imports the readers and builds the
-    pipeline of `recipe` while this process does the same and opens its store, and every worker
-    of the run is forked from it with that pipeline. A fork server runs once per process: when
-    one runs already, workers of another recipe build theirs."""
+    """Start the fork server now, without waiting for it, when workers are to come from one: it
+    imports the readers and builds the pipeline of `recipe` while this process does the same and
+    opens its store, and every worker of the run is forked from it with that pipeline. A fork
+    server runs once per process: when one runs already, workers of another recipe build theirs."""
+    if start_method() != "forkserver":
+        return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     os.environ[_RECIPE_ENV] = base64.b64encode(pickle.dumps(recipe)).decode("ascii")
@@ -120,22 +143,29 @@ class Executor:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.workers = min(usable_cores(), MAX_WORKERS) if pipeline.recipe is not None else 1
+        self.workers = min(usable_cores(), MAX_WORKERS)
         """Worker processes the pool has (or would have); below 2, everything runs here."""
         self._pool: Any = None
         self._tried = False
 
     def pool(self) -> Any:
         """The run's worker processes, started on first use; None when there are to be none (one
-        core, no recipe) or none can be had (process limits): then everything runs here."""
+        core; a fork server and no recipe) or none can be had (process limits): then everything
+        runs here."""
         if not self._tried and self.workers >= 2:
             self._tried = True
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])  # when prestart did not start it
-            try:
-                self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(self.pipeline.recipe,))
-            except OSError:
-                self._pool = None
+            method = start_method()
+            context = multiprocessing.get_context(method)
+            if method == "fork":
+                start: Pipeline | Recipe | None = self.pipeline  # inherited by the forked workers, never pickled
+            else:
+                start = self.pipeline.recipe
+                context.set_forkserver_preload([__name__])  # when prestart did not start it
+            if start is not None:
+                try:
+                    self._pool = context.Pool(self.workers, initializer=_start_worker, initargs=(start,))
+                except OSError:
+                    self._pool = None
         return self._pool
 
     def read(self, source: EventSource, config: SourceConfig) -> Iterator[Audited]:
@@ -171,8 +201,8 @@ class Executor:
     def ahead(self, paths: Sequence[str]) -> Ahead | None:
         """Whole inputs of `paths` read a few files ahead by the workers; None when there are
         none, or the inputs that workers could take are too small together to be worth starting
-        them (AHEAD_MIN)."""
-        if self.workers < 2 or len(paths) < 2 or _total(paths) < AHEAD_MIN:
+        them from a fork server (AHEAD_MIN)."""
+        if self.workers < 2 or len(paths) < 2 or (start_method() == "forkserver" and _total(paths) < AHEAD_MIN):
             return None
         pool = self.pool()
         return Ahead(pool, self.workers) if pool is not None else None
@@ -275,10 +305,12 @@ def _preload() -> None:
 _preload()
 
 
-def _start_worker(recipe: Recipe) -> None:
-    """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it,
-    SIGINT is left to the parent (Ctrl-C reaches the whole process group), it dies with the fork
-    server (Linux), which ends with the parent; then it builds the run's pipeline."""
+def _start_worker(start: Pipeline | Recipe) -> None:
+    """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it (a
+    handler inherited from the parent, the follower's, would only set a flag), SIGINT is left to
+    the parent (Ctrl-C reaches the whole process group), it dies with its parent (Linux: the
+    command, or the fork server, which ends with the command); then it takes the run's pipeline:
+    inherited built (fork), the fork server's when it is the same, or built from the recipe."""
     global _pipeline
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -286,7 +318,10 @@ def _start_worker(recipe: Recipe) -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    _pipeline = _preloaded[1] if _preloaded is not None and _preloaded[0] == recipe else recipe.build()
+    if isinstance(start, Pipeline):
+        _pipeline = start
+    else:
+        _pipeline = _preloaded[1] if _preloaded is not None and _preloaded[0] == start else start.build()
 
 
 def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], SourceStats]:

@@ -5,7 +5,6 @@ kill -9 at random moments while a writer appends (nothing lost, nothing counted 
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import lzma
 import os
@@ -993,16 +992,9 @@ def test_sigterm_while_workers_audit_a_large_generation(tmp_path: Path, running:
     again = Run(tmp_path, str(log))
     running.append(again)
     pid = again.proc.pid
-
-    def grandchildren() -> list[int]:  # the workers are forked by a fork server, the follower's child
-        found = []
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                found += [int(c) for c in Path(f"/proc/{child}/task/{child}/children").read_text().split()]
-        return found
-
-    wait_for(lambda: len(grandchildren()) >= 2, "the follower's worker processes")
-    workers = grandchildren()
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    wait_for(lambda: len(children.read_text().split()) >= 2, "the follower's worker processes")
+    workers = [int(c) for c in children.read_text().split()]
     for worker in workers:
         os.kill(worker, signal.SIGSTOP)
     again.proc.send_signal(signal.SIGTERM)

@@ -756,11 +756,16 @@ def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path) -> N
     assert len(batches) == 1  # still being written: read here, in one batch of this size
 
 
-def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through the CLI, with the workers auditing their pieces: the same rows as one process."""
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str) -> None:
+    """Through the CLI, with the workers auditing their pieces: the same rows as one process;
+    workers forked from the command (its default: one thread) or from a fork server (a process
+    with threads: the workers build the pipeline from its recipe)."""
     from click.testing import CliRunner
 
     from auditor.cli import cli
+
+    monkeypatch.setattr("auditor.executor.START_METHOD", start)
 
     config = ROOT / "examples" / "auditor.toml"
     path = write(tmp_path / "access.log", mixed_log(rounds=60).data)
@@ -791,6 +796,7 @@ def test_parallel_read_falls_back_to_one_process_without_workers(tmp_path: Path,
     def no_fork(*args: object, **kwargs: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
 
+    monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", no_fork)
     monkeypatch.setattr(multiprocessing.context.ForkServerContext, "Pool", no_fork)
     here = CliRunner().invoke(cli, ["logs", str(path), "--db", str(tmp_path / "here.db"), "--json"])
     assert here.exit_code == one.exit_code and here.stdout == one.stdout and here.stderr == one.stderr
