@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import gc
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -15,15 +16,15 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.attribution import Attributor
+from auditor import log as logs_setup
 from auditor.config import Config, ConfigError, load_config
 from auditor.inputs import expand as expand_inputs
-from auditor.pipeline import Auditor
+from auditor.pipeline import Pipeline, Recipe
+from auditor.recorder import Recorder, RunSummary, dns_named, new_rows_printer
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
-from auditor.runner import RunStopped, RunSummary, audit_logs, dns_named
 from auditor.sources.interface import SourceError
-from auditor.sources.logfile import FORMATS, format_named
+from auditor.sources.formats import FORMATS, format_named
 from auditor.sources.wrapped import KINDS as WRAPPERS
 from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
@@ -33,6 +34,10 @@ from geoip.defaults import build_locator
 from geoip.feeds import PROVIDERS
 from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
+
+
+log = logging.getLogger(__name__)
+"""Messages that are not a command's output (auditor.log sends them to stderr)."""
 
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -45,6 +50,13 @@ class Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """`Error: <message>` on stderr, as click says it, through the log (a JSON line with --log-format json)."""
+        if file is not None:
+            super().show(file)
+            return
+        log.error(f"Error: {self.format_message()}")
 
 
 class Group(click.Group):
@@ -63,8 +75,12 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="region-auditor")
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(logs_setup.FORMATS), default="text", show_default=True,
+              help="How messages that are not the command's output (notes, progress, summaries, new rows) are written "
+                   "on stderr: text, or JSON lines (time, level, logger, message).")
+def cli(log_format: str) -> None:
     """Find which organizations call an AI provider's API from a region it does not serve."""
+    logs_setup.configure(log_format)
 
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,7 +142,7 @@ def _store(config: Config, db: str | None, *, create: bool = True) -> FindingSto
 
     store = SqlStore(db or config.store_url or str(default_db_path()), create=create)
     for notice in store.notices:
-        click.echo(notice, err=True)
+        log.warning(notice)
     context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(store.close)  # also when the command exits 1 on violations
@@ -169,21 +185,40 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
         return
     inputs = expand_inputs(files)
     for note in inputs.notes:
-        click.echo(note, err=True)
+        log.warning(note)
     _audit(tuple(inputs.paths), config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt, rescan=rescan,
            tolerate=inputs.found, progress_bytes=inputs.total_bytes, fail_on=fail_on)
 
 
-def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None) -> tuple[Config, Auditor, FindingStore]:
-    """The configuration, the auditor and the store every auditing command builds."""
+def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None, *,
+              reading: Sequence[str] = ()) -> tuple[Pipeline, FindingStore]:
+    """The pipeline (configuration, policies, GeoIP data) and the store every auditing command
+    builds. When the log files `reading` are likely to be read by worker processes, their fork
+    server is started first: it builds its pipeline while this process builds its own."""
     config = load_config(config_path)
-    policies = load_policies(providers or config.providers or None)
-    pipeline = config, Auditor(policies, _locator(config, geoip_db), Attributor(config)), _store(config, db)
+    recipe = Recipe(config, tuple(providers), str(geoip_db) if geoip_db else "")
+    if reading:
+        from auditor import executor
+
+        if executor.worth_workers(reading):
+            executor.prestart(recipe)
+    built = recipe.build(), _store(config, db)
     _freeze_once()
-    return pipeline
+    return built
 
 
 _frozen = False
+
+
+def _say(message: str) -> None:
+    """What a watcher says as it goes (files found, rotated, new rows)."""
+    log.info(message)
+
+
+def _recorder(store: FindingStore, pipeline: Pipeline, command: str, *, new_rows: bool = False) -> Recorder:
+    """The run's Recorder; with `new_rows`, each row not shown yet is said as it is stored (the watching commands)."""
+    return Recorder(store, command, geoip=pipeline.geoip, policies=pipeline.policies,
+                    on_new_rows=new_rows_printer(_say) if new_rows else None)
 
 
 def _freeze_once() -> None:
@@ -202,10 +237,12 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
            opener: Callable[[str], Any] | None = None, unit: str = "lines", rescan: bool = False,
            tolerate: Collection[str] = (), progress_bytes: int = 0, fail_on: str = "violation") -> None:
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    from auditor.runner import RunStopped, audit_logs  # the readers (and Hyperscan) only for commands that read
+
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db, reading=files if opener is None else ())
     progress = _AuditProgress(progress_bytes)
     try:
-        summary = audit_logs(files, config=config, auditor=auditor, store=store, fmt=fmt, command=command, opener=opener,
+        summary = audit_logs(files, pipeline=pipeline, store=store, fmt=fmt, command=command, opener=opener,
                              rescan=rescan, tolerate=tolerate, progress=progress)
     except RunStopped as e:  # what the inputs before the one that stopped it gave is stored: show it, then the error
         progress.close()
@@ -221,24 +258,26 @@ def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geo
 
 def _print_summary(summary: RunSummary, unit: str) -> None:
     for note in summary.unread:
-        click.echo(note, err=True)
+        log.warning(note)
     for item in summary.inputs:
-        click.echo(item.describe().replace(" lines", f" {unit}"), err=True)
+        log.info(item.describe().replace(" lines", f" {unit}"))
 
 
 def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
             providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool, fail_on: str = "violation") -> None:
     """`logs --follow`: follow until SIGTERM/SIGINT (exit 0) or until stdin ends (exit as `logs`), then print the rows."""
-    from auditor.follow import Follower, stop_on_signals
+    from auditor.follow import Follower
+    from auditor.scheduler import Scheduler, stop_on_signals
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
-    follower = Follower(files, config=config, auditor=auditor, store=store, fmt=fmt, command="logs --follow", rescan=rescan,
-                        say=lambda message: click.echo(message, err=True))
-    with stop_on_signals(follower.stop):
-        summary = follower.run()
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db)
+    recorder = _recorder(store, pipeline, "logs --follow", new_rows=True)
+    follower = Follower(files, pipeline=pipeline, recorder=recorder, fmt=fmt, rescan=rescan, say=_say)
+    scheduler = Scheduler(recorder, [follower])
+    with stop_on_signals(scheduler.stop):
+        summary = scheduler.run()
     for item in summary.inputs:
-        click.echo(item.describe(), err=True)
-    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not follower.stopped, fail_on=fail_on)
+        log.info(item.describe())
+    _print_rows(store.rows(summary.source_ids), as_json, exit_on_violation=not scheduler.stopped, fail_on=fail_on)
 
 
 class _Bar:
@@ -333,30 +372,23 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
     CAP_NET_RAW (root). New rows are reported on stderr as they appear and stored at once; the
     table for this capture is printed at the end. Exit 0 when stopped, 2 or 3 on errors.
     """
-    import signal
-
-    from auditor.sniffer import run_sniffer
+    from auditor.scheduler import Scheduler, stop_on_signals
+    from auditor.sniffer import Sniffer
     from auditor.sources.live import DEFAULT_PORTS, LiveCapture
 
-    config, auditor, store = _pipeline(config_path, geoip_db, providers, db)
+    pipeline, store = _pipeline(config_path, geoip_db, providers, db)
     capture = LiveCapture(interfaces, ports or DEFAULT_PORTS)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: capture.stop())
-    click.echo(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
-               "Ctrl-C to stop", err=True)
-    from auditor.report.table import NewRows
-
-    new_rows = NewRows()
-
-    def report(finding: Any) -> None:
-        line = new_rows.line(finding)
-        if line is not None:
-            click.echo(line, err=True)
-
-    source_id = run_sniffer(capture, config=config, auditor=auditor, store=store, command="sniff", on_finding=report)
+    recorder = _recorder(store, pipeline, "sniff", new_rows=True)
+    sniffer = Sniffer(capture, pipeline=pipeline, recorder=recorder)
+    scheduler = Scheduler(recorder, [sniffer])
+    with stop_on_signals(scheduler.stop):
+        log.info(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
+                 "Ctrl-C to stop")
+        scheduler.run()
+    source_id = sniffer.source_id
     stats = capture.stats
-    click.echo(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
-               f"{capture.dropped} dropped by the kernel", err=True)
+    log.info(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
+             f"{capture.dropped} dropped by the kernel")
     _describe_skips(capture)
     _print_rows(store.rows([source_id]), as_json, exit_on_violation=False)  # stopping a watcher is not a failure
 
@@ -364,11 +396,11 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
 def _describe_skips(capture: Any) -> None:
     for reason, count in capture.stats.skipped.most_common():
         where = ", ".join(capture.stats.locations.get(reason, []))
-        click.echo(f"{capture.name}: skipped {count} packets: {reason} ({where})", err=True)
+        log.info(f"{capture.name}: skipped {count} packets: {reason} ({where})")
     for reason, count in capture.stats.ignored.most_common():
-        click.echo(f"{capture.name}: not counted {count}: {reason}", err=True)
+        log.info(f"{capture.name}: not counted {count}: {reason}")
     if capture.stats.from_dns:
-        click.echo(f"{capture.name}: {dns_named(capture.stats.from_dns)}", err=True)
+        log.info(f"{capture.name}: {dns_named(capture.stats.from_dns)}")
 
 
 @cli.command()
@@ -452,7 +484,7 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
         raise Failure(str(e), EXIT_USAGE) from None
     value = Report.from_store(store, filters, policies)
     for notice in value.notices:
-        click.echo(notice, err=True)
+        log.warning(notice)
     rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
     try:
         write_all([(path, text) for _, path, text in rendered if path is not None])
@@ -466,7 +498,7 @@ def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None,
             except OSError as e:
                 raise Failure(f"cannot write the report to stdout ({e.strerror})", EXIT_INPUT) from None
         else:
-            click.echo(f"wrote {destination} ({choice.value})", err=True)
+            log.info(f"wrote {destination} ({choice.value})")
     if value.fails(fail_on):
         sys.exit(EXIT_VIOLATIONS)
 
@@ -573,14 +605,14 @@ def scan_config(path: Path, fmt: str | None, as_json: bool, when: dt.datetime | 
     except PreflightError as e:
         raise Failure(str(e), EXIT_USAGE) from e
     for skipped in result.skipped:
-        click.echo(f"{skipped.path}: skipped: {skipped.reason}", err=True)
+        log.warning(f"{skipped.path}: skipped: {skipped.reason}")
     if fmt == "sarif":
         from auditor.report.sarif import render_sarif
 
         click.echo(render_sarif(result), nl=False)
     else:
         click.echo(render_json(result) if fmt == "json" else render_text(result), nl=False)
-    click.echo(result.summary(), err=True)
+    log.info(result.summary())
     if result.flags:
         sys.exit(EXIT_VIOLATIONS)
 
@@ -787,7 +819,7 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
                 click.echo(f"\t  {change}")
     not_updated = [r.source for r in results if not r.ok]
     if not_updated:
-        click.echo(f"not updated: {', '.join(not_updated)}", err=True)
+        log.error(f"not updated: {', '.join(not_updated)}")
         sys.exit(EXIT_INPUT)
 
 

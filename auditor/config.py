@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.sources import jsonmap, wrapped
-from auditor.sources.logfile import FORMATS, format_named
+from auditor.sources.formats import FORMATS, format_named
 from geoip.overrides import Network, Override
 
 

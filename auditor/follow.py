@@ -24,36 +24,27 @@ its own.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import os
 import re
 import select
-import signal
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.config import Config
-from auditor.events import Finding, tally
-from auditor.pipeline import Auditor
-from auditor.report.table import NewRows
-from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repeated
+from auditor.executor import Executor
+from auditor.pipeline import Pipeline
+from auditor.recorder import InputSummary, Recorder, Recording
+from auditor.runner import catch_up
+from auditor.scheduler import COMMIT_SECONDS, POLL_SECONDS
 from auditor.sources import vercel
-from auditor.sources.interface import Prefixed, SourceError
-from auditor.sources.logfile import (
-    CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of, ends_by,
-)
+from auditor.sources.compression import compression_of, ends_by
+from auditor.sources.interface import FINGERPRINT_BYTES, Prefixed, SourceError
+from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
-
-POLL_SECONDS = 0.5
-"""How often the followed paths are looked at when there is nothing to read."""
-COMMIT_SECONDS = 1.0
-"""Longest time between two commits while lines keep arriving."""
 _GENERATION = re.compile(r"[.\-_][0-9][0-9A-Za-z.\-_]*")
 """What logrotate adds to a rotated file's name: `.1`, `-20240715`, `.2024-07-15-1721...`."""
 DRAIN_SECONDS = 5.0
@@ -155,11 +146,11 @@ class Tail:
     """(st_dev, st_ino) of the file; None for stdin."""
     log: LogFile | None = None
     """Opened once the file has a complete line."""
-    checkpoint: Checkpoint | None = None
+    recording: Recording | None = None
+    """Its checkpoint and calls in this run, once opened."""
     resumed_at_line: int = 0
     line: int = 0
     """Lines audited and committed so far (the checkpoint's line)."""
-    calls: int = 0
     quiet_since: float = 0.0
     """When a rotated file was last found with new data."""
     ended_by: str = ""
@@ -184,67 +175,94 @@ class Tail:
         stats = log.stats
         name = f"{self.name} before {self.ended_by}" if self.ended_by and not self.found else self.name
         behind = self.behind or b"\n" in self.stream.pending
-        return InputSummary.of(name, log.format.name if log.format else "empty", "plain", stats,
-                               bool(self.stream.pending) and not behind, self.resumed_at_line, self.calls, behind=behind)
+        recording = self.recording
+        return InputSummary.of(name, log.kind, "plain", stats,
+                               bool(self.stream.pending) and not behind, self.resumed_at_line, recording.calls if recording else 0,
+                               behind=behind, source_id=recording.source_id if recording else 0)
 
 
 class Follower:
-    """Follows paths until `stop()`, or until every input has ended (only a pipe ends)."""
+    """Follows paths, stepped by a Scheduler (auditor.scheduler.Task) until it stops, or until
+    every input has ended (only a pipe ends): each step is one round over every input."""
 
     def __init__(
-        self, paths: Sequence[str], *, config: Config, auditor: Auditor, store: FindingStore, fmt: str | None,
-        command: str, rescan: bool = False, say: Callable[[str], None] = lambda _: None,
+        self, paths: Sequence[str], *, pipeline: Pipeline, recorder: Recorder, fmt: str | None,
+        rescan: bool = False, say: Callable[[str], None] = lambda _: None,
     ) -> None:
         for path in paths:
             if path != "-" and os.path.isdir(path):
                 raise SourceError(f"{path}: is a directory; --follow takes log files (name them)")
         self.paths = list(dict.fromkeys(paths))
-        self.config = config
-        self.auditor = auditor
-        self.store = store
+        self.pipeline = pipeline
+        """What the lines read are audited with: the prefilter, the configuration, the auditor
+        (swapped whole by `swap`)."""
+        self.recorder = recorder
+        """Records the run: every input's batches go through it (and its hook for new rows)."""
+        self.store: FindingStore = recorder.store
         self.fmt = fmt
-        self.command = command
         self.say = say
         self.stopped = False
         """True once stop() was called (by a signal)."""
-        self._needles = auditor.policies.needles()
+        self._executor: Executor | None = None
+        """Reads the generations caught up on at start (a large one in ranges by its workers)."""
         self._rescan = set(self.paths) if rescan else set()
         self._current: dict[str, Tail | None] = dict.fromkeys(self.paths)
         self._draining: list[Tail] = []
         self._started: list[Tail] = []
         self._waiting: set[str] = set()
         self._stdin_opened = False
-        self._new_rows = NewRows()
-        self._run_id = 0
-        self._caught_up = RunSummary(0)
-        """What the generations rotated while no follower ran, audited as `logs` audits, gave."""
+        self._budget = COMMIT_SECONDS
+        """How long one input is read in this round before what was read is committed."""
 
     def stop(self) -> None:
-        """Finish the current round (what was read is committed) and return from run()."""
+        """Finish the current round (what was read is committed); no other starts."""
         self.stopped = True
 
-    def run(self) -> RunSummary:
-        """Follow until stopped; what each input gave."""
-        self._run_id = self.store.start_run(self.command, self.auditor.locator.description, self.auditor.policies.version_tag)
-        self._caught_up = RunSummary(self._run_id)
-        try:
-            for path in self.paths:
-                if path != "-":
-                    self._rotated_while_stopped(path)
-            while not self.stopped and self._more_to_come():
-                if not self.poll():
-                    self._sleep(POLL_SECONDS)
-        finally:
-            for tail in self._live():
-                self._retire(tail)
-        return self._summary()
+    def swap(self, pipeline: Pipeline) -> None:
+        """Audit with `pipeline` from the next round on (the lines read so far stay as audited)."""
+        self.pipeline = pipeline
 
-    def _more_to_come(self) -> bool:
+    def begin(self) -> None:
+        """Catch up on the generations of the paths rotated away while no follower ran."""
+        self._executor = Executor(self.pipeline)
+        for path in self.paths:
+            if path != "-":
+                self._rotated_while_stopped(path)
+
+    def step(self, deadline: float) -> bool:
+        """One round over every input, each read for up to `deadline - now` (see poll)."""
+        return self.poll(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def ongoing(self) -> bool:
         """Files may always grow; stdin gives more until its writer closes it."""
         return any(p != "-" for p in self.paths) or not self._stdin_opened or self._current["-"] is not None
 
-    def poll(self) -> bool:
-        """One round over every input; True when any of them gave data."""
+    def due(self) -> float | None:
+        return None
+
+    def descriptors(self) -> list[int]:
+        return []  # files are looked at every round, not waited on
+
+    def finish(self, clean: bool) -> None:
+        """Close every input (recording where the content of those read to their end ends) and
+        add what each gave to the run."""
+        try:
+            for tail in self._live():
+                self._retire(tail)
+            if self._executor is not None:
+                self._executor.close()
+        finally:
+            summary = self.recorder.summary
+            for tail in self._started:
+                assert tail.log is not None and tail.recording is not None
+                summary.inputs.append(tail.summary(tail.log))
+                summary.source_ids.append(tail.recording.source_id)
+
+    def poll(self, budget: float = COMMIT_SECONDS) -> bool:
+        """One round over every input, each read for up to `budget` seconds before what was read
+        of it is committed; True when any of them gave data."""
+        self._budget = budget
         busy = False
         for path in self.paths:
             if self.stopped:
@@ -352,10 +370,12 @@ class Follower:
         for candidate in settled:
             self.say(f"{candidate}: {why}; reading it too")
         if settled:
-            done = len(self._caught_up.unread)
-            catch_up(settled, config=self.config, auditor=self.auditor, store=self.store, fmt=self.fmt,
-                     summary=self._caught_up, stopping=lambda: self.stopped)
-            for note in self._caught_up.unread[done:]:
+            unread = self.recorder.summary.unread
+            done = len(unread)
+            assert self._executor is not None
+            catch_up(settled, executor=self._executor, recorder=self.recorder, fmt=self.fmt,
+                     stopping=lambda: self.stopped)
+            for note in unread[done:]:
                 self.say(note)
 
     def _missed_generations(self, path: str, since: float) -> None:
@@ -414,7 +434,7 @@ class Follower:
             why = f"cannot be read ({e.strerror}); let this user read it and start again"
             return _Generation(candidate, st.st_mtime, st.st_size, "plain", None, quiet, error=why)
         try:
-            log = LogFile.open(candidate, self._needles, self.fmt)
+            log = LogFile.open(candidate, self.pipeline.needles, self.fmt)
         except SourceError as e:
             return _Generation(candidate, st.st_mtime, st.st_size, kind, None, quiet, error=str(e).removeprefix(f"{candidate}: "))
         try:
@@ -481,39 +501,38 @@ class Follower:
             raise SourceError(f"{tail.name}: {kind}-compressed; --follow reads plain log files (audit it without --follow)")
         tail.stream.blocking = True  # a pipe's bytes up to the checkpoint may not all be there yet
         try:
-            known = self.config.source(tail.path)  # its format and field map, when the config gives them
-            log = LogFile(tail.name, tail.stream, "plain", self._needles, self.fmt or known.format or None,  # type: ignore[arg-type]
-                          fields=known.field_map)
-            log.following = not tail.stream.pipe  # a line's parts wait for its last part across rounds
-            if not tail.stream.pipe:
-                # Identified by its bytes on disk, as `logs` identifies it: a line the writer has not
-                # finished is not released yet, but `logs` took it into the file's fingerprint.
-                log.prefix = os.pread(tail.stream.fd, FINGERPRINT_BYTES, 0)
-                if len(log.prefix) == FINGERPRINT_BYTES:
-                    log.whole_lines = 0  # told by its first 4 KiB, as any longer input
+            known = self.pipeline.source(tail.path)  # its format and field map, when the config gives them
+            # A file (not a pipe) is identified by its bytes on disk, as `logs` identifies it: a
+            # line the writer has not finished is not released yet, but `logs` took it into the
+            # file's fingerprint. A line's parts wait for its last part across rounds.
+            on_disk = None if tail.stream.pipe else os.pread(tail.stream.fd, FINGERPRINT_BYTES, 0)
+            again = tail.log.stats if tail.reopen and tail.log is not None else None  # the same input, counted on
+            log = LogFile(tail.name, tail.stream, "plain", self.pipeline.needles, self.fmt or known.format or None,  # type: ignore[arg-type]
+                          fields=known.field_map, following=not tail.stream.pipe, on_disk=on_disk, stats=again)
             if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
                 raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
-            if tail.path in self._rescan:
-                self._rescan.discard(tail.path)
-                checkpoint = self.store.forget(log)
-            else:
-                checkpoint = self.store.checkpoint(log)
-            if not log.resume(checkpoint.offset, checkpoint.line):
+            rescan = tail.path in self._rescan
+            self._rescan.discard(tail.path)
+            recording = self.recorder.open(log, rescan=rescan)
+            checkpoint = recording.start
+            if not recording.resumed:
                 # It ends before the checkpoint it starts like: an earlier copy (the copy of a
                 # copytruncated file read further since), with nothing new in it.
                 raise SourceError(f"{tail.name}: nothing new: it starts like an input audited up to line {checkpoint.line} "
                                   "and ends before that (an earlier, shorter copy of it); follow the file it was copied from")
-            twin = next((t for t in self._live() if t is not tail and t.checkpoint and t.checkpoint.source_id == checkpoint.source_id), None)
+            twin = next((t for t in self._live() if t is not tail and t.recording and t.recording.source_id == checkpoint.source_id), None)
             if twin is not None:
                 raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
         finally:
             tail.stream.blocking = False
         if tail.reopen:  # opened again: the same input in the summary, counted on
             assert tail.log is not None
-            log.stats, tail.reopen = tail.log.stats, False
-            tail.log, tail.checkpoint, tail.line = log, checkpoint, checkpoint.line
+            assert tail.recording is not None
+            tail.reopen = False
+            recording.calls = tail.recording.calls
+            tail.log, tail.recording, tail.line = log, recording, checkpoint.line
             return True
-        tail.log, tail.checkpoint, tail.resumed_at_line, tail.line = log, checkpoint, checkpoint.line, checkpoint.line
+        tail.log, tail.recording, tail.resumed_at_line, tail.line = log, recording, checkpoint.line, checkpoint.line
         self._started.append(tail)
         kind = log.format.name if log.format else "format not known yet"
         where = f"after line {checkpoint.line} (audited before)" if checkpoint.line else "from its first line"
@@ -533,22 +552,21 @@ class Follower:
             self.say(str(e).removesuffix("; follow the file it was copied from"))  # not a generation to read after all
             tail.quiet_since = -math.inf
             return False
-        assert tail.log is not None and tail.checkpoint is not None
-        tail.stream.deadline = time.monotonic() + COMMIT_SECONDS
-        source = self.config.source(tail.path)
+        assert tail.log is not None and tail.recording is not None
+        tail.stream.deadline = time.monotonic() + self._budget
+        pipeline = self.pipeline
+        if tail.log.needles is not pipeline.needles:
+            tail.log.use_needles(pipeline.needles)  # swapped since the last round
+        source = pipeline.source(tail.path)
         got = False
         for batch in tail.log.batches():
-            findings = list(self.auditor.audit(batch.events, source))
             try:
-                tail.checkpoint, repeated = self.store.add_batch(self._run_id, tail.checkpoint, tally(findings), batch.offset, batch.line)
+                tail.recording.add(pipeline.tally(batch.events, source), batch.offset, batch.line, tail.log.stats)
             except CheckpointMoved as e:
                 self._taken_over(tail, e.checkpoint)
                 return True
-            note_repeated(tail.log.stats, repeated)
-            tail.calls += len(findings) - repeated
             tail.line = batch.line
             got = True
-            self._report(findings)
         return got
 
     def _taken_over(self, tail: Tail, now: Checkpoint) -> None:
@@ -577,35 +595,14 @@ class Follower:
         prefix = tail.log.prefix if tail.log is not None else b""
         return bool(prefix) and os.pread(tail.stream.fd, len(prefix), 0) != prefix
 
-    def _report(self, findings: list[Finding]) -> None:
-        """One line on stderr for each row this run has not shown yet."""
-        for f in findings:
-            line = self._new_rows.line(f)
-            if line is not None:
-                self.say(line)
-
     def _retire(self, tail: Tail) -> None:
         """Close a file no longer followed, recording where its content ended when it was read to
         its end (see FindingStore.saw_end)."""
-        if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
+        if tail.ident is not None and tail.recording is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
             at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
-            if os.fstat(tail.stream.fd).st_size == tail.checkpoint.offset:
-                self.store.saw_end(tail.checkpoint, at)
+            if os.fstat(tail.stream.fd).st_size == tail.recording.checkpoint.offset:
+                tail.recording.saw_end(at)
         tail.close()
-
-    def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self.stopped and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, 0.1))
-
-    def _summary(self) -> RunSummary:
-        summary = RunSummary(self._run_id, inputs=list(self._caught_up.inputs), source_ids=list(self._caught_up.source_ids))
-        for tail in self._started:
-            assert tail.log is not None and tail.checkpoint is not None
-            summary.inputs.append(dataclasses.replace(tail.summary(tail.log), source_id=tail.checkpoint.source_id))
-            summary.source_ids.append(tail.checkpoint.source_id)
-        finish(self.store, summary)
-        return summary
 
 
 @dataclass(frozen=True)
@@ -666,17 +663,3 @@ class _Head(Prefixed):
 
     name: str
     prefix: bytes
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call `stop` instead of ending the process mid-transaction."""
-    def handler(_signum: int, _frame: Any) -> None:
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from auditor.attribution import Attributor
-from auditor.config import SourceConfig
+from auditor.config import Config, SourceConfig
 from auditor.events import ConnectionEvent, Egress, Finding, Groups, Tally
 from geoip import regions
+from geoip.defaults import build_locator
 from geoip.interface import Location, Locator
-from rules.policy import Pack, PolicySet, Verdict
+from rules.policy import Pack, PolicySet, Verdict, load_policies
 
 
 CACHE_ENTRIES = 65_536
@@ -101,6 +104,63 @@ class Auditor:
         if egress.region:
             return regions.locate_reference(egress.region) or Location.unknown(basis=f"edge-region-unknown:{egress.region}")
         return Location.unknown(basis="no-egress")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything applied to events, as one value: the configuration (sources, sites, orgs), the
+    auditor (policies, locator chain, attribution) and the prefilter's needles. Built once from
+    the configuration, the policies and the GeoIP data (`Recipe.build`); readers, the executor,
+    the recorder and the scheduler's tasks take it whole, and a reload swaps it whole (a new one
+    is built; nothing in one is changed)."""
+
+    config: Config
+    auditor: Auditor
+    recipe: Recipe | None = None
+    """What it was built from: worker processes build the same pipeline from it. None for one
+    put together by hand (`Pipeline(config, auditor)`): it audits in this process only."""
+    needles: tuple[bytes, ...] = field(init=False)
+    """The prefilter: governed host names and blocked-region error codes (PolicySet.needles)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", self.auditor.policies.needles())
+
+    @property
+    def geoip(self) -> str:
+        """The locator chain's description, recorded with each run."""
+        return self.auditor.locator.description
+
+    @property
+    def policies(self) -> str:
+        """The policy set's version tag, recorded with each run."""
+        return self.auditor.policies.version_tag
+
+    def source(self, path: str) -> SourceConfig:
+        """What the configuration says of the input at `path` (its [[source]] entry)."""
+        return self.config.source(path)
+
+    def tally(self, events: Iterable[ConnectionEvent], source: SourceConfig) -> list[Tally]:
+        """The findings of `events`, grouped (Auditor.tally)."""
+        return self.auditor.tally(events, source)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a Pipeline is built from, by value (picklable): the configuration, the providers
+    audited and the country database named. Worker processes build the same pipeline from it."""
+
+    config: Config
+    providers: tuple[str, ...] = ()
+    """Audit only calls to these providers; () for the configuration's, else all packs."""
+    geoip_db: str = ""
+    """The MMDB country database to use before the embedded one; "" for the configuration's."""
+
+    def build(self) -> Pipeline:
+        """The pipeline: the policies, the locator chain and the attribution this recipe names."""
+        database = self.geoip_db or self.config.geoip_database
+        locator = build_locator(self.config.overrides, Path(database) if database else None)
+        policies = load_policies(self.providers or self.config.providers or None)
+        return Pipeline(self.config, Auditor(policies, locator, Attributor(self.config)), self)
 
 
 _V = TypeVar("_V")

@@ -483,3 +483,24 @@ def test_the_collector_is_frozen_once_per_process(tmp_path: Path, monkeypatch: p
         result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(tmp_path / f"{n}.db")])
         assert result.exit_code == 0, result.output
     assert calls == [1]
+
+
+def test_log_format_json_writes_each_message_as_a_json_line(tmp_path: Path) -> None:
+    """--log-format json: what is not the command's output (here each input's summary and a note)
+    is one JSON object per message on stderr; the output on stdout and the exit code are those of
+    the text format, whose messages read as they always did."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["logs", str(EXAMPLE_LOG), str(empty), "--config", str(EXAMPLE_CONFIG), "--json"]
+    text = CliRunner().invoke(cli, [*args, "--db", str(tmp_path / "text.db")])
+    as_json = CliRunner().invoke(cli, ["--log-format", "json", *args, "--db", str(tmp_path / "json.db")])
+    assert as_json.exit_code == text.exit_code == 1 and as_json.stdout == text.stdout
+    records = [json.loads(line) for line in as_json.stderr.splitlines()]
+    assert all(set(r) == {"ts", "level", "logger", "message"} and r["ts"].endswith("Z") for r in records)
+    assert "\n".join(r["message"] for r in records) + "\n" == text.stderr
+    assert [r["level"] for r in records] == ["warning", "info"]
+    assert text.stderr.startswith(f"{empty}: no files in this directory\n{EXAMPLE_LOG} (squid): ")
+    missing = CliRunner().invoke(cli, ["--log-format", "json", "logs", str(tmp_path / "none.log"), "--db", str(tmp_path / "json.db")])
+    assert missing.exit_code == 3
+    assert [(r["level"], r["message"]) for r in map(json.loads, missing.stderr.splitlines())] == [
+        ("error", f"Error: {tmp_path / 'none.log'}: no such file")]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from auditor.follow import TailStream
-from auditor.sources.logfile import usable_cores
+from auditor.executor import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -496,7 +496,9 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     from auditor.attribution import Attributor
     from auditor.config import parse_config
     from auditor.follow import Follower
-    from auditor.pipeline import Auditor
+    from auditor.pipeline import Auditor, Pipeline
+    from auditor.recorder import Recorder, new_rows_printer
+    from auditor.scheduler import Scheduler
     from auditor.sqlstore import SqlStore
     from geoip.chain import ChainLocator
     from geoip.overrides import OverrideLocator
@@ -512,8 +514,9 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides)]), Attributor(config))
     store = SqlStore(str(tmp_path / "f.db"))
     said: list[str] = []
-    follower = Follower([str(log)], config=config, auditor=auditor, store=store, fmt=None, command="test", say=said.append)
-    follower._run_id = store.start_run("test", "", "")  # noqa: SLF001 - run() would loop until stopped
+    recorder = Recorder(store, "test", geoip="", policies="", on_new_rows=new_rows_printer(said.append))
+    follower = Follower([str(log)], pipeline=Pipeline(config, auditor), recorder=recorder, fmt=None, say=said.append)
+    recorder.start()  # run() would loop until stopped
 
     def record(i: int) -> str:
         return json.dumps({"time": T0 + i, "client": "10.1.2.3", "request": {"host": "api.openai.com"}}) + "\n"
@@ -529,9 +532,43 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     assert not follower.poll()
     assert sum(r.calls for r in store.rows()) == 4
     assert any(m.endswith(f"violation: unattributed -> api.openai.com from 203.0.113.10 (HK, override:203.0.113.0/24) at {log}:1") for m in said)
-    follower.stop()
-    summary = follower.run()
+    scheduler = Scheduler(recorder, [follower])
+    scheduler.stop()
+    summary = scheduler.run()
     assert [(i.name, i.format, i.lines, i.calls) for i in summary.inputs] == [(str(log), "json", 4, 4)]
+
+
+def test_a_pipeline_swapped_whole_applies_from_the_next_round(tmp_path: Path) -> None:
+    """A reload builds a new pipeline (policies, locator, configuration) and the scheduler swaps
+    it in whole: the lines read before stay as audited, those read after it are prefiltered and
+    judged by the new one (here: only Anthropic is governed, so calls to OpenAI no longer count)."""
+    from auditor.config import parse_config
+    from auditor.follow import Follower
+    from auditor.pipeline import Recipe
+    from auditor.recorder import Recorder
+    from auditor.scheduler import Scheduler
+    from auditor.sqlstore import SqlStore
+
+    log = tmp_path / "access.log"
+    config = parse_config({}, "t.toml")
+    every_pack, anthropic_only = Recipe(config).build(), Recipe(config, ("anthropic",)).build()
+    assert b"api.openai.com" in every_pack.needles and b"api.openai.com" not in anthropic_only.needles
+    store = SqlStore(str(tmp_path / "f.db"))
+    recorder = Recorder(store, "test", geoip=every_pack.geoip, policies=every_pack.policies)
+    follower = Follower([str(log)], pipeline=every_pack, recorder=recorder, fmt=None)
+    scheduler = Scheduler(recorder, [follower])
+    recorder.start()  # run() would loop until stopped
+    log.write_text(line(1) + line(2))
+    assert follower.poll()
+    assert sum(r.calls for r in store.rows()) == 2
+    scheduler.swap(anthropic_only)
+    assert follower.pipeline is anthropic_only
+    append(log, line(3) + line(4))
+    assert follower.poll()
+    assert sum(r.calls for r in store.rows()) == 2  # read, not counted: OpenAI is not governed any more
+    scheduler.stop()
+    summary = scheduler.run()
+    assert [(i.lines, i.calls) for i in summary.inputs] == [(4, 2)]
 
 
 def test_a_run_by_hand_on_a_followed_file_counts_nothing_twice(tmp_path: Path, running: list[Run]) -> None:
@@ -583,7 +620,7 @@ def test_a_file_audited_by_hand_mid_line_is_resumed_by_a_follower(tmp_path: Path
 
 def test_stopped_while_catching_up_says_so_not_that_a_line_is_unfinished(tmp_path: Path) -> None:
     from auditor.follow import Tail
-    from auditor.runner import InputSummary
+    from auditor.recorder import InputSummary
     from auditor.sources.interface import SourceStats
 
     def closed(content: bytes) -> InputSummary:
@@ -593,7 +630,7 @@ def test_stopped_while_catching_up_says_so_not_that_a_line_is_unfinished(tmp_pat
         tail = Tail(str(path), str(path), TailStream(fd), (0, 0))
         tail.stream.ready()  # takes what the file has; a round's deadline stopped before releasing it
         tail.close()
-        log = type("L", (), {"stats": SourceStats(lines=7), "format": None})()
+        log = type("L", (), {"stats": SourceStats(lines=7), "format": None, "kind": "empty"})()
         return tail.summary(log)  # type: ignore[arg-type]
 
     backlog = closed(b"".join(line(i).encode() for i in range(30)))

@@ -209,10 +209,12 @@ def rotated_tree(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("workers", [True, False])
 def test_many_files_read_by_workers_store_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool) -> None:
-    from auditor import runner
+    from auditor.executor import Executor
 
-    if not workers:
-        monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+    if workers:
+        monkeypatch.setattr("auditor.executor.AHEAD_MIN", 0)  # a tree this small is read here otherwise
+    else:
+        monkeypatch.setattr(Executor, "ahead", lambda self, paths: None)
     d = rotated_tree(tmp_path)
     db = str(tmp_path / f"{workers}.db")
     first = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json")
@@ -228,17 +230,18 @@ def test_many_files_read_by_workers_store_what_one_process_stores(tmp_path: Path
 
 
 def test_workers_and_one_process_give_the_same_summaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor import runner
+    from auditor.executor import Executor
 
     d = rotated_tree(tmp_path)
+    monkeypatch.setattr("auditor.executor.AHEAD_MIN", 0)  # a tree this small is read here otherwise
     many = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "many.db"), "--json")
-    monkeypatch.setattr(runner._Ahead, "start", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(Executor, "ahead", lambda self, paths: None)
     one = logs(str(d), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "one.db"), "--json")
     assert many.stderr == one.stderr and json.loads(many.stdout) == json.loads(one.stdout)
 
 
 @pytest.mark.parametrize("rescan", [False, True])
-def test_a_grown_input_and_its_earlier_copies_count_once(tmp_path: Path, rescan: bool) -> None:
+def test_a_grown_input_and_its_earlier_copies_count_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rescan: bool) -> None:
     """A directory with a log, its grown successor and older copies of it (backups, logrotate's
     `copy`), read by workers: the copies add nothing. They used to be counted again (92 calls for
     46), and with --rescan a copy forgot what the same run had just stored of the grown file."""
@@ -251,6 +254,7 @@ def test_a_grown_input_and_its_earlier_copies_count_once(tmp_path: Path, rescan:
     (d / "d-copy.log").write_text(original)
     for f in d.iterdir():
         os.utime(f, (1_700_000_000, 1_700_000_000))
+    monkeypatch.setattr("auditor.executor.AHEAD_MIN", 0)  # a tree this small is read here otherwise
     db = str(tmp_path / "f.db")
     args = [str(d), "--db", db, "--json", *(["--rescan"] if rescan else [])]
     result = logs(*args)
@@ -299,11 +303,9 @@ def test_a_named_directory_that_cannot_be_listed_stops_the_run(tmp_path: Path) -
 def test_progress_moves_while_workers_read_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pieces of a large plain file are read by workers, which do not move this process's file
     position: the bar stood at 0% for the whole run."""
-    from auditor.sources import logfile
-
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 8192)
-    monkeypatch.setattr(logfile, "usable_cores", lambda: 2)
+    monkeypatch.setattr("auditor.executor.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.executor.PARALLEL_PIECE", 8192)
+    monkeypatch.setattr("auditor.executor.usable_cores", lambda: 2)
     seen: list[int] = []
     monkeypatch.setattr(cli_mod._AuditProgress, "__call__", lambda self, done: seen.append(done))
     path = tmp_path / "big.log"
@@ -327,7 +329,9 @@ def test_a_run_stopped_by_a_named_input_shows_what_it_stored_before(tmp_path: Pa
     for f in (good, other, bad):
         os.utime(f, (1_700_000_000, 1_700_000_000))
     if not several:
-        monkeypatch.setattr("auditor.runner.usable_cores", lambda: 1)  # read here, not by workers
+        monkeypatch.setattr("auditor.executor.usable_cores", lambda: 1)  # read here, not by workers
+    else:
+        monkeypatch.setattr("auditor.executor.AHEAD_MIN", 0)  # by workers, small as they are
     result = CliRunner().invoke(cli, ["logs", str(good), str(other), str(bad), "--db", str(tmp_path / "f.db"), "--json"])
     assert result.exit_code == 3
     assert total(result) == 8

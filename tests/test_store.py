@@ -16,7 +16,7 @@ import pytest
 from auditor.attribution import Attributor
 from auditor.config import parse_config
 from auditor.events import tally
-from auditor.pipeline import Auditor
+from auditor.pipeline import Auditor, Pipeline
 from auditor.runner import audit_logs
 from auditor.sqlstore import SqlStore
 from auditor.store import EVIDENCE_PER_OBSERVATION, Checkpoint, StoreError, to_url
@@ -61,7 +61,7 @@ LINES = [
 
 
 def run(store: SqlStore, *paths: Path | str) -> list[dict]:
-    summary = audit_logs([str(p) for p in paths], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(p) for p in paths], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     return [r.as_dict() for r in store.rows(summary.source_ids)]
 
 
@@ -95,7 +95,7 @@ def test_grown_file_reads_only_new_lines(db_target: str, tmp_path: Path) -> None
     assert calls(run(store, log)) == {("acme", "violation"): 2}
     with log.open("a") as f:
         f.write("".join(LINES[2:]))
-    summary = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(log)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert summary.inputs[0].resumed_at_line == 2
     assert summary.inputs[0].lines == 4
     assert summary.inputs[0].skipped == {"squid: 4 fields, expected 10": 1}
@@ -120,7 +120,7 @@ def test_truncated_and_rewritten_file_starts_over(db_target: str, tmp_path: Path
     store = SqlStore(db_target)
     run(store, log)
     log.write_text(squid(T0 + 7200, "10.20.1.5"))  # copytruncate, then a new line
-    summary = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(log)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert summary.inputs[0].resumed_at_line == 0 and summary.inputs[0].lines == 1
     assert calls(store.rows())[("acme", "violation")] == 3
 
@@ -136,17 +136,17 @@ def test_an_earlier_copy_of_a_small_file_adds_nothing(db_target: str, tmp_path: 
     run(store, grown)
     copy = tmp_path / "access.log.bak"
     copy.write_text("".join(LINES[:lines]))
-    summary = audit_logs([str(copy)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(copy)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert summary.inputs[0].earlier_copy and summary.inputs[0].resumed_at_line == len(LINES)
     assert calls(store.rows()) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
     # Also a copy taken in the middle of a line.
     cut = tmp_path / "cut.log"
     cut.write_text("".join(LINES[:2]) + LINES[2][:10])
-    assert audit_logs([str(cut)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test").inputs[0].earlier_copy
+    assert audit_logs([str(cut)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test").inputs[0].earlier_copy
     # Another file that merely starts with the same lines and goes on otherwise is its own input.
     other = tmp_path / "other.log"
     other.write_text("".join(LINES[:2]) + squid(T0 + 9000, "10.30.2.7"))
-    summary = audit_logs([str(other)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(other)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3
 
 
@@ -315,7 +315,7 @@ def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: 
     log = tmp_path / "a.log"
     log.write_text(squid(T0, "10.1.0.5"))
     store = SqlStore(db_target)
-    audit_logs([str(log)], config=config, auditor=Auditor(load_policies(), locator, Attributor(config)), store=store, fmt=None, command="t")
+    audit_logs([str(log)], pipeline=Pipeline(config, Auditor(load_policies(), locator, Attributor(config))), store=store, fmt=None, command="t")
     (row,) = store.rows()
     assert (row.country, row.basis) == ("SG", "override:81.2.69.0/24")
     (ev,) = store.evidence(row)
@@ -344,16 +344,16 @@ def test_locators_disagree_survives_aggregation_and_rescan(db_target: str, tmp_p
     second.write_text(squid(T0 + 86400, "10.20.1.5"))
     store = SqlStore(db_target)
     for path, disagreeing in ((second, False), (first, True)):  # the row's first observation is the one without
-        audit_logs([str(path)], config=CONFIG, auditor=auditor(disagreeing), store=store, fmt=None, command="t")
+        audit_logs([str(path)], pipeline=Pipeline(CONFIG, auditor(disagreeing)), store=store, fmt=None, command="t")
     (row,) = SqlStore(db_target).rows()
     assert (row.org, row.country, row.basis, row.verdict, row.calls) == ("acme", "HK", "override:203.0.113.0/24", "violation", 3)
     assert row.locators_disagree == "override:203.0.112.0/23=US"
     assert row.as_dict()["locators_disagree"] == "override:203.0.112.0/23=US"
     # Each input's own rows: only the one read with the disagreeing layer says so.
     for path, said in ((first, "override:203.0.112.0/23=US"), (second, "")):
-        summary = audit_logs([str(path)], config=CONFIG, auditor=auditor(False), store=store, fmt=None, command="t")
+        summary = audit_logs([str(path)], pipeline=Pipeline(CONFIG, auditor(False)), store=store, fmt=None, command="t")
         assert [r.locators_disagree for r in store.rows(summary.source_ids)] == [said]
-    audit_logs([str(first)], config=CONFIG, auditor=auditor(False), store=store, fmt=None, command="t", rescan=True)
+    audit_logs([str(first)], pipeline=Pipeline(CONFIG, auditor(False)), store=store, fmt=None, command="t", rescan=True)
     (row,) = store.rows()
     assert (row.calls, row.locators_disagree) == (3, "")
     with store.engine.begin() as conn:
@@ -372,14 +372,14 @@ def test_forget_drops_what_an_input_recorded_and_rescan_counts_it_once(db_target
     # A renamed, compressed copy is the same input: forgetting it forgets the original's records.
     packed = tmp_path / "access.log.1.gz"
     packed.write_bytes(gzip.compress(log.read_bytes()))
-    summary = audit_logs([str(packed)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test", rescan=True)
+    summary = audit_logs([str(packed)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test", rescan=True)
     assert summary.inputs[0].resumed_at_line == 0 and summary.inputs[0].lines == len(LINES)
     assert [r.as_dict() for r in store.rows()] == first  # counted once, not added to
     (row,) = [r for r in store.rows() if r.org == "acme"]
     assert len(store.evidence(row)) == 2
     # The other input was not touched, and the checkpoint is back at the end.
     assert calls(store.rows())[("beta", "allowed")] == 2
-    again = audit_logs([str(log)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    again = audit_logs([str(log)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert again.inputs[0].resumed_at_line == len(LINES) and again.inputs[0].lines == 0
 
 
@@ -395,7 +395,7 @@ def test_forget_then_a_new_configuration_replaces_the_rows(db_target: str, tmp_p
         "moved.toml",
     )
     auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(moved.overrides)]), Attributor(moved))
-    audit_logs([str(log)], config=moved, auditor=auditor, store=store, fmt=None, command="test", rescan=True)
+    audit_logs([str(log)], pipeline=Pipeline(moved, auditor), store=store, fmt=None, command="test", rescan=True)
     assert calls(store.rows()) == {("acme", "allowed"): 3, ("unattributed", "unknown"): 1}
 
 
@@ -409,7 +409,7 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
     with log.open("a") as f:
         f.write("".join(LINES[2:]))
     log.rename(tmp_path / "access.log.1")
-    summary = audit_logs([str(tmp_path / "access.log.1")], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(tmp_path / "access.log.1")], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert summary.inputs[0].resumed_at_line == 2 and summary.inputs[0].lines == 4
     assert calls(store.rows()) == {("acme", "violation"): 2, ("beta", "allowed"): 1, ("unattributed", "unknown"): 1}
     # A file that merely starts like an empty one is not that one.
@@ -418,7 +418,7 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
     run(store, empty)
     fresh = tmp_path / "fresh.log"
     fresh.write_text(squid(T0 + 7200, "10.20.1.5"))
-    fresh_summary = audit_logs([str(fresh)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    fresh_summary = audit_logs([str(fresh)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert fresh_summary.inputs[0].resumed_at_line == 0 and fresh_summary.inputs[0].lines == 1
 
 
@@ -572,7 +572,7 @@ def test_a_file_sharing_only_its_first_lines_with_an_audited_one_is_its_own_inpu
     other = tmp_path / "other.log"
     other.write_text("".join(LINES[:2]) + squid(T0 + 9000, "10.30.2.7").rstrip("\n"))
     os.utime(other, (T0, T0))  # settled: its last line is read without its newline
-    summary = audit_logs([str(other)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    summary = audit_logs([str(other)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     assert not summary.inputs[0].earlier_copy and summary.inputs[0].lines == 3 and summary.inputs[0].calls == 3
 
 
@@ -640,7 +640,7 @@ def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target:
     open_line.write_text(LINES[2] + LINES[3] + LINES[4].rstrip("\n"))  # written just now: its last line waits
     store = SqlStore(db_target)
     before = dt.datetime.now(dt.timezone.utc)
-    audit_logs([str(done), str(open_line)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    audit_logs([str(done), str(open_line)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
 
     def checkpoint(path: Path) -> Checkpoint:
         log = LogFile.open(str(path), NEEDLES)
@@ -659,7 +659,7 @@ def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target:
     assert store.read_as(str(done)) == {a.source_id} and store.read_as(str(tmp_path / "c.log")) == set()
     store.saw_end(Checkpoint(a.source_id, 7, 1), before)  # seen again: the last sighting is kept
     assert store.seen_end(a.source_id) == (7, before)
-    audit_logs([str(done)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test", rescan=True)
+    audit_logs([str(done)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test", rescan=True)
     assert store.seen_end(a.source_id) is None  # forgotten with its input
     again = checkpoint(done)
     assert again.source_id != a.source_id and store.seen_end(again.source_id) is not None
@@ -685,7 +685,7 @@ def test_a_line_written_while_the_last_batch_is_stored_is_not_taken_as_read(tmp_
             return stored
 
     store = WrittenMeanwhile(str(tmp_path / "f.db"))
-    audit_logs([str(log_path)], config=CONFIG, auditor=_auditor(), store=store, fmt=None, command="test")
+    audit_logs([str(log_path)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
     log = LogFile.open(str(log_path), NEEDLES)
     checkpoint = store.known(log)
     log.close()

@@ -6,10 +6,11 @@ import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from auditor.events import ConnectionEvent, Tally
+from auditor.events import ConnectionEvent
 
 
 class SourceError(Exception):
@@ -24,9 +25,8 @@ class Ignored(Exception):
     """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
 
 
-Audit = Callable[[Sequence[ConnectionEvent]], list[Tally]]
-"""Events -> their findings, grouped (auditor.pipeline.Auditor.audit for one source, then auditor.events.tally)."""
-
+FINGERPRINT_BYTES = 4096
+"""How much of the start of an input identifies it (Prefixed.prefix)."""
 MAX_LOCATIONS = 5
 """How many locations of each skip reason a summary keeps."""
 
@@ -83,9 +83,6 @@ class Batch:
     """Byte offset (in the decompressed stream) just after the last complete record."""
     line: int
     """Number of the last complete record (1-based; 0 before any)."""
-    tallies: tuple[Tally, ...] | None = None
-    """The findings of `events`, grouped, when the source had its worker processes audit them (see
-    `EventSource.batches`); None when the caller audits `events` itself."""
 
 
 class Prefixed:
@@ -97,6 +94,9 @@ class Prefixed:
     """When `prefix` is all of the input: how much of it is read as lines (all of it, or up to its
     last newline when an unterminated last line is left for later). 0 for a longer input: it is
     told by `prefix` alone."""
+    resumable: bool = True
+    """False for an input that is new at every run (a live capture): it gets a new checkpoint,
+    never one found by its first bytes."""
 
     @property
     def fingerprint(self) -> str:
@@ -115,9 +115,9 @@ class EventSource(ABC):
     """The input, as shown to users (path, `-`, interface)."""
 
     @abstractmethod
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
-        """Events in batches, each ending at a position that can be checkpointed. A source that
-        reads in several processes may run `audit` there and hand on its tallies with the batch."""
+    def batches(self) -> Iterator[Batch]:
+        """Events in batches, each ending at a position that can be checkpointed, read in this
+        process (what runs in other processes is the executor's business: see `range_end`)."""
 
     def events(self) -> Iterator[ConnectionEvent]:
         """All events, one at a time."""
@@ -128,3 +128,53 @@ class EventSource(ABC):
         """Bytes of the input as stored (compressed, when it is) read so far, for progress
         meters; None when unknown (a pipe, a live source)."""
         return None
+
+    def range_end(self, min_left: int) -> int:
+        """How far from its position this input can be read in byte ranges by other processes
+        (auditor.executor): a record boundary; 0 when it cannot be, or less than `min_left` is left."""
+        return 0
+
+    @property
+    def complete(self) -> bool:
+        """True when what was read is all the input holds, to its last byte, and that end is worth
+        recording (FindingStore.saw_end: a follower tells rotated files by it): a log file on disk
+        read to its end with no unfinished last line and nothing cut short. False by default."""
+        return False
+
+
+class Resumable(Protocol):
+    """An input the store keeps a checkpoint for, whatever it is (a log file, a capture, a live
+    source): what a Recorder and the commands need of it, and all they may touch.
+
+    Identity: `name`, and the first bytes of its content (`prefix`, `whole_lines`, `fingerprint`,
+    `prefix_fingerprint`: FindingStore.checkpoint tells inputs by them), or none (`resumable`
+    False: new at every run). Checkpoint: `resume(offset, line)`. Reading: `batches()`, each
+    ending at a checkpoint. End: `complete`, `unterminated`."""
+
+    name: str
+    prefix: bytes
+    whole_lines: int
+    resumable: bool
+    kind: str
+    """The format's name for summaries (`squid`, `pcapng`, `live`)."""
+    compression: str
+    stats: SourceStats
+    unterminated: bool
+    """True when it ended inside a record left for the next run."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def prefix_fingerprint(self, length: int) -> str: ...
+
+    def resume(self, offset: int, line: int) -> bool:
+        """Move to a checkpoint taken on this input; False when it ends before it."""
+
+    def batches(self) -> Iterator[Batch]: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    def consumed(self) -> int | None: ...
+
+    def close(self) -> None: ...

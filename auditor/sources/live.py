@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from auditor.events import ConnectionEvent
 from auditor.sources import bpf
-from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, Extractor, PacketError
 
 DEFAULT_PORTS = (443, 80, 1080, 3128, 8080)
@@ -80,6 +80,8 @@ class LiveCapture(Prefixed, EventSource):
 
     compression = "plain"
     unterminated = False
+    resumable = False
+    kind = "live"
 
     def __init__(self, interfaces: Sequence[str], ports: Sequence[int] = DEFAULT_PORTS) -> None:
         if not interfaces:
@@ -89,7 +91,6 @@ class LiveCapture(Prefixed, EventSource):
         self.stats = SourceStats()
         self.dropped = 0
         """Packets the kernel dropped because user space fell behind."""
-        self.format = type("Fmt", (), {"name": "live"})()
         self.prefix = f"live {self.name} {time.time_ns()} {os.getpid()}".encode()
         program = bpf.capture_filter(self.ports)
         self._interfaces: list[_Interface] = []
@@ -100,6 +101,10 @@ class LiveCapture(Prefixed, EventSource):
             self.close()
             raise
         self._stopping = False
+        self._extractor = Extractor(self.name)
+        self._events: list[ConnectionEvent] = []
+        """Events read since the last batch."""
+        self._flush_at = time.monotonic() + FLUSH_SECONDS
 
     def resume(self, offset: int, line: int) -> bool:
         return True
@@ -112,33 +117,54 @@ class LiveCapture(Prefixed, EventSource):
         for interface in self._interfaces:
             interface.sock.close()
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
-        """A batch at least every FLUSH_SECONDS while events come, and a last one after stop()."""
-        extractor = Extractor(self.name)
-        events: list[ConnectionEvent] = []
-        by_fd = {i.sock.fileno(): i for i in self._interfaces}
-        flush_at = time.monotonic() + FLUSH_SECONDS
-        while not self._stopping:
-            try:
-                ready, _, _ = select.select(list(by_fd), [], [], max(0.0, min(0.25, flush_at - time.monotonic())))
-            except InterruptedError:
-                ready = []
-            for fd in ready:
-                self._drain(by_fd[fd], extractor, events)
-            if time.monotonic() >= flush_at:
-                flush_at = time.monotonic() + FLUSH_SECONDS
-                self.dropped += sum(i.drops() for i in self._interfaces)
-                if events:
-                    yield Batch(tuple(events), 0, self.stats.lines)
-                    events = []
+    def descriptors(self) -> list[int]:
+        """The packet sockets: readable when frames wait."""
+        return [i.sock.fileno() for i in self._interfaces]
+
+    @property
+    def flush_at(self) -> float:
+        """When (time.monotonic()) the events read since the last batch are handed on."""
+        return self._flush_at
+
+    def step(self) -> tuple[Batch | None, bool]:
+        """Take every frame the interfaces hold now, without waiting: a batch of the events read
+        since the last one when FLUSH_SECONDS passed and there are any, else None; and whether
+        any frame was read."""
+        before = self.stats.lines
         for interface in self._interfaces:
-            self._drain(interface, extractor, events)
-        completed = extractor.finish(self.stats)
+            self._drain(interface, self._extractor, self._events)
+        batch = None
+        if time.monotonic() >= self._flush_at:
+            self._flush_at = time.monotonic() + FLUSH_SECONDS
+            self.dropped += sum(i.drops() for i in self._interfaces)
+            if self._events:
+                batch, self._events = Batch(tuple(self._events), 0, self.stats.lines), []
+        return batch, self.stats.lines != before
+
+    def finish(self) -> Batch:
+        """The last batch, once stopped: the frames still waiting, and the connections the
+        extractor still holds."""
+        events, self._events = self._events, []
+        for interface in self._interfaces:
+            self._drain(interface, self._extractor, events)
+        completed = self._extractor.finish(self.stats)
         events.extend(completed)
         for event in completed:
             self.stats.count(event)
         self.dropped += sum(i.drops() for i in self._interfaces)
-        yield Batch(tuple(events), 0, self.stats.lines)
+        return Batch(tuple(events), 0, self.stats.lines)
+
+    def batches(self) -> Iterator[Batch]:
+        """A batch at least every FLUSH_SECONDS while events come, and a last one after stop()."""
+        while not self._stopping:
+            try:
+                select.select(self.descriptors(), [], [], max(0.0, min(0.25, self._flush_at - time.monotonic())))
+            except InterruptedError:
+                pass
+            batch, _ = self.step()
+            if batch is not None:
+                yield batch
+        yield self.finish()
 
     def _drain(self, interface: _Interface, extractor: Extractor, events: list[ConnectionEvent]) -> None:
         """Every frame waiting on one interface's socket."""

@@ -10,39 +10,35 @@ recognise input it has read before and resume after its checkpoint.
 
 from __future__ import annotations
 
-import bz2
-import collections
-import ctypes
 import dataclasses
 import gzip
 import io
-import re
-import json
 import lzma
-import multiprocessing
 import os
-import signal
+import re
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from auditor.events import ConnectionEvent, Tally
-from auditor.sources import (
-    aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, wrapped, zeek,
+from auditor.sources import vercel, wrapped, zeek
+from auditor.sources.common import NOT_A_HOST, is_host
+from auditor.sources.compression import MAGIC_BYTES, PutBack, Streams, compression_of, zstandard_module
+from auditor.sources.formats import (
+    BOM, FORMATS, LineReader, detect_format, first_lines, format_named, refuse_wrapped_headers,
 )
-from auditor.sources.common import JSON_TOO_DEEP, NOT_A_HOST, is_host, without_surrogates
-from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
+from auditor.sources.interface import (
+    FINGERPRINT_BYTES, MAX_LOCATIONS, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats,
+)
 from auditor.sources.needles import compiled
 
 CHUNK = 1 << 20
 """Bytes read at a time outside the main loop (long lines, JSON documents)."""
 WINDOW = 4 << 20
 """Bytes the main loop reads at a time, into one reused buffer; larger than MAX_LINE."""
-FINGERPRINT_BYTES = 4096
-"""How much of the start of a stream identifies it."""
 SAMPLE_BYTES = 1 << 16
 """How much of the start of a stream format detection looks at."""
 BATCH_LINES = 200_000
@@ -55,182 +51,6 @@ MAX_DOCUMENT = 512 << 20
 """A JSON array input (Vercel drain batch) is read whole; a larger one is refused."""
 SETTLED_SECONDS = 10.0
 """A plain file unchanged for this long is finished: its last line counts without a newline."""
-BOM = b"\xef\xbb\xbf"
-"""The UTF-8 byte order mark Windows editors put first: not part of the first line (its bytes
-still count in offsets)."""
-
-
-@dataclass(frozen=True)
-class LogFormat:
-    """A log format: a name, a cheap recogniser and a parser."""
-
-    name: str
-    """Format name for --format and summaries."""
-    sniff: Callable[[str], bool]
-    """True when a line looks like this format."""
-    parse: Callable[[str, str], ConnectionEvent]
-    """Line and location -> event; raises Malformed or Ignored."""
-    reader: Callable[[Mapping[str, str] | None], LineReader] | None = None
-    """For a format that needs state per input (Zeek TSV columns from `#fields`, the field map of
-    generic JSON): makes the input's reader from its [[source]] field map; it parses instead of
-    `parse`. It may raise ValueError (a sentence saying what to configure)."""
-    detected: bool = True
-    """False for a format chosen only by --format or configuration."""
-
-
-class LineReader(Protocol):
-    """Per-input parsing state (see LogFormat.reader)."""
-
-    headers: bool
-    """True when every line starting with `#` goes to `header()`, prefilter or not."""
-
-    def header(self, line: str) -> None:
-        """Take in a header line; may raise Ignored or Malformed to be counted."""
-
-    def parse(self, line: str, location: str) -> ConnectionEvent:
-        """Line and location -> event; raises Malformed or Ignored."""
-
-
-FORMATS = {
-    f.name: f
-    for f in (
-        LogFormat(squid.NAME, squid.sniff, squid.parse),
-        LogFormat(combined.NAME, combined.sniff, combined.parse),
-        LogFormat(vercel.NAME, vercel.sniff, vercel.parse),
-        LogFormat(haproxy.NAME, haproxy.sniff, haproxy.parse),
-        LogFormat(nginx_stream.NAME, nginx_stream.sniff, nginx_stream.parse),
-        LogFormat(nginx_proxy_manager.NAME, nginx_proxy_manager.sniff, nginx_proxy_manager.parse),
-        LogFormat(envoy.NAME, envoy.sniff, envoy.parse),
-        LogFormat(zeek.NAME, zeek.sniff, zeek.parse, reader=zeek.Reader),
-        LogFormat(aws_firewall.NAME, aws_firewall.sniff, aws_firewall.parse),  # before suricata: its events are EVE too
-        LogFormat(suricata.NAME, suricata.sniff, suricata.parse),
-        LogFormat(cloudflare.NAME, cloudflare.sniff, cloudflare.parse),
-        LogFormat(jsonmap.NAME, jsonmap.sniff, jsonmap.parse, reader=jsonmap.Reader, detected=False),
-    )
-}
-"""Known formats by name, in detection order."""
-
-_MAGIC = (
-    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
-    # zstd skippable frames (magic 0x184D2A50-5F): pzstd starts its output with one
-    *((bytes([0x50 + i]) + b"\x2a\x4d\x18", "zstd") for i in range(16)),
-)
-
-
-class Streams:
-    """bz2, xz or zstd data (one stream or several concatenated, as `cat a.xz b.xz`, `pbzip2` and
-    `zstd` write them) decompressed stream by stream, so that data ending inside a stream, or data
-    after the last one that is not another stream, is reported: BZ2File and LZMAFile drop what
-    follows the last stream without a word, and zstandard's stream reader ends silently inside a
-    frame. xz's stream padding (zero bytes) is skipped. (gzip keeps GzipFile, which says both.)
-    A read gives at most `size` bytes from bz2 and xz, however well the data compressed."""
-
-    def __init__(self, raw: IO[bytes], kind: str, zstandard: Any = None) -> None:
-        self._raw = raw
-        self._kind = kind
-        self._magic = next(m for m, k in _MAGIC if k == kind)
-        if kind == "zstd":
-            self._new: Callable[[], Any] = lambda: zstandard.ZstdDecompressor().decompressobj()
-            self._errors: tuple[type[Exception], ...] = (zstandard.ZstdError,)
-        elif kind == "bz2":
-            self._new, self._errors = bz2.BZ2Decompressor, (OSError,)
-        else:
-            self._new, self._errors = lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), (lzma.LZMAError,)
-        self._obj = self._new()
-        self._out = b""
-        self._in_stream = False
-        self._ended = False
-        self._error: Exception | None = None
-
-    def read1(self, size: int = -1) -> bytes:
-        size = CHUNK if size is None or size < 0 else max(size, 1)
-        while not self._out and not self._ended:
-            try:
-                if self._in_stream and self._kind != "zstd" and not self._obj.needs_input:
-                    self._step(b"", size)  # output the decompressor holds back (max_length)
-                    continue
-                data = self._raw.read(1 << 16)
-                if not data:
-                    self._ended = True
-                    if self._in_stream:
-                        self._error = EOFError(f"{self._kind} data ends inside a {'frame' if self._kind == 'zstd' else 'stream'}")
-                    break
-                self._step(data, size)
-            except ValueError as e:  # what came before it is given first
-                self._ended, self._error = True, e
-        if not self._out and self._error is not None:
-            raise self._error
-        out, self._out = self._out[:size], self._out[size:]
-        return out
-
-    read = read1
-
-    def _step(self, data: bytes, size: int) -> None:
-        """Decompress `data` (b"": what the decompressor holds) into `_out`; at the end of a stream
-        go on with what follows it: padding, another stream, or data that is neither (ValueError)."""
-        while True:
-            if not self._in_stream:
-                if self._kind == "xz":
-                    data = data.lstrip(b"\0")  # stream padding
-                if not data:
-                    return
-                if self._kind != "zstd" and not data.startswith(self._magic[: len(data)]):
-                    raise ValueError(f"data after the last {self._kind} stream is not {self._kind} data")
-            self._in_stream = True
-            try:
-                self._out += self._obj.decompress(data) if self._kind == "zstd" else self._obj.decompress(data, size)
-            except self._errors as e:
-                raise ValueError(str(e)) from None
-            if not self._obj.eof:
-                return
-            data, self._in_stream = self._obj.unused_data, False
-            self._obj = self._new()
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def close(self) -> None:
-        self._raw.close()
-PARALLEL_MIN = 64 << 20
-"""A plain file with at least this much left to read is read by one process per core."""
-PARALLEL_PIECE = 16 << 20
-"""Bytes of a file one worker reads at a time (then a batch is stored)."""
-
-
-def _zstandard(path: str, raw: IO[bytes]) -> Any:
-    """The optional zstandard module, or a SourceError that says how to get it."""
-    try:
-        import zstandard
-    except ImportError:
-        raw.close()
-        raise SourceError(
-            f"{path}: is zstd-compressed; install the zstd extra (`pip install 'region-auditor[zstd]'`) or decompress it first"
-        ) from None
-    return zstandard
-
-
-def compression_of(head: bytes) -> str:
-    """`gzip`, `bz2`, `xz` or `zstd` when `head` (an input's first bytes) starts with that magic, else `plain`."""
-    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "plain")
-
-
-def ends_by(path: str, offset: int) -> bool:
-    """True when the content of the file at `path` (decompressed) ends at `offset` or before: by
-    its size for a plain file, by what gzip's trailer says for a `.gz` (the size modulo 2**32 of
-    its one member, as logrotate writes it). False when that cannot be told without reading it
-    whole (bzip2, xz, zstd) or the file cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            kind = compression_of(f.read(8))
-            size = os.fstat(f.fileno()).st_size
-            if kind == "plain":
-                return offset >= size
-            if kind != "gzip" or size < 18:
-                return False
-            f.seek(-4, os.SEEK_END)
-            return int.from_bytes(f.read(4), "little") == offset % 2**32
-    except OSError:
-        return False
 
 
 def check_name(path: str) -> None:
@@ -241,58 +61,6 @@ def check_name(path: str) -> None:
     except UnicodeEncodeError:
         shown = path.encode("utf-8", "backslashreplace").decode("utf-8")
         raise SourceError(f"{shown}: the file name is not valid UTF-8; rename the file (or pipe it in as `-`)") from None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (`taskset`, cgroup cpusets), not all the machine has."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def worker_start() -> None:
-    """First thing in a worker process: SIGTERM ends it, which is how Pool.terminate stops it (a
-    handler inherited from the parent, the follower's, would only set a flag), and SIGINT is left
-    to the parent (Ctrl-C reaches the whole process group). It dies with its parent (Linux)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-_worker_audit: Audit | None = None
-"""What the worker processes of LogFile._parallel_batches run on the events of their piece."""
-
-
-def _scan_piece(
-    job: tuple[str, str, int, int, tuple[bytes, ...], str, Mapping[str, str] | None],
-) -> tuple[list[ConnectionEvent], list[Tally] | None, SourceStats]:
-    """In a worker process: the events (or, given an audit, their tallies) and counts of bytes
-    [start, stop) of a file (whole lines). Lines are numbered from the piece's start: the lines
-    before it are not counted yet (see `_rebase`)."""
-    path, name, start, stop, needles, fmt, fields = job
-    piece = LogFile(name, _Piece(path, start, stop), "plain", needles, fmt, fields=fields)
-    piece._offset = start
-    events = [e for batch in piece.batches() for e in batch.events]
-    if _worker_audit is not None:
-        return [], _worker_audit(events), piece.stats
-    return events, None, piece.stats
-
-
-def _rebase(location: str, name: str, base: int) -> str:
-    """`name:N...` -> `name:N+base...`: a location in a piece made a location in its file."""
-    if not location.startswith(name + ":"):
-        return location
-    rest = location[len(name) + 1 :]
-    digits = len(rest) - len(rest.lstrip("0123456789"))
-    return f"{name}:{int(rest[:digits]) + base}{rest[digits:]}" if digits else location
-
-
-def _rebase_event(event: ConnectionEvent, name: str, base: int) -> ConnectionEvent:
-    return dataclasses.replace(event, source=_rebase(event.source, name, base))
 
 
 def _hash_line(block: bytes | bytearray, end: int) -> bool:
@@ -306,13 +74,23 @@ def _hash_line(block: bytes | bytearray, end: int) -> bool:
     return False
 
 
-def _rebase_tally(tally: Tally, name: str, base: int) -> Tally:
-    """Only the samples carry locations: the rest of a tally is counts."""
-    samples = tuple(dataclasses.replace(f, event=_rebase_event(f.event, name, base)) for f in tally.samples)
-    return dataclasses.replace(tally, samples=samples)
+@dataclass(frozen=True)
+class Range:
+    """Bytes [start, stop) of a plain log file on disk, whole lines: what another process needs
+    to read them as lines of that input (`LogFile.of_range`)."""
+
+    path: str
+    name: str
+    """The input's name, in its events' locations."""
+    start: int
+    stop: int
+    needles: tuple[bytes, ...]
+    format: str
+    """Its format's name (`squid+docker`)."""
+    fields: Mapping[str, str] | None
 
 
-class _Piece(io.RawIOBase):
+class _RangeStream(io.RawIOBase):
     """Bytes [start, stop) of a file, read straight into the reader's buffer."""
 
     def __init__(self, path: str, start: int, stop: int) -> None:
@@ -334,129 +112,26 @@ class _Piece(io.RawIOBase):
         super().close()
 
 
-def _first_lines(sample: bytes) -> list[str]:
-    """The first lines of a sample (up to 64, not blank, the last only when it is complete)."""
-    lines = [ln for ln in sample.removeprefix(BOM).split(b"\n")[:64] if ln.strip()]
-    if len(lines) > 1 and not sample.endswith(b"\n"):
-        lines = lines[:-1]  # the last one may be cut off by the sample size
-    return [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines]
+def rebased(tally: Tally, name: str, base: int) -> Tally:
+    """A tally of a range read by `LogFile.of_range`, whose lines are numbered from the range's
+    start, with its samples' locations moved to the line in the input (`base` lines before the
+    range). Only the samples carry locations: the rest of a tally is counts."""
+    samples = tuple(dataclasses.replace(f, event=rebased_event(f.event, name, base)) for f in tally.samples)
+    return dataclasses.replace(tally, samples=samples)
 
 
-def detect_format(sample: bytes, name: str) -> LogFormat | None:
-    """The format most of the first lines of `sample` match; None for an empty sample."""
-    if vercel.sniff_sample(sample.removeprefix(BOM)):
-        return FORMATS[vercel.NAME]
-    texts = _first_lines(sample)
-    if not texts:
-        return None
-    kind = wrapped.common_kind(texts)
-    if kind is not None:
-        inner = _most_matched([_unwrapped(kind, t) for t in texts])
-        if inner is not None:
-            return _wrap(inner, kind)
-    best = _most_matched(texts)
-    if best is None:
-        known = " or ".join(n for n, f in FORMATS.items() if f.detected)
-        raise SourceError(
-            f"{name}: not a recognised log format (looked for {known} records in its first lines); pass --format to force one, "
-            'or for other JSON lines set format = "json" and a field map in its [[source]] config entry'
-        )
-    return best
+def rebased_event(event: ConnectionEvent, name: str, base: int) -> ConnectionEvent:
+    """An event of a range (see `rebased`) with its location in the input."""
+    return dataclasses.replace(event, source=_rebase(event.source, name, base))
 
 
-def format_named(name: str, sample: bytes = b"") -> LogFormat | None:
-    """The format of this name (`squid`, or `squid+docker` for squid lines in a wrapper), None for
-    none. A plain name is read inside the wrapper most of the sample's first lines are in
-    (`--format envoy` on a container's log is `envoy+cri`), except `json`: its field map may
-    address the wrapper's own fields."""
-    if name in FORMATS:
-        kind = wrapped.common_kind(_first_lines(sample)) if sample and name != jsonmap.NAME else None
-        return _wrap(FORMATS[name], kind) if kind is not None else FORMATS[name]
-    inner, _, kind = name.partition("+")
-    return _wrap(FORMATS[inner], kind) if inner in FORMATS and kind in wrapped.KINDS else None
-
-
-UNWRAP = {"docker": "jq -r .log FILE", "ecs": "jq -r .message FILE", "cri": "cut -d' ' -f4- FILE"}
-"""How to take the lines out of each wrapper by hand."""
-
-
-def _refuse_wrapped_headers(name: str, kind: str, sample: bytes) -> None:
-    """Zeek TSV inside a wrapper cannot be read: its header lines (`#fields`) are wrapped too, and
-    only lines naming a governed host reach the parser."""
-    for line in sample.split(b"\n")[:64]:
-        if _unwrapped(kind, line.decode("utf-8", "replace")).startswith("#"):
-            raise SourceError(f"{name}: Zeek TSV inside {kind} records cannot be read (its header lines are wrapped too); "
-                              f"take the lines out first: {UNWRAP[kind]} > ssl.log")
-
-
-def _most_matched(texts: list[str]) -> LogFormat | None:
-    best, best_hits = None, 0
-    for fmt in FORMATS.values():
-        hits = sum(1 for t in texts if fmt.sniff(t))
-        if hits > best_hits:
-            best, best_hits = fmt, hits
-    return best
-
-
-def _unwrapped(kind: str, text: str) -> str:
-    try:
-        return wrapped.unwrap(kind, text)
-    except Malformed:
-        return ""
-
-
-def _wrap(fmt: LogFormat, kind: str) -> LogFormat:
-    """`fmt` for lines inside a `kind` wrapper (auditor.sources.wrapped)."""
-
-    def parse(line: str, location: str) -> ConnectionEvent:
-        return fmt.parse(wrapped.unwrap(kind, line), location)
-
-    def sniff(line: str) -> bool:
-        return wrapped.kind_of(line) == kind and fmt.sniff(_unwrapped(kind, line))
-
-    make = fmt.reader
-    reader = None if make is None else lambda fields: _WrappedReader(make(fields), kind)
-    return LogFormat(f"{fmt.name}+{kind}", sniff, parse, reader, detected=False)
-
-
-class _WrappedReader:
-    """A format's reader (Zeek JSON, generic JSON's field map), given the lines inside a wrapper.
-    Header lines cannot be read there: only lines naming a governed host reach the parser."""
-
-    headers = False
-
-    def __init__(self, inner: LineReader, kind: str) -> None:
-        self._inner = inner
-        self._kind = kind
-
-    def header(self, line: str) -> None:
-        """Never called (`headers` is False)."""
-
-    def parse(self, line: str, location: str) -> ConnectionEvent:
-        return self._inner.parse(wrapped.unwrap(self._kind, line), location)
-
-
-MAGIC_BYTES = 6
-"""The longest compression magic (xz's); a shorter read cannot tell the compression."""
-
-
-class _PutBack(io.RawIOBase):
-    """A stream with bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        return self._rest.readinto1(buffer)
+def _rebase(location: str, name: str, base: int) -> str:
+    """`name:N...` -> `name:N+base...`: a location in a range made a location in its file."""
+    if not location.startswith(name + ":"):
+        return location
+    rest = location[len(name) + 1 :]
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{name}:{int(rest[:digits]) + base}{rest[digits:]}" if digits else location
 
 
 class LogFile(Prefixed, EventSource):
@@ -464,8 +139,12 @@ class LogFile(Prefixed, EventSource):
 
     def __init__(
         self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False,
-        fields: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None, following: bool = False, on_disk: bytes | None = None, stats: SourceStats | None = None,
     ) -> None:
+        """`following`: see the attribute. `on_disk`: the first bytes of the file as they are on
+        disk, when `stream` releases fewer (a followed file releases complete lines only): the
+        input is told by them, as `logs` tells it. `stats`: counts to go on from (the same input
+        opened again)."""
         self.name = name
         self.growing = growing
         """True for a plain file changed in the last SETTLED_SECONDS: a writer may be mid-line."""
@@ -475,10 +154,10 @@ class LogFile(Prefixed, EventSource):
         self.compression = compression
         self.needles = needles
         self._needles = compiled(needles)
-        self.stats = SourceStats()
+        self.stats = stats if stats is not None else SourceStats()
         self.unterminated = False
         """True when the input ended inside a line left for the next run."""
-        self.following = False
+        self.following = following
         """True when the end of the input is only the end of what is there now (a followed file):
         the first parts of a line split by the runtime wait there for their last part."""
         self.damaged = ""
@@ -510,11 +189,15 @@ class LogFile(Prefixed, EventSource):
             if len(self._pending) < FINGERPRINT_BYTES and not self.damaged:  # all of it
                 left = not self.prefix.endswith(b"\n") and self._leaves_last_line
                 self.whole_lines = self.prefix.rfind(b"\n") + 1 if left else len(self.prefix)
+            if on_disk is not None:
+                self.prefix = on_disk[:FINGERPRINT_BYTES]
+                if len(self.prefix) == FINGERPRINT_BYTES:
+                    self.whole_lines = 0  # told by its first 4 KiB, as any longer input
             self.format = format_named(fmt, self._pending) if fmt else detect_format(self._pending, name)
             if fmt and self.format is None:
                 raise SourceError(f"{name}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
             if self.format is not None and self.format.name.startswith(zeek.NAME + "+"):
-                _refuse_wrapped_headers(name, self.format.name.partition("+")[2], self._pending)
+                refuse_wrapped_headers(name, self.format.name.partition("+")[2], self._pending)
             self._reader = self._new_reader()
             self._partial = self._partial_test()
         except SourceError:
@@ -522,8 +205,10 @@ class LogFile(Prefixed, EventSource):
             raise
 
     @classmethod
-    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None) -> LogFile:
-        """Open a file (or `-` for stdin), detecting compression by magic bytes."""
+    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None, *,
+             finished: bool = False) -> LogFile:
+        """Open a file (or `-` for stdin), detecting compression by magic bytes. `finished`: see
+        the attribute (it is told by its first bytes as any input is, whatever it holds)."""
         check_name(path)
         if path == "-" and (sys.stdin is None or sys.stdin.closed):
             raise SourceError("<stdin>: standard input is closed; pipe a log into it, or name the files")
@@ -541,7 +226,7 @@ class LogFile(Prefixed, EventSource):
             # A pipe's first read may hold less than a compression magic (a writer's first small
             # write): read up to it, then put it back in front.
             head = buffered.read(MAGIC_BYTES)
-            buffered = io.BufferedReader(_PutBack(head, buffered))  # type: ignore[arg-type]
+            buffered = io.BufferedReader(PutBack(head, buffered))  # type: ignore[arg-type]
         # On stdin peek waits for data or the end: nothing means the end, which a terminal gives
         # once per Ctrl-D (reading on would wait for a second one). A file may still grow.
         stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
@@ -549,13 +234,14 @@ class LogFile(Prefixed, EventSource):
         if compression == "gzip":
             stream = gzip.GzipFile(fileobj=buffered)
         elif compression != "plain":
-            stream = Streams(buffered, compression, _zstandard(path, buffered) if compression == "zstd" else None)  # type: ignore[assignment]
+            stream = Streams(buffered, compression, zstandard_module(path, buffered) if compression == "zstd" else None)  # type: ignore[assignment]
         growing = False
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
         log = cls("<stdin>" if path == "-" else path, stream, compression, needles, fmt, growing=growing, fields=fields)
         if path != "-" and compression == "plain":
             log._path = path
+        log.finished = finished
         return log
 
     def resume(self, offset: int, line: int) -> bool:
@@ -634,7 +320,7 @@ class LogFile(Prefixed, EventSource):
     def _partial_test(self) -> Callable[[bytes | bytearray, int, int], bool] | None:
         """`_partial` for this input's format and first lines."""
         kind = self.format.name.partition("+")[2] if self.format is not None else ""
-        return wrapped.partial_test(kind, _first_lines(self._pending)) if kind in wrapped.SPLITTING else None
+        return wrapped.partial_test(kind, first_lines(self._pending)) if kind in wrapped.SPLITTING else None
 
     def _replay_headers(self, data: bytes) -> None:
         """Give the reader the header lines of the part of the sample already audited (resume)."""
@@ -659,14 +345,11 @@ class LogFile(Prefixed, EventSource):
         return (self.format is not None and self.format.name == vercel.NAME
                 and re.match(rb"\[\s*[{\]]", self._pending.removeprefix(BOM).lstrip()) is not None)
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
         if self._is_array():
             yield from self._array_batches()
             return
-        end = self._parallel_end()
-        if end > self._offset:
-            yield from self._parallel_batches(end, audit)
         events: list[ConnectionEvent] = []
         lines_in_batch = 0
         # One window, reused: each read lands after the unfinished line left at its front, the
@@ -775,78 +458,70 @@ class LogFile(Prefixed, EventSource):
         window[have : have + len(data)] = data
         return len(data)
 
-    @property
-    def reopenable(self) -> bool:
-        """True when another process can open this input by its name and read it the same way: a
-        file on disk (not stdin) that is not being written, in a line format (not a JSON array)."""
-        return self.name != "<stdin>" and (self._path is not None or self.compression != "plain") \
-            and not self.growing and self.format is not None and not self._is_array()
-
-    def _parallel_end(self) -> int:
-        """Where reading by several processes stops (the last line boundary before the end of the
-        file), or 0 when this input is read in this process only: not a plain file on disk, still
-        being written, a format that keeps state across lines, one core, or too little left."""
-        if (self._path is None or self.growing or self.format is None or self._reader is not None
-                or self._is_array() or usable_cores() < 2):
+    def range_end(self, min_left: int) -> int:
+        """Where reading by byte ranges in other processes may go (the last line boundary before the
+        end of the file), or 0 when this input is read in this process only: not a plain file on
+        disk, still being written, a format that keeps state across lines, or less than `min_left`
+        left to read."""
+        if self._path is None or self.growing or self.format is None or self._reader is not None or self._is_array():
             return 0
         size = os.fstat(self._stream.fileno()).st_size
-        if size - self._offset < PARALLEL_MIN:
+        if size - self._offset < min_left:
             return 0
         with open(self._path, "rb") as f:
             f.seek(max(self._offset, size - MAX_LINE))
             tail = f.read()
-        return size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        end = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        return end if end > self._offset else 0
 
-    def _parallel_batches(self, end: int, audit: Audit | None) -> Iterator[Batch]:
-        """Bytes up to `end` (a line boundary) in pieces cut at line boundaries, scanned, parsed
-        and audited by worker processes (one per core), handed on in order: one batch per piece,
-        its checkpoint at the piece's end. A worker numbers its piece's lines from 1; the locations
-        it hands on are moved by the lines of the pieces before it here (`_rebase`)."""
+    def ranges(self, end: int, size: int) -> list[Range]:
+        """The bytes from here up to `end` (see `range_end`) in ranges of about `size` bytes, cut at
+        line boundaries (the parts of a line the runtime split stay in one range). Fewer when no
+        line boundary is near a cut: the rest is read here (`batches`) once `took` the ranges."""
+        assert self._path is not None and self.format is not None
         cuts = [self._offset]
-        with open(self._path, "rb") as f:  # type: ignore[arg-type]
-            while cuts[-1] + PARALLEL_PIECE < end:
-                f.seek(cuts[-1] + PARALLEL_PIECE)
+        with open(self._path, "rb") as f:
+            while cuts[-1] + size < end:
+                f.seek(cuts[-1] + size)
                 if not f.readline(2 * MAX_LINE).endswith(b"\n") or not self._past_parts(f):
                     end = cuts[-1]  # no line boundary near: the rest is read in this process
                     break
                 cuts.append(min(end, f.tell()))
         if cuts[-1] != end:
             cuts.append(end)
-        if len(cuts) < 2:
-            return
-        global _worker_audit
-        context = multiprocessing.get_context("fork")
-        workers = min(usable_cores(), len(cuts) - 1, 8)
-        _worker_audit = audit  # the forked workers inherit it: closures need no pickling
-        try:
-            pool = context.Pool(workers, initializer=worker_start)
-        except OSError:
-            return  # no processes to be had (limits): this process reads it all
-        finally:
-            _worker_audit = None
-        with pool:
-            jobs = [(self._path, self.name, a, b, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
-                    for a, b in zip(cuts, cuts[1:])]
-            # At most four pieces per worker in flight: memory stays flat however far the workers
-            # get ahead of the store.
-            window = 4 * workers
-            pending = collections.deque(pool.apply_async(_scan_piece, (job,)) for job in jobs[:window])
-            for i, stop in enumerate(cuts[1:]):
-                events, tallies, stats = pending.popleft().get()
-                if i + window < len(jobs):
-                    pending.append(pool.apply_async(_scan_piece, (jobs[i + window],)))
-                base = self._line
-                self._merge(stats, base)
-                self._line += stats.lines
-                self._offset = stop
-                yield Batch(tuple(_rebase_event(e, self.name, base) for e in events), stop, self._line,
-                            None if tallies is None else tuple(_rebase_tally(t, self.name, base) for t in tallies))
-        self._stream.seek(end)
+        return [Range(self._path, self.name, a, b, self.needles, self.format.name, self.fields) for a, b in zip(cuts, cuts[1:])]
+
+    @classmethod
+    def of_range(cls, where: Range) -> LogFile:
+        """The lines of a range of an input, for another process to read (`batches`); its lines are
+        numbered from the range's start (see `took` and `rebased`)."""
+        piece = cls(where.name, _RangeStream(where.path, where.start, where.stop), "plain", where.needles, where.format, fields=where.fields)
+        piece._offset = where.start
+        return piece
+
+    def took(self, stats: SourceStats, stop: int) -> int:
+        """Go on after a range another process read (from here to `stop`), adding what it counted
+        (its locations moved to lines of this input). The number of lines before the range, by
+        which its events' locations are moved (`rebased`)."""
+        base = self._line
+        mine = self.stats
+        mine.lines += stats.lines
+        mine.candidates += stats.candidates
+        mine.events += stats.events
+        mine.ignored.update(stats.ignored)
+        for reason, count in stats.skipped.items():
+            mine.skipped[reason] += count
+            where = mine.locations.setdefault(reason, [])
+            where.extend(_rebase(w, self.name, base) for w in stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
+        self._line += stats.lines
+        self._offset = stop
+        self._stream.seek(stop)
         self._pending = b""
+        return base
 
     def _past_parts(self, f: IO[bytes]) -> bool:
         """Move `f`, at a line boundary, on past the next record that ends a line: the parts of a
-        line the runtime split stay in one piece. False when none does within MAX_LINE."""
+        line the runtime split stay in one range. False when none does within MAX_LINE."""
         if self._partial is None:
             return True
         taken = 0
@@ -859,20 +534,31 @@ class LogFile(Prefixed, EventSource):
             taken += len(record)
         return False
 
-    def _merge(self, stats: SourceStats, base: int) -> None:
-        """Add the counts of a piece that starts after line `base` to this input's."""
-        mine = self.stats
-        mine.lines += stats.lines
-        mine.candidates += stats.candidates
-        mine.events += stats.events
-        mine.ignored.update(stats.ignored)
-        for reason, count in stats.skipped.items():
-            mine.skipped[reason] += count
-            where = mine.locations.setdefault(reason, [])
-            where.extend(_rebase(w, self.name, base) for w in stats.locations.get(reason, [])[: MAX_LOCATIONS - len(where)])
+    def use_needles(self, needles: tuple[bytes, ...]) -> None:
+        """Prefilter the lines read from now on with `needles` (the pipeline was swapped: a reload)."""
+        self.needles = needles
+        self._needles = compiled(needles)
+
+    @property
+    def complete(self) -> bool:
+        """Read to its end (a file, not stdin), no unfinished last line, nothing cut short."""
+        return self.name != "<stdin>" and not self.unterminated and not self.damaged
+
+    @property
+    def kind(self) -> str:
+        """The format's name, as summaries show it (`empty` while none is known)."""
+        return self.format.name if self.format is not None else "empty"
+
+    @property
+    def reopenable(self) -> bool:
+        """True when another process can open this input by its name and read it the same way: a
+        file on disk (not stdin) that is not being written, in a line format (not a JSON array)."""
+        return self.name != "<stdin>" and (self._path is not None or self.compression != "plain") \
+            and not self.growing and self.format is not None and not self._is_array()
 
     def _array_batches(self) -> Iterator[Batch]:
-        """A JSON array of log objects: read whole, one batch, entries before the checkpoint skipped."""
+        """A JSON array of log objects (vercel.read_array): read whole, one batch, entries before
+        the checkpoint skipped; an entry is parsed when its text holds a needle."""
         parts, size = [self._pending], len(self._pending)
         self._pending = b""
         while chunk := self._read(CHUNK):
@@ -881,54 +567,18 @@ class LogFile(Prefixed, EventSource):
                 raise SourceError(f"{self.name}: a JSON array larger than {MAX_DOCUMENT >> 20} MiB; split it or convert it to NDJSON")
             parts.append(chunk)
         data = b"".join(parts)
-        text = data.decode("utf-8", "replace")
-        skip_chars = len(data[: self._array_skip].decode("utf-8", "replace"))
-        decoder = json.JSONDecoder()
         events: list[ConnectionEvent] = []
-        pos, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
-        counted = pos
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos < len(text) and text[pos] == "]":
-                # One drain request body per line: another array may follow.
-                pos += 1
-                while pos < len(text) and text[pos] in " \t\r\n":
-                    pos += 1
-                if pos < len(text) and text[pos] == "[":
-                    pos += 1
-                    continue
-                if pos < len(text):
-                    line += text.count("\n", counted, pos)
-                    self.stats.skip("vercel: text after the JSON array was not read", f"{self.name}:{line}")
-                break
-            if pos >= len(text):
-                break
-            line += text.count("\n", counted, pos)
-            counted = pos
-            location = f"{self.name}:{line}"
-            try:
-                record, end = decoder.raw_decode(text, pos)
-                if "\\ud" in text[pos:end].lower():
-                    record = without_surrogates(record)
-            except (ValueError, RecursionError) as e:
-                why = JSON_TOO_DEEP if isinstance(e, RecursionError) else getattr(e, "msg", e)
-                self.stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({why})")
-                break
-            if end > skip_chars:
-                self.stats.lines += 1
-                self._parse_record(record, text[pos:end], location, events)
-            pos = end
-        self._line = line
+        needles = [n.decode() for n in self.needles]
+
+        def take(record: object, raw: str, location: str) -> None:
+            low = raw.lower()
+            if any(n in low for n in needles):
+                self.stats.candidates += 1
+                self._collect(vercel.parse_record, (record, location, raw), location, events)
+
+        self._line = vercel.read_array(data, self.name, self._array_skip, self.stats, take)
         self._offset = len(data)
         yield Batch(tuple(events), self._offset, self._line)
-
-    def _parse_record(self, record: object, raw: str, location: str, events: list[ConnectionEvent]) -> None:
-        low = raw.lower()
-        if not any(n.decode() in low for n in self.needles):
-            return
-        self.stats.candidates += 1
-        self._collect(vercel.parse_record, (record, location, raw), location, events)
 
     def _next_chunk(self) -> bytes:
         """Up to CHUNK bytes: what is left of the sample first, then the stream."""

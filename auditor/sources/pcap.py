@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from auditor.events import ConnectionEvent
-from auditor.sources.interface import Audit, Batch, EventSource, Prefixed, SourceError, SourceStats
-from auditor.sources.logfile import FINGERPRINT_BYTES
+from auditor.sources.interface import FINGERPRINT_BYTES, Batch, EventSource, Prefixed, SourceError, SourceStats
 from auditor.sources.packets import Extractor, PacketError
 
 BATCH_PACKETS = 500_000
@@ -115,7 +114,8 @@ class PcapFile(Prefixed, EventSource):
         else:
             self._file.close()
             raise SourceError(f"{name}: not a pcap or pcapng capture (it starts {magic.hex() or 'empty'}); for logs use `region-auditor logs`")
-        self.format = type("Fmt", (), {"name": kind})()
+        self.kind = kind
+        """`pcap` or `pcapng`."""
         self._skip_to = 0
         self._number = 0
         """Packet records read so far."""
@@ -138,7 +138,7 @@ class PcapFile(Prefixed, EventSource):
         """Every packet record, but those `skip(buffer, start, end, linktype)` is true for (the
         extractor's cheap test, run before the frame is copied out); damage and a cut-short last
         record are counted in `stats`."""
-        reader = self._pcap if self.format.name == "pcap" else self._pcapng
+        reader = self._pcap if self.kind == "pcap" else self._pcapng
         try:
             yield from reader(_Window(self._file), skip or _keep)
         except Damaged as e:
@@ -258,7 +258,7 @@ class PcapFile(Prefixed, EventSource):
             off += 4 + size + (-size % 4)
         return linktype, unit
 
-    def batches(self, audit: Audit | None = None) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Batch]:
         extractor = Extractor(self.name)
         events: list[ConnectionEvent] = []
         frame = extractor.frame

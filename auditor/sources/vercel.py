@@ -10,11 +10,13 @@ which messages those are). The egress is the execution region: `executionRegion`
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import json_value, url_host_port
-from auditor.sources.interface import Ignored, Malformed
+from auditor.sources.common import JSON_TOO_DEEP, json_value, url_host_port, without_surrogates
+from auditor.sources.interface import Ignored, Malformed, SourceStats
 
 NAME = "vercel"
 _KEYS = ('"deploymentId"', '"projectId"')
@@ -75,3 +77,53 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
         message=message,
         raw=raw,
     )
+
+
+Take = Callable[[object, str, str], None]
+"""(decoded record, its JSON text, its location) -> None: what reading an array does with each entry."""
+
+
+def read_array(data: bytes, name: str, skip: int, stats: SourceStats, take: Take) -> int:
+    """The entries of a drain saved as JSON arrays (`[{...}, ...]`, one request body per line,
+    another array may follow), in order: each entry whose JSON ends after the first `skip` bytes
+    (the part audited before) is counted in `stats.lines` and handed to `take`. Invalid JSON, or
+    text after the last array, is counted as malformed and ends the reading. The number of the
+    last line read."""
+    text = data.decode("utf-8", "replace")
+    skip_chars = len(data[:skip].decode("utf-8", "replace"))
+    decoder = json.JSONDecoder()
+    pos, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
+    counted = pos
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos < len(text) and text[pos] == "]":
+            # One drain request body per line: another array may follow.
+            pos += 1
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(text) and text[pos] == "[":
+                pos += 1
+                continue
+            if pos < len(text):
+                line += text.count("\n", counted, pos)
+                stats.skip("vercel: text after the JSON array was not read", f"{name}:{line}")
+            break
+        if pos >= len(text):
+            break
+        line += text.count("\n", counted, pos)
+        counted = pos
+        location = f"{name}:{line}"
+        try:
+            record, end = decoder.raw_decode(text, pos)
+            if "\\ud" in text[pos:end].lower():
+                record = without_surrogates(record)
+        except (ValueError, RecursionError) as e:
+            why = JSON_TOO_DEEP if isinstance(e, RecursionError) else getattr(e, "msg", e)
+            stats.skip("vercel: invalid JSON in the array; the rest of it was not read", f"{location} ({why})")
+            break
+        if end > skip_chars:
+            stats.lines += 1
+            take(record, text[pos:end], location)
+        pos = end
+    return line

@@ -10,7 +10,7 @@ from typing import Any
 from auditor.events import ConnectionEvent
 from auditor.redact import redact
 from auditor.sources.interface import Batch, Ignored, Malformed
-from auditor.sources.logfile import LogFile
+from auditor.sources.logfile import LogFile, rebased_event
 from rules.policy import load_policies
 
 UTC = dt.timezone.utc
@@ -79,3 +79,28 @@ def assert_redacted(raw: str, secrets: list[str], kept: list[str]) -> None:
 def line_no(event: ConnectionEvent) -> int:
     """The line number of an event's `file:line` source."""
     return int(event.source.rsplit(":", 1)[1])
+
+
+def run_in_ranges(path: Path | str, size: int, fmt: str | None = None, *, resume: tuple[int, int] | None = None) -> tuple[LogFile, list[Batch]]:
+    """Read `path` the way the executor's workers read a large file, in this process: each
+    whole-line range of about `size` bytes (LogFile.ranges) by a reader of its own
+    (LogFile.of_range), one batch per range with its events' locations moved to the file's lines,
+    then what is left by `path`'s own reader."""
+    log = LogFile.open(str(path), NEEDLES, fmt)
+    try:
+        if resume is not None:
+            assert log.resume(*resume)
+        batches = []
+        end = log.range_end(1)
+        for where in log.ranges(end, size) if end else ():
+            part = LogFile.of_range(where)
+            try:
+                events = [e for b in part.batches() for e in b.events]
+            finally:
+                part.close()
+            base = log.took(part.stats, where.stop)
+            batches.append(Batch(tuple(rebased_event(e, log.name, base) for e in events), where.stop, base + part.stats.lines))
+        batches.extend(log.batches())
+    finally:
+        log.close()
+    return log, batches

@@ -25,10 +25,11 @@ from pathlib import Path
 import pytest
 
 import auditor.sources.logfile as logfile_mod
+from auditor.sources import compression
 from auditor.sources.interface import Batch, SourceError
 from auditor.sources.logfile import LogFile, detect_format
 from tests.conftest import asset
-from tests.sources.helpers import NEEDLES, events_of, fields, line_no, run
+from tests.sources.helpers import NEEDLES, events_of, fields, line_no, run, run_in_ranges
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUNCATED = "squid: 7 fields, expected 10"
@@ -702,16 +703,12 @@ def test_unrecognised_input_does_not_leak_its_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("piece", [700, 4096, 50_000])
 def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
-    """Pieces cut at line boundaries, read by worker processes: the same events, locations,
-    counts and final checkpoint as one process reading the file."""
-    from auditor.sources import logfile
-
+    """Ranges cut at line boundaries, each read by a reader of its own (as worker processes read
+    them): the same events, locations, counts and final checkpoint as one reader of the file."""
     built = mixed_log(rounds=40)
     path = write(tmp_path / "access.log", built.data + b"1721005923.412 1 10.0.0.1 TCP_TUNNEL/200 1 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
     one_log, one = run(path)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", piece)
-    many_log, many = run(path)
+    many_log, many = run_in_ranges(path, piece)
     assert len(many) > 1  # really split
     assert [(e.source, e.raw, e.server_name) for e in events_of(many)] == [(e.source, e.raw, e.server_name) for e in events_of(one)]
     assert (many_log.stats.lines, many_log.stats.events, many_log.stats.candidates) == (one_log.stats.lines, one_log.stats.events, one_log.stats.candidates)
@@ -726,56 +723,55 @@ def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monk
 
 
 def test_parallel_audit_samples_name_their_line_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker numbers its piece's lines from 1; the evidence samples in the tallies it hands on
-    are moved to the line in the file, also after a checkpoint (no piece starts at line 0)."""
-    from auditor.attribution import Attributor
+    """A worker numbers its range's lines from 1; the evidence samples in the tallies it hands on
+    are moved to the line in the file, also after a checkpoint (no range starts at line 0)."""
     from auditor.config import parse_config
-    from auditor.events import tally
-    from auditor.pipeline import Auditor
-    from auditor.sources import logfile
-    from geoip.chain import ChainLocator
-    from rules.policy import load_policies
+    from auditor.executor import Executor
+    from auditor.pipeline import Recipe
 
     config = parse_config({}, "test")
-    auditor = Auditor(load_policies(), ChainLocator([]), Attributor(config))
+    executor = Executor(Recipe(config).build())  # its workers build the same auditor from the recipe
     built = mixed_log(rounds=60)
     path = write(tmp_path / "access.log", built.data)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    monkeypatch.setattr("auditor.executor.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.executor.PARALLEL_PIECE", 2000)
     log = LogFile.open(str(path), NEEDLES)
     assert log.resume(built.end_of_line(100), 100)
-    batches = list(log.batches(lambda events: tally(auditor.audit(events, config.source(str(path))))))
-    log.close()
-    samples = [f.event for b in batches for t in b.tallies or () for f in t.samples]
+    try:
+        batches = list(executor.read(log, config.source(str(path))))
+    finally:
+        executor.close()
+        log.close()
+    samples = [f.event for b in batches for t in b.tallies for f in t.samples]
     assert len(batches) > 10 and len(samples) > 50
     assert min(map(line_no, samples)) > 100 and max(map(line_no, samples)) > 600
     assert all(built.lines[line_no(e) - 1] == e.raw for e in samples)
     assert all(e.source.startswith(f"{path}:") for e in samples)
-    assert sum(t.calls for b in batches for t in b.tallies or ()) == sum(1 for n, h in built.events.items() if n > 100 and h == "api.openai.com")
+    assert sum(t.calls for b in batches for t in b.tallies) == sum(1 for n, h in built.events.items() if n > 100 and h == "api.openai.com")
 
 
-def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor.sources import logfile
-
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 1000)
+def test_parallel_read_leaves_a_growing_file_to_one_process(tmp_path: Path) -> None:
     path = write(tmp_path / "access.log", mixed_log(rounds=10).data, settled=False)
-    _, batches = run(path)
+    _, batches = run_in_ranges(path, 1000)
     assert len(batches) == 1  # still being written: read here, in one batch of this size
 
 
-def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through the CLI, with the workers auditing their pieces: the same rows as one process."""
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str) -> None:
+    """Through the CLI, with the workers auditing their pieces: the same rows as one process;
+    workers forked from the command (its default: one thread) or from a fork server (a process
+    with threads: the workers build the pipeline from its recipe)."""
     from click.testing import CliRunner
 
     from auditor.cli import cli
-    from auditor.sources import logfile
+
+    monkeypatch.setattr("auditor.executor.START_METHOD", start)
 
     config = ROOT / "examples" / "auditor.toml"
     path = write(tmp_path / "access.log", mixed_log(rounds=60).data)
     one = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "one.db"), "--json"])
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 2000)
+    monkeypatch.setattr("auditor.executor.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.executor.PARALLEL_PIECE", 2000)
     many = CliRunner().invoke(cli, ["logs", str(path), "--config", str(config), "--db", str(tmp_path / "many.db"), "--json"])
     assert many.exit_code == one.exit_code == 1  # the example config makes 10.20/16 a Hong Kong office
     assert json.loads(many.stdout) == json.loads(one.stdout)
@@ -787,19 +783,24 @@ def test_parallel_audit_stores_what_one_process_stores(tmp_path: Path, monkeypat
 def test_parallel_read_falls_back_to_one_process_without_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing.context
 
-    from auditor.sources import logfile
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
 
     built = mixed_log(rounds=20)
     path = write(tmp_path / "access.log", built.data)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 1000)
+    one = CliRunner().invoke(cli, ["logs", str(path), "--db", str(tmp_path / "one.db"), "--json"])
+    monkeypatch.setattr("auditor.executor.PARALLEL_MIN", 1)
+    monkeypatch.setattr("auditor.executor.PARALLEL_PIECE", 1000)
 
     def no_fork(*args: object, **kwargs: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", no_fork)
-    log, batches = run(path)
-    check_against(built, log, batches, str(path))
+    monkeypatch.setattr(multiprocessing.context.ForkServerContext, "Pool", no_fork)
+    here = CliRunner().invoke(cli, ["logs", str(path), "--db", str(tmp_path / "here.db"), "--json"])
+    assert here.exit_code == one.exit_code and here.stdout == one.stdout and here.stderr == one.stderr
+    assert f"{path} (squid): {len(built.lines)} lines" in here.stderr
 
 
 # --- zstd (optional) ----------------------------------------------------------------------------
@@ -864,17 +865,17 @@ def test_ends_by_tells_where_content_ends_only_where_the_file_says(tmp_path: Pat
     content = b"".join(b"%d TCP_TUNNEL/200 CONNECT api.openai.com:443\n" % i for i in range(5000))
     plain = tmp_path / "access.log.1"
     plain.write_bytes(content)
-    assert logfile_mod.ends_by(str(plain), len(content)) and logfile_mod.ends_by(str(plain), len(content) + 10)
-    assert not logfile_mod.ends_by(str(plain), len(content) - 1)
+    assert compression.ends_by(str(plain), len(content)) and compression.ends_by(str(plain), len(content) + 10)
+    assert not compression.ends_by(str(plain), len(content) - 1)
     subprocess.run(["gzip", "-k", str(plain)], check=True)
     gz = str(plain) + ".gz"
-    assert logfile_mod.ends_by(gz, len(content)) and logfile_mod.ends_by(gz, len(content) + 2**32)
-    assert not logfile_mod.ends_by(gz, len(content) - 1)
+    assert compression.ends_by(gz, len(content)) and compression.ends_by(gz, len(content) + 2**32)
+    assert not compression.ends_by(gz, len(content) - 1)
     for packed, opener in ((tmp_path / "a.bz2", bz2.open), (tmp_path / "a.xz", lzma.open)):
         with opener(packed, "wb") as f:
             f.write(content)
-        assert not logfile_mod.ends_by(str(packed), len(content))
-    assert not logfile_mod.ends_by(str(tmp_path / "gone.log"), 0)
+        assert not compression.ends_by(str(packed), len(content))
+    assert not compression.ends_by(str(tmp_path / "gone.log"), 0)
 
 
 @pytest.mark.parametrize("how", ["plain", "gzip", "stdin"])

@@ -89,7 +89,7 @@ def test_single_segment_hello(tmp_path: Path) -> None:
     assert [(e.orig_h, e.orig_p, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
         (CLIENT, 50000, SERVER, 443, "api.openai.com", "sni")]
     assert found[0].ts.timestamp() == pytest.approx(1721638800.0)  # the SYN's time
-    assert capture.format.name == "pcap" and capture.stats.lines == 4
+    assert capture.kind == "pcap" and capture.stats.lines == 4
 
 
 @pytest.mark.parametrize("split, order", [(50, None), (7, None), (100, [2, 0, 1]), (60, [0, 0, 2, 1, 1, 4, 3])])
@@ -335,7 +335,7 @@ def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
         writer.write(p)
     writer.close()
     capture, found = events(path)
-    assert capture.format.name == "pcapng"
+    assert capture.kind == "pcapng"
     assert sorted((e.server_name, e.orig_p) for e in found) == [("api.openai.com", 50000), ("eu.api.openai.com", 50400)]
     assert capture.stats.skipped == {}
 

@@ -20,7 +20,7 @@ import pytest
 from auditor.sources import squid, wrapped
 from auditor.sources.interface import Malformed
 from tests.conftest import asset
-from tests.sources.helpers import events_of, read_all, run
+from tests.sources.helpers import events_of, read_all, run, run_in_ranges
 
 
 def docker(line: str) -> str:
@@ -67,7 +67,7 @@ def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: s
 
 
 def test_the_wrapped_format_is_named_for_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large wrapped file is read in pieces by worker processes, which find the format by name."""
+    """A large wrapped file is read in ranges by worker processes, which find the format by name."""
     from auditor.sources import logfile
 
     lines = asset("logs/squid-access.log").read_text(encoding="utf-8", errors="replace").splitlines() * 30
@@ -75,9 +75,7 @@ def test_the_wrapped_format_is_named_for_the_workers(tmp_path: Path, monkeypatch
     path.write_text("".join(docker(line) + "\n" for line in lines), encoding="utf-8")
     os.utime(path, (1721005923, 1721005923))  # settled: not being written, so it may be split
     _, one = run(path)
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 4096)
-    log, many = run(path)
+    log, many = run_in_ranges(path, 4096)
     assert len(many) > 2 and log.format is not None and log.format.name == "squid+docker"
     assert [(e.source, e.server_name) for e in events_of(many)] == [(e.source, e.server_name) for e in events_of(one)]
     assert logfile.format_named("squid+docker") is not None and logfile.format_named("squid+zip") is None
@@ -238,9 +236,7 @@ def test_split_lines_across_windows_batches_and_pieces(tmp_path: Path, monkeypat
     resumed_log, resumed = run(path, resume=(batches[4].offset, batches[4].line))
     assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]):]
     assert not resumed_log.stats.skipped
-    monkeypatch.setattr(logfile, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(logfile, "PARALLEL_PIECE", 20_000)
-    log, batches = run(path)
+    log, batches = run_in_ranges(path, 20_000)
     assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
 
 
