@@ -191,7 +191,7 @@ def _freeze_once() -> None:
     as long as the process: the collector need not walk it again on every full collection (5M
     lines: 1.65 s -> 1.55 s). Once per process: commands run again in one process (tests, a
     daemon) would otherwise freeze each run's garbage for good."""
-    global _frozen
+    global _frozen  # noqa: PLW0603 - once per process, on purpose (see above)
     if not _frozen:
         _frozen = True
         gc.freeze()
@@ -606,7 +606,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
     config = load_config(config_path)
     locator = _locator(config, geoip_db)
     packs = load_policies().packs
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     results: list[dict[str, Any]] = []
     answers = [(a, regions.locate_reference(a)) for a in addresses]
     located = dict(locator.locate_all(a for a, ref in answers if ref is None))
@@ -623,7 +623,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
             "layers": [
                 {"layer": name, "basis": layer.basis, "country": layer.country_code, "network": layer.network,
                  "source_version": layer.source_version, "won": i == won}
-                for i, (name, layer) in enumerate(zip(names, layers))
+                for i, (name, layer) in enumerate(zip(names, layers, strict=True))
             ],
             "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
             "locators_disagree": _deciding(packs, loc, today),
@@ -696,7 +696,7 @@ class _ProgressBars(_Bar):
 def _verdict_changes() -> Callable[[str, str], bool]:
     """Whether moving an address from one country to another changes a verdict of a shipped
     policy in force today (for any provider); a move to or from an unknown country always does."""
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     try:
         lists = [pack.version_at(today).supported for pack in load_policies().packs]
     except PolicyError:

@@ -237,7 +237,7 @@ def tally(findings: Iterable[Finding]) -> list[Tally]:
     groups = Groups()
     for f in findings:
         ts = f.event.ts
-        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.timezone.utc).date(), f.event)
+        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.UTC).date(), f.event)
         if samples is not None:
             samples.append(f)
     return groups.tallies()

@@ -46,7 +46,14 @@ from auditor.runner import InputSummary, RunSummary, catch_up, finish, note_repe
 from auditor.sources import vercel
 from auditor.sources.interface import Prefixed, SourceError
 from auditor.sources.logfile import (
-    CHUNK, FINGERPRINT_BYTES, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name, compression_of, ends_by,
+    CHUNK,
+    FINGERPRINT_BYTES,
+    SAMPLE_BYTES,
+    SETTLED_SECONDS,
+    LogFile,
+    check_name,
+    compression_of,
+    ends_by,
 )
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
 
@@ -328,7 +335,7 @@ class Follower:
         last = self.store.last_read(path)
         if last is None:
             return
-        checkpoint, when = last
+        _checkpoint, when = last
         why = "rotated while no follower ran"
         found = [self._look(candidate, st) for candidate, st in self._generations(path)]
         last_commit = when.timestamp() - COMMIT_SECONDS - POLL_SECONDS
@@ -588,7 +595,7 @@ class Follower:
         """Close a file no longer followed, recording where its content ended when it was read to
         its end (see FindingStore.saw_end)."""
         if tail.ident is not None and tail.checkpoint is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
-            at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
+            at = dt.datetime.now(dt.UTC)  # what was written before this, the size below holds
             if os.fstat(tail.stream.fd).st_size == tail.checkpoint.offset:
                 self.store.saw_end(tail.checkpoint, at)
         tail.close()

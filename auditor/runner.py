@@ -268,7 +268,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
 
         # Taken before the reader is asked for a batch: what was written before that, it reads. The
         # time before the last batch was asked for is the one that holds for the end.
-        asked = dt.datetime.now(dt.timezone.utc)
+        asked = dt.datetime.now(dt.UTC)
         covered = asked
         for batch in log.batches(audit):
             covered = asked
@@ -281,7 +281,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, auditor: Audit
             if stopping():
                 behind = not ends_by(path, batch.offset)
                 break
-            asked = dt.datetime.now(dt.timezone.utc)
+            asked = dt.datetime.now(dt.UTC)
         else:
             if isinstance(log, LogFile) and path != "-" and not log.unterminated and not log.damaged:
                 store.saw_end(checkpoint, covered)
@@ -379,7 +379,7 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
 
     logfile.PARALLEL_MIN = 1 << 62  # a worker reads its file alone: no pool inside a pool
     auditor, needles = _worker_state  # type: ignore[misc]
-    path, name, fmt, fields, checkpoint, source = job
+    path, _name, fmt, fields, checkpoint, source = job
     batches: list[tuple[tuple[Tally, ...], int, int]] = []
     error = ""
     try:
@@ -389,8 +389,7 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     try:
         if not log.resume(checkpoint.offset, checkpoint.line):
             return _Done(path, log.name, _format(log), log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
-        for batch in log.batches():
-            batches.append((tuple(auditor.tally(batch.events, source)), batch.offset, batch.line))
+        batches.extend((tuple(auditor.tally(batch.events, source)), batch.offset, batch.line) for batch in log.batches())
     except SourceError as e:
         error = str(e)
     finally:
@@ -414,7 +413,7 @@ class _Ahead:
 
     @classmethod
     def start(cls, auditor: Auditor, needles: tuple[bytes, ...]) -> _Ahead | None:
-        global _worker_state
+        global _worker_state  # noqa: PLW0603 - the parent's copy, inherited by the forked workers
         workers = min(usable_cores(), 8)
         if workers < 2:
             return None

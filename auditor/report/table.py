@@ -39,9 +39,7 @@ class TableFormat(ReportFormat):
             return "no calls to governed AI provider hosts found\n"
         table = [COLUMNS, *(_cells(r) for r in rows)]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-        out = []
-        for line in table:
-            out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
         return "\n".join(out) + "\n"
 
 

@@ -16,11 +16,12 @@ import ctypes
 import dataclasses
 import gzip
 import io
-import re
+import itertools
 import json
 import lzma
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -31,7 +32,19 @@ from typing import IO, Any, Protocol
 
 from auditor.events import ConnectionEvent, Tally
 from auditor.sources import (
-    aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, wrapped, zeek,
+    aws_firewall,
+    cloudflare,
+    combined,
+    envoy,
+    haproxy,
+    jsonmap,
+    nginx_proxy_manager,
+    nginx_stream,
+    squid,
+    suricata,
+    vercel,
+    wrapped,
+    zeek,
 )
 from auditor.sources.common import JSON_TOO_DEEP, NOT_A_HOST, is_host, without_surrogates
 from auditor.sources.interface import MAX_LOCATIONS, Audit, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats
@@ -814,7 +827,7 @@ class LogFile(Prefixed, EventSource):
             cuts.append(end)
         if len(cuts) < 2:
             return
-        global _worker_audit
+        global _worker_audit  # noqa: PLW0603 - the parent's copy, inherited by the forked workers
         context = multiprocessing.get_context("fork")
         workers = min(usable_cores(), len(cuts) - 1, 8)
         _worker_audit = audit  # the forked workers inherit it: closures need no pickling
@@ -826,7 +839,7 @@ class LogFile(Prefixed, EventSource):
             _worker_audit = None
         with pool:
             jobs = [(self._path, self.name, a, b, self.needles, self.format.name, self.fields)  # type: ignore[union-attr]
-                    for a, b in zip(cuts, cuts[1:])]
+                    for a, b in itertools.pairwise(cuts)]
             # At most four pieces per worker in flight: memory stays flat however far the workers
             # get ahead of the store.
             window = 4 * workers
@@ -983,7 +996,7 @@ class LogFile(Prefixed, EventSource):
         """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
         end = len(block) if end is None else end
         if self._reader is not None and self._reader.headers and (
-                block[:1] == b"#" or _hash_line(block, end) or self._line == 0 and block.startswith(BOM + b"#")):
+                block[:1] == b"#" or _hash_line(block, end) or (self._line == 0 and block.startswith(BOM + b"#"))):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         partial = self._partial
@@ -1005,7 +1018,7 @@ class LogFile(Prefixed, EventSource):
                 raw = bytes(block[start:stop])
             else:  # the record may be part of a line: whole when neither it nor the one before is a first part
                 low = pos + 1 if pos else 0
-                if start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1) or partial(block, start, stop):
+                if (start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1)) or partial(block, start, stop):
                     start, stop, raw = self._line_in_parts(block, start, stop, low, end)
                 else:
                     raw = bytes(block[start:stop])

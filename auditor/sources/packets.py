@@ -564,7 +564,7 @@ _STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 class _Flow:
     """First client bytes of one TCP connection, reassembled by sequence number."""
 
-    __slots__ = ("start", "data", "ahead", "ts", "last", "tunnel", "held")
+    __slots__ = ("ahead", "data", "held", "last", "start", "ts", "tunnel")
 
     def __init__(self, start: int, ts: float) -> None:
         self.start = start
@@ -803,7 +803,7 @@ class Extractor:
         raw = f"{proto} {orig_h} port {sport} -> {resp_h} port {dport}: {name or '-'} ({source}"
         raw += f"; the hello named {sent})" if sent and sent != name else ")"
         return ConnectionEvent(
-            ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
+            ts=dt.datetime.fromtimestamp(ts, tz=dt.UTC), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
             resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
             raw=raw,
         )

@@ -52,7 +52,7 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
     stamp = record.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not 0 < stamp < 1e14:
         raise Malformed("vercel: missing or bad 'timestamp' (milliseconds)")
-    ts = dt.datetime.fromtimestamp(stamp / 1000, tz=dt.timezone.utc)
+    ts = dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC)
     host, port = "", 0
     destination = record.get("destination")
     if record.get("source") == "external" and isinstance(destination, str) and destination:
