@@ -60,10 +60,7 @@ def line(i: int, *, governed: bool = True, client: str = "10.20.1.5") -> str:
 
 def lines(start: int, count: int) -> str:
     """`count` lines from `start`: every third one not governed, every fifth governed one from beta."""
-    out = []
-    for i in range(start, start + count):
-        out.append(line(i, governed=i % 3 != 0, client="10.30.2.7" if i % 5 == 0 else "10.20.1.5"))
-    return "".join(out)
+    return "".join(line(i, governed=i % 3 != 0, client="10.30.2.7" if i % 5 == 0 else "10.20.1.5") for i in range(start, start + count))
 
 
 def governed(text: str) -> int:
@@ -513,7 +510,7 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
     store = SqlStore(str(tmp_path / "f.db"))
     said: list[str] = []
     follower = Follower([str(log)], config=config, auditor=auditor, store=store, fmt=None, command="test", say=said.append)
-    follower._run_id = store.start_run("test", "", "")  # noqa: SLF001 - run() would loop until stopped
+    follower._run_id = store.start_run("test", "", "")  # run() would loop until stopped
 
     def record(i: int) -> str:
         return json.dumps({"time": T0 + i, "client": "10.1.2.3", "request": {"host": "api.openai.com"}}) + "\n"
