@@ -44,7 +44,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a ClassVar; each Failure has its own code
 
 
 class Group(click.Group):
@@ -133,7 +133,7 @@ def _store(config: Config, db: str | None, *, create: bool = True) -> FindingSto
     return store
 
 
-class FormatName(click.ParamType):
+class FormatName(click.ParamType):  # type: ignore[type-arg, unused-ignore]  # generic from click 8.4 only; 8.1 is allowed
     """A --format name: a log format, or one inside a wrapper (`squid+docker`)."""
 
     name = "format"

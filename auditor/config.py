@@ -209,7 +209,7 @@ def _entries(data: Mapping[str, Any], name: str, where: str) -> list[tuple[str, 
     raw = data.get(name, [])
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: '{name}' must be written as [[{name}]] tables")
-    out = []
+    out: list[tuple[str, Mapping[str, Any]]] = []
     for i, entry in enumerate(raw, 1):
         ewhere = f"{where}: [[{name}]] #{i}"
         if not isinstance(entry, dict):

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from auditor.config import Config
 from auditor.events import Finding, tally
@@ -659,7 +659,7 @@ def _plain_original(path: str) -> bool:
     return os.path.isfile(os.path.splitext(path)[0])
 
 
-def _complete(f: Any, size: int) -> int:
+def _complete(f: IO[bytes], size: int) -> int:
     """How many bytes of an open file end with its last newline (an unterminated last line is
     left, as `logs` leaves one of a file being written)."""
     f.seek(max(0, size - 65536))

@@ -12,8 +12,9 @@ import os
 import stat
 import time
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from sqlite3 import sqlite_version_info
+from types import TracebackType
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -371,10 +372,15 @@ class SqlStore(FindingStore):
         except (ArgumentError, ValueError) as e:
             raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
         self.dialect = self.engine.dialect.name
+        insert: Callable[..., Any]  # the dialect's, which has on_conflict_do_update
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            insert = postgresql_insert
         elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert
         else:
             raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
         self._upsert_stmt = _upsert_statement(insert)
@@ -538,7 +544,9 @@ class SqlStore(FindingStore):
     def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:
         result = conn.execute(sa.insert(sources).values(name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix),
                                                         offset=0, line=0, updated_at=_now()))
-        source_id = int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # one row inserted, with a primary key
+        source_id = int(key[0])
         _record_prefixes(conn, source_id, source)
         return Checkpoint(source_id, 0, 0)
 
@@ -803,7 +811,7 @@ class SqlStore(FindingStore):
         found: dict[RowKey, list[Evidence]] = {}
         with self._begin() as conn:
             for row in conn.execute(query):
-                found.setdefault(tuple(row[:7]), []).append(Evidence(*row[7:]))  # type: ignore[arg-type]
+                found.setdefault(tuple(row[:7]), []).append(Evidence(*row[7:]))
         return found
 
     def known_values(self) -> tuple[set[str], set[str]]:
@@ -851,13 +859,13 @@ class _Transaction:
         except SQLAlchemyError as e:
             raise StoreError(f"cannot reach the findings database ({_first_line(e)}); check --db") from None
 
-    def __exit__(self, *exc: object) -> Any:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         try:
-            handled = self._cm.__exit__(*exc)
+            handled = self._cm.__exit__(kind, exc, tb)
         except SQLAlchemyError as e:
             raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
-        if isinstance(exc[1], SQLAlchemyError):  # a statement inside the transaction (rolled back)
-            raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
+        if isinstance(exc, SQLAlchemyError):  # a statement inside the transaction (rolled back)
+            raise StoreError(f"the findings database refused a statement ({_first_line(exc)}); "
                              "check that it is reachable and that --db names a region-auditor database") from None
         return handled
 

@@ -171,9 +171,9 @@ def strip_comments(src: str) -> str:
                 i = end
                 continue
             if _regex_may_start(out, i):
-                end = _skip_regex(src, i)
-                if end is not None:
-                    i = end
+                after = _skip_regex(src, i)
+                if after is not None:
+                    i = after
                     continue
         i += 1
     return "".join(out)

@@ -74,7 +74,7 @@ class _Interface:
             _packets, dropped = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         except OSError:
             return 0
-        return dropped
+        return int(dropped)
 
 
 class LiveCapture(Prefixed, EventSource):

@@ -287,7 +287,8 @@ def _scan_piece(
     [start, stop) of a file (whole lines). Lines are numbered from the piece's start: the lines
     before it are not counted yet (see `_rebase`)."""
     path, name, start, stop, needles, fmt, fields = job
-    piece = LogFile(name, _Piece(path, start, stop), "plain", needles, fmt, fields=fields)
+    # arg-type: LogFile takes any binary file object; a RawIOBase is one, though not an IO[bytes] to typeshed.
+    piece = LogFile(name, _Piece(path, start, stop), "plain", needles, fmt, fields=fields)  # type: ignore[arg-type]
     piece._offset = start
     events = [e for batch in piece.batches() for e in batch.events]
     if _worker_audit is not None:
@@ -548,7 +549,8 @@ class LogFile(Prefixed, EventSource):
             raise SourceError(f"{path}: is a directory; name the log files in it") from None
         except OSError as e:
             raise SourceError(f"{path}: cannot open ({e.strerror})") from None
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        # type-var: typeshed wants a RawIOBase; any binary file object serves.
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
         head = buffered.peek(8)[:8]
         if path == "-" and 0 < len(head) < MAGIC_BYTES:
             # A pipe's first read may hold less than a compression magic (a writer's first small
@@ -557,12 +559,13 @@ class LogFile(Prefixed, EventSource):
             buffered = io.BufferedReader(_PutBack(head, buffered))  # type: ignore[arg-type]
         # On stdin peek waits for data or the end: nothing means the end, which a terminal gives
         # once per Ctrl-D (reading on would wait for a second one). A file may still grow.
-        stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
+        # A BufferedReader, GzipFile or Streams: LogFile reads each the same way (read, read1, close).
+        stream: Any = buffered if head or path != "-" else io.BytesIO()
         compression = compression_of(head)
         if compression == "gzip":
             stream = gzip.GzipFile(fileobj=buffered)
         elif compression != "plain":
-            stream = Streams(buffered, compression, _zstandard(path, buffered) if compression == "zstd" else None)  # type: ignore[assignment]
+            stream = Streams(buffered, compression, _zstandard(path, buffered) if compression == "zstd" else None)
         growing = False
         if path != "-" and compression == "plain":
             growing = time.time() - os.fstat(buffered.fileno()).st_mtime < SETTLED_SECONDS
