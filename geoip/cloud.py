@@ -306,10 +306,10 @@ class CloudRangeLocator(Locator):
 
     def spans(self, version: int) -> list[tuple[int, int]]:
         """(first, last address) as integers of every prefix indexed for IP `version`, sorted."""
-        cached = self.__dict__.setdefault("_spans", {})
+        cached: dict[int, list[tuple[int, int]]] = self.__dict__.setdefault("_spans", {})
         if version not in cached:
             cached[version] = sorted((key << shift, ((key + 1) << shift) - 1) for shift, table in self._tables[version] for key in table)
-        return cached[version]  # type: ignore[no-any-return]
+        return cached[version]
 
     def _answer(self, entry: tuple[Any, ...]) -> Location:
         if entry[0] == "conflict":

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from base64 import b64encode
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from geoip.cloud import CloudRangeLocator
 from geoip.feeds import PROVIDERS, Feed, FeedError, parse_feed, read_feed_file
@@ -79,7 +79,9 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self.job = job
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: http.client.HTTPMessage, newurl: str
+    ) -> urllib.request.Request | None:
         try:
             self.job.check_url(newurl, req.full_url, "redirected to")
         except _Bad:
@@ -428,7 +430,8 @@ class Job:
     def _open(self, source: Source | None, url: str) -> http.client.HTTPResponse:
         shown = _display(url)
         try:
-            return self.opener.open(self._request(source, url), timeout=self.timeout)  # type: ignore[no-any-return]
+            response: http.client.HTTPResponse = self.opener.open(self._request(source, url), timeout=self.timeout)
+            return response
         except urllib.error.HTTPError as e:
             e.close()
             if e.code == 404:
