@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= $(VENV)/demo.db
 
-.PHONY: demo test docs install clean
+.PHONY: demo test lint docs install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[lint]'
 	touch $@
 
 $(VENV)/.installed-docs: $(VENV)/.installed
@@ -31,6 +35,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint, then the format check) and mypy, configured in pyproject.toml; .pre-commit-config.yaml
+# runs the same on the files of a commit.
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check auditor geoip rules tests
+	$(BIN)/ruff format --check auditor geoip rules tests
+	$(BIN)/mypy
 
 # The documentation site (docs/, mkdocs.yml); --strict turns every warning into a failure.
 docs: $(VENV)/.installed-docs

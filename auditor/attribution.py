@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from auditor.config import Config, Org, Site, SourceConfig
 from auditor.events import ConnectionEvent, Egress
 from geoip.interface import normalize_ip
+from geoip.overrides import Network
 
 UNATTRIBUTED = "unattributed"
 """The org of traffic no configuration claims."""
@@ -68,6 +70,9 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _by_specificity(entries: Sequence[Site] | Sequence[Org]) -> list:
+_Entry = TypeVar("_Entry", Site, Org)
+
+
+def _by_specificity(entries: Sequence[_Entry]) -> list[tuple[Network, _Entry]]:
     pairs = [(network, entry) for entry in entries for network in entry.networks]
     return sorted(pairs, key=lambda pair: pair[0].prefixlen, reverse=True)

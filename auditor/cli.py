@@ -23,8 +23,8 @@ from auditor.pipeline import Pipeline, Recipe
 from auditor.recorder import Recorder, RunSummary, dns_named, new_rows_printer
 from auditor.report.interface import FormatChoice, ReportChoice, ReportError
 from auditor.report.model import LEVELS
-from auditor.sources.interface import SourceError
 from auditor.sources.formats import FORMATS, format_named
+from auditor.sources.interface import SourceError
 from auditor.sources.wrapped import KINDS as WRAPPERS
 from auditor.store import FindingStore, StoreError, default_db_path
 from geoip import regions
@@ -34,7 +34,6 @@ from geoip.defaults import build_locator
 from geoip.feeds import PROVIDERS
 from geoip.interface import Location, LocatorError
 from rules.policy import Outcome, Pack, PolicyError, load_policies
-
 
 log = logging.getLogger(__name__)
 """Messages that are not a command's output (auditor.log sends them to stderr)."""
@@ -49,7 +48,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a ClassVar; each Failure has its own code
 
     def show(self, file: Any = None) -> None:
         """`Error: <message>` on stderr, as click says it, through the log (a JSON line with --log-format json)."""
@@ -149,7 +148,7 @@ def _store(config: Config, db: str | None, *, create: bool = True) -> FindingSto
     return store
 
 
-class FormatName(click.ParamType):
+class FormatName(click.ParamType):  # type: ignore[type-arg, unused-ignore]  # generic from click 8.4 only; 8.1 is allowed
     """A --format name: a log format, or one inside a wrapper (`squid+docker`)."""
 
     name = "format"
@@ -226,7 +225,7 @@ def _freeze_once() -> None:
     as long as the process: the collector need not walk it again on every full collection (5M
     lines: 1.65 s -> 1.55 s). Once per process: commands run again in one process (tests, a
     daemon) would otherwise freeze each run's garbage for good."""
-    global _frozen
+    global _frozen  # noqa: PLW0603 - once per process, on purpose (see above)
     if not _frozen:
         _frozen = True
         gc.freeze()
@@ -638,7 +637,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
     config = load_config(config_path)
     locator = _locator(config, geoip_db)
     packs = load_policies().packs
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     results: list[dict[str, Any]] = []
     answers = [(a, regions.locate_reference(a)) for a in addresses]
     located = dict(locator.locate_all(a for a, ref in answers if ref is None))
@@ -655,7 +654,7 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
             "layers": [
                 {"layer": name, "basis": layer.basis, "country": layer.country_code, "network": layer.network,
                  "source_version": layer.source_version, "won": i == won}
-                for i, (name, layer) in enumerate(zip(names, layers))
+                for i, (name, layer) in enumerate(zip(names, layers, strict=True))
             ],
             "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
             "locators_disagree": _deciding(packs, loc, today),
@@ -728,7 +727,7 @@ class _ProgressBars(_Bar):
 def _verdict_changes() -> Callable[[str, str], bool]:
     """Whether moving an address from one country to another changes a verdict of a shipped
     policy in force today (for any provider); a move to or from an unknown country always does."""
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     try:
         lists = [pack.version_at(today).supported for pack in load_policies().packs]
     except PolicyError:

@@ -209,7 +209,7 @@ def _entries(data: Mapping[str, Any], name: str, where: str) -> list[tuple[str, 
     raw = data.get(name, [])
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: '{name}' must be written as [[{name}]] tables")
-    out = []
+    out: list[tuple[str, Mapping[str, Any]]] = []
     for i, entry in enumerate(raw, 1):
         ewhere = f"{where}: [[{name}]] #{i}"
         if not isinstance(entry, dict):
@@ -217,7 +217,7 @@ def _entries(data: Mapping[str, Any], name: str, where: str) -> list[tuple[str, 
         unknown = set(entry) - _KEYS[name]
         if unknown:
             allowed = ", ".join(sorted(_KEYS[name]))
-            raise ConfigError(f"{ewhere}: unknown key {sorted(unknown)[0]!r}; allowed keys: {allowed}")
+            raise ConfigError(f"{ewhere}: unknown key {min(unknown)!r}; allowed keys: {allowed}")
         out.append((ewhere, entry))
     return out
 
@@ -227,7 +227,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
     unknown = set(data) - set(_KEYS) - set(_TABLES) - {"policy"}
     if unknown:
         raise ConfigError(
-            f"{where}: unknown section {sorted(unknown)[0]!r}; "
+            f"{where}: unknown section {min(unknown)!r}; "
             "known: [[site]], [[org]], [[override]], [[source]], [store], [geoip], [policy]"
         )
     sites = tuple(
@@ -269,7 +269,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
             raise ConfigError(f"{where}: [{name}] must be a table")
         bad = set(table) - keys
         if bad:
-            raise ConfigError(f"{where}: [{name}] has unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(keys))}")
+            raise ConfigError(f"{where}: [{name}] has unknown key {min(bad)!r}; allowed: {', '.join(sorted(keys))}")
         tables[name] = {k: _string(table, k, f"{where}: [{name}]") for k in table}
     policy = data.get("policy", {})
     if not isinstance(policy, dict) or set(policy) - {"providers"}:

@@ -8,12 +8,15 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from geoip.interface import Location
 from rules.policy import PROVIDER_BLOCKED, Verdict
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 def quick_init(cls: type[_T]) -> type[_T]:
@@ -24,7 +27,7 @@ def quick_init(cls: type[_T]) -> type[_T]:
     class stays what it was in every other respect (frozen, eq, hash, repr, replace, pickle); only
     fields with a plain default are supported."""
     names, params, defaults = [], [], {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.default_factory is not dataclasses.MISSING or not f.init:
             raise TypeError(f"quick_init: {cls.__name__}.{f.name} needs the dataclass __init__")
         names.append(f.name)
@@ -38,7 +41,7 @@ def quick_init(cls: type[_T]) -> type[_T]:
     exec(source, defaults, namespace)  # noqa: S102 - the source is built from field names only
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]  # replacing the generated __init__ is the point
     return cls
 
 
@@ -191,11 +194,15 @@ def _public(address: str) -> bool:
         return True
 
 
+GroupKey = tuple[str, str, str, str, str, str, str, dt.date]
+"""(org, provider, host, egress label, country, basis, verdict, UTC day): a Tally's leading fields."""
+
+
 class Groups:
     """Calls counted into Tallies as they come, in order of each group's first call."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[Any, ...], list[Any]] = {}
+        self._groups: dict[GroupKey, list[Any]] = {}
 
     def count(self, org: str, egress: Egress, location: Location, verdict: Verdict, host: str, day: dt.date,
               event: ConnectionEvent) -> list[Finding] | None:
@@ -206,9 +213,10 @@ class Groups:
         ts = event.ts
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [1, int(blocked), ts, ts, [], [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree,
-                                         "" if blocked else verdict.rule_id]
-            return group[4]
+            samples: list[Finding] = []
+            self._groups[key] = [1, int(blocked), ts, ts, samples, [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree,
+                                 "" if blocked else verdict.rule_id]
+            return samples
         if not blocked and not group[7]:
             group[7] = verdict.rule_id
         if event.tunnel:
@@ -225,7 +233,7 @@ class Groups:
 
     def tallies(self) -> list[Tally]:
         return [
-            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,  # type: ignore[arg-type, misc]
+            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,
                   policy_version=samples[0].verdict.policy_version, rule_id=rule or samples[0].verdict.rule_id, samples=tuple(samples),
                   tunnels=tuple(tunnels), locators_disagree=disagree)
             for key, (calls, blocked, first, last, samples, tunnels, disagree, rule) in self._groups.items()
@@ -237,7 +245,7 @@ def tally(findings: Iterable[Finding]) -> list[Tally]:
     groups = Groups()
     for f in findings:
         ts = f.event.ts
-        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.timezone.utc).date(), f.event)
+        samples = groups.count(f.org, f.egress, f.location, f.verdict, f.host or f.event.server_name, ts.astimezone(dt.UTC).date(), f.event)
         if samples is not None:
             samples.append(f)
     return groups.tallies()

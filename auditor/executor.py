@@ -289,7 +289,7 @@ def _preload() -> None:
     """In the fork server, which imports this module first thing (`prestart`): build the pipeline
     of the run that started it, and warm it (the cloud ranges are loaded on the first lookup),
     for every worker forked from it to inherit."""
-    global _preloaded
+    global _preloaded  # noqa: PLW0603 (the fork server's state, set once before it forks)
     data = os.environ.get(_RECIPE_ENV) if multiprocessing.parent_process() is None and __name__ != "__main__" else None
     if not data:
         return
@@ -311,7 +311,7 @@ def _start_worker(start: Pipeline | Recipe) -> None:
     the parent (Ctrl-C reaches the whole process group), it dies with its parent (Linux: the
     command, or the fork server, which ends with the command); then it takes the run's pipeline:
     inherited built (fork), the fork server's when it is the same, or built from the recipe."""
-    global _pipeline
+    global _pipeline  # noqa: PLW0603 (a worker's pipeline, set once by the pool's initializer)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -320,8 +320,10 @@ def _start_worker(start: Pipeline | Recipe) -> None:
         pass
     if isinstance(start, Pipeline):
         _pipeline = start
+    elif _preloaded is not None and _preloaded[0] == start:
+        _pipeline = _preloaded[1]
     else:
-        _pipeline = _preloaded[1] if _preloaded is not None and _preloaded[0] == start else start.build()
+        _pipeline = start.build()
 
 
 def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], SourceStats]:
@@ -338,7 +340,7 @@ def _read_range(where: Range, config: SourceConfig) -> tuple[list[Tally], Source
 def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig]) -> Done:
     """Open one input, resume at its checkpoint, read and audit all of it."""
     assert _pipeline is not None
-    path, name, fmt, fields, checkpoint, config = job
+    path, _name, fmt, fields, checkpoint, config = job
     batches: list[Audited] = []
     error = ""
     try:
@@ -349,7 +351,8 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
         if not log.resume(checkpoint.offset, checkpoint.line):
             return Done(path, log.name, log.kind, log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
         for batch in log.batches():
-            batches.append(Audited(tuple(_pipeline.tally(batch.events, config)), batch.offset, batch.line))
+            batches.append(Audited(  # noqa: PERF401 (a loop: what was read before a failure is kept)
+                tuple(_pipeline.tally(batch.events, config)), batch.offset, batch.line))
     except SourceError as e:
         error = str(e)
     finally:

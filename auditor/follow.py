@@ -45,6 +45,7 @@ from auditor.sources.compression import compression_of, ends_by
 from auditor.sources.interface import FINGERPRINT_BYTES, Prefixed, SourceError
 from auditor.sources.logfile import CHUNK, SAMPLE_BYTES, SETTLED_SECONDS, LogFile, check_name
 from auditor.store import Checkpoint, CheckpointMoved, FindingStore
+
 _GENERATION = re.compile(r"[.\-_][0-9][0-9A-Za-z.\-_]*")
 """What logrotate adds to a rotated file's name: `.1`, `-20240715`, `.2024-07-15-1721...`."""
 DRAIN_SECONDS = 5.0
@@ -346,7 +347,7 @@ class Follower:
         last = self.store.last_read(path)
         if last is None:
             return
-        checkpoint, when = last
+        _checkpoint, when = last
         why = "rotated while no follower ran"
         found = [self._look(candidate, st) for candidate, st in self._generations(path)]
         last_commit = when.timestamp() - COMMIT_SECONDS - POLL_SECONDS
@@ -599,7 +600,7 @@ class Follower:
         """Close a file no longer followed, recording where its content ended when it was read to
         its end (see FindingStore.saw_end)."""
         if tail.ident is not None and tail.recording is not None and tail.stream.fd >= 0 and tail.ended_by != "truncation":
-            at = dt.datetime.now(dt.timezone.utc)  # what was written before this, the size below holds
+            at = dt.datetime.now(dt.UTC)  # what was written before this, the size below holds
             if os.fstat(tail.stream.fd).st_size == tail.recording.checkpoint.offset:
                 tail.recording.saw_end(at)
         tail.close()
@@ -653,7 +654,7 @@ def _complete(f: Any, size: int) -> int:
     """How many bytes of an open file end with its last newline (an unterminated last line is
     left, as `logs` leaves one of a file being written)."""
     f.seek(max(0, size - 65536))
-    end = f.read()
+    end: bytes = f.read()
     return size - len(end) + end.rfind(b"\n") + 1
 
 

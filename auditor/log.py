@@ -22,7 +22,7 @@ LOGGER = "auditor"
 
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
         return json.dumps({
             "ts": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),

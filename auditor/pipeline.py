@@ -16,7 +16,6 @@ from geoip.defaults import build_locator
 from geoip.interface import Location, Locator
 from rules.policy import Pack, PolicySet, Verdict, load_policies
 
-
 CACHE_ENTRIES = 65_536
 """Answers remembered per cache (hosts, clients, egresses, verdicts); a full cache starts over."""
 
@@ -67,7 +66,9 @@ class Auditor:
             who = _remember(self._who, source, {})
         return who
 
-    def _judge(self, event: ConnectionEvent, source: SourceConfig, who: dict[tuple[str, ...], tuple[Egress, str]]) -> tuple[str, Egress, Location, Verdict, str, dt.date] | None:
+    def _judge(
+        self, event: ConnectionEvent, source: SourceConfig, who: dict[tuple[str, ...], tuple[Egress, str]]
+    ) -> tuple[str, Egress, Location, Verdict, str, dt.date] | None:
         """(org, egress, location, verdict, host, UTC day) of a call to a governed host, else None."""
         pack = self._pack(event.server_name) if event.server_name else None
         blocked = self.policies.blocked_by(event.message) if event.message else None
@@ -86,7 +87,7 @@ class Auditor:
         location = self._where.get(where)
         if location is None:
             location = _remember(self._where, where, self._locate(egress))
-        day = event.ts.astimezone(dt.timezone.utc).date()
+        day = event.ts.astimezone(dt.UTC).date()
         judged = (pack.provider, day, where, blocked is not None)
         verdict = self._verdicts.get(judged)
         if verdict is None:

@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
 from auditor.events import Tally
 from auditor.sources.interface import Resumable, SourceStats
 from auditor.store import TUNNEL_REPEATED, Checkpoint, FindingStore, InputRead

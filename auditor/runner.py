@@ -134,7 +134,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, executor: Exec
 
         # Taken before the reader is asked for a batch: what was written before that, it reads. The
         # time before the last batch was asked for is the one that holds for the end.
-        asked = dt.datetime.now(dt.timezone.utc)
+        asked = dt.datetime.now(dt.UTC)
         covered = asked
         for batch in executor.read(log, source_config):
             covered = asked
@@ -144,7 +144,7 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, executor: Exec
             if stopping():
                 behind = not ends_by(path, batch.offset)
                 break
-            asked = dt.datetime.now(dt.timezone.utc)
+            asked = dt.datetime.now(dt.UTC)
         else:
             if log.complete:
                 recording.saw_end(covered)

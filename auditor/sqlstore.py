@@ -12,8 +12,9 @@ import os
 import stat
 import time
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from sqlite3 import sqlite_version_info
+from types import TracebackType
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -22,8 +23,26 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from auditor.events import Tally, tunnel_record
 from auditor.redact import redact
 from auditor.store import (
-    EVIDENCE_PER_OBSERVATION, VERDICT_ORDER, Activity, Checkpoint, CheckpointMoved, DayCount, Evidence, FindingStore, Fingerprinted, InputRead,
-    InputRecord, Row, RowKey, RuleCount, RunRecord, Scope, StoreError, _naive_utc, recorded_name, to_url,
+    EVIDENCE_PER_OBSERVATION,
+    VERDICT_ORDER,
+    Activity,
+    Checkpoint,
+    CheckpointMoved,
+    DayCount,
+    Evidence,
+    FindingStore,
+    Fingerprinted,
+    InputRead,
+    InputRecord,
+    Row,
+    RowKey,
+    RuleCount,
+    RunRecord,
+    Scope,
+    StoreError,
+    _naive_utc,
+    recorded_name,
+    to_url,
 )
 from rules.policy import PROVIDER_BLOCKED
 
@@ -214,7 +233,9 @@ def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
                 _refuse_foreign_sqlite(path)  # before anything about the file is changed
             if info.st_mode & 0o077:
                 os.fchmod(fd, 0o600)
-                notices.append(f"{path}: the findings database was readable by others (mode {stat.S_IMODE(info.st_mode):04o}); made owner-only (0600)")
+                notices.append(
+                    f"{path}: the findings database was readable by others (mode {stat.S_IMODE(info.st_mode):04o}); made owner-only (0600)"
+                )
         finally:
             os.close(fd)
         for suffix in ("-wal", "-shm"):  # links refused above
@@ -351,10 +372,15 @@ class SqlStore(FindingStore):
         except (ArgumentError, ValueError) as e:
             raise StoreError(f"{target}: not a database path or SQLAlchemy URL ({e})") from None
         self.dialect = self.engine.dialect.name
+        insert: Callable[..., Any]  # the dialect's, which has on_conflict_do_update
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            insert = postgresql_insert
         elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert
         else:
             raise StoreError(f"{target}: {self.dialect} is not supported; use SQLite or PostgreSQL")
         self._upsert_stmt = _upsert_statement(insert)
@@ -398,10 +424,14 @@ class SqlStore(FindingStore):
                 conn.execute(sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
             if not (str(found).isascii() and str(found).isdigit() and int(found) >= 1):
-                raise StoreError(f"the findings database's schema_version is {str(found)[:20]!r}: it is damaged, or not region-auditor's; pass another --db")
+                raise StoreError(
+                    f"the findings database's schema_version is {str(found)[:20]!r}: it is damaged, or not region-auditor's; pass another --db"
+                )
             if int(found) > SCHEMA_VERSION:
-                raise StoreError(f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor")
-            elif int(found) < SCHEMA_VERSION:
+                raise StoreError(
+                    f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor"
+                )
+            if int(found) < SCHEMA_VERSION:
                 self.notices.append(f"the findings database had schema {found}, written by an older region-auditor: "
                                     f"upgraded to schema {SCHEMA_VERSION} (its findings kept)")
                 for version in range(int(found) + 1, SCHEMA_VERSION + 1):
@@ -438,12 +468,14 @@ class SqlStore(FindingStore):
 
     def start_run(self, command: str, geoip: str, policies: str) -> int:
         with self._begin() as conn:
-            result = conn.execute(sa.insert(runs).values(command=command, geoip=geoip, policies=policies, started_at=_now(), lines=0, events=0, findings=0, skipped=0))
+            result = conn.execute(sa.insert(runs).values(command=command, geoip=geoip, policies=policies, started_at=_now(),
+                                                         lines=0, events=0, findings=0, skipped=0))
             return int(result.inserted_primary_key[0])
 
     def finish_run(self, run_id: int, *, lines: int, events: int, findings: int, skipped: int) -> None:
         with self._begin() as conn:
-            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings, skipped=skipped))
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings,
+                                                                           skipped=skipped))
 
     def checkpoint(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
@@ -466,7 +498,8 @@ class SqlStore(FindingStore):
         shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
         prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
         candidates = conn.execute(
-            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name.in_(_names(source.name)))).order_by(sources.c.offset.desc())
+            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name.in_(_names(source.name))))
+            .order_by(sources.c.offset.desc())
         ).all()
         found = [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
         # A small input that is the start of a longer one (an earlier copy), as far as it is read as
@@ -509,8 +542,11 @@ class SqlStore(FindingStore):
             return self._new_source(conn, source)
 
     def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:
-        result = conn.execute(sa.insert(sources).values(name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()))
-        source_id = int(result.inserted_primary_key[0])
+        result = conn.execute(sa.insert(sources).values(name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix),
+                                                        offset=0, line=0, updated_at=_now()))
+        key = result.inserted_primary_key
+        assert key is not None  # one row inserted, with a primary key
+        source_id = int(key[0])
         _record_prefixes(conn, source_id, source)
         return Checkpoint(source_id, 0, 0)
 
@@ -519,7 +555,8 @@ class SqlStore(FindingStore):
         with self._begin() as conn:
             try:
                 last = conn.execute(
-                    sa.select(s.id, s.offset, s.line, s.updated_at).where(s.name.in_(_names(name))).order_by(s.updated_at.desc(), s.id.desc()).limit(1)
+                    sa.select(s.id, s.offset, s.line, s.updated_at).where(s.name.in_(_names(name)))
+                    .order_by(s.updated_at.desc(), s.id.desc()).limit(1)
                 ).one_or_none()
             except (ValueError, TypeError) as e:  # a hand edit (see rows)
                 raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({_first_line(e)}); "
@@ -529,7 +566,7 @@ class SqlStore(FindingStore):
         if not isinstance(last.updated_at, dt.datetime):
             raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(last.updated_at)[:60]}); "
                              "restore it from a backup or point --db at a new file and audit again")
-        return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.timezone.utc)
+        return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.UTC)
 
     def saw_end(self, checkpoint: Checkpoint, at: dt.datetime) -> None:
         with self._begin() as conn:
@@ -542,7 +579,7 @@ class SqlStore(FindingStore):
             row = conn.execute(sa.select(ends.c.offset, ends.c.seen_at).where(ends.c.source_id == source_id)).one_or_none()
         if row is None or not isinstance(row.seen_at, dt.datetime):
             return None
-        return row.offset, row.seen_at.replace(tzinfo=dt.timezone.utc)
+        return row.offset, row.seen_at.replace(tzinfo=dt.UTC)
 
     def read_as(self, name: str) -> set[int]:
         with self._begin() as conn:
@@ -598,7 +635,8 @@ class SqlStore(FindingStore):
                 _stored({
                     "observation_id": obs_id, "run_id": run_id, "location": _located(f.event.source),
                     "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
-                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],  # redacted, then cut: a cut key no longer looks like one
+                    # "raw" redacted, then cut: a cut key no longer looks like one.
+                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],
                     "disagreements": "; ".join(f.location.disagreements),
                 })
                 for f in sample
@@ -773,7 +811,7 @@ class SqlStore(FindingStore):
         found: dict[RowKey, list[Evidence]] = {}
         with self._begin() as conn:
             for row in conn.execute(query):
-                found.setdefault(tuple(row[:7]), []).append(Evidence(*row[7:]))  # type: ignore[arg-type]
+                found.setdefault(tuple(row[:7]), []).append(Evidence(*row[7:]))
         return found
 
     def known_values(self) -> tuple[set[str], set[str]]:
@@ -821,13 +859,13 @@ class _Transaction:
         except SQLAlchemyError as e:
             raise StoreError(f"cannot reach the findings database ({_first_line(e)}); check --db") from None
 
-    def __exit__(self, *exc: Any) -> Any:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         try:
-            handled = self._cm.__exit__(*exc)
+            handled = self._cm.__exit__(kind, exc, tb)
         except SQLAlchemyError as e:
             raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
-        if isinstance(exc[1], SQLAlchemyError):  # a statement inside the transaction (rolled back)
-            raise StoreError(f"the findings database refused a statement ({_first_line(exc[1])}); "
+        if isinstance(exc, SQLAlchemyError):  # a statement inside the transaction (rolled back)
+            raise StoreError(f"the findings database refused a statement ({_first_line(exc)}); "
                              "check that it is reachable and that --db names a region-auditor database") from None
         return handled
 
@@ -860,7 +898,7 @@ def _json_counts(text: Any) -> dict[str, int]:
 def _row(r: Any) -> Row:
     """One grouped observations row, refusing what no region-auditor writes."""
     texts, (calls, first, last, blocked, disagree) = r[:7], r[7:]
-    for name, value in zip(("org", "provider", "host", "egress_ip", "country", "basis", "verdict"), texts):
+    for name, value in zip(("org", "provider", "host", "egress_ip", "country", "basis", "verdict"), texts, strict=True):
         if not isinstance(value, str):
             raise ValueError(f"{name} is {type(value).__name__}, not text")
     if texts[6] not in VERDICT_ORDER:
@@ -1016,7 +1054,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _sqlite_reading(dbapi_conn: Any, _record: Any) -> None:

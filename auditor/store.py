@@ -227,11 +227,11 @@ class Fingerprinted(Protocol):
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 class FindingStore(ABC):
@@ -368,6 +368,6 @@ def to_url(target: str) -> str:
     """A path or URL -> SQLAlchemy URL (`postgresql://` gets the psycopg driver)."""
     if "://" not in target:
         return "sqlite:///" + os.path.abspath(os.path.expanduser(target))
-    if target.startswith("postgresql://") or target.startswith("postgres://"):
+    if target.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + target.split("://", 1)[1]
     return target

@@ -101,7 +101,7 @@ def _bundle_dir() -> Path:
             f"the {BUNDLE_DISTRIBUTION} package (offline cloud range data) is not installed; "
             "reinstall region-auditor or run `region-auditor geoip update`"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 @lru_cache(maxsize=1)
@@ -115,7 +115,9 @@ def bundle_info() -> BundleInfo:
         dt.date.fromisoformat(date)
         sha256, count = str(meta["sha256"]), int(meta["ranges"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FeedError(f"{meta_path}: the {BUNDLE_DISTRIBUTION} data description is missing or damaged ({e}); reinstall {BUNDLE_DISTRIBUTION}") from e
+        raise FeedError(
+            f"{meta_path}: the {BUNDLE_DISTRIBUTION} data description is missing or damaged ({e}); reinstall {BUNDLE_DISTRIBUTION}"
+        ) from e
     try:
         package_version = importlib.metadata.version(BUNDLE_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -304,10 +306,10 @@ class CloudRangeLocator(Locator):
 
     def spans(self, version: int) -> list[tuple[int, int]]:
         """(first, last address) as integers of every prefix indexed for IP `version`, sorted."""
-        cached = self.__dict__.setdefault("_spans", {})
+        cached: dict[int, list[tuple[int, int]]] = self.__dict__.setdefault("_spans", {})
         if version not in cached:
             cached[version] = sorted((key << shift, ((key + 1) << shift) - 1) for shift, table in self._tables[version] for key in table)
-        return cached[version]  # type: ignore[no-any-return]
+        return cached[version]
 
     def _answer(self, entry: tuple[Any, ...]) -> Location:
         if entry[0] == "conflict":
@@ -374,7 +376,7 @@ def _shared_locator(directory: Path | None, files: tuple[tuple[str, int, int], .
     key = hashlib.sha256(repr((INDEX_FORMAT, bundle, str(directory), files)).encode()).hexdigest()[:32]
     path = cache_dir() / f"cloud-index-{key}.marshal"
     try:
-        return CloudRangeLocator.from_state(marshal.loads(path.read_bytes()))
+        return CloudRangeLocator.from_state(marshal.loads(path.read_bytes()))  # noqa: S302 - our own index in the user's 0700 cache
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
         pass  # not cached yet, or damaged: build it
     locator = CloudRangeLocator(load_feeds(directory))

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from base64 import b64encode
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from geoip.cloud import CloudRangeLocator
 from geoip.feeds import PROVIDERS, Feed, FeedError, parse_feed, read_feed_file
@@ -79,7 +79,9 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self.job = job
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: http.client.HTTPMessage, newurl: str
+    ) -> urllib.request.Request | None:
         try:
             self.job.check_url(newurl, req.full_url, "redirected to")
         except _Bad:
@@ -239,7 +241,7 @@ class Job:
             )
         if published:
             # Azure and geofeeds have no date inside: the file's mtime carries it (geoip.feeds.read_feed_file).
-            stamp = dt.datetime.combine(dt.date.fromisoformat(published), dt.time(), dt.timezone.utc).timestamp()
+            stamp = dt.datetime.combine(dt.date.fromisoformat(published), dt.time(), dt.UTC).timestamp()
             os.utime(staged, (stamp, stamp))
         detail = f"{len(feed.ranges)} prefixes with a location ({feed.skipped} without, skipped); {feed.version}"
         detail += self._guard_moves(source, feed, received)
@@ -418,7 +420,7 @@ class Job:
         return fd, path
 
     def _request(self, source: Source | None, url: str) -> urllib.request.Request:
-        request = urllib.request.Request(url)
+        request = urllib.request.Request(url)  # noqa: S310 - a source URL (check_url: http, https) or its checksum sibling
         if source is not None and source.account_id and source.license_key:
             token = b64encode(f"{source.account_id}:{source.license_key}".encode()).decode("ascii")
             # Unredirected: not sent again when MaxMind redirects to its storage host.
@@ -428,7 +430,8 @@ class Job:
     def _open(self, source: Source | None, url: str) -> http.client.HTTPResponse:
         shown = _display(url)
         try:
-            return self.opener.open(self._request(source, url), timeout=self.timeout)  # type: ignore[no-any-return]
+            response: http.client.HTTPResponse = self.opener.open(self._request(source, url), timeout=self.timeout)
+            return response
         except urllib.error.HTTPError as e:
             e.close()
             if e.code == 404:
@@ -540,7 +543,7 @@ def _http_date(value: str | None) -> str:
     if not value:
         return ""
     try:
-        return email.utils.parsedate_to_datetime(value).astimezone(dt.timezone.utc).date().isoformat()
+        return email.utils.parsedate_to_datetime(value).astimezone(dt.UTC).date().isoformat()
     except (TypeError, ValueError, IndexError):
         return ""
 

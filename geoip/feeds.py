@@ -185,7 +185,7 @@ def parse_aws(data: bytes, name: str = "ip-ranges.json") -> Feed:
     created = _str(doc.get("createDate"))
     if created:
         try:
-            published = _iso_utc(dt.datetime.strptime(created, "%Y-%m-%d-%H-%M-%S"))
+            published = _iso_utc(dt.datetime.strptime(created, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=dt.UTC))  # AWS writes UTC
         except ValueError:
             raise _shape_error(name, what, f"createDate {created!r} is not yyyy-mm-dd-hh-mm-ss") from None
     token = doc.get("syncToken")
@@ -212,9 +212,10 @@ def _iso_field(doc: dict[str, Any], key: str, name: str, what: str) -> str:
     if not stamp:
         return ""
     try:
-        moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        # FURB162 kept: the replace also takes "2024-01-01Z" (as midnight), which fromisoformat alone refuses.
+        moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: FURB162
         if moment.tzinfo is not None:
-            moment = moment.astimezone(dt.timezone.utc)  # OverflowError for year 1 east of UTC
+            moment = moment.astimezone(dt.UTC)  # OverflowError for year 1 east of UTC
     except (ValueError, OverflowError):
         raise _shape_error(name, what, f"{key} {stamp!r} is not an ISO 8601 time") from None
     return _iso_utc(moment)
@@ -357,5 +358,5 @@ def read_feed_file(provider: str, path: Path) -> Feed:
         raise FeedError(f"{path}: cannot read the {provider} range feed ({e.strerror}); fix its permissions or delete it") from e
     published = ""
     if provider in ("azure", "digitalocean"):
-        published = dt.datetime.fromtimestamp(mtime, tz=dt.timezone.utc).date().isoformat()
+        published = dt.datetime.fromtimestamp(mtime, tz=dt.UTC).date().isoformat()
     return parse_feed(provider, data, str(path), published)

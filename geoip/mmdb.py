@@ -81,7 +81,7 @@ class MmdbLocator(Locator):
             )
         self.ip_version = int(meta.ip_version)
         try:
-            built = dt.datetime.fromtimestamp(int(meta.build_epoch), tz=dt.timezone.utc).date()
+            built = dt.datetime.fromtimestamp(int(meta.build_epoch), tz=dt.UTC).date()
         except (ValueError, OverflowError, OSError):
             self._reader.close()
             raise DatabaseError(f"{name}: its build time ({meta.build_epoch}) is not a date; the file is damaged, replace it") from None
@@ -135,10 +135,7 @@ class MmdbLocator(Locator):
 def _read_record(record: dict[str, Any]) -> tuple[str, str, str]:
     """(country, registered_country, ISO 3166-2 region) from either record layout."""
     country_obj = record.get("country")
-    if isinstance(country_obj, dict):
-        country = _iso(country_obj.get("iso_code"))
-    else:
-        country = _iso(record.get("country_code"))
+    country = _iso(country_obj.get("iso_code")) if isinstance(country_obj, dict) else _iso(record.get("country_code"))
     registered_obj = record.get("registered_country")
     registered = _iso(registered_obj.get("iso_code")) if isinstance(registered_obj, dict) else ""
     region = ""

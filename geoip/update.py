@@ -90,7 +90,7 @@ MAXMIND_STORAGE_HOST = "mm-prod-geoip-databases.a2649acb697e2c09b632799562c076f2
 MAXMIND_EDITIONS = ("GeoIP2-Country", "GeoIP2-City", "GeoLite2-Country", "GeoLite2-City")
 """Editions with country data, best first."""
 
-DATABASE_FILES = tuple(f"{edition}.mmdb" for edition in MAXMIND_EDITIONS) + (f"{DBIP}.mmdb",)
+DATABASE_FILES = (*(f"{edition}.mmdb" for edition in MAXMIND_EDITIONS), f"{DBIP}.mmdb")
 """Downloaded country databases in the cache directory, in order of preference."""
 
 OFFICIAL_HOSTS = {
@@ -378,7 +378,7 @@ def update(
     """
     directory = ensure_dir(dest_dir)
     remove_stale_temporaries(directory)
-    when = today or dt.datetime.now(dt.timezone.utc).date()
+    when = today or dt.datetime.now(dt.UTC).date()
     from geoip.download import Job  # the HTTP stack, for this command only
 
     if database is not None:
@@ -396,7 +396,7 @@ def update(
 def remove_stale_temporaries(directory: Path, older_than: float = 3600.0) -> int:
     """Deletes `.tmp-*` files left in `directory` by an interrupted update; returns how many."""
     removed = 0
-    now = dt.datetime.now().timestamp()
+    now = dt.datetime.now(dt.UTC).timestamp()
     for path in directory.glob(".tmp-*"):
         try:
             if now - path.stat().st_mtime > older_than:
@@ -541,7 +541,9 @@ class Change(NamedTuple):
         return f"{self.network}: {self.old} -> {self.new} (was {self.basis})"
 
 
-def _regions_by_prefix(feed: Feed | None, keys: dict[str, tuple[int, int, int]] | None) -> dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]]:
+def _regions_by_prefix(
+    feed: Feed | None, keys: dict[str, tuple[int, int, int]] | None
+) -> dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]]:
     table: dict[tuple[int, int, int], tuple[str, set[tuple[str, str]]]] = {}
     parse = prefix_key if keys is None else memo_key(keys)
     for rng in feed.ranges if feed is not None else ():

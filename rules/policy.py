@@ -177,7 +177,7 @@ class Pack:
     def judge(self, event: EventLike, location: Location, *, provider_blocked: bool = False) -> Verdict:
         """Judge one call from `location` at `event.ts`. Pure. A call the provider already
         answered with its blocked-region error is a violation whatever the location says."""
-        when = event.ts.astimezone(dt.timezone.utc).date()
+        when = event.ts.astimezone(dt.UTC).date()
         version = self.version_at(when)
         tag = f"{self.provider}@{version.id}"
         if provider_blocked:
@@ -216,7 +216,7 @@ class Pack:
 
     def check(self, code: str, when: dt.date | None = None) -> Verdict:
         """Judge a bare ISO 3166-1 (`HK`) or 3166-2 (`UA-43`) code on `when` (default: today)."""
-        when = when or dt.date.today()
+        when = when or dt.datetime.now().astimezone().date()  # the local date
         code = code.strip().upper()
         country, dash, sub = code.partition("-")
         if not code.isascii() or len(country) != 2 or not country.isalpha() or (dash and not (sub.isalnum() and len(sub) <= 3)):
@@ -392,10 +392,11 @@ def load_pack(path: Path) -> Pack:
 
 def load_policies(providers: Iterable[str] | None = None) -> PolicySet:
     """The packs shipped in rules/data, optionally narrowed to `providers`."""
-    packs = []
-    for entry in sorted(resources.files("rules").joinpath("data").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            packs.append(parse_pack(tomllib.loads(entry.read_text(encoding="utf-8")), f"rules/data/{entry.name}"))
+    packs = [
+        parse_pack(tomllib.loads(entry.read_text(encoding="utf-8")), f"rules/data/{entry.name}")
+        for entry in sorted(resources.files("rules").joinpath("data").iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".toml")
+    ]
     policies = PolicySet(packs)
     if providers is not None:
         policies = PolicySet(policies.get(p) for p in providers)

@@ -23,7 +23,7 @@ EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
 ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "blocked_calls", "first_seen", "last_seen", "locators_disagree"]
 
 
-def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]  # noqa: A002 - CliRunner.invoke's name
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 

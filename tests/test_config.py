@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from auditor.attribution import Attributor
-from auditor.events import Egress
 from auditor.config import ConfigError, load_config, parse_config
+from auditor.events import Egress
 from tests.conftest import make_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "auditor.toml"

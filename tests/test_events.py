@@ -11,7 +11,7 @@ import pytest
 
 from auditor.events import ConnectionEvent, quick_init
 
-TS = dt.datetime(2024, 7, 15, 9, 10, 11, tzinfo=dt.timezone.utc)
+TS = dt.datetime(2024, 7, 15, 9, 10, 11, tzinfo=dt.UTC)
 
 
 def test_defaults_keywords_and_positions_are_the_dataclass_ones() -> None:
@@ -41,7 +41,7 @@ def test_fields_it_cannot_fill_are_refused() -> None:
     class WithFactory:
         items: list[int] = dataclasses.field(default_factory=list)
 
-    with pytest.raises(TypeError, match="WithFactory.items"):
+    with pytest.raises(TypeError, match=r"WithFactory.items"):
         quick_init(WithFactory)
 
 
@@ -70,7 +70,7 @@ def test_auditor_tally_is_tally_of_audit() -> None:
     events = []
     for i in range(12 * SAMPLES):
         day = 8 + i % 3  # 8 July: before OpenAI's cutoff; 9 and 10: after
-        events.append(make_event(ts=dt.datetime(2024, 7, day, 12, (i * 7) % 60, tzinfo=dt.timezone.utc), orig_h=f"10.20.{1 + i % 2}.{i}",
+        events.append(make_event(ts=dt.datetime(2024, 7, day, 12, (i * 7) % 60, tzinfo=dt.UTC), orig_h=f"10.20.{1 + i % 2}.{i}",
                                  source=f"a.log:{i + 1}", message=refusal if i % 4 == 0 else ""))
     events += [make_event(orig_h="192.168.7.7", source="a.log:90"), make_event(server_name="github.com", source="a.log:91")]
     source = config.source("a.log")

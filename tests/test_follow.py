@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor.follow import TailStream
 from auditor.executor import usable_cores
+from auditor.follow import TailStream
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -60,10 +60,7 @@ def line(i: int, *, governed: bool = True, client: str = "10.20.1.5") -> str:
 
 def lines(start: int, count: int) -> str:
     """`count` lines from `start`: every third one not governed, every fifth governed one from beta."""
-    out = []
-    for i in range(start, start + count):
-        out.append(line(i, governed=i % 3 != 0, client="10.30.2.7" if i % 5 == 0 else "10.20.1.5"))
-    return "".join(out)
+    return "".join(line(i, governed=i % 3 != 0, client="10.30.2.7" if i % 5 == 0 else "10.20.1.5") for i in range(start, start + count))
 
 
 def governed(text: str) -> int:

@@ -58,7 +58,7 @@ def test_the_new_row_line_escapes_what_came_from_input() -> None:
     """The follower's and sniff's line for a new row: a file name or org from input cannot move the
     cursor or retitle the terminal."""
     event = make_event(server_name="api.openai.com", source="logs/\x1b]0;owned\x07access.log:3",
-                       ts=dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.timezone.utc))
+                       ts=dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.UTC))
     verdict = Verdict(Outcome.VIOLATION, "openai", "v188", "openai@v188:country-not-listed:HK", "HK is not supported")
     finding = Finding(event, "acme\nresearch", Egress("43.198.12.34", "site:hk"), Location(country_code="HK", basis="cloud:aws:ap-east-1"),
                       verdict, "api.openai.com")

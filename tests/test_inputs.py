@@ -30,7 +30,7 @@ def block(start: int, count: int) -> str:
     return "".join(squid(i) for i in range(start, start + count))
 
 
-def logs(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+def logs(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]  # noqa: A002 - CliRunner.invoke's name
     return CliRunner().invoke(cli, ["logs", *args], input=input, catch_exceptions=False)
 
 

@@ -131,8 +131,8 @@ def kinds() -> list[Kind]:
     s = tok(80, B62 + "+/")
     k.append(Kind("header-amz-security-token", [s], header=("X-Amz-Security-Token", s), shaped=False))
     key_id, sig = "AKIA" + tok(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), tok(64, "0123456789abcdef")
-    k.append(Kind("header-aws-sigv4", [key_id, sig], header=("Authorization", f"AWS4-HMAC-SHA256 Credential={key_id}/20240801/us-east-1/bedrock/"
-                                                                            f"aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}")))
+    k.append(Kind("header-aws-sigv4", [key_id, sig], header=("Authorization", (f"AWS4-HMAC-SHA256 Credential={key_id}/20240801/us-east-1/bedrock/"
+                                                                             f"aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"))))
 
     s = tok(24)
     k.append(Kind("json-client_secret", [s], member=f'"client_secret":"{s}"'))
@@ -150,7 +150,7 @@ def kinds() -> list[Kind]:
 
 
 KINDS = kinds()
-T0 = dt.datetime(2024, 8, 1, 9, 10, 11, 123456, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 8, 1, 9, 10, 11, 123456, tzinfo=dt.UTC)
 
 
 @dataclass

@@ -109,7 +109,7 @@ def test_demo_every_format_from_one_read(demo_db: str, tmp_path: Path) -> None:
 
     rows = list(csv.DictReader(io.StringIO(outputs["csv"].read_text())))
     assert tuple(rows[0]) == COLUMNS
-    assert [{k: v for k, v in r.items()} for r in rows] == [
+    assert [dict(r.items()) for r in rows] == [
         {k: str(v) for k, v in r.items() if k != "evidence"} for r in report["rows"]
     ]
     assert {(r["org"], r["verdict"], r["calls"], r["blocked_calls"]) for r in rows} >= {("chat-team", "violation", "15", "3")}
@@ -279,7 +279,7 @@ def test_report_reads_the_same_from_sqlite_and_postgresql(db_target: str, tmp_pa
     audit_demo(db_target)
     store = SqlStore(db_target)
     try:
-        now = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
+        now = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
         report = Report.from_store(store, Filters(as_of=dt.date(2024, 7, 1)), load_policies(), now=now)
         document = to_data(report)
         validate(document)

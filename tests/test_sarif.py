@@ -66,7 +66,7 @@ def test_every_fixture_repository_gives_a_valid_log_with_one_result_per_flag(nam
     assert driver["name"] == "region-auditor" and driver["version"]
     assert [r["id"] for r in driver["rules"]] == list(RULE_IDS)
     assert len(run["results"]) == len(result.flags)
-    for res, flag in zip(run["results"], result.flags):
+    for res, flag in zip(run["results"], result.flags, strict=True):
         assert res["ruleId"] == flag.kind and driver["rules"][res["ruleIndex"]]["id"] == flag.kind
         assert res["locations"][0]["physicalLocation"]["artifactLocation"] == {"uri": flag.path, "uriBaseId": "%SRCROOT%"}
         assert res["locations"][0]["physicalLocation"]["region"] == {"startLine": flag.line}

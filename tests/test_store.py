@@ -49,7 +49,7 @@ def squid(ts: float, client: str, host: str = "api.openai.com", auth: str = "") 
     return line + "\n"
 
 
-T0 = dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.timezone.utc).timestamp()
+T0 = dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.UTC).timestamp()
 LINES = [
     squid(T0 + 0, "10.20.1.5"),
     squid(T0 + 60, "10.20.1.6"),
@@ -219,7 +219,7 @@ def test_findings_on_different_days_are_separate_observations_but_one_row(db_tar
     checkpoint = store.checkpoint(Input())
     assert checkpoint.offset == 0
     run_id = store.start_run("test", "x", "y")
-    events = [make_event(ts=dt.datetime(2024, 7, d, 12, tzinfo=dt.timezone.utc)) for d in (8, 9, 10)]
+    events = [make_event(ts=dt.datetime(2024, 7, d, 12, tzinfo=dt.UTC)) for d in (8, 9, 10)]
     store.add_batch(run_id, checkpoint, tally(auditor.audit(events, CONFIG.source("x"))), 100, 3)
     rows = {r.verdict: r for r in store.rows()}
     assert rows["at_risk"].calls == 1  # 2024-07-08, before the cutoff
@@ -587,12 +587,12 @@ def test_last_read_is_the_checkpoint_of_that_name_moved_last(db_target: str, tmp
     log_path.write_text("".join(LINES[:2]))
     store = SqlStore(db_target)
     assert store.last_read(str(log_path)) is None
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     log = LogFile.open(str(log_path), NEEDLES)
     at = store.checkpoint(log)
     log.close()
     taken = store.last_read(str(log_path))
-    assert taken is not None and taken[0] == at and before <= taken[1] <= dt.datetime.now(dt.timezone.utc)
+    assert taken is not None and taken[0] == at and before <= taken[1] <= dt.datetime.now(dt.UTC)
     time.sleep(0.05)
     after, _ = store.add_batch(store.start_run("test", "", ""), at, _tallies(LINES[:2]), 200, 2)
     moved = store.last_read(str(log_path))
@@ -639,7 +639,7 @@ def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target:
     done.write_text("".join(LINES[:2]))
     open_line.write_text(LINES[2] + LINES[3] + LINES[4].rstrip("\n"))  # written just now: its last line waits
     store = SqlStore(db_target)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     audit_logs([str(done), str(open_line)], pipeline=Pipeline(CONFIG, _auditor()), store=store, fmt=None, command="test")
 
     def checkpoint(path: Path) -> Checkpoint:
@@ -654,7 +654,7 @@ def test_where_an_input_ended_is_kept_per_input_and_forgotten_with_it(db_target:
     a, b = checkpoint(done), checkpoint(open_line)
     seen = store.seen_end(a.source_id)
     assert seen is not None and seen[0] == a.offset == done.stat().st_size
-    assert before <= seen[1] <= dt.datetime.now(dt.timezone.utc)
+    assert before <= seen[1] <= dt.datetime.now(dt.UTC)
     assert store.seen_end(b.source_id) is None and b.offset == len(LINES[2] + LINES[3])
     assert store.read_as(str(done)) == {a.source_id} and store.read_as(str(tmp_path / "c.log")) == set()
     store.saw_end(Checkpoint(a.source_id, 7, 1), before)  # seen again: the last sighting is kept
@@ -908,7 +908,7 @@ def test_evidence_by_row_is_each_rows_first_calls(db_target: str) -> None:
                     obs.append(dict(id=obs_id, source_id=source, org=key[0], provider=key[1], host=key[2], egress_ip=key[3], country=key[4],
                                     basis=key[5], verdict=key[6], day=when, policy_version=f"{key[1]}@v1", rule_id=f"{key[1]}@v1:x",
                                     calls=max(count, 1), first_seen=first, last_seen=first, evidence_count=count, blocked_calls=0))
-                    for n in range(count):
+                    for _n in range(count):
                         ts = first + dt.timedelta(minutes=rng.randrange(0, 60 * 24 - first.hour * 60 - first.minute))
                         ev.append(dict(id=len(ev) + 1, observation_id=obs_id, run_id=1, location=f"/log/{source}:{len(ev) + 1}", ts=ts,
                                        orig_h="10.0.0.1", egress_basis="site:x", rule_id="r", reason="", raw=f"line {len(ev) + 1}",

@@ -47,6 +47,7 @@ __all__ = [
     "SDK_MODULES",
     "ApiUse",
     "Flag",
+    "Judge",
     "PreflightError",
     "Route",
     "ScanResult",

@@ -140,7 +140,7 @@ class Judge:
         else:
             return Outcome.UNKNOWN.value
         blocked = any(self.outcome(p, c) is Outcome.VIOLATION for p in providers for c in countries)
-        return (Outcome.VIOLATION if blocked else Outcome.AT_RISK).value
+        return Outcome.VIOLATION.value if blocked else Outcome.AT_RISK.value
 
     def default_region(self, providers: Sequence[str]) -> str:
         if self.supported_by_all(DEFAULT_REGION, providers):
@@ -167,6 +167,7 @@ class Flags:
         nearest region every provider in `providers` serves) and the flagged code's replacement."""
         fixed: list[str] = []
         problems: list[tuple[str, int, list[str] | None]] = []
+        against: list[str] | None
         for raw, line in codes:
             code = raw.strip().lower()
             if code not in self.judge.regions:

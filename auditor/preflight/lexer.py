@@ -171,9 +171,9 @@ def strip_comments(src: str) -> str:
                 i = end
                 continue
             if _regex_may_start(out, i):
-                end = _skip_regex(src, i)
-                if end is not None:
-                    i = end
+                after = _skip_regex(src, i)
+                if after is not None:
+                    i = after
                     continue
         i += 1
     return "".join(out)
@@ -327,7 +327,7 @@ def _object_keys(text: str, start: int, end: int, lines: _Lines) -> tuple[dict[s
             break
         m = _KEY_RE.match(text, i, end)
         value_end = _expression_end(text, i)
-        if m and m.group(2) or m and m.group(3):
+        if (m and m.group(2)) or (m and m.group(3)):
             name = m.group(2) or m.group(3)
             key_lines[name] = lines.at(m.start(2) if m.group(2) else m.start(3))
             if m.group(4):

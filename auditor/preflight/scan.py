@@ -20,7 +20,7 @@ def scan(root: Path, policies: PolicySet, today: dt.date | None = None) -> ScanR
     unsupported place. Reads files under `root` only; never follows symlinks."""
     if not root.is_dir():
         raise PreflightError(f"{root}: not a directory; give the root of a repository to scan")
-    when = today or dt.date.today()
+    when = today or dt.datetime.now().astimezone().date()  # the local date
     base = Path(os.path.normpath(root.absolute()))
     project = Project(base, policies)
     files = project.files

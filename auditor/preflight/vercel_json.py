@@ -74,7 +74,8 @@ class VercelConfigs:
                 if "regions" in conf.value:
                     self.json_regions(rel, conf.value["regions"], "regions", where, "functions matching it run there")
                 if "functionFailoverRegions" in conf.value:
-                    self.json_regions(rel, conf.value["functionFailoverRegions"], "functionFailoverRegions", where, "functions matching it fail over to it")
+                    self.json_regions(rel, conf.value["functionFailoverRegions"], "functionFailoverRegions", where,
+                                      "functions matching it fail over to it")
         self.configs[path.parent] = VercelConfig(rel, project)
 
     def json_regions(self, rel: str, node: JsonNode, key: str, where: str, effect: str) -> tuple[str, ...]:

@@ -55,7 +55,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
   a { color: inherit; text-decoration: none; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
-"""
+"""  # noqa: E501 - the stylesheet as it is sent
 
 
 def e(value: object) -> str:
@@ -132,7 +132,7 @@ def country_chart(report: Report, width: int = 420) -> str:
         for _, counts in ranked[COUNTRIES_SHOWN - 1:]:
             for verdict, n in counts.items():
                 other[verdict] += n
-        ranked = ranked[: COUNTRIES_SHOWN - 1] + [("other", other)]
+        ranked = [*ranked[: COUNTRIES_SHOWN - 1], ("other", other)]
     top = max(sum(c.values()) for _, c in ranked)
     row, left, pad = 22, 64, 8
     height = row * len(ranked) + pad * 2
@@ -171,8 +171,8 @@ class HtmlReport(ReportRenderer):
             f"<title>AI provider region compliance report, {e(report.as_of.isoformat())}</title>",
             f"<style>{CSS}</style></head><body>",
             "<h1>AI provider region compliance report</h1>",
-            f'<p class="muted">As of <b id="as-of">{e(report.as_of.isoformat())}</b>; generated {e(_when(report.generated_at))} UTC; '
-            f"{_scope(report)}. Schema {e(report.schema)}.</p>",
+            (f'<p class="muted">As of <b id="as-of">{e(report.as_of.isoformat())}</b>; generated {e(_when(report.generated_at))} UTC; '
+             f"{_scope(report)}. Schema {e(report.schema)}.</p>"),
         ]
         out += [f'<div class="note info notice">{e(n)}</div>' for n in report.notices]
         out.append('<h2 id="summary">Summary</h2>')
@@ -180,7 +180,8 @@ class HtmlReport(ReportRenderer):
             out.append('<div class="note" id="nothing-audited"><b>Nothing was audited</b>: the database holds no run and no input. '
                        "Audit logs or captures first (<code>region-auditor logs FILE...</code>, <code>region-auditor pcap FILE...</code>).</div>")
         elif not report.rows:
-            out.append('<div class="note info" id="no-calls">No call to a governed AI provider host is recorded in the period and filters of this report.</div>')
+            out.append('<div class="note info" id="no-calls">No call to a governed AI provider host is recorded in the period and filters '
+                       "of this report.</div>")
         cards = [("orgs-audited", "", s.orgs_audited, "organizations audited", f"{s.calls} calls"),
                  ("orgs-blocked", "blocked", s.orgs_blocked, "blocked already", f"{s.blocked_calls} calls refused"),
                  ("orgs-violation", "violation", s.orgs_violation, "in violation", f"{s.violation_calls} violating calls"),
@@ -209,7 +210,8 @@ class HtmlReport(ReportRenderer):
         if s.data:
             out.append("<h3>GeoIP and cloud-range data</h3>" + _table(
                 ("data", "date", "age (days)", ""),
-                ((e(d.name), e(d.date.isoformat()), str(d.age_days) if d.age_days >= 0 else "newer than the as-of date", "<b>stale</b>" if d.stale else "")
+                ((e(d.name), e(d.date.isoformat()), str(d.age_days) if d.age_days >= 0 else "newer than the as-of date",
+                  "<b>stale</b>" if d.stale else "")
                  for d in s.data), numeric=(2,)))
         out += [f'<div class="note warning">{e(w)}</div>' for w in s.warnings]
 
@@ -219,7 +221,8 @@ class HtmlReport(ReportRenderer):
         for org in report.orgs:
             out.append(f'<section class="org" data-org="{e(org.org)}" data-status="{e(org.status)}">')
             out.append(f'<h3><span class="org-name">{e(org.org)}</span> {_badge(org.status)}</h3>')
-            out.append(f'<p><span class="org-calls">{org.calls}</span> call{"" if org.calls == 1 else "s"} (<span class="org-blocked">{org.blocked_calls}</span> blocked) '
+            out.append(f'<p><span class="org-calls">{org.calls}</span> call{"" if org.calls == 1 else "s"} '
+                       f'(<span class="org-blocked">{org.blocked_calls}</span> blocked) '
                        f"from {e(_when(org.first_seen))} to {e(_when(org.last_seen))} UTC. Providers: {e(', '.join(org.providers))}. "
                        f"Hosts: {', '.join('<code>' + e(h) + '</code>' for h in org.hosts)}.</p>")
             out.append(_table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), (

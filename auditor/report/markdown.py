@@ -38,7 +38,7 @@ def _when(value: dt.datetime | None) -> str:
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 class MarkdownReport(ReportRenderer):
@@ -51,8 +51,8 @@ class MarkdownReport(ReportRenderer):
             out += [f"> **Note:** {md(notice)}", ""]
         out += ["## Summary", ""]
         if not s.audited:
-            out += ["**Nothing was audited**: the database holds no run and no input. Audit logs or captures first "
-                    "(`region-auditor logs FILE...`, `region-auditor pcap FILE...`).", ""]
+            out += [("**Nothing was audited**: the database holds no run and no input. Audit logs or captures first "
+                     "(`region-auditor logs FILE...`, `region-auditor pcap FILE...`)."), ""]
         elif not report.rows:
             out += ["No call to a governed AI provider host is recorded in the period and filters of this report.", ""]
         out += _table(("", "organizations", "calls"), [
@@ -79,7 +79,8 @@ class MarkdownReport(ReportRenderer):
             out.append("")
         if s.data:
             out += ["GeoIP and cloud-range data:", ""]
-            out += [f"- {md(d.name)}: {d.date.isoformat()} (" + (f"{plural(d.age_days, 'day')} old" if d.age_days >= 0 else "newer than the as-of date")
+            out += [f"- {md(d.name)}: {d.date.isoformat()} ("
+                    + (f"{plural(d.age_days, 'day')} old" if d.age_days >= 0 else "newer than the as-of date")
                     + (", **stale**" if d.stale else "") + ")" for d in s.data]
             out.append("")
         for warning in s.warnings:
@@ -129,8 +130,8 @@ class MarkdownReport(ReportRenderer):
             ])
         if c.period_first:
             gaps = ", ".join(f"{g.first.isoformat()}" + (f" to {g.last.isoformat()}" if g.days > 1 else "") for g in c.days_without_calls)
-            out += [f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}; "
-                    f"days without any recorded call: {gaps or 'none'}.", ""]
+            out += [(f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}; "
+                     f"days without any recorded call: {gaps or 'none'}."), ""]
         return "\n".join(out).rstrip("\n") + "\n"
 
 

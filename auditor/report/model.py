@@ -420,7 +420,7 @@ class Report:
     @classmethod
     def from_store(cls, store: FindingStore, filters: Filters, policies: PolicySet, *, now: dt.datetime | None = None) -> Report:
         with store.reading():  # one state of the store, while another run may be recording
-            return _build(store, filters, policies, now or dt.datetime.now(dt.timezone.utc))
+            return _build(store, filters, policies, now or dt.datetime.now(dt.UTC))
 
     def fails(self, level: str) -> bool:
         """True when any call in the report is at `level` (one of LEVELS) or worse."""
@@ -443,7 +443,7 @@ def to_data(value: Any) -> Any:
     if names is not None:
         return {name: to_data(getattr(value, name)) for name in names}
     if isinstance(value, dt.datetime):
-        naive = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        naive = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
         return naive.isoformat() + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -472,7 +472,7 @@ def status_of(rows: Iterable[ReportRow]) -> str:
 
 
 def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.datetime) -> Report:
-    as_of = filters.as_of or now.astimezone(dt.timezone.utc).date()
+    as_of = filters.as_of or now.astimezone(dt.UTC).date()
     filters = dataclasses.replace(filters, as_of=as_of)
     scope = filters.scope()
     runs = store.runs()
@@ -496,10 +496,10 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     stale = [f"{d.name} ({d.date.isoformat()}, {d.age_days} days)" for d in newest.values() if d.age_days > STALE_DAYS]
     used_stale = [f"{d.name}@{d.date.isoformat()} by {plural(d.runs_stale, 'run')}" for d in data if d.runs_stale]
     warnings = tuple(
-        ([f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
-          "update it (region-auditor geoip update) and audit again"] if stale else [])
-        + ([f"Calls located with data already older than {STALE_DAYS} days when the run used it: {', '.join(used_stale)}; "
-            "after region-auditor geoip update, audit those inputs again (logs --rescan)"] if used_stale else [])
+        ([(f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
+           "update it (region-auditor geoip update) and audit again")] if stale else [])
+        + ([(f"Calls located with data already older than {STALE_DAYS} days when the run used it: {', '.join(used_stale)}; "
+             "after region-auditor geoip update, audit those inputs again (logs --rescan)")] if used_stale else [])
         + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M} UTC) has not recorded its end: it is still running, "
            "or stopped before the end of its inputs"
            for r in runs if r.finished_at is None]
@@ -526,7 +526,8 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     return Report(
         schema=SCHEMA, generated_at=now, as_of=as_of, filters=filters, notices=notices, summary=summary, orgs=orgs,
         remediation=_remediation(rows, policies, as_of), coverage=_coverage(runs, inputs, rows, days, filters),
-        calls_per_day=tuple(DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
+        calls_per_day=tuple(DayCalls(day, verdict, c, b)
+                            for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
         calls_by_country=tuple(CountryCalls(c, v, n) for (c, v), n in sorted(countries.items(), key=lambda kv: (-kv[1], kv[0][0], _rank(kv[0][1])))),
         rules=rules,
         rows=tuple(rows),
@@ -563,9 +564,11 @@ def _notices(filters: Filters, policies: PolicySet, orgs: set[str], providers: s
             found.append(f"--provider {provider}: no policy pack has this id")
         elif provider not in providers:
             found.append(f"--provider {provider}: the database holds no call to this provider")
-    for org in filters.orgs:
-        if org not in orgs:  # the others are not named: a report scoped to one organization is handed to it
-            found.append(f"--org {org}: the database holds no call of this organization (region-auditor findings lists those it holds)")
+    # The orgs held are not named: a report scoped to one organization is handed to it.
+    found.extend(
+        f"--org {org}: the database holds no call of this organization (region-auditor findings lists those it holds)"
+        for org in filters.orgs if org not in orgs
+    )
     if filters.since and filters.until and filters.since > filters.until:
         found.append(f"--since {filters.since.isoformat()} is after --until {filters.until.isoformat()}: the period is empty")
     return tuple(found)
@@ -644,7 +647,7 @@ def _data_sources(runs: Iterable[RunRecord], as_of: dt.date) -> tuple[DataSource
                 continue
             used[(name, when)][0] += 1
             used[(name, when)][1] += (run.started_at.date() - when).days > STALE_DAYS
-    newest = {name: when for name, when in sorted(used)}
+    newest = dict(sorted(used))  # by name and date: each name's newest date last
     return tuple(
         DataSource(name, when, (as_of - when).days, bool(stale) or (newest[name] == when and (as_of - when).days > STALE_DAYS), count, stale)
         for (name, when), (count, stale) in sorted(used.items())
@@ -680,7 +683,8 @@ def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> 
             cloud, _, region = place.partition(":")
             others = _cloud_alternatives(cloud, region, providers, policies, as_of)
             action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region}{already} "
-                      f"to a region in a country {names} {'serves' if len(providers) == 1 else 'all serve'}" + (f", such as {', '.join(others)}." if others else "."))
+                      f"to a region in a country {names} {'serves' if len(providers) == 1 else 'all serve'}"
+                      + (f", such as {', '.join(others)}." if others else "."))
             setting = f"the deployment's region: {cloud} {region} -> {others[0].split(' ')[0] if others else 'a region in a supported country'}"
         elif kind == "egress-route":
             action = f"Route calls to {names} through an egress in a supported country (a proxy or NAT gateway there){already}."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ DISAGREE = "locators disagree"
 COLUMNS = ("ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT", "CALLS", "FIRST SEEN", "LAST SEEN", "BASIS")
 
 
-def _printable(text: str) -> str:
+def _printable(text: object) -> str:
     """`text` with control characters escaped (`\\n`): values from logs cannot start a row of their own."""
     if not isinstance(text, str):  # a foreign database's BLOB
         text = str(text)
@@ -23,7 +24,7 @@ def _printable(text: str) -> str:
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    def when(value):  # type: ignore[no-untyped-def]
+    def when(value: dt.datetime) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
 
     return tuple(_printable(cell) for cell in (
@@ -39,9 +40,7 @@ class TableFormat(ReportFormat):
             return "no calls to governed AI provider hosts found\n"
         table = [COLUMNS, *(_cells(r) for r in rows)]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-        out = []
-        for line in table:
-            out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
         return "\n".join(out) + "\n"
 
 

@@ -63,7 +63,7 @@ def sniff(line: str) -> bool:
     """True when `line` looks like a Network Firewall log record (or a CloudWatch Logs subscription
     record of them)."""
     text = _record_text(line)
-    return text.startswith("{") and ('"firewall_name"' in text and '"event"' in text or '"logEvents"' in text and "firewall_name" in text)
+    return text.startswith("{") and (('"firewall_name"' in text and '"event"' in text) or ('"logEvents"' in text and "firewall_name" in text))
 
 
 def region_of(zone: Any) -> str:

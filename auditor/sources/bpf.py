@@ -140,6 +140,6 @@ class _SockFprog(ctypes.Structure):
 
 def attach(sock: socket.socket, program: Sequence[Insn]) -> None:
     """Attach `program` to a packet socket (SO_ATTACH_FILTER); OSError if the kernel refuses it."""
-    array = (_SockFilter * len(program))(*[(i.code, i.jt, i.jf, i.k) for i in program])
+    array = (_SockFilter * len(program))(*[_SockFilter(i.code, i.jt, i.jf, i.k) for i in program])
     fprog = _SockFprog(len(program), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(memoryview(fprog)))  # type: ignore[arg-type]
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(memoryview(fprog)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import ipaddress
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +58,7 @@ def host_from_target(method: str, target: str) -> tuple[str, int]:
         if not host:
             raise Malformed(f"URL without a host: {target[:60]!r}")
         return host, port
-    if target.startswith("/") or target in ("*", "-") or target.startswith("error:"):
+    if target.startswith(("/", "error:")) or target in ("*", "-"):
         raise Ignored("request names no host")
     # Squid logs intercepted TLS as `host:port` with method NONE or similar.
     return split_host_port(target, 0)
@@ -90,7 +90,7 @@ def parse_clf_time(text: str) -> dt.datetime:
         sign = -1 if zone[0] == "-" else 1
         offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=dt.timezone(offset))
-        return local.astimezone(dt.timezone.utc)  # year 1 east of UTC, 9999 west: out of range
+        return local.astimezone(dt.UTC)  # year 1 east of UTC, 9999 west: out of range
     except (ValueError, KeyError, IndexError, OverflowError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None
 
@@ -101,7 +101,7 @@ def parse_epoch(text: str) -> dt.datetime:
         value = float(text)
         if not 0 <= value < 1e11:
             raise ValueError(text)
-        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
     except (ValueError, OverflowError, OSError):
         raise Malformed(f"bad timestamp {text[:40]!r}") from None
 
@@ -114,9 +114,9 @@ def parse_iso_time(text: str) -> dt.datetime:
     except (ValueError, TypeError, AttributeError):
         raise Malformed(f"bad timestamp {str(text)[:40]!r}") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     try:
-        return value.astimezone(dt.timezone.utc)
+        return value.astimezone(dt.UTC)
     except OverflowError:  # year 1 east of UTC, year 9999 west of it
         raise Malformed(f"bad timestamp {str(text)[:40]!r}") from None
 
@@ -142,8 +142,8 @@ def parse_json_time(value: object) -> dt.datetime:
         raise Malformed(f"bad timestamp {str(value)[:40]!r}")  # json refuses ints str() would
     if isinstance(value, int):
         seconds, rest = divmod(value, scale)
-        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc) + dt.timedelta(microseconds=rest * 1_000_000 // scale)
-    return dt.datetime.fromtimestamp(value / scale, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC) + dt.timedelta(microseconds=rest * 1_000_000 // scale)
+    return dt.datetime.fromtimestamp(value / scale, tz=dt.UTC)
 
 
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")

@@ -13,7 +13,19 @@ from typing import Protocol
 
 from auditor.events import ConnectionEvent
 from auditor.sources import (
-    aws_firewall, cloudflare, combined, envoy, haproxy, jsonmap, nginx_proxy_manager, nginx_stream, squid, suricata, vercel, wrapped, zeek,
+    aws_firewall,
+    cloudflare,
+    combined,
+    envoy,
+    haproxy,
+    jsonmap,
+    nginx_proxy_manager,
+    nginx_stream,
+    squid,
+    suricata,
+    vercel,
+    wrapped,
+    zeek,
 )
 from auditor.sources.interface import Malformed, SourceError
 

@@ -27,7 +27,7 @@ are not calls.
 HAProxy writes its accept date in local time without a zone: it is read as UTC unless an RFC 3339
 or RFC 5424 syslog header gives the offset of the host's clock (a container runtime's log prefix,
 `2024-07-15T11:10:11.29+02:00 stdout F `, is the node's clock: it gives none).
-"""
+"""  # noqa: E501 - the examples are real lines, kept whole
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _offset(line: str, start: int) -> dt.timezone:
     """The UTC offset an RFC 3339 syslog header in front of the record gives, else UTC."""
     m = _RFC3339.match(line[:start])
     if m is None or m["ts"].endswith("Z") or line.startswith(("stdout ", "stderr "), m.end()):
-        return dt.timezone.utc  # a container runtime's prefix is the node's clock, not HAProxy's
+        return dt.UTC  # a container runtime's prefix is the node's clock, not HAProxy's
     zone = m["ts"][-6:] if m["ts"][-3] == ":" else m["ts"][-5:]
     digits = zone[1:].replace(":", "")
     delta = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
@@ -94,7 +94,7 @@ def _accept_time(text: str, zone: dt.timezone) -> dt.datetime:
         year, hh, mm, ss = rest.split(":", 3)
         whole, _, millis = ss.partition(".")
         local = dt.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(whole), int(millis or 0) * 1000, tzinfo=zone)
-        return local.astimezone(dt.timezone.utc)  # year 1 east of UTC, 9999 west: out of range
+        return local.astimezone(dt.UTC)  # year 1 east of UTC, 9999 west: out of range
     except (ValueError, KeyError, OverflowError):
         raise Malformed(f"haproxy: bad accept date {text[:40]!r}") from None
 

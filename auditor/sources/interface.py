@@ -155,8 +155,9 @@ class Resumable(Protocol):
     prefix: bytes
     whole_lines: int
     resumable: bool
-    kind: str
-    """The format's name for summaries (`squid`, `pcapng`, `live`)."""
+    @property
+    def kind(self) -> str:
+        """The format's name for summaries (`squid`, `pcapng`, `live`)."""
     compression: str
     stats: SourceStats
     unterminated: bool

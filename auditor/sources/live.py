@@ -28,7 +28,9 @@ SOL_PACKET, PACKET_STATISTICS = 263, 6
 ARPHRD_LOOPBACK = 772
 ANY = "any"
 """The interface name that captures on every interface."""
-ARPHRD_LINKTYPES = {1: LINKTYPE_ETHERNET, ARPHRD_LOOPBACK: LINKTYPE_ETHERNET, 65534: LINKTYPE_RAW, 512: LINKTYPE_RAW, 776: LINKTYPE_RAW, 778: LINKTYPE_RAW}
+ARPHRD_LINKTYPES = {
+    1: LINKTYPE_ETHERNET, ARPHRD_LOOPBACK: LINKTYPE_ETHERNET, 65534: LINKTYPE_RAW, 512: LINKTYPE_RAW, 776: LINKTYPE_RAW, 778: LINKTYPE_RAW,
+}
 """Interface hardware types (ARPHRD_*) -> how their frames start: Ethernet and loopback with an
 Ethernet header; tun, PPP, sit and GRE with the IP header."""
 RECEIVE_BUFFER = 8 << 20
@@ -72,7 +74,7 @@ class _Interface:
             _packets, dropped = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         except OSError:
             return 0
-        return dropped
+        return int(dropped)
 
 
 class LiveCapture(Prefixed, EventSource):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import itertools
 import lzma
 import os
 import re
@@ -28,10 +29,24 @@ from auditor.sources import vercel, wrapped, zeek
 from auditor.sources.common import NOT_A_HOST, is_host
 from auditor.sources.compression import MAGIC_BYTES, PutBack, Streams, compression_of, zstandard_module
 from auditor.sources.formats import (
-    BOM, FORMATS, LineReader, detect_format, first_lines, format_named, refuse_wrapped_headers,
+    BOM,
+    FORMATS,
+    LineReader,
+    detect_format,
+    first_lines,
+    format_named,
+    refuse_wrapped_headers,
 )
 from auditor.sources.interface import (
-    FINGERPRINT_BYTES, MAX_LOCATIONS, Batch, EventSource, Ignored, Malformed, Prefixed, SourceError, SourceStats,
+    FINGERPRINT_BYTES,
+    MAX_LOCATIONS,
+    Batch,
+    EventSource,
+    Ignored,
+    Malformed,
+    Prefixed,
+    SourceError,
+    SourceStats,
 )
 from auditor.sources.needles import compiled
 
@@ -220,7 +235,7 @@ class LogFile(Prefixed, EventSource):
             raise SourceError(f"{path}: is a directory; name the log files in it") from None
         except OSError as e:
             raise SourceError(f"{path}: cannot open ({e.strerror})") from None
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]  # a raw file or stdin's buffer, read as a RawIOBase
         head = buffered.peek(8)[:8]
         if path == "-" and 0 < len(head) < MAGIC_BYTES:
             # A pipe's first read may hold less than a compression magic (a writer's first small
@@ -232,7 +247,7 @@ class LogFile(Prefixed, EventSource):
         stream: IO[bytes] = buffered if head or path != "-" else io.BytesIO()
         compression = compression_of(head)
         if compression == "gzip":
-            stream = gzip.GzipFile(fileobj=buffered)
+            stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]  # a BufferedIOBase, read as IO[bytes] is
         elif compression != "plain":
             stream = Streams(buffered, compression, zstandard_module(path, buffered) if compression == "zstd" else None)  # type: ignore[assignment]
         growing = False
@@ -489,13 +504,14 @@ class LogFile(Prefixed, EventSource):
                 cuts.append(min(end, f.tell()))
         if cuts[-1] != end:
             cuts.append(end)
-        return [Range(self._path, self.name, a, b, self.needles, self.format.name, self.fields) for a, b in zip(cuts, cuts[1:])]
+        return [Range(self._path, self.name, a, b, self.needles, self.format.name, self.fields) for a, b in itertools.pairwise(cuts)]
 
     @classmethod
     def of_range(cls, where: Range) -> LogFile:
         """The lines of a range of an input, for another process to read (`batches`); its lines are
         numbered from the range's start (see `took` and `rebased`)."""
-        piece = cls(where.name, _RangeStream(where.path, where.start, where.stop), "plain", where.needles, where.format, fields=where.fields)
+        piece = cls(where.name, _RangeStream(where.path, where.start, where.stop), "plain",  # type: ignore[arg-type]  # read as IO[bytes] is
+                   where.needles, where.format, fields=where.fields)
         piece._offset = where.start
         return piece
 
@@ -633,7 +649,7 @@ class LogFile(Prefixed, EventSource):
         """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
         end = len(block) if end is None else end
         if self._reader is not None and self._reader.headers and (
-                block[:1] == b"#" or _hash_line(block, end) or self._line == 0 and block.startswith(BOM + b"#")):
+                block[:1] == b"#" or _hash_line(block, end) or (self._line == 0 and block.startswith(BOM + b"#"))):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         partial = self._partial
@@ -655,7 +671,7 @@ class LogFile(Prefixed, EventSource):
                 raw = bytes(block[start:stop])
             else:  # the record may be part of a line: whole when neither it nor the one before is a first part
                 low = pos + 1 if pos else 0
-                if start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1) or partial(block, start, stop):
+                if (start > low and partial(block, max(block.rfind(b"\n", low, start - 1) + 1, low), start - 1)) or partial(block, start, stop):
                     start, stop, raw = self._line_in_parts(block, start, stop, low, end)
                 else:
                     raw = bytes(block[start:stop])

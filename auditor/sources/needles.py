@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 import hyperscan
 
@@ -34,7 +35,8 @@ class Needles:
         """The offset just past every occurrence of a needle in `data`, ascending."""
         found: list[int] = []
         if self._db is not None and len(data):
-            self._db.scan(data, match_event_handler=_note_end, context=found)
+            # type-var: Hyperscan scans any buffer (no copy of a block); its stub says str or bytes.
+            self._db.scan(data, match_event_handler=_note_end, context=found)  # type: ignore[type-var]
             found.sort()  # already in order of end offset; cheap to make sure
         return found
 
@@ -43,17 +45,19 @@ class Needles:
         found: list[int] = []
         if self._db is not None and len(data):
             try:
-                self._db.scan(data, match_event_handler=_stop, context=found)
+                self._db.scan(data, match_event_handler=_stop, context=found)  # type: ignore[type-var]  # as in ends()
             except hyperscan.ScanTerminated:  # what stopping at the first one looks like
                 pass
         return bool(found)
 
 
-def _note_end(_id: int, _start: int, end: int, _flags: int, found: list[int]) -> None:
+# `found` is the `context` given to scan, a list[int]: Any, since the stub hands it back as an
+# object and a check per match would cost in this, the hottest loop.
+def _note_end(_id: int, _start: int, end: int, _flags: int, found: Any) -> None:
     found.append(end)
 
 
-def _stop(_id: int, _start: int, end: int, _flags: int, found: list[int]) -> bool:
+def _stop(_id: int, _start: int, end: int, _flags: int, found: Any) -> bool:
     found.append(end)
     return True  # halts the scan: one is enough
 

@@ -28,7 +28,7 @@ HIT, an access-list denial, a forced-SSL redirect, a 444), and every `standard` 
 answered it itself). `$upstream_status` may be a list (`502, 200`; internal redirects separated by
 ` : `). nginx error-log lines mixed into the file are not counted; a `combined` line (NPM's
 fallback file can hold them) is read as the combined format.
-"""
+"""  # noqa: E501 - the example is a real line, kept whole
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ _PROXY = re.compile(
     + r"\[Sent-to (?P<server>(?:\[[^\]]*\])?[^\]]*)\] " + _QUOTED + " " + _QUOTED + "$"
 )
 _STANDARD = re.compile(r"^\[(?P<time>[^\]]+)\] " + _REQUEST + _QUOTED + " " + _QUOTED + "$")
-_ERROR_LOG = re.compile(r"^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} \[(?:debug|info|notice|warn|error|crit|alert|emerg)\] [0-9]+#[0-9]+: ")
+_ERROR_LOG = re.compile(
+    r"^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} \[(?:debug|info|notice|warn|error|crit|alert|emerg)\] [0-9]+#[0-9]+: "
+)
 NOT_A_RECORD = "nginx-proxy-manager: not a proxy or standard record"
 NO_UPSTREAM = "nginx-proxy-manager: answered by the proxy itself (no upstream)"
 STANDARD = "nginx-proxy-manager: 'standard' record of a redirection, 404 or default host, answered by the proxy itself"

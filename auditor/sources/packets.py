@@ -45,7 +45,8 @@ import datetime as dt
 import socket
 import struct
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from auditor.events import ConnectionEvent
 from auditor.sources import quic
@@ -502,6 +503,7 @@ MAX_NAME = 255
 
 def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
     """(name, offset after it) of the name at `off`, compression pointers followed."""
+    labels: list[str]
     labels, jumps, end, size = [], 0, -1, 1
     while True:
         length = msg[off]
@@ -564,7 +566,7 @@ _STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 class _Flow:
     """First client bytes of one TCP connection, reassembled by sequence number."""
 
-    __slots__ = ("start", "data", "ahead", "ts", "last", "tunnel", "held")
+    __slots__ = ("ahead", "data", "held", "last", "start", "ts", "tunnel")
 
     def __init__(self, start: int, ts: float) -> None:
         self.start = start
@@ -648,6 +650,7 @@ class Extractor:
             if sport == 53:
                 self._remember(dst, dns_answers(payload))
             return None
+        flow: _Flow | None
         if flags & TCP_SYN:
             if flags & TCP_ACK:
                 return None  # the server's SYN-ACK
@@ -803,7 +806,7 @@ class Extractor:
         raw = f"{proto} {orig_h} port {sport} -> {resp_h} port {dport}: {name or '-'} ({source}"
         raw += f"; the hello named {sent})" if sent and sent != name else ")"
         return ConnectionEvent(
-            ts=dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
+            ts=dt.datetime.fromtimestamp(ts, tz=dt.UTC), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
             resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
             raw=raw,
         )
@@ -929,7 +932,7 @@ class Extractor:
                     quic_key = None
             if flow_key is None and quic_key is None:
                 return
-            if quic_key is None or (flow_key is not None and self._flows[flow_key].last <= self._quic[quic_key][1]):
+            if flow_key is not None and (quic_key is None or self._flows[flow_key].last <= self._quic[quic_key][1]):
                 flow = self._flows.pop(flow_key)
                 if flow.tunnel is None:
                     self.shed += 1
@@ -937,6 +940,7 @@ class Extractor:
                 else:
                     self._forget(flow_key, flow)
             else:
+                assert quic_key is not None  # both None returned above
                 stream, _ts = self._quic.pop(quic_key)
                 self._held -= stream.held
                 self.shed += 1
@@ -989,8 +993,10 @@ class Extractor:
     def _sweep(self, now: float) -> None:
         """Forget flows idle for IDLE_SECONDS and finished flows older than DONE_SECONDS."""
         self._next_sweep = now + IDLE_SECONDS / 4
-        for table, age, last in ((self._flows, IDLE_SECONDS, lambda f: f.last), (self._quic, IDLE_SECONDS, lambda s: s[1]),
-                                 (self._done, DONE_SECONDS, lambda t: t)):
+        tables: tuple[tuple[OrderedDict[FlowKey, Any], float, Callable[[Any], float]], ...] = (
+            (self._flows, IDLE_SECONDS, lambda f: f.last), (self._quic, IDLE_SECONDS, lambda s: s[1]), (self._done, DONE_SECONDS, lambda t: t),
+        )
+        for table, age, last in tables:
             cutoff = now - age
             while table:
                 key = next(iter(table))

@@ -104,13 +104,13 @@ def _one_initial(data: bytes, start: int) -> tuple[bytes, list[tuple[int, bytes]
         raise QuicError("Initial packet length beyond the datagram")
     key, iv, hp = client_keys(dcid, version)
     sample = data[pn_offset + 4 : pn_offset + 20]
-    encryptor = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    encryptor = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # noqa: S305 - header protection is AES-ECB by definition (RFC 9001 5.4.3)
     mask = encryptor.update(sample) + encryptor.finalize()
     first = data[start] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
-    pn_bytes = bytes(b ^ m for b, m in zip(data[pn_offset : pn_offset + pn_len], mask[1 : 1 + pn_len]))
+    pn_bytes = bytes(b ^ m for b, m in zip(data[pn_offset : pn_offset + pn_len], mask[1 : 1 + pn_len], strict=True))
     header = bytes([first]) + data[start + 1 : pn_offset] + pn_bytes
-    nonce = bytes(a ^ b for a, b in zip(iv, int.from_bytes(pn_bytes, "big").to_bytes(12, "big")))
+    nonce = bytes(a ^ b for a, b in zip(iv, int.from_bytes(pn_bytes, "big").to_bytes(12, "big"), strict=True))
     try:
         plain = AESGCM(key).decrypt(nonce, data[pn_offset + pn_len : end], header)
     except InvalidTag:

@@ -77,7 +77,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     if reason:
         raise Ignored(reason)
     hier = fields[8]
-    if not (hier.startswith(_USUAL) or _HIER.match(hier)) or len(fields) > 9 and "A" <= fields[9][:1] <= "Z" and _HIER.match(fields[9]):
+    if not (hier.startswith(_USUAL) or _HIER.match(hier)) or (len(fields) > 9 and "A" <= fields[9][:1] <= "Z" and _HIER.match(fields[9])):
         fields = _user_with_spaces(line, fields)  # a user name with spaces
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)

@@ -40,7 +40,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
 
 
 def _region(record: dict[str, Any]) -> str:
-    proxy = record.get("proxy") if isinstance(record.get("proxy"), dict) else {}
+    proxy = record.get("proxy")
+    if not isinstance(proxy, dict):
+        proxy = {}
     for value in (record.get("executionRegion"), proxy.get("lambdaRegion"), proxy.get("region")):
         if isinstance(value, str) and value.strip():
             return value.strip().lower()
@@ -54,12 +56,14 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
     stamp = record.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not 0 < stamp < 1e14:
         raise Malformed("vercel: missing or bad 'timestamp' (milliseconds)")
-    ts = dt.datetime.fromtimestamp(stamp / 1000, tz=dt.timezone.utc)
+    ts = dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC)
     host, port = "", 0
     destination = record.get("destination")
     if record.get("source") == "external" and isinstance(destination, str) and destination:
         host, port = url_host_port(destination if "://" in destination else f"https://{destination}", 443)
-    message = record.get("message") if isinstance(record.get("message"), str) else ""
+    message = record.get("message")
+    if not isinstance(message, str):
+        message = ""
     if not host and not message:
         raise Ignored("no outbound call in this record")
     region = _region(record)

@@ -117,7 +117,8 @@ def _docker_partial(buf: bytes | bytearray, start: int, stop: int) -> bool:
 
 def partial_test(kind: str, sample: Sequence[str]) -> Callable[[bytes | bytearray, int, int], bool] | None:
     """How to tell a record of `kind` (`test(buffer, start, stop)`, the record's bytes without its
-    newline) that holds part of a line (its line goes on in the next record), None for a wrapper that never splits lines. For Docker records only when some of the
+    newline) that holds part of a line (its line goes on in the next record), None for a wrapper
+    that never splits lines. For Docker records only when some of the
     `sample` (a file's first records) end their `log` with a newline: a shipper that takes the
     newlines off (a partial test would then join every record with the next) is read record by
     record."""

@@ -34,7 +34,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditor.events import ConnectionEvent
-from auditor.sources.common import CONNECT_REFUSED, address, connect_refused, host_from_target, json_object, parse_epoch, parse_iso_time, parse_json_time, small_int, split_host_port
+from auditor.sources.common import (
+    CONNECT_REFUSED,
+    address,
+    connect_refused,
+    host_from_target,
+    json_object,
+    parse_epoch,
+    parse_iso_time,
+    parse_json_time,
+    small_int,
+    split_host_port,
+)
 from auditor.sources.interface import Ignored, Malformed
 
 NAME = "zeek"

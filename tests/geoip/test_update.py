@@ -7,10 +7,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
-import io
-import json
 import hashlib
+import io
 import ipaddress
+import json
 import os
 import ssl
 import stat
@@ -67,7 +67,7 @@ class FeedServer:
                     self.request = tls.wrap_socket(self.request, server_side=True)
                 super().setup()
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 owner.requests.append((self.headers.get("Host", ""), self.path, dict(self.headers)))
                 route = owner.routes.get(self.path)
                 if route is None:
@@ -130,7 +130,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "region-auditor test server")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -488,7 +488,7 @@ def test_bad_maxmind_archive(server: FeedServer, tmp_path: Path, archive, reason
 
 
 def test_maxmind_source_checks_edition_and_key() -> None:
-    with pytest.raises(ValueError, match="GeoLite2-ASN.*has no country data"):
+    with pytest.raises(ValueError, match=r"GeoLite2-ASN.*has no country data"):
         update.maxmind_source("GeoLite2-ASN", "k")
     with pytest.raises(ValueError, match="needs a MaxMind license key"):
         update.maxmind_source("GeoLite2-Country", "")

@@ -216,7 +216,7 @@ def test_checkpoints_are_line_boundaries_up_to_the_last_line_read(case: Case) ->
     data = case.data
     read_to = len(data) if data.endswith(b"\n") or not case.waits else data.rfind(b"\n") + 1
 
-    log, batches = read_batches(case)
+    _log, batches = read_batches(case)
 
     for batch in batches:
         assert 0 < batch.offset <= read_to

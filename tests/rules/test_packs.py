@@ -21,7 +21,7 @@ DATA = Path(rules.__file__).resolve().parent / "data"
 SHIPPED = sorted(DATA.glob("*.toml"))
 POLICIES = load_policies()
 PACKS = {p.provider: p for p in POLICIES.packs}
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Debian's iso-codes data, when installed, to check that codes are real (not only well formed).
 ISO_JSON = Path("/usr/share/iso-codes/json")

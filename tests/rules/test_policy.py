@@ -14,7 +14,7 @@ from rules.policy import Outcome, PolicyError, load_pack, load_policies, parse_p
 from tests.conftest import make_event
 
 OPENAI = load_policies().get("openai")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_rules_package_is_this_checkout() -> None:

@@ -13,7 +13,7 @@ from auditor.sources.interface import Batch, Ignored, Malformed
 from auditor.sources.logfile import LogFile, rebased_event
 from rules.policy import load_policies
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 POLICIES = load_policies()
 NEEDLES = POLICIES.needles()
 FIELDS = ("server_name", "orig_h", "resp_h", "resp_p", "method", "status", "ts")

@@ -50,10 +50,7 @@ def run(program: list[bpf.Insn], packet: bytes, protocol: int) -> int:
                 else:
                     a = i.k
             elif cls == bpf.LDX:
-                if mode == bpf.MSH:
-                    x = (load(i.k - (1 << 32) if i.k >> 31 else i.k, 1) & 0x0F) * 4
-                else:
-                    x = i.k
+                x = (load(i.k - (1 << 32) if i.k >> 31 else i.k, 1) & 0x0F) * 4 if mode == bpf.MSH else i.k
             elif cls == bpf.ST:
                 mem[i.k] = a
             elif cls == bpf.ALU:

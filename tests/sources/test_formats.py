@@ -109,7 +109,7 @@ def test_forced_format_reads_what_detection_would_call_another(tmp_path: Path) -
     path = tmp_path / "ssl.json"
     path.write_text("\n".join(lines) + "\n")
     assert read_all(path)[0].format.name == "suricata"  # type: ignore[union-attr]
-    log, events = read_all(path, "zeek")
+    _log, events = read_all(path, "zeek")
     assert [e.server_name for e in events] == ["api.openai.com"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def test_malformed(line: str, reason: str) -> None:
     ],
 )
 def test_bad_maps_are_refused(fields_map: dict[str, str] | None, says: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(says)) as info:
         jsonmap.Reader(fields_map)
     assert says in str(info.value) and "[[source]]" in str(info.value)
 

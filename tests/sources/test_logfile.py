@@ -10,6 +10,7 @@ import bz2
 import gc
 import gzip
 import io
+import itertools
 import json
 import lzma
 import os
@@ -79,7 +80,7 @@ def mixed_log(rounds: int = 12) -> Built:
     """~13 KB of Squid lines: events, non-candidates, denials, runs of adjacent malformed lines, decoys."""
     b = Built()
     i = 0
-    for r in range(rounds):
+    for _r in range(rounds):
         for kind in ("event", "other", "denied", "truncated", "truncated", "event", "decoy", "badport", "other", "upper", "event", "truncated"):
             i += 1
             if kind == "event":
@@ -269,7 +270,7 @@ def test_detect_format(sample: bytes, expected: str | None) -> None:
     [
         pytest.param(b"hello\nworld\nthis is not a log\n", id="text"),
         pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, id="binary"),
-        pytest.param("2024/07/15 09:10:25 [error] 2314#2314: *118 connect() failed, host: \"api.openai.com\"\n".encode() * 3, id="nginx-error-log-only"),
+        pytest.param(b"2024/07/15 09:10:25 [error] 2314#2314: *118 connect() failed, host: \"api.openai.com\"\n" * 3, id="nginx-error-log-only"),
     ],
 )
 def test_unknown_format_is_a_clear_source_error(tmp_path: Path, data: bytes) -> None:
@@ -295,7 +296,7 @@ def test_forced_format_opens_what_detection_refuses(tmp_path: Path) -> None:
     path = write(tmp_path / "access.log", b"# exported by a log shipper\n" * 64 + (squid_line(1) + "\n").encode() * 40)
     with pytest.raises(SourceError):
         LogFile.open(str(path), NEEDLES)
-    log, batches = run(path, fmt="squid")
+    _log, batches = run(path, fmt="squid")
     assert [e.source for e in events_of(batches)] == [f"{path}:{n}" for n in range(65, 105)]
 
 
@@ -360,7 +361,7 @@ def test_batch_positions_are_line_boundaries(tmp_path: Path, monkeypatch: pytest
     for b in batches:
         assert b.offset == built.end_of_line(b.line)
         assert all(line_no(e) <= b.line for e in b.events)
-    for earlier, later in zip(batches, batches[1:]):
+    for earlier, later in itertools.pairwise(batches):
         assert all(earlier.line < line_no(e) <= later.line for e in later.events)
     check_against(built, log, batches, str(path))
 
@@ -598,8 +599,7 @@ def test_compressed_input_unreadable_from_the_start_is_a_source_error(tmp_path: 
     path = tmp_path / "access.log.gz"
     path.write_bytes(data)
     with pytest.raises(SourceError) as info:  # at open; never another exception type
-        log = LogFile.open(str(path), NEEDLES)
-        log.close()
+        LogFile.open(str(path), NEEDLES).close()
     assert str(info.value).startswith(f"{path}: cannot read ")
 
 
@@ -718,7 +718,7 @@ def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monk
     assert all(b.offset == built.end_of_line(b.line) for b in many[:-1])  # every checkpoint on a line boundary
     # Resuming at any of those checkpoints gives the rest, once.
     middle = many[len(many) // 2]
-    rest_log, rest = run(path, resume=(middle.offset, middle.line))
+    _rest_log, rest = run(path, resume=(middle.offset, middle.line))
     assert [e.source for e in events_of(rest)] == [e.source for e in events_of(one) if line_no(e) > middle.line]
 
 

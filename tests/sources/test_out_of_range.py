@@ -32,19 +32,19 @@ BIG = "9" * 400
         ("combined", f'10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "CONNECT api.openai.com:{HUGE} HTTP/1.1" 200 5120 "-" "curl/8.5.0"'),
         ("combined", '10.20.1.5 - - [01/Jan/0001:00:00:00 +0100] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"'),
         ("combined", '10.20.1.5 - - [31/Dec/9999:23:59:59 -0100] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"'),
-        ("haproxy", "2024-07-15T09:10:11+24:00 gw2 haproxy[8]: 10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai "
-                    '0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"'),
-        ("haproxy", "2024-07-15T09:10:11-05:00 gw2 haproxy[8]: 10.20.1.5:51012 [31/Dec/9999:23:59:59.999] egress-in egress/openai "
-                    '0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"'),
-        ("haproxy", "<134>Jul 15 09:10:11 gw2 haproxy[8]: 10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai "
-                    f'0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {{api.openai.com}} "CONNECT api.openai.com:{HUGE} HTTP/1.1"'),
+        ("haproxy", ("2024-07-15T09:10:11+24:00 gw2 haproxy[8]: 10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai "
+                     '0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"')),
+        ("haproxy", ("2024-07-15T09:10:11-05:00 gw2 haproxy[8]: 10.20.1.5:51012 [31/Dec/9999:23:59:59.999] egress-in egress/openai "
+                     '0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"')),
+        ("haproxy", ("<134>Jul 15 09:10:11 gw2 haproxy[8]: 10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai "
+                     f'0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {{api.openai.com}} "CONNECT api.openai.com:{HUGE} HTTP/1.1"')),
         ("envoy", '[0001-01-01T00:00:00+01:00] "POST /v1 HTTP/1.1" 200 - 812 2210 141 140 "10.20.1.5" "ua" "id" "api.openai.com" "162.159.140.245:443"'),
         ("suricata", '{"timestamp": "0001-01-01T00:00:00+01:00", "event_type": "tls", "src_ip": "10.20.1.5", "tls": {"sni": "api.openai.com"}}'),
         ("suricata", f'{{"timestamp": "2024-07-15T09:10:11Z", "event_type": "tls", "src_ip": "10.20.1.5", "tls": {{"sni": "api.openai.com:{HUGE}"}}}}'),
-        ("aws-network-firewall", f'{{"firewall_name":"fw","availability_zone":"ap-east-1a","event_timestamp":{BIG},'
-                                 '"event":{"event_type":"alert","tls":{"sni":"api.openai.com"}}}'),
-        ("aws-network-firewall", f'{{"firewall_name":"fw","availability_zone":"ap-east-1a","event_timestamp":"{HUGE}",'
-                                 '"event":{"event_type":"alert","tls":{"sni":"api.openai.com"}}}'),
+        ("aws-network-firewall", (f'{{"firewall_name":"fw","availability_zone":"ap-east-1a","event_timestamp":{BIG},'
+                                  '"event":{"event_type":"alert","tls":{"sni":"api.openai.com"}}}')),
+        ("aws-network-firewall", (f'{{"firewall_name":"fw","availability_zone":"ap-east-1a","event_timestamp":"{HUGE}",'
+                                  '"event":{"event_type":"alert","tls":{"sni":"api.openai.com"}}}')),
         ("cloudflare", f'{{"ClientRequestHost":"api.openai.com","EdgeStartTimestamp":1{"0" * 400},"RayID":"x"}}'),
         ("zeek", f'{{"ts":{BIG},"id.orig_h":"10.20.1.5","server_name":"api.openai.com"}}'),
     ],
@@ -58,10 +58,10 @@ def test_a_value_out_of_range_is_a_malformed_line(fmt: str, line: str) -> None:
 @pytest.mark.parametrize(
     "fmt, line, status",
     [
-        ("envoy", f'{{"authority": "api.openai.com", "downstream_remote_address": "10.44.1.23:51012", "method": "POST", '
-                  f'"response_code": "{HUGE}", "start_time": "2024-07-15T09:10:11.123Z"}}', 0),
-        ("zeek", f'{{"ts":1721034611.1,"id.orig_h":"10.20.1.5","id.orig_p":"{HUGE}","host":"api.openai.com","method":"POST",'
-                 f'"status_code":"{HUGE}"}}', 0),
+        ("envoy", (f'{{"authority": "api.openai.com", "downstream_remote_address": "10.44.1.23:51012", "method": "POST", '
+                   f'"response_code": "{HUGE}", "start_time": "2024-07-15T09:10:11.123Z"}}'), 0),
+        ("zeek", (f'{{"ts":1721034611.1,"id.orig_h":"10.20.1.5","id.orig_p":"{HUGE}","host":"api.openai.com","method":"POST",'
+                  f'"status_code":"{HUGE}"}}'), 0),
     ],
 )
 def test_a_status_too_long_to_be_one_is_no_status(fmt: str, line: str, status: int) -> None:
@@ -139,7 +139,8 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_sentence(tmp_path: Path)
     assert "x\\udcff.log: the file name is not valid UTF-8; rename the file" in result.stderr
     # Found in a directory, it is skipped with that note and the rest is read.
     other = tmp_path / "ok.log"
-    other.write_text(open(raw).read())
+    with open(raw) as f:
+        other.write_text(f.read())
     result = CliRunner().invoke(cli, ["logs", str(tmp_path), "--db", str(tmp_path / "g.db")])
     assert result.exit_code == 0, result.output
     assert "the file name is not valid UTF-8" in result.stderr and "1 call to governed hosts" in result.stderr

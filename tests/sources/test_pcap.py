@@ -55,8 +55,7 @@ def tcp_session(hello: bytes, *, src: str = CLIENT, dst: str = SERVER, sport: in
     for piece in pieces:
         segs.append(ip(src, dst) / TCP(sport=sport, dport=dport, flags="PA", seq=seq + 1 + offset, ack=5001) / Raw(piece))
         offset += len(piece)
-    for i in order or range(len(segs)):
-        pkts.append(segs[i])
+    pkts.extend(segs[i] for i in order or range(len(segs)))
     pkts.append(ip(dst, src) / TCP(sport=dport, dport=sport, flags="PA", seq=5001, ack=seq + 1 + offset) / Raw(b"\x16\x03\x03\x00\x05\x02\x00\x00\x01\x00"))
     for i, p in enumerate(pkts):
         p.time = t0 + i * 0.01
@@ -201,7 +200,7 @@ def test_cli_pcap_audit_and_events(tmp_path: Path) -> None:
     path = write(tmp_path / "c.pcap", pkts)
     runner = CliRunner()
     lines = runner.invoke(cli, ["pcap", str(path), "--events"]).stdout.splitlines()
-    assert [json.loads(line) for line in lines][0] == {
+    assert next(json.loads(line) for line in lines) == {
         "ts": "2024-07-22T09:00:00Z", "orig_h": CLIENT, "orig_p": 50000, "resp_h": SERVER, "resp_p": 443,
         "proto": "tcp", "server_name": "api.openai.com", "name_source": "sni"}
     db = str(tmp_path / "f.db")
@@ -274,7 +273,7 @@ def client_initial(crypto: list[tuple[int, bytes]], dcid: bytes, pn: int, versio
     length = len(frames) + 16 + 2
     header = bytes([first]) + version.to_bytes(4, "big") + bytes([len(dcid)]) + dcid + b"\x08" + b"\x55" * 8 + b"\x00"
     header += struct.pack("!H", 0x4000 | length) + pn_bytes
-    nonce = bytes(a ^ b for a, b in zip(iv, pn.to_bytes(12, "big")))
+    nonce = bytes(a ^ b for a, b in zip(iv, pn.to_bytes(12, "big"), strict=True))
     sealed = AESGCM(key).encrypt(nonce, frames, header)
     pn_offset = len(header) - 2
     sample = sealed[2:18]  # 4 bytes past the start of the packet number
@@ -330,7 +329,7 @@ def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
         p.sniffed_on = "any"
     path = tmp_path / "multi.pcapng"
     writer = PcapNgWriter(str(path))
-    for i, p in enumerate(x for pair in zip(eth, sll) for x in pair):  # interleaved
+    for i, p in enumerate(x for pair in zip(eth, sll, strict=False) for x in pair):  # interleaved
         p.time = 1721638800.0 + i * 0.01
         writer.write(p)
     writer.close()
@@ -367,9 +366,8 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
     sniffer.start()
     time.sleep(0.5)
     context = ssl.create_default_context()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, OSError)):
-            context.wrap_socket(raw, server_hostname="api.openai.com").close()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, pytest.raises((ssl.SSLError, OSError)):
+        context.wrap_socket(raw, server_hostname="api.openai.com").close()
     acceptor.join(5)
     time.sleep(0.5)
     packets = sniffer.stop()
@@ -489,7 +487,7 @@ def test_tls_inside_a_tunnel_to_an_address(tmp_path: Path, chunks: list[bytes], 
 def test_tunnel_without_sni_is_named_by_dns(tmp_path: Path) -> None:
     answer = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
         id=3, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
-    pkts = [answer] + client_stream([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello(None)], dport=1080)
+    pkts = [answer, *client_stream([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello(None)], dport=1080)]
     assert names(write(tmp_path / "t.pcap", pkts)) == [("api.openai.com", "dns")]
 
 
@@ -550,7 +548,7 @@ def test_flow_state_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         s = tcp_session(hello, sport=51000 + n, split=40)
         firsts += s[:3]
         seconds += s[3:-1]  # the rest of the hello, without the server's reply
-    capture, found = events(write(tmp_path / "many.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in firsts + seconds]))
+    _capture, found = events(write(tmp_path / "many.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in firsts + seconds]))
     assert sorted(e.orig_p for e in found) == [51003, 51004, 51005, 51006, 51007]
 
 
@@ -595,7 +593,7 @@ def test_rfc9001_client_initial_is_named(tmp_path: Path) -> None:
     dcid, frames = quic.initial_crypto(packet)
     assert dcid.hex() == "8394c8f03e515708" and [(offset, len(data)) for offset, data in frames] == [(0, 241)]
     frame = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51500, dport=443) / Raw(packet)
-    capture, found = events(write(tmp_path / "rfc.pcap", [frame]))
+    _capture, found = events(write(tmp_path / "rfc.pcap", [frame]))
     assert [(e.proto, e.server_name, e.name_source) for e in found] == [("udp", "example.com", "sni")]
     damaged = bytearray(packet)
     damaged[-1] ^= 0x01  # the AEAD tag no longer matches: not a client Initial we can read
@@ -715,7 +713,7 @@ def chrome_hello(sni: str, *, ech: bool = True, seed: int = 0) -> bytes:
         ech_ext = b"\x00" + b"\x00\x01\x00\x01" + bytes([rng.randrange(256)]) + b"\x00\x20" + bytes(32) + struct.pack("!H", len(payload)) + payload
         exts.append((0xFE0D, ech_ext))
     rng.shuffle(exts)
-    exts = [(grease, b"")] + exts + [(rng.choice(GREASE), b"\x00")]
+    exts = [(grease, b""), *exts, (rng.choice(GREASE), b"\x00")]
     ext_bytes = b"".join(struct.pack("!HH", t, len(v)) + v for t, v in exts)
     suites = [grease, 0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035]
     body = b"\x03\x03" + bytes(32) + b"\x20" + bytes(32) + struct.pack("!H", 2 * len(suites)) + b"".join(struct.pack("!H", s) for s in suites)
@@ -925,7 +923,7 @@ def test_a_hello_in_one_byte_segments_in_and_out_of_order(tmp_path: Path) -> Non
     head = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000)
                   / Raw(hello[: len(hello) - 64]))]
     syn = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="S", seq=999))
-    found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate([syn] + tail + head, 1)]
+    found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate([syn, *tail, *head], 1)]
     assert [(e.server_name, e.orig_p) for e in found if e] == [("api.openai.com", 53101)]
 
 
@@ -938,14 +936,14 @@ def test_dns_names_past_255_octets_are_malformed(tmp_path: Path) -> None:
     nothing. One of 16,000 one-byte labels with 3,000 answers pointing into it is malformed at
     once (decoding every pointer took half a minute, and each such name was kept twice)."""
     long_name = ".".join(["a" * 59] * 5)  # 5 labels of 59: 301 octets in wire form
-    pkts = [dns_reply(CLIENT, long_name)] + hello_to(client_hello(None), 53199)
+    pkts = [dns_reply(CLIENT, long_name), *hello_to(client_hello(None), 53199)]
     capture, found = events(write(tmp_path / "long.pcap", pkts))
     assert capture.stats.locations == {"malformed DNS response": [f"{tmp_path / 'long.pcap'}#1"]}
     assert [(e.server_name, e.name_source) for e in found] == [("", "none")]
     question = b"\x01a" * 16_000 + b"\x00" + b"\x00\x01\x00\x01"
     answers = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + bytes([104, 18, 32, 47]) for _ in range(3000))
     body = struct.pack("!HHHHHH", 1, 0x8180, 1, 3000, 0, 0) + question + answers
-    pkts = [_raw_dns(CLIENT, body[:60000])] + hello_to(client_hello(None), 53200)
+    pkts = [_raw_dns(CLIENT, body[:60000]), *hello_to(client_hello(None), 53200)]
     capture, found = events(write(tmp_path / "bomb.pcap", pkts))
     assert capture.stats.locations == {"malformed DNS response": [f"{tmp_path / 'bomb.pcap'}#1"]}
     assert [(e.server_name, e.name_source) for e in found] == [("", "none")]
@@ -960,7 +958,7 @@ def test_a_damaged_https_record_keeps_the_other_answers(tmp_path: Path) -> None:
     reply = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
         id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=[https, DNSRR(rrname="api.openai.com", type="A", rdata=CDN)])
     no_question = _raw_dns("10.20.1.9", struct.pack("!HHHHHH", 2, 0x8180, 0, 1, 0, 0) + struct.pack("!BHHIH", 0, 1, 1, 60, 4) + bytes([104, 18, 32, 47]))
-    pkts = [reply, no_question] + hello_to(client_hello(None), 53300) + hello_to(client_hello(None), 53301, src="10.20.1.9")
+    pkts = [reply, no_question, *hello_to(client_hello(None), 53300), *hello_to(client_hello(None), 53301, src="10.20.1.9")]
     capture, found = events(write(tmp_path / "damaged.pcap", pkts))
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [(53300, "api.openai.com", "dns"), (53301, "", "none")]
     assert capture.stats.skipped == {}

@@ -100,7 +100,7 @@ def test_a_line_outside_the_wrapper_is_malformed() -> None:
     # A plain line in a file whose first lines are wrapped (it said "docker: not JSON").
     with pytest.raises(Malformed, match=r"^a line outside the wrapper the file's first lines are in \(a Docker json-file record is a JSON object\)$"):
         wrapped.unwrap("docker", "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
-    with pytest.raises(Malformed, match="^docker: not JSON"):
+    with pytest.raises(Malformed, match=r"^docker: not JSON"):
         wrapped.unwrap("docker", '{"log": "cut short')
     assert wrapped.unwrap("cri", "plain text") == "plain text"  # no prefix: the host's own line, read as it is
     with pytest.raises(Malformed, match="docker: no 'log' text"):
@@ -351,4 +351,4 @@ def test_a_host_the_runtime_split_in_two_is_found(tmp_path: Path, how: str, cut:
     log, events = read_all(path)
     assert not log.stats.skipped
     plain = [squid.parse(line, "x") for line in (SPLIT, padded, SPLIT)]  # the line read whole names its host so
-    assert [(e.server_name, e.source) for e in events] == [(p.server_name, f"{path}:{n}") for p, n in zip(plain, (1, 2, 4))]
+    assert [(e.server_name, e.source) for e in events] == [(p.server_name, f"{path}:{n}") for p, n in zip(plain, (1, 2, 4), strict=True)]

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 import auditor.sources.logfile as logfile_mod
 from auditor.redact import redact
 from auditor.sources import zeek
-from auditor.sources.common import NOT_A_HOST
-from auditor.sources.common import CONNECT_REFUSED
+from auditor.sources.common import CONNECT_REFUSED, NOT_A_HOST
 from auditor.sources.interface import Ignored, Malformed
 from auditor.sqlstore import SqlStore
 from auditor.store import TUNNEL_REPEATED
@@ -207,7 +206,7 @@ def test_tsv_record_before_any_fields_line_is_malformed() -> None:
 
 def test_conn_path_header_is_the_hint() -> None:
     reader = zeek.Reader()
-    with pytest.raises(Ignored, match="audit ssl.log and http.log"):
+    with pytest.raises(Ignored, match=r"audit ssl.log and http.log"):
         reader.header("#path\tconn")
     reader.header("#path\tssl")  # no hint for others
 
@@ -367,7 +366,7 @@ def test_resume_replays_the_header_before_the_checkpoint(tmp_path: Path, monkeyp
     monkeypatch.setattr(logfile_mod, "CHUNK", 512)
     monkeypatch.setattr(logfile_mod, "WINDOW", 512)
     monkeypatch.setattr(logfile_mod, "BATCH_LINES", 37)
-    path, lines = big_ssl_log(tmp_path)
+    path, _lines = big_ssl_log(tmp_path)
     _, full = run(path)
     want = [(e.source, e.orig_p) for e in events_of(full)]
     assert len(want) == 80 and len(full) > 4
@@ -386,7 +385,7 @@ def test_conn_hint_is_counted_once_and_not_again_after_resume(tmp_path: Path) ->
 
 
 def test_forced_zeek_reads_json_lines() -> None:
-    log, events = read_all(asset("logs/zeek-ssl.json"), "zeek")
+    _log, events = read_all(asset("logs/zeek-ssl.json"), "zeek")
     assert [line_no(e) for e in events] == sorted(JSON_EVENTS)
 
 
@@ -522,7 +521,7 @@ def test_a_proxy_on_443_is_learnt_within_a_batch_and_direct_sessions_are_not_kep
 
 def test_the_same_uid_from_another_client_is_another_call(tmp_path: Path) -> None:
     # Zeek run with a fixed seed (-G, ZEEK_SEED_FILE) or on replayed captures repeats uids.
-    http, ssl = proxied_logs(tmp_path)
+    http, _ssl = proxied_logs(tmp_path)
     other = tmp_path / "other-sensor"
     other.mkdir()
     lines = http.read_text().replace("10.20.1.5", "10.30.2.7")
