@@ -340,6 +340,7 @@ def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
     assert capture.stats.skipped == {}
 
 
+@pytest.mark.root
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="capturing on loopback needs root (CAP_NET_RAW)")
 def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
     """Python's own TLS client talks to a local socket; scapy captures it on lo; we name it."""
@@ -384,6 +385,8 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
 # --- tunnels, more link types, bounded state -------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.root  # captures on lo
 def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
     """Headless Chromium (Debian's package) opens https://chatgpt.com/ against a local socket
     (every name mapped to 127.0.0.1, so nothing leaves the machine); its hellos carry GREASE ECH.
@@ -907,6 +910,7 @@ def test_one_flow_holds_a_bounded_number_of_bytes(tmp_path: Path) -> None:
     assert extractor._held <= packets.FLOW_COST + packets.MAX_AHEAD * 1400
 
 
+@pytest.mark.slow
 def test_a_hello_in_one_byte_segments_in_and_out_of_order(tmp_path: Path) -> None:
     """A hello sent one byte per segment; then its last 64 bytes first, before the rest. (Each
     segment is appended, not the flow rebuilt: 16,000 one-byte segments took 87 s when it was.)"""
