@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= $(VENV)/demo.db
 
-.PHONY: demo test lint docs install clean
+.PHONY: demo test test-slow test-all lint docs install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,27 @@ demo: $(VENV)/.installed
 	$(BIN)/region-auditor logs examples/squid-access.log examples/vercel-drain.ndjson --config examples/auditor.toml --db $(DEMO_DB); \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 1 ]
 
+# The suite in parallel processes (pytest-xdist), twice as many as the two cores of the
+# project's machines: many tests wait on subprocesses, PostgreSQL or a poll interval. `make test`
+# leaves out the tests marked `slow` (seconds each: large generated inputs, a browser, many real
+# subprocesses; a third of the suite's CPU time in 18 tests); `make test-slow` runs those (CI runs
+# both), `make test-all` every test, the slow ones first. PYTEST_ARGS adds to both (`make test PYTEST_ARGS='-k
+# follow'`); PYTEST_WORKERS=0 runs the tests in one process.
+PYTEST_WORKERS ?= 4
+
+# Byte-code caches on for the tests, whatever the shell says (PYTHONDONTWRITEBYTECODE): without
+# them each of the suite's few hundred `python -m auditor` subprocesses compiles the package
+# again, and each worker rewrites the test modules' asserts again (half a minute of CPU in all).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed-test
+	$(PYTEST) -m slow $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed-test
+	$(PYTEST) $(PYTEST_ARGS)
 
 # ruff (lint, then the format check) and mypy, configured in pyproject.toml; .pre-commit-config.yaml
 # runs the same on the files of a commit.

@@ -348,17 +348,23 @@ def open_cloud_locator(directory: Path | None = None) -> CloudRangeLocator:
     least as recent as the bundled snapshot, the snapshot for the other providers.
 
     The locator is shared within the process while the feed files in `directory` stay the same
-    (size and modification time), so building several chains costs one load.
+    (size and modification time), so building several chains costs one load. A directory with
+    no feed file in it gives the bundled snapshot alone, whatever its name: that one locator (and
+    its cached index) serves every such directory.
     """
     files: list[tuple[str, int, int]] = []
+    unreadable = False
     if directory is not None:
         for provider in PROVIDERS:
             try:
                 st = (directory / FEED_FILES[provider]).stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
             except OSError:
+                unreadable = True  # load_feeds names it
                 continue
             files.append((provider, st.st_size, st.st_mtime_ns))
-    return _shared_locator(directory, tuple(files))
+    return _shared_locator(directory if files or unreadable else None, tuple(files))
 
 
 INDEX_FORMAT = 1

@@ -28,6 +28,18 @@ ASSETS = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("AUDITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first (in their order): `make test-all` spreads the suite over
+    processes (pytest-xdist), which hand out tests in this order, so the long ones start early
+    and none is left running alone at the end. Tests marked `root` are skipped without root."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    if os.geteuid() != 0:
+        needs_root = pytest.mark.skip(reason="needs root (network namespaces, capture on an interface)")
+        for item in items:
+            if item.get_closest_marker("root") is not None:
+                item.add_marker(needs_root)
+
+
 def asset(name: str) -> Path:
     """A file under tests/data; fails loudly when it is missing."""
     path = ASSETS / name

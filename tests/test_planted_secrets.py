@@ -18,6 +18,7 @@ import random
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -394,16 +395,23 @@ def plants(fmt: Format) -> list[tuple[Kind, Call]]:
     return out or [(Kind("none", []), Call(0))]
 
 
-def variants(text: str) -> set[str]:
+@lru_cache(maxsize=None)  # asked for every value of every row: made once per secret
+def variants(text: str) -> frozenset[str]:
     """`text`, and how it may be written when it reaches a record: percent-encoded (once, twice), JSON-escaped."""
     once = quote(text, safe="")
-    return {text, once, quote(once, safe=""), json.dumps(text)[1:-1]}
+    return frozenset({text, once, quote(once, safe=""), json.dumps(text)[1:-1]})
+
+
+@lru_cache(maxsize=None)
+def pieces(secret: str) -> tuple[str, ...]:
+    """Every 10 characters of `secret`, in order."""
+    return tuple(secret[i:i + 10] for i in range(len(secret) - 9))
 
 
 def leaks(value: str, secret: str) -> list[str]:
     """The pieces of `secret` found in `value`: itself, an encoded form, or any 10 characters of it."""
     found = [v for v in variants(secret) if v in value]
-    found += [secret[i:i + 10] for i in range(len(secret) - 9) if secret[i:i + 10] in value]
+    found += [piece for piece in pieces(secret) if piece in value]
     return found
 
 

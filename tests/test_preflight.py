@@ -455,6 +455,7 @@ def test_vercel_json_with_a_javascript_number_is_skipped_as_not_json(tmp_path: P
 ROUTE = "import OpenAI from 'openai';\n{}\nexport async function GET() {{ return new OpenAI().chat.completions.create({{}}); }}\n"
 
 
+@pytest.mark.slow
 def test_a_route_nested_too_deeply_is_skipped_and_the_others_still_judged(tmp_path: Path) -> None:
     write(tmp_path, {
         "package.json": "{}",

@@ -407,6 +407,7 @@ def chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_html_in_chromium_demo_numbers(demo_db: str, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     invoke("report", "--db", demo_db, "--as-of", "2024-07-01", "-o", str(page))
@@ -422,6 +423,7 @@ def test_html_in_chromium_demo_numbers(demo_db: str, tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_html_in_chromium_runs_no_script(hostile_db: str, tmp_path: Path) -> None:
     page = tmp_path / "hostile.html"
     invoke("report", "--db", hostile_db, "-o", str(page))

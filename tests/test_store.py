@@ -539,6 +539,7 @@ def test_looking_up_a_checkpoint_waits_for_another_process_creating_it(db_target
     log.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_concurrent_audits_of_one_file_count_it_once(db: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Real processes, started together on a database none of them has created yet."""

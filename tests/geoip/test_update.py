@@ -250,6 +250,7 @@ def leftovers(directory: Path) -> list[str]:
 # -- everything at once -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
     azure_day = serve_official(server)
     dest = tmp_path / "data" / "region-auditor" / "geoip"
@@ -355,6 +356,7 @@ def test_bad_download_without_previous_copy_fails(server: FeedServer, tmp_path: 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_one_bad_source_does_not_stop_the_others(server: FeedServer, tmp_path: Path) -> None:
     serve_official(server)
     server.serve("/ipranges/cloud.json", b"{}")
@@ -380,6 +382,7 @@ def test_azure_page_without_link_fails(server: FeedServer, tmp_path: Path) -> No
     assert "links no ServiceTags_Public_YYYYMMDD.json file" in result.message
 
 
+@pytest.mark.slow
 def test_azure_file_url_given_directly(server: FeedServer, tmp_path: Path) -> None:
     server.serve("/x/ServiceTags_Public_20261123.json", asset("feeds/ServiceTags_Public_20261123.json").read_bytes())
     source = update.feed_source("azure", f"{server.url}/x/ServiceTags_Public_20261123.json", min_prefixes=1)
@@ -771,6 +774,7 @@ MMDB_HK = "203.198.0.0/24"
 """Hong Kong space in no cloud feed: only the country database places it (HK)."""
 
 
+@pytest.mark.slow
 def test_forged_aws_feed_moving_hong_kong_is_refused_with_its_diff(server: FeedServer, tmp_path: Path) -> None:
     sources = sources_for(server, feeds=["aws"], dbip=False)
     server.serve("/ip-ranges.json", aws_with([]))

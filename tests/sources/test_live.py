@@ -19,8 +19,8 @@ import pytest
 
 from auditor.sqlstore import SqlStore
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                reason="live capture needs root and iproute2 (network namespaces)")
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                                   reason="live capture needs root and iproute2 (network namespaces)")]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = f"{os.getpid() % 100000}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -339,15 +341,33 @@ def test_pcapng_with_interfaces_of_different_link_types(tmp_path: Path) -> None:
     assert capture.stats.skipped == {}
 
 
+def capture_on_loopback(port: int) -> tuple[Any, threading.Event]:
+    """A scapy AsyncSniffer on lo for TCP to or from `port`, started and capturing (not after a
+    fixed wait, which a loaded machine outlasts), and an Event set once it has seen data sent to
+    `port` (a client's hello)."""
+    from scapy.sendrecv import AsyncSniffer
+
+    started, hello = threading.Event(), threading.Event()
+
+    def seen(p: Any) -> None:
+        if p[TCP].dport == port and len(p[TCP].payload):
+            hello.set()
+
+    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport),
+                           prn=seen, started_callback=started.set)
+    sniffer.start()
+    assert started.wait(30), "the capture on lo did not start"
+    return sniffer, hello
+
+
+@pytest.mark.root
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="capturing on loopback needs root (CAP_NET_RAW)")
 def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
     """Python's own TLS client talks to a local socket; scapy captures it on lo; we name it."""
     import socket
     import ssl
-    import threading
     import time
 
-    from scapy.sendrecv import AsyncSniffer
     from scapy.utils import wrpcap
 
     server = socket.socket()
@@ -362,13 +382,12 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
-    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport))
-    sniffer.start()
-    time.sleep(0.5)
+    sniffer, hello = capture_on_loopback(port)
     context = ssl.create_default_context()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, pytest.raises((ssl.SSLError, OSError)):
         context.wrap_socket(raw, server_hostname="api.openai.com").close()
     acceptor.join(5)
+    hello.wait(30)  # the capture has caught up with the hello (the assertions below say if not)
     time.sleep(0.5)
     packets = sniffer.stop()
     server.close()
@@ -382,6 +401,8 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
 # --- tunnels, more link types, bounded state -------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.root  # captures on lo
 def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
     """Headless Chromium (Debian's package) opens https://chatgpt.com/ against a local socket
     (every name mapped to 127.0.0.1, so nothing leaves the machine); its hellos carry GREASE ECH.
@@ -390,10 +411,8 @@ def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
     import shutil
     import socket
     import subprocess
-    import threading
     import time
 
-    from scapy.sendrecv import AsyncSniffer
     from scapy.utils import wrpcap
 
     chromium = shutil.which("chromium")
@@ -418,14 +437,13 @@ def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
             conn.close()
 
     threading.Thread(target=accept, daemon=True).start()
-    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport))
-    sniffer.start()
-    time.sleep(0.5)
+    sniffer, hello = capture_on_loopback(port)
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
          f"--host-resolver-rules=MAP * 127.0.0.1:{port}", "--dump-dom", "https://chatgpt.com/"],
         capture_output=True, timeout=120, check=False)
+    hello.wait(30)  # the capture has caught up with a hello (the assertions below say if not)
     time.sleep(0.5)
     packets = sniffer.stop()
     server.close()
@@ -905,6 +923,7 @@ def test_one_flow_holds_a_bounded_number_of_bytes(tmp_path: Path) -> None:
     assert extractor._held <= packets.FLOW_COST + packets.MAX_AHEAD * 1400
 
 
+@pytest.mark.slow
 def test_a_hello_in_one_byte_segments_in_and_out_of_order(tmp_path: Path) -> None:
     """A hello sent one byte per segment; then its last 64 bytes first, before the rest. (Each
     segment is appended, not the flow rebuilt: 16,000 one-byte segments took 87 s when it was.)"""
