@@ -74,9 +74,14 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="region-auditor")
-@click.option("--log-format", type=click.Choice(logs_setup.FORMATS), default="text", show_default=True,
-              help="How messages that are not the command's output (notes, progress, summaries, new rows) are written "
-                   "on stderr: text, or JSON lines (time, level, logger, message).")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs_setup.FORMATS),
+    default="text",
+    show_default=True,
+    help="How messages that are not the command's output (notes, progress, summaries, new rows) are written "
+    "on stderr: text, or JSON lines (time, level, logger, message).",
+)
 def cli(log_format: str) -> None:
     """Find which organizations call an AI provider's API from a region it does not serve."""
     logs_setup.configure(log_format)
@@ -84,14 +89,18 @@ def cli(log_format: str) -> None:
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
         help="TOML config: sites, orgs, overrides, sources, store, geoip.",
     )(f)
 
 
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--db", "db", metavar="PATH_OR_URL",
+        "--db",
+        "db",
+        metavar="PATH_OR_URL",
         help="Findings database: a SQLite path or SQLAlchemy URL (default: [store] url, else "
         "$XDG_DATA_HOME/region-auditor/findings.db, ~/.local/share/region-auditor/findings.db when unset).",
     )(f)
@@ -99,7 +108,9 @@ def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def geoip_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--geoip-db", "geoip_db", type=click.Path(path_type=Path, dir_okay=False),
+        "--geoip-db",
+        "geoip_db",
+        type=click.Path(path_type=Path, dir_okay=False),
         help="MMDB country database to use before the embedded one (default: [geoip] database, "
         "else GeoIP2/GeoLite2 in /usr/share/GeoIP or /var/lib/GeoIP).",
     )(f)
@@ -107,7 +118,10 @@ def geoip_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def provider_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--provider", "providers", multiple=True, metavar="ID",
+        "--provider",
+        "providers",
+        multiple=True,
+        metavar="ID",
         help="Audit only calls to this provider (repeatable; default: [policy] providers, else all packs).",
     )(f)
 
@@ -118,7 +132,11 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def fail_on_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--fail-on", "fail_on", type=click.Choice(LEVELS), default="violation", metavar="LEVEL",
+        "--fail-on",
+        "fail_on",
+        type=click.Choice(LEVELS),
+        default="violation",
+        metavar="LEVEL",
         help="Exit 1 when any finding is at LEVEL or worse: violation (default) > at_risk > unknown. The CI gate.",
     )(f)
 
@@ -155,22 +173,43 @@ class FormatName(click.ParamType):  # type: ignore[type-arg, unused-ignore]  # g
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         if format_named(value) is None:
-            self.fail(f"{value!r} is not a log format; known: {', '.join(sorted(FORMATS))}, each also inside a wrapper "
-                      f"({'/'.join('+' + k for k in WRAPPERS)})", param, ctx)
+            self.fail(
+                f"{value!r} is not a log format; known: {', '.join(sorted(FORMATS))}, each also inside a wrapper "
+                f"({'/'.join('+' + k for k in WRAPPERS)})",
+                param,
+                ctx,
+            )
         return str(value)
 
 
 @cli.command()
 @audit_options
-@click.option("--format", "fmt", type=FormatName(), help=f"Log format: {', '.join(sorted(FORMATS))}; read inside the wrapper "
-              f"its first lines are in, or name one (squid+{', squid+'.join(WRAPPERS)}). Default: detected per file.")
-@click.option("--follow", is_flag=True,
-              help="Keep reading the files as they grow, like tail -F (rotation, copytruncate, files not created yet) "
-              "until SIGTERM or Ctrl-C; new rows on stderr, the table at the end.")
-@click.option("--rescan", is_flag=True,
-              help="Forget what earlier runs recorded for these inputs and audit them again from the start.")
-def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
-         fmt: str | None, providers: tuple[str, ...], follow: bool, rescan: bool, fail_on: str) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=FormatName(),
+    help=f"Log format: {', '.join(sorted(FORMATS))}; read inside the wrapper "
+    f"its first lines are in, or name one (squid+{', squid+'.join(WRAPPERS)}). Default: detected per file.",
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep reading the files as they grow, like tail -F (rotation, copytruncate, files not created yet) "
+    "until SIGTERM or Ctrl-C; new rows on stderr, the table at the end.",
+)
+@click.option("--rescan", is_flag=True, help="Forget what earlier runs recorded for these inputs and audit them again from the start.")
+def logs(
+    files: tuple[str, ...],
+    config_path: Path | None,
+    db: str | None,
+    geoip_db: Path | None,
+    as_json: bool,
+    fmt: str | None,
+    providers: tuple[str, ...],
+    follow: bool,
+    rescan: bool,
+    fail_on: str,
+) -> None:
     """Audit proxy and network logs (Squid, nginx/Apache, nginx stream, Nginx Proxy Manager, HAProxy,
     Envoy, Zeek, Suricata, AWS Network Firewall, Vercel, Cloudflare, JSON with a field map; plain,
     gzip, bz2, xz, zstd; - for stdin; a directory for the files in it).
@@ -185,12 +224,25 @@ def logs(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
     inputs = expand_inputs(files)
     for note in inputs.notes:
         log.warning(note)
-    _audit(tuple(inputs.paths), config_path, db, geoip_db, providers, as_json, command="logs", fmt=fmt, rescan=rescan,
-           tolerate=inputs.found, progress_bytes=inputs.total_bytes, fail_on=fail_on)
+    _audit(
+        tuple(inputs.paths),
+        config_path,
+        db,
+        geoip_db,
+        providers,
+        as_json,
+        command="logs",
+        fmt=fmt,
+        rescan=rescan,
+        tolerate=inputs.found,
+        progress_bytes=inputs.total_bytes,
+        fail_on=fail_on,
+    )
 
 
-def _pipeline(config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None, *,
-              reading: Sequence[str] = ()) -> tuple[Pipeline, FindingStore]:
+def _pipeline(
+    config_path: Path | None, geoip_db: Path | None, providers: tuple[str, ...], db: str | None, *, reading: Sequence[str] = ()
+) -> tuple[Pipeline, FindingStore]:
     """The pipeline (configuration, policies, GeoIP data) and the store every auditing command
     builds. When the log files `reading` are likely to be read by worker processes, their fork
     server is started first: it builds its pipeline while this process builds its own."""
@@ -216,8 +268,7 @@ def _say(message: str) -> None:
 
 def _recorder(store: FindingStore, pipeline: Pipeline, command: str, *, new_rows: bool = False) -> Recorder:
     """The run's Recorder; with `new_rows`, each row not shown yet is said as it is stored (the watching commands)."""
-    return Recorder(store, command, geoip=pipeline.geoip, policies=pipeline.policies,
-                    on_new_rows=new_rows_printer(_say) if new_rows else None)
+    return Recorder(store, command, geoip=pipeline.geoip, policies=pipeline.policies, on_new_rows=new_rows_printer(_say) if new_rows else None)
 
 
 def _freeze_once() -> None:
@@ -231,18 +282,32 @@ def _freeze_once() -> None:
         gc.freeze()
 
 
-def _audit(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
-           providers: tuple[str, ...], as_json: bool, *, command: str, fmt: str | None = None,
-           opener: Callable[[str], Any] | None = None, unit: str = "lines", rescan: bool = False,
-           tolerate: Collection[str] = (), progress_bytes: int = 0, fail_on: str = "violation") -> None:
+def _audit(
+    files: tuple[str, ...],
+    config_path: Path | None,
+    db: str | None,
+    geoip_db: Path | None,
+    providers: tuple[str, ...],
+    as_json: bool,
+    *,
+    command: str,
+    fmt: str | None = None,
+    opener: Callable[[str], Any] | None = None,
+    unit: str = "lines",
+    rescan: bool = False,
+    tolerate: Collection[str] = (),
+    progress_bytes: int = 0,
+    fail_on: str = "violation",
+) -> None:
     """What `logs` and `pcap` share: build the pipeline, audit the inputs, print the rows."""
     from auditor.runner import RunStopped, audit_logs  # the readers (and Hyperscan) only for commands that read
 
     pipeline, store = _pipeline(config_path, geoip_db, providers, db, reading=files if opener is None else ())
     progress = _AuditProgress(progress_bytes)
     try:
-        summary = audit_logs(files, pipeline=pipeline, store=store, fmt=fmt, command=command, opener=opener,
-                             rescan=rescan, tolerate=tolerate, progress=progress)
+        summary = audit_logs(
+            files, pipeline=pipeline, store=store, fmt=fmt, command=command, opener=opener, rescan=rescan, tolerate=tolerate, progress=progress
+        )
     except RunStopped as e:  # what the inputs before the one that stopped it gave is stored: show it, then the error
         progress.close()
         _print_summary(e.summary, unit)
@@ -262,8 +327,18 @@ def _print_summary(summary: RunSummary, unit: str) -> None:
         log.info(item.describe().replace(" lines", f" {unit}"))
 
 
-def _follow(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None,
-            providers: tuple[str, ...], as_json: bool, *, fmt: str | None, rescan: bool, fail_on: str = "violation") -> None:
+def _follow(
+    files: tuple[str, ...],
+    config_path: Path | None,
+    db: str | None,
+    geoip_db: Path | None,
+    providers: tuple[str, ...],
+    as_json: bool,
+    *,
+    fmt: str | None,
+    rescan: bool,
+    fail_on: str = "violation",
+) -> None:
     """`logs --follow`: follow until SIGTERM/SIGINT (exit 0) or until stdin ends (exit as `logs`), then print the rows."""
     from auditor.follow import Follower
     from auditor.scheduler import Scheduler, stop_on_signals
@@ -327,10 +402,17 @@ class _AuditProgress(_Bar):
 
 @cli.command()
 @audit_options
-@click.option("--events", "show_events", is_flag=True,
-              help="Print each extracted connection as a JSON line instead of auditing.")
-def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip_db: Path | None, as_json: bool,
-         show_events: bool, providers: tuple[str, ...], fail_on: str) -> None:
+@click.option("--events", "show_events", is_flag=True, help="Print each extracted connection as a JSON line instead of auditing.")
+def pcap(
+    files: tuple[str, ...],
+    config_path: Path | None,
+    db: str | None,
+    geoip_db: Path | None,
+    as_json: bool,
+    show_events: bool,
+    providers: tuple[str, ...],
+    fail_on: str,
+) -> None:
     """Audit pcap/pcapng captures: TLS SNI (split ClientHellos reassembled), QUIC Initial SNI,
     HTTP CONNECT and Host, SOCKS5, DNS answers naming connections without SNI. Same rows and
     exit codes as `logs`.
@@ -342,11 +424,20 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
             capture = PcapFile.open(path)
             try:
                 for event in capture.events():
-                    click.echo(json.dumps({
-                        "ts": event.ts.isoformat().replace("+00:00", "Z"), "orig_h": event.orig_h, "orig_p": event.orig_p,
-                        "resp_h": event.resp_h, "resp_p": event.resp_p, "proto": event.proto,
-                        "server_name": event.server_name, "name_source": event.name_source,
-                    }))
+                    click.echo(
+                        json.dumps(
+                            {
+                                "ts": event.ts.isoformat().replace("+00:00", "Z"),
+                                "orig_h": event.orig_h,
+                                "orig_p": event.orig_p,
+                                "resp_h": event.resp_h,
+                                "resp_p": event.resp_p,
+                                "proto": event.proto,
+                                "server_name": event.server_name,
+                                "name_source": event.name_source,
+                            }
+                        )
+                    )
             finally:
                 capture.close()
             _describe_skips(capture)
@@ -355,17 +446,37 @@ def pcap(files: tuple[str, ...], config_path: Path | None, db: str | None, geoip
 
 
 @cli.command()
-@click.option("--interface", "-i", "interfaces", multiple=True, required=True, metavar="IF",
-              help="Network interface to capture on (repeatable), e.g. eth0 or lo; `any` for all of them.")
-@click.option("--port", "ports", multiple=True, type=click.IntRange(1, 65535), metavar="PORT",
-              help="TCP/UDP ports whose outbound connections are read (repeatable; default: 443, 80, 1080, 3128, 8080).")
+@click.option(
+    "--interface",
+    "-i",
+    "interfaces",
+    multiple=True,
+    required=True,
+    metavar="IF",
+    help="Network interface to capture on (repeatable), e.g. eth0 or lo; `any` for all of them.",
+)
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="TCP/UDP ports whose outbound connections are read (repeatable; default: 443, 80, 1080, 3128, 8080).",
+)
 @provider_option
 @json_option
 @geoip_option
 @db_option
 @config_option
-def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path | None, db: str | None,
-          geoip_db: Path | None, as_json: bool, providers: tuple[str, ...]) -> None:
+def sniff(
+    interfaces: tuple[str, ...],
+    ports: tuple[int, ...],
+    config_path: Path | None,
+    db: str | None,
+    geoip_db: Path | None,
+    as_json: bool,
+    providers: tuple[str, ...],
+) -> None:
     """Audit live traffic until stopped (Ctrl-C or SIGTERM): the same extraction as `pcap`, with a
     kernel filter so that only connection starts and DNS answers reach user space. Needs
     CAP_NET_RAW (root). New rows are reported on stderr as they appear and stored at once; the
@@ -381,13 +492,11 @@ def sniff(interfaces: tuple[str, ...], ports: tuple[int, ...], config_path: Path
     sniffer = Sniffer(capture, pipeline=pipeline, recorder=recorder)
     scheduler = Scheduler(recorder, [sniffer])
     with stop_on_signals(scheduler.stop):
-        log.info(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; "
-                 "Ctrl-C to stop")
+        log.info(f"listening on {capture.name}: TCP and UDP ports {', '.join(map(str, capture.ports))}, DNS answers; Ctrl-C to stop")
         scheduler.run()
     source_id = sniffer.source_id
     stats = capture.stats
-    log.info(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, "
-             f"{capture.dropped} dropped by the kernel")
+    log.info(f"{capture.name}: {stats.lines} packets past the filter, {stats.events} connections named, {capture.dropped} dropped by the kernel")
     _describe_skips(capture)
     _print_rows(store.rows([source_id]), as_json, exit_on_violation=False)  # stopping a watcher is not a failure
 
@@ -428,21 +537,45 @@ def _date(value: dt.datetime | None) -> dt.date | None:
 @cli.command()
 @config_option
 @db_option
-@click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]),
-              help="The date countdowns count to (default: each provider's enforcement date in the policy in force).")
+@click.option(
+    "--cutoff",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The date countdowns count to (default: each provider's enforcement date in the policy in force).",
+)
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="The date countdowns count from (default: today, UTC).")
 @click.option("--provider", "providers", multiple=True, metavar="ID", help="Only calls to this provider (repeatable).")
 @click.option("--org", "orgs", multiple=True, metavar="ORG", help="Only this organization's calls (repeatable).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only calls on or after this day (UTC).")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Only calls on or before this day (UTC).")
-@click.option("--format", "fmt", type=click.Choice([c.value for c in ReportChoice]),
-              help="Format on stdout (default md), or of an -o file whose extension names none.")
-@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Write the report to FILE, in the format its extension names (.html, .md, .json, .csv); repeatable.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([c.value for c in ReportChoice]),
+    help="Format on stdout (default md), or of an -o file whose extension names none.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the report to FILE, in the format its extension names (.html, .md, .json, .csv); repeatable.",
+)
 @fail_on_option
-def report(config_path: Path | None, db: str | None, cutoff: dt.datetime | None, as_of: dt.datetime | None, providers: tuple[str, ...],
-           orgs: tuple[str, ...], since: dt.datetime | None, until: dt.datetime | None, fmt: str | None, outputs: tuple[Path, ...],
-           fail_on: str) -> None:
+def report(
+    config_path: Path | None,
+    db: str | None,
+    cutoff: dt.datetime | None,
+    as_of: dt.datetime | None,
+    providers: tuple[str, ...],
+    orgs: tuple[str, ...],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    fmt: str | None,
+    outputs: tuple[Path, ...],
+    fail_on: str,
+) -> None:
     """The compliance report, from the findings database only (no input is read again): summary
     with the countdown to the cutoff, each organization with its egresses and evidence,
     remediation, coverage. Several -o write several formats from one read; without -o, Markdown
@@ -545,14 +678,21 @@ def rules_show(provider: str | None, as_json: bool) -> None:
 
 def _pack_dict(pack: Any) -> dict[str, Any]:
     return {
-        "provider": pack.provider, "name": pack.name, "source_url": pack.source_url, "hosts": list(pack.hosts),
+        "provider": pack.provider,
+        "name": pack.name,
+        "source_url": pack.source_url,
+        "hosts": list(pack.hosts),
         "blocked_error_code": pack.blocked_error_code,
         "versions": [
             {
-                "id": v.id, "label": v.label, "in_force_from": v.in_force_from.isoformat(),
-                "enforced_from": v.enforced_from.isoformat(), "supported": dict(sorted(v.supported.items())),
+                "id": v.id,
+                "label": v.label,
+                "in_force_from": v.in_force_from.isoformat(),
+                "enforced_from": v.enforced_from.isoformat(),
+                "supported": dict(sorted(v.supported.items())),
                 "excluded_subdivisions": [x.__dict__ for x in v.exclusions],
-                "sources": list(v.sources), "notes": list(v.notes),
+                "sources": list(v.sources),
+                "notes": list(v.notes),
             }
             for v in pack.versions
         ],
@@ -580,7 +720,10 @@ def rules_check(provider: str, code: str, when: dt.datetime | None) -> None:
 @cli.command("scan-config")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default=None,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default=None,
     help="Output: text (default), json, or sarif (SARIF 2.1.0, for code-scanning views).",
 )
 @json_option
@@ -646,19 +789,33 @@ def geoip_lookup(addresses: tuple[str, ...], config_path: Path | None, geoip_db:
         layers = locator.layers(ip) if ref is None else (ref,)
         names = locator.layer_names if ref is None else ("region-table",)
         won = locator.winner(layers)
-        results.append({
-            "ip": ip, "country": loc.country_code, "registered_country": loc.registered_country_code,
-            "region": loc.region_code, "network": loc.network, "basis": loc.basis, "source_version": loc.source_version,
-            "cloud_provider": loc.cloud_provider, "cloud_region": loc.cloud_region,
-            "disagreements": list(loc.disagreements),
-            "layers": [
-                {"layer": name, "basis": layer.basis, "country": layer.country_code, "network": layer.network,
-                 "source_version": layer.source_version, "won": i == won}
-                for i, (name, layer) in enumerate(zip(names, layers, strict=True))
-            ],
-            "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
-            "locators_disagree": _deciding(packs, loc, today),
-        })
+        results.append(
+            {
+                "ip": ip,
+                "country": loc.country_code,
+                "registered_country": loc.registered_country_code,
+                "region": loc.region_code,
+                "network": loc.network,
+                "basis": loc.basis,
+                "source_version": loc.source_version,
+                "cloud_provider": loc.cloud_provider,
+                "cloud_region": loc.cloud_region,
+                "disagreements": list(loc.disagreements),
+                "layers": [
+                    {
+                        "layer": name,
+                        "basis": layer.basis,
+                        "country": layer.country_code,
+                        "network": layer.network,
+                        "source_version": layer.source_version,
+                        "won": i == won,
+                    }
+                    for i, (name, layer) in enumerate(zip(names, layers, strict=True))
+                ],
+                "why": _why(names, layers, won) if ref is None else "a platform region reference: the region table answers",
+                "locators_disagree": _deciding(packs, loc, today),
+            }
+        )
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -742,35 +899,73 @@ def _verdict_changes() -> Callable[[str, str], bool]:
 
 
 @geoip.command("update")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
-              help="Where to keep the data (default: $XDG_DATA_HOME/region-auditor/geoip).")
-@click.option("--only", multiple=True, type=click.Choice([*PROVIDERS, geoip_update_data.DBIP, "maxmind"]),
-              help="Update only these sources (repeatable; default: all).")
-@click.option("--license-key", envvar="MAXMIND_LICENSE_KEY", show_envvar=True,
-              help="MaxMind license key: also download MaxMind's country database.")
-@click.option("--account-id", envvar="MAXMIND_ACCOUNT_ID", show_envvar=True,
-              help="MaxMind account id (HTTP Basic authentication; without it the key is sent in the URL).")
-@click.option("--edition", "editions", multiple=True, type=click.Choice(geoip_update_data.MAXMIND_EDITIONS),
-              help="MaxMind edition (repeatable; default: GeoLite2-Country).")
-@click.option("--url", "urls", multiple=True, metavar="SOURCE=URL",
-              help="Download one source from another URL (repeatable).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to keep the data (default: $XDG_DATA_HOME/region-auditor/geoip).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice([*PROVIDERS, geoip_update_data.DBIP, "maxmind"]),
+    help="Update only these sources (repeatable; default: all).",
+)
+@click.option("--license-key", envvar="MAXMIND_LICENSE_KEY", show_envvar=True, help="MaxMind license key: also download MaxMind's country database.")
+@click.option(
+    "--account-id",
+    envvar="MAXMIND_ACCOUNT_ID",
+    show_envvar=True,
+    help="MaxMind account id (HTTP Basic authentication; without it the key is sent in the URL).",
+)
+@click.option(
+    "--edition",
+    "editions",
+    multiple=True,
+    type=click.Choice(geoip_update_data.MAXMIND_EDITIONS),
+    help="MaxMind edition (repeatable; default: GeoLite2-Country).",
+)
+@click.option("--url", "urls", multiple=True, metavar="SOURCE=URL", help="Download one source from another URL (repeatable).")
 @click.option("--base-url", metavar="URL", help="A mirror that serves every source under its official path.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=geoip_update_data.DEFAULT_TIMEOUT, show_default=True,
-              help="Seconds without data before a download is abandoned.")
-@click.option("--allow-http", is_flag=True,
-              help="Accept plain http:// URLs (a local mirror); a redirect from https to http is still refused.")
-@click.option("--accept-changes", is_flag=True,
-              help="Install feeds that change the country the locator gives somewhere in a way that changes a verdict, "
-                   f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of their prefixes to another country "
-                   "(refused otherwise, with the changes listed).")
-@click.option("--geoip-db", "geoip_db", type=click.Path(path_type=Path, dir_okay=False),
-              help="The country database your audits use (their --geoip-db or [geoip] database), which feeds are judged "
-                   "against (default: the one downloaded here, else GeoIP2/GeoLite2 in /usr/share/GeoIP or /var/lib/GeoIP).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=geoip_update_data.DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds without data before a download is abandoned.",
+)
+@click.option("--allow-http", is_flag=True, help="Accept plain http:// URLs (a local mirror); a redirect from https to http is still refused.")
+@click.option(
+    "--accept-changes",
+    is_flag=True,
+    help="Install feeds that change the country the locator gives somewhere in a way that changes a verdict, "
+    f"or move more than {geoip_update_data.MOVE_SHARE:.0%} of their prefixes to another country "
+    "(refused otherwise, with the changes listed).",
+)
+@click.option(
+    "--geoip-db",
+    "geoip_db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The country database your audits use (their --geoip-db or [geoip] database), which feeds are judged "
+    "against (default: the one downloaded here, else GeoIP2/GeoLite2 in /usr/share/GeoIP or /var/lib/GeoIP).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
-def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str | None, account_id: str | None,
-                 editions: tuple[str, ...], urls: tuple[str, ...], base_url: str | None, timeout: float,
-                 allow_http: bool, accept_changes: bool, geoip_db: Path | None, quiet: bool, as_json: bool) -> None:
+def geoip_update(
+    directory: Path | None,
+    only: tuple[str, ...],
+    license_key: str | None,
+    account_id: str | None,
+    editions: tuple[str, ...],
+    urls: tuple[str, ...],
+    base_url: str | None,
+    timeout: float,
+    allow_http: bool,
+    accept_changes: bool,
+    geoip_db: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Download cloud providers' IP ranges and country databases into the local GeoIP cache.
 
     Downloads are https only (unless --allow-http), from each source's own hosts; MaxMind
@@ -805,8 +1000,16 @@ def geoip_update(directory: Path | None, only: tuple[str, ...], license_key: str
         raise click.UsageError(str(e)) from e
     bars = _ProgressBars(enabled=not quiet and not as_json)
     try:
-        results = geoip_update_data.update(sources, directory, progress=bars, timeout=timeout, allow_http=allow_http,
-                                           accept_changes=accept_changes, verdict_changes=_verdict_changes(), database=geoip_db)
+        results = geoip_update_data.update(
+            sources,
+            directory,
+            progress=bars,
+            timeout=timeout,
+            allow_http=allow_http,
+            accept_changes=accept_changes,
+            verdict_changes=_verdict_changes(),
+            database=geoip_db,
+        )
     finally:
         bars.close()
     if as_json:

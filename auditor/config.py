@@ -139,7 +139,7 @@ def _network(text: Any, where: str) -> Network:
     try:
         return ipaddress.ip_network(str(text), strict=False)
     except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not a network; write it in CIDR form like \"10.20.0.0/16\"") from None
+        raise ConfigError(f'{where}: {text!r} is not a network; write it in CIDR form like "10.20.0.0/16"') from None
 
 
 def _address(text: Any, where: str) -> str:
@@ -150,7 +150,7 @@ def _address(text: Any, where: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not an IP address; write it like \"203.0.113.7\"") from None
+        raise ConfigError(f'{where}: {text!r} is not an IP address; write it like "203.0.113.7"') from None
 
 
 def _string(entry: Mapping[str, Any], key: str, where: str, required: bool = True) -> str:
@@ -177,8 +177,10 @@ def _networks(entry: Mapping[str, Any], where: str) -> tuple[Network, ...]:
 def _format(entry: Mapping[str, Any], where: str) -> str:
     fmt = _string(entry, "format", where, required=False)
     if fmt and format_named(fmt) is None:
-        raise ConfigError(f"{where}: format {fmt!r} is not a log format; use one of {', '.join(FORMATS)} (or one of them inside a wrapper: "
-                          f"squid+{', squid+'.join(wrapped.KINDS)}), or leave it out to detect it")
+        raise ConfigError(
+            f"{where}: format {fmt!r} is not a log format; use one of {', '.join(FORMATS)} (or one of them inside a wrapper: "
+            f"squid+{', squid+'.join(wrapped.KINDS)}), or leave it out to detect it"
+        )
     return fmt
 
 
@@ -193,7 +195,7 @@ def _fields(entry: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]
     fields = entry.get("fields")
     if fields is None:
         if _inner(entry) == jsonmap.NAME:
-            raise ConfigError(f"{where}: format = \"json\" needs a field map; add {example}")
+            raise ConfigError(f'{where}: format = "json" needs a field map; add {example}')
         return ()
     if not isinstance(fields, dict):
         raise ConfigError(f"{where}: 'fields' must be a table of event field = \"dotted.path\", like {example}")
@@ -227,13 +229,9 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
     unknown = set(data) - set(_KEYS) - set(_TABLES) - {"policy"}
     if unknown:
         raise ConfigError(
-            f"{where}: unknown section {min(unknown)!r}; "
-            "known: [[site]], [[org]], [[override]], [[source]], [store], [geoip], [policy]"
+            f"{where}: unknown section {min(unknown)!r}; known: [[site]], [[org]], [[override]], [[source]], [store], [geoip], [policy]"
         )
-    sites = tuple(
-        Site(_string(e, "name", w), _networks(e, w), _address(e.get("egress_ip"), w))
-        for w, e in _entries(data, "site", where)
-    )
+    sites = tuple(Site(_string(e, "name", w), _networks(e, w), _address(e.get("egress_ip"), w)) for w, e in _entries(data, "site", where))
     orgs = []
     for w, e in _entries(data, "org", where):
         projects = e.get("vercel_projects", [])
@@ -247,10 +245,10 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
     for w, e in _entries(data, "override", where):
         country = _string(e, "country", w).upper()
         if len(country) != 2 or not (country.isascii() and country.isalpha()):
-            raise ConfigError(f"{w}: country {country!r} is not an ISO 3166-1 alpha-2 code like \"SG\"")
+            raise ConfigError(f'{w}: country {country!r} is not an ISO 3166-1 alpha-2 code like "SG"')
         region = _string(e, "region", w, required=False).upper()
         if region and not region.startswith(country + "-"):
-            raise ConfigError(f"{w}: region {region!r} is not an ISO 3166-2 code of {country} like \"{country}-01\"")
+            raise ConfigError(f'{w}: region {region!r} is not an ISO 3166-2 code of {country} like "{country}-01"')
         overrides.append(Override(_network(e.get("network"), w), country, region))
     sources = tuple(
         SourceConfig(
@@ -273,10 +271,10 @@ def parse_config(data: Mapping[str, Any], where: str) -> Config:
         tables[name] = {k: _string(table, k, f"{where}: [{name}]") for k in table}
     policy = data.get("policy", {})
     if not isinstance(policy, dict) or set(policy) - {"providers"}:
-        raise ConfigError(f"{where}: [policy] takes one key, providers = [\"openai\", ...]")
+        raise ConfigError(f'{where}: [policy] takes one key, providers = ["openai", ...]')
     providers = policy.get("providers", [])
     if not isinstance(providers, list) or not all(isinstance(p, str) and p for p in providers):
-        raise ConfigError(f"{where}: [policy] providers must be a list of provider ids like [\"openai\"]")
+        raise ConfigError(f'{where}: [policy] providers must be a list of provider ids like ["openai"]')
     return Config(
         providers=tuple(providers),
         sites=sites,

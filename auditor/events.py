@@ -204,8 +204,9 @@ class Groups:
     def __init__(self) -> None:
         self._groups: dict[GroupKey, list[Any]] = {}
 
-    def count(self, org: str, egress: Egress, location: Location, verdict: Verdict, host: str, day: dt.date,
-              event: ConnectionEvent) -> list[Finding] | None:
+    def count(
+        self, org: str, egress: Egress, location: Location, verdict: Verdict, host: str, day: dt.date, event: ConnectionEvent
+    ) -> list[Finding] | None:
         """Count one call (a Finding's parts, its UTC day, its event): the samples of its group
         when they have room for its Finding (append it), else None."""
         key = (org, verdict.provider, host, egress.label, location.country_code, location.basis, verdict.outcome.value, day)
@@ -214,8 +215,16 @@ class Groups:
         group = self._groups.get(key)
         if group is None:
             samples: list[Finding] = []
-            self._groups[key] = [1, int(blocked), ts, ts, samples, [tunnel_record(event)] if event.tunnel else [], verdict.locators_disagree,
-                                 "" if blocked else verdict.rule_id]
+            self._groups[key] = [
+                1,
+                int(blocked),
+                ts,
+                ts,
+                samples,
+                [tunnel_record(event)] if event.tunnel else [],
+                verdict.locators_disagree,
+                "" if blocked else verdict.rule_id,
+            ]
             return samples
         if not blocked and not group[7]:
             group[7] = verdict.rule_id
@@ -233,9 +242,18 @@ class Groups:
 
     def tallies(self) -> list[Tally]:
         return [
-            Tally(*key, calls=calls, blocked_calls=blocked, first_seen=first, last_seen=last,
-                  policy_version=samples[0].verdict.policy_version, rule_id=rule or samples[0].verdict.rule_id, samples=tuple(samples),
-                  tunnels=tuple(tunnels), locators_disagree=disagree)
+            Tally(
+                *key,
+                calls=calls,
+                blocked_calls=blocked,
+                first_seen=first,
+                last_seen=last,
+                policy_version=samples[0].verdict.policy_version,
+                rule_id=rule or samples[0].verdict.rule_id,
+                samples=tuple(samples),
+                tunnels=tuple(tunnels),
+                locators_disagree=disagree,
+            )
             for key, (calls, blocked, first, last, samples, tunnels, disagree, rule) in self._groups.items()
         ]
 

@@ -350,9 +350,9 @@ def _read_whole(job: tuple[str, str, str | None, Any, Checkpoint, SourceConfig])
     try:
         if not log.resume(checkpoint.offset, checkpoint.line):
             return Done(path, log.name, log.kind, log.compression, checkpoint, (), log.stats, False, log.consumed() or 0, earlier_copy=True)
-        for batch in log.batches():
-            batches.append(Audited(  # noqa: PERF401 (a loop: what was read before a failure is kept)
-                tuple(_pipeline.tally(batch.events, config)), batch.offset, batch.line))
+        for batch in log.batches():  # a loop: what was read before a failure is kept
+            audited = Audited(tuple(_pipeline.tally(batch.events, config)), batch.offset, batch.line)
+            batches.append(audited)
     except SourceError as e:
         error = str(e)
     finally:

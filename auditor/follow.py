@@ -177,9 +177,17 @@ class Tail:
         name = f"{self.name} before {self.ended_by}" if self.ended_by and not self.found else self.name
         behind = self.behind or b"\n" in self.stream.pending
         recording = self.recording
-        return InputSummary.of(name, log.kind, "plain", stats,
-                               bool(self.stream.pending) and not behind, self.resumed_at_line, recording.calls if recording else 0,
-                               behind=behind, source_id=recording.source_id if recording else 0)
+        return InputSummary.of(
+            name,
+            log.kind,
+            "plain",
+            stats,
+            bool(self.stream.pending) and not behind,
+            self.resumed_at_line,
+            recording.calls if recording else 0,
+            behind=behind,
+            source_id=recording.source_id if recording else 0,
+        )
 
 
 class Follower:
@@ -187,8 +195,14 @@ class Follower:
     every input has ended (only a pipe ends): each step is one round over every input."""
 
     def __init__(
-        self, paths: Sequence[str], *, pipeline: Pipeline, recorder: Recorder, fmt: str | None,
-        rescan: bool = False, say: Callable[[str], None] = lambda _: None,
+        self,
+        paths: Sequence[str],
+        *,
+        pipeline: Pipeline,
+        recorder: Recorder,
+        fmt: str | None,
+        rescan: bool = False,
+        say: Callable[[str], None] = lambda _: None,
     ) -> None:
         for path in paths:
             if path != "-" and os.path.isdir(path):
@@ -374,8 +388,7 @@ class Follower:
             unread = self.recorder.summary.unread
             done = len(unread)
             assert self._executor is not None
-            catch_up(settled, executor=self._executor, recorder=self.recorder, fmt=self.fmt,
-                     stopping=lambda: self.stopped)
+            catch_up(settled, executor=self._executor, recorder=self.recorder, fmt=self.fmt, stopping=lambda: self.stopped)
             for note in unread[done:]:
                 self.say(note)
 
@@ -429,8 +442,9 @@ class Follower:
                 head = f.read(FINGERPRINT_BYTES)
                 kind = compression_of(head)
                 if kind == "plain":
-                    return _Generation(candidate, st.st_mtime, st.st_size, kind, self.store.known(_Head(candidate, head)), quiet,
-                                       complete=_complete(f, st.st_size))
+                    return _Generation(
+                        candidate, st.st_mtime, st.st_size, kind, self.store.known(_Head(candidate, head)), quiet, complete=_complete(f, st.st_size)
+                    )
         except OSError as e:
             why = f"cannot be read ({e.strerror}); let this user read it and start again"
             return _Generation(candidate, st.st_mtime, st.st_size, "plain", None, quiet, error=why)
@@ -508,8 +522,17 @@ class Follower:
             # file's fingerprint. A line's parts wait for its last part across rounds.
             on_disk = None if tail.stream.pipe else os.pread(tail.stream.fd, FINGERPRINT_BYTES, 0)
             again = tail.log.stats if tail.reopen and tail.log is not None else None  # the same input, counted on
-            log = LogFile(tail.name, tail.stream, "plain", self.pipeline.needles, self.fmt or known.format or None,  # type: ignore[arg-type]
-                          fields=known.field_map, following=not tail.stream.pipe, on_disk=on_disk, stats=again)
+            log = LogFile(
+                tail.name,
+                tail.stream,  # type: ignore[arg-type]  # a TailStream, read as IO[bytes] is
+                "plain",
+                self.pipeline.needles,
+                self.fmt or known.format or None,
+                fields=known.field_map,
+                following=not tail.stream.pipe,
+                on_disk=on_disk,
+                stats=again,
+            )
             if log.format is not None and log.format.name == vercel.NAME and log.prefix.lstrip()[:1] == b"[":
                 raise SourceError(f"{tail.name}: a JSON array is read whole; audit it without --follow")
             rescan = tail.path in self._rescan
@@ -519,8 +542,10 @@ class Follower:
             if not recording.resumed:
                 # It ends before the checkpoint it starts like: an earlier copy (the copy of a
                 # copytruncated file read further since), with nothing new in it.
-                raise SourceError(f"{tail.name}: nothing new: it starts like an input audited up to line {checkpoint.line} "
-                                  "and ends before that (an earlier, shorter copy of it); follow the file it was copied from")
+                raise SourceError(
+                    f"{tail.name}: nothing new: it starts like an input audited up to line {checkpoint.line} "
+                    "and ends before that (an earlier, shorter copy of it); follow the file it was copied from"
+                )
             twin = next((t for t in self._live() if t is not tail and t.recording and t.recording.source_id == checkpoint.source_id), None)
             if twin is not None:
                 raise SourceError(f"{tail.name} starts with the same bytes as {twin.name}: it is the same input; follow one of them")
@@ -577,10 +602,14 @@ class Follower:
         assert tail.log is not None
         where = f"it got to line {now.line}" if now.line else "it audits it again from the start"
         if tail.stream.pipe:
-            raise SourceError(f"{tail.name}: another region-auditor process is auditing the same input into this database "
-                              f"({where}); stopped reading it, nothing was counted twice")
-        self.say(f"{tail.name}: another region-auditor process is auditing it into this database too ({where}); "
-                 "going on from where the database says, nothing counted twice")
+            raise SourceError(
+                f"{tail.name}: another region-auditor process is auditing the same input into this database "
+                f"({where}); stopped reading it, nothing was counted twice"
+            )
+        self.say(
+            f"{tail.name}: another region-auditor process is auditing it into this database too ({where}); "
+            "going on from where the database says, nothing counted twice"
+        )
         tail.reopen = True
         tail.stream.seek(0)
 

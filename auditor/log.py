@@ -23,12 +23,15 @@ LOGGER = "auditor"
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = dt.datetime.fromtimestamp(record.created, dt.UTC)
-        return json.dumps({
-            "ts": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "ts": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
 
 
 class _Stderr(logging.Handler):

@@ -48,26 +48,61 @@ class InputSummary:
     @classmethod
     def of_earlier_copy(cls, name: str, fmt: str, compression: str, checkpoint: Checkpoint) -> InputSummary:
         """The summary of an input that ends before the checkpoint it starts like."""
-        return cls(name=name, format=fmt, compression=compression, resumed_at_line=checkpoint.line, lines=0, calls=0,
-                   skipped=Counter(), ignored=Counter(), locations={}, unterminated=False, earlier_copy=True,
-                   source_id=checkpoint.source_id)
+        return cls(
+            name=name,
+            format=fmt,
+            compression=compression,
+            resumed_at_line=checkpoint.line,
+            lines=0,
+            calls=0,
+            skipped=Counter(),
+            ignored=Counter(),
+            locations={},
+            unterminated=False,
+            earlier_copy=True,
+            source_id=checkpoint.source_id,
+        )
 
     @classmethod
-    def of(cls, name: str, fmt: str, compression: str, stats: SourceStats, unterminated: bool,
-           resumed_at_line: int, calls: int, *, behind: bool = False, source_id: int = 0) -> InputSummary:
+    def of(
+        cls,
+        name: str,
+        fmt: str,
+        compression: str,
+        stats: SourceStats,
+        unterminated: bool,
+        resumed_at_line: int,
+        calls: int,
+        *,
+        behind: bool = False,
+        source_id: int = 0,
+    ) -> InputSummary:
         """The summary of an input from what reading it counted."""
         return cls(
-            name=name, format=fmt, compression=compression, resumed_at_line=resumed_at_line, lines=stats.lines,
-            calls=calls, skipped=stats.skipped, ignored=stats.ignored, locations=stats.locations,
-            unterminated=unterminated, events=stats.events, behind=behind, from_dns=stats.from_dns, source_id=source_id,
+            name=name,
+            format=fmt,
+            compression=compression,
+            resumed_at_line=resumed_at_line,
+            lines=stats.lines,
+            calls=calls,
+            skipped=stats.skipped,
+            ignored=stats.ignored,
+            locations=stats.locations,
+            unterminated=unterminated,
+            events=stats.events,
+            behind=behind,
+            from_dns=stats.from_dns,
+            source_id=source_id,
         )
 
     def describe(self) -> str:
         """One paragraph for stderr."""
         kind = self.format if self.compression == "plain" else f"{self.format}, {self.compression}"
         if self.earlier_copy:
-            return (f"{self.name} ({kind}): nothing new: it starts like an input audited up to line {self.resumed_at_line} "
-                    "and ends before that (an earlier, shorter copy of it)")
+            return (
+                f"{self.name} ({kind}): nothing new: it starts like an input audited up to line {self.resumed_at_line} "
+                "and ends before that (an earlier, shorter copy of it)"
+            )
         text = f"{self.name} ({kind}): {self.lines} lines"
         if self.resumed_at_line:
             text += f" after line {self.resumed_at_line} (audited before)"
@@ -82,11 +117,15 @@ class InputSummary:
         if self.from_dns:
             parts.append(f"  {dns_named(self.from_dns)}")
         if self.behind:
-            parts.append(f"  stopped before the end of the file (after line {self.resumed_at_line + self.lines}); "
-                         "the rest is read when it is followed or audited again")
+            parts.append(
+                f"  stopped before the end of the file (after line {self.resumed_at_line + self.lines}); "
+                "the rest is read when it is followed or audited again"
+            )
         elif self.unterminated and self.compression != "plain":
-            parts.append("  the last line has no newline (copied while it was being written?): not counted; "
-                         "it is counted from the file it was copied from, once complete")
+            parts.append(
+                "  the last line has no newline (copied while it was being written?): not counted; "
+                "it is counted from the file it was copied from, once complete"
+            )
         elif self.unterminated:
             parts.append("  the last line has no newline and the file changed just now; it is read once complete")
         return "\n".join(parts)
@@ -169,13 +208,24 @@ class Recorder:
         totals = Counter[str]()
         for item in summary.inputs:
             totals.update(lines=item.lines, events=item.events, findings=item.calls, skipped=sum(item.skipped.values()))
-        self.store.finish_run(summary.run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"],
-                              skipped=totals["skipped"])
-        self.store.record_reads(summary.run_id, [
-            InputRead(source_id=item.source_id, name=item.name, format=item.format, compression=item.compression, lines=item.lines,
-                      events=item.events, calls=item.calls, malformed=tuple(item.skipped.most_common()))
-            for item in summary.inputs if item.source_id and not item.earlier_copy
-        ])
+        self.store.finish_run(summary.run_id, lines=totals["lines"], events=totals["events"], findings=totals["findings"], skipped=totals["skipped"])
+        self.store.record_reads(
+            summary.run_id,
+            [
+                InputRead(
+                    source_id=item.source_id,
+                    name=item.name,
+                    format=item.format,
+                    compression=item.compression,
+                    lines=item.lines,
+                    events=item.events,
+                    calls=item.calls,
+                    malformed=tuple(item.skipped.most_common()),
+                )
+                for item in summary.inputs
+                if item.source_id and not item.earlier_copy
+            ],
+        )
         return summary
 
 

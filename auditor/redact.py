@@ -39,8 +39,24 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\+|\\u[0-9A-Fa-f]{4}|\\[\"\\/]")
 
 # --- names -------------------------------------------------------------------------------------
 
-_STRONG_PARTS = ("token", "secret", "passw", "apikey", "authoriz", "credential", "cookie", "session", "jwt", "bearer",
-                 "privatekey", "accesskey", "assertion", "samlresponse", "samlrequest", "passcode")
+_STRONG_PARTS = (
+    "token",
+    "secret",
+    "passw",
+    "apikey",
+    "authoriz",
+    "credential",
+    "cookie",
+    "session",
+    "jwt",
+    "bearer",
+    "privatekey",
+    "accesskey",
+    "assertion",
+    "samlresponse",
+    "samlrequest",
+    "passcode",
+)
 _STRONG_ENDS = ("key", "auth", "pwd", "sid")
 _STRONG_NAMES = frozenset({"pass", "pw", "auth", "otp", "pin", "refresh", "totp", "mfa"})
 _WEAK_ENDS = ("signature", "sig")
@@ -113,20 +129,23 @@ _PARAM = re.compile(
 _USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://(?P<value>[^/@\s\"?#]+)@")
 
 _AWS_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA")
-_SHAPES = tuple((re.compile(p), hints) for p, hints in (
-    (r"(?<![A-Za-z0-9])sk-(?P<value>[A-Za-z0-9_\-]{8,})", ("sk-",)),  # OpenAI sk-, sk-proj-, sk-svcacct-; Anthropic sk-ant-
-    (r"(?<![A-Za-z0-9])[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", ("k_live_", "k_test_")),  # Stripe
-    (r"AIza[0-9A-Za-z_\-]{20,}", ("AIza",)),  # Google API key
-    (r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),  # Google OAuth access token
-    (r"(?<![A-Z0-9])(?:" + "|".join(_AWS_PREFIXES) + r")[A-Z0-9]{16}(?![A-Z0-9])", _AWS_PREFIXES),  # AWS key ids
-    (r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}", ("gh", "github_pat_")),  # GitHub
-    (r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_\-]{20,}", ("glpat-",)),  # GitLab
-    (r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,}", ("xox", "xapp-")),  # Slack
-    (r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}", ("hf_",)),  # Hugging Face
-    (r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,3}", ("eyJ",)),  # JWT (JWS; JWE has 5 parts); also cut short
-    (r"(?i:\bbearer)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})", ("bearer",)),  # a bearer token anywhere
-    (r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})", ("basic",)),  # Basic credentials, not a lower-case word
-))
+_SHAPES = tuple(
+    (re.compile(p), hints)
+    for p, hints in (
+        (r"(?<![A-Za-z0-9])sk-(?P<value>[A-Za-z0-9_\-]{8,})", ("sk-",)),  # OpenAI sk-, sk-proj-, sk-svcacct-; Anthropic sk-ant-
+        (r"(?<![A-Za-z0-9])[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", ("k_live_", "k_test_")),  # Stripe
+        (r"AIza[0-9A-Za-z_\-]{20,}", ("AIza",)),  # Google API key
+        (r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),  # Google OAuth access token
+        (r"(?<![A-Z0-9])(?:" + "|".join(_AWS_PREFIXES) + r")[A-Z0-9]{16}(?![A-Z0-9])", _AWS_PREFIXES),  # AWS key ids
+        (r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}", ("gh", "github_pat_")),  # GitHub
+        (r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_\-]{20,}", ("glpat-",)),  # GitLab
+        (r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,}", ("xox", "xapp-")),  # Slack
+        (r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}", ("hf_",)),  # Hugging Face
+        (r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,3}", ("eyJ",)),  # JWT (JWS; JWE has 5 parts); also cut short
+        (r"(?i:\bbearer)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})", ("bearer",)),  # a bearer token anywhere
+        (r"(?i:\bbasic)\s+(?P<value>(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2})", ("basic",)),  # Basic credentials, not a lower-case word
+    )
+)
 """Each shape with the texts one of which it cannot match without (checked first, in the lower-cased
 text for `bearer` and `basic`)."""
 
@@ -256,7 +275,7 @@ def redact(text: str) -> str:
     out: list[str] = []
     at = 0
     for m in re.finditer(rb"\x01+", mask):
-        out.append(text[at:m.start()])
+        out.append(text[at : m.start()])
         out.append(f'"{MARK}"' if m.span() in objects else MARK)
         at = m.end()
     out.append(text[at:])

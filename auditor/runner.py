@@ -19,9 +19,17 @@ __all__ = ["InputSummary", "RunStopped", "RunSummary", "audit_logs", "catch_up",
 
 
 def audit_logs(
-    paths: Sequence[str], *, pipeline: Pipeline, store: FindingStore, fmt: str | None, command: str,
-    opener: Callable[[str], Any] | None = None, rescan: bool = False, tolerate: Collection[str] = (),
-    progress: Callable[[int], None] | None = None, recorder: Recorder | None = None,
+    paths: Sequence[str],
+    *,
+    pipeline: Pipeline,
+    store: FindingStore,
+    fmt: str | None,
+    command: str,
+    opener: Callable[[str], Any] | None = None,
+    rescan: bool = False,
+    tolerate: Collection[str] = (),
+    progress: Callable[[int], None] | None = None,
+    recorder: Recorder | None = None,
 ) -> RunSummary:
     """Audit each input once; inputs read before resume after their checkpoint. `opener` opens
     one input (default: a log file with the policies' prefilter). `rescan`: forget what earlier
@@ -49,8 +57,7 @@ def audit_logs(
     return summary
 
 
-def catch_up(paths: Sequence[str], *, executor: Executor, recorder: Recorder, fmt: str | None,
-             stopping: Callable[[], bool]) -> None:
+def catch_up(paths: Sequence[str], *, executor: Executor, recorder: Recorder, fmt: str | None, stopping: Callable[[], bool]) -> None:
     """Audit `paths` as `logs` does, into the run of `recorder` (a follower's, catching up on
     generations rotated while it was stopped): each from its checkpoint, to its last line,
     compressed or not. Why an input could not be read goes to the run summary's `unread`.
@@ -78,9 +85,17 @@ class RunStopped(SourceError):
         self.summary = summary
 
 
-def _audit_all(paths: Sequence[str], executor: Executor, recorder: Recorder, fmt: str | None,
-               opener: Callable[[str], Any] | None, tolerate: Collection[str], progress: Callable[[int], None] | None,
-               rescan: bool, ahead: Ahead | None) -> None:
+def _audit_all(
+    paths: Sequence[str],
+    executor: Executor,
+    recorder: Recorder,
+    fmt: str | None,
+    opener: Callable[[str], Any] | None,
+    tolerate: Collection[str],
+    progress: Callable[[int], None] | None,
+    rescan: bool,
+    ahead: Ahead | None,
+) -> None:
     summary = recorder.summary
     pipeline = executor.pipeline
     for path in paths:
@@ -117,9 +132,17 @@ def _audit_all(paths: Sequence[str], executor: Executor, recorder: Recorder, fmt
             _store_result(done, recorder, tolerate, progress)
 
 
-def _audit_here(log: Any, path: str, source_config: SourceConfig, executor: Executor, recorder: Recorder, rescan: bool,
-                tolerate: Collection[str], progress: Callable[[int], None] | None,
-                stopping: Callable[[], bool] = lambda: False) -> None:
+def _audit_here(
+    log: Any,
+    path: str,
+    source_config: SourceConfig,
+    executor: Executor,
+    recorder: Recorder,
+    rescan: bool,
+    tolerate: Collection[str],
+    progress: Callable[[int], None] | None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> None:
     """Read, audit and store one input batch by batch (the executor may have workers read its
     ranges), until its end or until `stopping()`, asked after each batch stored."""
     summary = recorder.summary
@@ -159,13 +182,26 @@ def _audit_here(log: Any, path: str, source_config: SourceConfig, executor: Exec
     finally:
         summary.bytes_read += log.consumed() or 0
         log.close()
-    summary.inputs.append(InputSummary.of(log.name, log.kind, log.compression, log.stats, log.unterminated, recording.start.line,
-                                          recording.calls, behind=behind, source_id=recording.source_id))
+    summary.inputs.append(
+        InputSummary.of(
+            log.name,
+            log.kind,
+            log.compression,
+            log.stats,
+            log.unterminated,
+            recording.start.line,
+            recording.calls,
+            behind=behind,
+            source_id=recording.source_id,
+        )
+    )
 
 
 def _taken_over(name: str, checkpoint: Checkpoint, moved: CheckpointMoved) -> str:
-    return (f"stopped reading {name} after line {checkpoint.line}: another region-auditor process is auditing it into this "
-            f"database at the same time (it got to line {moved.checkpoint.line}); nothing was counted twice")
+    return (
+        f"stopped reading {name} after line {checkpoint.line}: another region-auditor process is auditing it into this "
+        f"database at the same time (it got to line {moved.checkpoint.line}); nothing was counted twice"
+    )
 
 
 def _store_result(done: Done, recorder: Recorder, tolerate: Collection[str], progress: Callable[[int], None] | None) -> None:
@@ -192,5 +228,15 @@ def _store_result(done: Done, recorder: Recorder, tolerate: Collection[str], pro
             raise SourceError(done.error)
         summary.unread.append(f"stopped reading {done.error}")
         return
-    summary.inputs.append(InputSummary.of(done.name, done.format, done.compression, done.stats, done.unterminated,
-                                          done.checkpoint.line, recording.calls, source_id=done.checkpoint.source_id))
+    summary.inputs.append(
+        InputSummary.of(
+            done.name,
+            done.format,
+            done.compression,
+            done.stats,
+            done.unterminated,
+            done.checkpoint.line,
+            recording.calls,
+            source_id=done.checkpoint.source_id,
+        )
+    )

@@ -124,6 +124,7 @@ class Scheduler:
 @contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     """SIGTERM and SIGINT call `stop` instead of ending the process mid-transaction."""
+
     def handler(_signum: int, _frame: Any) -> None:
         stop()
 

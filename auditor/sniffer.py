@@ -54,9 +54,18 @@ class Sniffer:
                 self._record(self.capture.finish())
         finally:
             self.capture.close()
-            self.recorder.summary.inputs.append(InputSummary.of(
-                self.capture.name, "live", "plain", self.capture.stats, False, 0,
-                self._recording.calls if self._recording is not None else 0, source_id=self.source_id))
+            self.recorder.summary.inputs.append(
+                InputSummary.of(
+                    self.capture.name,
+                    "live",
+                    "plain",
+                    self.capture.stats,
+                    False,
+                    0,
+                    self._recording.calls if self._recording is not None else 0,
+                    source_id=self.source_id,
+                )
+            )
 
     def _record(self, batch: Batch) -> None:
         assert self._recording is not None

@@ -59,12 +59,14 @@ MIGRATIONS = {
 """Schema upgrades, applied in order to databases written by earlier versions."""
 metadata = sa.MetaData()
 meta_table = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
 runs = sa.Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("command", sa.Text, nullable=False),
     sa.Column("geoip", sa.Text, nullable=False),
@@ -77,7 +79,8 @@ runs = sa.Table(
     sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
 )
 sources = sa.Table(
-    "sources", metadata,
+    "sources",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.Text, nullable=False, index=True),
     sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
@@ -87,7 +90,8 @@ sources = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 prefixes = sa.Table(
-    "prefixes", metadata,
+    "prefixes",
+    metadata,
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=False, index=True),
     sa.Column("length", sa.Integer, nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
@@ -97,7 +101,8 @@ copy of it (a few lines, the whole of it its fingerprint) is known as the same i
 without a schema version: a database without the rows is read as before."""
 _KEY = ("source_id", "org", "provider", "host", "egress_ip", "country", "basis", "verdict", "day")
 tunnels = sa.Table(
-    "tunnels", metadata,
+    "tunnels",
+    metadata,
     sa.Column("uid", sa.String(200), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("source_id", sa.Integer, index=True),
@@ -112,7 +117,8 @@ TUNNEL_DAYS = 7
 """How long the record of one side of a tunnel waits for the other: the two are logged within
 seconds, but audits of the two files may be days apart."""
 proxies = sa.Table(
-    "proxies", metadata,
+    "proxies",
+    metadata,
     sa.Column("address", sa.String(64), primary_key=True),
     sa.Column("seen_at", sa.DateTime, nullable=False),
 )
@@ -121,7 +127,8 @@ a TLS session to port 443 of one of them may be inside a tunnel, and is paired; 
 public address on 443 is a direct call, and is not kept in `tunnels`. A handful of rows, kept. Added
 without a schema version."""
 ends = sa.Table(
-    "ends", metadata,
+    "ends",
+    metadata,
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), primary_key=True),
     sa.Column("offset", sa.BigInteger, nullable=False),
     sa.Column("seen_at", sa.DateTime, nullable=False),
@@ -130,7 +137,8 @@ ends = sa.Table(
 xz or zstd copy of it, whose size is not known without reading it whole, holds more. Added
 without a schema version: a database without the rows reads such copies to their end once."""
 contested = sa.Table(
-    "contested", metadata,
+    "contested",
+    metadata,
     sa.Column("observation_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("layers", sa.Text, nullable=False),
 )
@@ -141,7 +149,8 @@ No foreign key: a region-auditor from before the table deletes observations with
 (`--rescan`), which a key would refuse; its rows are then left behind, under ids PostgreSQL never
 gives again."""
 input_reads = sa.Table(
-    "input_reads", metadata,
+    "input_reads",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.Integer, nullable=False, index=True),
     sa.Column("source_id", sa.Integer, nullable=False, index=True),
@@ -158,7 +167,8 @@ and malformed records by reason (`malformed`: a JSON object, reason -> count), f
 coverage. Added without a schema version: a database without the rows reports its inputs' formats
 and malformed counts as not recorded. No foreign keys, as `contested`."""
 observations = sa.Table(
-    "observations", metadata,
+    "observations",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=False),
     sa.Column("org", sa.Text, nullable=False),
@@ -179,21 +189,52 @@ observations = sa.Table(
     sa.UniqueConstraint(*_KEY, name="observation_key"),
 )
 READ_INDEXES = (
-    sa.Index("observations_by_row", observations.c.org, observations.c.provider, observations.c.host, observations.c.egress_ip,
-             observations.c.country, observations.c.basis, observations.c.verdict, observations.c.day, observations.c.evidence_count,
-             observations.c.calls, observations.c.blocked_calls, observations.c.first_seen, observations.c.last_seen,
-             observations.c.source_id),
-    sa.Index("observations_by_day", observations.c.org, observations.c.day, observations.c.verdict, observations.c.provider,
-             observations.c.policy_version, observations.c.rule_id, observations.c.calls, observations.c.blocked_calls),
-    sa.Index("observations_by_input", observations.c.source_id, observations.c.calls, observations.c.first_seen, observations.c.last_seen,
-             observations.c.org, observations.c.provider, observations.c.day),
+    sa.Index(
+        "observations_by_row",
+        observations.c.org,
+        observations.c.provider,
+        observations.c.host,
+        observations.c.egress_ip,
+        observations.c.country,
+        observations.c.basis,
+        observations.c.verdict,
+        observations.c.day,
+        observations.c.evidence_count,
+        observations.c.calls,
+        observations.c.blocked_calls,
+        observations.c.first_seen,
+        observations.c.last_seen,
+        observations.c.source_id,
+    ),
+    sa.Index(
+        "observations_by_day",
+        observations.c.org,
+        observations.c.day,
+        observations.c.verdict,
+        observations.c.provider,
+        observations.c.policy_version,
+        observations.c.rule_id,
+        observations.c.calls,
+        observations.c.blocked_calls,
+    ),
+    sa.Index(
+        "observations_by_input",
+        observations.c.source_id,
+        observations.c.calls,
+        observations.c.first_seen,
+        observations.c.last_seen,
+        observations.c.org,
+        observations.c.provider,
+        observations.c.day,
+    ),
 )
 """Covering indexes for the report's reads, in the order of their GROUP BY: SQLite then reads one
 index in order instead of sorting or reading the table (a 1M-observation report: 13 s of queries
 -> about 3). Added without a schema version (FindingStore opens build them on an older database, once; a
 read-only one is read without them, more slowly)."""
 evidence = sa.Table(
-    "evidence", metadata,
+    "evidence",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("observation_id", sa.Integer, sa.ForeignKey("observations.id"), nullable=False, index=True),
     sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
@@ -227,8 +268,9 @@ def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
                 raise StoreError(f"{path}: is not a regular file; pass --db with a file path")
             for suffix in ("-wal", "-shm"):
                 if os.path.islink(path + suffix):
-                    raise StoreError(f"{path + suffix}: is a symbolic link where SQLite keeps the database's journal; "
-                                     "remove it, or pass another --db")
+                    raise StoreError(
+                        f"{path + suffix}: is a symbolic link where SQLite keeps the database's journal; remove it, or pass another --db"
+                    )
             if info.st_size:
                 _refuse_foreign_sqlite(path)  # before anything about the file is changed
             if info.st_mode & 0o077:
@@ -256,8 +298,7 @@ def _require_sqlite_file(path: str, *, follow_link: bool) -> None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise StoreError(f"{path}: no findings database here; audit something first (region-auditor logs FILE... --db {path}) "
-                         "or pass --db") from None
+        raise StoreError(f"{path}: no findings database here; audit something first (region-auditor logs FILE... --db {path}) or pass --db") from None
     except OSError as e:
         raise StoreError(f"{path}: cannot read the findings database ({e.strerror}); check --db") from None
     if not stat.S_ISREG(info.st_mode):
@@ -407,16 +448,22 @@ class SqlStore(FindingStore):
         with self.engine.begin() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             if _foreign(tables):
-                raise StoreError(f"the database holds tables of another application ({', '.join(sorted(tables)[:5])}); "
-                                 "pass another --db (an empty database, or one region-auditor made)")
+                raise StoreError(
+                    f"the database holds tables of another application ({', '.join(sorted(tables)[:5])}); "
+                    "pass another --db (an empty database, or one region-auditor made)"
+                )
             if not create and not CORE_TABLES <= tables:
-                raise StoreError("the database holds no findings (no region-auditor tables); audit something first "
-                                 "(region-auditor logs FILE... --db ...) or check --db")
+                raise StoreError(
+                    "the database holds no findings (no region-auditor tables); audit something first "
+                    "(region-auditor logs FILE... --db ...) or check --db"
+                )
             if self.read_only:
                 found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
                 if str(found) != str(SCHEMA_VERSION):
-                    raise StoreError(f"the findings database has schema {str(found)[:20]}, and this region-auditor reads schema "
-                                     f"{SCHEMA_VERSION}; it cannot be upgraded read-only: open a writable copy")
+                    raise StoreError(
+                        f"the findings database has schema {str(found)[:20]}, and this region-auditor reads schema "
+                        f"{SCHEMA_VERSION}; it cannot be upgraded read-only: open a writable copy"
+                    )
                 return
             metadata.create_all(conn)
             found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
@@ -432,8 +479,10 @@ class SqlStore(FindingStore):
                     f"the findings database has schema {found}, newer than this region-auditor ({SCHEMA_VERSION}); upgrade region-auditor"
                 )
             if int(found) < SCHEMA_VERSION:
-                self.notices.append(f"the findings database had schema {found}, written by an older region-auditor: "
-                                    f"upgraded to schema {SCHEMA_VERSION} (its findings kept)")
+                self.notices.append(
+                    f"the findings database had schema {found}, written by an older region-auditor: "
+                    f"upgraded to schema {SCHEMA_VERSION} (its findings kept)"
+                )
                 for version in range(int(found) + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[version]:
                         conn.execute(sa.text(statement))
@@ -468,14 +517,16 @@ class SqlStore(FindingStore):
 
     def start_run(self, command: str, geoip: str, policies: str) -> int:
         with self._begin() as conn:
-            result = conn.execute(sa.insert(runs).values(command=command, geoip=geoip, policies=policies, started_at=_now(),
-                                                         lines=0, events=0, findings=0, skipped=0))
+            result = conn.execute(
+                sa.insert(runs).values(command=command, geoip=geoip, policies=policies, started_at=_now(), lines=0, events=0, findings=0, skipped=0)
+            )
             return int(result.inserted_primary_key[0])
 
     def finish_run(self, run_id: int, *, lines: int, events: int, findings: int, skipped: int) -> None:
         with self._begin() as conn:
-            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings,
-                                                                           skipped=skipped))
+            conn.execute(
+                sa.update(runs).where(runs.c.id == run_id).values(finished_at=_now(), lines=lines, events=events, findings=findings, skipped=skipped)
+            )
 
     def checkpoint(self, source: Fingerprinted) -> Checkpoint:
         with self._begin() as conn:
@@ -498,7 +549,8 @@ class SqlStore(FindingStore):
         shorter = conn.execute(sa.select(sources.c.fp_len).where(sources.c.fp_len > 0, sources.c.fp_len < n).distinct()).scalars()
         prints = {source.fingerprint, *(source.prefix_fingerprint(k) for k in shorter)}
         candidates = conn.execute(
-            sa.select(sources).where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name.in_(_names(source.name))))
+            sa.select(sources)
+            .where(sa.or_(sources.c.fingerprint.in_(prints), sources.c.name.in_(_names(source.name))))
             .order_by(sources.c.offset.desc())
         ).all()
         found = [c for c in candidates if c.fp_len <= len(source.prefix) and source.prefix_fingerprint(c.fp_len) == c.fingerprint]
@@ -542,8 +594,11 @@ class SqlStore(FindingStore):
             return self._new_source(conn, source)
 
     def _new_source(self, conn: sa.Connection, source: Fingerprinted) -> Checkpoint:
-        result = conn.execute(sa.insert(sources).values(name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix),
-                                                        offset=0, line=0, updated_at=_now()))
+        result = conn.execute(
+            sa.insert(sources).values(
+                name=recorded_name(source.name), fingerprint=source.fingerprint, fp_len=len(source.prefix), offset=0, line=0, updated_at=_now()
+            )
+        )
         key = result.inserted_primary_key
         assert key is not None  # one row inserted, with a primary key
         source_id = int(key[0])
@@ -555,17 +610,23 @@ class SqlStore(FindingStore):
         with self._begin() as conn:
             try:
                 last = conn.execute(
-                    sa.select(s.id, s.offset, s.line, s.updated_at).where(s.name.in_(_names(name)))
-                    .order_by(s.updated_at.desc(), s.id.desc()).limit(1)
+                    sa.select(s.id, s.offset, s.line, s.updated_at)
+                    .where(s.name.in_(_names(name)))
+                    .order_by(s.updated_at.desc(), s.id.desc())
+                    .limit(1)
                 ).one_or_none()
             except (ValueError, TypeError) as e:  # a hand edit (see rows)
-                raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({_first_line(e)}); "
-                                 "restore it from a backup or point --db at a new file and audit again") from None
+                raise StoreError(
+                    f"the findings database holds a checkpoint time region-auditor did not write ({_first_line(e)}); "
+                    "restore it from a backup or point --db at a new file and audit again"
+                ) from None
         if last is None:
             return None
         if not isinstance(last.updated_at, dt.datetime):
-            raise StoreError(f"the findings database holds a checkpoint time region-auditor did not write ({str(last.updated_at)[:60]}); "
-                             "restore it from a backup or point --db at a new file and audit again")
+            raise StoreError(
+                f"the findings database holds a checkpoint time region-auditor did not write ({str(last.updated_at)[:60]}); "
+                "restore it from a backup or point --db at a new file and audit again"
+            )
         return Checkpoint(last.id, last.offset, last.line), last.updated_at.replace(tzinfo=dt.UTC)
 
     def saw_end(self, checkpoint: Checkpoint, at: dt.datetime) -> None:
@@ -594,7 +655,8 @@ class SqlStore(FindingStore):
             # Compare and set, first: it takes the row's write lock (PostgreSQL) or the database's
             # (SQLite), so of two processes auditing the same lines only the first stores them.
             moved = conn.execute(
-                sa.update(sources).where(s.id == checkpoint.source_id, s.offset == checkpoint.offset, s.line == checkpoint.line)
+                sa.update(sources)
+                .where(s.id == checkpoint.source_id, s.offset == checkpoint.offset, s.line == checkpoint.line)
                 .values(offset=offset, line=line, updated_at=_now())
             ).rowcount
             if moved != 1:
@@ -617,12 +679,26 @@ class SqlStore(FindingStore):
         return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
-        values = _stored(dict(
-            source_id=source_id, org=tally.org, provider=tally.provider, host=tally.host, egress_ip=tally.egress[:64], country=tally.country,
-            basis=tally.basis, verdict=tally.verdict, day=tally.day, policy_version=tally.policy_version, rule_id=tally.rule_id,
-            calls=tally.calls, blocked_calls=tally.blocked_calls, first_seen=_naive_utc(tally.first_seen), last_seen=_naive_utc(tally.last_seen),
-            evidence_count=0,
-        ))
+        values = _stored(
+            dict(
+                source_id=source_id,
+                org=tally.org,
+                provider=tally.provider,
+                host=tally.host,
+                egress_ip=tally.egress[:64],
+                country=tally.country,
+                basis=tally.basis,
+                verdict=tally.verdict,
+                day=tally.day,
+                policy_version=tally.policy_version,
+                rule_id=tally.rule_id,
+                calls=tally.calls,
+                blocked_calls=tally.blocked_calls,
+                first_seen=_naive_utc(tally.first_seen),
+                last_seen=_naive_utc(tally.last_seen),
+                evidence_count=0,
+            )
+        )
         obs_id, have = conn.execute(self._upsert_stmt, values).one()
         if tally.locators_disagree:
             conn.execute(self._contest_stmt, _stored({"observation_id": obs_id, "layers": tally.locators_disagree}))
@@ -632,13 +708,21 @@ class SqlStore(FindingStore):
         conn.execute(
             sa.insert(evidence),
             [
-                _stored({
-                    "observation_id": obs_id, "run_id": run_id, "location": _located(f.event.source),
-                    "ts": _naive_utc(f.event.ts), "orig_h": f.event.orig_h[:64], "egress_basis": f.egress.basis,
-                    # "raw" redacted, then cut: a cut key no longer looks like one.
-                    "rule_id": f.verdict.rule_id, "reason": f.verdict.reason, "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],
-                    "disagreements": "; ".join(f.location.disagreements),
-                })
+                _stored(
+                    {
+                        "observation_id": obs_id,
+                        "run_id": run_id,
+                        "location": _located(f.event.source),
+                        "ts": _naive_utc(f.event.ts),
+                        "orig_h": f.event.orig_h[:64],
+                        "egress_basis": f.egress.basis,
+                        # "raw" redacted, then cut: a cut key no longer looks like one.
+                        "rule_id": f.verdict.rule_id,
+                        "reason": f.verdict.reason,
+                        "raw": redact(f.event.raw[:REDACT_BYTES])[:2000],
+                        "disagreements": "; ".join(f.location.disagreements),
+                    }
+                )
                 for f in sample
             ],
         )
@@ -650,10 +734,18 @@ class SqlStore(FindingStore):
     def _rows(self, source_ids: Iterable[int] | None, scope: Scope) -> list[Row]:
         t = observations.c
         group = (t.org, t.provider, t.host, t.egress_ip, t.country, t.basis, t.verdict)
-        query = sa.select(
-            *group, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen), sa.func.sum(t.blocked_calls),
-            sa.func.max(sa.func.coalesce(contested.c.layers, "")),  # any of the row's days and inputs
-        ).select_from(observations.outerjoin(contested, contested.c.observation_id == t.id)).group_by(*group)
+        query = (
+            sa.select(
+                *group,
+                sa.func.sum(t.calls),
+                sa.func.min(t.first_seen),
+                sa.func.max(t.last_seen),
+                sa.func.sum(t.blocked_calls),
+                sa.func.max(sa.func.coalesce(contested.c.layers, "")),  # any of the row's days and inputs
+            )
+            .select_from(observations.outerjoin(contested, contested.c.observation_id == t.id))
+            .group_by(*group)
+        )
         if source_ids is not None:
             query = query.where(t.source_id.in_(list(source_ids)))
         query = _scoped(query, scope)
@@ -661,8 +753,10 @@ class SqlStore(FindingStore):
             try:
                 result = [_row(r) for r in conn.execute(query)]
             except (ValueError, TypeError) as e:  # SQLite keeps whatever a hand edit put in a column
-                raise StoreError(f"the findings database holds a value region-auditor did not write ({_first_line(e)}); "
-                                 "restore it from a backup or point --db at a new file and audit again") from None
+                raise StoreError(
+                    f"the findings database holds a value region-auditor did not write ({_first_line(e)}); "
+                    "restore it from a backup or point --db at a new file and audit again"
+                ) from None
         return sorted(result, key=lambda r: (VERDICT_ORDER.index(r.verdict), r.org, r.provider, r.host, r.egress_ip))
 
     def evidence(self, row: Row, limit: int = EVIDENCE_PER_OBSERVATION) -> list[Evidence]:
@@ -670,9 +764,17 @@ class SqlStore(FindingStore):
         query = (
             sa.select(e.location, e.ts, e.orig_h, e.egress_basis, e.rule_id, e.reason, e.raw, e.disagreements)
             .join(observations, observations.c.id == e.observation_id)
-            .where(t.org == row.org, t.provider == row.provider, t.host == row.host, t.egress_ip == row.egress_ip,
-                   t.country == row.country, t.basis == row.basis, t.verdict == row.verdict)
-            .order_by(e.ts).limit(limit)
+            .where(
+                t.org == row.org,
+                t.provider == row.provider,
+                t.host == row.host,
+                t.egress_ip == row.egress_ip,
+                t.country == row.country,
+                t.basis == row.basis,
+                t.verdict == row.verdict,
+            )
+            .order_by(e.ts)
+            .limit(limit)
         )
         with self._begin() as conn:
             return [Evidence(*r) for r in conn.execute(query)]
@@ -684,24 +786,39 @@ class SqlStore(FindingStore):
             return
         now = _now()
         with self._begin() as conn:
-            conn.execute(sa.insert(input_reads), [
-                _stored({"run_id": run_id, "source_id": r.source_id, "format": r.format, "compression": r.compression[:16],
-                         "lines": r.lines, "events": r.events, "calls": r.calls, "malformed": json.dumps(dict(r.malformed)),
-                         "recorded_at": now})
-                for r in reads
-            ])
+            conn.execute(
+                sa.insert(input_reads),
+                [
+                    _stored(
+                        {
+                            "run_id": run_id,
+                            "source_id": r.source_id,
+                            "format": r.format,
+                            "compression": r.compression[:16],
+                            "lines": r.lines,
+                            "events": r.events,
+                            "calls": r.calls,
+                            "malformed": json.dumps(dict(r.malformed)),
+                            "recorded_at": now,
+                        }
+                    )
+                    for r in reads
+                ],
+            )
 
     def runs(self) -> list[RunRecord]:
         r = runs.c
         with self._begin() as conn:
-            found = conn.execute(sa.select(r.id, r.command, r.geoip, r.policies, r.started_at, r.finished_at, r.lines, r.events,
-                                           r.findings, r.skipped).order_by(r.id)).all()
+            found = conn.execute(
+                sa.select(r.id, r.command, r.geoip, r.policies, r.started_at, r.finished_at, r.lines, r.events, r.findings, r.skipped).order_by(r.id)
+            ).all()
         return [RunRecord(*row) for row in found]
 
     def inputs(self, scope: Scope = Scope()) -> list[InputRecord]:
         s, t, i = sources.c, observations.c, input_reads.c
         calls = _scoped(
-            sa.select(t.source_id, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen)).group_by(t.source_id), scope)
+            sa.select(t.source_id, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen)).group_by(t.source_id), scope
+        )
         with self._begin() as conn:
             found = conn.execute(sa.select(s.id, s.name, s.line).order_by(s.name, s.id)).all()
             counted = {row[0]: row[1:] for row in conn.execute(calls)}
@@ -717,11 +834,20 @@ class SqlStore(FindingStore):
                 for reason, count in _json_counts(read.malformed).items():
                     malformed[reason] = malformed.get(reason, 0) + count
             formats = tuple(dict.fromkeys(r.format for r in mine))
-            result.append(InputRecord(
-                source_id=source_id, name=name, lines=int(line), calls=int(total or 0), first_seen=first, last_seen=last, formats=formats,
-                compression=mine[-1].compression if mine else "", malformed=tuple(sorted(malformed.items(), key=lambda kv: (-kv[1], kv[0]))),
-                recorded=bool(mine),
-            ))
+            result.append(
+                InputRecord(
+                    source_id=source_id,
+                    name=name,
+                    lines=int(line),
+                    calls=int(total or 0),
+                    first_seen=first,
+                    last_seen=last,
+                    formats=formats,
+                    compression=mine[-1].compression if mine else "",
+                    malformed=tuple(sorted(malformed.items(), key=lambda kv: (-kv[1], kv[0]))),
+                    recorded=bool(mine),
+                )
+            )
         return result
 
     def scoped_rows(self, scope: Scope) -> list[Row]:
@@ -756,8 +882,10 @@ class SqlStore(FindingStore):
             for day in {day for _, day, _ in days}:
                 dates[day] = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
         except (TypeError, ValueError) as e:  # SQLite keeps whatever a hand edit put in a column
-            raise StoreError(f"the findings database holds a value region-auditor did not write ({_first_line(e)}); "
-                             "restore it from a backup or point --db at a new file and audit again") from None
+            raise StoreError(
+                f"the findings database holds a value region-auditor did not write ({_first_line(e)}); "
+                "restore it from a backup or point --db at a new file and audit again"
+            ) from None
         return Activity(
             days=[DayCount(org, dates[day], verdict, calls, blocked) for (org, day, verdict), (calls, blocked) in days.items()],
             rules=[RuleCount(*key, calls) for key, calls in rules.items()],
@@ -775,9 +903,13 @@ class SqlStore(FindingStore):
         rows = _scoped(sa.select(*key).group_by(*key), scope).subquery()
         inner = observations.alias("inner")
         nth = _scoped(
-            sa.select(inner.c.day).where(*(inner.c[c.name] == rows.c[c.name] for c in key), inner.c.evidence_count > 0)
-            .order_by(inner.c.day).limit(1).offset(limit - 1),
-            scope, inner.c,
+            sa.select(inner.c.day)
+            .where(*(inner.c[c.name] == rows.c[c.name] for c in key), inner.c.evidence_count > 0)
+            .order_by(inner.c.day)
+            .limit(1)
+            .offset(limit - 1),
+            scope,
+            inner.c,
         ).scalar_subquery()
         cuts = sa.select(*rows.c, sa.func.coalesce(nth, dt.date.max).label("cut")).cte("cuts")
         if self.dialect == "postgresql" or sqlite_version_info >= (3, 35):
@@ -788,26 +920,28 @@ class SqlStore(FindingStore):
             # functions took 1.2 s over the 107,000 candidates of a 1M-observation store, this 0.3 s).
             first = evidence.alias("first")
             firsts = _scoped(
-                sa.select(first.c.id).select_from(observations.join(first, first.c.observation_id == t.id))
+                sa.select(first.c.id)
+                .select_from(observations.join(first, first.c.observation_id == t.id))
                 .where(*(c == cuts.c[c.name] for c in key), t.day <= cuts.c.cut, t.evidence_count > 0)
-                .order_by(first.c.ts, first.c.id).limit(limit),
+                .order_by(first.c.ts, first.c.id)
+                .limit(limit),
                 scope,
             ).correlate(cuts)
-            query = (sa.select(*(cuts.c[c.name] for c in key), *fields).select_from(cuts.join(evidence, e.id.in_(firsts)))
-                     .order_by(e.ts, e.id))
+            query = sa.select(*(cuts.c[c.name] for c in key), *fields).select_from(cuts.join(evidence, e.id.in_(firsts))).order_by(e.ts, e.id)
         else:  # PostgreSQL: one window over the candidates, which it plans well
             chosen = _scoped(
-                sa.select(t.id, *key).select_from(observations.join(cuts, sa.and_(*(c == cuts.c[c.name] for c in key))))
+                sa.select(t.id, *key)
+                .select_from(observations.join(cuts, sa.and_(*(c == cuts.c[c.name] for c in key))))
                 .where(t.day <= cuts.c.cut, t.evidence_count > 0),
                 scope,
             ).subquery()
             mine = tuple(chosen.c[c.name] for c in key)
             ranked = (
-                sa.select(*mine, *fields, e.id.label("eid"), sa.func.row_number().over(partition_by=mine, order_by=(e.ts, e.id)).label("n"))
-                .select_from(evidence.join(chosen, chosen.c.id == e.observation_id))
+                sa.select(
+                    *mine, *fields, e.id.label("eid"), sa.func.row_number().over(partition_by=mine, order_by=(e.ts, e.id)).label("n")
+                ).select_from(evidence.join(chosen, chosen.c.id == e.observation_id))
             ).subquery()
-            query = (sa.select(*(c for c in ranked.c if c.name not in ("n", "eid"))).where(ranked.c.n <= limit)
-                     .order_by(ranked.c.ts, ranked.c.eid))
+            query = sa.select(*(c for c in ranked.c if c.name not in ("n", "eid"))).where(ranked.c.n <= limit).order_by(ranked.c.ts, ranked.c.eid)
         found: dict[RowKey, list[Evidence]] = {}
         with self._begin() as conn:
             for row in conn.execute(query):
@@ -865,8 +999,10 @@ class _Transaction:
         except SQLAlchemyError as e:
             raise StoreError(f"the findings database refused a write ({_first_line(e)})") from None
         if isinstance(exc, SQLAlchemyError):  # a statement inside the transaction (rolled back)
-            raise StoreError(f"the findings database refused a statement ({_first_line(exc)}); "
-                             "check that it is reachable and that --db names a region-auditor database") from None
+            raise StoreError(
+                f"the findings database refused a statement ({_first_line(exc)}); "
+                "check that it is reachable and that --db names a region-auditor database"
+            ) from None
         return handled
 
 
@@ -933,9 +1069,13 @@ def _upsert_statement(insert: Any) -> Any:
             "last_seen": sa.case((new.last_seen > t.last_seen, new.last_seen), else_=t.last_seen),
             # The rule of the calls the provider did not refuse, once there are any (Tally.rule_id):
             # the refused ones are counted in blocked_calls, under `<version>:provider-blocked`.
-            "rule_id": sa.case((sa.and_(t.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True),
-                                        sa.not_(new.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True))), new.rule_id),
-                               else_=t.rule_id),
+            "rule_id": sa.case(
+                (
+                    sa.and_(t.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True), sa.not_(new.rule_id.endswith(PROVIDER_BLOCKED, autoescape=True))),
+                    new.rule_id,
+                ),
+                else_=t.rule_id,
+            ),
         },
     ).returning(t.id, t.evidence_count)
 

@@ -182,8 +182,10 @@ def load_feeds(directory: Path | None = None) -> list[Feed]:
             try:
                 found = path.is_file()
             except OSError as e:  # a directory this user may not enter (another user's $HOME)
-                raise FeedError(f"{path}: cannot read the {provider} range feed ({e.strerror}); fix its permissions "
-                                "or point $XDG_DATA_HOME at a directory of this user's") from e
+                raise FeedError(
+                    f"{path}: cannot read the {provider} range feed ({e.strerror}); fix its permissions "
+                    "or point $XDG_DATA_HOME at a directory of this user's"
+                ) from e
             if found:
                 downloaded[provider] = read_feed_file(provider, path)
     try:
@@ -192,11 +194,7 @@ def load_feeds(directory: Path | None = None) -> list[Feed]:
         if len(downloaded) < len(PROVIDERS):
             raise
         bundle_date = None
-    chosen = {
-        provider: feed
-        for provider, feed in downloaded.items()
-        if bundle_date is None or (feed.date is not None and feed.date >= bundle_date)
-    }
+    chosen = {provider: feed for provider, feed in downloaded.items() if bundle_date is None or (feed.date is not None and feed.date >= bundle_date)}
     if len(chosen) < len(PROVIDERS):
         for feed in bundled_feeds():
             chosen.setdefault(feed.provider, feed)
@@ -251,8 +249,7 @@ class CloudRangeLocator(Locator):
         bits = {4: 32, 6: 128}
         # Per IP version: (shift, table) from the most specific prefix length to the least.
         self._tables = {
-            version: [(bits[version] - plen, by_len[plen]) for plen in sorted(by_len, reverse=True)]
-            for version, by_len in tables.items()
+            version: [(bits[version] - plen, by_len[plen]) for plen in sorted(by_len, reverse=True)] for version, by_len in tables.items()
         }
         self.prefixes = sum(len(t) for by_len in tables.values() for t in by_len.values())
         """Distinct prefixes indexed."""

@@ -201,15 +201,13 @@ class Job:
                     pass
             self._temps.clear()
 
-    def _keep_or_fail(self, source: Source, target: Path, reason: str, received: int, url: str,
-                      changes: tuple[str, ...] = ()) -> UpdateResult:
+    def _keep_or_fail(self, source: Source, target: Path, reason: str, received: int, url: str, changes: tuple[str, ...] = ()) -> UpdateResult:
         if target.is_file():
             date = _date_of(source, target)
             kept = f"kept the previous copy (data of {date})" if date else "kept the previous copy"
             return UpdateResult(source.name, KEPT, str(target), received, date, f"{source.name}: {reason}; {kept}", _display(url), changes)
         fallback = "the bundled snapshot is used" if source.kind == "feed" else "the embedded database is used"
-        return UpdateResult(source.name, FAILED, "", received, "", f"{source.name}: {reason}; no previous copy, {fallback}",
-                            _display(url), changes)
+        return UpdateResult(source.name, FAILED, "", received, "", f"{source.name}: {reason}; no previous copy, {fallback}", _display(url), changes)
 
     def _fetch(self, source: Source) -> tuple[str, str, str, str, int]:
         """(staged file ready to install, URL used, data date, detail sentence, bytes received)."""
@@ -376,8 +374,9 @@ class Job:
         try:
             text = self._small(source.checksum_url, limit=4096, source=source).decode("ascii")
         except _NotFound:
-            raise _Bad(f"no SHA-256 is published at {shown} (HTTP 404), so the download cannot be verified; "
-                       "a mirror must serve it too", received) from None
+            raise _Bad(
+                f"no SHA-256 is published at {shown} (HTTP 404), so the download cannot be verified; a mirror must serve it too", received
+            ) from None
         except UnicodeDecodeError:
             text = ""
         fields = text.split()

@@ -31,8 +31,7 @@ def open_embedded() -> MmdbLocator:
         packed = resources.files("geoip").joinpath("data", RESOURCE).read_bytes()
     except OSError as e:
         raise DatabaseError(
-            f"the embedded GeoIP database ({RESOURCE}) is missing from this installation; "
-            "reinstall region-auditor or pass --geoip-db"
+            f"the embedded GeoIP database ({RESOURCE}) is missing from this installation; reinstall region-auditor or pass --geoip-db"
         ) from e
     digest = hashlib.sha256(packed).hexdigest()[:16]
     label = f"embedded:{RESOURCE}"

@@ -67,10 +67,7 @@ class MmdbLocator(Locator):
         except PermissionError as e:
             raise DatabaseError(f"{name}: cannot read the GeoIP database (permission denied)") from e
         except (InvalidDatabaseError, OSError, ValueError) as e:
-            raise DatabaseError(
-                f"{name}: not a valid MMDB file ({e}); pass a MaxMind-format country database "
-                "such as GeoLite2-Country.mmdb"
-            ) from e
+            raise DatabaseError(f"{name}: not a valid MMDB file ({e}); pass a MaxMind-format country database such as GeoLite2-Country.mmdb") from e
         meta = self._reader.metadata()
         self.database_type = str(meta.database_type)
         if not _is_country_type(self.database_type):

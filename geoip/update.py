@@ -273,9 +273,7 @@ def maxmind_source(edition: str, license_key: str, account_id: str = "", url: st
     if url:
         hosts = (_host(url),)
     else:
-        url = (MAXMIND_URL if account_id else MAXMIND_LEGACY_URL).format(
-            edition=edition, license_key=urllib.parse.quote(license_key, safe="")
-        )
+        url = (MAXMIND_URL if account_id else MAXMIND_LEGACY_URL).format(edition=edition, license_key=urllib.parse.quote(license_key, safe=""))
     return Source(
         name=edition,
         url=url,
@@ -385,8 +383,18 @@ def update(
         from geoip.mmdb import MmdbLocator
 
         MmdbLocator(database).close()  # DatabaseError now, not a feed refused for it later
-    job = Job(directory, progress, timeout, when, max_bytes, allow_http=allow_http, accept_changes=accept_changes,
-              verdict_changes=verdict_changes, cafile=cafile, database=database)
+    job = Job(
+        directory,
+        progress,
+        timeout,
+        when,
+        max_bytes,
+        allow_http=allow_http,
+        accept_changes=accept_changes,
+        verdict_changes=verdict_changes,
+        cafile=cafile,
+        database=database,
+    )
     try:
         return [job.run(source) for source in sources]
     finally:
@@ -405,7 +413,6 @@ def remove_stale_temporaries(directory: Path, older_than: float = 3600.0) -> int
         except OSError:
             continue
     return removed
-
 
 
 # -- moves between countries ----------------------------------------------------------------------

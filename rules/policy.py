@@ -183,12 +183,18 @@ class Pack:
         if provider_blocked:
             where = f"from {location.country_code} ({location.basis})" if location.known else f"({location.basis})"
             return Verdict(
-                Outcome.VIOLATION, self.provider, tag, tag + PROVIDER_BLOCKED,
+                Outcome.VIOLATION,
+                self.provider,
+                tag,
+                tag + PROVIDER_BLOCKED,
                 f"{self.name} already refused this call {where} with {self.blocked_error_code!r}",
             )
         if not location.known:
             return Verdict(
-                Outcome.UNKNOWN, self.provider, tag, f"{tag}:no-location",
+                Outcome.UNKNOWN,
+                self.provider,
+                tag,
+                f"{tag}:no-location",
                 f"no location established ({location.basis})",
             )
         verdict = self._judge_code(version, location.country_code, location.region_code, when)
@@ -232,12 +238,17 @@ class Pack:
             if excluded is None:
                 if any(x.code.startswith(country + "-") for x in version.exclusions) and not region:
                     return Verdict(
-                        Outcome.ALLOWED, self.provider, tag, f"{tag}:listed-subdivision-unknown:{country}",
-                        f"{country} ({name}) is listed with excluded subdivisions; the subdivision "
-                        "is not known, so it is judged allowed",
+                        Outcome.ALLOWED,
+                        self.provider,
+                        tag,
+                        f"{tag}:listed-subdivision-unknown:{country}",
+                        f"{country} ({name}) is listed with excluded subdivisions; the subdivision is not known, so it is judged allowed",
                     )
                 return Verdict(
-                    Outcome.ALLOWED, self.provider, tag, f"{tag}:listed:{country}",
+                    Outcome.ALLOWED,
+                    self.provider,
+                    tag,
+                    f"{tag}:listed:{country}",
                     f"{country} ({name}) is listed by {self.name}",
                 )
             unsupported_rule = f"{tag}:subdivision-excluded:{region}"
@@ -248,11 +259,17 @@ class Pack:
             what = f"{country} is not listed by {self.name}"
         if when < version.enforced_from:
             return Verdict(
-                Outcome.AT_RISK, self.provider, tag, unsupported_rule,
+                Outcome.AT_RISK,
+                self.provider,
+                tag,
+                unsupported_rule,
                 f"{what}; blocking starts {version.enforced_from.isoformat()}",
             )
         return Verdict(
-            Outcome.VIOLATION, self.provider, tag, unsupported_rule,
+            Outcome.VIOLATION,
+            self.provider,
+            tag,
+            unsupported_rule,
             f"{what}; blocked since {version.enforced_from.isoformat()}",
         )
 

@@ -20,7 +20,20 @@ from tests.conftest import asset
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_LOG = ROOT / "examples" / "squid-access.log"
 EXAMPLE_CONFIG = ROOT / "examples" / "auditor.toml"
-ROW_KEYS = ["org", "provider", "host", "egress_ip", "country", "basis", "verdict", "calls", "blocked_calls", "first_seen", "last_seen", "locators_disagree"]
+ROW_KEYS = [
+    "org",
+    "provider",
+    "host",
+    "egress_ip",
+    "country",
+    "basis",
+    "verdict",
+    "calls",
+    "blocked_calls",
+    "first_seen",
+    "last_seen",
+    "locators_disagree",
+]
 
 
 def invoke(*args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]  # noqa: A002 - CliRunner.invoke's name
@@ -36,9 +49,17 @@ def test_example_shows_violation_allowed_and_unknown_with_bases(tmp_path: Path) 
     by_verdict = {r["verdict"]: r for r in rows}
     assert set(by_verdict) == {"violation", "allowed", "unknown"}
     assert by_verdict["violation"] | {"calls": 0} == {
-        "org": "acme-research", "provider": "openai", "host": "api.openai.com", "egress_ip": "43.198.12.34",
-        "country": "HK", "basis": "cloud:aws:ap-east-1", "verdict": "violation", "calls": 0, "blocked_calls": 0,
-        "first_seen": by_verdict["violation"]["first_seen"], "last_seen": by_verdict["violation"]["last_seen"],
+        "org": "acme-research",
+        "provider": "openai",
+        "host": "api.openai.com",
+        "egress_ip": "43.198.12.34",
+        "country": "HK",
+        "basis": "cloud:aws:ap-east-1",
+        "verdict": "violation",
+        "calls": 0,
+        "blocked_calls": 0,
+        "first_seen": by_verdict["violation"]["first_seen"],
+        "last_seen": by_verdict["violation"]["last_seen"],
         "locators_disagree": "",
     }
     assert (by_verdict["allowed"]["org"], by_verdict["allowed"]["country"]) == ("beta-labs", "SG")
@@ -99,7 +120,17 @@ def test_user_geoip_database_and_override_come_first(tmp_path: Path) -> None:
         "1721638800.000    120 10.1.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
         "1721638801.000    120 10.2.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
     )
-    result = invoke("logs", str(log), "--config", str(config), "--db", str(tmp_path / "f.db"), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")), "--json")
+    result = invoke(
+        "logs",
+        str(log),
+        "--config",
+        str(config),
+        "--db",
+        str(tmp_path / "f.db"),
+        "--geoip-db",
+        str(asset("maxmind/GeoIP2-Country-Test.mmdb")),
+        "--json",
+    )
     rows = {r["egress_ip"]: r for r in json.loads(result.stdout)}
     assert (rows["81.2.69.160"]["country"], rows["81.2.69.160"]["basis"]) == ("GB", "mmdb:GeoIP2-Country@2026-02-04")
     assert (rows["43.198.12.34"]["country"], rows["43.198.12.34"]["basis"]) == ("SG", "override:43.198.0.0/15")
@@ -127,8 +158,13 @@ def test_user_geoip_database_and_override_come_first(tmp_path: Path) -> None:
 def test_errors_are_one_sentence_with_exit_code(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     (tmp_path / "garbage").write_bytes(b"\x00\x01binary junk\n" * 50)
     (tmp_path / "bad.toml").write_text('[[site]]\nname = "x"\nnetworks = ["10.0.0.0/99"]\negress_ip = "1.2.3.4"\n')
-    subs = {"missing": str(tmp_path / "missing"), "tmp": str(tmp_path), "garbage": str(tmp_path / "garbage"),
-            "badconfig": str(tmp_path / "bad.toml"), "log": str(EXAMPLE_LOG)}
+    subs = {
+        "missing": str(tmp_path / "missing"),
+        "tmp": str(tmp_path),
+        "garbage": str(tmp_path / "garbage"),
+        "badconfig": str(tmp_path / "bad.toml"),
+        "log": str(EXAMPLE_LOG),
+    }
     argv = [a.format(**subs) for a in args]
     if argv[0] == "logs" and "--db" not in argv and len(argv) > 1:
         argv += ["--db", str(tmp_path / "f.db")]
@@ -194,7 +230,10 @@ def test_geoip_lookup(tmp_path: Path) -> None:
 def test_console_entry_point_runs_as_a_module(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "auditor", "logs", str(EXAMPLE_LOG), "--config", str(EXAMPLE_CONFIG), "--db", str(tmp_path / "f.db")],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr
     assert "violation" in proc.stdout and "allowed" in proc.stdout and "unknown" in proc.stdout
@@ -228,7 +267,7 @@ def _section(html: str, name: str) -> str:
     assert anchor in html, f"{name}: not in the command reference (docs/cli.md)"
     start = html.index(anchor)
     end = html.find('id="region-auditor-', start + len(anchor))
-    return html[start:end if end != -1 else len(html)]
+    return html[start : end if end != -1 else len(html)]
 
 
 @pytest.mark.parametrize("name, command", _commands(cli))
@@ -310,14 +349,19 @@ def test_geoip_lookup_shows_every_layer(tmp_path: Path) -> None:
     result = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")), "--json")
     (data,) = json.loads(result.stdout)
     assert [(layer["basis"].split(":")[0], layer["country"]) for layer in data["layers"]] == [
-        ("override", "SG"), ("not-found", ""), ("mmdb", "GB"), ("mmdb", "GB"),
+        ("override", "SG"),
+        ("not-found", ""),
+        ("mmdb", "GB"),
+        ("mmdb", "GB"),
     ]
     assert data["disagreements"] == ["mmdb:GeoIP2-Country@2026-02-04=GB", "mmdb:IPFire-Location-Country@2026-06-25=GB"]
     text = invoke("geoip", "lookup", "81.2.69.160", "--config", str(config), "--geoip-db", str(asset("maxmind/GeoIP2-Country-Test.mmdb")))
     assert "(other layers disagree: mmdb:GeoIP2-Country@2026-02-04=GB" in text.stdout
     hk = invoke("geoip", "lookup", "43.198.12.34").stdout
     # The cloud answer, with the country database's answer beside it.
-    assert hk.startswith("43.198.12.34\tHK\t43.198.0.0/15\tcloud:aws:ap-east-1\tlayers: cloud:aws:ap-east-1=HK, mmdb:IPFire-Location-Country@2026-06-25=HK")
+    assert hk.startswith(
+        "43.198.12.34\tHK\t43.198.0.0/15\tcloud:aws:ap-east-1\tlayers: cloud:aws:ap-east-1=HK, mmdb:IPFire-Location-Country@2026-06-25=HK"
+    )
 
 
 def test_provider_narrows_the_audit(tmp_path: Path) -> None:
@@ -327,10 +371,12 @@ def test_provider_narrows_the_audit(tmp_path: Path) -> None:
         "1721638801.000    120 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT api.anthropic.com:443 - HIER_DIRECT/160.79.104.10 -\n"
         "1721638802.000    120 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT generativelanguage.googleapis.com:443 - HIER_DIRECT/142.250.66.74 -\n"
     )
+
     def providers(*extra: str) -> list[str]:
         db = tmp_path / f"{len(list(tmp_path.iterdir()))}.db"
         result = invoke("logs", str(log), "--config", str(EXAMPLE_CONFIG), "--db", str(db), "--json", *extra)
         return sorted(r["provider"] for r in json.loads(result.stdout))
+
     assert providers() == ["anthropic", "gemini", "openai"]
     assert providers("--provider", "anthropic") == ["anthropic"]
     assert providers("--provider", "anthropic", "--provider", "gemini") == ["anthropic", "gemini"]
@@ -352,11 +398,22 @@ def test_input_summary_counts_calls_in_words(calls: int, text: str) -> None:
 def test_table_cells_escape_control_characters_from_logs(tmp_path: Path) -> None:
     """Found by a hostile-input hunt: a newline in a logged region printed a row of its own."""
     drain = tmp_path / "drain.ndjson"
-    drain.write_text(json.dumps({
-        "id": "1", "deploymentId": "dpl_x", "source": "external", "host": "x.vercel.app", "timestamp": 1721005926412,
-        "projectId": "prj_chat", "executionRegion": "x\nfake-org  openai  api.openai.com  1.1.1.1  us  allowed  999",
-        "destination": "https://api.openai.com/v1/chat", "statusCode": 200,
-    }) + "\n")
+    drain.write_text(
+        json.dumps(
+            {
+                "id": "1",
+                "deploymentId": "dpl_x",
+                "source": "external",
+                "host": "x.vercel.app",
+                "timestamp": 1721005926412,
+                "projectId": "prj_chat",
+                "executionRegion": "x\nfake-org  openai  api.openai.com  1.1.1.1  us  allowed  999",
+                "destination": "https://api.openai.com/v1/chat",
+                "statusCode": 200,
+            }
+        )
+        + "\n"
+    )
     result = CliRunner().invoke(cli, ["logs", str(drain), "--db", str(tmp_path / "f.db")])
     rows = result.stdout.splitlines()
     assert len(rows) == 2, result.stdout  # the header and one row
@@ -379,10 +436,12 @@ HK_SITE = '[[site]]\nname = "hk-office"\nnetworks = ["10.1.0.0/16"]\negress_ip =
 def _hk_calls(tmp_path: Path) -> tuple[Path, Path]:
     """A Squid log of three calls to OpenAI on two days from a site whose egress is in AWS ap-east-1, and its config."""
     log, config = tmp_path / "hk.log", tmp_path / "hk.toml"
-    log.write_text("".join(
-        f"{ts:.3f}    120 10.1.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
-        for ts in (1721638800, 1721638860, 1721725200)
-    ))
+    log.write_text(
+        "".join(
+            f"{ts:.3f}    120 10.1.0.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n"
+            for ts in (1721638800, 1721638860, 1721725200)
+        )
+    )
     config.write_text(HK_SITE)
     return log, config
 
@@ -449,7 +508,9 @@ def test_geoip_lookup_explains_the_layers_and_a_disagreement(write_mmdb) -> None
     answer = _mmdb_answer(mmdb, "43.198.12.34")
     (found,) = json.loads(invoke("geoip", "lookup", "43.198.12.34", "--geoip-db", str(mmdb), "--json").stdout)
     assert [(layer["layer"], layer["country"], layer["won"]) for layer in found["layers"]] == [
-        ("cloud", "HK", True), ("mmdb", "US", False), ("embedded", "HK", False),
+        ("cloud", "HK", True),
+        ("mmdb", "US", False),
+        ("embedded", "HK", False),
     ]
     assert found["why"].startswith("cloud wins: the first layer that knows a country")
     providers = {p.provider for p in load_policies().packs}
@@ -503,4 +564,5 @@ def test_log_format_json_writes_each_message_as_a_json_line(tmp_path: Path) -> N
     missing = CliRunner().invoke(cli, ["--log-format", "json", "logs", str(tmp_path / "none.log"), "--db", str(tmp_path / "json.db")])
     assert missing.exit_code == 3
     assert [(r["level"], r["message"]) for r in map(json.loads, missing.stderr.splitlines())] == [
-        ("error", f"Error: {tmp_path / 'none.log'}: no such file")]
+        ("error", f"Error: {tmp_path / 'none.log'}: no such file")
+    ]

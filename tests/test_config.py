@@ -13,8 +13,10 @@ from tests.conftest import make_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "auditor.toml"
 BASE = {
-    "site": [{"name": "hk-office", "networks": ["10.20.0.0/16", "2001:db8:20::/48"], "egress_ip": "43.198.12.34"},
-             {"name": "hk-lab", "networks": ["10.20.9.0/24"], "egress_ip": "43.198.99.1"}],
+    "site": [
+        {"name": "hk-office", "networks": ["10.20.0.0/16", "2001:db8:20::/48"], "egress_ip": "43.198.12.34"},
+        {"name": "hk-lab", "networks": ["10.20.9.0/24"], "egress_ip": "43.198.99.1"},
+    ],
     "org": [{"name": "acme", "networks": ["10.20.0.0/16"]}, {"name": "acme-lab", "networks": ["10.20.9.0/24"]}],
     "source": [{"path": "/var/log/squid/access.log*", "egress_ip": "203.0.113.7", "org": "platform"}],
 }
@@ -73,7 +75,10 @@ def test_org_attribution(orig_h: str, source_path: str, org: str) -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"site": [{"name": "x", "networks": ["10.0.0.0/33"], "egress_ip": "1.2.3.4"}]}, r"\[\[site\]\] #1: '10.0.0.0/33' is not a network; write it in CIDR form"),
+        (
+            {"site": [{"name": "x", "networks": ["10.0.0.0/33"], "egress_ip": "1.2.3.4"}]},
+            r"\[\[site\]\] #1: '10.0.0.0/33' is not a network; write it in CIDR form",
+        ),
         ({"site": [{"name": "x", "networks": ["10.0.0.0/8"], "egress_ip": "nat.example"}]}, "'nat.example' is not an IP address"),
         ({"site": [{"name": "x", "networks": [], "egress_ip": "1.2.3.4"}]}, "'networks' must be a non-empty list"),
         ({"org": [{"networks": ["10.0.0.0/8"]}]}, r"\[\[org\]\] #1: 'name' must be a non-empty string"),
@@ -109,7 +114,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
 
 
 def test_orgs_by_vercel_project() -> None:
-    config = parse_config({"org": [{"name": "chat", "vercel_projects": ["prj_chat", "chat-app"]}, {"name": "net", "networks": ["10.0.0.0/8"]}]}, "t.toml")
+    config = parse_config(
+        {"org": [{"name": "chat", "vercel_projects": ["prj_chat", "chat-app"]}, {"name": "net", "networks": ["10.0.0.0/8"]}]}, "t.toml"
+    )
     attributor = Attributor(config)
     source = config.source("x")
     assert attributor.org(make_event(orig_h="", project_id="prj_chat"), source) == "chat"
@@ -121,13 +128,21 @@ def test_orgs_by_vercel_project() -> None:
 
 def test_a_configured_source_egress_wins_over_the_region_an_event_records() -> None:
     # Vercel Secure Compute, or a firewall whose VPC egresses elsewhere: the operator knows the address.
-    config = parse_config({"source": [{"path": "drains/*.ndjson", "egress_ip": "203.0.113.7"}],
-                           "site": [{"name": "hq", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.1"}]}, "t.toml")
+    config = parse_config(
+        {
+            "source": [{"path": "drains/*.ndjson", "egress_ip": "203.0.113.7"}],
+            "site": [{"name": "hq", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.1"}],
+        },
+        "t.toml",
+    )
     attributor = Attributor(config)
     event = make_event(orig_h="10.1.1.1", egress_region="vercel:hkg1")
     assert attributor.egress(event, config.source("drains/a.ndjson")) == Egress("203.0.113.7", "source:drains/*.ndjson")
     assert attributor.egress(event, config.source("other.ndjson")) == Egress("", "event", region="vercel:hkg1")  # before the site
-    assert attributor.egress(make_event(orig_h="10.1.1.1", egress_h="192.0.2.9", egress_region="vercel:hkg1"), config.source("drains/a.ndjson")).ip == "192.0.2.9"
+    assert (
+        attributor.egress(make_event(orig_h="10.1.1.1", egress_h="192.0.2.9", egress_region="vercel:hkg1"), config.source("drains/a.ndjson")).ip
+        == "192.0.2.9"
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,10 +160,12 @@ def test_org_project_errors(org: dict, message: str) -> None:
 
 def test_source_format_and_field_map() -> None:
     config = parse_config(
-        {"source": [
-            {"path": "/var/log/zeek/*.log", "format": "zeek"},
-            {"path": "/var/log/gw/*.json", "format": "json", "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client.ip"}},
-        ]},
+        {
+            "source": [
+                {"path": "/var/log/zeek/*.log", "format": "zeek"},
+                {"path": "/var/log/gw/*.json", "format": "json", "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client.ip"}},
+            ]
+        },
         "t.toml",
     )
     zeek, gateway = config.sources
@@ -163,10 +180,16 @@ def test_source_format_and_field_map() -> None:
 @pytest.mark.parametrize(
     "source, message",
     [
-        ({"format": "apache"}, r"format 'apache' is not a log format; use one of squid, combined, .*json \(or one of them inside a wrapper: squid\+docker, squid\+ecs, squid\+cri\), or leave it out to detect it"),
+        (
+            {"format": "apache"},
+            r"format 'apache' is not a log format; use one of squid, combined, .*json \(or one of them inside a wrapper: squid\+docker, squid\+ecs, squid\+cri\), or leave it out to detect it",
+        ),
         ({"format": 7}, "'format' must be a non-empty string"),
         ({"format": "json"}, r'format = "json" needs a field map; add fields = \{ ts = "time", server_name = "request.host" \}'),
-        ({"format": "zeek", "fields": {"ts": "ts", "server_name": "server_name"}}, r"'fields' is read only with format = \"json\"; add that, or remove 'fields'"),
+        (
+            {"format": "zeek", "fields": {"ts": "ts", "server_name": "server_name"}},
+            r"'fields' is read only with format = \"json\"; add that, or remove 'fields'",
+        ),
         ({"fields": {"ts": "ts", "server_name": "host"}}, r"'fields' is read only with format = \"json\""),
         ({"format": "json", "fields": "ts=time"}, r"'fields' must be a table of event field = \"dotted.path\""),
         ({"format": "json", "fields": {"server_name": "host"}}, r"'fields' needs ts = "),
@@ -186,7 +209,9 @@ def test_source_format_errors(source: dict, message: str) -> None:
 
 def test_source_field_map_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "auditor.toml"
-    path.write_text('[[source]]\npath = "gw.json"\nformat = "json"\nfields = { ts = "time", orig_h = "client.ip", server_name = "request.host", status = "response.code" }\n')
+    path.write_text(
+        '[[source]]\npath = "gw.json"\nformat = "json"\nfields = { ts = "time", orig_h = "client.ip", server_name = "request.host", status = "response.code" }\n'
+    )
     (entry,) = load_config(path).sources
     assert entry.field_map == {"ts": "time", "orig_h": "client.ip", "server_name": "request.host", "status": "response.code"}
 

@@ -70,8 +70,14 @@ def test_auditor_tally_is_tally_of_audit() -> None:
     events = []
     for i in range(12 * SAMPLES):
         day = 8 + i % 3  # 8 July: before OpenAI's cutoff; 9 and 10: after
-        events.append(make_event(ts=dt.datetime(2024, 7, day, 12, (i * 7) % 60, tzinfo=dt.UTC), orig_h=f"10.20.{1 + i % 2}.{i}",
-                                 source=f"a.log:{i + 1}", message=refusal if i % 4 == 0 else ""))
+        events.append(
+            make_event(
+                ts=dt.datetime(2024, 7, day, 12, (i * 7) % 60, tzinfo=dt.UTC),
+                orig_h=f"10.20.{1 + i % 2}.{i}",
+                source=f"a.log:{i + 1}",
+                message=refusal if i % 4 == 0 else "",
+            )
+        )
     events += [make_event(orig_h="192.168.7.7", source="a.log:90"), make_event(server_name="github.com", source="a.log:91")]
     source = config.source("a.log")
 
@@ -100,8 +106,10 @@ def test_a_tally_says_locators_disagree_when_any_of_its_calls_does() -> None:
     from tests.conftest import make_event
 
     config = parse_config(
-        {"site": [{"name": "hk", "networks": ["10.20.0.0/16"], "egress_ip": "203.0.113.10"}],
-         "override": [{"network": "203.0.113.0/24", "country": "HK"}]},
+        {
+            "site": [{"name": "hk", "networks": ["10.20.0.0/16"], "egress_ip": "203.0.113.10"}],
+            "override": [{"network": "203.0.113.0/24", "country": "HK"}],
+        },
         "test.toml",
     )
     second = OverrideLocator([Override(ipaddress.ip_network("203.0.112.0/23"), "US")])  # a later layer that says US

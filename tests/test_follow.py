@@ -95,7 +95,10 @@ class Run:
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "auditor", "logs", "--follow", *args, "--db", str(self.db), "--config", str(config)],
-                stdout=out, stderr=err, stdin=stdin, cwd=tmp_path,
+                stdout=out,
+                stderr=err,
+                stdin=stdin,
+                cwd=tmp_path,
             )
 
     @property
@@ -244,8 +247,9 @@ def test_rename_and_create_rotation(tmp_path: Path, running: list[Run]) -> None:
     # Two inputs, one per file, each checkpointed at its end.
     assert [(name, line) for name, _, line in sources(run.db)] == [(str(log), 33), (str(log), 20)]
     # The rotated file audited on its own: every line was counted already.
-    rotated = subprocess.run([sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.1"), "--db", str(run.db)],
-                             capture_output=True, text=True, timeout=60)
+    rotated = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.1"), "--db", str(run.db)], capture_output=True, text=True, timeout=60
+    )
     assert "0 lines after line 33 (audited before)" in rotated.stderr
     assert calls(run.db) == total
 
@@ -418,10 +422,12 @@ def test_inputs_that_cannot_be_followed(tmp_path: Path) -> None:
     copy.write_text(lines(1, 5))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # no writer: opening it blocking would wait forever, deaf to TERM (hostile-input hunt)
-    for paths, message in (([tmp_path / "sub"], "is a directory; --follow takes log files"),
-                           ([fifo], "not a regular file; --follow takes log files (pipe a stream in as `-`)"),
-                           ([packed], "gzip-compressed; --follow reads plain log files (audit it without --follow)"),
-                           ([original, copy], f"{copy} starts with the same bytes as {original}: it is the same input; follow one of them")):
+    for paths, message in (
+        ([tmp_path / "sub"], "is a directory; --follow takes log files"),
+        ([fifo], "not a regular file; --follow takes log files (pipe a stream in as `-`)"),
+        ([packed], "gzip-compressed; --follow reads plain log files (audit it without --follow)"),
+        ([original, copy], f"{copy} starts with the same bytes as {original}: it is the same input; follow one of them"),
+    ):
         result = CliRunner().invoke(cli, ["logs", "--follow", *map(str, paths), "--db", str(tmp_path / "f.db")])
         assert result.exit_code == 3, result.output
         assert message in result.output and "Traceback" not in result.output
@@ -504,9 +510,17 @@ def test_follower_in_process_uses_the_configured_format_and_field_map(tmp_path: 
 
     log = tmp_path / "gateway.json"
     config = parse_config(
-        {"source": [{"path": str(log), "format": "json", "egress_ip": "203.0.113.10",
-                     "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client"}}],
-         "override": [{"network": "203.0.113.0/24", "country": "HK"}]},
+        {
+            "source": [
+                {
+                    "path": str(log),
+                    "format": "json",
+                    "egress_ip": "203.0.113.10",
+                    "fields": {"ts": "time", "server_name": "request.host", "orig_h": "client"},
+                }
+            ],
+            "override": [{"network": "203.0.113.0/24", "country": "HK"}],
+        },
         "t.toml",
     )
     auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(config.overrides)]), Attributor(config))
@@ -579,12 +593,13 @@ def test_a_run_by_hand_on_a_followed_file_counts_nothing_twice(tmp_path: Path, r
     more = lines(31, 20)
     with paused(run):  # the follower is between two rounds when the other run commits
         append(log, more)
-        by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)],
-                                 capture_output=True, text=True, timeout=60)
+        by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)], capture_output=True, text=True, timeout=60)
         assert "20 lines after line 30 (audited before)" in by_hand.stderr, by_hand.stderr
         assert calls(run.db) == governed(first + more)
-    run.says(f"{log}: another region-auditor process is auditing it into this database too (it got to line 50); "
-             "going on from where the database says, nothing counted twice")
+    run.says(
+        f"{log}: another region-auditor process is auditing it into this database too (it got to line 50); "
+        "going on from where the database says, nothing counted twice"
+    )
     last = lines(51, 10)
     append(log, last)
     stored(run.db, governed(first + more + last))
@@ -603,8 +618,9 @@ def test_a_file_audited_by_hand_mid_line_is_resumed_by_a_follower(tmp_path: Path
     first = lines(1, 20)  # under 4 KiB: the whole file is its fingerprint
     half = line(21)
     log.write_text(first + half[:30])
-    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")],
-                             capture_output=True, text=True, timeout=60)
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", str(log), "--db", str(tmp_path / "f.db")], capture_output=True, text=True, timeout=60
+    )
     assert "the last line has no newline" in by_hand.stderr
     assert calls(tmp_path / "f.db") == governed(first)
     run = Run(tmp_path, str(log))
@@ -713,11 +729,14 @@ def test_following_an_earlier_copy_is_refused(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "auditor", "logs", str(full), "--db", str(db)], capture_output=True, timeout=60)
     copy = tmp_path / "copy.log"
     copy.write_text(lines(1, 12))
-    result = subprocess.run([sys.executable, "-m", "auditor", "logs", "--follow", str(copy), "--db", str(db)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", "--follow", str(copy), "--db", str(db)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 3
-    assert (f"Error: {copy}: nothing new: it starts like an input audited up to line 40 and ends before that "
-            "(an earlier, shorter copy of it); follow the file it was copied from") in result.stderr
+    assert (
+        f"Error: {copy}: nothing new: it starts like an input audited up to line 40 and ends before that "
+        "(an earlier, shorter copy of it); follow the file it was copied from"
+    ) in result.stderr
     assert calls(db) == governed(lines(1, 40))
 
 
@@ -909,8 +928,11 @@ def test_stopped_while_catching_up_on_a_rotated_generation(tmp_path: Path, runni
     running.append(again)
     again.says(f"{gz}: rotated while no follower ran; reading it too")
     assert again.stop() == 0
-    stop = re.search(rf"{re.escape(str(gz))} \(squid, gzip\): (\d+) lines after line 10 \(audited before\), \d+ calls to governed hosts\n"
-                     r"  stopped before the end of the file \(after line (\d+)\)", again.stderr)
+    stop = re.search(
+        rf"{re.escape(str(gz))} \(squid, gzip\): (\d+) lines after line 10 \(audited before\), \d+ calls to governed hosts\n"
+        r"  stopped before the end of the file \(after line (\d+)\)",
+        again.stderr,
+    )
     assert stop is not None, again.stderr
     read = int(stop[1])
     assert 0 < read < 400_000 and int(stop[2]) == 10 + read  # a whole batch, not all of it
@@ -1026,8 +1048,12 @@ def test_history_audited_by_hand_in_part_is_not_read_by_a_follower(tmp_path: Pat
         os.utime(generation, (time.time() - n * day, time.time() - n * day))
         if n > 1:
             compress(generation, "gz")
-    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.4.gz"), "--db", str(tmp_path / "f.db")],
-                             capture_output=True, text=True, timeout=60)
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", str(tmp_path / "access.log.4.gz"), "--db", str(tmp_path / "f.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert by_hand.returncode in (0, 1), by_hand.stderr
     current = lines(1, 10)
     log = tmp_path / "access.log"
@@ -1060,8 +1086,12 @@ def test_the_rest_of_a_file_compressed_without_its_size_is_read_after_a_newer_on
     packed = compress(tmp_path / "access.log.1", kind)
     log.write_text(newer)
     time.sleep(2)  # the compressed file's last write is well before the newer file's audit
-    by_hand = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db), "--config", str(tmp_path / "c.toml")],
-                             capture_output=True, text=True, timeout=60)
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db), "--config", str(tmp_path / "c.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert by_hand.returncode in (0, 1), by_hand.stderr
     again = Run(tmp_path, str(log))
     running.append(again)

@@ -22,13 +22,30 @@ ESCAPE = "x\x1b]0;owned\x07.api.openai.com"
 MARKUP = "<script>alert(1)</script>.api.openai.com"
 
 
-@pytest.mark.parametrize("text, ok", [
-    ("api.openai.com", True), ("API.OpenAI.com.", True), ("localhost", True), ("_dmarc.example.com", True),
-    ("xn--bcher-kva.example", True), ("162.159.140.245", True), ("2001:db8::1", True),
-    (ESCAPE, False), (MARKUP, False), ("api openai.com", False), ("api..openai.com", False), ("-api.openai.com", False),
-    ("a" * 64 + ".openai.com", False), (".".join(["a" * 63] * 4) + ".com", False), ("api.openai.com\x00.evil", False),
-    ("bücher.example", False), ("", False), ("fe80::1%eth0", False), ("fe80::1%\x1b[2J.api.openai.com", False),
-])
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("api.openai.com", True),
+        ("API.OpenAI.com.", True),
+        ("localhost", True),
+        ("_dmarc.example.com", True),
+        ("xn--bcher-kva.example", True),
+        ("162.159.140.245", True),
+        ("2001:db8::1", True),
+        (ESCAPE, False),
+        (MARKUP, False),
+        ("api openai.com", False),
+        ("api..openai.com", False),
+        ("-api.openai.com", False),
+        ("a" * 64 + ".openai.com", False),
+        (".".join(["a" * 63] * 4) + ".com", False),
+        ("api.openai.com\x00.evil", False),
+        ("bücher.example", False),
+        ("", False),
+        ("fe80::1%eth0", False),
+        ("fe80::1%\x1b[2J.api.openai.com", False),
+    ],
+)
 def test_is_host(text: str, ok: bool) -> None:
     assert is_host(text) is ok
 
@@ -57,13 +74,20 @@ def test_a_log_line_naming_no_dns_name_is_malformed_and_stores_nothing(tmp_path:
 def test_the_new_row_line_escapes_what_came_from_input() -> None:
     """The follower's and sniff's line for a new row: a file name or org from input cannot move the
     cursor or retitle the terminal."""
-    event = make_event(server_name="api.openai.com", source="logs/\x1b]0;owned\x07access.log:3",
-                       ts=dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.UTC))
+    event = make_event(server_name="api.openai.com", source="logs/\x1b]0;owned\x07access.log:3", ts=dt.datetime(2024, 7, 22, 9, 0, tzinfo=dt.UTC))
     verdict = Verdict(Outcome.VIOLATION, "openai", "v188", "openai@v188:country-not-listed:HK", "HK is not supported")
-    finding = Finding(event, "acme\nresearch", Egress("43.198.12.34", "site:hk"), Location(country_code="HK", basis="cloud:aws:ap-east-1"),
-                      verdict, "api.openai.com")
+    finding = Finding(
+        event,
+        "acme\nresearch",
+        Egress("43.198.12.34", "site:hk"),
+        Location(country_code="HK", basis="cloud:aws:ap-east-1"),
+        verdict,
+        "api.openai.com",
+    )
     rows = NewRows()
     line = rows.line(finding)
-    assert line == ("2024-07-22 09:00:00 violation: acme\\nresearch -> api.openai.com from 43.198.12.34 (HK, cloud:aws:ap-east-1) "
-                    "at logs/\\x1b]0;owned\\x07access.log:3")
+    assert line == (
+        "2024-07-22 09:00:00 violation: acme\\nresearch -> api.openai.com from 43.198.12.34 (HK, cloud:aws:ap-east-1) "
+        "at logs/\\x1b]0;owned\\x07access.log:3"
+    )
     assert rows.line(finding) is None  # shown once

@@ -59,8 +59,12 @@ def test_expand_walks_directories_sorted_without_hidden_names(tree: Path) -> Non
     os.symlink(tree / "b.log", tree / "link.log")
     inputs = expand([str(tree / "b.log"), "-", str(tree), str(tree / "empty")])
     found = [
-        str(tree / "README"), str(tree / "b.log"), str(tree / "link.log"), str(tree / "squid" / "access.log"),
-        str(tree / "squid" / "old" / "access.log.1.gz"), str(tree / "squid" / "old" / "access.log.2.bz2"),
+        str(tree / "README"),
+        str(tree / "b.log"),
+        str(tree / "link.log"),
+        str(tree / "squid" / "access.log"),
+        str(tree / "squid" / "old" / "access.log.1.gz"),
+        str(tree / "squid" / "old" / "access.log.2.bz2"),
     ]
     assert inputs.paths == [str(tree / "b.log"), "-", *found]
     assert inputs.found == set(found) - {str(tree / "b.log")}  # named on its own: an error in it stops the run
@@ -126,8 +130,9 @@ def test_stdin_checkpoints(tmp_path: Path) -> None:
     short = first[: len(first) - len(squid(59))]
     earlier = CliRunner().invoke(cli, ["logs", "-", "--db", db, "--json"], input=_Pipe(short.encode()))
     assert earlier.exit_code == 0 and total(earlier) == 65
-    assert ("<stdin> (squid): nothing new: it starts like an input audited up to line 65 and ends before that "
-            "(an earlier, shorter copy of it)") in earlier.stderr
+    assert (
+        "<stdin> (squid): nothing new: it starts like an input audited up to line 65 and ends before that (an earlier, shorter copy of it)"
+    ) in earlier.stderr
     copy = tmp_path / "older-copy.log"
     copy.write_text(short)
     assert total(logs(str(copy), "--db", db, "--json")) == 65
@@ -290,9 +295,21 @@ def test_a_named_directory_that_cannot_be_listed_stops_the_run(tmp_path: Path) -
     locked.chmod(0)
     try:
         result = subprocess.run(
-            ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search",
-             sys.executable, "-m", "auditor", "logs", str(locked), "--db", str(tmp_path / "f.db")],
-            capture_output=True, text=True, timeout=60,
+            [
+                "setpriv",
+                "--inh-caps=-dac_override,-dac_read_search",
+                "--bounding-set=-dac_override,-dac_read_search",
+                sys.executable,
+                "-m",
+                "auditor",
+                "logs",
+                str(locked),
+                "--db",
+                str(tmp_path / "f.db"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         locked.chmod(0o755)

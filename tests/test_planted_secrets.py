@@ -18,7 +18,7 @@ import random
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -42,8 +42,10 @@ def tok(n: int, alphabet: str = B62) -> str:
 
 def jwt() -> tuple[str, list[str]]:
     """A JWT and its secret parts (the header is the same in every HS256 token)."""
+
     def b64(obj: object) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
     payload, sig = b64({"sub": tok(12), "exp": 1722500000}), tok(43, B62 + "-_")
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{payload}.{sig}", [payload, sig]
 
@@ -81,10 +83,15 @@ def kinds() -> list[Kind]:
     s = tok(24)
     k.append(Kind("fragment-access_token", [s], query=f"#access_token={s}&token_type=bearer&expires_in=3600"))
     key_id, session, sig = "ASIA" + tok(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), tok(60, B62 + "+/"), tok(64, "0123456789abcdef")
-    k.append(Kind("query-aws-presigned", [key_id, session, sig],
-                  query=f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key_id}%2F20240801%2Fus-east-1%2Fs3%2Faws4_request"
-                        f"&X-Amz-Date=20240801T091011Z&X-Amz-Expires=3600&X-Amz-Security-Token={quote(session, safe='')}"
-                        f"&X-Amz-SignedHeaders=host&X-Amz-Signature={sig}"))
+    k.append(
+        Kind(
+            "query-aws-presigned",
+            [key_id, session, sig],
+            query=f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key_id}%2F20240801%2Fus-east-1%2Fs3%2Faws4_request"
+            f"&X-Amz-Date=20240801T091011Z&X-Amz-Expires=3600&X-Amz-Security-Token={quote(session, safe='')}"
+            f"&X-Amz-SignedHeaders=host&X-Amz-Signature={sig}",
+        )
+    )
     token, parts = jwt()
     k.append(Kind("query-jwt", parts, query=f"?state={token}"))
     s = tok(40)
@@ -132,8 +139,16 @@ def kinds() -> list[Kind]:
     s = tok(80, B62 + "+/")
     k.append(Kind("header-amz-security-token", [s], header=("X-Amz-Security-Token", s), shaped=False))
     key_id, sig = "AKIA" + tok(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), tok(64, "0123456789abcdef")
-    k.append(Kind("header-aws-sigv4", [key_id, sig], header=("Authorization", (f"AWS4-HMAC-SHA256 Credential={key_id}/20240801/us-east-1/bedrock/"
-                                                                             f"aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"))))
+    k.append(
+        Kind(
+            "header-aws-sigv4",
+            [key_id, sig],
+            header=(
+                "Authorization",
+                (f"AWS4-HMAC-SHA256 Credential={key_id}/20240801/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"),
+            ),
+        )
+    )
 
     s = tok(24)
     k.append(Kind("json-client_secret", [s], member=f'"client_secret":"{s}"'))
@@ -190,8 +205,10 @@ def haproxy_escape(text: str) -> str:
 
 def squid_mime(headers: list[tuple[str, str]]) -> str:
     """Squid's log_mime_hdrs blocks (QuoteMimeBlob: %, [ and ] as %XX), request then reply."""
+
     def block(hs: list[tuple[str, str]]) -> str:
         return "".join(f"{n}: {v}".replace("%", "%25").replace("[", "%5B").replace("]", "%5D") + "\\r\\n" for n, v in hs)
+
     request = [("Host", "api.openai.com")] + [h for h in headers if h[0] != "Set-Cookie"]
     reply = [("Content-Type", "application/json")] + [h for h in headers if h[0] == "Set-Cookie"]
     return f" [{block(request)}] [HTTP/1.1 200 OK\\r\\n{block(reply)}]"
@@ -204,23 +221,28 @@ def with_members(record: dict[str, object], members: list[str]) -> str:
 
 
 def squid(c: Call) -> str:
-    return (f"{c.t.timestamp():.3f}   1204 10.30.2.7 TCP_MISS/200 1873 POST https://api.openai.com/v1/chat/completions{c.query} - "
-            f"HIER_DIRECT/162.159.140.245 application/json" + (squid_mime(c.headers) if c.headers else ""))
+    return (
+        f"{c.t.timestamp():.3f}   1204 10.30.2.7 TCP_MISS/200 1873 POST https://api.openai.com/v1/chat/completions{c.query} - "
+        f"HIER_DIRECT/162.159.140.245 application/json" + (squid_mime(c.headers) if c.headers else "")
+    )
 
 
 def nginx(c: Call) -> str:
-    return (f'10.20.1.5 - - [{c.clf}] "POST http://api.openai.com/v1/chat/completions{nginx_escape(c.query)} HTTP/1.1" 200 1820 '
-            f'"{nginx_escape(c.ref)}" "{nginx_escape(c.text)}"')
+    return (
+        f'10.20.1.5 - - [{c.clf}] "POST http://api.openai.com/v1/chat/completions{nginx_escape(c.query)} HTTP/1.1" 200 1820 '
+        f'"{nginx_escape(c.ref)}" "{nginx_escape(c.text)}"'
+    )
 
 
 def apache_vhost(c: Call) -> str:
-    return (f'api.openai.com:443 10.20.1.5 - - [{c.clf}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 1820 '
-            f'"{c.ref}" "{c.text}"')
+    return f'api.openai.com:443 10.20.1.5 - - [{c.clf}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 1820 "{c.ref}" "{c.text}"'
 
 
 def squid_combined(c: Call) -> str:
-    return (f'10.20.1.5 - - [{c.clf}] "POST https://api.openai.com/v1/chat/completions{c.query} HTTP/1.1" 200 2210 '
-            f'"{c.ref}" "{c.text}" TCP_MISS:HIER_DIRECT')
+    return (
+        f'10.20.1.5 - - [{c.clf}] "POST https://api.openai.com/v1/chat/completions{c.query} HTTP/1.1" 200 2210 '
+        f'"{c.ref}" "{c.text}" TCP_MISS:HIER_DIRECT'
+    )
 
 
 def squid_common(c: Call) -> str:
@@ -229,27 +251,43 @@ def squid_common(c: Call) -> str:
 
 def haproxy(c: Call) -> str:
     captures = "|".join(haproxy_escape(v) for v in ["api.openai.com", c.text] + [v for _, v in c.headers])
-    return (f"{c.t.strftime('%b %d %H:%M:%S')} gw1 haproxy[2211]: 10.20.1.5:51012 [{c.t.strftime('%d/%b/%Y:%H:%M:%S')}.123] "
-            f"egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {{{captures}}} "
-            f'"POST /v1/chat/completions{haproxy_escape(c.query)} HTTP/1.1"')
+    return (
+        f"{c.t.strftime('%b %d %H:%M:%S')} gw1 haproxy[2211]: 10.20.1.5:51012 [{c.t.strftime('%d/%b/%Y:%H:%M:%S')}.123] "
+        f"egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {{{captures}}} "
+        f'"POST /v1/chat/completions{haproxy_escape(c.query)} HTTP/1.1"'
+    )
 
 
 def envoy(c: Call) -> str:
-    return (f'[{c.iso}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 - 812 2210 141 140 "10.20.1.5" "{c.text}" '
-            f'"4f2c1a9e-1b7d-4c1e-9a51-0c6e2f3d4b5a" "api.openai.com" "162.159.140.245:443"')
+    return (
+        f'[{c.iso}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 - 812 2210 141 140 "10.20.1.5" "{c.text}" '
+        f'"4f2c1a9e-1b7d-4c1e-9a51-0c6e2f3d4b5a" "api.openai.com" "162.159.140.245:443"'
+    )
 
 
 def istio(c: Call) -> str:
-    return (f'{c.t.strftime("%Y-%m-%dT%H:%M:%S")}.109456789Z stdout F [{c.iso}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 - '
-            f'via_upstream - "-" 812 2210 141 140 "10.44.1.23" "{c.text}" "5e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b" "api.openai.com" '
-            f'"162.159.140.245:443" outbound|443||api.openai.com 10.44.0.17:40124 10.44.0.17:8080 10.44.1.23:51013 - default')
+    return (
+        f'{c.t.strftime("%Y-%m-%dT%H:%M:%S")}.109456789Z stdout F [{c.iso}] "POST /v1/chat/completions{c.query} HTTP/1.1" 200 - '
+        f'via_upstream - "-" 812 2210 141 140 "10.44.1.23" "{c.text}" "5e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b" "api.openai.com" '
+        f'"162.159.140.245:443" outbound|443||api.openai.com 10.44.0.17:40124 10.44.0.17:8080 10.44.1.23:51013 - default'
+    )
 
 
 def envoy_json(c: Call) -> str:
     record: dict[str, object] = {
-        "authority": "api.openai.com", "bytes_received": 812, "bytes_sent": 2210, "downstream_remote_address": "10.44.1.23:51012",
-        "method": "POST", "path": f"/v1/chat/completions{c.query}", "protocol": "HTTP/1.1", "response_code": 200, "response_flags": "-",
-        "start_time": c.iso, "upstream_host": "162.159.140.245:443", "user_agent": c.text, "x_forwarded_for": "10.20.1.5",
+        "authority": "api.openai.com",
+        "bytes_received": 812,
+        "bytes_sent": 2210,
+        "downstream_remote_address": "10.44.1.23:51012",
+        "method": "POST",
+        "path": f"/v1/chat/completions{c.query}",
+        "protocol": "HTTP/1.1",
+        "response_code": 200,
+        "response_flags": "-",
+        "start_time": c.iso,
+        "upstream_host": "162.159.140.245:443",
+        "user_agent": c.text,
+        "x_forwarded_for": "10.20.1.5",
     }
     record.update({n.lower(): v for n, v in c.headers})
     return with_members(record, c.members)
@@ -259,49 +297,143 @@ ZEEK_HTTP_HEADER = [line for line in asset("logs/zeek-http.log").read_text().spl
 
 
 def zeek_http(c: Call) -> str:
-    return "\t".join([f"{c.t.timestamp():.6f}", "ClEkJM2Vm5giqnMf4h", "10.20.1.6", "52523", "10.20.0.10", "3128", "1", "GET", "api.openai.com",
-                      f"http://api.openai.com/v1/models{c.query}", c.ref, "1.1", c.text, "-", "0", "812", "200", "OK", "-", "-", "(empty)",
-                      "-", "-", "-", "-", "-", "-", "-", "-", "-"])
+    return "\t".join(
+        [
+            f"{c.t.timestamp():.6f}",
+            "ClEkJM2Vm5giqnMf4h",
+            "10.20.1.6",
+            "52523",
+            "10.20.0.10",
+            "3128",
+            "1",
+            "GET",
+            "api.openai.com",
+            f"http://api.openai.com/v1/models{c.query}",
+            c.ref,
+            "1.1",
+            c.text,
+            "-",
+            "0",
+            "812",
+            "200",
+            "OK",
+            "-",
+            "-",
+            "(empty)",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+    )
 
 
 def zeek_ssl_json(c: Call) -> str:
-    return with_members({"ts": c.t.timestamp(), "uid": "CHhAvVGS1DHFjwGM9", "id.orig_h": "10.20.1.5", "id.orig_p": 51012,
-                         "id.resp_h": "162.159.140.245", "id.resp_p": 443, "version": "TLSv13", "server_name": "api.openai.com",
-                         "resumed": False, "established": True}, c.members)
+    return with_members(
+        {
+            "ts": c.t.timestamp(),
+            "uid": "CHhAvVGS1DHFjwGM9",
+            "id.orig_h": "10.20.1.5",
+            "id.orig_p": 51012,
+            "id.resp_h": "162.159.140.245",
+            "id.resp_p": 443,
+            "version": "TLSv13",
+            "server_name": "api.openai.com",
+            "resumed": False,
+            "established": True,
+        },
+        c.members,
+    )
 
 
 def suricata(c: Call) -> str:
-    http: dict[str, object] = {"hostname": "api.openai.com", "url": f"http://api.openai.com/v1/chat/completions{c.query}",
-                               "http_user_agent": c.text, "http_method": "POST", "protocol": "HTTP/1.1", "status": 200, "length": 211}
+    http: dict[str, object] = {
+        "hostname": "api.openai.com",
+        "url": f"http://api.openai.com/v1/chat/completions{c.query}",
+        "http_user_agent": c.text,
+        "http_method": "POST",
+        "protocol": "HTTP/1.1",
+        "status": 200,
+        "length": 211,
+    }
     if c.ref != "-":
         http["http_refer"] = c.ref
     if c.headers:
         http["request_headers"] = [{"name": "Host", "value": "api.openai.com"}] + [{"name": n, "value": v} for n, v in c.headers if n != "Set-Cookie"]
         http["response_headers"] = [{"name": n, "value": v} for n, v in c.headers if n == "Set-Cookie"]
-    return with_members({"timestamp": c.t.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"), "flow_id": 3321337812739103, "in_iface": "eth0",
-                         "event_type": "http", "src_ip": "10.20.1.6", "src_port": 40024, "dest_ip": "10.20.0.10", "dest_port": 3128,
-                         "proto": "TCP", "tx_id": 1, "http": http}, c.members)
+    return with_members(
+        {
+            "timestamp": c.t.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+            "flow_id": 3321337812739103,
+            "in_iface": "eth0",
+            "event_type": "http",
+            "src_ip": "10.20.1.6",
+            "src_port": 40024,
+            "dest_ip": "10.20.0.10",
+            "dest_port": 3128,
+            "proto": "TCP",
+            "tx_id": 1,
+            "http": http,
+        },
+        c.members,
+    )
 
 
 def vercel(c: Call) -> str:
     ms = int(c.t.timestamp() * 1000)
-    return with_members({
-        "id": f"{ms}000000000000003", "deploymentId": "dpl_5Qw9vKcT2mJr8YbN3xLh7FgA1dEs", "source": "external",
-        "host": "chat-web-git-main-acme.vercel.app", "timestamp": ms, "projectId": "prj_chat", "level": "info", "statusCode": 200,
-        "message": c.text, "projectName": "chat-web", "destination": f"https://api.openai.com/v1/chat/completions{c.query}",
-        "path": "/v1/chat/completions", "executionRegion": "hkg1",
-        "proxy": {"timestamp": ms - 37, "method": "POST", "host": "chat.example.com", "path": "/api/chat", "userAgent": ["Mozilla/5.0"],
-                  "region": "hkg1", "referer": c.ref, "statusCode": 200, "clientIp": "203.0.113.24"},
-    }, c.members)
+    return with_members(
+        {
+            "id": f"{ms}000000000000003",
+            "deploymentId": "dpl_5Qw9vKcT2mJr8YbN3xLh7FgA1dEs",
+            "source": "external",
+            "host": "chat-web-git-main-acme.vercel.app",
+            "timestamp": ms,
+            "projectId": "prj_chat",
+            "level": "info",
+            "statusCode": 200,
+            "message": c.text,
+            "projectName": "chat-web",
+            "destination": f"https://api.openai.com/v1/chat/completions{c.query}",
+            "path": "/v1/chat/completions",
+            "executionRegion": "hkg1",
+            "proxy": {
+                "timestamp": ms - 37,
+                "method": "POST",
+                "host": "chat.example.com",
+                "path": "/api/chat",
+                "userAgent": ["Mozilla/5.0"],
+                "region": "hkg1",
+                "referer": c.ref,
+                "statusCode": 200,
+                "clientIp": "203.0.113.24",
+            },
+        },
+        c.members,
+    )
 
 
 def cloudflare(c: Call) -> str:
     record: dict[str, object] = {
-        "ClientIP": "198.51.100.20", "ClientRequestHost": "api.openai.com", "ClientRequestMethod": "POST",
-        "ClientRequestURI": f"/v1/chat/completions{c.query}", "ClientRequestReferer": c.ref, "ClientRequestUserAgent": c.text,
-        "ClientRequestScheme": "https", "ClientRequestSource": "edgeWorkerFetch", "EdgeColoCode": "HKG", "EdgeResponseStatus": 200,
-        "EdgeStartTimestamp": int(c.t.timestamp()) * 1_000_000_000, "OriginIP": "162.159.140.245", "RayID": "8a1b2c3d4f0a1b2c",
-        "WorkerSubrequest": True, "ZoneName": "example.com",
+        "ClientIP": "198.51.100.20",
+        "ClientRequestHost": "api.openai.com",
+        "ClientRequestMethod": "POST",
+        "ClientRequestURI": f"/v1/chat/completions{c.query}",
+        "ClientRequestReferer": c.ref,
+        "ClientRequestUserAgent": c.text,
+        "ClientRequestScheme": "https",
+        "ClientRequestSource": "edgeWorkerFetch",
+        "EdgeColoCode": "HKG",
+        "EdgeResponseStatus": 200,
+        "EdgeStartTimestamp": int(c.t.timestamp()) * 1_000_000_000,
+        "OriginIP": "162.159.140.245",
+        "RayID": "8a1b2c3d4f0a1b2c",
+        "WorkerSubrequest": True,
+        "ZoneName": "example.com",
     }
     for name, value in c.headers:
         if name == "Cookie":
@@ -312,28 +444,58 @@ def cloudflare(c: Call) -> str:
 
 
 def aws_firewall(c: Call) -> str:
-    return with_members({
-        "firewall_name": "egress-fw", "availability_zone": "ap-east-1a", "event_timestamp": str(int(c.t.timestamp())),
-        "event": {"tx_id": 0, "app_proto": "http", "src_ip": "10.20.1.5", "src_port": 51100, "event_type": "alert",
-                  "alert": {"severity": 3, "signature_id": 100002, "rev": 1, "signature": "egress HTTP host", "action": "allowed", "category": ""},
-                  "flow_id": 2035518742265011, "dest_ip": "162.159.140.245", "proto": "TCP",
-                  "http": {"hostname": "api.openai.com", "url": f"/v1/models{c.query}", "http_user_agent": c.text, "http_method": "GET",
-                           "protocol": "HTTP/1.1", "length": 0},
-                  "dest_port": 80, "timestamp": c.t.strftime("%Y-%m-%dT%H:%M:%S.%f+0000")},
-    }, c.members)
+    return with_members(
+        {
+            "firewall_name": "egress-fw",
+            "availability_zone": "ap-east-1a",
+            "event_timestamp": str(int(c.t.timestamp())),
+            "event": {
+                "tx_id": 0,
+                "app_proto": "http",
+                "src_ip": "10.20.1.5",
+                "src_port": 51100,
+                "event_type": "alert",
+                "alert": {"severity": 3, "signature_id": 100002, "rev": 1, "signature": "egress HTTP host", "action": "allowed", "category": ""},
+                "flow_id": 2035518742265011,
+                "dest_ip": "162.159.140.245",
+                "proto": "TCP",
+                "http": {
+                    "hostname": "api.openai.com",
+                    "url": f"/v1/models{c.query}",
+                    "http_user_agent": c.text,
+                    "http_method": "GET",
+                    "protocol": "HTTP/1.1",
+                    "length": 0,
+                },
+                "dest_port": 80,
+                "timestamp": c.t.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+            },
+        },
+        c.members,
+    )
 
 
 def gateway(c: Call) -> str:
     request: dict[str, object] = {"host": "api.openai.com", "method": "POST", "url": f"https://api.openai.com/v1/chat/completions{c.query}"}
     if c.headers:
         request["headers"] = dict(c.headers)
-    return with_members({"time": c.iso, "client": {"ip": "10.20.1.5", "port": 51012}, "request": request,
-                         "response": {"code": 200, "body": c.text}, "upstream": {"addr": "162.159.140.245", "port": 443}}, c.members)
+    return with_members(
+        {
+            "time": c.iso,
+            "client": {"ip": "10.20.1.5", "port": 51012},
+            "request": request,
+            "response": {"code": 200, "body": c.text},
+            "upstream": {"addr": "162.159.140.245", "port": 443},
+        },
+        c.members,
+    )
 
 
 def npm(c: Call) -> str:
-    return (f'[{c.clf}] - 200 200 - POST https api.openai.com "/v1/chat/completions{nginx_escape(c.query)}" [Client 10.20.1.5] '
-            f'[Length 1543] [Gzip -] [Sent-to 162.159.140.245] "{nginx_escape(c.text)}" "{nginx_escape(c.ref)}"')
+    return (
+        f'[{c.clf}] - 200 200 - POST https api.openai.com "/v1/chat/completions{nginx_escape(c.query)}" [Client 10.20.1.5] '
+        f'[Length 1543] [Gzip -] [Sent-to 162.159.140.245] "{nginx_escape(c.text)}" "{nginx_escape(c.ref)}"'
+    )
 
 
 def nginx_stream(c: Call) -> str:
@@ -395,17 +557,17 @@ def plants(fmt: Format) -> list[tuple[Kind, Call]]:
     return out or [(Kind("none", []), Call(0))]
 
 
-@lru_cache(maxsize=None)  # asked for every value of every row: made once per secret
+@cache  # asked for every value of every row: made once per secret
 def variants(text: str) -> frozenset[str]:
     """`text`, and how it may be written when it reaches a record: percent-encoded (once, twice), JSON-escaped."""
     once = quote(text, safe="")
     return frozenset({text, once, quote(once, safe=""), json.dumps(text)[1:-1]})
 
 
-@lru_cache(maxsize=None)
+@cache
 def pieces(secret: str) -> tuple[str, ...]:
     """Every 10 characters of `secret`, in order."""
-    return tuple(secret[i:i + 10] for i in range(len(secret) - 9))
+    return tuple(secret[i : i + 10] for i in range(len(secret) - 9))
 
 
 def leaks(value: str, secret: str) -> list[str]:
@@ -426,8 +588,10 @@ def test_no_planted_secret_reaches_the_database(tmp_path: Path) -> None:
             planted[f"{path}:{len(lines)}"] = (kind, lines[-1])
         path.write_text("\n".join(lines) + "\n")
         files.append(path)
-    gateway_map = ('{ ts = "time", orig_h = "client.ip", orig_p = "client.port", server_name = "request.host", url = "request.url", '
-                   'method = "request.method", status = "response.code", message = "response.body", resp_h = "upstream.addr", resp_p = "upstream.port" }')
+    gateway_map = (
+        '{ ts = "time", orig_h = "client.ip", orig_p = "client.port", server_name = "request.host", url = "request.url", '
+        'method = "request.method", status = "response.code", message = "response.body", resp_h = "upstream.addr", resp_p = "upstream.port" }'
+    )
     config = tmp_path / "auditor.toml"
     config.write_text(f'[[source]]\npath = "{tmp_path / "gateway.json"}"\nformat = "json"\nfields = {gateway_map}\n')
     db = tmp_path / "findings.db"
@@ -440,7 +604,9 @@ def test_no_planted_secret_reaches_the_database(tmp_path: Path) -> None:
         evidence = dict(conn.execute("SELECT location, raw FROM evidence").fetchall())
         # Every planted line was a governed call and its redacted record is the evidence: the test is not vacuous.
         assert sorted(set(planted) - set(evidence)) == []
-        assert [(kind.id, evidence[location]) for location, (kind, _) in planted.items() if kind.id != "none" and MARK not in evidence[location]] == []
+        assert [
+            (kind.id, evidence[location]) for location, (kind, _) in planted.items() if kind.id != "none" and MARK not in evidence[location]
+        ] == []
         tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         found = []
         for table in tables:
@@ -464,10 +630,12 @@ def test_every_kind_is_planted_in_some_format() -> None:
 def test_each_line_maker_writes_the_format_of_its_sample(fmt: Format, tmp_path: Path) -> None:
     path = tmp_path / fmt.file
     path.write_text("\n".join([*fmt.header, fmt.line(Call(0))]) + "\n")
+
     def name(p: Path) -> str | None:
         log = LogFile.open(str(p), NEEDLES, None)
         log.close()
         return log.format.name if log.format else None
+
     assert name(path) == name(asset(f"logs/{fmt.file}")) is not None
 
 

@@ -68,10 +68,14 @@ def anthropic_pack_set() -> PolicySet:
             "provider": "anthropic",
             "name": "Anthropic API",
             "hosts": ["api.anthropic.com"],
-            "version": [{
-                "id": "test", "in_force_from": dt.date(2024, 1, 1), "enforced_from": dt.date(2024, 1, 1),
-                "supported": {"US": "United States", "KR": "South Korea", "SG": "Singapore", "JP": "Japan"},
-            }],
+            "version": [
+                {
+                    "id": "test",
+                    "in_force_from": dt.date(2024, 1, 1),
+                    "enforced_from": dt.date(2024, 1, 1),
+                    "supported": {"US": "United States", "KR": "South Korea", "SG": "Singapore", "JP": "Japan"},
+                }
+            ],
         },
         "test anthropic pack",
     )
@@ -114,7 +118,9 @@ def test_functions_globs_are_judged_per_glob_and_failover_regions_too() -> None:
 
 
 def test_line_is_the_region_value_not_the_first_mention_of_the_code(tmp_path: Path) -> None:
-    write(tmp_path, {"vercel.json": '{\n  "build": {"env": {"REGION_HINT": "hkg1"}},\n  "name": "x",\n\n  "regions": [\n    "iad1", "hkg1"\n  ]\n}\n'})
+    write(
+        tmp_path, {"vercel.json": '{\n  "build": {"env": {"REGION_HINT": "hkg1"}},\n  "name": "x",\n\n  "regions": [\n    "iad1", "hkg1"\n  ]\n}\n'}
+    )
     (flag,) = run(tmp_path).flags
     assert flag.line == 6
     assert flag.fix == '"regions": ["iad1", "icn1"]'
@@ -280,11 +286,14 @@ def test_governed_call_in_a_directly_imported_module_is_found() -> None:
 
 
 def test_imports_are_followed_one_level_only(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "app/api/x/route.ts": "import { a } from './a';\nexport const runtime = 'edge';\nexport const GET = a;\n",
-        "app/api/x/a.ts": "export { b as a } from './b';\n",
-        "app/api/x/b.ts": "import OpenAI from 'openai';\nexport const b = () => new OpenAI();\n",
-    })
+    write(
+        tmp_path,
+        {
+            "app/api/x/route.ts": "import { a } from './a';\nexport const runtime = 'edge';\nexport const GET = a;\n",
+            "app/api/x/a.ts": "export { b as a } from './b';\n",
+            "app/api/x/b.ts": "import OpenAI from 'openai';\nexport const b = () => new OpenAI();\n",
+        },
+    )
     result = run(tmp_path)
     assert result.flags == ()
     assert "app/api/x/b.ts" not in result.files_read
@@ -302,10 +311,15 @@ def test_only_providers_with_a_pack_are_judged_and_new_packs_need_no_code() -> N
 
 
 def test_governed_hosts_come_from_the_packs(tmp_path: Path) -> None:
-    write(tmp_path, {"app/api/m/route.ts": (
-        "export const runtime = 'edge';\n"
-        "export const POST = (r: Request) => fetch('https://api.anthropic.com/v1/messages', { method: 'POST', body: r.body });\n"
-    )})
+    write(
+        tmp_path,
+        {
+            "app/api/m/route.ts": (
+                "export const runtime = 'edge';\n"
+                "export const POST = (r: Request) => fetch('https://api.anthropic.com/v1/messages', { method: 'POST', body: r.body });\n"
+            )
+        },
+    )
     assert run(tmp_path).flags == ()
     (flag,) = run(tmp_path, anthropic_pack_set()).flags
     assert (flag.provider, flag.kind) == ("anthropic", "unpinned-edge")
@@ -313,10 +327,15 @@ def test_governed_hosts_come_from_the_packs(tmp_path: Path) -> None:
 
 
 def test_region_judged_against_every_provider_a_route_calls(tmp_path: Path) -> None:
-    write(tmp_path, {"app/api/both/route.ts": (
-        "import OpenAI from 'openai';\nimport Anthropic from '@anthropic-ai/sdk';\n"
-        "export const runtime = 'edge';\nexport const preferredRegion = ['hkg1', 'fra1'];\n"
-    )})
+    write(
+        tmp_path,
+        {
+            "app/api/both/route.ts": (
+                "import OpenAI from 'openai';\nimport Anthropic from '@anthropic-ai/sdk';\n"
+                "export const runtime = 'edge';\nexport const preferredRegion = ['hkg1', 'fra1'];\n"
+            )
+        },
+    )
     fra1, hkg1 = run(tmp_path, anthropic_pack_set()).flags  # sorted by region on the same line
     assert (hkg1.region, hkg1.provider, hkg1.country) == ("hkg1", "openai,anthropic", "HK")
     assert "OpenAI API and Anthropic API do not serve" in hkg1.message
@@ -330,11 +349,14 @@ def test_region_judged_against_every_provider_a_route_calls(tmp_path: Path) -> N
 
 
 def test_layout_runtime_is_inherited_by_pages(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "app/layout.tsx": "export const runtime = 'edge';\nexport default function L({ children }) { return children; }\n",
-        "app/chat/page.tsx": "import OpenAI from 'openai';\nexport default async function P() { return (await new OpenAI().models.list()).data[0].id; }\n",
-        "app/api/r/route.ts": "import OpenAI from 'openai';\nexport const GET = () => new OpenAI().models.list();\n",
-    })
+    write(
+        tmp_path,
+        {
+            "app/layout.tsx": "export const runtime = 'edge';\nexport default function L({ children }) { return children; }\n",
+            "app/chat/page.tsx": "import OpenAI from 'openai';\nexport default async function P() { return (await new OpenAI().models.list()).data[0].id; }\n",
+            "app/api/r/route.ts": "import OpenAI from 'openai';\nexport const GET = () => new OpenAI().models.list();\n",
+        },
+    )
     result = run(tmp_path)
     (flag,) = result.flags  # the route handler does not inherit the layout's runtime
     assert (flag.path, flag.line, flag.kind) == ("app/chat/page.tsx", 1, "unpinned-edge")
@@ -358,11 +380,14 @@ def test_home_region_is_the_project_region_and_not_flagged(tmp_path: Path) -> No
     ],
 )
 def test_middleware_runs_on_the_edge_unless_configured(tmp_path: Path, config: str, flagged: bool) -> None:
-    write(tmp_path, {
-        "package.json": "{}",
-        "middleware.ts": "export async function middleware(req: Request) {\n"
-        "  await fetch('https://api.openai.com/v1/moderations', { method: 'POST', body: await req.text() });\n}\n" + config,
-    })
+    write(
+        tmp_path,
+        {
+            "package.json": "{}",
+            "middleware.ts": "export async function middleware(req: Request) {\n"
+            "  await fetch('https://api.openai.com/v1/moderations', { method: 'POST', body: await req.text() });\n}\n" + config,
+        },
+    )
     result = run(tmp_path)
     assert [f.kind for f in result.flags] == (["unpinned-edge"] if flagged else [])
     if flagged and not config:
@@ -372,10 +397,13 @@ def test_middleware_runs_on_the_edge_unless_configured(tmp_path: Path, config: s
 
 
 def test_vercel_functions_outside_next_use_config_regions(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "package.json": "{}",
-        "api/proxy.mjs": "export const config = {\n  runtime: 'edge',\n  regions: ['sin1', 'hkg1'],\n};\nexport default (r) => fetch('https://api.openai.com/v1/chat/completions', r);\n",
-    })
+    write(
+        tmp_path,
+        {
+            "package.json": "{}",
+            "api/proxy.mjs": "export const config = {\n  runtime: 'edge',\n  regions: ['sin1', 'hkg1'],\n};\nexport default (r) => fetch('https://api.openai.com/v1/chat/completions', r);\n",
+        },
+    )
     (flag,) = run(tmp_path).flags
     assert (flag.path, flag.line, flag.region) == ("api/proxy.mjs", 3, "hkg1")
     assert flag.fix == "regions: ['sin1', 'icn1'],"
@@ -438,7 +466,9 @@ def test_vercel_json_nested_too_deeply_is_skipped_with_a_reason(tmp_path: Path) 
     # json.loads raises RecursionError, not JSONDecodeError, past about a thousand levels.
     write(tmp_path, {"vercel.json": '{"regions": ' + "[" * 100_000 + "]" * 100_000 + "}"})
     result = run(tmp_path)
-    assert [(s.path, s.reason) for s in result.skipped] == [("vercel.json", "arrays or objects nested too deeply to read; no Vercel configuration is that deep")]
+    assert [(s.path, s.reason) for s in result.skipped] == [
+        ("vercel.json", "arrays or objects nested too deeply to read; no Vercel configuration is that deep")
+    ]
     assert result.flags == ()
 
 
@@ -448,7 +478,8 @@ def test_vercel_json_with_a_javascript_number_is_skipped_as_not_json(tmp_path: P
     write(tmp_path, {"vercel.json": '{"regions": ["hkg1"], "x": ' + constant + "}"})
     result = run(tmp_path)
     assert [(s.path, s.reason) for s in result.skipped] == [
-        ("vercel.json", f"not valid JSON ({constant} is a JavaScript number, not JSON); Vercel refuses to deploy it")]
+        ("vercel.json", f"not valid JSON ({constant} is a JavaScript number, not JSON); Vercel refuses to deploy it")
+    ]
     assert result.flags == ()
 
 
@@ -457,24 +488,32 @@ ROUTE = "import OpenAI from 'openai';\n{}\nexport async function GET() {{ return
 
 @pytest.mark.slow
 def test_a_route_nested_too_deeply_is_skipped_and_the_others_still_judged(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "package.json": "{}",
-        "app/api/deep/route.ts": ROUTE.format("export const preferredRegion = " + "(" * 20_000 + "'hkg1'" + ")" * 20_000 + ";"),
-        "app/api/hk/route.ts": ROUTE.format("export const preferredRegion = 'hkg1';"),
-    })
+    write(
+        tmp_path,
+        {
+            "package.json": "{}",
+            "app/api/deep/route.ts": ROUTE.format("export const preferredRegion = " + "(" * 20_000 + "'hkg1'" + ")" * 20_000 + ";"),
+            "app/api/hk/route.ts": ROUTE.format("export const preferredRegion = 'hkg1';"),
+        },
+    )
     result = run(tmp_path)
     assert [(s.path, s.reason) for s in result.skipped] == [
-        ("app/api/deep/route.ts", "expressions nested too deeply to read; check its region exports by hand")]
+        ("app/api/deep/route.ts", "expressions nested too deeply to read; check its region exports by hand")
+    ]
     assert [(f.path, f.region) for f in result.flags] == [("app/api/hk/route.ts", "hkg1")]
 
 
 def test_an_import_too_long_for_the_file_system_is_not_a_local_module(tmp_path: Path) -> None:
     # Path.is_file raises ENAMETOOLONG instead of answering False.
-    write(tmp_path, {
-        "package.json": "{}",
-        "app/api/hk/route.ts": ROUTE.format(f"import a from './{'a' * 6000}';\nimport b from '@/{'b' * 6000}';\n"
-                                            "export const preferredRegion = 'hkg1';"),
-    })
+    write(
+        tmp_path,
+        {
+            "package.json": "{}",
+            "app/api/hk/route.ts": ROUTE.format(
+                f"import a from './{'a' * 6000}';\nimport b from '@/{'b' * 6000}';\nexport const preferredRegion = 'hkg1';"
+            ),
+        },
+    )
     result = run(tmp_path)
     assert [(f.path, f.line, f.region) for f in result.flags] == [("app/api/hk/route.ts", 4, "hkg1")]
     assert result.skipped == ()
@@ -565,7 +604,7 @@ def test_cli_scan_config_when_wired() -> None:
         ("a // export const runtime = 'edge'\nb", "a", "runtime"),
         ("x /* export\nconst runtime = 'edge' */ y", "y", "runtime"),
         ("const s = 'http://api.openai.com'; // c", "http://api.openai.com", "// c"),
-        ('const t = `a ${b} // not a comment`;', "// not a comment", None),
+        ("const t = `a ${b} // not a comment`;", "// not a comment", None),
         ("const r = /\\/\\* no comment/; const k = 'edge';", "'edge'", None),
         ("const d = a / b; // tail", "a / b", "tail"),
     ],
@@ -581,12 +620,22 @@ def test_strip_comments(source: str, kept: str, dropped: str | None) -> None:
 @pytest.mark.parametrize(
     "spec, provider",
     [
-        ("openai", "openai"), ("openai/resources/chat", "openai"), ("openai-edge", "openai"),
-        ("@ai-sdk/openai", "openai"), ("@langchain/openai", "openai"),
-        ("@anthropic-ai/sdk", "anthropic"), ("@ai-sdk/anthropic", "anthropic"),
-        ("@google/generative-ai", "gemini"), ("@google/genai", "gemini"), ("@ai-sdk/google", "gemini"),
-        ("@ai-sdk/google-vertex", None), ("@anthropic-ai/bedrock-sdk", None), ("@azure/openai", None),
-        ("@ai-sdk/azure", None), ("ai", None), ("openai-compatible-thing", None),
+        ("openai", "openai"),
+        ("openai/resources/chat", "openai"),
+        ("openai-edge", "openai"),
+        ("@ai-sdk/openai", "openai"),
+        ("@langchain/openai", "openai"),
+        ("@anthropic-ai/sdk", "anthropic"),
+        ("@ai-sdk/anthropic", "anthropic"),
+        ("@google/generative-ai", "gemini"),
+        ("@google/genai", "gemini"),
+        ("@ai-sdk/google", "gemini"),
+        ("@ai-sdk/google-vertex", None),
+        ("@anthropic-ai/bedrock-sdk", None),
+        ("@azure/openai", None),
+        ("@ai-sdk/azure", None),
+        ("ai", None),
+        ("openai-compatible-thing", None),
     ],
 )
 def test_sdk_table(spec: str, provider: str | None) -> None:

@@ -79,17 +79,30 @@ def test_demo_every_format_from_one_read(demo_db: str, tmp_path: Path) -> None:
     validate(report)
     assert report["schema"] == SCHEMA
     s = report["summary"]
-    assert (s["orgs_audited"], s["orgs_blocked"], s["orgs_violation"], s["orgs_at_risk"], s["orgs_unknown"], s["orgs_compliant"]) == (5, 1, 1, 0, 1, 2)
+    assert (s["orgs_audited"], s["orgs_blocked"], s["orgs_violation"], s["orgs_at_risk"], s["orgs_unknown"], s["orgs_compliant"]) == (
+        5,
+        1,
+        1,
+        0,
+        1,
+        2,
+    )
     assert (s["calls"], s["blocked_calls"], s["violation_calls"], s["unknown_calls"], s["allowed_calls"]) == (50, 3, 29, 1, 20)
     assert s["deadlines"] == [{"provider": "openai", "name": "OpenAI API", "cutoff": "2024-07-09", "days_left": 8, "basis": "openai@v188"}]
     assert [p["version"] for p in s["policies"]] == ["openai@v188"]
     assert any(d["name"].startswith("mmdb:") for d in s["data"])
     statuses = {o["org"]: o["status"] for o in report["orgs"]}
-    assert statuses == {"chat-team": "blocked", "acme-research": "violation", "unattributed": "unknown", "beta-labs": "compliant",
-                        "docs-team": "compliant"}
+    assert statuses == {
+        "chat-team": "blocked",
+        "acme-research": "violation",
+        "unattributed": "unknown",
+        "beta-labs": "compliant",
+        "docs-team": "compliant",
+    }
     acme = next(o for o in report["orgs"] if o["org"] == "acme-research")
-    assert acme["egresses"] == [{"egress": "43.198.12.34", "country": "HK", "basis": "cloud:aws:ap-east-1", "verdicts": ["violation"],
-                                 "calls": 14, "locators_disagree": ""}]
+    assert acme["egresses"] == [
+        {"egress": "43.198.12.34", "country": "HK", "basis": "cloud:aws:ap-east-1", "verdicts": ["violation"], "calls": 14, "locators_disagree": ""}
+    ]
     assert acme["calls_per_day"] == [{"day": "2024-07-22", "verdict": "violation", "calls": 14, "blocked_calls": 0}]
     evidence = acme["rows"][0]["evidence"]
     assert len(evidence) == 5
@@ -109,9 +122,7 @@ def test_demo_every_format_from_one_read(demo_db: str, tmp_path: Path) -> None:
 
     rows = list(csv.DictReader(io.StringIO(outputs["csv"].read_text())))
     assert tuple(rows[0]) == COLUMNS
-    assert [dict(r.items()) for r in rows] == [
-        {k: str(v) for k, v in r.items() if k != "evidence"} for r in report["rows"]
-    ]
+    assert [dict(r.items()) for r in rows] == [{k: str(v) for k, v in r.items() if k != "evidence"} for r in report["rows"]]
     assert {(r["org"], r["verdict"], r["calls"], r["blocked_calls"]) for r in rows} >= {("chat-team", "violation", "15", "3")}
 
     markdown = outputs["md"].read_text()
@@ -174,8 +185,9 @@ def test_report_files_are_written_whole_owner_only_and_never_over_the_evidence(d
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
     # All or none: a later -o that cannot be written leaves the earlier one as it was, and no temporary files.
     before = (tmp_path / "report.csv").read_bytes()
-    failed = invoke("report", "--db", demo_db, "--since", "2024-07-23", "-o", str(tmp_path / "report.csv"),
-                    "-o", str(tmp_path / "missing" / "r.json"))
+    failed = invoke(
+        "report", "--db", demo_db, "--since", "2024-07-23", "-o", str(tmp_path / "report.csv"), "-o", str(tmp_path / "missing" / "r.json")
+    )
     assert failed.exit_code == 3 and "no report was written" in failed.output
     assert (tmp_path / "report.csv").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
@@ -209,9 +221,17 @@ def test_filters_narrow_and_unknown_values_are_said(demo_db: str) -> None:
     window = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-20", "--until", "2024-07-24").stdout)
     assert window["summary"]["calls"] == 50
     assert [(g["first"], g["last"], g["days"]) for g in window["coverage"]["days_without_calls"]] == [
-        ("2024-07-20", "2024-07-21", 2), ("2024-07-23", "2024-07-24", 2)]
+        ("2024-07-20", "2024-07-21", 2),
+        ("2024-07-23", "2024-07-24", 2),
+    ]
     cut = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--cutoff", "2027-01-01", "--as-of", "2026-12-01").stdout)
-    assert cut["summary"]["deadlines"][0] | {"name": ""} == {"provider": "openai", "name": "", "cutoff": "2027-01-01", "days_left": 31, "basis": "--cutoff"}
+    assert cut["summary"]["deadlines"][0] | {"name": ""} == {
+        "provider": "openai",
+        "name": "",
+        "cutoff": "2027-01-01",
+        "days_left": 31,
+        "basis": "--cutoff",
+    }
 
 
 def test_empty_database_says_nothing_was_audited(tmp_path: Path) -> None:
@@ -286,8 +306,9 @@ def test_report_reads_the_same_from_sqlite_and_postgresql(db_target: str, tmp_pa
         assert (report.summary.calls, report.summary.blocked_calls, report.summary.orgs_audited) == (50, 3, 5)
         assert [len(r.evidence) for o in report.orgs for r in o.rows] == [5, 5, 1, 5, 5]  # up to 5 a row; the unknown row has 1 call
         assert {i.formats for i in report.coverage.inputs} == {("squid",), ("vercel",)}
-        scoped = Report.from_store(store, Filters(orgs=("chat-team",), since=dt.date(2024, 7, 22), until=dt.date(2024, 7, 22)),
-                                   load_policies(), now=now)
+        scoped = Report.from_store(
+            store, Filters(orgs=("chat-team",), since=dt.date(2024, 7, 22), until=dt.date(2024, 7, 22)), load_policies(), now=now
+        )
         assert [o.org for o in scoped.orgs] == ["chat-team"] and scoped.summary.calls == 15
         assert [i.calls for i in scoped.coverage.inputs if i.name.endswith("ndjson")] == [15]
         for choice in ReportChoice:
@@ -307,9 +328,23 @@ def _tally(org: str, host: str, egress: str, raw: str, source: str, verdict: Out
     location = Location(country_code="HK", basis="override:203.0.113.0/24")
     judged = Verdict(verdict, "openai", "openai@v188", "openai@v188:not-listed:HK", "HK is not listed by OpenAI API")
     finding = Finding(event, org, Egress(egress, "event"), location, judged, host)
-    return Tally(org=org, provider="openai", host=host, egress=egress, country="HK", basis=location.basis, verdict=verdict.value,
-                 day=event.ts.date(), calls=2, blocked_calls=0, first_seen=event.ts, last_seen=event.ts, policy_version="openai@v188",
-                 rule_id=judged.rule_id, samples=(finding,))
+    return Tally(
+        org=org,
+        provider="openai",
+        host=host,
+        egress=egress,
+        country="HK",
+        basis=location.basis,
+        verdict=verdict.value,
+        day=event.ts.date(),
+        calls=2,
+        blocked_calls=0,
+        first_seen=event.ts,
+        last_seen=event.ts,
+        policy_version="openai@v188",
+        rule_id=judged.rule_id,
+        samples=(finding,),
+    )
 
 
 class _Input:
@@ -401,9 +436,22 @@ def chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         pytest.skip("chromium is not installed (Debian package `chromium`; .ci/run installs it, so CI never skips this)")
     profile = tmp_path / "chromium-profile"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
 
 
@@ -477,6 +525,7 @@ def test_capture_evidence_names_its_packet(tmp_path: Path) -> None:
 
 # A database handed over read-only -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("locked", ["file", "directory"])
 def test_report_from_a_read_only_copy(demo_db: str, locked: str) -> None:
     """A copy of the findings database that the reader may not write (the file, or the directory it
@@ -508,8 +557,9 @@ def test_report_from_a_read_only_copy(demo_db: str, locked: str) -> None:
         command = [sys.executable, "-m", "auditor", "report", "--db", str(copy), "--format", "json"]
         if as_nobody:
             command = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=base,
-                              env={**os.environ, "HOME": str(base), "PYTHONDONTWRITEBYTECODE": "1"})
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, cwd=base, env={**os.environ, "HOME": str(base), "PYTHONDONTWRITEBYTECODE": "1"}
+        )
         assert done.returncode == 1, done.stderr  # the demo's violations, read from the copy
         expected = json.loads(invoke("report", "--db", demo_db, "--format", "json").output)
         got = json.loads(done.stdout)
@@ -556,6 +606,7 @@ def test_rules_count_refused_calls_under_their_own_rule(demo_db: str, tmp_path: 
     """An observation holds calls the provider refused beside calls it did not: the refused ones
     are counted under `...:provider-blocked` and the others under their own rule, whichever came
     first, in one run or across runs."""
+
     def rules(db: str) -> dict[str, int]:
         document = json.loads(invoke("report", "--db", db, "--format", "json").stdout)
         return {r["rule_id"]: r["calls"] for r in document["rules"] if r["verdict"] == "violation"}
@@ -586,15 +637,27 @@ def test_data_a_run_used_when_already_stale_is_said(tmp_path: Path) -> None:
     store = sqlstore.SqlStore(db)
     with store.engine.begin() as conn:
         for started, data in ((dt.datetime(2026, 12, 1), "2019-01-01"), (dt.datetime(2026, 12, 2), "2026-12-01")):
-            conn.execute(sa.insert(sqlstore.runs).values(command="logs", geoip=f"override:0 networks > mmdb:GeoLite2-Country@{data}",
-                                                         policies="", started_at=started, finished_at=started, lines=0, events=0,
-                                                         findings=0, skipped=0))
+            conn.execute(
+                sa.insert(sqlstore.runs).values(
+                    command="logs",
+                    geoip=f"override:0 networks > mmdb:GeoLite2-Country@{data}",
+                    policies="",
+                    started_at=started,
+                    finished_at=started,
+                    lines=0,
+                    events=0,
+                    findings=0,
+                    skipped=0,
+                )
+            )
     store.close()
     document = json.loads(invoke("report", "--db", db, "--format", "json", "--as-of", "2026-12-06").stdout)
     validate(document)
     data = {(d["name"], d["date"]): (d["runs"], d["runs_stale"], d["stale"]) for d in document["summary"]["data"]}
     assert data == {("mmdb:GeoLite2-Country", "2019-01-01"): (1, 1, True), ("mmdb:GeoLite2-Country", "2026-12-01"): (1, 0, False)}
     warnings = document["summary"]["warnings"]
-    assert any(w.startswith("Calls located with data already older than 30 days when the run used it: "
-                            "mmdb:GeoLite2-Country@2019-01-01 by 1 run") for w in warnings)
+    assert any(
+        w.startswith("Calls located with data already older than 30 days when the run used it: mmdb:GeoLite2-Country@2019-01-01 by 1 run")
+        for w in warnings
+    )
     assert not any(w.startswith("GeoIP and cloud-range data older") for w in warnings)  # the newest is 5 days old

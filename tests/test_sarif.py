@@ -76,8 +76,11 @@ def test_every_fixture_repository_gives_a_valid_log_with_one_result_per_flag(nam
 
 
 def test_hkg1_in_vercel_json_is_an_error_once_blocked_and_a_warning_before() -> None:
-    expected = [("unsupported-region", "error", "vercel.json", 4), ("unsupported-region", "error", "vercel.json", 13),
-                ("unsupported-region", "error", "vercel.json", 15)]
+    expected = [
+        ("unsupported-region", "error", "vercel.json", 4),
+        ("unsupported-region", "error", "vercel.json", 13),
+        ("unsupported-region", "error", "vercel.json", 15),
+    ]
     assert results(sarif_of(REPOS / "hkg1-vercel-json")) == expected
     assert results(sarif_of(REPOS / "hkg1-vercel-json", BEFORE_BLOCKING)) == [(k, "warning", u, line) for k, _, u, line in expected]
 
@@ -115,7 +118,7 @@ def test_markup_and_odd_characters_in_paths_and_messages_stay_valid(tmp_path: Pa
     route = tmp_path / "app" / "api" / ODD / "route.ts"
     route.parent.mkdir(parents=True)
     route.write_text("import OpenAI from 'openai';\nexport const runtime = 'edge';\nexport const preferredRegion = 'hkg1';\n")
-    (tmp_path / "vercel.json").write_text(json.dumps({"regions": ["<img src=x onerror=alert(1)>\u2028\"\\"]}))
+    (tmp_path / "vercel.json").write_text(json.dumps({"regions": ['<img src=x onerror=alert(1)>\u2028"\\']}))
     doc = sarif_of(tmp_path)
     by_uri = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r for r in doc["runs"][0]["results"]}
     path = f"app/api/{ODD}/route.ts"

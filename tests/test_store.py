@@ -309,8 +309,13 @@ def test_layer_disagreements_are_stored_with_evidence(db_target: str, tmp_path: 
     from geoip.mmdb import MmdbLocator
     from tests.conftest import asset
 
-    config = parse_config({"site": [{"name": "uk", "networks": ["10.1.0.0/16"], "egress_ip": "81.2.69.160"}],
-                           "override": [{"network": "81.2.69.0/24", "country": "SG"}]}, "t.toml")
+    config = parse_config(
+        {
+            "site": [{"name": "uk", "networks": ["10.1.0.0/16"], "egress_ip": "81.2.69.160"}],
+            "override": [{"network": "81.2.69.0/24", "country": "SG"}],
+        },
+        "t.toml",
+    )
     locator = ChainLocator([OverrideLocator(config.overrides), MmdbLocator(asset("maxmind/GeoIP2-Country-Test.mmdb"))])
     log = tmp_path / "a.log"
     log.write_text(squid(T0, "10.1.0.5"))
@@ -389,9 +394,11 @@ def test_forget_then_a_new_configuration_replaces_the_rows(db_target: str, tmp_p
     store = SqlStore(db_target)
     run(store, log)
     moved = parse_config(
-        {"site": [{"name": "sg", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.10"}],
-         "org": [{"name": "acme", "networks": ["10.0.0.0/8"]}],
-         "override": [{"network": "198.51.100.0/24", "country": "SG"}]},
+        {
+            "site": [{"name": "sg", "networks": ["10.0.0.0/8"], "egress_ip": "198.51.100.10"}],
+            "org": [{"name": "acme", "networks": ["10.0.0.0/8"]}],
+            "override": [{"network": "198.51.100.0/24", "country": "SG"}],
+        },
         "moved.toml",
     )
     auditor = Auditor(load_policies(), ChainLocator([OverrideLocator(moved.overrides)]), Attributor(moved))
@@ -422,15 +429,24 @@ def test_small_input_checkpointed_then_grown_and_renamed_resumes(db_target: str,
     assert fresh_summary.inputs[0].resumed_at_line == 0 and fresh_summary.inputs[0].lines == 1
 
 
-@pytest.mark.parametrize("setup, message", [
-    # Found by a hostile-input hunt: each used to end with a traceback.
-    ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'abc')",
-     "f.db: is a database of another application (tables meta); pass another --db"),  # a meta alone is not ours
-    ("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '0')",
-     "f.db: is a database of another application (tables meta); pass another --db"),
-    ("CREATE TABLE runs (id INTEGER PRIMARY KEY, command VARCHAR)",
-     "f.db: is a database of another application (tables runs); pass another --db"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        # Found by a hostile-input hunt: each used to end with a traceback.
+        (
+            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'abc')",
+            "f.db: is a database of another application (tables meta); pass another --db",
+        ),  # a meta alone is not ours
+        (
+            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '0')",
+            "f.db: is a database of another application (tables meta); pass another --db",
+        ),
+        (
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, command VARCHAR)",
+            "f.db: is a database of another application (tables runs); pass another --db",
+        ),
+    ],
+)
 def test_a_foreign_or_damaged_database_is_one_sentence(tmp_path: Path, setup: str, message: str) -> None:
     import sqlite3
 
@@ -448,13 +464,16 @@ def test_a_foreign_or_damaged_database_is_one_sentence(tmp_path: Path, setup: st
     assert message in result.stderr and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("edit, message", [
-    # A hand-edited SQLite file (or a foreign tool writing to it) reached the output as a traceback.
-    ("UPDATE observations SET first_seen = 'notadate'", "(Invalid isoformat string: 'notadate')"),
-    ("UPDATE observations SET verdict = 'weird'", "(verdict 'weird' is not one of violation, at_risk, unknown, allowed)"),
-    ("UPDATE observations SET org = x'41'", "(org is bytes, not text)"),
-    ("UPDATE observations SET calls = -3", "(calls -3 is not a count)"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # A hand-edited SQLite file (or a foreign tool writing to it) reached the output as a traceback.
+        ("UPDATE observations SET first_seen = 'notadate'", "(Invalid isoformat string: 'notadate')"),
+        ("UPDATE observations SET verdict = 'weird'", "(verdict 'weird' is not one of violation, at_risk, unknown, allowed)"),
+        ("UPDATE observations SET org = x'41'", "(org is bytes, not text)"),
+        ("UPDATE observations SET calls = -3", "(calls -3 is not a count)"),
+    ],
+)
 def test_a_hand_edited_value_is_one_sentence(tmp_path: Path, edit: str, message: str) -> None:
     import sqlite3
 
@@ -721,8 +740,21 @@ def test_a_nul_in_a_stored_value_does_not_stop_the_run(db_target: str, tmp_path:
     squid_log = tmp_path / "access.log"
     squid_log.write_bytes(b"1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\x00z\n")
     eve = tmp_path / "eve.json"
-    eve.write_text(json.dumps({"timestamp": "2024-07-15T09:10:11.000000+0000", "event_type": "tls", "src_ip": "10.0.0.1\u0000x", "src_port": 5,
-                               "dest_ip": "162.159.140.245", "dest_port": 443, "proto": "TCP", "tls": {"sni": "api.openai.com"}}) + "\n")
+    eve.write_text(
+        json.dumps(
+            {
+                "timestamp": "2024-07-15T09:10:11.000000+0000",
+                "event_type": "tls",
+                "src_ip": "10.0.0.1\u0000x",
+                "src_port": 5,
+                "dest_ip": "162.159.140.245",
+                "dest_port": 443,
+                "proto": "TCP",
+                "tls": {"sni": "api.openai.com"},
+            }
+        )
+        + "\n"
+    )
     config = tmp_path / "c.toml"
     config.write_text('[[org]]\nname = "acme\\u0000corp"\nnetworks = ["10.0.0.0/8"]\n')
     result = CliRunner().invoke(cli, ["logs", str(squid_log), str(eve), "--db", db_target, "--config", str(config), "--json"])
@@ -773,7 +805,8 @@ def test_an_existing_database_readable_by_others_is_tightened_and_said(tmp_path:
     assert result.exit_code == 0, result.output
     assert f"{path}: the findings database was readable by others (mode 0644); made owner-only (0600)" in result.stderr
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
-        name: "0o600" for name in ("f.db", "f.db-wal", "f.db-shm") if (tmp_path / name).exists()}
+        name: "0o600" for name in ("f.db", "f.db-wal", "f.db-shm") if (tmp_path / name).exists()
+    }
 
 
 def test_directories_made_for_the_database_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
@@ -854,7 +887,9 @@ def test_the_sqlite_file_alone_holds_everything_after_a_command(tmp_path: Path) 
     log = tmp_path / "a.log"
     log.write_text("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -\n")
     db = tmp_path / "f.db"
-    result = CliRunner().invoke(cli, ["logs", str(log), "--db", str(db), "--config", str(Path(__file__).resolve().parents[1] / "examples" / "auditor.toml")])
+    result = CliRunner().invoke(
+        cli, ["logs", str(log), "--db", str(db), "--config", str(Path(__file__).resolve().parents[1] / "examples" / "auditor.toml")]
+    )
     assert result.exit_code == 1, result.output  # a violation: the store is closed on that way out too
     copy = tmp_path / "handed-over.db"
     shutil.copyfile(db, copy)
@@ -889,16 +924,27 @@ def test_evidence_by_row_is_each_rows_first_calls(db_target: str) -> None:
 
     rng = random.Random(5)
     store = SqlStore(db_target)
-    keys = [(f"org-{o}", p, f"api.{p}.com", f"203.0.113.{e}", "HK", "cloud:aws:ap-east-1", v)
-            for o in range(4) for p in ("openai", "anthropic") for e in range(2) for v in ("violation", "at_risk")]
+    keys = [
+        (f"org-{o}", p, f"api.{p}.com", f"203.0.113.{e}", "HK", "cloud:aws:ap-east-1", v)
+        for o in range(4)
+        for p in ("openai", "anthropic")
+        for e in range(2)
+        for v in ("violation", "at_risk")
+    ]
     obs, ev, evidence_of = [], [], {}
     start = dt.date(2024, 7, 1)
     with store.engine.begin() as conn:
-        conn.execute(sa.insert(sqlstore.runs).values(id=1, command="logs", geoip="", policies="", started_at=dt.datetime(2024, 8, 1),
-                                                     lines=0, events=0, findings=0, skipped=0))
+        conn.execute(
+            sa.insert(sqlstore.runs).values(
+                id=1, command="logs", geoip="", policies="", started_at=dt.datetime(2024, 8, 1), lines=0, events=0, findings=0, skipped=0
+            )
+        )
         for source in (1, 2, 3):
-            conn.execute(sa.insert(sqlstore.sources).values(id=source, name=f"/log/{source}", fingerprint=f"{source:064x}", fp_len=4096,
-                                                            offset=0, line=0, updated_at=dt.datetime(2024, 8, 1)))
+            conn.execute(
+                sa.insert(sqlstore.sources).values(
+                    id=source, name=f"/log/{source}", fingerprint=f"{source:064x}", fp_len=4096, offset=0, line=0, updated_at=dt.datetime(2024, 8, 1)
+                )
+            )
         for key in keys:
             for source in (1, 2, 3):
                 for day in sorted(rng.sample(range(20), rng.randrange(0, 6))):
@@ -906,26 +952,64 @@ def test_evidence_by_row_is_each_rows_first_calls(db_target: str) -> None:
                     count = rng.choice((0, 1, 2, 5))  # 0: every call counted through a tunnel's other record
                     obs_id = len(obs) + 1
                     first = dt.datetime.combine(when, dt.time(rng.randrange(24), rng.randrange(60)))
-                    obs.append(dict(id=obs_id, source_id=source, org=key[0], provider=key[1], host=key[2], egress_ip=key[3], country=key[4],
-                                    basis=key[5], verdict=key[6], day=when, policy_version=f"{key[1]}@v1", rule_id=f"{key[1]}@v1:x",
-                                    calls=max(count, 1), first_seen=first, last_seen=first, evidence_count=count, blocked_calls=0))
+                    obs.append(
+                        dict(
+                            id=obs_id,
+                            source_id=source,
+                            org=key[0],
+                            provider=key[1],
+                            host=key[2],
+                            egress_ip=key[3],
+                            country=key[4],
+                            basis=key[5],
+                            verdict=key[6],
+                            day=when,
+                            policy_version=f"{key[1]}@v1",
+                            rule_id=f"{key[1]}@v1:x",
+                            calls=max(count, 1),
+                            first_seen=first,
+                            last_seen=first,
+                            evidence_count=count,
+                            blocked_calls=0,
+                        )
+                    )
                     for _n in range(count):
                         ts = first + dt.timedelta(minutes=rng.randrange(0, 60 * 24 - first.hour * 60 - first.minute))
-                        ev.append(dict(id=len(ev) + 1, observation_id=obs_id, run_id=1, location=f"/log/{source}:{len(ev) + 1}", ts=ts,
-                                       orig_h="10.0.0.1", egress_basis="site:x", rule_id="r", reason="", raw=f"line {len(ev) + 1}",
-                                       disagreements=""))
+                        ev.append(
+                            dict(
+                                id=len(ev) + 1,
+                                observation_id=obs_id,
+                                run_id=1,
+                                location=f"/log/{source}:{len(ev) + 1}",
+                                ts=ts,
+                                orig_h="10.0.0.1",
+                                egress_basis="site:x",
+                                rule_id="r",
+                                reason="",
+                                raw=f"line {len(ev) + 1}",
+                                disagreements="",
+                            )
+                        )
                         evidence_of.setdefault(obs_id, []).append(ev[-1])
         conn.execute(sa.insert(sqlstore.observations), obs)
         conn.execute(sa.insert(sqlstore.evidence), ev)
     by_id = {o["id"]: o for o in obs}
-    scopes = [Scope(), Scope(since=start + dt.timedelta(days=7)), Scope(until=start + dt.timedelta(days=9), orgs=("org-1", "org-2")),
-              Scope(providers=("anthropic",), since=start + dt.timedelta(days=3), until=start + dt.timedelta(days=15))]
+    scopes = [
+        Scope(),
+        Scope(since=start + dt.timedelta(days=7)),
+        Scope(until=start + dt.timedelta(days=9), orgs=("org-1", "org-2")),
+        Scope(providers=("anthropic",), since=start + dt.timedelta(days=3), until=start + dt.timedelta(days=15)),
+    ]
     for scope in scopes:
         expected: dict[tuple[str, ...], list[tuple[dt.datetime, int]]] = {}
         for e in ev:
             o = by_id[e["observation_id"]]
-            if ((scope.orgs and o["org"] not in scope.orgs) or (scope.providers and o["provider"] not in scope.providers)
-                    or (scope.since and o["day"] < scope.since) or (scope.until and o["day"] > scope.until)):
+            if (
+                (scope.orgs and o["org"] not in scope.orgs)
+                or (scope.providers and o["provider"] not in scope.providers)
+                or (scope.since and o["day"] < scope.since)
+                or (scope.until and o["day"] > scope.until)
+            ):
                 continue
             key = (o["org"], o["provider"], o["host"], o["egress_ip"], o["country"], o["basis"], o["verdict"])
             expected.setdefault(key, []).append((e["ts"], e["id"]))

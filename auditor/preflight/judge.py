@@ -22,11 +22,26 @@ DEFAULT_REGION = "iad1"
 # Approximate coordinates of each Vercel region's reference location (the city in Vercel's region
 # table), used only to suggest the nearest supported replacement for a flagged region.
 REGION_COORDINATES: dict[str, tuple[float, float]] = {
-    "arn1": (59.33, 18.07), "bom1": (19.08, 72.88), "cdg1": (48.86, 2.35), "cle1": (41.50, -81.69),
-    "cpt1": (-33.92, 18.42), "dub1": (53.35, -6.26), "dxb1": (25.20, 55.27), "fra1": (50.11, 8.68),
-    "gru1": (-23.55, -46.63), "hkg1": (22.32, 114.17), "hnd1": (35.68, 139.69), "iad1": (38.91, -77.04),
-    "icn1": (37.57, 126.98), "kix1": (34.69, 135.50), "lhr1": (51.51, -0.13), "pdx1": (45.52, -122.68),
-    "sfo1": (37.77, -122.42), "sin1": (1.35, 103.82), "syd1": (-33.87, 151.21), "yul1": (45.50, -73.57),
+    "arn1": (59.33, 18.07),
+    "bom1": (19.08, 72.88),
+    "cdg1": (48.86, 2.35),
+    "cle1": (41.50, -81.69),
+    "cpt1": (-33.92, 18.42),
+    "dub1": (53.35, -6.26),
+    "dxb1": (25.20, 55.27),
+    "fra1": (50.11, 8.68),
+    "gru1": (-23.55, -46.63),
+    "hkg1": (22.32, 114.17),
+    "hnd1": (35.68, 139.69),
+    "iad1": (38.91, -77.04),
+    "icn1": (37.57, 126.98),
+    "kix1": (34.69, 135.50),
+    "lhr1": (51.51, -0.13),
+    "pdx1": (45.52, -122.68),
+    "sfo1": (37.77, -122.42),
+    "sin1": (1.35, 103.82),
+    "syd1": (-33.87, 151.21),
+    "yul1": (45.50, -73.57),
 }
 
 
@@ -155,13 +170,21 @@ class Flags:
         self.judge = judge
         self.raised: list[Flag] = []
 
-    def flag(self, path: str, line: int, kind: str, region: str, country: str, providers: Sequence[str],
-             message: str, fix: str, rules: str) -> None:
-        self.raised.append(Flag(path, line, kind, region, country, ",".join(providers), message, fix, rules,
-                                self.judge.flag_outcome(kind, country, providers)))
+    def flag(self, path: str, line: int, kind: str, region: str, country: str, providers: Sequence[str], message: str, fix: str, rules: str) -> None:
+        self.raised.append(
+            Flag(path, line, kind, region, country, ",".join(providers), message, fix, rules, self.judge.flag_outcome(kind, country, providers))
+        )
 
-    def judge_codes(self, rel: str, codes: Sequence[tuple[str, int]], providers: Sequence[str], what: str,
-                    effect: str, render_fix: Callable[[list[str], str], str], note: str = "") -> None:
+    def judge_codes(
+        self,
+        rel: str,
+        codes: Sequence[tuple[str, int]],
+        providers: Sequence[str],
+        what: str,
+        effect: str,
+        render_fix: Callable[[list[str], str], str],
+        note: str = "",
+    ) -> None:
         """Flag unknown and unsupported codes of one configured list. `render_fix(fixed, replacement)`
         gets the whole corrected list (unknown codes dropped, unsupported ones replaced by the
         nearest region every provider in `providers` serves) and the flagged code's replacement."""
@@ -183,10 +206,16 @@ class Flags:
         for raw, line, against in problems:
             if against is None:
                 self.flag(
-                    rel, line, "unknown-region", raw, "", [],
+                    rel,
+                    line,
+                    "unknown-region",
+                    raw,
+                    "",
+                    [],
                     f"{what} lists {raw!r}, which is not a Vercel region code region-auditor knows, so it "
                     f"cannot be judged{note}. Known codes: {self.judge.known_codes()}.",
-                    render_fix(fixed, self.judge.default_region(providers)), "",
+                    render_fix(fixed, self.judge.default_region(providers)),
+                    "",
                 )
                 continue
             code = raw.strip().lower()
@@ -194,15 +223,17 @@ class Flags:
             replacement = self.judge.nearest_supported(code, providers)
             fix = render_fix(fixed, replacement)
             reasons = " / ".join(self.judge.verdict(p, country)[1] for p in against)
-            distance = (
-                f", {_distance_km(code, replacement):,.0f} km away"
-                if code in REGION_COORDINATES and replacement in REGION_COORDINATES else ""
-            )
+            distance = f", {_distance_km(code, replacement):,.0f} km away" if code in REGION_COORDINATES and replacement in REGION_COORDINATES else ""
             self.flag(
-                rel, line, "unsupported-region", code, country, against,
+                rel,
+                line,
+                "unsupported-region",
+                code,
+                country,
+                against,
                 f"{what} lists {self.judge.describe(code)}, which {self.judge.serve(against, negate=True)} "
                 f"({reasons}); {effect}{note}. Nearest region {self.judge.serve(providers)}: "
                 f"{self.judge.describe(replacement)}{distance}.",
-                fix, self.judge.rules(code, against),
+                fix,
+                self.judge.rules(code, against),
             )
-

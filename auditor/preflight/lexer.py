@@ -94,7 +94,6 @@ class JsonPositions:
         return JsonNode(json.loads(m.group()), line), m.end()
 
 
-
 # --------------------------------------------------------------------------------------------
 # JavaScript / TypeScript: comments blanked, exports and imports read with a tolerant scanner
 
@@ -402,4 +401,3 @@ def _type_only(text: str, at: int) -> bool:
     if not starts:
         return False
     return re.match(r"(?:import|export)\s+type\b", text[starts[-1].start() : at]) is not None
-

@@ -168,6 +168,7 @@ class Layout:
 def walk(root: Path, files: Files, ignored: list[str]) -> Iterator[Path]:
     """Every file under `root`, sorted; SKIP_DIRS are pruned (added to `ignored`), and directories
     that are symbolic links or cannot be read are recorded in `files.skipped`."""
+
     def onerror(e: OSError) -> None:
         files.skipped[files.rel(Path(e.filename))] = f"unreadable directory ({e.strerror})"
 
@@ -226,9 +227,7 @@ class Project:
             bases = [importer.parent / spec]
         elif spec.startswith(("@/", "~/")):
             project = importer.parent
-            while project != self.root and not any(
-                _is_file(project / n) for n in ("tsconfig.json", "jsconfig.json", "package.json")
-            ):
+            while project != self.root and not any(_is_file(project / n) for n in ("tsconfig.json", "jsconfig.json", "package.json")):
                 project = project.parent
             bases = [project / spec[2:], project / "src" / spec[2:]]
         else:

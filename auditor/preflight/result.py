@@ -131,11 +131,20 @@ class ScanResult:
                 "vercel_configs": list(self.vercel_configs),
                 "routes": [
                     {
-                        "path": r.path, "kind": r.kind, "runtime": r.runtime, "regions": list(r.regions),
+                        "path": r.path,
+                        "kind": r.kind,
+                        "runtime": r.runtime,
+                        "regions": list(r.regions),
                         "regions_from": r.regions_from,
                         "apis": [
-                            {"provider": a.provider, "evidence": a.evidence, "path": a.path, "line": a.line,
-                             "via_line": a.via_line, "judged": a.judged}
+                            {
+                                "provider": a.provider,
+                                "evidence": a.evidence,
+                                "path": a.path,
+                                "line": a.line,
+                                "via_line": a.via_line,
+                                "judged": a.judged,
+                            }
                             for a in r.apis
                         ],
                     }
@@ -149,7 +158,13 @@ class ScanResult:
 
 def _flag_dict(flag: Flag) -> dict[str, Any]:
     return {
-        "path": flag.path, "line": flag.line, "kind": flag.kind, "region": flag.region, "country": flag.country,
-        "provider": flag.provider, "message": flag.message, "fix": flag.fix, "rule": flag.rule,
+        "path": flag.path,
+        "line": flag.line,
+        "kind": flag.kind,
+        "region": flag.region,
+        "country": flag.country,
+        "provider": flag.provider,
+        "message": flag.message,
+        "fix": flag.fix,
+        "rule": flag.rule,
     }
-

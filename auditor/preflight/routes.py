@@ -103,7 +103,12 @@ class Routes:
         elif called and cfg.runtime == "unresolved":
             risky = self.judge.risky_regions(called)
             self.flags.flag(
-                rel, cfg.runtime_line, "unresolved-region", "", "", called,
+                rel,
+                cfg.runtime_line,
+                "unresolved-region",
+                "",
+                "",
+                called,
                 f"runtime is not a literal ({cfg.runtime_text}), so region-auditor cannot tell whether this route, "
                 f"which calls {self.judge.names(called)} ({_evidence(apis)}), runs on the edge runtime "
                 "(in the region closest to each user).",
@@ -133,11 +138,16 @@ class Routes:
             else:
                 runtime, runtime_line, how = "nodejs", 1, ""
             return _RouteConfig(
-                runtime=runtime, runtime_line=runtime_line, runtime_how=how,
+                runtime=runtime,
+                runtime_line=runtime_line,
+                runtime_how=how,
                 runtime_text=runtime_value.text.strip() if runtime_value is not None else "",
-                regions=regions_value, regions_line=key_lines.get("regions", runtime_line), regions_own=True,
+                regions=regions_value,
+                regions_line=key_lines.get("regions", runtime_line),
+                regions_own=True,
                 regions_from="config.regions" if regions_value is not None else "",
-                config_style=True, config_line=config_line,
+                config_style=True,
+                config_line=config_line,
             )
         # App router: the file's own exports, then (pages and layouts) the enclosing layouts'.
         chain = [module]
@@ -162,12 +172,16 @@ class Routes:
             how = "edge route" if own else f"edge route (runtime inherited from {rt[0].path}:{rt[1].line})"
         regions_own = rg is not None and rg[0] is module
         return _RouteConfig(
-            runtime=runtime, runtime_line=runtime_line, runtime_how=how, runtime_text=text,
+            runtime=runtime,
+            runtime_line=runtime_line,
+            runtime_how=how,
+            runtime_text=text,
             regions=rg[1].value if rg is not None else None,
             regions_line=rg[1].line if regions_own and rg is not None else runtime_line,
             regions_own=regions_own,
             regions_from=("preferredRegion" if regions_own else f"{rg[0].path}:{rg[1].line}") if rg is not None else "",
-            config_style=False, config_line=config_line,
+            config_style=False,
+            config_line=config_line,
         )
 
     def route_codes(self, rel: str, cfg: _RouteConfig, providers: Sequence[str]) -> None:
@@ -182,7 +196,8 @@ class Routes:
         label = "regions" if cfg.config_style else "preferredRegion"
         note = (
             " (the value is an expression: every region it can name is judged; replace the flagged literal with the fix)"
-            if value.kind == "expression" else ""
+            if value.kind == "expression"
+            else ""
         )
 
         def render(fixed: list[str], replacement: str) -> str:
@@ -203,10 +218,7 @@ class Routes:
         against = self.judge.unsupported_by(example, called)
         rules = self.judge.rules(example, against)
         evidence = _evidence(apis)
-        exposure = (
-            f"so a user near {self.judge.describe(example)} makes the call from there, "
-            f"which {self.judge.serve(against, negate=True)}"
-        )
+        exposure = f"so a user near {self.judge.describe(example)} makes the call from there, which {self.judge.serve(against, negate=True)}"
         pin = ", ".join(f"'{c}'" for c in self.configs.pin_to(path, called))
         if cfg.config_style:
             fix = f"regions: [{pin}]," if cfg.config_line else f"export const config = {{ regions: [{pin}] }}"
@@ -215,18 +227,21 @@ class Routes:
             fix = f"export const preferredRegion = [{pin}]"
             where = " Add the fix below export const runtime." if cfg.runtime_line > 1 else " Add the fix to this file."
         config = self.configs.nearest(path)
-        vercel_note = (
-            f" The {config.path} \"regions\" do not apply to edge functions."
-            if config is not None and config.regions else ""
-        )
+        vercel_note = f' The {config.path} "regions" do not apply to edge functions.' if config is not None and config.regions else ""
         value = cfg.regions
         label = "regions" if cfg.config_style else "preferredRegion"
         if value is None:
             self.flags.flag(
-                rel, cfg.runtime_line, "unpinned-edge", "", "", against,
+                rel,
+                cfg.runtime_line,
+                "unpinned-edge",
+                "",
+                "",
+                against,
                 f"{cfg.runtime_how} calls {self.judge.names(called)} ({evidence}) without pinned regions: it runs "
                 f"in the region closest to each user, {exposure}.{vercel_note}{where}",
-                fix, rules,
+                fix,
+                rules,
             )
             return
         values = [lit.value.strip().lower() for lit in _region_literals(value)]
@@ -236,20 +251,32 @@ class Routes:
             meaning = "the region closest to each user" if anywhere == "auto" else "every region"
             inherited = "" if cfg.regions_own else f" (inherited from {cfg.regions_from})"
             self.flags.flag(
-                rel, line, "unpinned-edge", anywhere, "", against,
+                rel,
+                line,
+                "unpinned-edge",
+                anywhere,
+                "",
+                against,
                 f"{label} {anywhere!r}{inherited} on an {cfg.runtime_how} means {meaning}; this route calls "
                 f"{self.judge.names(called)} ({evidence}), {exposure}. "
                 + (f"Replace line {line} with the fix." if cfg.regions_own else "Add the fix to this file."),
-                fix, rules,
+                fix,
+                rules,
             )
             return
         if not [v for v in values if v != HOME] and HOME not in values:
             self.flags.flag(
-                rel, line, "unresolved-region", "", "", called,
+                rel,
+                line,
+                "unresolved-region",
+                "",
+                "",
+                called,
                 f"{label} is not a literal ({value.text.strip() or 'a shorthand or computed value'}), so region-auditor "
                 f"cannot show that this {cfg.runtime_how}, which calls {self.judge.names(called)} ({evidence}), "
                 "is pinned to supported regions.",
-                fix, rules,
+                fix,
+                rules,
             )
 
 
@@ -260,4 +287,3 @@ def _evidence(apis: Sequence[ApiUse]) -> str:
     if first.via_line:
         return f"{first.evidence} in {first.path}:{first.line}, imported on line {first.via_line}{more}"
     return f"{first.evidence} on line {first.line}{more}"
-

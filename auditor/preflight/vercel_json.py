@@ -74,8 +74,9 @@ class VercelConfigs:
                 if "regions" in conf.value:
                     self.json_regions(rel, conf.value["regions"], "regions", where, "functions matching it run there")
                 if "functionFailoverRegions" in conf.value:
-                    self.json_regions(rel, conf.value["functionFailoverRegions"], "functionFailoverRegions", where,
-                                      "functions matching it fail over to it")
+                    self.json_regions(
+                        rel, conf.value["functionFailoverRegions"], "functionFailoverRegions", where, "functions matching it fail over to it"
+                    )
         self.configs[path.parent] = VercelConfig(rel, project)
 
     def json_regions(self, rel: str, node: JsonNode, key: str, where: str, effect: str) -> tuple[str, ...]:
@@ -86,10 +87,16 @@ class VercelConfigs:
             if risky:
                 against = self.judge.unsupported_by(risky[0], self.judge.providers)
                 self.flags.flag(
-                    rel, node.line, "all-regions", node.value, "", against,
-                    f"{what} is \"all\": every Vercel region, including {self.judge.describe(risky[0])}, which "
+                    rel,
+                    node.line,
+                    "all-regions",
+                    node.value,
+                    "",
+                    against,
+                    f'{what} is "all": every Vercel region, including {self.judge.describe(risky[0])}, which '
                     f"{self.judge.serve(against, negate=True)}; {effect}.",
-                    f'"{key}": {_json_list([self.judge.default_region(self.judge.providers)])}', self.judge.rules(risky[0], against),
+                    f'"{key}": {_json_list([self.judge.default_region(self.judge.providers)])}',
+                    self.judge.rules(risky[0], against),
                 )
             return ()
         items = node.value if isinstance(node.value, list) else [node]
@@ -128,4 +135,3 @@ def _not_json(constant: str) -> None:
 
 def _json_list(codes: Sequence[str]) -> str:
     return "[" + ", ".join(f'"{c}"' for c in codes) + "]"
-

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from auditor.report.interface import ReportRenderer
 from auditor.report.model import DayCalls, Report, plural
 
-COLORS = {"violation": "#b3261e", "at_risk": "#e8710a", "unknown": "#80868b", "allowed": "#188038", "blocked": "#5f0f0a",
-          "compliant": "#188038"}
+COLORS = {"violation": "#b3261e", "at_risk": "#e8710a", "unknown": "#80868b", "allowed": "#188038", "blocked": "#5f0f0a", "compliant": "#188038"}
 VERDICTS = ("violation", "at_risk", "unknown", "allowed")
 STATUS_LABEL = {"blocked": "blocked", "violation": "violation", "at_risk": "at risk", "unknown": "unknown egress", "compliant": "compliant"}
 COUNTRIES_SHOWN = 12
@@ -78,9 +77,9 @@ def _badge(status: str) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), cls: str = "") -> str:
     """A table of cells already escaped (header cells are ours)."""
-    head = "".join(f'<th{" class=n" if i in numeric else ""}>{h}</th>' for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{c}</td>' for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f'<table{f" class={cls}" if cls else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    head = "".join(f"<th{' class=n' if i in numeric else ''}>{h}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table{f' class={cls}' if cls else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def day_chart(days: Sequence[DayCalls], width: int = 640, height: int = 220) -> str:
@@ -110,8 +109,10 @@ def day_chart(days: Sequence[DayCalls], width: int = 640, height: int = 220) -> 
                 continue
             h = plot_h * n / top
             y -= h
-            parts.append(f'<rect x="{x + bar * 0.1:.1f}" y="{y:.1f}" width="{max(bar * 0.8, 1):.1f}" height="{h:.1f}" fill="{COLORS[verdict]}">'
-                         f'<title>{e(day.isoformat())}: {n} {e(verdict)}</title></rect>')
+            parts.append(
+                f'<rect x="{x + bar * 0.1:.1f}" y="{y:.1f}" width="{max(bar * 0.8, 1):.1f}" height="{h:.1f}" fill="{COLORS[verdict]}">'
+                f"<title>{e(day.isoformat())}: {n} {e(verdict)}</title></rect>"
+            )
     parts.append(f'<text x="{left}" y="{height - 6}">{e(first.isoformat())}</text>')
     if last != first:
         parts.append(f'<text x="{width - pad}" y="{height - 6}" text-anchor="end">{e(last.isoformat())}</text>')
@@ -129,7 +130,7 @@ def country_chart(report: Report, width: int = 420) -> str:
     ranked = sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
     if len(ranked) > COUNTRIES_SHOWN:
         other: dict[str, int] = defaultdict(int)
-        for _, counts in ranked[COUNTRIES_SHOWN - 1:]:
+        for _, counts in ranked[COUNTRIES_SHOWN - 1 :]:
             for verdict, n in counts.items():
                 other[verdict] += n
         ranked = [*ranked[: COUNTRIES_SHOWN - 1], ("other", other)]
@@ -147,8 +148,10 @@ def country_chart(report: Report, width: int = 420) -> str:
             if not n:
                 continue
             w = plot_w * n / top
-            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 6}" fill="{COLORS[verdict]}">'
-                         f'<title>{e(country)}: {n} {e(verdict)}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 6}" fill="{COLORS[verdict]}">'
+                f"<title>{e(country)}: {n} {e(verdict)}</title></rect>"
+            )
             x += w
         parts.append(f'<text x="{x + 4:.1f}" y="{y + 15}">{sum(counts.values())}</text>')
     parts.append("</svg>")
@@ -171,48 +174,93 @@ class HtmlReport(ReportRenderer):
             f"<title>AI provider region compliance report, {e(report.as_of.isoformat())}</title>",
             f"<style>{CSS}</style></head><body>",
             "<h1>AI provider region compliance report</h1>",
-            (f'<p class="muted">As of <b id="as-of">{e(report.as_of.isoformat())}</b>; generated {e(_when(report.generated_at))} UTC; '
-             f"{_scope(report)}. Schema {e(report.schema)}.</p>"),
+            (
+                f'<p class="muted">As of <b id="as-of">{e(report.as_of.isoformat())}</b>; generated {e(_when(report.generated_at))} UTC; '
+                f"{_scope(report)}. Schema {e(report.schema)}.</p>"
+            ),
         ]
         out += [f'<div class="note info notice">{e(n)}</div>' for n in report.notices]
         out.append('<h2 id="summary">Summary</h2>')
         if not s.audited:
-            out.append('<div class="note" id="nothing-audited"><b>Nothing was audited</b>: the database holds no run and no input. '
-                       "Audit logs or captures first (<code>region-auditor logs FILE...</code>, <code>region-auditor pcap FILE...</code>).</div>")
+            out.append(
+                '<div class="note" id="nothing-audited"><b>Nothing was audited</b>: the database holds no run and no input. '
+                "Audit logs or captures first (<code>region-auditor logs FILE...</code>, <code>region-auditor pcap FILE...</code>).</div>"
+            )
         elif not report.rows:
-            out.append('<div class="note info" id="no-calls">No call to a governed AI provider host is recorded in the period and filters '
-                       "of this report.</div>")
-        cards = [("orgs-audited", "", s.orgs_audited, "organizations audited", f"{s.calls} calls"),
-                 ("orgs-blocked", "blocked", s.orgs_blocked, "blocked already", f"{s.blocked_calls} calls refused"),
-                 ("orgs-violation", "violation", s.orgs_violation, "in violation", f"{s.violation_calls} violating calls"),
-                 ("orgs-at-risk", "at_risk", s.orgs_at_risk, "at risk", f"{s.at_risk_calls} calls"),
-                 ("orgs-unknown", "unknown", s.orgs_unknown, "unknown egress", f"{plural(s.unknown_calls, 'call')} (coverage gap)"),
-                 ("orgs-compliant", "compliant", s.orgs_compliant, "compliant", f"{s.allowed_calls} calls")]
-        out.append('<div class="cards">' + "".join(
-            f'<div class="card {cls}"><div class="v" id="{key}">{value}</div><div class="l">{label}<br>{e(sub)}</div></div>'
-            for key, cls, value, label, sub in cards) + "</div>")
-        out.append('<p class="muted">Organizations count once, under their worst status; calls count under their own verdict '
-                   "(blocked calls are violations too). Unknown egress is a coverage gap, never compliant.</p>")
+            out.append(
+                '<div class="note info" id="no-calls">No call to a governed AI provider host is recorded in the period and filters '
+                "of this report.</div>"
+            )
+        cards = [
+            ("orgs-audited", "", s.orgs_audited, "organizations audited", f"{s.calls} calls"),
+            ("orgs-blocked", "blocked", s.orgs_blocked, "blocked already", f"{s.blocked_calls} calls refused"),
+            ("orgs-violation", "violation", s.orgs_violation, "in violation", f"{s.violation_calls} violating calls"),
+            ("orgs-at-risk", "at_risk", s.orgs_at_risk, "at risk", f"{s.at_risk_calls} calls"),
+            ("orgs-unknown", "unknown", s.orgs_unknown, "unknown egress", f"{plural(s.unknown_calls, 'call')} (coverage gap)"),
+            ("orgs-compliant", "compliant", s.orgs_compliant, "compliant", f"{s.allowed_calls} calls"),
+        ]
+        out.append(
+            '<div class="cards">'
+            + "".join(
+                f'<div class="card {cls}"><div class="v" id="{key}">{value}</div><div class="l">{label}<br>{e(sub)}</div></div>'
+                for key, cls, value, label, sub in cards
+            )
+            + "</div>"
+        )
+        out.append(
+            '<p class="muted">Organizations count once, under their worst status; calls count under their own verdict '
+            "(blocked calls are violations too). Unknown egress is a coverage gap, never compliant.</p>"
+        )
         if s.first_seen:
             out.append(f"<p>Calls seen from {e(_when(s.first_seen))} to {e(_when(s.last_seen))} UTC.</p>")
         if s.deadlines:
-            out.append("<ul class=\"deadlines\">" + "".join(
-                f'<li data-provider="{e(d.provider)}" data-days-left="{d.days_left}"><b>{e(d.describe())}</b></li>' for d in s.deadlines) + "</ul>")
+            out.append(
+                '<ul class="deadlines">'
+                + "".join(f'<li data-provider="{e(d.provider)}" data-days-left="{d.days_left}"><b>{e(d.describe())}</b></li>' for d in s.deadlines)
+                + "</ul>"
+            )
         if report.rows:
-            out.append('<div class="charts"><figure><figcaption>Calls per day by verdict</figcaption>'
-                       f"{day_chart(report.calls_per_day)}{_legend()}</figure>"
-                       f"<figure><figcaption>Calls by egress country</figcaption>{country_chart(report)}</figure></div>")
+            out.append(
+                '<div class="charts"><figure><figcaption>Calls per day by verdict</figcaption>'
+                f"{day_chart(report.calls_per_day)}{_legend()}</figure>"
+                f"<figure><figcaption>Calls by egress country</figcaption>{country_chart(report)}</figure></div>"
+            )
         if s.policies:
-            out.append("<h3>Policy packs used</h3>" + _table(
-                ("version", "label", "in force from", "enforced from", "calls", "source"),
-                ((f"<code>{e(p.version)}</code>", e(p.label), e(p.in_force_from or "?"), e(p.enforced_from or "?"), str(p.calls),
-                  e(p.source_url) or "-") for p in s.policies), numeric=(4,)))
+            out.append(
+                "<h3>Policy packs used</h3>"
+                + _table(
+                    ("version", "label", "in force from", "enforced from", "calls", "source"),
+                    (
+                        (
+                            f"<code>{e(p.version)}</code>",
+                            e(p.label),
+                            e(p.in_force_from or "?"),
+                            e(p.enforced_from or "?"),
+                            str(p.calls),
+                            e(p.source_url) or "-",
+                        )
+                        for p in s.policies
+                    ),
+                    numeric=(4,),
+                )
+            )
         if s.data:
-            out.append("<h3>GeoIP and cloud-range data</h3>" + _table(
-                ("data", "date", "age (days)", ""),
-                ((e(d.name), e(d.date.isoformat()), str(d.age_days) if d.age_days >= 0 else "newer than the as-of date",
-                  "<b>stale</b>" if d.stale else "")
-                 for d in s.data), numeric=(2,)))
+            out.append(
+                "<h3>GeoIP and cloud-range data</h3>"
+                + _table(
+                    ("data", "date", "age (days)", ""),
+                    (
+                        (
+                            e(d.name),
+                            e(d.date.isoformat()),
+                            str(d.age_days) if d.age_days >= 0 else "newer than the as-of date",
+                            "<b>stale</b>" if d.stale else "",
+                        )
+                        for d in s.data
+                    ),
+                    numeric=(2,),
+                )
+            )
         out += [f'<div class="note warning">{e(w)}</div>' for w in s.warnings]
 
         out.append('<h2 id="orgs">Per organization</h2>')
@@ -221,49 +269,106 @@ class HtmlReport(ReportRenderer):
         for org in report.orgs:
             out.append(f'<section class="org" data-org="{e(org.org)}" data-status="{e(org.status)}">')
             out.append(f'<h3><span class="org-name">{e(org.org)}</span> {_badge(org.status)}</h3>')
-            out.append(f'<p><span class="org-calls">{org.calls}</span> call{"" if org.calls == 1 else "s"} '
-                       f'(<span class="org-blocked">{org.blocked_calls}</span> blocked) '
-                       f"from {e(_when(org.first_seen))} to {e(_when(org.last_seen))} UTC. Providers: {e(', '.join(org.providers))}. "
-                       f"Hosts: {', '.join('<code>' + e(h) + '</code>' for h in org.hosts)}.</p>")
-            out.append(_table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), (
-                (f"<code>{e(x.egress or '-')}</code>", e(x.country or "-"), e(x.basis), e(", ".join(x.verdicts)), str(x.calls),
-                 e(x.locators_disagree or "-")) for x in org.egresses), numeric=(4,)))
-            out.append(_table(("day", "verdict", "calls", "blocked"), (
-                (e(d.day.isoformat()), e(d.verdict), str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day), numeric=(2, 3)))
+            out.append(
+                f'<p><span class="org-calls">{org.calls}</span> call{"" if org.calls == 1 else "s"} '
+                f'(<span class="org-blocked">{org.blocked_calls}</span> blocked) '
+                f"from {e(_when(org.first_seen))} to {e(_when(org.last_seen))} UTC. Providers: {e(', '.join(org.providers))}. "
+                f"Hosts: {', '.join('<code>' + e(h) + '</code>' for h in org.hosts)}.</p>"
+            )
+            out.append(
+                _table(
+                    ("egress", "country", "basis", "verdicts", "calls", "locators disagree"),
+                    (
+                        (
+                            f"<code>{e(x.egress or '-')}</code>",
+                            e(x.country or "-"),
+                            e(x.basis),
+                            e(", ".join(x.verdicts)),
+                            str(x.calls),
+                            e(x.locators_disagree or "-"),
+                        )
+                        for x in org.egresses
+                    ),
+                    numeric=(4,),
+                )
+            )
+            out.append(
+                _table(
+                    ("day", "verdict", "calls", "blocked"),
+                    ((e(d.day.isoformat()), e(d.verdict), str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day),
+                    numeric=(2, 3),
+                )
+            )
             for row in org.rows:
-                out.append(f"<p>{_badge(row.verdict)} {e(row.provider)} <code>{e(row.host)}</code> from <code>{e(row.egress or '-')}</code> "
-                           f"({e(row.country or '-')}, {e(row.basis)}): {row.calls} calls, {row.blocked_calls} blocked"
-                           + (f"; locators disagree: {e(row.locators_disagree)}" if row.locators_disagree else "") + "</p>")
+                out.append(
+                    f"<p>{_badge(row.verdict)} {e(row.provider)} <code>{e(row.host)}</code> from <code>{e(row.egress or '-')}</code> "
+                    f"({e(row.country or '-')}, {e(row.basis)}): {row.calls} calls, {row.blocked_calls} blocked"
+                    + (f"; locators disagree: {e(row.locators_disagree)}" if row.locators_disagree else "")
+                    + "</p>"
+                )
                 if row.evidence:
-                    out.append(_table(("time (UTC)", "source", "rule", "reason / redacted record"), (
-                        (e(_when(x.ts)), f"<code>{e(x.source)}</code>", f"<code>{e(x.rule_id)}</code>",
-                         f"{e(x.reason)}" + (f" (other layers: {e(x.disagreements)})" if x.disagreements else "") + f"<pre>{e(x.raw)}</pre>")
-                        for x in row.evidence), cls="evidence"))
+                    out.append(
+                        _table(
+                            ("time (UTC)", "source", "rule", "reason / redacted record"),
+                            (
+                                (
+                                    e(_when(x.ts)),
+                                    f"<code>{e(x.source)}</code>",
+                                    f"<code>{e(x.rule_id)}</code>",
+                                    f"{e(x.reason)}"
+                                    + (f" (other layers: {e(x.disagreements)})" if x.disagreements else "")
+                                    + f"<pre>{e(x.raw)}</pre>",
+                                )
+                                for x in row.evidence
+                            ),
+                            cls="evidence",
+                        )
+                    )
             out.append("</section>")
 
         out.append('<h2 id="remediation">Remediation</h2>')
         if not report.remediation:
             out.append('<p class="muted">Nothing to remediate in this report.</p>')
         for r in report.remediation:
-            out.append(f'<div class="remedy" data-kind="{e(r.kind)}"><h3>{e(r.kind)}: {e(", ".join(r.orgs))}</h3>'
-                       f"<p>{e(r.action)} ({plural(r.calls, 'call')}; egress {e(', '.join(r.egresses))})</p>"
-                       f"<p>Setting: <code>{e(r.setting)}</code></p></div>")
+            out.append(
+                f'<div class="remedy" data-kind="{e(r.kind)}"><h3>{e(r.kind)}: {e(", ".join(r.orgs))}</h3>'
+                f"<p>{e(r.action)} ({plural(r.calls, 'call')}; egress {e(', '.join(r.egresses))})</p>"
+                f"<p>Setting: <code>{e(r.setting)}</code></p></div>"
+            )
 
         c = report.coverage
         out.append('<h2 id="coverage">Coverage</h2>')
-        out.append(f'<p><span id="runs">{c.runs}</span> runs, {len(c.inputs)} inputs; '
-                   f'<span id="unknown-calls">{c.unknown_calls}</span> calls with unknown egress.</p>')
+        out.append(
+            f'<p><span id="runs">{c.runs}</span> runs, {len(c.inputs)} inputs; '
+            f'<span id="unknown-calls">{c.unknown_calls}</span> calls with unknown egress.</p>'
+        )
         if c.inputs:
-            out.append(_table(("input", "format", "first call", "last call", "lines", "calls", "malformed"), (
-                (f"<code>{e(i.name)}</code>",
-                 e(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else "")) if i.recorded else "not recorded",
-                 e(_when(i.first_call)), e(_when(i.last_call)), str(i.lines), str(i.calls),
-                 ("<br>".join(f"{m.records} {e(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded")
-                for i in c.inputs), numeric=(4, 5)))
+            out.append(
+                _table(
+                    ("input", "format", "first call", "last call", "lines", "calls", "malformed"),
+                    (
+                        (
+                            f"<code>{e(i.name)}</code>",
+                            e(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else ""))
+                            if i.recorded
+                            else "not recorded",
+                            e(_when(i.first_call)),
+                            e(_when(i.last_call)),
+                            str(i.lines),
+                            str(i.calls),
+                            ("<br>".join(f"{m.records} {e(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded",
+                        )
+                        for i in c.inputs
+                    ),
+                    numeric=(4, 5),
+                )
+            )
         if c.period_first:
             gaps = ", ".join(e(g.first.isoformat()) + (f" to {e(g.last.isoformat())}" if g.days > 1 else "") for g in c.days_without_calls)
-            out.append(f"<p>Period {e(c.period_first.isoformat())} to {e(c.period_last.isoformat() if c.period_last else '-')}; "
-                       f"days without any recorded call: {gaps or 'none'}.</p>")
+            out.append(
+                f"<p>Period {e(c.period_first.isoformat())} to {e(c.period_last.isoformat() if c.period_last else '-')}; "
+                f"days without any recorded call: {gaps or 'none'}.</p>"
+            )
         out.append("</body></html>")
         return "\n".join(out) + "\n"
 

@@ -85,5 +85,11 @@ class ReportChoice(str, enum.Enum):
         assert_never(self)
 
 
-_EXTENSIONS = {"html": ReportChoice.HTML, "htm": ReportChoice.HTML, "md": ReportChoice.MARKDOWN, "markdown": ReportChoice.MARKDOWN,
-               "json": ReportChoice.JSON, "csv": ReportChoice.CSV}
+_EXTENSIONS = {
+    "html": ReportChoice.HTML,
+    "htm": ReportChoice.HTML,
+    "md": ReportChoice.MARKDOWN,
+    "markdown": ReportChoice.MARKDOWN,
+    "json": ReportChoice.JSON,
+    "csv": ReportChoice.CSV,
+}

@@ -8,8 +8,7 @@ import re
 from auditor.report.interface import ReportRenderer
 from auditor.report.model import Report, plural
 
-STATUS_LABEL = {"blocked": "BLOCKED", "violation": "violation", "at_risk": "at risk", "unknown": "unknown (coverage gap)",
-                "compliant": "compliant"}
+STATUS_LABEL = {"blocked": "BLOCKED", "violation": "violation", "at_risk": "at risk", "unknown": "unknown (coverage gap)", "compliant": "compliant"}
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
@@ -51,20 +50,27 @@ class MarkdownReport(ReportRenderer):
             out += [f"> **Note:** {md(notice)}", ""]
         out += ["## Summary", ""]
         if not s.audited:
-            out += [("**Nothing was audited**: the database holds no run and no input. Audit logs or captures first "
-                     "(`region-auditor logs FILE...`, `region-auditor pcap FILE...`)."), ""]
+            out += [
+                (
+                    "**Nothing was audited**: the database holds no run and no input. Audit logs or captures first "
+                    "(`region-auditor logs FILE...`, `region-auditor pcap FILE...`)."
+                ),
+                "",
+            ]
         elif not report.rows:
             out += ["No call to a governed AI provider host is recorded in the period and filters of this report.", ""]
-        out += _table(("", "organizations", "calls"), [
-            ("audited", str(s.orgs_audited), str(s.calls)),
-            ("**blocked** (the provider refused calls)", str(s.orgs_blocked), str(s.blocked_calls)),
-            ("**in violation**", str(s.orgs_violation), str(s.violation_calls)),
-            ("**at risk** (will be blocked on the cutoff)", str(s.orgs_at_risk), str(s.at_risk_calls)),
-            ("unknown egress (coverage gap, not compliant)", str(s.orgs_unknown), str(s.unknown_calls)),
-            ("compliant", str(s.orgs_compliant), str(s.allowed_calls)),
-        ])
-        out.append("Organizations count once, under their worst status; calls count under their own verdict "
-                   "(blocked calls are violations too).")
+        out += _table(
+            ("", "organizations", "calls"),
+            [
+                ("audited", str(s.orgs_audited), str(s.calls)),
+                ("**blocked** (the provider refused calls)", str(s.orgs_blocked), str(s.blocked_calls)),
+                ("**in violation**", str(s.orgs_violation), str(s.violation_calls)),
+                ("**at risk** (will be blocked on the cutoff)", str(s.orgs_at_risk), str(s.at_risk_calls)),
+                ("unknown egress (coverage gap, not compliant)", str(s.orgs_unknown), str(s.unknown_calls)),
+                ("compliant", str(s.orgs_compliant), str(s.allowed_calls)),
+            ],
+        )
+        out.append("Organizations count once, under their worst status; calls count under their own verdict (blocked calls are violations too).")
         out.append("")
         if s.first_seen:
             out += [f"Calls seen from {_when(s.first_seen)} to {_when(s.last_seen)} UTC.", ""]
@@ -74,14 +80,21 @@ class MarkdownReport(ReportRenderer):
             out.append("")
         if s.policies:
             out += ["Policy packs used:", ""]
-            out += [f"- {code_span(p.version)} {md(p.label)} (in force from {p.in_force_from or '?'}, enforced from {p.enforced_from or '?'}): "
-                    f"{p.calls} calls; source: {md(p.source_url) or '-'}" for p in s.policies]
+            out += [
+                f"- {code_span(p.version)} {md(p.label)} (in force from {p.in_force_from or '?'}, enforced from {p.enforced_from or '?'}): "
+                f"{p.calls} calls; source: {md(p.source_url) or '-'}"
+                for p in s.policies
+            ]
             out.append("")
         if s.data:
             out += ["GeoIP and cloud-range data:", ""]
-            out += [f"- {md(d.name)}: {d.date.isoformat()} ("
-                    + (f"{plural(d.age_days, 'day')} old" if d.age_days >= 0 else "newer than the as-of date")
-                    + (", **stale**" if d.stale else "") + ")" for d in s.data]
+            out += [
+                f"- {md(d.name)}: {d.date.isoformat()} ("
+                + (f"{plural(d.age_days, 'day')} old" if d.age_days >= 0 else "newer than the as-of date")
+                + (", **stale**" if d.stale else "")
+                + ")"
+                for d in s.data
+            ]
             out.append("")
         for warning in s.warnings:
             out += [f"> **Warning:** {md(warning)}", ""]
@@ -91,19 +104,27 @@ class MarkdownReport(ReportRenderer):
             out += ["No organization in this report.", ""]
         for org in report.orgs:
             out += [f"### {md(org.org)}: {STATUS_LABEL[org.status]}", ""]
-            out.append(f"{plural(org.calls, 'call')} ({org.blocked_calls} blocked) from {_when(org.first_seen)} to {_when(org.last_seen)} UTC; "
-                       f"providers: {', '.join(md(p) for p in org.providers)}; hosts: {', '.join(md(h) for h in org.hosts)}.")
+            out.append(
+                f"{plural(org.calls, 'call')} ({org.blocked_calls} blocked) from {_when(org.first_seen)} to {_when(org.last_seen)} UTC; "
+                f"providers: {', '.join(md(p) for p in org.providers)}; hosts: {', '.join(md(h) for h in org.hosts)}."
+            )
             out.append("")
-            out += _table(("egress", "country", "basis", "verdicts", "calls", "locators disagree"), [
-                (md(e.egress or "-"), md(e.country or "-"), md(e.basis), md(", ".join(e.verdicts)), str(e.calls), md(e.locators_disagree or "-"))
-                for e in org.egresses
-            ])
-            out += _table(("day", "verdict", "calls", "blocked"), [
-                (d.day.isoformat(), md(d.verdict), str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day
-            ])
+            out += _table(
+                ("egress", "country", "basis", "verdicts", "calls", "locators disagree"),
+                [
+                    (md(e.egress or "-"), md(e.country or "-"), md(e.basis), md(", ".join(e.verdicts)), str(e.calls), md(e.locators_disagree or "-"))
+                    for e in org.egresses
+                ],
+            )
+            out += _table(
+                ("day", "verdict", "calls", "blocked"),
+                [(d.day.isoformat(), md(d.verdict), str(d.calls), str(d.blocked_calls)) for d in org.calls_per_day],
+            )
             for row in org.rows:
-                out.append(f"**{md(row.verdict)}**: {md(row.provider)} {code_span(row.host)} from {md(row.egress or '-')} "
-                           f"({md(row.country or '-')}, {md(row.basis)}): {row.calls} calls, {row.blocked_calls} blocked")
+                out.append(
+                    f"**{md(row.verdict)}**: {md(row.provider)} {code_span(row.host)} from {md(row.egress or '-')} "
+                    f"({md(row.country or '-')}, {md(row.basis)}): {row.calls} calls, {row.blocked_calls} blocked"
+                )
                 out.append("")
                 for e in row.evidence:
                     out.append(f"- {_when(e.ts)} at {code_span(e.source)}: rule {code_span(e.rule_id)}: {md(e.reason)}")
@@ -114,24 +135,45 @@ class MarkdownReport(ReportRenderer):
         if not report.remediation:
             out += ["Nothing to remediate in this report.", ""]
         for r in report.remediation:
-            out += [f"### {r.kind}: {', '.join(md(o) for o in r.orgs)}", "",
-                    f"{md(r.action)} ({plural(r.calls, 'call')}; egress {', '.join(md(e) for e in r.egresses)})", "",
-                    f"Setting: {code_span(r.setting)}", ""]
+            out += [
+                f"### {r.kind}: {', '.join(md(o) for o in r.orgs)}",
+                "",
+                f"{md(r.action)} ({plural(r.calls, 'call')}; egress {', '.join(md(e) for e in r.egresses)})",
+                "",
+                f"Setting: {code_span(r.setting)}",
+                "",
+            ]
         out += ["## Coverage", ""]
         c = report.coverage
         out.append(f"{plural(c.runs, 'run')}; {plural(len(c.inputs), 'input')}; {plural(c.unknown_calls, 'call')} with unknown egress.")
         out.append("")
         if c.inputs:
-            out += _table(("input", "format", "first call", "last call", "lines", "calls", "malformed"), [
-                (md(i.name), md(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else ""))
-                 if i.recorded else "not recorded", _when(i.first_call), _when(i.last_call), str(i.lines), str(i.calls),
-                 ("; ".join(f"{m.records} {md(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded")
-                for i in c.inputs
-            ])
+            out += _table(
+                ("input", "format", "first call", "last call", "lines", "calls", "malformed"),
+                [
+                    (
+                        md(i.name),
+                        md(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else ""))
+                        if i.recorded
+                        else "not recorded",
+                        _when(i.first_call),
+                        _when(i.last_call),
+                        str(i.lines),
+                        str(i.calls),
+                        ("; ".join(f"{m.records} {md(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded",
+                    )
+                    for i in c.inputs
+                ],
+            )
         if c.period_first:
             gaps = ", ".join(f"{g.first.isoformat()}" + (f" to {g.last.isoformat()}" if g.days > 1 else "") for g in c.days_without_calls)
-            out += [(f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}; "
-                     f"days without any recorded call: {gaps or 'none'}."), ""]
+            out += [
+                (
+                    f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}; "
+                    f"days without any recorded call: {gaps or 'none'}."
+                ),
+                "",
+            ]
         return "\n".join(out).rstrip("\n") + "\n"
 
 

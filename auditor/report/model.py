@@ -496,25 +496,57 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     stale = [f"{d.name} ({d.date.isoformat()}, {d.age_days} days)" for d in newest.values() if d.age_days > STALE_DAYS]
     used_stale = [f"{d.name}@{d.date.isoformat()} by {plural(d.runs_stale, 'run')}" for d in data if d.runs_stale]
     warnings = tuple(
-        ([(f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
-           "update it (region-auditor geoip update) and audit again")] if stale else [])
-        + ([(f"Calls located with data already older than {STALE_DAYS} days when the run used it: {', '.join(used_stale)}; "
-             "after region-auditor geoip update, audit those inputs again (logs --rescan)")] if used_stale else [])
-        + [f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M} UTC) has not recorded its end: it is still running, "
-           "or stopped before the end of its inputs"
-           for r in runs if r.finished_at is None]
+        (
+            [
+                (
+                    f"GeoIP and cloud-range data older than {STALE_DAYS} days on {as_of.isoformat()}: {', '.join(stale)}; "
+                    "update it (region-auditor geoip update) and audit again"
+                )
+            ]
+            if stale
+            else []
+        )
+        + (
+            [
+                (
+                    f"Calls located with data already older than {STALE_DAYS} days when the run used it: {', '.join(used_stale)}; "
+                    "after region-auditor geoip update, audit those inputs again (logs --rescan)"
+                )
+            ]
+            if used_stale
+            else []
+        )
+        + [
+            f"run {r.id} ({r.command}, started {r.started_at:%Y-%m-%d %H:%M} UTC) has not recorded its end: it is still running, "
+            "or stopped before the end of its inputs"
+            for r in runs
+            if r.finished_at is None
+        ]
     )
     by_verdict: dict[str, int] = defaultdict(int)
     for r in rows:
         by_verdict[r.verdict] += r.calls
     statuses = [o.status for o in orgs]
     summary = Summary(
-        audited=bool(runs or inputs), orgs_audited=len(orgs), orgs_blocked=statuses.count("blocked"),
-        orgs_violation=statuses.count("violation"), orgs_at_risk=statuses.count("at_risk"), orgs_compliant=statuses.count("compliant"),
-        orgs_unknown=statuses.count("unknown"), calls=sum(r.calls for r in rows), blocked_calls=sum(r.blocked_calls for r in rows),
-        violation_calls=by_verdict["violation"], at_risk_calls=by_verdict["at_risk"], unknown_calls=by_verdict["unknown"],
-        allowed_calls=by_verdict["allowed"], first_seen=min((r.first_seen for r in rows), default=None),
-        last_seen=max((r.last_seen for r in rows), default=None), deadlines=deadlines, policies=uses, data=data, warnings=warnings,
+        audited=bool(runs or inputs),
+        orgs_audited=len(orgs),
+        orgs_blocked=statuses.count("blocked"),
+        orgs_violation=statuses.count("violation"),
+        orgs_at_risk=statuses.count("at_risk"),
+        orgs_compliant=statuses.count("compliant"),
+        orgs_unknown=statuses.count("unknown"),
+        calls=sum(r.calls for r in rows),
+        blocked_calls=sum(r.blocked_calls for r in rows),
+        violation_calls=by_verdict["violation"],
+        at_risk_calls=by_verdict["at_risk"],
+        unknown_calls=by_verdict["unknown"],
+        allowed_calls=by_verdict["allowed"],
+        first_seen=min((r.first_seen for r in rows), default=None),
+        last_seen=max((r.last_seen for r in rows), default=None),
+        deadlines=deadlines,
+        policies=uses,
+        data=data,
+        warnings=warnings,
     )
     overall: dict[tuple[dt.date, str], list[int]] = defaultdict(lambda: [0, 0])
     for d in days:
@@ -524,10 +556,18 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
     for r in rows:
         countries[(r.country, r.verdict)] += r.calls
     return Report(
-        schema=SCHEMA, generated_at=now, as_of=as_of, filters=filters, notices=notices, summary=summary, orgs=orgs,
-        remediation=_remediation(rows, policies, as_of), coverage=_coverage(runs, inputs, rows, days, filters),
-        calls_per_day=tuple(DayCalls(day, verdict, c, b)
-                            for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))),
+        schema=SCHEMA,
+        generated_at=now,
+        as_of=as_of,
+        filters=filters,
+        notices=notices,
+        summary=summary,
+        orgs=orgs,
+        remediation=_remediation(rows, policies, as_of),
+        coverage=_coverage(runs, inputs, rows, days, filters),
+        calls_per_day=tuple(
+            DayCalls(day, verdict, c, b) for (day, verdict), (c, b) in sorted(overall.items(), key=lambda kv: (kv[0][0], _rank(kv[0][1])))
+        ),
         calls_by_country=tuple(CountryCalls(c, v, n) for (c, v), n in sorted(countries.items(), key=lambda kv: (-kv[1], kv[0][0], _rank(kv[0][1])))),
         rules=rules,
         rows=tuple(rows),
@@ -535,8 +575,10 @@ def _build(store: FindingStore, filters: Filters, policies: PolicySet, now: dt.d
 
 
 def _rules(counts: Iterable[RuleCount]) -> tuple[RuleUse, ...]:
-    return tuple(RuleUse(c.provider, c.policy_version, c.rule_id, c.verdict, c.calls)
-                 for c in sorted(counts, key=lambda c: (c.provider, c.policy_version, c.rule_id, c.verdict)))
+    return tuple(
+        RuleUse(c.provider, c.policy_version, c.rule_id, c.verdict, c.calls)
+        for c in sorted(counts, key=lambda c: (c.provider, c.policy_version, c.rule_id, c.verdict))
+    )
 
 
 _RANKS = {verdict: n for n, verdict in enumerate(VERDICT_ORDER)}
@@ -547,8 +589,21 @@ def _rank(verdict: str) -> int:
 
 
 def _report_row(row: Row, evidence: tuple[EvidenceItem, ...]) -> ReportRow:
-    return ReportRow(row.org, row.provider, row.host, row.egress_ip, row.country, row.basis, row.verdict, row.calls, row.blocked_calls,
-                     row.first_seen, row.last_seen, row.locators_disagree, evidence)
+    return ReportRow(
+        row.org,
+        row.provider,
+        row.host,
+        row.egress_ip,
+        row.country,
+        row.basis,
+        row.verdict,
+        row.calls,
+        row.blocked_calls,
+        row.first_seen,
+        row.last_seen,
+        row.locators_disagree,
+        evidence,
+    )
 
 
 def _evidence_item(e: Any) -> EvidenceItem:
@@ -567,7 +622,8 @@ def _notices(filters: Filters, policies: PolicySet, orgs: set[str], providers: s
     # The orgs held are not named: a report scoped to one organization is handed to it.
     found.extend(
         f"--org {org}: the database holds no call of this organization (region-auditor findings lists those it holds)"
-        for org in filters.orgs if org not in orgs
+        for org in filters.orgs
+        if org not in orgs
     )
     if filters.since and filters.until and filters.since > filters.until:
         found.append(f"--since {filters.since.isoformat()} is after --until {filters.until.isoformat()}: the period is empty")
@@ -590,15 +646,24 @@ def _orgs(rows: list[ReportRow], days: Iterable[DayCount]) -> tuple[OrgReport, .
                 e[0].append(r.verdict)
             e[1] += r.calls
             e[2] = e[2] or r.locators_disagree
-        result.append(OrgReport(
-            org=org, status=status_of(mine), calls=sum(r.calls for r in mine), blocked_calls=sum(r.blocked_calls for r in mine),
-            first_seen=min(r.first_seen for r in mine), last_seen=max(r.last_seen for r in mine),
-            providers=tuple(sorted({r.provider for r in mine})), hosts=tuple(sorted({r.host for r in mine})),
-            egresses=tuple(Egress(k[0], k[1], k[2], tuple(sorted(v[0], key=_rank)), v[1], v[2]) for k, v in egresses.items()),
-            calls_per_day=tuple(DayCalls(d.day, d.verdict, d.calls, d.blocked_calls)
-                                for d in sorted(per_day[org], key=lambda d: (d.day, _RANKS.get(d.verdict, 9)))),
-            rows=tuple(mine),
-        ))
+        result.append(
+            OrgReport(
+                org=org,
+                status=status_of(mine),
+                calls=sum(r.calls for r in mine),
+                blocked_calls=sum(r.blocked_calls for r in mine),
+                first_seen=min(r.first_seen for r in mine),
+                last_seen=max(r.last_seen for r in mine),
+                providers=tuple(sorted({r.provider for r in mine})),
+                hosts=tuple(sorted({r.host for r in mine})),
+                egresses=tuple(Egress(k[0], k[1], k[2], tuple(sorted(v[0], key=_rank)), v[1], v[2]) for k, v in egresses.items()),
+                calls_per_day=tuple(
+                    DayCalls(d.day, d.verdict, d.calls, d.blocked_calls)
+                    for d in sorted(per_day[org], key=lambda d: (d.day, _RANKS.get(d.verdict, 9)))
+                ),
+                rows=tuple(mine),
+            )
+        )
     return tuple(sorted(result, key=lambda o: (STATUSES.index(o.status), o.org)))
 
 
@@ -676,28 +741,43 @@ def _remediation(rows: list[ReportRow], policies: PolicySet, as_of: dt.date) -> 
         already = f" ({blocked} calls already refused by the provider)" if blocked else ""
         if kind == "vercel-region":
             nearest = _nearest_vercel_region(place, providers, policies, as_of)
-            action = (f"Run the functions that call {names} outside Vercel region {place}{already}: pin them to {nearest}, "
-                      f"the nearest region {names} {'serves' if len(providers) == 1 else 'all serve'}.")
+            action = (
+                f"Run the functions that call {names} outside Vercel region {place}{already}: pin them to {nearest}, "
+                f"the nearest region {names} {'serves' if len(providers) == 1 else 'all serve'}."
+            )
             setting = f'vercel.json: "regions": ["{nearest}"]; or in the route: export const preferredRegion = "{nearest}"'
         elif kind == "cloud-region":
             cloud, _, region = place.partition(":")
             others = _cloud_alternatives(cloud, region, providers, policies, as_of)
-            action = (f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region}{already} "
-                      f"to a region in a country {names} {'serves' if len(providers) == 1 else 'all serve'}"
-                      + (f", such as {', '.join(others)}." if others else "."))
+            action = (
+                f"Move the workload (or the NAT gateway its calls leave from) out of {cloud} region {region}{already} "
+                f"to a region in a country {names} {'serves' if len(providers) == 1 else 'all serve'}"
+                + (f", such as {', '.join(others)}." if others else ".")
+            )
             setting = f"the deployment's region: {cloud} {region} -> {others[0].split(' ')[0] if others else 'a region in a supported country'}"
         elif kind == "egress-route":
             action = f"Route calls to {names} through an egress in a supported country (a proxy or NAT gateway there){already}."
-            setting = (f"the proxy's or NAT gateway's public address (egress now in {place or 'an unknown country'}); then "
-                       "[[site]] egress_ip / [[source]] egress_ip in the auditor config")
+            setting = (
+                f"the proxy's or NAT gateway's public address (egress now in {place or 'an unknown country'}); then "
+                "[[site]] egress_ip / [[source]] egress_ip in the auditor config"
+            )
         else:
             action = "Tell the auditor where these calls leave to the internet, so that they can be judged: until then they are a coverage gap."
-            setting = ('[[site]] networks = ["<client network>"]; egress_ip = "<public address>" (NAT), or [[source]] path = "<log>"; '
-                       'egress_ip = "<proxy public address>" in the auditor config')
-        found.append(Remediation(
-            kind=kind, orgs=tuple(sorted({r.org for r in mine})), egresses=tuple(sorted({r.egress or "-" for r in mine})),
-            providers=providers, calls=sum(r.calls for r in mine), action=action, setting=setting,
-        ))
+            setting = (
+                '[[site]] networks = ["<client network>"]; egress_ip = "<public address>" (NAT), or [[source]] path = "<log>"; '
+                'egress_ip = "<proxy public address>" in the auditor config'
+            )
+        found.append(
+            Remediation(
+                kind=kind,
+                orgs=tuple(sorted({r.org for r in mine})),
+                egresses=tuple(sorted({r.egress or "-" for r in mine})),
+                providers=providers,
+                calls=sum(r.calls for r in mine),
+                action=action,
+                setting=setting,
+            )
+        )
     order = ("vercel-region", "cloud-region", "egress-route", "unknown-egress")
     return tuple(sorted(found, key=lambda x: order.index(x.kind)))
 
@@ -720,8 +800,11 @@ def _cloud_alternatives(cloud: str, region: str, providers: tuple[str, ...], pol
     packs = [p for p in policies.packs if p.provider in providers]
     if not packs:
         return []
-    served = [r for r in regions.regions_of("cloud", cloud)
-              if r.code != region and all(p.check(r.country_code, as_of).outcome is Outcome.ALLOWED for p in packs)]
+    served = [
+        r
+        for r in regions.regions_of("cloud", cloud)
+        if r.code != region and all(p.check(r.country_code, as_of).outcome is Outcome.ALLOWED for p in packs)
+    ]
     area = region.split("-", 1)[0]
     ranked = sorted(served, key=lambda r: (r.code.split("-", 1)[0] != area, r.code))
     return [f"{r.code} ({r.country_code})" for r in ranked[:3]]
@@ -757,12 +840,21 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
     return Coverage(
         runs=len(runs),
         inputs=tuple(
-            InputCoverage(i.name, i.formats, i.compression, i.first_seen, i.last_seen, i.lines, i.calls,
-                          tuple(Malformed(redact(reason), n) for reason, n in i.malformed), i.recorded)
+            InputCoverage(
+                i.name,
+                i.formats,
+                i.compression,
+                i.first_seen,
+                i.last_seen,
+                i.lines,
+                i.calls,
+                tuple(Malformed(redact(reason), n) for reason, n in i.malformed),
+                i.recorded,
+            )
             for i in inputs
         ),
-        period_first=first, period_last=last, days_without_calls=tuple(gaps),
+        period_first=first,
+        period_last=last,
+        days_without_calls=tuple(gaps),
         unknown_calls=sum(r.calls for r in rows if r.verdict == "unknown"),
     )
-
-

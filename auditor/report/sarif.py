@@ -39,25 +39,25 @@ _RULES: tuple[dict[str, Any], ...] = (
         "name": "UnsupportedRegion",
         "short": "A configured region is in a country an AI provider the code calls does not serve",
         "full": "A region listed in vercel.json or in a route's segment config maps to a country that a "
-                "provider's policy does not serve: calls to that provider from functions running there "
-                "are blocked (or will be once its enforcement date is reached).",
+        "provider's policy does not serve: calls to that provider from functions running there "
+        "are blocked (or will be once its enforcement date is reached).",
         "help": "Replace the region code where the result points: in vercel.json, the project's `regions` "
-                "or `functionFailoverRegions`, or `functions[\"<glob>\"].regions` / "
-                "`functions[\"<glob>\"].functionFailoverRegions`; in a Next.js app-router route, page or "
-                "layout, `export const preferredRegion`; in the pages router, middleware or a Vercel "
-                "function, `regions` in `export const config`. The result's message names the nearest "
-                "region every provider serves, and its fix is the whole corrected value to paste.",
+        'or `functionFailoverRegions`, or `functions["<glob>"].regions` / '
+        '`functions["<glob>"].functionFailoverRegions`; in a Next.js app-router route, page or '
+        "layout, `export const preferredRegion`; in the pages router, middleware or a Vercel "
+        "function, `regions` in `export const config`. The result's message names the nearest "
+        "region every provider serves, and its fix is the whole corrected value to paste.",
         "level": "error",
     },
     {
         "id": "all-regions",
         "name": "AllRegions",
-        "short": "vercel.json regions is \"all\", which includes regions an AI provider does not serve",
-        "full": "`\"regions\": \"all\"` deploys the functions to every Vercel region, including regions in "
-                "countries a provider the project calls does not serve.",
-        "help": "In vercel.json, replace `\"regions\": \"all\"` (or the `functions[\"<glob>\"]` entry's "
-                "`regions`) with a list of regions every provider serves, such as `[\"iad1\"]`; the "
-                "result's fix is the value to paste.",
+        "short": 'vercel.json regions is "all", which includes regions an AI provider does not serve',
+        "full": '`"regions": "all"` deploys the functions to every Vercel region, including regions in '
+        "countries a provider the project calls does not serve.",
+        "help": 'In vercel.json, replace `"regions": "all"` (or the `functions["<glob>"]` entry\'s '
+        '`regions`) with a list of regions every provider serves, such as `["iad1"]`; the '
+        "result's fix is the value to paste.",
         "level": "error",
     },
     {
@@ -65,13 +65,13 @@ _RULES: tuple[dict[str, Any], ...] = (
         "name": "UnpinnedEdgeRoute",
         "short": "An edge route calls an AI provider without pinned regions",
         "full": "An edge-runtime route (or middleware) that calls a governed API runs in the region closest "
-                "to each user when `preferredRegion` is missing or is 'auto', 'global' or 'all': a user near "
-                "an unsupported region makes the call from there. vercel.json `regions` do not apply to "
-                "edge functions.",
+        "to each user when `preferredRegion` is missing or is 'auto', 'global' or 'all': a user near "
+        "an unsupported region makes the call from there. vercel.json `regions` do not apply to "
+        "edge functions.",
         "help": "Pin the route: add `export const preferredRegion = ['iad1']` (app router; any list of "
-                "regions every provider serves) or `regions: ['iad1']` in `export const config` (pages "
-                "router, middleware, Vercel functions), or set `export const runtime = 'nodejs'` so that "
-                "vercel.json `regions` apply. The result's fix is the line to paste.",
+        "regions every provider serves) or `regions: ['iad1']` in `export const config` (pages "
+        "router, middleware, Vercel functions), or set `export const runtime = 'nodejs'` so that "
+        "vercel.json `regions` apply. The result's fix is the line to paste.",
         "level": "warning",
     },
     {
@@ -79,11 +79,11 @@ _RULES: tuple[dict[str, Any], ...] = (
         "name": "UnknownRegion",
         "short": "A region code is not one region-auditor knows, so it cannot be judged",
         "full": "A region listed in vercel.json or a route's config is not in region-auditor's Vercel region "
-                "table (a typo, or a region newer than the table), so whether the provider serves it is "
-                "unknown.",
+        "table (a typo, or a region newer than the table), so whether the provider serves it is "
+        "unknown.",
         "help": "Correct the code in the `regions`, `functionFailoverRegions` or `preferredRegion` value "
-                "the result points at to a Vercel region code (the message lists the known codes); the "
-                "result's fix is the value with the unknown code dropped.",
+        "the result points at to a Vercel region code (the message lists the known codes); the "
+        "result's fix is the value with the unknown code dropped.",
         "level": "note",
     },
     {
@@ -91,10 +91,10 @@ _RULES: tuple[dict[str, Any], ...] = (
         "name": "UnresolvedRegion",
         "short": "A route calling an AI provider has a runtime or regions that are not literals",
         "full": "The route's `runtime`, `preferredRegion` or `config.regions` is computed, so the scan cannot "
-                "show that the route runs only in regions every provider it calls serves.",
+        "show that the route runs only in regions every provider it calls serves.",
         "help": "Write `export const runtime` and `export const preferredRegion` (or `runtime` and `regions` "
-                "in `export const config`) as string literals, e.g. `export const runtime = 'nodejs'` or "
-                "`export const preferredRegion = ['iad1']`; the result's fix is the line to paste.",
+        "in `export const config`) as string literals, e.g. `export const runtime = 'nodejs'` or "
+        "`export const preferredRegion = ['iad1']`; the result's fix is the line to paste.",
         "level": "note",
     },
 )

@@ -27,11 +27,21 @@ def _cells(row: Row) -> tuple[str, ...]:
     def when(value: dt.datetime) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
 
-    return tuple(_printable(cell) for cell in (
-        row.org, row.provider, row.host, row.egress_ip or "-", row.country or "-",
-        f"{row.verdict} ({DISAGREE})" if row.locators_disagree else row.verdict,
-        f"{row.calls} ({row.blocked_calls} blocked)" if row.blocked_calls else str(row.calls), when(row.first_seen), when(row.last_seen), row.basis,
-    ))
+    return tuple(
+        _printable(cell)
+        for cell in (
+            row.org,
+            row.provider,
+            row.host,
+            row.egress_ip or "-",
+            row.country or "-",
+            f"{row.verdict} ({DISAGREE})" if row.locators_disagree else row.verdict,
+            f"{row.calls} ({row.blocked_calls} blocked)" if row.blocked_calls else str(row.calls),
+            when(row.first_seen),
+            when(row.last_seen),
+            row.basis,
+        )
+    )
 
 
 class TableFormat(ReportFormat):
@@ -56,11 +66,20 @@ class NewRows:
         """The line for `finding` (an auditor.events.Finding), or None when its row was shown."""
         host = finding.host or finding.event.server_name
         location = finding.location
-        key = (finding.org, finding.verdict.provider, host, finding.egress.label, location.country_code, location.basis,
-               finding.verdict.outcome.value)
+        key = (
+            finding.org,
+            finding.verdict.provider,
+            host,
+            finding.egress.label,
+            location.country_code,
+            location.basis,
+            finding.verdict.outcome.value,
+        )
         if key in self._seen:
             return None
         self._seen.add(key)
         verdict = finding.verdict.outcome.value + (f" ({DISAGREE})" if getattr(finding.verdict, "locators_disagree", "") else "")
-        return _printable(f"{finding.event.ts:%Y-%m-%d %H:%M:%S} {verdict}: {finding.org} -> {host} from {finding.egress.label or '-'} "
-                          f"({location.country_code or '-'}, {location.basis}) at {finding.event.source}")
+        return _printable(
+            f"{finding.event.ts:%Y-%m-%d %H:%M:%S} {verdict}: {finding.org} -> {host} from {finding.egress.label or '-'} "
+            f"({location.country_code or '-'}, {location.basis}) at {finding.event.source}"
+        )

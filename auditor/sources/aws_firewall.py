@@ -56,7 +56,7 @@ ENVELOPE = (
 def _record_text(line: str) -> str:
     text = line.lstrip()
     m = _EXPORTED.match(text)
-    return text[m.end():] if m else text
+    return text[m.end() :] if m else text
 
 
 def sniff(line: str) -> bool:

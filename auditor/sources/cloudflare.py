@@ -27,8 +27,14 @@ from auditor.sources.interface import Ignored, Malformed
 
 NAME = "cloudflare"
 _KEYS = (
-    '"ClientIP"', '"ClientRequestHost"', '"ClientRequestURI"', '"EdgeStartTimestamp"', '"EdgeResponseStatus"', '"RayID"',
-    '"EdgeColoCode"', '"ClientRequestMethod"',
+    '"ClientIP"',
+    '"ClientRequestHost"',
+    '"ClientRequestURI"',
+    '"EdgeStartTimestamp"',
+    '"EdgeResponseStatus"',
+    '"RayID"',
+    '"EdgeColoCode"',
+    '"ClientRequestMethod"',
 )
 
 

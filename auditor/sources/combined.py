@@ -33,7 +33,9 @@ _LINE = re.compile(
     r"^(?P<head>\S.*?) \[(?P<time>[^\]]+)\] "
     + _QUOTED.replace("(", "(?P<request>", 1)
     # Squid's emulation prints "no reply" as 0 (%d); only there (Envoy's TCP lines have a 0 too)
-    + r" (?P<status>[0-9]{3}|0(?=.*" + re.sub(r"\?P<\w+>", "?:", _TAGS) + r")) (?P<bytes>[0-9]+|-)"
+    + r" (?P<status>[0-9]{3}|0(?=.*"
+    + re.sub(r"\?P<\w+>", "?:", _TAGS)
+    + r")) (?P<bytes>[0-9]+|-)"
     + r'(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?'
 )
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{1,19}$")

@@ -19,7 +19,10 @@ READ_SIZE = 1 << 20
 """Bytes a read without a size gives at most."""
 
 _MAGIC = (
-    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
     # zstd skippable frames (magic 0x184D2A50-5F): pzstd starts its output with one
     *((bytes([0x50 + i]) + b"\x2a\x4d\x18", "zstd") for i in range(16)),
 )
@@ -158,4 +161,3 @@ class PutBack(io.RawIOBase):
             self._head = self._head[n:]
             return n
         return self._rest.readinto1(buffer)
-

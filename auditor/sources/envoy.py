@@ -35,8 +35,14 @@ NAME = "envoy"
 _TEXT = re.compile(r'^\[(?P<time>[0-9]{4}-[0-9]{2}-[0-9]{2}T[^\]]+)\] "(?P<request>[^"]*)" (?P<code>[0-9]{1,3}|-) (?P<flags>\S+) (?P<rest>.*)$')
 _TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 _JSON_KEYS = (
-    '"upstream_host"', '"response_flags"', '"downstream_remote_address"', '"upstream_cluster"',
-    '"response_code_details"', '"requested_server_name"', '"upstream_local_address"', '"downstream_local_address"',
+    '"upstream_host"',
+    '"response_flags"',
+    '"downstream_remote_address"',
+    '"upstream_cluster"',
+    '"response_code_details"',
+    '"requested_server_name"',
+    '"upstream_local_address"',
+    '"downstream_local_address"',
 )
 NOT_FORWARDED = frozenset({"NR", "NC", "UH", "UAEX", "RL", "RLSE", "IH", "FI", "DF", "OM", "DO"})
 """Response flags of requests Envoy answered itself, without an upstream connection."""
@@ -67,8 +73,18 @@ def _not_forwarded(flags: str) -> None:
 
 
 def _event(
-    *, ts_text: str, method: str, code: str, flags: str, forwarded: str, downstream: str, authority: str, sni: str, upstream: str,
-    location: str, raw: str,
+    *,
+    ts_text: str,
+    method: str,
+    code: str,
+    flags: str,
+    forwarded: str,
+    downstream: str,
+    authority: str,
+    sni: str,
+    upstream: str,
+    location: str,
+    raw: str,
 ) -> ConnectionEvent:
     ts = parse_iso_time(ts_text)
     _not_forwarded(flags)
@@ -106,8 +122,17 @@ def _parse_text(text: str, location: str) -> ConnectionEvent:
     downstream, sni = (tail[3], _dash(tail[4])) if len(tail) >= 5 else ("", "")
     request = m["request"].split(" ")
     return _event(
-        ts_text=m["time"], method=_dash(request[0]), code=m["code"], flags=m["flags"], forwarded=forwarded, downstream=downstream,
-        authority=authority, sni=sni, upstream=upstream, location=location, raw=text,
+        ts_text=m["time"],
+        method=_dash(request[0]),
+        code=m["code"],
+        flags=m["flags"],
+        forwarded=forwarded,
+        downstream=downstream,
+        authority=authority,
+        sni=sni,
+        upstream=upstream,
+        location=location,
+        raw=text,
     )
 
 

@@ -136,8 +136,10 @@ def refuse_wrapped_headers(name: str, kind: str, sample: bytes) -> None:
     only lines naming a governed host reach the parser."""
     for line in sample.split(b"\n")[:64]:
         if _unwrapped(kind, line.decode("utf-8", "replace")).startswith("#"):
-            raise SourceError(f"{name}: Zeek TSV inside {kind} records cannot be read (its header lines are wrapped too); "
-                              f"take the lines out first: {UNWRAP[kind]} > ssl.log")
+            raise SourceError(
+                f"{name}: Zeek TSV inside {kind} records cannot be read (its header lines are wrapped too); "
+                f"take the lines out first: {UNWRAP[kind]} > ssl.log"
+            )
 
 
 def _most_matched(texts: list[str]) -> LogFormat | None:

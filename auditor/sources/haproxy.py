@@ -170,15 +170,20 @@ def parse(line: str, location: str) -> ConnectionEvent:
         found: tuple[str, int] | None = None
         if method and (method == "CONNECT" or "://" in target):
             found = host_from_target(method, target)
-        found = (
-            found or _from_captures(http["captures"]) or (_host_name(http["vhost"]) if http["vhost"] else None) or _from_tail(http["tail"])
-        )
+        found = found or _from_captures(http["captures"]) or (_host_name(http["vhost"]) if http["vhost"] else None) or _from_tail(http["tail"])
         if not found or not found[0]:
             raise Ignored("request names no host")
         host, port = found
         return ConnectionEvent(
-            ts=ts, orig_h=orig_h, orig_p=orig_p, server_name=host, source=location, resp_p=port,
-            method=method, status=status, raw=line,
+            ts=ts,
+            orig_h=orig_h,
+            orig_p=orig_p,
+            server_name=host,
+            source=location,
+            resp_p=port,
+            method=method,
+            status=status,
+            raw=line,
         )
     tcp = _TCP.match(rest)
     if tcp is not None:

@@ -155,9 +155,11 @@ class Resumable(Protocol):
     prefix: bytes
     whole_lines: int
     resumable: bool
+
     @property
     def kind(self) -> str:
         """The format's name for summaries (`squid`, `pcapng`, `live`)."""
+
     compression: str
     stats: SourceStats
     unterminated: bool

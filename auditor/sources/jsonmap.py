@@ -45,7 +45,7 @@ _INTS = ("orig_p", "resp_p", "status")
 
 
 def check_map(fields: Mapping[str, Any]) -> str:
-    """"" when `fields` is a usable map, else what is wrong with it and what to write instead."""
+    """ "" when `fields` is a usable map, else what is wrong with it and what to write instead."""
     if not fields:
         return "format json needs a field map"
     unknown = sorted(set(fields) - set(FIELDS))
@@ -57,7 +57,7 @@ def check_map(fields: Mapping[str, Any]) -> str:
     if "ts" not in fields:
         return "'fields' needs ts = \"<path to the time of the record>\""
     if "server_name" not in fields and "url" not in fields:
-        return "'fields' needs server_name = \"<path to the host called>\" or url = \"<path to the URL called>\""
+        return '\'fields\' needs server_name = "<path to the host called>" or url = "<path to the URL called>"'
     return ""
 
 
@@ -99,8 +99,7 @@ class Reader:
         problem = check_map(fields or {})
         if problem:
             raise ValueError(
-                f"{problem}; give it in the config's [[source]] entry for this file: "
-                'format = "json", fields = { ts = "...", server_name = "..." }'
+                f'{problem}; give it in the config\'s [[source]] entry for this file: format = "json", fields = {{ ts = "...", server_name = "..." }}'
             )
         self.paths = {key: tuple(path.split(".")) for key, path in (fields or {}).items()}
 
@@ -148,4 +147,4 @@ class Reader:
 
 def parse(line: str, location: str) -> ConnectionEvent:
     """Without a field map there is nothing to read a record by."""
-    raise Malformed("json: no field map; give format = \"json\" and fields in the config's [[source]] entry")
+    raise Malformed('json: no field map; give format = "json" and fields in the config\'s [[source]] entry')

@@ -29,7 +29,12 @@ ARPHRD_LOOPBACK = 772
 ANY = "any"
 """The interface name that captures on every interface."""
 ARPHRD_LINKTYPES = {
-    1: LINKTYPE_ETHERNET, ARPHRD_LOOPBACK: LINKTYPE_ETHERNET, 65534: LINKTYPE_RAW, 512: LINKTYPE_RAW, 776: LINKTYPE_RAW, 778: LINKTYPE_RAW,
+    1: LINKTYPE_ETHERNET,
+    ARPHRD_LOOPBACK: LINKTYPE_ETHERNET,
+    65534: LINKTYPE_RAW,
+    512: LINKTYPE_RAW,
+    776: LINKTYPE_RAW,
+    778: LINKTYPE_RAW,
 }
 """Interface hardware types (ARPHRD_*) -> how their frames start: Ethernet and loopback with an
 Ethernet header; tun, PPP, sit and GRE with the IP header."""
@@ -48,7 +53,7 @@ class _Interface:
         except PermissionError:
             raise SourceError(
                 f"capturing on {name} needs CAP_NET_RAW: run as root, or grant it to this Python with "
-                "`sudo setcap cap_net_raw+ep \"$(readlink -f \"$(command -v python3)\")\"`"
+                '`sudo setcap cap_net_raw+ep "$(readlink -f "$(command -v python3)")"`'
             ) from None
         except (AttributeError, OSError) as e:
             raise SourceError(f"cannot open a packet socket ({getattr(e, 'strerror', None) or e}); live capture needs Linux") from None

@@ -153,8 +153,18 @@ class LogFile(Prefixed, EventSource):
     """One log input. Open with `LogFile.open()`, then `resume()` and iterate `batches()`."""
 
     def __init__(
-        self, name: str, stream: IO[bytes], compression: str, needles: tuple[bytes, ...], fmt: str | None, *, growing: bool = False,
-        fields: Mapping[str, str] | None = None, following: bool = False, on_disk: bytes | None = None, stats: SourceStats | None = None,
+        self,
+        name: str,
+        stream: IO[bytes],
+        compression: str,
+        needles: tuple[bytes, ...],
+        fmt: str | None,
+        *,
+        growing: bool = False,
+        fields: Mapping[str, str] | None = None,
+        following: bool = False,
+        on_disk: bytes | None = None,
+        stats: SourceStats | None = None,
     ) -> None:
         """`following`: see the attribute. `on_disk`: the first bytes of the file as they are on
         disk, when `stream` releases fewer (a followed file releases complete lines only): the
@@ -220,8 +230,9 @@ class LogFile(Prefixed, EventSource):
             raise
 
     @classmethod
-    def open(cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None, *,
-             finished: bool = False) -> LogFile:
+    def open(
+        cls, path: str, needles: tuple[bytes, ...], fmt: str | None = None, fields: Mapping[str, str] | None = None, *, finished: bool = False
+    ) -> LogFile:
         """Open a file (or `-` for stdin), detecting compression by magic bytes. `finished`: see
         the attribute (it is told by its first bytes as any input is, whatever it holds)."""
         check_name(path)
@@ -357,8 +368,11 @@ class LogFile(Prefixed, EventSource):
     def _is_array(self) -> bool:
         """A Vercel drain saved as one JSON array (`[{...}, ...]`), not lines: its first bytes are
         `[` then an object or the array's end (an Envoy line `[2024-...` before NDJSON is not)."""
-        return (self.format is not None and self.format.name == vercel.NAME
-                and re.match(rb"\[\s*[{\]]", self._pending.removeprefix(BOM).lstrip()) is not None)
+        return (
+            self.format is not None
+            and self.format.name == vercel.NAME
+            and re.match(rb"\[\s*[{\]]", self._pending.removeprefix(BOM).lstrip()) is not None
+        )
 
     def batches(self) -> Iterator[Batch]:
         """Events in batches of about BATCH_LINES lines, each ending on a line boundary."""
@@ -510,8 +524,14 @@ class LogFile(Prefixed, EventSource):
     def of_range(cls, where: Range) -> LogFile:
         """The lines of a range of an input, for another process to read (`batches`); its lines are
         numbered from the range's start (see `took` and `rebased`)."""
-        piece = cls(where.name, _RangeStream(where.path, where.start, where.stop), "plain",  # type: ignore[arg-type]  # read as IO[bytes] is
-                   where.needles, where.format, fields=where.fields)
+        piece = cls(
+            where.name,
+            _RangeStream(where.path, where.start, where.stop),  # type: ignore[arg-type]  # read as IO[bytes] is
+            "plain",
+            where.needles,
+            where.format,
+            fields=where.fields,
+        )
         piece._offset = where.start
         return piece
 
@@ -569,8 +589,13 @@ class LogFile(Prefixed, EventSource):
     def reopenable(self) -> bool:
         """True when another process can open this input by its name and read it the same way: a
         file on disk (not stdin) that is not being written, in a line format (not a JSON array)."""
-        return self.name != "<stdin>" and (self._path is not None or self.compression != "plain") \
-            and not self.growing and self.format is not None and not self._is_array()
+        return (
+            self.name != "<stdin>"
+            and (self._path is not None or self.compression != "plain")
+            and not self.growing
+            and self.format is not None
+            and not self._is_array()
+        )
 
     def _array_batches(self) -> Iterator[Batch]:
         """A JSON array of log objects (vercel.read_array): read whole, one batch, entries before
@@ -648,8 +673,11 @@ class LogFile(Prefixed, EventSource):
     def _scan(self, block: bytes | bytearray, events: list[ConnectionEvent], end: int | None = None) -> int:
         """Parse the lines of `block[:end]` (complete lines) that contain a needle; count all."""
         end = len(block) if end is None else end
-        if self._reader is not None and self._reader.headers and (
-                block[:1] == b"#" or _hash_line(block, end) or (self._line == 0 and block.startswith(BOM + b"#"))):
+        if (
+            self._reader is not None
+            and self._reader.headers
+            and (block[:1] == b"#" or _hash_line(block, end) or (self._line == 0 and block.startswith(BOM + b"#")))
+        ):
             return self._scan_headers(bytes(block[:end]), events)
         base_line = self._line
         partial = self._partial

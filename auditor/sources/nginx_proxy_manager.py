@@ -42,13 +42,21 @@ from auditor.sources.interface import Ignored, Malformed
 NAME = "nginx-proxy-manager"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _REQUEST = (
-    r"(?P<status>[0-9]{3}) - (?P<method>\S+) (?P<scheme>https?) (?P<host>\S+) " + _QUOTED
+    r"(?P<status>[0-9]{3}) - (?P<method>\S+) (?P<scheme>https?) (?P<host>\S+) "
+    + _QUOTED
     + r" \[Client (?P<client>[^\]\s]*)\] \[Length (?:[0-9]+|-)\] \[Gzip (?:[0-9.]+|-)\] "
 )
 _UPSTREAM_STATUS = r"(?:[0-9]{3}|-)(?:(?:, | : )(?:[0-9]{3}|-))*"
 _PROXY = re.compile(
-    r"^\[(?P<time>[^\]]+)\] (?P<cache>[A-Z]+|-) (?P<upstream>" + _UPSTREAM_STATUS + ") " + _REQUEST
-    + r"\[Sent-to (?P<server>(?:\[[^\]]*\])?[^\]]*)\] " + _QUOTED + " " + _QUOTED + "$"
+    r"^\[(?P<time>[^\]]+)\] (?P<cache>[A-Z]+|-) (?P<upstream>"
+    + _UPSTREAM_STATUS
+    + ") "
+    + _REQUEST
+    + r"\[Sent-to (?P<server>(?:\[[^\]]*\])?[^\]]*)\] "
+    + _QUOTED
+    + " "
+    + _QUOTED
+    + "$"
 )
 _STANDARD = re.compile(r"^\[(?P<time>[^\]]+)\] " + _REQUEST + _QUOTED + " " + _QUOTED + "$")
 _ERROR_LOG = re.compile(

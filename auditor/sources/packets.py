@@ -559,6 +559,8 @@ _KEY4, _KEY6 = struct.Struct("12s").unpack_from, struct.Struct("36s").unpack_fro
 def _key_parts(key: FlowKey) -> tuple[bytes, bytes, int, int]:
     n = (len(key) - 4) // 2
     return key[:n], key[n : 2 * n], (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
+
+
 _STARTS = frozenset(b"\x16\x05\x04ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 """First bytes a connection's first client segment can have: TLS handshake, SOCKS5, SOCKS4, an HTTP method."""
 
@@ -797,8 +799,9 @@ class Extractor:
         name, rule = self._resolve(sni, client, server, ech)
         return self._event(number, key, flow.ts, name, f"{source}+{rule}", method, sent=sni)
 
-    def _event(self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp",
-               sent: str = "") -> ConnectionEvent:
+    def _event(
+        self, number: int, key: FlowKey, ts: float, name: str, source: str, method: str, proto: str = "tcp", sent: str = ""
+    ) -> ConnectionEvent:
         """The event of a named connection; its `raw` (the evidence kept) says how it was named and,
         when that is another name, what the hello sent."""
         src, dst, sport, dport = _key_parts(key)
@@ -806,8 +809,16 @@ class Extractor:
         raw = f"{proto} {orig_h} port {sport} -> {resp_h} port {dport}: {name or '-'} ({source}"
         raw += f"; the hello named {sent})" if sent and sent != name else ")"
         return ConnectionEvent(
-            ts=dt.datetime.fromtimestamp(ts, tz=dt.UTC), orig_h=orig_h, orig_p=sport, resp_h=resp_h,
-            resp_p=dport, proto=proto, server_name=name, source=f"{self.source}#{number}", method=method, name_source=source,
+            ts=dt.datetime.fromtimestamp(ts, tz=dt.UTC),
+            orig_h=orig_h,
+            orig_p=sport,
+            resp_h=resp_h,
+            resp_p=dport,
+            proto=proto,
+            server_name=name,
+            source=f"{self.source}#{number}",
+            method=method,
+            name_source=source,
             raw=raw,
         )
 
@@ -994,7 +1005,9 @@ class Extractor:
         """Forget flows idle for IDLE_SECONDS and finished flows older than DONE_SECONDS."""
         self._next_sweep = now + IDLE_SECONDS / 4
         tables: tuple[tuple[OrderedDict[FlowKey, Any], float, Callable[[Any], float]], ...] = (
-            (self._flows, IDLE_SECONDS, lambda f: f.last), (self._quic, IDLE_SECONDS, lambda s: s[1]), (self._done, DONE_SECONDS, lambda t: t),
+            (self._flows, IDLE_SECONDS, lambda f: f.last),
+            (self._quic, IDLE_SECONDS, lambda s: s[1]),
+            (self._done, DONE_SECONDS, lambda t: t),
         )
         for table, age, last in tables:
             cutoff = now - age

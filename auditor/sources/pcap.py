@@ -27,8 +27,10 @@ MAX_RECORD = 1 << 24
 """A record claiming more bytes than this is damaged: the rest of the file cannot be trusted."""
 
 _PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 SNAPLEN_CUT = "packet cut short by the capture's snap length"
@@ -254,7 +256,7 @@ class PcapFile(Prefixed, EventSource):
                 break
             if code == 9 and size >= 1 and off + 4 < len(body):  # if_tsresol
                 value = body[off + 4]
-                unit = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+                unit = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
             off += 4 + size + (-size % 4)
         return linktype, unit
 

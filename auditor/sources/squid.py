@@ -112,7 +112,9 @@ def _user_with_spaces(line: str, fields: list[str]) -> list[str]:
     if found is None:
         return fields
     if _HIER_WORD.search(line.split(" [", 1)[0], found.end()):  # before log_mime_hdrs' brackets
-        raise Malformed("squid: two hierarchy codes (%Sh/%<a) after the URL: a user name (%un) with spaces holds one, "
-                        "and the fields after it cannot be told apart")
+        raise Malformed(
+            "squid: two hierarchy codes (%Sh/%<a) after the URL: a user name (%un) with spaces holds one, "
+            "and the fields after it cannot be told apart"
+        )
     user = line[start.end() : found.start()].strip()  # type: ignore[union-attr]
     return [*fields[:7], user, found.group(), *line[found.end() :].split(None, 1)]

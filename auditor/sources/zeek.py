@@ -153,7 +153,7 @@ def _parse_json(line: str, location: str) -> ConnectionEvent:
     record = json_object(line, "zeek", "log entry")
     path = record["_path"] if isinstance(record.get("_path"), str) else ""
     if "ts" not in record and len(record) == 1:  # zeek-kafka's tag_json: {"ssl": {...}}
-        (path, inner), = record.items()
+        ((path, inner),) = record.items()
         if isinstance(inner, dict):
             record = inner
     if "ts" not in record:

@@ -314,14 +314,17 @@ def test_a_feed_directory_this_user_may_not_enter_is_one_sentence(tmp_path: Path
     """Run with another user's $HOME (sudo without -H): looking for a downloaded feed raised
     PermissionError, a traceback. (Root enters any directory, so the refusal is the kernel's
     answer put in by hand.)"""
+
     def refused(self: Path) -> bool:
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "is_file", refused)
     with pytest.raises(FeedError) as info:
         cloud.load_feeds(tmp_path)
-    assert str(info.value) == (f"{tmp_path / cloud.FEED_FILES[PROVIDERS[0]]}: cannot read the {PROVIDERS[0]} range feed "
-                               "(Permission denied); fix its permissions or point $XDG_DATA_HOME at a directory of this user's")
+    assert str(info.value) == (
+        f"{tmp_path / cloud.FEED_FILES[PROVIDERS[0]]}: cannot read the {PROVIDERS[0]} range feed "
+        "(Permission denied); fix its permissions or point $XDG_DATA_HOME at a directory of this user's"
+    )
 
 
 def test_shared_locator_is_reused_until_a_feed_file_changes(tmp_path: Path) -> None:

@@ -73,7 +73,9 @@ def test_text_that_is_not_an_address_is_unknown_not_an_error() -> None:
 
 
 def test_flat_country_code_layout(write_mmdb) -> None:  # type: ignore[no-untyped-def]
-    path = write_mmdb({"198.51.100.0/24": {"country_code": "sg", "asn": "AS64500"}, "2001:db8::/32": {"country_code": "HK"}}, database_type="ipinfo ip_country.mmdb")
+    path = write_mmdb(
+        {"198.51.100.0/24": {"country_code": "sg", "asn": "AS64500"}, "2001:db8::/32": {"country_code": "HK"}}, database_type="ipinfo ip_country.mmdb"
+    )
     locator = MmdbLocator(path)
     assert locator.locate("198.51.100.7").country_code == "SG"
     assert locator.locate("2001:db8::1").country_code == "HK"

@@ -275,9 +275,7 @@ def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
     for r in results.values():
         assert Path(r.path).parent == dest
         assert stat.S_IMODE(Path(r.path).stat().st_mode) == 0o600
-    assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*cloud.FEED_FILES.values(), "dbip-country-lite.mmdb", "GeoLite2-Country.mmdb"]
-    )
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*cloud.FEED_FILES.values(), "dbip-country-lite.mmdb", "GeoLite2-Country.mmdb"])
     assert (dest / "dbip-country-lite.mmdb").read_bytes() == GOOD_MMDB.read_bytes()
 
     # Progress: per source, from (0, total) to (total, total), never backwards.
@@ -309,8 +307,16 @@ def test_update_all_sources(server: FeedServer, tmp_path: Path) -> None:
 BAD_AWS = [
     ("truncated JSON", {"body": asset("feeds/malformed/truncated.json").read_bytes()}, "is not valid JSON"),
     ("wrong top-level shape", {"body": asset("feeds/malformed/list.json").read_bytes()}, "no 'prefixes' list"),
-    ("HTML error page with 200", {"body": asset("feeds/malformed/error.html").read_bytes()}, "is an HTML or XML page, not an AWS ip-ranges.json feed"),
-    ("no prefixes", {"body": asset("feeds/malformed/empty-prefixes.json").read_bytes()}, "holds 0 prefixes with a location, fewer than the 1 expected"),
+    (
+        "HTML error page with 200",
+        {"body": asset("feeds/malformed/error.html").read_bytes()},
+        "is an HTML or XML page, not an AWS ip-ranges.json feed",
+    ),
+    (
+        "no prefixes",
+        {"body": asset("feeds/malformed/empty-prefixes.json").read_bytes()},
+        "holds 0 prefixes with a location, fewer than the 1 expected",
+    ),
     ("invalid prefix", {"body": asset("feeds/malformed/bad-prefix.json").read_bytes()}, "invalid prefix '300.198.0.0/15'"),
     ("HTTP 404", None, "HTTP 404 (not found) from https://127.0.0.1:"),
     ("HTTP 500", {"body": b"oops", "status": 500}, "HTTP 500 (Internal Server Error)"),
@@ -592,8 +598,9 @@ def test_cli_update_then_lookup_uses_the_download(server: FeedServer, monkeypatc
         monkeypatch.setitem(update.MIN_PREFIXES, provider, 1)
     serve_official(server)
     runner = CliRunner()
-    result = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "--only", "dbip-country-lite", "-q", "--json",
-                                 "--accept-changes"])
+    result = runner.invoke(
+        cli, ["geoip", "update", "--base-url", server.url, "--only", "aws", "--only", "dbip-country-lite", "-q", "--json", "--accept-changes"]
+    )
     assert result.exit_code == 0, result.output
     statuses = {r["source"]: r["status"] for r in _json.loads(result.stdout)}
     assert statuses == {"aws": "ok", "dbip-country-lite": "ok"}
@@ -676,11 +683,17 @@ def test_official_sources_are_pinned_to_their_hosts() -> None:
     assert sources["GeoLite2-Country"].allowed_hosts == ("download.maxmind.com", update.MAXMIND_STORAGE_HOST)
     assert sources["GeoLite2-Country"].checksum_url == "https://download.maxmind.com/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
     # A mirror: its own host only, for every source (MaxMind's checksum from the mirror too).
-    mirrored = update.default_sources(license_key="k", account_id="1", base_url="https://mirror.example:8443/m",
-                                      urls={"gcp": "https://other.example/cloud.json"})
+    mirrored = update.default_sources(
+        license_key="k", account_id="1", base_url="https://mirror.example:8443/m", urls={"gcp": "https://other.example/cloud.json"}
+    )
     assert {s.name: s.allowed_hosts for s in mirrored} == {
-        "aws": ("mirror.example",), "gcp": ("other.example",), "azure": ("mirror.example",), "oracle": ("mirror.example",),
-        "digitalocean": ("mirror.example",), "dbip-country-lite": ("mirror.example",), "GeoLite2-Country": ("mirror.example",),
+        "aws": ("mirror.example",),
+        "gcp": ("other.example",),
+        "azure": ("mirror.example",),
+        "oracle": ("mirror.example",),
+        "digitalocean": ("mirror.example",),
+        "dbip-country-lite": ("mirror.example",),
+        "GeoLite2-Country": ("mirror.example",),
     }
     assert mirrored[-1].checksum_url == "https://mirror.example:8443/m/geoip/databases/GeoLite2-Country/download?suffix=tar.gz.sha256"
 
@@ -704,8 +717,11 @@ def test_azure_page_link_must_stay_on_https_and_a_pinned_host(server: FeedServer
 
 
 MAXMIND_CHECKSUMS = [
-    ("another archive's SHA-256", hashlib.sha256(b"another archive").hexdigest().encode() + b"  GeoLite2-Country_20260204.tar.gz\n",
-     "does not match the SHA-256 published at https://127.0.0.1:"),
+    (
+        "another archive's SHA-256",
+        hashlib.sha256(b"another archive").hexdigest().encode() + b"  GeoLite2-Country_20260204.tar.gz\n",
+        "does not match the SHA-256 published at https://127.0.0.1:",
+    ),
     ("not a SHA-256", b"<html>Service Unavailable</html>", "holds no SHA-256, so the download cannot be verified"),
     ("not published", None, "no SHA-256 is published at https://127.0.0.1:"),
 ]
@@ -741,8 +757,16 @@ def snapshot_doc(provider: str, created: dt.date | None = None) -> dict:  # type
     feed = next(f for f in cloud.bundled_feeds() if f.provider == provider)
     day = created or _fresh()
     if provider == "aws":
-        v4 = [{"ip_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region} for r in feed.ranges if ":" not in r.network]
-        v6 = [{"ipv6_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region} for r in feed.ranges if ":" in r.network]
+        v4 = [
+            {"ip_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region}
+            for r in feed.ranges
+            if ":" not in r.network
+        ]
+        v6 = [
+            {"ipv6_prefix": r.network, "region": r.region, "service": "EC2", "network_border_group": r.region}
+            for r in feed.ranges
+            if ":" in r.network
+        ]
         return {"syncToken": "1", "createDate": day.strftime("%Y-%m-%d-21-03-13"), "prefixes": v4, "ipv6_prefixes": v6}
     prefixes = [{"ipv6Prefix" if ":" in r.network else "ipv4Prefix": r.network, "service": "Google Cloud", "scope": r.region} for r in feed.ranges]
     return {"syncToken": "1", "creationTime": f"{day}T10:03:28.48825", "prefixes": prefixes}
@@ -751,9 +775,9 @@ def snapshot_doc(provider: str, created: dt.date | None = None) -> dict:  # type
 def aws_with(extra: list[dict[str, str]], drop: tuple[str, ...] = (), created: dt.date | None = None, **regions: str) -> bytes:
     """The bundled snapshot's AWS feed with prefixes added, dropped, or given another region (`regions`)."""
     doc = snapshot_doc("aws", created)
-    doc["prefixes"] = [
-        {**p, "region": regions.get(p["ip_prefix"], p["region"])} for p in doc["prefixes"] if p["ip_prefix"] not in drop
-    ] + [{"service": "EC2", "network_border_group": e["region"], **e} for e in extra]
+    doc["prefixes"] = [{**p, "region": regions.get(p["ip_prefix"], p["region"])} for p in doc["prefixes"] if p["ip_prefix"] not in drop] + [
+        {"service": "EC2", "network_border_group": e["region"], **e} for e in extra
+    ]
     return json.dumps(doc).encode()
 
 
@@ -857,8 +881,10 @@ def test_legitimate_gcp_update_adding_new_space_installs(server: FeedServer, tmp
 
     # New space the database places in the US, in us-central1; and space no source placed
     # (198.18.16.0/24, a benchmarking network), which gains a country: listed, not refused.
-    server.serve("/ipranges/cloud.json", gcp_with([{"ipv4Prefix": "64.233.160.0/24", "scope": "us-central1"},
-                                                  {"ipv4Prefix": "198.18.16.0/24", "scope": "asia-southeast1"}]))
+    server.serve(
+        "/ipranges/cloud.json",
+        gcp_with([{"ipv4Prefix": "64.233.160.0/24", "scope": "us-central1"}, {"ipv4Prefix": "198.18.16.0/24", "scope": "asia-southeast1"}]),
+    )
     [result] = update.update(sources_for(server, feeds=["gcp"], dbip=False), tmp_path, verdict_changes=_verdict_changes())
     assert result.status == OK, result.message
     assert result.changes == ("198.18.16.0/24: ? -> SG (was unknown)",)
@@ -874,13 +900,20 @@ def _feed(ranges: list[tuple[str, str]], provider: str = "aws") -> feeds.Feed:
 
 MOVES = [
     ("same prefix, other country", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "us-east-1")], ["43.198.0.0/15: HK -> US"]),
-    ("more specific prefix added", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "ap-east-1"), ("43.198.0.0/16", "us-east-1")],
-     ["43.198.0.0/16: HK -> US"]),
-    ("specific prefix replaced by a covering one", [("43.198.0.0/16", "ap-east-1")], [("43.0.0.0/8", "us-east-1")],
-     ["43.198.0.0/16: HK -> US"]),
+    (
+        "more specific prefix added",
+        [("43.198.0.0/15", "ap-east-1")],
+        [("43.198.0.0/15", "ap-east-1"), ("43.198.0.0/16", "us-east-1")],
+        ["43.198.0.0/16: HK -> US"],
+    ),
+    ("specific prefix replaced by a covering one", [("43.198.0.0/16", "ap-east-1")], [("43.0.0.0/8", "us-east-1")], ["43.198.0.0/16: HK -> US"]),
     ("to an unknown region", [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "xx-new-1")], ["43.198.0.0/15: HK -> ?"]),
-    ("into two countries at once", [("2406:da1e::/32", "ap-east-1")], [("2406:da1e::/32", "ap-east-1"), ("2406:da1e::/32", "us-east-1")],
-     ["2406:da1e::/32: HK -> HK|US"]),
+    (
+        "into two countries at once",
+        [("2406:da1e::/32", "ap-east-1")],
+        [("2406:da1e::/32", "ap-east-1"), ("2406:da1e::/32", "us-east-1")],
+        ["2406:da1e::/32: HK -> HK|US"],
+    ),
     ("same country, other region", [("198.51.100.0/24", "us-east-1")], [("198.51.100.0/24", "us-west-2")], []),
     ("new space", [("198.51.100.0/24", "us-east-1")], [("198.51.100.0/24", "us-east-1"), ("43.198.0.0/15", "ap-east-1")], []),
     ("withdrawn", [("198.51.100.0/24", "us-east-1"), ("43.198.0.0/15", "ap-east-1")], [("198.51.100.0/24", "us-east-1")], []),
@@ -910,8 +943,10 @@ def test_share_of_moves_without_a_verdict_change() -> None:
         assert [str(c) for c in changes][:1] == ["10.0.0.0/24: SG -> JP (was cloud:aws:ap-southeast-1)"] and not any(c.decisive for c in changes)
         clause, refuses = update.describe_changes(moves, changes, 100)
         assert refuses is refused, clause
-        assert clause.startswith(f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP), "
-                                 f"and changes the country the locator gives in {moved} of its prefixes, none changing a verdict")
+        assert clause.startswith(
+            f"the download moves {moved} of the 100 prefixes in use to another country ({moved / 100:.1%}; first: 10.0.0.0/24: SG -> JP), "
+            f"and changes the country the locator gives in {moved} of its prefixes, none changing a verdict"
+        )
     # One change of a verdict is enough.
     hk = _feed([("10.0.0.0/24", "ap-east-1")] + [(f"10.0.{i}.0/24", "ap-southeast-1") for i in range(1, 100)])
     clause, refuses = update.describe_changes(update.feed_moves(old, hk), _changes(old, hk, [], [], lambda a, b: "HK" in (a, b)), 100)
@@ -932,7 +967,9 @@ class _Database(Locator):
     def locate(self, ip: str) -> Location:
         addr = ipaddress.ip_address(ip)
         holding = [(n, c) for n, c in self.networks if n.version == addr.version and addr in n]
-        network, country = max(holding, key=lambda h: h[0].prefixlen) if holding else (ipaddress.ip_network("0.0.0.0/0" if addr.version == 4 else "::/0"), "")
+        network, country = (
+            max(holding, key=lambda h: h[0].prefixlen) if holding else (ipaddress.ip_network("0.0.0.0/0" if addr.version == 4 else "::/0"), "")
+        )
         for plen in range(network.prefixlen, addr.max_prefixlen + 1):
             leaf = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
             if not any(n != leaf and n.version == leaf.version and n.subnet_of(leaf) for n, _ in self.networks):  # type: ignore[arg-type]
@@ -942,35 +979,111 @@ class _Database(Locator):
 
 LOCATOR_CHANGES = [
     # (case, provider of the feed, other providers' prefixes, old feed, new feed, database, changes)
-    ("a move under other providers' more specific prefixes", "aws", [("gcp", "10.0.0.0/25", "us-central1"), ("gcp", "10.0.0.128/25", "us-east1")],
-     [("10.0.0.0/24", "ap-east-1")], [("10.0.0.0/24", "us-east-1")], [], []),
-    ("a prefix also published by another provider, in another country: no answer", "aws", [("gcp", "43.198.12.0/24", "us-central1")],
-     [("43.198.0.0/15", "ap-east-1")], [("43.198.0.0/15", "ap-east-1"), ("43.198.12.0/24", "ap-east-1")], [],
-     ["43.198.12.0/24: US -> ? (was cloud:gcp:us-central1)"]),
-    ("a new prefix over another provider's", "gcp", [("aws", "43.198.0.0/15", "ap-east-1")], [], [("43.198.12.0/24", "us-central1")], [],
-     ["43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)"]),
-    ("a new prefix around another provider's, found at its boundary", "gcp", [("aws", "43.198.12.0/24", "ap-east-1")], [],
-     [("43.198.0.0/16", "asia-east2")], [("43.198.0.0/16", "US")], ["43.198.0.0/16: US -> HK (was mmdb:Test)"]),
-    ("space the database places elsewhere, in the middle of a prefix", "aws", [], [], [("10.0.0.0/16", "us-east-1")],
-     [("10.0.77.0/24", "CN"), ("10.0.0.0/16", "US")], ["10.0.0.0/16: CN -> US (was mmdb:Test)"]),
+    (
+        "a move under other providers' more specific prefixes",
+        "aws",
+        [("gcp", "10.0.0.0/25", "us-central1"), ("gcp", "10.0.0.128/25", "us-east1")],
+        [("10.0.0.0/24", "ap-east-1")],
+        [("10.0.0.0/24", "us-east-1")],
+        [],
+        [],
+    ),
+    (
+        "a prefix also published by another provider, in another country: no answer",
+        "aws",
+        [("gcp", "43.198.12.0/24", "us-central1")],
+        [("43.198.0.0/15", "ap-east-1")],
+        [("43.198.0.0/15", "ap-east-1"), ("43.198.12.0/24", "ap-east-1")],
+        [],
+        ["43.198.12.0/24: US -> ? (was cloud:gcp:us-central1)"],
+    ),
+    (
+        "a new prefix over another provider's",
+        "gcp",
+        [("aws", "43.198.0.0/15", "ap-east-1")],
+        [],
+        [("43.198.12.0/24", "us-central1")],
+        [],
+        ["43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)"],
+    ),
+    (
+        "a new prefix around another provider's, found at its boundary",
+        "gcp",
+        [("aws", "43.198.12.0/24", "ap-east-1")],
+        [],
+        [("43.198.0.0/16", "asia-east2")],
+        [("43.198.0.0/16", "US")],
+        ["43.198.0.0/16: US -> HK (was mmdb:Test)"],
+    ),
+    (
+        "space the database places elsewhere, in the middle of a prefix",
+        "aws",
+        [],
+        [],
+        [("10.0.0.0/16", "us-east-1")],
+        [("10.0.77.0/24", "CN"), ("10.0.0.0/16", "US")],
+        ["10.0.0.0/16: CN -> US (was mmdb:Test)"],
+    ),
     ("the database agrees", "aws", [], [], [("10.0.0.0/16", "us-east-1")], [("10.0.0.0/16", "US")], []),
-    ("no source placed it: a change, not decisive", "aws", [], [], [("10.0.0.0/16", "us-east-1")], [],
-     ["10.0.0.0/16: ? -> US (was unknown) (not decisive)"]),
-    ("withdrawn, the database places it elsewhere", "aws", [], [("10.0.0.0/16", "ap-east-1")], [], [("10.0.0.0/8", "US")],
-     ["10.0.0.0/16: HK -> US (was cloud:aws:ap-east-1)"]),
+    (
+        "no source placed it: a change, not decisive",
+        "aws",
+        [],
+        [],
+        [("10.0.0.0/16", "us-east-1")],
+        [],
+        ["10.0.0.0/16: ? -> US (was unknown) (not decisive)"],
+    ),
+    (
+        "withdrawn, the database places it elsewhere",
+        "aws",
+        [],
+        [("10.0.0.0/16", "ap-east-1")],
+        [],
+        [("10.0.0.0/8", "US")],
+        ["10.0.0.0/16: HK -> US (was cloud:aws:ap-east-1)"],
+    ),
     ("withdrawn to nowhere", "aws", [], [("10.0.0.0/16", "ap-east-1")], [], [], ["10.0.0.0/16: HK -> ? (was cloud:aws:ap-east-1)"]),
-    ("to a region no table knows, the database agrees", "aws", [], [("10.0.0.0/16", "ap-east-1")], [("10.0.0.0/16", "xx-new-1")],
-     [("10.0.0.0/16", "HK")], []),
-    ("the same prefix as another provider's, in another country", "aws", [("gcp", "10.0.0.0/16", "asia-east2")], [],
-     [("10.0.0.0/16", "us-east-1")], [("10.0.0.0/8", "US")], ["10.0.0.0/16: HK -> US (was cloud:gcp:asia-east2)"]),
-    ("IPv6", "aws", [], [("2406:da1e::/32", "ap-east-1")], [("2406:da1e::/32", "ap-east-1"), ("2406:da1e:8000::/33", "us-east-1")], [],
-     ["2406:da1e:8000::/33: HK -> US (was cloud:aws:ap-east-1)"]),
+    (
+        "to a region no table knows, the database agrees",
+        "aws",
+        [],
+        [("10.0.0.0/16", "ap-east-1")],
+        [("10.0.0.0/16", "xx-new-1")],
+        [("10.0.0.0/16", "HK")],
+        [],
+    ),
+    (
+        "the same prefix as another provider's, in another country",
+        "aws",
+        [("gcp", "10.0.0.0/16", "asia-east2")],
+        [],
+        [("10.0.0.0/16", "us-east-1")],
+        [("10.0.0.0/8", "US")],
+        ["10.0.0.0/16: HK -> US (was cloud:gcp:asia-east2)"],
+    ),
+    (
+        "IPv6",
+        "aws",
+        [],
+        [("2406:da1e::/32", "ap-east-1")],
+        [("2406:da1e::/32", "ap-east-1"), ("2406:da1e:8000::/33", "us-east-1")],
+        [],
+        ["2406:da1e:8000::/33: HK -> US (was cloud:aws:ap-east-1)"],
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, provider, others, old, new, database, changes", LOCATOR_CHANGES, ids=[c[0] for c in LOCATOR_CHANGES])
-def test_locator_changes(case: str, provider: str, others: list[tuple[str, str, str]], old: list[tuple[str, str]], new: list[tuple[str, str]],
-                         database: list[tuple[str, str]], changes: list[str]) -> None:
+def test_locator_changes(
+    case: str,
+    provider: str,
+    others: list[tuple[str, str, str]],
+    old: list[tuple[str, str]],
+    new: list[tuple[str, str]],
+    database: list[tuple[str, str]],
+    changes: list[str],
+) -> None:
     other_feeds = [_feed([(n, r) for p, n, r in others if p == name], name) for name in ("aws", "gcp") if any(p == name for p, _, _ in others)]
     found = _changes(_feed(old, provider), _feed(new, provider), other_feeds, [_Database(database)])
     assert [str(c) + ("" if c.decisive else " (not decisive)") for c in found] == changes
@@ -981,8 +1094,9 @@ def test_locator_changes(case: str, provider: str, others: list[tuple[str, str, 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_cli_refuses_the_forged_feed_that_hid_the_demo_violations(server: FeedServer, plain_server: FeedServer,
-                                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cli_refuses_the_forged_feed_that_hid_the_demo_violations(
+    server: FeedServer, plain_server: FeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from auditor.cli import cli
@@ -1043,9 +1157,11 @@ def test_cli_refuses_a_forged_feed_of_another_provider_over_the_demo_egress(serv
     server.serve("/ipranges/cloud.json", gcp_with(FORGED_GCP))
     forged = runner.invoke(cli, ["geoip", "update", "--base-url", server.url, "--only", "gcp", "-q"])
     assert forged.exit_code == 3, forged.output
-    assert forged.stdout.startswith("failed\tgcp: refused: the download changes the country the locator gives in 1 of its prefixes, "
-                                    "1 of them changing a verdict (first: 43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)), "
-                                    f"against gcp:cloudip-db@{cloud.bundle_info().date}")
+    assert forged.stdout.startswith(
+        "failed\tgcp: refused: the download changes the country the locator gives in 1 of its prefixes, "
+        "1 of them changing a verdict (first: 43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)), "
+        f"against gcp:cloudip-db@{cloud.bundle_info().date}"
+    )
     assert "\t  43.198.12.0/24: HK -> US (was cloud:aws:ap-east-1)\n" in forged.stdout
     assert "run again with --accept-changes" in forged.stdout
     assert "not updated: gcp" in forged.stderr

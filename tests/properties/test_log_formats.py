@@ -87,7 +87,7 @@ def sample(name: str, fmt: str, lines: list[bytes], fields: dict[str, str] | Non
         if not line.startswith(b"#"):
             break
         header.append(line)
-    body = [ln for ln in lines[len(header):] if ln and not ln.startswith(b"#") and not partial(fmt, ln)][:60]
+    body = [ln for ln in lines[len(header) :] if ln and not ln.startswith(b"#") and not partial(fmt, ln)][:60]
     _log, events = read(settled(TMP / f"learn-{name}", b"\n".join(header + body) + b"\n"), fmt, fields)
     hosts = {line_no(e): e.server_name for e in events}
     good = tuple((body[n - len(header) - 1], hosts[n]) for n in sorted(hosts))
@@ -97,11 +97,25 @@ def sample(name: str, fmt: str, lines: list[bytes], fields: dict[str, str] | Non
 def samples() -> list[Sample]:
     out = []
     detected = {
-        "apache-vhost-access.log": "combined", "aws-network-firewall.log": "aws-network-firewall", "cloudflare-http_requests.ndjson": "cloudflare",
-        "envoy-access.json": "envoy", "envoy-access.log": "envoy", "envoy-istio.log": "envoy+cri", "haproxy-stdout.log": "haproxy",
-        "haproxy-syslog.log": "haproxy", "nginx-access.log": "combined", "nginx-proxy-manager.log": "nginx-proxy-manager",
-        "nginx-stream.log": "nginx-stream", "squid-access.log": "squid", "squid-combined.log": "combined", "squid-common.log": "combined",
-        "suricata-eve.json": "suricata", "vercel-drain.ndjson": "vercel", "zeek-http.log": "zeek", "zeek-ssl.json": "zeek", "zeek-ssl.log": "zeek",
+        "apache-vhost-access.log": "combined",
+        "aws-network-firewall.log": "aws-network-firewall",
+        "cloudflare-http_requests.ndjson": "cloudflare",
+        "envoy-access.json": "envoy",
+        "envoy-access.log": "envoy",
+        "envoy-istio.log": "envoy+cri",
+        "haproxy-stdout.log": "haproxy",
+        "haproxy-syslog.log": "haproxy",
+        "nginx-access.log": "combined",
+        "nginx-proxy-manager.log": "nginx-proxy-manager",
+        "nginx-stream.log": "nginx-stream",
+        "squid-access.log": "squid",
+        "squid-combined.log": "combined",
+        "squid-common.log": "combined",
+        "suricata-eve.json": "suricata",
+        "vercel-drain.ndjson": "vercel",
+        "zeek-http.log": "zeek",
+        "zeek-ssl.json": "zeek",
+        "zeek-ssl.log": "zeek",
     }
     for file, fmt in detected.items():
         out.append(sample(file, fmt, (LOGS / file).read_bytes().split(b"\n")))
@@ -131,9 +145,13 @@ def junk_lines(s: Sample) -> st.SearchStrategy[bytes]:
     needles = st.sampled_from(NEEDLES).flatmap(lambda n: st.sampled_from([n, n.upper(), n.title()]))
     with_needle = st.tuples(st.binary(max_size=80), needles, st.text(max_size=60)).map(lambda t: t[0] + t[1] + t[2].encode())
     damaged = st.tuples(st.sampled_from([g for g, _ in good]), st.integers(0, 400), st.integers(0, 40), st.binary(max_size=12)).map(
-        lambda t: t[0][: t[1]] + t[3] + t[0][t[1] + t[2] :])
-    return st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode), with_needle, damaged).map(
-        lambda b: b.replace(b"\n", b" ")).filter(lambda b: not partial(s.fmt, b))
+        lambda t: t[0][: t[1]] + t[3] + t[0][t[1] + t[2] :]
+    )
+    return (
+        st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode), with_needle, damaged)
+        .map(lambda b: b.replace(b"\n", b" "))
+        .filter(lambda b: not partial(s.fmt, b))
+    )
 
 
 @st.composite

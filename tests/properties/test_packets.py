@@ -32,8 +32,12 @@ from tests.sources.test_pcap import CLIENT, MAC_A, MAC_B, SERVER, client_hello, 
 TMP = Path(tempfile.mkdtemp(prefix="ra-packets-"))
 LINKTYPES = (0, 1, 9, 12, 50, 51, 101, 104, 108, 113, 228, 229, 276, 147)
 """Every link type the extractor reads, and one it does not."""
-DNS_ANSWER = bytes(Ether(src=MAC_B, dst=MAC_A) / IP(src="192.0.2.53", dst=CLIENT) / UDP(sport=53, dport=33000) / DNS(
-    id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=DNSRR(rrname="api.openai.com", type="A", rdata=SERVER, ttl=60)))
+DNS_ANSWER = bytes(
+    Ether(src=MAC_B, dst=MAC_A)
+    / IP(src="192.0.2.53", dst=CLIENT)
+    / UDP(sport=53, dport=33000)
+    / DNS(id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=DNSRR(rrname="api.openai.com", type="A", rdata=SERVER, ttl=60))
+)
 REAL = [DNS_ANSWER, *frames(), *(bytes(Ether(src=MAC_A, dst=MAC_B) / p) for p in tcp_session(client_hello(None), sport=50001))]
 """Real frames in the order they were built: sessions, each from its SYN on."""
 
@@ -49,7 +53,8 @@ def damaged(frame: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
 
 EDITS = st.lists(st.tuples(st.integers(0, 1 << 12), st.integers(0, 8), st.binary(max_size=6)), max_size=4)
 REAL_RUN = st.lists(st.tuples(st.integers(0, len(REAL) - 1), st.booleans(), EDITS), max_size=40).map(
-    lambda picks: [damaged(REAL[i], edits) if hurt else REAL[i] for i, hurt, edits in sorted(picks, key=lambda p: p[0])])
+    lambda picks: [damaged(REAL[i], edits) if hurt else REAL[i] for i, hurt, edits in sorted(picks, key=lambda p: p[0])]
+)
 """Real frames in their order, some left out, some damaged."""
 RANDOM_RUN = st.lists(st.binary(max_size=200), max_size=30)
 
@@ -97,14 +102,17 @@ def capture(kind: str) -> bytes:
 
 
 CAPTURES = {kind: capture(kind) for kind in ("pcap", "pcapng")}
-PCAP_HEADER = st.tuples(st.sampled_from([b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"]),
-                        st.binary(min_size=20, max_size=20)).map(b"".join)
+PCAP_HEADER = st.tuples(
+    st.sampled_from([b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"]), st.binary(min_size=20, max_size=20)
+).map(b"".join)
 PCAPNG_START = st.tuples(st.just(b"\x0a\x0d\x0d\x0a"), st.binary(min_size=8, max_size=8)).map(b"".join)
 FILES = st.one_of(
     st.tuples(PCAP_HEADER, st.binary(max_size=400)).map(b"".join),
     st.tuples(PCAPNG_START, st.binary(max_size=400)).map(b"".join),
-    st.tuples(st.sampled_from(sorted(CAPTURES)), st.lists(st.tuples(st.integers(0, 1 << 13), st.integers(0, 16), st.binary(max_size=8)),
-                                                          min_size=1, max_size=6)).map(lambda t: damaged(CAPTURES[t[0]], t[1])),
+    st.tuples(
+        st.sampled_from(sorted(CAPTURES)),
+        st.lists(st.tuples(st.integers(0, 1 << 13), st.integers(0, 16), st.binary(max_size=8)), min_size=1, max_size=6),
+    ).map(lambda t: damaged(CAPTURES[t[0]], t[1])),
     st.binary(max_size=64),
 )
 

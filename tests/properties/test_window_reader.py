@@ -38,13 +38,22 @@ TMP = Path(tempfile.mkdtemp(prefix="ra-window-"))
 HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "pypi.org")
 """The first three are governed."""
 KINDS = ("plain", "gzip", "bz2", "xz", "stdin", "stdin-gzip", "pipe")
-COMPRESS = {"plain": lambda b: b, "gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "stdin": lambda b: b,
-            "stdin-gzip": gzip.compress, "pipe": lambda b: b}
+COMPRESS = {
+    "plain": lambda b: b,
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "stdin": lambda b: b,
+    "stdin-gzip": gzip.compress,
+    "pipe": lambda b: b,
+}
 
 
 def squid(i: int, host: str) -> bytes:
-    return (f"{1721005923 + i}.{i % 1000:03d} {i % 900:6d} 10.20.1.{i % 250 + 1} TCP_TUNNEL/200 {1000 + i} CONNECT {host}:443 "
-            f"- HIER_DIRECT/162.159.140.245 -").encode()
+    return (
+        f"{1721005923 + i}.{i % 1000:03d} {i % 900:6d} 10.20.1.{i % 250 + 1} TCP_TUNNEL/200 {1000 + i} CONNECT {host}:443 "
+        f"- HIER_DIRECT/162.159.140.245 -"
+    ).encode()
 
 
 @dataclass
@@ -176,10 +185,15 @@ def read_batches(case: Case) -> tuple[LogFile, list]:
         old = time.time() - 3600
         os.utime(file, (old, old))
         path = str(file)
-    with mock.patch.object(logfile, "WINDOW", case.window), mock.patch.object(logfile, "MAX_LINE", case.max_line), \
-            mock.patch.object(logfile, "CHUNK", case.chunk), mock.patch.object(logfile, "SAMPLE_BYTES", case.sample), \
-            mock.patch.object(logfile, "FINGERPRINT_BYTES", case.sample), mock.patch.object(logfile, "BATCH_LINES", case.batch_lines), \
-            mock.patch.object(sys, "stdin", stdin):
+    with (
+        mock.patch.object(logfile, "WINDOW", case.window),
+        mock.patch.object(logfile, "MAX_LINE", case.max_line),
+        mock.patch.object(logfile, "CHUNK", case.chunk),
+        mock.patch.object(logfile, "SAMPLE_BYTES", case.sample),
+        mock.patch.object(logfile, "FINGERPRINT_BYTES", case.sample),
+        mock.patch.object(logfile, "BATCH_LINES", case.batch_lines),
+        mock.patch.object(sys, "stdin", stdin),
+    ):
         log = LogFile.open(path, NEEDLES, "squid")
         try:
             batches = list(log.batches())
@@ -241,8 +255,13 @@ def test_compressed_input_leaves_an_unfinished_long_last_line() -> None:
     from, however long it is: not counted, the checkpoint before it (a long line was counted as a
     line and malformed, and the checkpoint put past its first bytes)."""
     head = squid(1, "api.openai.com") + b"\n"
-    case = Case(window=256, max_line=200, chunk=16, sample=16, kind="gzip", lines=[head[:-1], b"api.openai.com" + b"x" * 300],
-                terminated=False, pieces=[1])
+    case = Case(
+        window=256, max_line=200, chunk=16, sample=16, kind="gzip", lines=[head[:-1], b"api.openai.com" + b"x" * 300], terminated=False, pieces=[1]
+    )
     log, events = read(case)
     assert ([(line_no(e), e.server_name) for e in events], log.stats.lines, dict(log.stats.skipped), log.unterminated) == (
-        [(1, "api.openai.com")], 1, {}, True)
+        [(1, "api.openai.com")],
+        1,
+        {},
+        True,
+    )

@@ -126,8 +126,11 @@ def test_needles_cover_every_governed_host() -> None:
     needles = POLICIES.needles()
     # Hosts, plus the blocked-region errors that name a provider in application logs.
     assert set(needles) == {
-        b"api.openai.com", b"api.anthropic.com", b"generativelanguage.googleapis.com",
-        b"unsupported_country_region_territory", b"user location is not supported for the api use.",
+        b"api.openai.com",
+        b"api.anthropic.com",
+        b"generativelanguage.googleapis.com",
+        b"unsupported_country_region_territory",
+        b"user location is not supported for the api use.",
     }
     for pack in POLICIES.packs:
         assert set(pack.needles()) <= set(needles)
@@ -195,25 +198,29 @@ def test_gemini_pack_content() -> None:
 # Known answers from the references, judged well after enforcement unless the row says otherwise.
 KNOWN = [
     # Anthropic: absent per the reference's status table.
-    *[("anthropic", c, "2025-06-01", Outcome.VIOLATION, f"anthropic@v175:not-listed:{c}")
-      for c in ("CN", "HK", "MO", "RU", "BY", "IR", "KP", "SY", "CU", "VE", "AF", "ET", "CD", "MM")],
+    *[
+        ("anthropic", c, "2025-06-01", Outcome.VIOLATION, f"anthropic@v175:not-listed:{c}")
+        for c in ("CN", "HK", "MO", "RU", "BY", "IR", "KP", "SY", "CU", "VE", "AF", "ET", "CD", "MM")
+    ],
     # Only a third-party copy lists dependent territories such as Bermuda.
     ("anthropic", "BM", "2025-06-01", Outcome.VIOLATION, "anthropic@v175:not-listed:BM"),
-    *[("anthropic", c, "2025-06-01", Outcome.ALLOWED, f"anthropic@v175:listed:{c}")
-      for c in ("US", "GB", "JP", "SG", "TW", "KR", "VA", "SA", "CG")],
+    *[("anthropic", c, "2025-06-01", Outcome.ALLOWED, f"anthropic@v175:listed:{c}") for c in ("US", "GB", "JP", "SG", "TW", "KR", "VA", "SA", "CG")],
     ("anthropic", "UA", "2025-06-01", Outcome.ALLOWED, "anthropic@v175:listed-subdivision-unknown:UA"),
-    *[("anthropic", c, "2025-06-01", Outcome.VIOLATION, f"anthropic@v175:subdivision-excluded:{c}")
-      for c in ("UA-43", "UA-40", "UA-14", "UA-09")],
+    *[("anthropic", c, "2025-06-01", Outcome.VIOLATION, f"anthropic@v175:subdivision-excluded:{c}") for c in ("UA-43", "UA-40", "UA-14", "UA-09")],
     # Kherson and Zaporizhzhia are excluded only in the consumer list, not the API list.
     ("anthropic", "UA-65", "2025-06-01", Outcome.ALLOWED, "anthropic@v175:listed:UA"),
     ("anthropic", "UA-23", "2025-06-01", Outcome.ALLOWED, "anthropic@v175:listed:UA"),
     ("anthropic", "UA-30", "2025-06-01", Outcome.ALLOWED, "anthropic@v175:listed:UA"),
     # Gemini: absent per the reference's status table (older full list).
-    *[("gemini", c, "2025-06-01", Outcome.VIOLATION, f"gemini@v213:not-listed:{c}")
-      for c in ("CN", "HK", "MO", "RU", "BY", "IR", "KP", "SY", "CU", "UA", "MD", "RS", "ME", "MK", "SM", "VA", "MC")],
+    *[
+        ("gemini", c, "2025-06-01", Outcome.VIOLATION, f"gemini@v213:not-listed:{c}")
+        for c in ("CN", "HK", "MO", "RU", "BY", "IR", "KP", "SY", "CU", "UA", "MD", "RS", "ME", "MK", "SM", "VA", "MC")
+    ],
     ("gemini", "UA-43", "2025-06-01", Outcome.VIOLATION, "gemini@v213:not-listed:UA"),
-    *[("gemini", c, "2025-06-01", Outcome.ALLOWED, f"gemini@v213:listed:{c}")
-      for c in ("VE", "EH", "AQ", "BQ", "TW", "JP", "SG", "US", "GB", "DE", "IN")],
+    *[
+        ("gemini", c, "2025-06-01", Outcome.ALLOWED, f"gemini@v213:listed:{c}")
+        for c in ("VE", "EH", "AQ", "BQ", "TW", "JP", "SG", "US", "GB", "DE", "IN")
+    ],
     # Albania, Andorra, Bosnia and Herzegovina: added by the 2026 page, known from 2026-11-28.
     ("gemini", "AL", "2025-06-01", Outcome.VIOLATION, "gemini@v213:not-listed:AL"),
     ("gemini", "BA", "2026-11-27", Outcome.VIOLATION, "gemini@v213:not-listed:BA"),

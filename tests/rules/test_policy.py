@@ -107,7 +107,10 @@ def test_unknown_location_is_unknown_with_its_basis() -> None:
     assert "no-egress" in verdict.reason
 
 
-@pytest.mark.parametrize("code, outcome", [("HK", Outcome.VIOLATION), ("hk", Outcome.VIOLATION), ("UA-43", Outcome.VIOLATION), ("JP", Outcome.ALLOWED), ("UA", Outcome.ALLOWED)])
+@pytest.mark.parametrize(
+    "code, outcome",
+    [("HK", Outcome.VIOLATION), ("hk", Outcome.VIOLATION), ("UA-43", Outcome.VIOLATION), ("JP", Outcome.ALLOWED), ("UA", Outcome.ALLOWED)],
+)
 def test_check_code(code: str, outcome: Outcome) -> None:
     assert OPENAI.check(code, dt.date(2025, 1, 1)).outcome is outcome
 
@@ -171,7 +174,7 @@ def test_versions_extend_and_remove() -> None:
     "mutation, message",
     [
         (lambda t: t.replace('provider = "acme"\n', ""), "'provider' is missing"),
-        (lambda t: t.replace("hosts = [\"api.acme.test\", \"*.acme.test\"]", "hosts = []"), "'hosts' must be a non-empty list"),
+        (lambda t: t.replace('hosts = ["api.acme.test", "*.acme.test"]', "hosts = []"), "'hosts' must be a non-empty list"),
         (lambda t: t.replace('US = "United States"', 'USA = "United States"'), "'USA' is not an ISO 3166-1 alpha-2 code"),
         (lambda t: t.replace('extends = "v1"', 'extends = "v0"'), "extends 'v0', which is not an earlier version"),
         (lambda t: t.replace('removed = ["US"]', 'removed = ["FR"]'), "removed code 'FR' was not supported"),

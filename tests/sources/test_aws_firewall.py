@@ -24,22 +24,50 @@ TLS = {"sni": "api.openai.com", "version": "TLS 1.3"}
 def record(zone: Any = "ap-east-1a", **event: Any) -> str:
     """A record shaped as the firewall writes it: its fields, then the EVE event."""
     inner: dict[str, Any] = {
-        "tx_id": 0, "app_proto": "tls", "src_ip": "10.20.1.5", "src_port": 51012, "event_type": "alert",
+        "tx_id": 0,
+        "app_proto": "tls",
+        "src_ip": "10.20.1.5",
+        "src_port": 51012,
+        "event_type": "alert",
         "alert": {"severity": 3, "signature_id": 100001, "rev": 1, "signature": "egress TLS SNI", "action": "allowed", "category": ""},
-        "flow_id": 1183848181573893, "dest_ip": OPENAI, "proto": "TCP", "tls": TLS, "dest_port": 443,
+        "flow_id": 1183848181573893,
+        "dest_ip": OPENAI,
+        "proto": "TCP",
+        "tls": TLS,
+        "dest_port": 443,
         "timestamp": "2024-07-15T09:10:11.345678+0000",
     }
     inner.update(event)
-    outer = {"firewall_name": "egress-fw", "availability_zone": zone, "event_timestamp": "1721034611", "event": {k: v for k, v in inner.items() if v is not None}}
+    outer = {
+        "firewall_name": "egress-fw",
+        "availability_zone": zone,
+        "event_timestamp": "1721034611",
+        "event": {k: v for k, v in inner.items() if v is not None},
+    }
     return json.dumps(outer, separators=(",", ":"))
 
 
-def ev(server_name: str = "api.openai.com", orig_h: str = "10.20.1.5", resp_h: str = OPENAI, resp_p: int = 443, method: str = "", status: int = 0,
-       ts: str = "2024-07-15 09:10:11.345678") -> dict[str, object]:
+def ev(
+    server_name: str = "api.openai.com",
+    orig_h: str = "10.20.1.5",
+    resp_h: str = OPENAI,
+    resp_p: int = 443,
+    method: str = "",
+    status: int = 0,
+    ts: str = "2024-07-15 09:10:11.345678",
+) -> dict[str, object]:
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
-HTTP = {"hostname": "api.openai.com", "url": "/v1/models", "http_user_agent": "curl/8.5.0", "http_method": "GET", "protocol": "HTTP/1.1", "status": 401, "length": 0}
+HTTP = {
+    "hostname": "api.openai.com",
+    "url": "/v1/models",
+    "http_user_agent": "curl/8.5.0",
+    "http_method": "GET",
+    "protocol": "HTTP/1.1",
+    "status": 401,
+    "length": 0,
+}
 PARSED = [
     pytest.param(record(), ev(), "aws:ap-east-1", id="allowed-tls"),
     pytest.param(record("us-east-1b"), ev(), "aws:us-east-1", id="us-east-1"),
@@ -51,12 +79,24 @@ PARSED = [
     pytest.param(record(tls_inspected=True), ev(), "aws:ap-east-1", id="tls-inspected"),
     pytest.param(record(timestamp=None), ev(ts="2024-07-15 09:10:11"), "aws:ap-east-1", id="event-timestamp-when-the-event-has-none"),
     pytest.param(record(app_proto="http", tls=None, http=HTTP, dest_port=80), ev(resp_p=80, method="GET", status=401), "aws:ap-east-1", id="http"),
-    pytest.param(record(app_proto="http", tls=None, http={"url": "http://api.openai.com/v1/models", "http_method": "GET"}, dest_port=80),
-                 ev(resp_p=80, method="GET"), "aws:ap-east-1", id="http-absolute-url"),
-    pytest.param(record(src_ip="2600:1f14:aaa:bb00::25", dest_ip="2606:4700:0000:0000:0000:0000:6812:1a2b"),
-                 ev(orig_h="2600:1f14:aaa:bb00::25", resp_h="2606:4700::6812:1a2b"), "aws:ap-east-1", id="ipv6"),
-    pytest.param(record(alert={"action": "allowed"}, tls={"sni": "api.openai.com.evil.example"}, dest_ip="203.0.113.66"),
-                 ev("api.openai.com.evil.example", resp_h="203.0.113.66"), "aws:ap-east-1", id="decoy"),
+    pytest.param(
+        record(app_proto="http", tls=None, http={"url": "http://api.openai.com/v1/models", "http_method": "GET"}, dest_port=80),
+        ev(resp_p=80, method="GET"),
+        "aws:ap-east-1",
+        id="http-absolute-url",
+    ),
+    pytest.param(
+        record(src_ip="2600:1f14:aaa:bb00::25", dest_ip="2606:4700:0000:0000:0000:0000:6812:1a2b"),
+        ev(orig_h="2600:1f14:aaa:bb00::25", resp_h="2606:4700::6812:1a2b"),
+        "aws:ap-east-1",
+        id="ipv6",
+    ),
+    pytest.param(
+        record(alert={"action": "allowed"}, tls={"sni": "api.openai.com.evil.example"}, dest_ip="203.0.113.66"),
+        ev("api.openai.com.evil.example", resp_h="203.0.113.66"),
+        "aws:ap-east-1",
+        id="decoy",
+    ),
 ]
 
 
@@ -71,9 +111,16 @@ def test_a_record_exported_from_cloudwatch_logs_to_s3() -> None:
 def test_a_cloudwatch_subscription_record_says_how_to_unwrap_it() -> None:
     import json
 
-    envelope = json.dumps({"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/aws/network-firewall/alert",
-                           "logStream": "egress-fw_alert_ap-east-1a_0", "subscriptionFilters": ["to-firehose"],
-                           "logEvents": [{"id": "378987", "timestamp": 1721034611123, "message": record()}]})
+    envelope = json.dumps(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": "/aws/network-firewall/alert",
+            "logStream": "egress-fw_alert_ap-east-1a_0",
+            "subscriptionFilters": ["to-firehose"],
+            "logEvents": [{"id": "378987", "timestamp": 1721034611123, "message": record()}],
+        }
+    )
     assert nfw.sniff(envelope)
     with pytest.raises(Malformed) as info:
         nfw.parse(envelope, LOC)
@@ -89,11 +136,15 @@ def test_parse(line: str, expected: dict[str, object], region: str) -> None:
     assert (event.egress_region, event.source, event.raw, event.proto) == (region, LOC, line, "tcp")
 
 
-TLS_ERROR = ('{"firewall_name":"egress-fw","availability_zone":"us-east-1d","event_timestamp":1719943304,"event":{"timestamp":"2024-07-02T18:01:44.412778Z",'
-             '"src_ip":"10.0.2.53","src_port":"59844","dest_ip":"10.0.1.27","dest_port":"443","sni":"-","tls_error":{"error_message":"Server name is not found in client hello."}}}')
-REVOCATION = ('{"firewall_name":"egress-fw","availability_zone":"us-east-1d","event_timestamp":1719943305,"event":{"timestamp":"2024-07-02T18:01:45.101010Z",'
-              '"src_ip":"10.0.2.53","src_port":"59845","dest_ip":"162.159.140.245","dest_port":"443","sni":"api.openai.com",'
-              '"revocation_check":{"leaf_cert_fpr":"0a1b","status":"REVOKED","action":"DROP"}}}')
+TLS_ERROR = (
+    '{"firewall_name":"egress-fw","availability_zone":"us-east-1d","event_timestamp":1719943304,"event":{"timestamp":"2024-07-02T18:01:44.412778Z",'
+    '"src_ip":"10.0.2.53","src_port":"59844","dest_ip":"10.0.1.27","dest_port":"443","sni":"-","tls_error":{"error_message":"Server name is not found in client hello."}}}'
+)
+REVOCATION = (
+    '{"firewall_name":"egress-fw","availability_zone":"us-east-1d","event_timestamp":1719943305,"event":{"timestamp":"2024-07-02T18:01:45.101010Z",'
+    '"src_ip":"10.0.2.53","src_port":"59845","dest_ip":"162.159.140.245","dest_port":"443","sni":"api.openai.com",'
+    '"revocation_check":{"leaf_cert_fpr":"0a1b","status":"REVOKED","action":"DROP"}}}'
+)
 IGNORED = [
     pytest.param(record(alert={"action": "blocked", "signature_id": 2, "signature": "deny"}), nfw.BLOCKED, id="blocked"),
     pytest.param(record(tls=None, app_proto=None), nfw.NO_HOST, id="alert-without-metadata"),
@@ -118,8 +169,11 @@ MALFORMED = [
     pytest.param(record(event_type=None), "no 'event_type'", id="no-event-type"),
     pytest.param(record(timestamp="15/Jul/2024"), "bad timestamp", id="bad-timestamp"),
     pytest.param(record(tls={"sni": "api.openai.com:x"}), "bad port", id="bad-sni"),
-    pytest.param('{"timestamp":"2024-07-15T09:10:25.123456+0000","event_type":"tls","src_ip":"10.20.1.5","tls":{"sni":"api.openai.com"}}', "no 'event' object",
-                 id="plain-suricata-line"),
+    pytest.param(
+        '{"timestamp":"2024-07-15T09:10:25.123456+0000","event_type":"tls","src_ip":"10.20.1.5","tls":{"sni":"api.openai.com"}}',
+        "no 'event' object",
+        id="plain-suricata-line",
+    ),
     pytest.param("\x16\x03\x01\x00\ufffd api.openai.com", "not JSON", id="binary-junk"),
 ]
 

@@ -55,8 +55,7 @@ def run(program: list[bpf.Insn], packet: bytes, protocol: int) -> int:
                 mem[i.k] = a
             elif cls == bpf.ALU:
                 operand = x if src == bpf.X else i.k
-                a = {bpf.ADD: a + operand, bpf.SUB: a - operand, bpf.AND: a & operand,
-                     bpf.LSH: a << operand, bpf.RSH: a >> operand}[op] & 0xFFFFFFFF
+                a = {bpf.ADD: a + operand, bpf.SUB: a - operand, bpf.AND: a & operand, bpf.LSH: a << operand, bpf.RSH: a >> operand}[op] & 0xFFFFFFFF
             elif cls == bpf.JMP:
                 if op == bpf.JA:
                     pc += i.k
@@ -78,11 +77,33 @@ CASES = [
     ("SYN with Fast Open data", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="S") / Raw(HELLO), V4, True),
     ("data to 443", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="PA") / Raw(HELLO), V4, True),
     ("data to the proxy port", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=3128, flags="PA") / Raw(b"CONNECT x"), V4, True),
-    ("data with IP options", IP(src="10.0.0.5", dst="192.0.2.1", options=b"\x01\x01\x01\x00") / TCP(sport=5, dport=443, flags="PA") / Raw(b"x"), V4, True),
-    ("data with TCP options", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=5, dport=443, flags="PA", options=[("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b"")]) / Raw(b"x"), V4, True),
+    (
+        "data with IP options",
+        IP(src="10.0.0.5", dst="192.0.2.1", options=b"\x01\x01\x01\x00") / TCP(sport=5, dport=443, flags="PA") / Raw(b"x"),
+        V4,
+        True,
+    ),
+    (
+        "data with TCP options",
+        IP(src="10.0.0.5", dst="192.0.2.1")
+        / TCP(sport=5, dport=443, flags="PA", options=[("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b"")])
+        / Raw(b"x"),
+        V4,
+        True,
+    ),
     ("pure ACK to 443", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="A"), V4, False),
-    ("pure ACK with options", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="A", options=[("Timestamp", (1, 2))]), V4, False),
-    ("Ethernet padding is not data", Raw(bytes(IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="A")) + b"\x00" * 6), V4, False),
+    (
+        "pure ACK with options",
+        IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="A", options=[("Timestamp", (1, 2))]),
+        V4,
+        False,
+    ),
+    (
+        "Ethernet padding is not data",
+        Raw(bytes(IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=443, flags="A")) + b"\x00" * 6),
+        V4,
+        False,
+    ),
     ("server's data back", IP(src="192.0.2.1", dst="10.0.0.5") / TCP(sport=443, dport=50000, flags="PA") / Raw(b"x" * 100), V4, False),
     ("data to another port", IP(src="10.0.0.5", dst="192.0.2.1") / TCP(sport=50000, dport=5432, flags="PA") / Raw(b"x"), V4, False),
     ("later fragment", IP(src="10.0.0.5", dst="192.0.2.1", frag=10) / Raw(b"x" * 20), V4, False),
@@ -96,7 +117,12 @@ CASES = [
     ("IPv6 QUIC", IPv6(src="2001:db8::5", dst="2001:db8::1") / UDP(sport=50000, dport=443) / Raw(b"\xc0" + b"\x00" * 40), V6, True),
     ("IPv6 DNS response", IPv6(src="2001:db8::53", dst="2001:db8::5") / UDP(sport=53, dport=40000) / DNS(qr=1), V6, True),
     ("IPv6 server's data back", IPv6(src="2001:db8::1", dst="2001:db8::5") / TCP(sport=443, dport=50000, flags="PA") / Raw(b"x"), V6, False),
-    ("IPv6 extension header: user space judges", IPv6(src="2001:db8::5", dst="2001:db8::1") / IPv6ExtHdrHopByHop() / TCP(dport=443) / Raw(b"x"), V6, True),
+    (
+        "IPv6 extension header: user space judges",
+        IPv6(src="2001:db8::5", dst="2001:db8::1") / IPv6ExtHdrHopByHop() / TCP(dport=443) / Raw(b"x"),
+        V6,
+        True,
+    ),
     ("ICMPv6", IPv6(src="2001:db8::5", dst="2001:db8::1") / ICMPv6EchoRequest(), V6, False),
     ("ARP", Raw(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\x00" * 20), 0x0806, False),
     ("truncated TCP header", Raw(bytes(IP(src="10.0.0.5", dst="192.0.2.1") / TCP(dport=443))[:24]), V4, False),

@@ -27,9 +27,20 @@ NS = 1721034611_123000000  # 2024-07-15 09:10:11.123 UTC in nanoseconds
 
 def cf(**extra: Any) -> str:
     record: dict[str, Any] = {
-        "ClientIP": "198.51.100.20", "ClientRequestHost": "api.openai.com", "ClientRequestMethod": "POST", "ClientRequestURI": "/v1/chat/completions",
-        "ClientRequestScheme": "https", "ClientRequestSource": "edgeWorkerFetch", "EdgeColoCode": "HKG", "EdgeResponseStatus": 200, "EdgeStartTimestamp": NS,
-        "OriginIP": OPENAI, "OriginResponseStatus": 200, "ParentRayID": "8a1b2c3d4e5f6a7b", "RayID": "8a1b2c3d4f0a1b2c", "WorkerSubrequest": True,
+        "ClientIP": "198.51.100.20",
+        "ClientRequestHost": "api.openai.com",
+        "ClientRequestMethod": "POST",
+        "ClientRequestURI": "/v1/chat/completions",
+        "ClientRequestScheme": "https",
+        "ClientRequestSource": "edgeWorkerFetch",
+        "EdgeColoCode": "HKG",
+        "EdgeResponseStatus": 200,
+        "EdgeStartTimestamp": NS,
+        "OriginIP": OPENAI,
+        "OriginResponseStatus": 200,
+        "ParentRayID": "8a1b2c3d4e5f6a7b",
+        "RayID": "8a1b2c3d4f0a1b2c",
+        "WorkerSubrequest": True,
     }
     record.update(extra)
     return json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
@@ -46,12 +57,31 @@ PARSED = [
     pytest.param(cf(ClientRequestSource=None), SUB, "cloudflare:hkg", id="worker-subrequest-flag-only"),
     pytest.param(cf(EdgeColoCode=None, RayID="8a1b2c3d4f0a1b2c-SIN"), SUB, "cloudflare:sin", id="colo-from-ray-id-suffix"),
     pytest.param(cf(EdgeColoCode=None), SUB, "", id="no-colo-field"),
-    pytest.param(cf(EdgeStartTimestamp=NS // 1_000_000_000), ev("api.openai.com", "", OPENAI, 443, "POST", 200, "2024-07-15 09:10:11"), "cloudflare:hkg", id="unix-seconds"),
-    pytest.param(cf(EdgeStartTimestamp="2024-07-15T09:10:11Z"), ev("api.openai.com", "", OPENAI, 443, "POST", 200, "2024-07-15 09:10:11"), "cloudflare:hkg", id="rfc3339"),
+    pytest.param(
+        cf(EdgeStartTimestamp=NS // 1_000_000_000),
+        ev("api.openai.com", "", OPENAI, 443, "POST", 200, "2024-07-15 09:10:11"),
+        "cloudflare:hkg",
+        id="unix-seconds",
+    ),
+    pytest.param(
+        cf(EdgeStartTimestamp="2024-07-15T09:10:11Z"),
+        ev("api.openai.com", "", OPENAI, 443, "POST", 200, "2024-07-15 09:10:11"),
+        "cloudflare:hkg",
+        id="rfc3339",
+    ),
     pytest.param(cf(EdgeStartTimestamp=NS // 1_000_000), SUB, "cloudflare:hkg", id="unix-milliseconds"),
-    pytest.param(cf(EdgeResponseStatus=403, OriginResponseStatus=403), ev("api.openai.com", "", OPENAI, 443, "POST", 403), "cloudflare:hkg", id="provider-403"),
-    pytest.param(cf(EdgeResponseStatus=None, OriginResponseStatus=502), ev("api.openai.com", "", OPENAI, 443, "POST", 502), "cloudflare:hkg", id="origin-status-fallback"),
-    pytest.param(cf(ClientRequestHost="API.OpenAI.com:8443"), ev("api.openai.com", "", OPENAI, 8443, "POST", 200), "cloudflare:hkg", id="host-with-port"),
+    pytest.param(
+        cf(EdgeResponseStatus=403, OriginResponseStatus=403), ev("api.openai.com", "", OPENAI, 443, "POST", 403), "cloudflare:hkg", id="provider-403"
+    ),
+    pytest.param(
+        cf(EdgeResponseStatus=None, OriginResponseStatus=502),
+        ev("api.openai.com", "", OPENAI, 443, "POST", 502),
+        "cloudflare:hkg",
+        id="origin-status-fallback",
+    ),
+    pytest.param(
+        cf(ClientRequestHost="API.OpenAI.com:8443"), ev("api.openai.com", "", OPENAI, 8443, "POST", 200), "cloudflare:hkg", id="host-with-port"
+    ),
     pytest.param(
         cf(WorkerSubrequest=False, ClientRequestSource="eyeball", ClientSrcPort=53000, ClientIP="2001:db8:20::7", OriginIP=""),
         ev("api.openai.com", "2001:db8:20::7", "", 443, "POST", 200),
@@ -59,7 +89,13 @@ PARSED = [
         id="visitor-request-leaves-from-its-client",
     ),
     pytest.param(
-        cf(WorkerSubrequest=False, ClientRequestSource="eyeball", ClientRequestHost="api.openai.com.evil.example", ClientRequestScheme="http", OriginIP="203.0.113.66"),
+        cf(
+            WorkerSubrequest=False,
+            ClientRequestSource="eyeball",
+            ClientRequestHost="api.openai.com.evil.example",
+            ClientRequestScheme="http",
+            OriginIP="203.0.113.66",
+        ),
         ev("api.openai.com.evil.example", "198.51.100.20", "203.0.113.66", 80, "POST", 200),
         "",
         id="decoy-zone",
@@ -127,7 +163,8 @@ def test_request_headers_and_cookies_are_redacted() -> None:
     secret = "sk-proj-Xk3v9QaZ8mT2LwR7pN4cY1uB6eHdJfGs"
     line = cf(RequestHeaders={"authorization": "Basic YWxpY2U6czNjcmV0", "x-api-key": secret}, Cookies={"__cf_bm": "Zm9vYmFy", "session": "c2VjcmV0"})
     assert_redacted(
-        cloudflare.parse(line, LOC).raw, ["YWxpY2U6czNjcmV0", secret, "Zm9vYmFy", "c2VjcmV0"],
+        cloudflare.parse(line, LOC).raw,
+        ["YWxpY2U6czNjcmV0", secret, "Zm9vYmFy", "c2VjcmV0"],
         ['"authorization":"[REDACTED]"', '"x-api-key":"[REDACTED]"', '"Cookies":"[REDACTED]"', '"ClientRequestHost":"api.openai.com"'],
     )
 

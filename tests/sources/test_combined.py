@@ -24,13 +24,21 @@ def ev(server_name: str, orig_h: str, resp_p: int, method: str, status: int, ts:
 
 
 PARSED = [
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="nginx-connect"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="nginx-connect",
+    ),
     pytest.param(
         f'10.20.1.5 - - {T} "POST http://api.openai.com/v1/chat/completions HTTP/1.1" 200 1820 "-" "OpenAI/Python 1.35.3"',
         ev("api.openai.com", "10.20.1.5", 80, "POST", 200, "2024-07-15 09:10:11"),
         id="absolute-http-url",
     ),
-    pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 200 912 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"), id="absolute-https-url"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 200 912 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"),
+        id="absolute-https-url",
+    ),
     pytest.param(
         '10.20.1.5 - - [15/Jul/2024:02:10:30 -0700] "POST http://api.openai.com:8080/v1/embeddings HTTP/1.1" 502 157 "-" "node-fetch"',
         ev("api.openai.com", "10.20.1.5", 8080, "POST", 502, "2024-07-15 09:10:30"),
@@ -51,17 +59,41 @@ PARSED = [
         ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-12-31 23:30:00"),
         id="offset-crosses-new-year",
     ),
-    pytest.param(f'10.30.2.7 - alice {T} "CONNECT eu.api.openai.com:443 HTTP/1.1" 200 6120 "-" "curl/8.5.0"', ev("eu.api.openai.com", "10.30.2.7", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="remote-user"),
+    pytest.param(
+        f'10.30.2.7 - alice {T} "CONNECT eu.api.openai.com:443 HTTP/1.1" 200 6120 "-" "curl/8.5.0"',
+        ev("eu.api.openai.com", "10.30.2.7", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="remote-user",
+    ),
     pytest.param(
         f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 4410 "-" "python-requests/2.32.3 \\x22quoted\\x22 \\x5Cpath"',
         ev("api.openai.com", "10.20.3.8", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
         id="nginx-x22-escaped-quotes",
     ),
-    pytest.param(f'10.20.3.8 - - {T} "CONNECT API.OPENAI.COM:443 HTTP/1.1" 200 3120 "-" "Go-http-client/1.1"', ev("api.openai.com", "10.20.3.8", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="upper-case-host"),
-    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com.:443 HTTP/1.1" 200 3120 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.3.8", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="fqdn-trailing-dot"),
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 499 0 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 499, "2024-07-15 09:10:11"), id="client-closed-499"),
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 -', ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="apache-common-dash-bytes"),
-    pytest.param(f'10.20.1.5 - - {T} "GET https://svc:pw0rd@api.openai.com/v1/models HTTP/1.1" 200 17 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"), id="url-userinfo"),
+    pytest.param(
+        f'10.20.3.8 - - {T} "CONNECT API.OPENAI.COM:443 HTTP/1.1" 200 3120 "-" "Go-http-client/1.1"',
+        ev("api.openai.com", "10.20.3.8", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="upper-case-host",
+    ),
+    pytest.param(
+        f'10.20.3.8 - - {T} "CONNECT api.openai.com.:443 HTTP/1.1" 200 3120 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.3.8", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="fqdn-trailing-dot",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 499 0 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 499, "2024-07-15 09:10:11"),
+        id="client-closed-499",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 -',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="apache-common-dash-bytes",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET https://svc:pw0rd@api.openai.com/v1/models HTTP/1.1" 200 17 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"),
+        id="url-userinfo",
+    ),
     pytest.param(
         f'api.openai.com:443 10.20.1.5 - - {T} "POST /v1/chat/completions HTTP/1.1" 200 1820 "-" "OpenAI/Python 1.35.3"',
         ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:11"),
@@ -77,7 +109,11 @@ PARSED = [
         ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-15 09:10:11"),
         id="nginx-host-first-no-port",
     ),
-    pytest.param(f'API.OpenAI.com:443 10.20.1.5 - - {T} "GET /v1/models HTTP/1.1" 200 5120 "-" "curl/8.5.0"', ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"), id="vhost-upper-case"),
+    pytest.param(
+        f'API.OpenAI.com:443 10.20.1.5 - - {T} "GET /v1/models HTTP/1.1" 200 5120 "-" "curl/8.5.0"',
+        ev("api.openai.com", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"),
+        id="vhost-upper-case",
+    ),
     pytest.param(
         f'api.openai.com:443 2001:db8:10::25 - bob {T} "GET /v1/models HTTP/1.1" 200 5120 "-" "curl/8.5.0"',
         ev("api.openai.com", "2001:db8:10::25", 443, "GET", 200, "2024-07-15 09:10:11"),
@@ -88,7 +124,11 @@ PARSED = [
         ev("api.openai.com.evil.example", "10.20.1.5", 443, "GET", 200, "2024-07-15 09:10:11"),
         id="vhost-decoy-suffix",
     ),
-    pytest.param(f'10.30.2.7 - - {T} "GET http://notapi.openai.community/ HTTP/1.1" 200 612 "-" "Wget/1.21.4"', ev("notapi.openai.community", "10.30.2.7", 80, "GET", 200, "2024-07-15 09:10:11"), id="url-decoy-prefix"),
+    pytest.param(
+        f'10.30.2.7 - - {T} "GET http://notapi.openai.community/ HTTP/1.1" 200 612 "-" "Wget/1.21.4"',
+        ev("notapi.openai.community", "10.30.2.7", 80, "GET", 200, "2024-07-15 09:10:11"),
+        id="url-decoy-prefix",
+    ),
 ]
 
 
@@ -102,12 +142,20 @@ def test_parse(line: str, expected: dict[str, object]) -> None:
 
 
 IGNORED = [
-    pytest.param(f'10.20.1.5 - - {T} "GET /docs/index.html HTTP/1.1" 200 5123 "https://api.openai.com/" "Mozilla/5.0"', "request names no host", id="relative-target-referer-decoy"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET /docs/index.html HTTP/1.1" 200 5123 "https://api.openai.com/" "Mozilla/5.0"',
+        "request names no host",
+        id="relative-target-referer-decoy",
+    ),
     pytest.param(f'10.20.1.5 - - {T} "OPTIONS * HTTP/1.1" 200 0 "-" "curl/8.5.0"', "request names no host", id="asterisk-target"),
-    pytest.param(f'198.51.100.23 - - {T} "{TLS_HELLO}" 400 157 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="tls-on-http-port-with-sni"),
+    pytest.param(
+        f'198.51.100.23 - - {T} "{TLS_HELLO}" 400 157 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="tls-on-http-port-with-sni"
+    ),
     pytest.param(f'198.51.100.23 - - {T} "" 400 0 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="empty-request"),
     pytest.param(f'198.51.100.23 - - {T} "-" 400 0 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="dash-request"),
-    pytest.param(f'10.20.1.5 - - {T} "GET http://api.openai.com/" 200 10 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="http09-two-parts"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET http://api.openai.com/" 200 10 "-" "-"', "request line is not METHOD TARGET PROTOCOL", id="http09-two-parts"
+    ),
     pytest.param(f'_ 10.20.1.5 - - {T} "GET / HTTP/1.1" 444 0 "-" "-"', "request names no host", id="nginx-host-underscore"),
     pytest.param(f'- 10.20.1.5 - - {T} "GET / HTTP/1.1" 400 0 "-" "-"', "request names no host", id="vhost-dash"),
 ]
@@ -134,14 +182,22 @@ MALFORMED = [
     ),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:26 +0000] "CONNECT api.openai.com:443 HT', NOT_A_RECORD, id="truncated-in-request"),
     pytest.param("api.openai.com:443 10.20.1.5 - - [15/Jul/2024:09:1", NOT_A_RECORD, id="truncated-in-time"),
-    pytest.param("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", NOT_A_RECORD, id="squid-line"),
+    pytest.param(
+        "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -",
+        NOT_A_RECORD,
+        id="squid-line",
+    ),
     pytest.param("\x00\x00\x00\x00\ufffd\ufffd\x1b[31m\x07binary api.openai.com", NOT_A_RECORD, id="binary-junk"),
     pytest.param("", NOT_A_RECORD, id="empty"),
     pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 20 5120 "-" "-"', NOT_A_RECORD, id="two-digit-status"),
-    pytest.param('10.20.1.5 - - [15/Jly/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="bad-month"),
+    pytest.param(
+        '10.20.1.5 - - [15/Jly/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="bad-month"
+    ),
     pytest.param('10.20.1.5 - - [32/Jul/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="bad-day"),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11 UTC] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="zone-name"),
-    pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11 +2500] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="zone-out-of-range"),
+    pytest.param(
+        '10.20.1.5 - - [15/Jul/2024:09:10:11 +2500] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="zone-out-of-range"
+    ),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "-"', "bad timestamp", id="zone-missing"),
     pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:0 HTTP/1.1" 200 5120 "-" "-"', "bad port", id="port-zero"),
     pytest.param(f'10.20.1.5 - - {T} "GET http:///v1/models HTTP/1.1" 400 0 "-" "-"', "URL without a host", id="url-without-host"),
@@ -160,7 +216,10 @@ def test_malformed(line: str, reason: str) -> None:
     "line, port",
     [
         (f'proxy.corp.example:3128 10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', 443),
-        (f'proxy.corp.example:3128 10.20.1.5 - - {T} "POST http://api.openai.com/v1/chat/completions HTTP/1.1" 200 1820 "-" "OpenAI/Python 1.35.3"', 80),
+        (
+            f'proxy.corp.example:3128 10.20.1.5 - - {T} "POST http://api.openai.com/v1/chat/completions HTTP/1.1" 200 1820 "-" "OpenAI/Python 1.35.3"',
+            80,
+        ),
     ],
     ids=["connect", "absolute-url"],
 )
@@ -177,7 +236,9 @@ def test_remote_user_with_a_space() -> None:
 
 def test_tls_bytes_with_spaces_are_not_a_request() -> None:
     # nginx escapes bytes < 0x20 and > 0x7E but not 0x20 itself, which a ClientHello's random often holds.
-    line = f'198.51.100.23 - - {T} "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03\\x8A %\\x91\\x0E api.openai.com\\x00\\x17" 400 157 "-" "-"'
+    line = (
+        f'198.51.100.23 - - {T} "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03\\x8A %\\x91\\x0E api.openai.com\\x00\\x17" 400 157 "-" "-"'
+    )
     assert outcome(combined.parse, line) == ("ignored", "request line is not METHOD TARGET PROTOCOL")
 
 
@@ -210,7 +271,9 @@ SNIFF = [
     pytest.param(f'api.openai.com:443 10.20.1.5 - - {T} "GET / HTTP/1.1" 200 1 "-" "-"', True, id="vhost-combined"),
     pytest.param(f'198.51.100.23 - - {T} "{TLS_HELLO}" 400 157 "-" "-"', True, id="tls-bytes"),
     pytest.param("2024/07/15 09:10:25 [error] 2314#2314: *118 upstream timed out", False, id="nginx-error-log"),
-    pytest.param("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", False, id="squid"),
+    pytest.param(
+        "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", False, id="squid"
+    ),
     pytest.param("", False, id="empty"),
 ]
 
@@ -293,13 +356,21 @@ def test_sample_files_raw_is_the_line_and_redacts_clean() -> None:
 # logformat combined %>a %[ui %[un [%tl] "%rm %ru HTTP/%rv" %>Hs %<st "%{Referer}>h" "%{User-Agent}>h" %Ss:%Sh
 
 SQUID_PARSED = [
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 TCP_TUNNEL:HIER_DIRECT', ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"), id="common-tunnel"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 TCP_TUNNEL:HIER_DIRECT',
+        ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
+        id="common-tunnel",
+    ),
     pytest.param(
         f'10.20.1.5 - - {T} "POST https://api.openai.com/v1/chat/completions HTTP/1.1" 200 2210 TCP_MISS:HIER_DIRECT',
         ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:11"),
         id="common-bumped",
     ),
-    pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 503 4120 TCP_MISS:HIER_NONE', ev("api.openai.com", "10.20.1.5", 443, "GET", 503, "2024-07-15 09:10:11"), id="common-upstream-failed"),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 503 4120 TCP_MISS:HIER_NONE',
+        ev("api.openai.com", "10.20.1.5", 443, "GET", 503, "2024-07-15 09:10:11"),
+        id="common-upstream-failed",
+    ),
     pytest.param(
         f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 29012 "-" "OpenAI/Python 1.35.3" TCP_TUNNEL:HIER_DIRECT',
         ev("api.openai.com", "10.20.1.5", 443, "CONNECT", 200, "2024-07-15 09:10:11"),
@@ -336,11 +407,14 @@ HAPROXY_CLF = (
 )
 
 
-@pytest.mark.parametrize("headers, host", [
-    ('"api.openai.com" ""', "api.openai.com"),
-    ('"10.20.1.5" "api.openai.com:443" "" ""', "api.openai.com"),  # X-Forwarded-For captured first
-    ('"" ""', None),  # nothing captured: no host
-])
+@pytest.mark.parametrize(
+    "headers, host",
+    [
+        ('"api.openai.com" ""', "api.openai.com"),
+        ('"10.20.1.5" "api.openai.com:443" "" ""', "api.openai.com"),  # X-Forwarded-For captured first
+        ('"" ""', None),  # nothing captured: no host
+    ],
+)
 def test_haproxy_clf_takes_the_host_from_its_captured_headers(headers: str, host: str | None) -> None:
     line = HAPROXY_CLF.format(headers=headers)
     assert combined.sniff(line)
@@ -355,17 +429,45 @@ def test_squid_emulation_parse(line: str, expected: dict[str, object]) -> None:
 
 SQUID_IGNORED = [
     pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 TCP_DENIED:HIER_NONE', "denied by the proxy", id="common-denied"),
-    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 407 4012 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE', "denied by the proxy", id="combined-proxy-auth"),
-    pytest.param(f'10.20.3.8 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3600 TCP_DENIED_REPLY:HIER_DIRECT', "denied by the proxy", id="denied-reply"),
-    pytest.param(f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3369 NONE_NONE:HIER_NONE', "denied by the proxy", id="squid5-bumped-denied"),
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 0 TAG_NONE:HIER_NONE', "not forwarded by the proxy (NONE result)", id="squid35-tag-none"),
-    pytest.param(f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 0 0 NONE_NONE:HIER_NONE', "not forwarded by the proxy (NONE result)", id="status-0-none"),
+    pytest.param(
+        f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 407 4012 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE',
+        "denied by the proxy",
+        id="combined-proxy-auth",
+    ),
+    pytest.param(
+        f'10.20.3.8 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3600 TCP_DENIED_REPLY:HIER_DIRECT',
+        "denied by the proxy",
+        id="denied-reply",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "GET https://api.openai.com/v1/models HTTP/1.1" 403 3369 NONE_NONE:HIER_NONE',
+        "denied by the proxy",
+        id="squid5-bumped-denied",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 200 0 TAG_NONE:HIER_NONE',
+        "not forwarded by the proxy (NONE result)",
+        id="squid35-tag-none",
+    ),
+    pytest.param(
+        f'10.20.1.5 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 0 0 NONE_NONE:HIER_NONE',
+        "not forwarded by the proxy (NONE result)",
+        id="status-0-none",
+    ),
     # log_mime_hdrs on: the headers follow the tags (FormatHttpdCommon.cc " [%s] [%s]"); the denied
     # request was counted as a call, a violation with a config.
-    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
-                 '[HTTP/1.1 403 Forbidden%0D%0AServer: squid/6.6%0D%0A]', "denied by the proxy", id="common-denied-log-mime-hdrs"),
-    pytest.param(f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
-                 '[HTTP/1.1 403 Forbidden%0D%0A]', "denied by the proxy", id="combined-denied-log-mime-hdrs"),
+    pytest.param(
+        f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
+        "[HTTP/1.1 403 Forbidden%0D%0AServer: squid/6.6%0D%0A]",
+        "denied by the proxy",
+        id="common-denied-log-mime-hdrs",
+    ),
+    pytest.param(
+        f'10.20.3.8 - - {T} "CONNECT api.openai.com:443 HTTP/1.1" 403 3936 "-" "curl/8.5.0" TCP_DENIED:HIER_NONE [Host: api.openai.com:443%0D%0A] '
+        "[HTTP/1.1 403 Forbidden%0D%0A]",
+        "denied by the proxy",
+        id="combined-denied-log-mime-hdrs",
+    ),
 ]
 
 

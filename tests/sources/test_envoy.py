@@ -14,7 +14,7 @@ from tests.sources.helpers import POLICIES, assert_redacted, fields, line_no, re
 
 LOC = "envoy.log:9"
 OPENAI = "162.159.140.245"
-NOT_TEXT = 'envoy: not \'[START_TIME] "METHOD PATH PROTOCOL" CODE FLAGS ...\''
+NOT_TEXT = "envoy: not '[START_TIME] \"METHOD PATH PROTOCOL\" CODE FLAGS ...'"
 FEWER = "envoy: fewer than the five quoted fields of the default format"
 RID = '"4f2c1a9e-1b7d-4c1e-9a51-0c6e2f3d4b5a"'
 
@@ -23,7 +23,14 @@ def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str, sta
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
-def default(request: str = "POST /v1/chat/completions HTTP/1.1", code: str = "200", flags: str = "-", xff: str = "10.20.1.5", authority: str = "api.openai.com", upstream: str = "162.159.140.245:443") -> str:
+def default(
+    request: str = "POST /v1/chat/completions HTTP/1.1",
+    code: str = "200",
+    flags: str = "-",
+    xff: str = "10.20.1.5",
+    authority: str = "api.openai.com",
+    upstream: str = "162.159.140.245:443",
+) -> str:
     return f'[2024-07-15T09:10:11.123Z] "{request}" {code} {flags} 812 2210 141 140 "{xff}" "OpenAI/Python 1.35.3" {RID} "{authority}" "{upstream}"'
 
 
@@ -39,16 +46,36 @@ CALL = ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200)
 
 PARSED = [
     pytest.param(default(), CALL, id="default"),
-    pytest.param(default(request="CONNECT - HTTP/1.1", xff="-", authority="api.openai.com:443"), ev("api.openai.com", "", OPENAI, 443, "CONNECT", 200), id="connect"),
-    pytest.param(default(xff="10.30.2.7, 198.51.100.20", authority="eu.api.openai.com"), ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, "POST", 200), id="xff-list-first-wins"),
-    pytest.param(default(xff="2001:db8:10::25", upstream="[2606:4700::6812:1a2b]:443"), ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443, "POST", 200), id="ipv6"),
+    pytest.param(
+        default(request="CONNECT - HTTP/1.1", xff="-", authority="api.openai.com:443"),
+        ev("api.openai.com", "", OPENAI, 443, "CONNECT", 200),
+        id="connect",
+    ),
+    pytest.param(
+        default(xff="10.30.2.7, 198.51.100.20", authority="eu.api.openai.com"),
+        ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, "POST", 200),
+        id="xff-list-first-wins",
+    ),
+    pytest.param(
+        default(xff="2001:db8:10::25", upstream="[2606:4700::6812:1a2b]:443"),
+        ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443, "POST", 200),
+        id="ipv6",
+    ),
     pytest.param(default(xff="[2001:db8:10::25]"), ev("api.openai.com", "2001:db8:10::25", OPENAI, 443, "POST", 200), id="bracketed-ipv6-xff"),
     pytest.param(default(upstream="tcp://162.159.140.245:443"), CALL, id="upstream-with-scheme"),
     pytest.param(default(upstream="-"), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="no-upstream"),
-    pytest.param(default(code="503", flags="UF,URX"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 503), id="upstream-failure-is-an-attempt"),
+    pytest.param(
+        default(code="503", flags="UF,URX"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 503), id="upstream-failure-is-an-attempt"
+    ),
     pytest.param(default(code="403"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 403), id="provider-403"),
-    pytest.param(default(authority="API.OpenAI.com:8443"), ev("api.openai.com", "10.20.1.5", OPENAI, 8443, "POST", 200), id="authority-port-and-case"),
-    pytest.param(default(authority="api.openai.com.evil.example", upstream="203.0.113.66:443"), ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, "POST", 200), id="decoy"),
+    pytest.param(
+        default(authority="API.OpenAI.com:8443"), ev("api.openai.com", "10.20.1.5", OPENAI, 8443, "POST", 200), id="authority-port-and-case"
+    ),
+    pytest.param(
+        default(authority="api.openai.com.evil.example", upstream="203.0.113.66:443"),
+        ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, "POST", 200),
+        id="decoy",
+    ),
     pytest.param(ISTIO_TCP, ev("api.openai.com", "10.44.1.23", OPENAI, 443, "", 0), id="istio-tls-passthrough-named-by-sni"),
     pytest.param(ISTIO_HTTP, ev("api.openai.com", "10.44.1.23", OPENAI, 443, "POST", 200), id="istio-http"),
 ]
@@ -67,21 +94,44 @@ def js(**record: object) -> str:
 
 
 ISTIO_JSON = {
-    "start_time": "2024-07-15T09:10:11.123Z", "method": "POST", "path": "/v1/chat/completions", "protocol": "HTTP/1.1", "response_code": 200,
-    "response_flags": "-", "x_forwarded_for": "10.20.1.5", "authority": "api.openai.com", "upstream_host": "162.159.140.245:443",
-    "upstream_cluster": "outbound|443||api.openai.com", "downstream_remote_address": "10.44.1.23:51012", "requested_server_name": None,
+    "start_time": "2024-07-15T09:10:11.123Z",
+    "method": "POST",
+    "path": "/v1/chat/completions",
+    "protocol": "HTTP/1.1",
+    "response_code": 200,
+    "response_flags": "-",
+    "x_forwarded_for": "10.20.1.5",
+    "authority": "api.openai.com",
+    "upstream_host": "162.159.140.245:443",
+    "upstream_cluster": "outbound|443||api.openai.com",
+    "downstream_remote_address": "10.44.1.23:51012",
+    "requested_server_name": None,
 }
 PARSED_JSON = [
     pytest.param(js(**ISTIO_JSON), CALL, id="istio-keys"),
-    pytest.param(js(**ISTIO_JSON | {"x_forwarded_for": None}), ev("api.openai.com", "10.44.1.23", OPENAI, 443, "POST", 200), id="no-xff-downstream-wins"),
     pytest.param(
-        js(**ISTIO_JSON | {"authority": None, "method": None, "response_code": 0, "requested_server_name": "api.openai.com", "x_forwarded_for": None}),
+        js(**ISTIO_JSON | {"x_forwarded_for": None}), ev("api.openai.com", "10.44.1.23", OPENAI, 443, "POST", 200), id="no-xff-downstream-wins"
+    ),
+    pytest.param(
+        js(
+            **ISTIO_JSON | {"authority": None, "method": None, "response_code": 0, "requested_server_name": "api.openai.com", "x_forwarded_for": None}
+        ),
         ev("api.openai.com", "10.44.1.23", OPENAI, 443, "", 0),
         id="tls-passthrough-sni",
     ),
     pytest.param(
-        js(**{":authority": "api.openai.com", "start_time": "2024-07-15T09:10:11.123Z", "method": "GET", "response_code": 200, "response_flags": "-",
-              "x-forwarded-for": "10.30.2.7", "downstream_remote_address": "10.42.0.9:59292", "upstream_host": "162.159.140.245:443"}),
+        js(
+            **{
+                ":authority": "api.openai.com",
+                "start_time": "2024-07-15T09:10:11.123Z",
+                "method": "GET",
+                "response_code": 200,
+                "response_flags": "-",
+                "x-forwarded-for": "10.30.2.7",
+                "downstream_remote_address": "10.42.0.9:59292",
+                "upstream_host": "162.159.140.245:443",
+            }
+        ),
         ev("api.openai.com", "10.30.2.7", OPENAI, 443, "GET", 200),
         id="envoy-gateway-keys",
     ),
@@ -101,7 +151,11 @@ IGNORED = [
     pytest.param(default(code="403", flags="UAEX", upstream="-"), "(response flag UAEX)", id="ext-authz-denied"),
     pytest.param(default(code="429", flags="RL", upstream="-"), "(response flag RL)", id="rate-limited"),
     pytest.param(default(code="503", flags="DF,UH", upstream="-"), "(response flag DF)", id="dns-failure"),
-    pytest.param('[2024-07-15T09:10:19.000Z] "- - -" 0 - 517 5120 30021 - "-" "-" "-" "-" "162.159.140.245:443"', "request names no host", id="tcp-proxy-default-format"),
+    pytest.param(
+        '[2024-07-15T09:10:19.000Z] "- - -" 0 - 517 5120 30021 - "-" "-" "-" "-" "162.159.140.245:443"',
+        "request names no host",
+        id="tcp-proxy-default-format",
+    ),
     pytest.param(
         '[2024-07-15T09:10:13.500Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 162.159.140.245:443 10.44.1.24:51014 api.openai.com -',
         "(response flag UH)",
@@ -120,13 +174,19 @@ def test_ignored(line: str, reason: str) -> None:
 
 
 MALFORMED = [
-    pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:21 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', NOT_TEXT, id="combined-line"),
+    pytest.param(
+        '10.20.1.5 - - [15/Jul/2024:09:10:21 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', NOT_TEXT, id="combined-line"
+    ),
     pytest.param(default()[:-25], FEWER, id="truncated"),
     pytest.param(default().replace("2024-07-15T09:10:11.123Z", "2024-07-15T25:10:11.123Z"), "bad timestamp", id="bad-time"),
     pytest.param(default(authority="api.openai.com:0"), "bad port", id="bad-port"),
     pytest.param("\x00\x00\ufffd( [2024-07-15T09:10:23.000Z] api.openai.com \ufffd", NOT_TEXT, id="binary-junk"),
-    pytest.param('{"start_time":"2024-07-15T09:10:17.000Z","authority":"api.openai.com","upstream_host":"162.1', "envoy: not JSON", id="truncated-json"),
-    pytest.param(js(timestamp="2024-07-15T09:10:18.000000+0000", event_type="tls", tls={"sni": "api.openai.com"}), "envoy: no 'start_time'", id="other-json"),
+    pytest.param(
+        '{"start_time":"2024-07-15T09:10:17.000Z","authority":"api.openai.com","upstream_host":"162.1', "envoy: not JSON", id="truncated-json"
+    ),
+    pytest.param(
+        js(timestamp="2024-07-15T09:10:18.000000+0000", event_type="tls", tls={"sni": "api.openai.com"}), "envoy: no 'start_time'", id="other-json"
+    ),
     pytest.param("[1, 2]", NOT_TEXT, id="json-array"),
     pytest.param("", NOT_TEXT, id="empty"),
 ]

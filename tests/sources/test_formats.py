@@ -47,7 +47,7 @@ def test_every_sample_is_listed() -> None:
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_sample_is_detected_as_its_format(name: str) -> None:
-    fmt = detect_format(asset(f"logs/{name}").read_bytes()[:1 << 16], name)
+    fmt = detect_format(asset(f"logs/{name}").read_bytes()[: 1 << 16], name)
     assert fmt is not None and fmt.name == SAMPLES[name]
 
 
@@ -69,7 +69,9 @@ CLAIMED_BY_OTHERS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(n for n in SAMPLES if n not in ("squid-access.log", "nginx-access.log", "apache-vhost-access.log") and "vercel" not in n))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in SAMPLES if n not in ("squid-access.log", "nginx-access.log", "apache-vhost-access.log") and "vercel" not in n)
+)
 def test_which_lines_other_formats_claim(name: str) -> None:
     own = SAMPLES[name]
     lines = asset(f"logs/{name}").read_bytes().decode("utf-8", "replace").split("\n")
@@ -87,11 +89,25 @@ def test_format_choices_are_every_format() -> None:
     text = " ".join(result.output.split())
     for name in FORMATS:
         assert name in text
-    assert set(FORMATS) == {"squid", "combined", "vercel", "haproxy", "nginx-stream", "nginx-proxy-manager", "envoy", "zeek", "aws-network-firewall", "suricata",
-                            "cloudflare", "json"}
+    assert set(FORMATS) == {
+        "squid",
+        "combined",
+        "vercel",
+        "haproxy",
+        "nginx-stream",
+        "nginx-proxy-manager",
+        "envoy",
+        "zeek",
+        "aws-network-firewall",
+        "suricata",
+        "cloudflare",
+        "json",
+    }
 
 
-@pytest.mark.parametrize("forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream", "nginx-proxy-manager", "aws-network-firewall"])
+@pytest.mark.parametrize(
+    "forced", ["squid", "haproxy", "envoy", "suricata", "cloudflare", "nginx-stream", "nginx-proxy-manager", "aws-network-firewall"]
+)
 def test_forced_format_parses_every_candidate_with_it(forced: str) -> None:
     path = asset("logs/zeek-ssl.json")
     log, events = read_all(path, forced)
@@ -104,8 +120,19 @@ def test_forced_format_parses_every_candidate_with_it(forced: str) -> None:
 def test_forced_format_reads_what_detection_would_call_another(tmp_path: Path) -> None:
     # A Zeek JSON file whose first lines happen to look like Suricata's is still Zeek when told so.
     lines = [json.dumps({"timestamp": "2024-07-15T09:10:11+0000", "event_type": "stats", "stats": {}})] * 5
-    lines.append(json.dumps({"ts": 1721034611.1, "uid": "C1", "id.orig_h": "10.20.1.5", "id.orig_p": 1, "id.resp_h": "162.159.140.245", "id.resp_p": 443,
-                             "server_name": "api.openai.com"}))
+    lines.append(
+        json.dumps(
+            {
+                "ts": 1721034611.1,
+                "uid": "C1",
+                "id.orig_h": "10.20.1.5",
+                "id.orig_p": 1,
+                "id.resp_h": "162.159.140.245",
+                "id.resp_p": 443,
+                "server_name": "api.openai.com",
+            }
+        )
+    )
     path = tmp_path / "ssl.json"
     path.write_text("\n".join(lines) + "\n")
     assert read_all(path)[0].format.name == "suricata"  # type: ignore[union-attr]
@@ -159,8 +186,10 @@ def test_json_nested_too_deeply_for_python_is_malformed_not_a_crash(name: str) -
 def test_json_nested_too_deeply_through_the_cli_is_a_counted_skip(tmp_path: Path) -> None:
     path = tmp_path / "eve.json"
     deep = "[" * 100_000 + "]" * 100_000
-    path.write_text('{"timestamp":"2024-07-15T09:10:11Z","event_type":"tls","tls":{"sni":"api.openai.com"}}\n'
-                    '{"timestamp":"2024-07-15T09:10:12Z","event_type":"tls","tls":{"sni":"api.openai.com"},"x":' + deep + "}\n")
+    path.write_text(
+        '{"timestamp":"2024-07-15T09:10:11Z","event_type":"tls","tls":{"sni":"api.openai.com"}}\n'
+        '{"timestamp":"2024-07-15T09:10:12Z","event_type":"tls","tls":{"sni":"api.openai.com"},"x":' + deep + "}\n"
+    )
     result = CliRunner().invoke(cli, ["logs", str(path), "--db", str(tmp_path / "f.db")])
     assert result.exit_code == 0, result.output  # one call, unattributed: no violation
     assert f"skipped 1 malformed: suricata: not JSON (arrays or objects nested too deeply) ({path}:2)" in result.stderr
@@ -187,9 +216,15 @@ def test_a_number_too_long_inside_a_json_array_is_reported(tmp_path: Path) -> No
     [
         # Found by fuzzing the parsers with damaged sample lines; each used to escape as an
         # OverflowError or ValueError instead of a counted malformed line.
-        ("combined", '10.20.1.5 - - [15/Jul/2024:09:10999999999999999999999:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"'),
+        (
+            "combined",
+            '10.20.1.5 - - [15/Jul/2024:09:10999999999999999999999:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"',
+        ),
         ("nginx-stream", '10.20.1.5 [15/Jul/2024:09999999999999999999999:10:18 +0000] TCP 200 120 60 0.012 "192.0.2.53:443" "api.openai.com"'),
-        ("squid", "1721005930.512    912 10.20.1.5 TCP_MISS/200 2210 POST https://api.openai.com[v1/chat/completions - HIER_DIRECT/162.159.140.245 application/json"),
+        (
+            "squid",
+            "1721005930.512    912 10.20.1.5 TCP_MISS/200 2210 POST https://api.openai.com[v1/chat/completions - HIER_DIRECT/162.159.140.245 application/json",
+        ),
         ("combined", '10.20.1.5 - - [15/Jul/2024:09:10:13 +0000] "GET http://api.openai.com[x/ HTTP/1.1" 200 3380 "-" "curl/8.5.0"'),
     ],
 )

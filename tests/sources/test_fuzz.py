@@ -21,8 +21,30 @@ from auditor.sources.pcap import PcapFile
 from tests.sources.test_pcap import MAC_A, MAC_B, client_hello, client_initial, tcp_session
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
-INSERTS = [b'"', b"{", b"}", b"[", b"]", b"999999999999999999999", b"-", b"\x00", b"\xff", b" ", b"1e999", b"null",
-           b"api.openai.com", b"%", b"\\", b"\\u0000", b"-1", b"NaN", b"[]", b"{}", b"true", b"\r"]
+INSERTS = [
+    b'"',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"999999999999999999999",
+    b"-",
+    b"\x00",
+    b"\xff",
+    b" ",
+    b"1e999",
+    b"null",
+    b"api.openai.com",
+    b"%",
+    b"\\",
+    b"\\u0000",
+    b"-1",
+    b"NaN",
+    b"[]",
+    b"{}",
+    b"true",
+    b"\r",
+]
 
 
 def mutate(rng: random.Random, data: bytes, inserts: list[bytes]) -> bytes:
@@ -32,7 +54,7 @@ def mutate(rng: random.Random, data: bytes, inserts: list[bytes]) -> bytes:
         if op < 0.5 and out:
             out[rng.randrange(len(out))] = rng.randrange(256)
         elif op < 0.7:
-            del out[rng.randrange(len(out) + 1):]
+            del out[rng.randrange(len(out) + 1) :]
         else:
             at = rng.randrange(len(out) + 1)
             out[at:at] = rng.choice(inserts)
@@ -62,7 +84,13 @@ def test_log_parsers_never_raise_anything_else(seed: int) -> None:
 def frames() -> list[bytes]:
     eth = lambda p: bytes(Ether(src=MAC_A, dst=MAC_B) / p)  # noqa: E731
     out = [eth(p) for p in tcp_session(client_hello("api.openai.com", padding=100), split=60)]
-    out += [eth(IP(src="10.0.0.1", dst="192.0.2.4") / UDP(sport=5000, dport=443) / Raw(client_initial([(0, b"\x01\x00\x00\x10" + b"a" * 16)], b"\x11" * 8, 1)))]
+    out += [
+        eth(
+            IP(src="10.0.0.1", dst="192.0.2.4")
+            / UDP(sport=5000, dport=443)
+            / Raw(client_initial([(0, b"\x01\x00\x00\x10" + b"a" * 16)], b"\x11" * 8, 1))
+        )
+    ]
     out += [eth(p) for p in tcp_session(b"\x05\x01\x00\x05\x01\x00\x03\x0eapi.openai.com\x01\xbb", dport=1080, sport=40000)]
     out += [eth(p) for p in tcp_session(b"\x04\x01\x01\xbb\x00\x00\x00\x01\x00api.openai.com\x00", dport=1080, sport=40001)]
     out += [eth(p) for p in tcp_session(b"CONNECT 192.0.2.4:443 HTTP/1.1\r\n\r\n" + client_hello("api.openai.com"), dport=3128, sport=40002)]

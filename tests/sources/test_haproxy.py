@@ -37,95 +37,127 @@ PARSED = [
     pytest.param("<134>" + HTTP, CALL, id="format-priority"),
     # A container runtime's prefix is the node's clock: its offset is not HAProxy's.
     pytest.param("2024-07-15T11:10:11.290123456+02:00 stdout F " + HTTP, CALL, id="cri-prefix-with-offset"),
-    pytest.param("Jul  5 09:10:11 gw1 haproxy[2211]: " + HTTP.replace("15/Jul", "05/Jul"), ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-05 09:10:11.123"), id="space-padded-day"),
+    pytest.param(
+        "Jul  5 09:10:11 gw1 haproxy[2211]: " + HTTP.replace("15/Jul", "05/Jul"),
+        ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-05 09:10:11.123"),
+        id="space-padded-day",
+    ),
     pytest.param("2024-07-15T09:10:11.123456+00:00 gw1 haproxy[2211]: " + HTTP, CALL, id="rsyslog-high-precision-utc"),
     pytest.param(
-        "2024-07-15T17:10:11.123456+08:00 gw1 haproxy[2211]: " + HTTP.replace("09:10:11.123", "17:10:11.123"), CALL, id="rfc3339-offset-applies-to-accept-date"
+        "2024-07-15T17:10:11.123456+08:00 gw1 haproxy[2211]: " + HTTP.replace("09:10:11.123", "17:10:11.123"),
+        CALL,
+        id="rfc3339-offset-applies-to-accept-date",
     ),
     pytest.param(
-        "<134>1 2024-07-15T11:10:11.200+02:00 gw1 haproxy 2211 - - " + HTTP.replace("09:10:11.123", "11:10:11.123"), CALL, id="rfc5424-offset",
+        "<134>1 2024-07-15T11:10:11.200+02:00 gw1 haproxy 2211 - - " + HTTP.replace("09:10:11.123", "11:10:11.123"),
+        CALL,
+        id="rfc5424-offset",
     ),
     pytest.param("<134>1 2024-07-15T09:10:11.200Z gw1 haproxy 2211 - - " + HTTP, CALL, id="rfc5424-utc"),
     pytest.param("Jul 15 09:10:11 gw1 hapee-lb[3098]: " + HTTP, CALL, id="enterprise-tag"),
     # --- how an http record names its host ---
     pytest.param(
-        SYSLOG + '10.20.1.6:40022 [15/Jul/2024:09:10:12.004] fwd-in fwd/direct 0/0/2/3/30021 200 5120 - - ---- 2/2/1/1/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.6:40022 [15/Jul/2024:09:10:12.004] fwd-in fwd/direct 0/0/2/3/30021 200 5120 - - ---- 2/2/1/1/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
         ev("api.openai.com", "10.20.1.6", 443, "CONNECT", 200, "2024-07-15 09:10:12.004"),
         id="connect-target",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.6:40023 [15/Jul/2024:09:10:13.250] fwd-in fwd/direct 0/0/2/90/92 401 377 - - ---- 2/2/1/1/0 0/0 "GET http://api.openai.com/v1/models HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.6:40023 [15/Jul/2024:09:10:13.250] fwd-in fwd/direct 0/0/2/90/92 401 377 - - ---- 2/2/1/1/0 0/0 "GET http://api.openai.com/v1/models HTTP/1.1"',
         ev("api.openai.com", "10.20.1.6", 80, "GET", 401, "2024-07-15 09:10:13.250"),
         id="absolute-url",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.6:40023 [15/Jul/2024:09:10:13.250] fwd-in fwd/direct 0/0/2/90/92 200 377 - - ---- 2/2/1/1/0 0/0 {intranet.corp.example} "GET http://api.openai.com/v1/models HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.6:40023 [15/Jul/2024:09:10:13.250] fwd-in fwd/direct 0/0/2/90/92 200 377 - - ---- 2/2/1/1/0 0/0 {intranet.corp.example} "GET http://api.openai.com/v1/models HTTP/1.1"',
         ev("api.openai.com", "10.20.1.6", 80, "GET", 200, "2024-07-15 09:10:13.250"),
         id="absolute-url-beats-captured-host",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com:443|OpenAI/Python 1.35.3} {application/json|} "POST /v1/chat/completions HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com:443|OpenAI/Python 1.35.3} {application/json|} "POST /v1/chat/completions HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 443, "POST", 200, "2024-07-15 09:10:11.123"),
         id="captured-host-with-port-and-response-captures",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {10.9.8.7|API.OpenAI.com} "POST /v1/chat/completions HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {10.9.8.7|API.OpenAI.com} "POST /v1/chat/completions HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-15 09:10:11.123"),
         id="first-capture-that-is-a-host-name",
     ),
     pytest.param(
-        SYSLOG + '10.30.2.7:52100 [15/Jul/2024:09:10:14.500] tls-term~ egress/openai 0/0/1/88/90 200 1523 - - ---- 4/4/1/1/0 0/0 "POST /v1/embeddings HTTP/2.0" 0/0/0/0/0 api.openai.com/TLSv1.3/TLS_AES_256_GCM_SHA384',
+        SYSLOG
+        + '10.30.2.7:52100 [15/Jul/2024:09:10:14.500] tls-term~ egress/openai 0/0/1/88/90 200 1523 - - ---- 4/4/1/1/0 0/0 "POST /v1/embeddings HTTP/2.0" 0/0/0/0/0 api.openai.com/TLSv1.3/TLS_AES_256_GCM_SHA384',
         ev("api.openai.com", "10.30.2.7", 0, "POST", 200, "2024-07-15 09:10:14.500"),
         id="httpslog-sni",
     ),
     pytest.param(
-        SYSLOG + "10.20.1.5:22222 [15/Jul/2024:02:22:22.222] www-https~ myapp/node2 api.openai.com 0/0/0/18/18 200 200 - - ---- 222/222/2/0/0 0/0 \"OPTIONS /api/v2/app/ HTTP/1.1\"",
+        SYSLOG
+        + '10.20.1.5:22222 [15/Jul/2024:02:22:22.222] www-https~ myapp/node2 api.openai.com 0/0/0/18/18 200 200 - - ---- 222/222/2/0/0 0/0 "OPTIONS /api/v2/app/ HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 0, "OPTIONS", 200, "2024-07-15 02:22:22.222"),
         id="host-before-the-timers",
     ),
     pytest.param(
-        SYSLOG + '-:47481 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/3/32/35 200 142 - - ---- 1/1/0/0/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
+        SYSLOG
+        + '-:47481 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/3/32/35 200 142 - - ---- 1/1/0/0/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
         ev("api.openai.com", "", 0, "GET", 200, "2024-07-15 09:10:11.123"),
         id="client-dash",
     ),
     pytest.param(
-        SYSLOG + 'unix:1 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/3/32/35 200 142 - - ---- 1/1/0/0/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
+        SYSLOG
+        + 'unix:1 [15/Jul/2024:09:10:11.123] egress-in egress/openai 0/0/3/32/35 200 142 - - ---- 1/1/0/0/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
         ev("api.openai.com", "", 0, "GET", 200, "2024-07-15 09:10:11.123"),
         id="unix-socket-client",
     ),
     pytest.param(
-        SYSLOG + '2001:db8:10::25:51999 [15/Jul/2024:09:10:20.020] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {eu.api.openai.com} "GET /v1/models HTTP/1.1"',
+        SYSLOG
+        + '2001:db8:10::25:51999 [15/Jul/2024:09:10:20.020] egress-in egress/openai 0/0/1/140/141 200 2210 - - ---- 3/3/1/1/0 0/0 {eu.api.openai.com} "GET /v1/models HTTP/1.1"',
         ev("eu.api.openai.com", "2001:db8:10::25", 0, "GET", 200, "2024-07-15 09:10:20.020"),
         id="ipv6-client",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51017 [15/Jul/2024:09:10:21.400] egress-in egress/openai 0/0/1/-1/3001 -1 0 - - CD-- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51017 [15/Jul/2024:09:10:21.400] egress-in egress/openai 0/0/1/-1/3001 -1 0 - - CD-- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 0, "POST", 0, "2024-07-15 09:10:21.400"),
         id="aborted-status-minus-one",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51017 [15/Jul/2024:09:10:21.400] egress-in egress/openai 0/0/1/12/+13 200 +2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51017 [15/Jul/2024:09:10:21.400] egress-in egress/openai 0/0/1/12/+13 200 +2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "POST /v1/chat/completions HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 0, "POST", 200, "2024-07-15 09:10:21.400"),
         id="logasap-plus-signs",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51021 [15/Jul/2024:09:10:28.003] egress-in egress/openai 0/0/1/60/61 200 901 - - ---- 3/3/1/1/0 0/0 {api.openai.com|curl/8.5.0 #22q#22} "GET /v1/models?q=#22x#22 HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51021 [15/Jul/2024:09:10:28.003] egress-in egress/openai 0/0/1/60/61 200 901 - - ---- 3/3/1/1/0 0/0 {api.openai.com|curl/8.5.0 #22q#22} "GET /v1/models?q=#22x#22 HTTP/1.1"',
         ev("api.openai.com", "10.20.1.5", 0, "GET", 200, "2024-07-15 09:10:28.003"),
         id="hash-encoded-quotes",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51016 [15/Jul/2024:09:10:19.010] egress-in egress/evil 0/0/1/30/31 200 612 - - ---- 3/3/1/1/0 0/0 {api.openai.com.evil.example} "GET / HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51016 [15/Jul/2024:09:10:19.010] egress-in egress/evil 0/0/1/30/31 200 612 - - ---- 3/3/1/1/0 0/0 {api.openai.com.evil.example} "GET / HTTP/1.1"',
         ev("api.openai.com.evil.example", "10.20.1.5", 0, "GET", 200, "2024-07-15 09:10:19.010"),
         id="decoy-host",
     ),
     # --- tcplog with an appended SNI ---
     pytest.param(SYSLOG + TCP + " api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-bare-sni"),
     pytest.param("<6>" + TCP + " api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-format-short"),
-    pytest.param(SYSLOG + TCP + " {api.openai.com}", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-sni-in-braces"),
+    pytest.param(
+        SYSLOG + TCP + " {api.openai.com}", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-sni-in-braces"
+    ),
     pytest.param(SYSLOG + TCP + ' "api.openai.com"', ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-quoted-sni"),
-    pytest.param(SYSLOG + TCP + " dst:api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-key-value-sni"),
-    pytest.param(SYSLOG + TCP + " sni=API.OPENAI.COM.", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-key-equals-upper-case-fqdn"),
-    pytest.param(SYSLOG + TCP + " api.openai.com:8443", ev("api.openai.com", "10.20.1.5", 8443, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-host-and-port"),
+    pytest.param(
+        SYSLOG + TCP + " dst:api.openai.com", ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-key-value-sni"
+    ),
+    pytest.param(
+        SYSLOG + TCP + " sni=API.OPENAI.COM.",
+        ev("api.openai.com", "10.20.1.5", 0, "", 0, "2024-07-15 09:10:16.002"),
+        id="tcplog-key-equals-upper-case-fqdn",
+    ),
+    pytest.param(
+        SYSLOG + TCP + " api.openai.com:8443", ev("api.openai.com", "10.20.1.5", 8443, "", 0, "2024-07-15 09:10:16.002"), id="tcplog-host-and-port"
+    ),
 ]
 
 
@@ -148,36 +180,46 @@ IGNORED = [
     pytest.param(SYSLOG + TCP + " -", NO_SNI, id="tcplog-sni-empty"),
     pytest.param(SYSLOG + TCP + " 10.9.8.7", NO_SNI, id="tcplog-appended-address"),
     pytest.param(
-        SYSLOG + '10.20.3.8:40100 [15/Jul/2024:09:10:17.100] fwd-in fwd/<NOSRV> 0/-1/-1/-1/0 403 192 - - PR-- 1/1/0/0/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
+        SYSLOG
+        + '10.20.3.8:40100 [15/Jul/2024:09:10:17.100] fwd-in fwd/<NOSRV> 0/-1/-1/-1/0 403 192 - - PR-- 1/1/0/0/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
         "denied by the proxy",
         id="nosrv-403",
     ),
     pytest.param(
-        SYSLOG + '10.20.3.8:40100 [15/Jul/2024:09:10:17.100] fwd-in fwd/<NOSRV> 0/-1/-1/-1/0 503 192 - - SC-- 1/1/0/0/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
+        SYSLOG
+        + '10.20.3.8:40100 [15/Jul/2024:09:10:17.100] fwd-in fwd/<NOSRV> 0/-1/-1/-1/0 503 192 - - SC-- 1/1/0/0/0 0/0 "CONNECT api.openai.com:443 HTTP/1.1"',
         "not forwarded by the proxy (server <NOSRV>)",
         id="nosrv-503",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/<CACHE> 0/0/0/0/0 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51012 [15/Jul/2024:09:10:11.123] egress-in egress/<CACHE> 0/0/0/0/0 200 2210 - - ---- 3/3/1/1/0 0/0 {api.openai.com} "GET /v1/models HTTP/1.1"',
         "not forwarded by the proxy (server <CACHE>)",
         id="cache-hit",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in web/intranet 0/0/1/12/13 200 3380 - - ---- 3/3/1/1/0 0/0 "GET /v1/models HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in web/intranet 0/0/1/12/13 200 3380 - - ---- 3/3/1/1/0 0/0 "GET /v1/models HTTP/1.1"',
         "request names no host",
         id="relative-target-no-captures",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in web/intranet 0/0/1/12/13 200 3380 - - ---- 3/3/1/1/0 0/0 {|https://api.openai.com/} "GET / HTTP/1.1"',
+        SYSLOG
+        + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in web/intranet 0/0/1/12/13 200 3380 - - ---- 3/3/1/1/0 0/0 {|https://api.openai.com/} "GET / HTTP/1.1"',
         "request names no host",
         id="referer-capture-is-not-a-host",
     ),
     pytest.param(
-        SYSLOG + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in egress/<NOSRV> -1/-1/-1/-1/0 400 187 - - CR-- 3/3/1/1/0 0/0 {api.openai.com} "<BADREQ>"',
+        SYSLOG
+        + '10.20.1.5:51015 [15/Jul/2024:09:10:18.300] egress-in egress/<NOSRV> -1/-1/-1/-1/0 400 187 - - CR-- 3/3/1/1/0 0/0 {api.openai.com} "<BADREQ>"',
         "not forwarded by the proxy (server <NOSRV>)",
         id="badreq",
     ),
-    pytest.param("192.168.1.4:50033 [28/Feb/2025:02:43:10.123] frontend/backend: SSL handshake failure (api.openai.com)", "connection error", id="ssl-handshake-failure"),
+    pytest.param(
+        "192.168.1.4:50033 [28/Feb/2025:02:43:10.123] frontend/backend: SSL handshake failure (api.openai.com)",
+        "connection error",
+        id="ssl-handshake-failure",
+    ),
 ]
 
 
@@ -191,14 +233,24 @@ def test_ignored(line: str, reason: str) -> None:
 NO_ACCEPT = "haproxy: no 'client:port [accept date]'"
 NEITHER = "haproxy: fields after the accept date are neither httplog nor tcplog"
 MALFORMED = [
-    pytest.param(SYSLOG + "Server openai/api.openai.com is DOWN, reason: Layer4 timeout, check duration: 2001ms.", NO_ACCEPT, id="server-state-message"),
-    pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:25 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', NO_ACCEPT, id="combined-line"),
-    pytest.param(SYSLOG + "10.20.1.5:51020 [15/Jul/2024:09:10:26.001] egress-in egress/openai 0/0/1/1 200 22 - - ---- 3/3/1/1/0 0/0 {api.openai.c", NEITHER, id="truncated"),
+    pytest.param(
+        SYSLOG + "Server openai/api.openai.com is DOWN, reason: Layer4 timeout, check duration: 2001ms.", NO_ACCEPT, id="server-state-message"
+    ),
+    pytest.param(
+        '10.20.1.5 - - [15/Jul/2024:09:10:25 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', NO_ACCEPT, id="combined-line"
+    ),
+    pytest.param(
+        SYSLOG + "10.20.1.5:51020 [15/Jul/2024:09:10:26.001] egress-in egress/openai 0/0/1/1 200 22 - - ---- 3/3/1/1/0 0/0 {api.openai.c",
+        NEITHER,
+        id="truncated",
+    ),
     pytest.param("\x00\x00\x00\x00\ufffd\ufffdapi.openai.com\ufffd(\x1b[0m", NO_ACCEPT, id="binary-junk"),
     pytest.param("", NO_ACCEPT, id="empty"),
     pytest.param(SYSLOG + HTTP.replace("15/Jul/2024", "15/Jux/2024"), "haproxy: bad accept date", id="bad-month-name"),
     pytest.param(SYSLOG + HTTP.replace("15/Jul/2024", "32/Jul/2024"), "haproxy: bad accept date", id="bad-day"),
-    pytest.param(SYSLOG + HTTP.replace('"POST /v1/chat/completions HTTP/1.1"', '"CONNECT api.openai.com:99999 HTTP/1.1"'), "bad port", id="bad-connect-port"),
+    pytest.param(
+        SYSLOG + HTTP.replace('"POST /v1/chat/completions HTTP/1.1"', '"CONNECT api.openai.com:99999 HTTP/1.1"'), "bad port", id="bad-connect-port"
+    ),
 ]
 
 
@@ -215,7 +267,9 @@ SNIFF = [
     pytest.param("192.168.1.4:50033 [28/Feb/2025:02:43:10.123] frontend/backend: SSL handshake failure", True, id="connection-error"),
     pytest.param(SYSLOG + "Proxy egress-in started.", False, id="startup-message"),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:25 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', False, id="combined"),
-    pytest.param("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", False, id="squid"),
+    pytest.param(
+        "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", False, id="squid"
+    ),
     pytest.param('10.20.1.5 [15/Jul/2024:09:10:11 +0000] TCP 200 6120 2210 30.021 "162.159.140.245:443" "api.openai.com"', False, id="nginx-stream"),
     pytest.param("", False, id="empty"),
 ]

@@ -24,8 +24,16 @@ from tests.sources.helpers import NEEDLES, POLICIES, fields, line_no, utc
 
 LOC = "gateway.json:2"
 MAP = {
-    "ts": "time", "orig_h": "client.ip", "orig_p": "client.port", "server_name": "request.host", "url": "request.url", "method": "request.method",
-    "status": "response.code", "message": "response.body", "resp_h": "upstream.addr", "resp_p": "upstream.port",
+    "ts": "time",
+    "orig_h": "client.ip",
+    "orig_p": "client.port",
+    "server_name": "request.host",
+    "url": "request.url",
+    "method": "request.method",
+    "status": "response.code",
+    "message": "response.body",
+    "resp_h": "upstream.addr",
+    "resp_p": "upstream.port",
 }
 BLOCKED = '{"error":{"code":"unsupported_country_region_territory","message":"Country, region, or territory not supported","param":null,"type":"request_forbidden"}}'
 
@@ -38,8 +46,13 @@ def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str, sta
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
-BASE = {"time": "2024-07-15T09:10:11.123Z", "client": {"ip": "10.20.1.5", "port": 51012}, "request": {"host": "api.openai.com", "method": "POST"},
-        "response": {"code": 200}, "upstream": {"addr": "162.159.140.245", "port": 443}}
+BASE = {
+    "time": "2024-07-15T09:10:11.123Z",
+    "client": {"ip": "10.20.1.5", "port": 51012},
+    "request": {"host": "api.openai.com", "method": "POST"},
+    "response": {"code": 200},
+    "upstream": {"addr": "162.159.140.245", "port": 443},
+}
 CALL = ev("api.openai.com", "10.20.1.5", "162.159.140.245", 443, "POST", 200)
 PARSED = [
     pytest.param(MAP, js(**BASE), CALL, id="nested"),
@@ -51,14 +64,21 @@ PARSED = [
     pytest.param(MAP, js(**BASE | {"time": "2024-07-15T17:10:11.123+08:00"}), CALL, id="offset"),
     pytest.param(MAP, js(**BASE | {"time": "2024-07-15 09:10:11.123"}), CALL, id="naive-is-utc"),
     pytest.param(MAP, js(**BASE | {"response": {"code": "200"}, "client": {"ip": "10.20.1.5", "port": "51012"}}), CALL, id="numbers-as-strings"),
-    pytest.param(MAP, js(**BASE | {"request": {"host": "API.OpenAI.com:8443", "method": "post"}, "upstream": {}}), ev("api.openai.com", "10.20.1.5", "", 8443, "POST", 200), id="host-port-case"),
     pytest.param(
-        MAP, js(**BASE | {"request": {"url": "https://eu.api.openai.com/v1/models", "method": "GET"}, "upstream": {}}),
+        MAP,
+        js(**BASE | {"request": {"host": "API.OpenAI.com:8443", "method": "post"}, "upstream": {}}),
+        ev("api.openai.com", "10.20.1.5", "", 8443, "POST", 200),
+        id="host-port-case",
+    ),
+    pytest.param(
+        MAP,
+        js(**BASE | {"request": {"url": "https://eu.api.openai.com/v1/models", "method": "GET"}, "upstream": {}}),
         ev("eu.api.openai.com", "10.20.1.5", "", 443, "GET", 200),
         id="host-from-url",
     ),
     pytest.param(
-        MAP, js(**BASE | {"request": {"url": "https://svc:pw@api.openai.com:8443/v1/models", "method": "GET"}, "upstream": {}}),
+        MAP,
+        js(**BASE | {"request": {"url": "https://svc:pw@api.openai.com:8443/v1/models", "method": "GET"}, "upstream": {}}),
         ev("api.openai.com", "10.20.1.5", "", 8443, "GET", 200),
         id="url-with-userinfo-and-port",
     ),
@@ -85,14 +105,46 @@ def test_parse(fields_map: dict[str, str], line: str, expected: dict[str, object
 
 
 def test_every_mapped_field_reaches_the_event() -> None:
-    full = {"ts": "t", "server_name": "h", "orig_h": "c", "orig_p": "cp", "resp_h": "s", "resp_p": "sp", "method": "m", "status": "st", "message": "b",
-            "egress_h": "e", "egress_region": "r", "project_id": "pid", "project_name": "pn"}
+    full = {
+        "ts": "t",
+        "server_name": "h",
+        "orig_h": "c",
+        "orig_p": "cp",
+        "resp_h": "s",
+        "resp_p": "sp",
+        "method": "m",
+        "status": "st",
+        "message": "b",
+        "egress_h": "e",
+        "egress_region": "r",
+        "project_id": "pid",
+        "project_name": "pn",
+    }
     assert set(full) | {"url"} == set(jsonmap.FIELDS)
-    line = js(t=1721034611, h="api.openai.com", c="10.20.1.5", cp=1, s="162.159.140.245", sp=443, m="GET", st=403, b=BLOCKED, e="203.0.113.7",
-              r="Cloudflare:HKG", pid="prj_1", pn="chat")
+    line = js(
+        t=1721034611,
+        h="api.openai.com",
+        c="10.20.1.5",
+        cp=1,
+        s="162.159.140.245",
+        sp=443,
+        m="GET",
+        st=403,
+        b=BLOCKED,
+        e="203.0.113.7",
+        r="Cloudflare:HKG",
+        pid="prj_1",
+        pn="chat",
+    )
     event = jsonmap.Reader(full).parse(line, LOC)
     assert (event.egress_h, event.egress_region, event.project_id, event.project_name, event.message, event.orig_p) == (
-        "203.0.113.7", "cloudflare:hkg", "prj_1", "chat", BLOCKED, 1)
+        "203.0.113.7",
+        "cloudflare:hkg",
+        "prj_1",
+        "chat",
+        BLOCKED,
+        1,
+    )
 
 
 def test_a_body_logged_as_a_json_object_is_the_message_the_provider_sent() -> None:

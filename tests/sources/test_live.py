@@ -19,8 +19,10 @@ import pytest
 
 from auditor.sqlstore import SqlStore
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                                   reason="live capture needs root and iproute2 (network namespaces)")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="live capture needs root and iproute2 (network namespaces)"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = f"{os.getpid() % 100000}"
@@ -110,7 +112,10 @@ def netns(tmp_path: Path) -> Iterator[Path]:
         sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "add", IF_CLIENT, "netns", NS_CLIENT, "type", "veth", "peer", "name", IF_SERVER, "netns", NS_SERVER)
-        for ns, iface, v4, v6 in ((NS_CLIENT, IF_CLIENT, "10.20.1.5/24", "2001:db8:20::5/64"), (NS_SERVER, IF_SERVER, "10.20.1.1/24", "2001:db8:20::1/64")):
+        for ns, iface, v4, v6 in (
+            (NS_CLIENT, IF_CLIENT, "10.20.1.5/24", "2001:db8:20::5/64"),
+            (NS_SERVER, IF_SERVER, "10.20.1.1/24", "2001:db8:20::1/64"),
+        ):
             sh("ip", "-n", ns, "addr", "add", v4, "dev", iface)
             sh("ip", "-n", ns, "-6", "addr", "add", v6, "dev", iface, "nodad")
             sh("ip", "-n", ns, "link", "set", iface, "up")
@@ -118,8 +123,9 @@ def netns(tmp_path: Path) -> Iterator[Path]:
         (tmp_path / "servers.py").write_text(SERVERS)
         (tmp_path / "client.py").write_text(CLIENT)
         (tmp_path / "auditor.toml").write_text(CONFIG)
-        servers = subprocess.Popen(["ip", "netns", "exec", NS_SERVER, sys.executable, str(tmp_path / "servers.py")],
-                                   stdout=subprocess.PIPE, text=True)
+        servers = subprocess.Popen(
+            ["ip", "netns", "exec", NS_SERVER, sys.executable, str(tmp_path / "servers.py")], stdout=subprocess.PIPE, text=True
+        )
         assert servers.stdout is not None and servers.stdout.readline().strip() == "ready"
         try:
             yield tmp_path
@@ -133,9 +139,27 @@ def netns(tmp_path: Path) -> Iterator[Path]:
 
 def start_sniffer(tmp: Path, db: Path, interface: str = IF_CLIENT) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", NS_CLIENT, sys.executable, "-m", "auditor", "sniff", "--interface", interface,
-         "--config", str(tmp / "auditor.toml"), "--db", str(db), "--json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            NS_CLIENT,
+            sys.executable,
+            "-m",
+            "auditor",
+            "sniff",
+            "--interface",
+            interface,
+            "--config",
+            str(tmp / "auditor.toml"),
+            "--db",
+            str(db),
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stderr is not None
     first = proc.stderr.readline()
@@ -144,8 +168,7 @@ def start_sniffer(tmp: Path, db: Path, interface: str = IF_CLIENT) -> subprocess
 
 
 def send_traffic(tmp: Path) -> None:
-    out = subprocess.run(["ip", "netns", "exec", NS_CLIENT, sys.executable, str(tmp / "client.py")],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["ip", "netns", "exec", NS_CLIENT, sys.executable, str(tmp / "client.py")], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "sent", out.stderr
 
 
@@ -175,7 +198,8 @@ def test_sniff_names_live_connections_and_stores_them_as_they_come(netns: Path) 
     assert proc.returncode == 0, err  # a stopped watcher exits 0, whatever it found
     rows = json.loads(out)
     assert [(r["org"], r["host"], r["egress_ip"], r["country"], r["verdict"], r["calls"], r["basis"]) for r in rows] == [
-        ("acme-research", "api.openai.com", "43.198.12.34", "HK", "violation", 3, "cloud:aws:ap-east-1")]
+        ("acme-research", "api.openai.com", "43.198.12.34", "HK", "violation", 3, "cloud:aws:ap-east-1")
+    ]
     assert "violation: acme-research -> api.openai.com from 43.198.12.34 (HK, cloud:aws:ap-east-1)" in err
     # The kernel filter: the 300 junk datagrams and the 2 MB upload to an unwatched port never
     # reached user space; only connection starts and the DNS answer did.
@@ -211,13 +235,17 @@ def test_sniff_without_cap_net_raw_or_interface_says_what_to_do(tmp_path: Path) 
     db = str(tmp_path / "x.db")
     dropped = subprocess.run(
         ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw", sys.executable, "-m", "auditor", "sniff", "-i", "lo", "--db", db],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert dropped.returncode == 3
     assert "capturing on lo needs CAP_NET_RAW: run as root, or grant it" in dropped.stderr
     assert "Traceback" not in dropped.stderr
-    missing = subprocess.run([sys.executable, "-m", "auditor", "sniff", "-i", "nosuchif0", "--db", db],
-                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "auditor", "sniff", "-i", "nosuchif0", "--db", db], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 3 and "nosuchif0: no such network interface; list them with `ip link`" in missing.stderr
 
 
@@ -244,8 +272,9 @@ def test_sniff_on_loopback_counts_each_connection_once(netns: Path) -> None:
         proc = start_sniffer(netns, db, "lo")
         try:
             (netns / "lo-client.py").write_text(LOOPBACK_CLIENT)
-            out = subprocess.run(["ip", "netns", "exec", NS_CLIENT, sys.executable, str(netns / "lo-client.py")],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                ["ip", "netns", "exec", NS_CLIENT, sys.executable, str(netns / "lo-client.py")], capture_output=True, text=True, timeout=60
+            )
             assert out.stdout.strip() == "sent", out.stderr
             assert stored_calls(db, want=2) == {("acme-research", "43.198.12.34", "violation"): 2}
         finally:

@@ -154,15 +154,20 @@ def test_compressed_sample_file_matches_plain(tmp_path: Path, kind: str) -> None
     assert len(events_of(plain)) == 14
     assert packed_log.fingerprint == plain_log.fingerprint
     assert (packed_log.stats.candidates, packed_log.stats.skipped, packed_log.stats.ignored) == (
-        plain_log.stats.candidates, plain_log.stats.skipped, plain_log.stats.ignored,
+        plain_log.stats.candidates,
+        plain_log.stats.skipped,
+        plain_log.stats.ignored,
     )
 
 
-@pytest.mark.parametrize("kind, pack, padding", [
-    ("gzip", gzip.compress, b""),
-    ("bz2", bz2.compress, b""),  # pbzip2 writes one stream per block
-    ("xz", lzma.compress, bytes(8)),  # xz allows zero padding after a stream (a multiple of 4 bytes)
-])
+@pytest.mark.parametrize(
+    "kind, pack, padding",
+    [
+        ("gzip", gzip.compress, b""),
+        ("bz2", bz2.compress, b""),  # pbzip2 writes one stream per block
+        ("xz", lzma.compress, bytes(8)),  # xz allows zero padding after a stream (a multiple of 4 bytes)
+    ],
+)
 def test_concatenated_streams_are_read_to_the_end(tmp_path: Path, kind: str, pack: Callable[[bytes], bytes], padding: bytes) -> None:
     built = mixed_log()
     half = len(built.lines) // 2
@@ -275,7 +280,7 @@ def test_detect_format(sample: bytes, expected: str | None) -> None:
     [
         pytest.param(b"hello\nworld\nthis is not a log\n", id="text"),
         pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, id="binary"),
-        pytest.param(b"2024/07/15 09:10:25 [error] 2314#2314: *118 connect() failed, host: \"api.openai.com\"\n" * 3, id="nginx-error-log-only"),
+        pytest.param(b'2024/07/15 09:10:25 [error] 2314#2314: *118 connect() failed, host: "api.openai.com"\n' * 3, id="nginx-error-log-only"),
     ],
 )
 def test_unknown_format_is_a_clear_source_error(tmp_path: Path, data: bytes) -> None:
@@ -321,7 +326,11 @@ def test_input_empty_at_open_detects_its_format_once_it_has_lines(tmp_path: Path
 @pytest.mark.parametrize(
     "first, second, name",
     [
-        (f'10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET http://api.openai.com/v1/x?q={"a" * 5000} HTTP/1.1" 200 5 "-" "curl/8.5.0"', COMBINED, "combined"),
+        (
+            f'10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET http://api.openai.com/v1/x?q={"a" * 5000} HTTP/1.1" 200 5 "-" "curl/8.5.0"',
+            COMBINED,
+            "combined",
+        ),
         (squid_line(1, host="http://api.openai.com/v1/x?q=" + "a" * 5000, result="TCP_MISS/200", method="GET"), squid_line(2), "squid"),
     ],
     ids=["combined", "squid"],
@@ -711,12 +720,18 @@ def test_parallel_read_gives_exactly_what_one_process_gives(tmp_path: Path, monk
     """Ranges cut at line boundaries, each read by a reader of its own (as worker processes read
     them): the same events, locations, counts and final checkpoint as one reader of the file."""
     built = mixed_log(rounds=40)
-    path = write(tmp_path / "access.log", built.data + b"1721005923.412 1 10.0.0.1 TCP_TUNNEL/200 1 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -")
+    path = write(
+        tmp_path / "access.log", built.data + b"1721005923.412 1 10.0.0.1 TCP_TUNNEL/200 1 CONNECT api.openai.com:443 - HIER_DIRECT/1.2.3.4 -"
+    )
     one_log, one = run(path)
     many_log, many = run_in_ranges(path, piece)
     assert len(many) > 1  # really split
     assert [(e.source, e.raw, e.server_name) for e in events_of(many)] == [(e.source, e.raw, e.server_name) for e in events_of(one)]
-    assert (many_log.stats.lines, many_log.stats.events, many_log.stats.candidates) == (one_log.stats.lines, one_log.stats.events, one_log.stats.candidates)
+    assert (many_log.stats.lines, many_log.stats.events, many_log.stats.candidates) == (
+        one_log.stats.lines,
+        one_log.stats.events,
+        one_log.stats.candidates,
+    )
     assert many_log.stats.skipped == one_log.stats.skipped and many_log.stats.locations == one_log.stats.locations
     assert many_log.stats.ignored == one_log.stats.ignored
     assert (many[-1].offset, many[-1].line) == (one[-1].offset, one[-1].line) == (path.stat().st_size, len(built.lines) + 1)

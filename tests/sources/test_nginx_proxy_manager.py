@@ -25,10 +25,21 @@ def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str, sta
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
-def proxy(upstream: str = "200", status: str = "200", cache: str = "-", host: str = "api.openai.com", client: str = "10.20.1.5", sent_to: str = "162.159.140.245:443",
-          scheme: str = "https", method: str = "POST", uri: str = "/v1/chat/completions") -> str:
-    return (f'{T} {cache} {upstream} {status} - {method} {scheme} {host} "{uri}" [Client {client}] [Length 1543] [Gzip -] [Sent-to {sent_to}] '
-            '"OpenAI/Python 1.35.3" "-"')
+def proxy(
+    upstream: str = "200",
+    status: str = "200",
+    cache: str = "-",
+    host: str = "api.openai.com",
+    client: str = "10.20.1.5",
+    sent_to: str = "162.159.140.245:443",
+    scheme: str = "https",
+    method: str = "POST",
+    uri: str = "/v1/chat/completions",
+) -> str:
+    return (
+        f'{T} {cache} {upstream} {status} - {method} {scheme} {host} "{uri}" [Client {client}] [Length 1543] [Gzip -] [Sent-to {sent_to}] '
+        '"OpenAI/Python 1.35.3" "-"'
+    )
 
 
 def standard(status: str = "301", host: str = "api.openai.com", scheme: str = "http") -> str:
@@ -41,7 +52,9 @@ PARSED = [
     pytest.param(proxy(cache="EXPIRED"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="cache-expired"),
     pytest.param(proxy(cache="BYPASS"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="cache-bypass"),
     pytest.param(proxy(cache="REVALIDATED", upstream="304"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="cache-revalidated-304"),
-    pytest.param(proxy(cache="STALE", upstream="502", status="200"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="cache-stale-after-502"),
+    pytest.param(
+        proxy(cache="STALE", upstream="502", status="200"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="cache-stale-after-502"
+    ),
     pytest.param(proxy(upstream="502, 200"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="retried-upstreams"),
     pytest.param(proxy(upstream="504, - : 200"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="internal-redirect-and-no-answer"),
     pytest.param(proxy(upstream="403", status="403"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 403), id="upstream-403"),
@@ -49,20 +62,30 @@ PARSED = [
     pytest.param(proxy(client="2001:db8:10::25"), ev("api.openai.com", "2001:db8:10::25", OPENAI, 443, "POST", 200), id="ipv6-client"),
     pytest.param(proxy(sent_to="api.openai.com"), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="sent-to-name"),
     pytest.param(
-        proxy(host="openai.corp.example", sent_to="API.OpenAI.com."), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="relay-host-forwards-to-provider"
+        proxy(host="openai.corp.example", sent_to="API.OpenAI.com."),
+        ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200),
+        id="relay-host-forwards-to-provider",
     ),
     pytest.param(proxy(sent_to="litellm"), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="forwarded-to-a-container-that-passes-it-on"),
-    pytest.param(proxy(host="openai.corp.example", sent_to="litellm"), ev("openai.corp.example", "10.20.1.5", "", 0, "POST", 200), id="relay-to-a-container"),
+    pytest.param(
+        proxy(host="openai.corp.example", sent_to="litellm"), ev("openai.corp.example", "10.20.1.5", "", 0, "POST", 200), id="relay-to-a-container"
+    ),
     pytest.param(proxy(sent_to="openai-upstream:8443"), ev("api.openai.com", "10.20.1.5", "", 8443, "POST", 200), id="container-name-and-port"),
-    pytest.param(proxy(sent_to="openai.internal.example:8443"), ev("openai.internal.example", "10.20.1.5", "", 8443, "POST", 200), id="dns-name-and-port"),
+    pytest.param(
+        proxy(sent_to="openai.internal.example:8443"), ev("openai.internal.example", "10.20.1.5", "", 8443, "POST", 200), id="dns-name-and-port"
+    ),
     pytest.param(proxy(sent_to="162.159.140.245"), ev("api.openai.com", "10.20.1.5", OPENAI, 0, "POST", 200), id="sent-to-address-port-unknown"),
     pytest.param(proxy(sent_to="162.159.140.245:8443"), ev("api.openai.com", "10.20.1.5", OPENAI, 8443, "POST", 200), id="sent-to-address-port"),
-    pytest.param(proxy(sent_to="[2606:4700::6812:1a2b]:443"), ev("api.openai.com", "10.20.1.5", "2606:4700::6812:1a2b", 443, "POST", 200), id="sent-to-ipv6"),
+    pytest.param(
+        proxy(sent_to="[2606:4700::6812:1a2b]:443"), ev("api.openai.com", "10.20.1.5", "2606:4700::6812:1a2b", 443, "POST", 200), id="sent-to-ipv6"
+    ),
     pytest.param(proxy(sent_to="-"), ev("api.openai.com", "10.20.1.5", "", 0, "POST", 200), id="sent-to-empty"),
     pytest.param(proxy(host="API.OpenAI.com."), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="upper-case-fqdn-host"),
     pytest.param(proxy(method="-"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "", 200), id="no-method"),
     pytest.param(
-        proxy(uri="/v1/files?purpose=\\x22fine-tune\\x22&after=\\x5C"), ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200), id="x22-escaped-quotes-in-uri"
+        proxy(uri="/v1/files?purpose=\\x22fine-tune\\x22&after=\\x5C"),
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, "POST", 200),
+        id="x22-escaped-quotes-in-uri",
     ),
     pytest.param(
         '[15/Jul/2024:11:10:11 +0200] - 200 200 - POST https api.openai.com "/v1/chat/completions" [Client 10.20.1.5] ' + TAIL,
@@ -70,7 +93,9 @@ PARSED = [
         id="local-time-offset",
     ),
     pytest.param(
-        proxy(host="api.openai.com.evil.example", sent_to="203.0.113.66:443"), ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, "POST", 200), id="decoy"
+        proxy(host="api.openai.com.evil.example", sent_to="203.0.113.66:443"),
+        ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, "POST", 200),
+        id="decoy",
     ),
 ]
 
@@ -105,7 +130,11 @@ IGNORED = [
         id="error-log-line",
     ),
     pytest.param("2024/07/15 09:10:21 [warn] 1#1: *9 an upstream response is buffered to a temporary file", npm.ERROR_LOG, id="error-log-warn"),
-    pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET /v1/models HTTP/1.1" 404 552 "https://api.openai.com/" "curl/8.5.0"', "request names no host", id="combined-relative"),
+    pytest.param(
+        '10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET /v1/models HTTP/1.1" 404 552 "https://api.openai.com/" "curl/8.5.0"',
+        "request names no host",
+        id="combined-relative",
+    ),
 ]
 
 
@@ -145,8 +174,14 @@ SNIFF = [
     pytest.param(standard(), True, id="standard"),
     pytest.param(f'{T} MISS 200 200 - POST https api.openai.com "/v1/chat/comp', False, id="cut-short"),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', False, id="combined"),
-    pytest.param('api.openai.com 10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET /v1/models HTTP/1.1" 200 5120 "-" "curl/8.5.0"', False, id="vhost-combined"),
-    pytest.param('[2024-07-15T09:10:11.123Z] "POST /v1/chat/completions HTTP/1.1" 200 - 0 1820 412 410 "-" "curl/8.5.0" "id" "api.openai.com" "162.159.140.245:443"', False, id="envoy"),
+    pytest.param(
+        'api.openai.com 10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "GET /v1/models HTTP/1.1" 200 5120 "-" "curl/8.5.0"', False, id="vhost-combined"
+    ),
+    pytest.param(
+        '[2024-07-15T09:10:11.123Z] "POST /v1/chat/completions HTTP/1.1" 200 - 0 1820 412 410 "-" "curl/8.5.0" "id" "api.openai.com" "162.159.140.245:443"',
+        False,
+        id="envoy",
+    ),
     pytest.param("2022/01/24 16:33:06 [error] 334#334: *338 user not found", False, id="error-log"),
     pytest.param("", False, id="empty"),
 ]

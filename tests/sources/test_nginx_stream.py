@@ -24,18 +24,44 @@ def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, status: int, ts:
 
 
 PARSED = [
-    pytest.param(f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "162.159.140.245:443" "api.openai.com"', ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200), id="chosen-layout"),
+    pytest.param(
+        f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "162.159.140.245:443" "api.openai.com"',
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
+        id="chosen-layout",
+    ),
     pytest.param(
         f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "162.159.140.245:443" "6120" "2210" "0.004" "api.openai.com"',
         ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
         id="admin-guide-proxy-layout-plus-sni",
     ),
-    pytest.param(f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "api.openai.com" "162.159.140.245:443"', ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200), id="sni-first"),
-    pytest.param(f"10.20.1.5 {T} TCP 200 6120 2210 30.021 162.159.140.245:443 api.openai.com", ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200), id="unquoted"),
-    pytest.param('10.20.1.5 [15/Jul/2024:09:10:11 +0000]TCP 200 6120 2210 30.021 "162.159.140.245:443" "api.openai.com"', ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200), id="no-space-after-time"),
-    pytest.param('10.30.2.7 [15/Jul/2024:11:10:11 +0200] TCP 200 9120 3311 12.004 "162.159.140.245:443" "eu.api.openai.com"', ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, 200), id="local-time-offset"),
-    pytest.param(f'10.20.1.5 {T} TCP 502 0 517 5.001 "162.159.140.245:443" "api.openai.com"', ev("api.openai.com", "10.20.1.5", OPENAI, 443, 502), id="upstream-failed-502"),
-    pytest.param(f'10.20.1.5 {T} TCP 200 0 517 5.001 "-" "API.OpenAI.com."', ev("api.openai.com", "10.20.1.5", "", 0, 200), id="no-upstream-upper-case-fqdn"),
+    pytest.param(
+        f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "api.openai.com" "162.159.140.245:443"',
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
+        id="sni-first",
+    ),
+    pytest.param(
+        f"10.20.1.5 {T} TCP 200 6120 2210 30.021 162.159.140.245:443 api.openai.com",
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
+        id="unquoted",
+    ),
+    pytest.param(
+        '10.20.1.5 [15/Jul/2024:09:10:11 +0000]TCP 200 6120 2210 30.021 "162.159.140.245:443" "api.openai.com"',
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
+        id="no-space-after-time",
+    ),
+    pytest.param(
+        '10.30.2.7 [15/Jul/2024:11:10:11 +0200] TCP 200 9120 3311 12.004 "162.159.140.245:443" "eu.api.openai.com"',
+        ev("eu.api.openai.com", "10.30.2.7", OPENAI, 443, 200),
+        id="local-time-offset",
+    ),
+    pytest.param(
+        f'10.20.1.5 {T} TCP 502 0 517 5.001 "162.159.140.245:443" "api.openai.com"',
+        ev("api.openai.com", "10.20.1.5", OPENAI, 443, 502),
+        id="upstream-failed-502",
+    ),
+    pytest.param(
+        f'10.20.1.5 {T} TCP 200 0 517 5.001 "-" "API.OpenAI.com."', ev("api.openai.com", "10.20.1.5", "", 0, 200), id="no-upstream-upper-case-fqdn"
+    ),
     pytest.param(
         f'2001:db8:10::25 {T} TCP 200 4410 1800 8.250 "[2606:4700::6812:1a2b]:443" "api.openai.com"',
         ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443, 200),
@@ -46,7 +72,11 @@ PARSED = [
         ev("api.openai.com", "10.20.1.5", OPENAI, 443, 200),
         id="retried-upstreams-last-wins",
     ),
-    pytest.param(f'unix: {T} TCP 200 4410 1800 8.250 "unix:/run/up.sock" "api.openai.com"', ev("api.openai.com", "", "", 0, 200), id="unix-socket-client-and-upstream"),
+    pytest.param(
+        f'unix: {T} TCP 200 4410 1800 8.250 "unix:/run/up.sock" "api.openai.com"',
+        ev("api.openai.com", "", "", 0, 200),
+        id="unix-socket-client-and-upstream",
+    ),
     pytest.param(
         f'10.20.1.5 {T} TCP 200 4410 1800 8.250 "203.0.113.66:443" "api.openai.com.evil.example"',
         ev("api.openai.com.evil.example", "10.20.1.5", "203.0.113.66", 443, 200),
@@ -72,7 +102,9 @@ IGNORED = [
     pytest.param(f'10.20.3.8 {T} TCP 403 0 0 0.000 "-" "api.openai.com"', "denied by the proxy", id="access-denied-403"),
     pytest.param(f'10.20.1.5 {T} TCP 200 6120 2210 30.021 "162.159.140.245:443" "-"', nginx_stream.NO_NAME, id="no-sni"),
     pytest.param(f"10.20.1.5 {T} TCP 200 6120 2210 30.021", nginx_stream.NO_NAME, id="basic-layout-only"),
-    pytest.param(f'10.20.1.5 {T} TCP 200 0 517 0.100 "162.159.140.245:443" "api.openai.com\\xC3\\xA9.example"', nginx_stream.NO_NAME, id="escaped-bytes-in-sni"),
+    pytest.param(
+        f'10.20.1.5 {T} TCP 200 0 517 0.100 "162.159.140.245:443" "api.openai.com\\xC3\\xA9.example"', nginx_stream.NO_NAME, id="escaped-bytes-in-sni"
+    ),
     pytest.param(f'10.20.1.5 {T} TCP 200 0 517 0.100 "162.159.140.245:443" "1234" "0.004"', nginx_stream.NO_NAME, id="numbers-are-not-names"),
 ]
 

@@ -44,13 +44,25 @@ def client_hello(sni: str | None, padding: int = 0, ech: bool = False) -> bytes:
     return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
 
 
-def tcp_session(hello: bytes, *, src: str = CLIENT, dst: str = SERVER, sport: int = 50000, dport: int = 443,
-                split: int = 0, order: list[int] | None = None, v6: bool = False, t0: float = 1721638800.0) -> list:
+def tcp_session(
+    hello: bytes,
+    *,
+    src: str = CLIENT,
+    dst: str = SERVER,
+    sport: int = 50000,
+    dport: int = 443,
+    split: int = 0,
+    order: list[int] | None = None,
+    v6: bool = False,
+    t0: float = 1721638800.0,
+) -> list:
     """SYN, SYN-ACK, then the hello in `split`-byte segments (in `order`), then a server reply."""
     ip = (lambda s, d: IPv6(src=s, dst=d)) if v6 else (lambda s, d: IP(src=s, dst=d))
     seq = 1000
-    pkts = [ip(src, dst) / TCP(sport=sport, dport=dport, flags="S", seq=seq),
-            ip(dst, src) / TCP(sport=dport, dport=sport, flags="SA", seq=5000, ack=seq + 1)]
+    pkts = [
+        ip(src, dst) / TCP(sport=sport, dport=dport, flags="S", seq=seq),
+        ip(dst, src) / TCP(sport=dport, dport=sport, flags="SA", seq=5000, ack=seq + 1),
+    ]
     pieces = [hello[i : i + split] for i in range(0, len(hello), split)] if split else [hello]
     segs = []
     offset = 0
@@ -58,7 +70,9 @@ def tcp_session(hello: bytes, *, src: str = CLIENT, dst: str = SERVER, sport: in
         segs.append(ip(src, dst) / TCP(sport=sport, dport=dport, flags="PA", seq=seq + 1 + offset, ack=5001) / Raw(piece))
         offset += len(piece)
     pkts.extend(segs[i] for i in order or range(len(segs)))
-    pkts.append(ip(dst, src) / TCP(sport=dport, dport=sport, flags="PA", seq=5001, ack=seq + 1 + offset) / Raw(b"\x16\x03\x03\x00\x05\x02\x00\x00\x01\x00"))
+    pkts.append(
+        ip(dst, src) / TCP(sport=dport, dport=sport, flags="PA", seq=5001, ack=seq + 1 + offset) / Raw(b"\x16\x03\x03\x00\x05\x02\x00\x00\x01\x00")
+    )
     for i, p in enumerate(pkts):
         p.time = t0 + i * 0.01
     return pkts
@@ -88,7 +102,8 @@ def names(path: Path) -> list[tuple[str, str]]:
 def test_single_segment_hello(tmp_path: Path) -> None:
     capture, found = events(write(tmp_path / "a.pcap", [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello("api.openai.com"))]))
     assert [(e.orig_h, e.orig_p, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
-        (CLIENT, 50000, SERVER, 443, "api.openai.com", "sni")]
+        (CLIENT, 50000, SERVER, 443, "api.openai.com", "sni")
+    ]
     assert found[0].ts.timestamp() == pytest.approx(1721638800.0)  # the SYN's time
     assert capture.kind == "pcap" and capture.stats.lines == 4
 
@@ -125,9 +140,16 @@ def test_tcp_fast_open_data_in_syn(tmp_path: Path) -> None:
 
 
 def test_dns_answer_names_a_hello_without_sni(tmp_path: Path) -> None:
-    answer = IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
-        id=1, qr=1, qd=DNSQR(qname="api.openai.com"),
-        an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER), DNSRR(rrname="api.openai.com", type="A", rdata="104.18.7.192")])
+    answer = (
+        IP(src="10.0.0.53", dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(
+            id=1,
+            qr=1,
+            qd=DNSQR(qname="api.openai.com"),
+            an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER), DNSRR(rrname="api.openai.com", type="A", rdata="104.18.7.192")],
+        )
+    )
     pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello(None), dst="104.18.7.192")]
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(client_hello(None), dst="192.0.2.1", sport=50002)]
     assert names(write(tmp_path / "dns.pcap", pkts)) == [("api.openai.com", "dns"), ("", "none")]
@@ -140,7 +162,9 @@ def test_http_connect_and_host(tmp_path: Path) -> None:
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(plain, dport=80, sport=50003)]
     found = events(write(tmp_path / "http.pcap", pkts))[1]
     assert [(e.server_name, e.name_source, e.method, e.resp_p) for e in found] == [
-        ("api.openai.com", "connect", "CONNECT", 3128), ("api.openai.com", "http", "GET", 80)]
+        ("api.openai.com", "connect", "CONNECT", 3128),
+        ("api.openai.com", "http", "GET", 80),
+    ]
 
 
 def test_bad_packets_are_counted_with_their_number(tmp_path: Path) -> None:
@@ -203,8 +227,15 @@ def test_cli_pcap_audit_and_events(tmp_path: Path) -> None:
     runner = CliRunner()
     lines = runner.invoke(cli, ["pcap", str(path), "--events"]).stdout.splitlines()
     assert next(json.loads(line) for line in lines) == {
-        "ts": "2024-07-22T09:00:00Z", "orig_h": CLIENT, "orig_p": 50000, "resp_h": SERVER, "resp_p": 443,
-        "proto": "tcp", "server_name": "api.openai.com", "name_source": "sni"}
+        "ts": "2024-07-22T09:00:00Z",
+        "orig_h": CLIENT,
+        "orig_p": 50000,
+        "resp_h": SERVER,
+        "resp_p": 443,
+        "proto": "tcp",
+        "server_name": "api.openai.com",
+        "name_source": "sni",
+    }
     db = str(tmp_path / "f.db")
     result = runner.invoke(cli, ["pcap", str(path), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json"])
     assert result.exit_code == 1
@@ -314,8 +345,11 @@ def test_quic_garbage_is_counted(tmp_path: Path) -> None:
 def test_ech_outer_name_stands_without_this_clients_ech_config(tmp_path: Path) -> None:
     """An A record alone does not show which name is inside a real-ECH hello (the address may
     serve thousands): the outer name stays."""
-    answer = IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
-        id=2, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    answer = (
+        IP(src="10.0.0.53", dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(id=2, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    )
     hello = client_hello("cloudflare-ech.com", ech=True)
     pkts = [Ether(src=MAC_A, dst=MAC_B) / answer] + [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello)]
     pkts += [Ether(src=MAC_A, dst=MAC_B) / p for p in tcp_session(hello, dst="192.0.2.9", sport=50300)]
@@ -353,8 +387,9 @@ def capture_on_loopback(port: int) -> tuple[Any, threading.Event]:
         if p[TCP].dport == port and len(p[TCP].payload):
             hello.set()
 
-    sniffer = AsyncSniffer(iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport),
-                           prn=seen, started_callback=started.set)
+    sniffer = AsyncSniffer(
+        iface="lo", lfilter=lambda p: p.haslayer(TCP) and port in (p[TCP].sport, p[TCP].dport), prn=seen, started_callback=started.set
+    )
     sniffer.start()
     assert started.wait(30), "the capture on lo did not start"
     return sniffer, hello
@@ -395,7 +430,8 @@ def test_real_client_hello_captured_on_loopback(tmp_path: Path) -> None:
     wrpcap(str(path), packets)
     found = events(path)[1]
     assert [(e.orig_h, e.resp_h, e.resp_p, e.server_name, e.name_source) for e in found] == [
-        ("127.0.0.1", "127.0.0.1", port, "api.openai.com", "sni")]
+        ("127.0.0.1", "127.0.0.1", port, "api.openai.com", "sni")
+    ]
 
 
 # --- tunnels, more link types, bounded state -------------------------------------------------
@@ -439,17 +475,36 @@ def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
     threading.Thread(target=accept, daemon=True).start()
     sniffer, hello = capture_on_loopback(port)
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--host-resolver-rules=MAP * 127.0.0.1:{port}", "--dump-dom", "https://chatgpt.com/"],
-        capture_output=True, timeout=120, check=False)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--host-resolver-rules=MAP * 127.0.0.1:{port}",
+            "--dump-dom",
+            "https://chatgpt.com/",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     hello.wait(30)  # the capture has caught up with a hello (the assertions below say if not)
     time.sleep(0.5)
     packets = sniffer.stop()
     server.close()
-    answers = [Ether(src=MAC_A, dst=MAC_B) / IP(src="127.0.0.53", dst="127.0.0.1") / UDP(sport=53, dport=40000 + i) / DNS(
-        id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, type="A", rdata="127.0.0.1"))
-        for i, name in enumerate(["chatgpt.com", "api.openai.com"])]
+    answers = [
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="127.0.0.53", dst="127.0.0.1")
+        / UDP(sport=53, dport=40000 + i)
+        / DNS(id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, type="A", rdata="127.0.0.1"))
+        for i, name in enumerate(["chatgpt.com", "api.openai.com"])
+    ]
     for answer in answers:
         answer.time = packets[0].time - 1
     path = tmp_path / "chromium.pcap"
@@ -461,8 +516,9 @@ def test_real_chromium_grease_ech_keeps_its_name(tmp_path: Path) -> None:
     assert all(source == "sni+ech" for _, source in chatgpt), chatgpt
 
 
-def client_stream(chunks: list[bytes], *, dport: int, sport: int = 50600, src: str = CLIENT, dst: str = "10.0.0.3",
-                  gaps: list[float] | None = None) -> list:
+def client_stream(
+    chunks: list[bytes], *, dport: int, sport: int = 50600, src: str = CLIENT, dst: str = "10.0.0.3", gaps: list[float] | None = None
+) -> list:
     """SYN, SYN-ACK, then each chunk as one client segment (a proxy reply between them)."""
     ip_c, ip_p = IP(src=src, dst=dst), IP(src=dst, dst=src)
     pkts = [ip_c / TCP(sport=sport, dport=dport, flags="S", seq=10), ip_p / TCP(sport=dport, dport=sport, flags="SA", seq=90, ack=11)]
@@ -478,14 +534,23 @@ def client_stream(chunks: list[bytes], *, dport: int, sport: int = 50600, src: s
     "chunks, dport, expected",
     [
         # SOCKS5 with username/password (RFC 1929) to an address, then TLS through the tunnel.
-        ([b"\x05\x02\x00\x02", b"\x01\x05alice\x06s3cret", b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello("api.openai.com")],
-         1080, ("api.openai.com", "socks5+sni", "")),
+        (
+            [b"\x05\x02\x00\x02", b"\x01\x05alice\x06s3cret", b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello("api.openai.com")],
+            1080,
+            ("api.openai.com", "socks5+sni", ""),
+        ),
         # The same in one segment.
-        ([b"\x05\x01\x00" + b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb" + client_hello("api.anthropic.com")],
-         1080, ("api.anthropic.com", "socks5+sni", "")),
+        (
+            [b"\x05\x01\x00" + b"\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb" + client_hello("api.anthropic.com")],
+            1080,
+            ("api.anthropic.com", "socks5+sni", ""),
+        ),
         # HTTP CONNECT to an address, headers split, then TLS.
-        ([b"CONNECT 162.159.140.245:443 HTTP/1.1\r\nHost: 162.159.140.245:443\r\n", b"\r\n", client_hello("api.openai.com", padding=400)],
-         3128, ("api.openai.com", "connect+sni", "CONNECT")),
+        (
+            [b"CONNECT 162.159.140.245:443 HTTP/1.1\r\nHost: 162.159.140.245:443\r\n", b"\r\n", client_hello("api.openai.com", padding=400)],
+            3128,
+            ("api.openai.com", "connect+sni", "CONNECT"),
+        ),
         # SOCKS4 to an address, then TLS; SOCKS4a names the host itself.
         ([b"\x04\x01\x01\xbb\xa2\x9f\x8c\xf5bob\x00", client_hello("api.openai.com")], 1080, ("api.openai.com", "socks4+sni", "")),
         ([b"\x04\x01\x01\xbb\x00\x00\x00\x01\x00api.openai.com\x00"], 1080, ("api.openai.com", "socks4", "")),
@@ -503,8 +568,12 @@ def test_tls_inside_a_tunnel_to_an_address(tmp_path: Path, chunks: list[bytes], 
 
 
 def test_tunnel_without_sni_is_named_by_dns(tmp_path: Path) -> None:
-    answer = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
-        id=3, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    answer = (
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="10.0.0.53", dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(id=3, qr=1, qd=DNSQR(qname="api.openai.com"), an=[DNSRR(rrname="api.openai.com", type="A", rdata=SERVER)])
+    )
     pkts = [answer, *client_stream([b"\x05\x01\x00\x05\x01\x00\x01\xa2\x9f\x8c\xf5\x01\xbb", client_hello(None)], dport=1080)]
     assert names(write(tmp_path / "t.pcap", pkts)) == [("api.openai.com", "dns")]
 
@@ -615,7 +684,14 @@ def test_rfc9001_client_initial_is_named(tmp_path: Path) -> None:
     assert [(e.proto, e.server_name, e.name_source) for e in found] == [("udp", "example.com", "sni")]
     damaged = bytearray(packet)
     damaged[-1] ^= 0x01  # the AEAD tag no longer matches: not a client Initial we can read
-    assert events(write(tmp_path / "bad.pcap", [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51501, dport=443) / Raw(bytes(damaged))]))[1] == []
+    assert (
+        events(
+            write(
+                tmp_path / "bad.pcap", [Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=51501, dport=443) / Raw(bytes(damaged))]
+            )
+        )[1]
+        == []
+    )
 
 
 def test_packets_skipped_by_the_cheap_path_still_count(tmp_path: Path) -> None:
@@ -659,15 +735,21 @@ def test_proxy_target_with_a_nul_byte_is_malformed_not_a_crash(tmp_path: Path) -
     capture, found = events(write(tmp_path / "nul.pcap", pkts))
     assert found == []
     name = tmp_path / "nul.pcap"
-    assert capture.stats.locations == {"socks5: the server name is neither a DNS name nor an address": [f"{name}#3"],
-                                       "connect: the server name is neither a DNS name nor an address": [f"{name}#7"]}
+    assert capture.stats.locations == {
+        "socks5: the server name is neither a DNS name nor an address": [f"{name}#3"],
+        "connect: the server name is neither a DNS name nor an address": [f"{name}#7"],
+    }
 
 
-@pytest.mark.parametrize("host", [
-    "x\x1b]0;owned\x07.api.openai.com",  # a terminal escape sequence
-    "<script>alert(1)</script>.api.openai.com",  # markup
-    "evil.example/api.openai.com", "a" * 64 + ".api.openai.com",  # a slash; a label of 64
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "x\x1b]0;owned\x07.api.openai.com",  # a terminal escape sequence
+        "<script>alert(1)</script>.api.openai.com",  # markup
+        "evil.example/api.openai.com",
+        "a" * 64 + ".api.openai.com",  # a slash; a label of 64
+    ],
+)
 def test_a_server_name_that_is_no_dns_name_is_malformed(tmp_path: Path, host: str) -> None:
     """Taken through the *.api.openai.com wildcard, such names were stored, reported and printed
     raw on a terminal. In a hello, an HTTP Host, a CONNECT: malformed, with the packet number."""
@@ -719,11 +801,19 @@ def chrome_hello(sni: str, *, ech: bool = True, seed: int = 0) -> bytes:
     sni_entry = b"\x00" + struct.pack("!H", len(name)) + name
     exts = [
         (0x0000, struct.pack("!H", len(sni_entry)) + sni_entry),
-        (0x0017, b""), (0xFF01, b"\x00"), (0x000A, b"\x00\x08" + struct.pack("!H", grease) + b"\x11\xec\x00\x1d\x00\x17"),
-        (0x000B, b"\x01\x00"), (0x0023, b""), (0x0010, b"\x00\x0c\x02h2\x08http/1.1"), (0x0005, b"\x01\x00\x00\x00\x00"),
-        (0x000D, b"\x00\x08\x04\x03\x08\x04\x04\x01\x05\x03"), (0x0012, b""),
+        (0x0017, b""),
+        (0xFF01, b"\x00"),
+        (0x000A, b"\x00\x08" + struct.pack("!H", grease) + b"\x11\xec\x00\x1d\x00\x17"),
+        (0x000B, b"\x01\x00"),
+        (0x0023, b""),
+        (0x0010, b"\x00\x0c\x02h2\x08http/1.1"),
+        (0x0005, b"\x01\x00\x00\x00\x00"),
+        (0x000D, b"\x00\x08\x04\x03\x08\x04\x04\x01\x05\x03"),
+        (0x0012, b""),
         (0x0033, b"\x00\x29" + struct.pack("!H", grease) + b"\x00\x01\x00" + b"\x00\x1d\x00\x20" + bytes(rng.randrange(256) for _ in range(32))),
-        (0x002D, b"\x01\x01"), (0x002B, b"\x06" + struct.pack("!H", grease) + b"\x03\x04\x03\x03"), (0x001B, b"\x02\x00\x02"),
+        (0x002D, b"\x01\x01"),
+        (0x002B, b"\x06" + struct.pack("!H", grease) + b"\x03\x04\x03\x03"),
+        (0x001B, b"\x02\x00\x02"),
         (0x4469, b"\x00\x03\x02h2"),
     ]
     if ech:
@@ -755,13 +845,21 @@ def dns_reply(client: str, name: str, address: str = CDN, *, https_public: str =
     from scapy.layers.dns import DNSRRHTTPS, SvcParam
 
     if https_public:
-        answer = DNSRRHTTPS(rrname=name, svc_priority=1, target_name=".",
-                            svc_params=[SvcParam(key=1, value=[b"h2"]), SvcParam(key=5, value=ech_config_list(https_public))])
+        answer = DNSRRHTTPS(
+            rrname=name,
+            svc_priority=1,
+            target_name=".",
+            svc_params=[SvcParam(key=1, value=[b"h2"]), SvcParam(key=5, value=ech_config_list(https_public))],
+        )
         question = DNSQR(qname=name, qtype="HTTPS")
     else:
         answer, question = DNSRR(rrname=name, type="A", rdata=address), DNSQR(qname=name)
-    return Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=client) / UDP(sport=53, dport=40000 + query_id) / DNS(
-        id=query_id, qr=1, qd=question, an=answer)
+    return (
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="10.0.0.53", dst=client)
+        / UDP(sport=53, dport=40000 + query_id)
+        / DNS(id=query_id, qr=1, qd=question, an=answer)
+    )
 
 
 def hello_to(hello: bytes, sport: int, *, src: str = CLIENT, dst: str = CDN) -> list:
@@ -777,8 +875,12 @@ def test_grease_ech_keeps_the_name_the_browser_sent_on_a_shared_address(tmp_path
     pkts += hello_to(chrome_hello("api.openai.com", seed=9), 51009)
     found = events(write(tmp_path / "grease.pcap", pkts))[1]
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
-        (51000, "platform.openai.com", "sni+ech"), (51001, "chatgpt.com", "sni+ech"), (51002, "cdn.openai.com", "sni+ech"),
-        (51003, "chatgpt.com", "sni+ech"), (51009, "api.openai.com", "sni+ech")]
+        (51000, "platform.openai.com", "sni+ech"),
+        (51001, "chatgpt.com", "sni+ech"),
+        (51002, "cdn.openai.com", "sni+ech"),
+        (51003, "chatgpt.com", "sni+ech"),
+        (51009, "api.openai.com", "sni+ech"),
+    ]
     # The same without any DNS in the capture (a browser using DNS over HTTPS).
     found = events(write(tmp_path / "doh.pcap", hello_to(chrome_hello("chatgpt.com"), 51100)))[1]
     assert [(e.server_name, e.name_source) for e in found] == [("chatgpt.com", "sni+ech")]
@@ -787,16 +889,19 @@ def test_grease_ech_keeps_the_name_the_browser_sent_on_a_shared_address(tmp_path
 def test_real_ech_is_named_by_what_this_client_resolved(tmp_path: Path) -> None:
     """Real ECH: the outer name is the client-facing server's public name; the client looked up
     api.openai.com (A and HTTPS with an ECH config) and chatgpt.com, both on the CDN address."""
-    pkts = [dns_reply(CLIENT, "api.openai.com", query_id=1), dns_reply(CLIENT, "api.openai.com", https_public="cloudflare-ech.com", query_id=2),
-            dns_reply(CLIENT, "chatgpt.com", query_id=3)]
+    pkts = [
+        dns_reply(CLIENT, "api.openai.com", query_id=1),
+        dns_reply(CLIENT, "api.openai.com", https_public="cloudflare-ech.com", query_id=2),
+        dns_reply(CLIENT, "chatgpt.com", query_id=3),
+    ]
     pkts += hello_to(chrome_hello("cloudflare-ech.com", seed=1), 52000)  # the one whose ECH config names it
     pkts += hello_to(chrome_hello("chatgpt.com", seed=2), 52001)  # GREASE beside it: stands
     found = events(write(tmp_path / "ech.pcap", pkts))[1]
-    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
-        (52000, "api.openai.com", "ech-dns"), (52001, "chatgpt.com", "sni+ech")]
+    assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [(52000, "api.openai.com", "ech-dns"), (52001, "chatgpt.com", "sni+ech")]
     assert [e.raw for e in found] == [
         f"tcp {CLIENT} port 52000 -> {CDN} port 443: api.openai.com (ech-dns; the hello named cloudflare-ech.com)",
-        f"tcp {CLIENT} port 52001 -> {CDN} port 443: chatgpt.com (sni+ech)"]
+        f"tcp {CLIENT} port 52001 -> {CDN} port 443: chatgpt.com (sni+ech)",
+    ]
 
 
 def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
@@ -808,7 +913,10 @@ def test_a_dns_name_must_be_one_this_client_resolved(tmp_path: Path) -> None:
     pkts += hello_to(client_hello(None), 53002, src=other)  # the client that did resolve it
     found = events(write(tmp_path / "per-client.pcap", pkts))[1]
     assert [(e.orig_h, e.server_name, e.name_source) for e in found] == [
-        (CLIENT, "cloudflare-ech.com", "ech-outer"), (CLIENT, "", "none"), (other, "api.openai.com", "dns")]
+        (CLIENT, "cloudflare-ech.com", "ech-outer"),
+        (CLIENT, "", "none"),
+        (other, "api.openai.com", "dns"),
+    ]
 
 
 def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
@@ -823,7 +931,10 @@ def test_ech_public_names_are_learnt_from_https_records(tmp_path: Path) -> None:
     pkts += hello_to(chrome_hello("unlisted-front.example"), 54002, src="10.20.1.7")
     found = events(write(tmp_path / "learnt.pcap", pkts))[1]
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [
-        (54000, "api.anthropic.com", "ech-dns"), (54001, "front.example.net", "sni+ech"), (54002, "unlisted-front.example", "sni+ech")]
+        (54000, "api.anthropic.com", "ech-dns"),
+        (54001, "front.example.net", "sni+ech"),
+        (54002, "unlisted-front.example", "sni+ech"),
+    ]
 
 
 def test_ech_config_list_public_names() -> None:
@@ -851,8 +962,10 @@ def test_no_governed_call_is_invented_on_a_shared_address(tmp_path: Path) -> Non
 
     with sqlite3.connect(tmp_path / "f.db") as conn:  # the evidence says how each call was named
         raws = sorted(r[0] for r in conn.execute("SELECT raw FROM evidence"))
-    assert raws == [f"tcp {CLIENT} port 55100 -> {CDN} port 443: api.openai.com (ech-dns; the hello named cloudflare-ech.com)",
-                    f"tcp {CLIENT} port 55200 -> {CDN} port 443: api.openai.com (sni)"]
+    assert raws == [
+        f"tcp {CLIENT} port 55100 -> {CDN} port 443: api.openai.com (ech-dns; the hello named cloudflare-ech.com)",
+        f"tcp {CLIENT} port 55200 -> {CDN} port 443: api.openai.com (sni)",
+    ]
     assert "1 connection named from a DNS answer its client got" in result.stderr
 
 
@@ -872,8 +985,10 @@ def test_no_governed_call_is_invented_on_a_shared_address(tmp_path: Path) -> Non
     ],
 )
 def test_tls_inside_a_websocket(tmp_path: Path, frames: list[tuple[int, bytes]], expected: tuple[str, str]) -> None:
-    request = (b"GET /v1/events HTTP/1.1\r\nhost: relay.example.org:8888\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
-               b"sec-websocket-key: 2avYdCL8ryrY3ZRXm5HuVw==\r\nsec-websocket-version: 13\r\n\r\n")
+    request = (
+        b"GET /v1/events HTTP/1.1\r\nhost: relay.example.org:8888\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+        b"sec-websocket-key: 2avYdCL8ryrY3ZRXm5HuVw==\r\nsec-websocket-version: 13\r\n\r\n"
+    )
     chunks = [request]
     for i, (head, payload) in enumerate(frames):
         key = bytes([0x8A, 0xEF, 0xAA, 0x40 + i])
@@ -931,16 +1046,30 @@ def test_a_hello_in_one_byte_segments_in_and_out_of_order(tmp_path: Path) -> Non
 
     hello = client_hello("api.openai.com", padding=3000)
     extractor = packets.Extractor("t")
-    frames = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53100, dport=443, flags="PA", seq=1000 + i)
-                    / Raw(hello[i : i + 1])) for i in range(len(hello))]
+    frames = [
+        bytes(
+            Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53100, dport=443, flags="PA", seq=1000 + i) / Raw(hello[i : i + 1])
+        )
+        for i in range(len(hello))
+    ]
     found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate(frames, 1)]
     assert [(e.server_name, e.name_source) for e in found if e] == [("api.openai.com", "sni")]
     assert len(hello) > 3000
     # The last 64 bytes first (out of order), then the rest: the pieces beyond the gap are kept.
-    tail = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000 + i)
-                  / Raw(hello[i : i + 1])) for i in range(len(hello) - 64, len(hello))]
-    head = [bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000)
-                  / Raw(hello[: len(hello) - 64]))]
+    tail = [
+        bytes(
+            Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="PA", seq=1000 + i) / Raw(hello[i : i + 1])
+        )
+        for i in range(len(hello) - 64, len(hello))
+    ]
+    head = [
+        bytes(
+            Ether(src=MAC_A, dst=MAC_B)
+            / IP(src=CLIENT, dst=SERVER)
+            / TCP(sport=53101, dport=443, flags="PA", seq=1000)
+            / Raw(hello[: len(hello) - 64])
+        )
+    ]
     syn = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=53101, dport=443, flags="S", seq=999))
     found = [extractor.frame(n, 0.0, 1, f) for n, f in enumerate([syn, *tail, *head], 1)]
     assert [(e.server_name, e.orig_p) for e in found if e] == [("api.openai.com", 53101)]
@@ -974,9 +1103,15 @@ def test_a_damaged_https_record_keeps_the_other_answers(tmp_path: Path) -> None:
     from scapy.layers.dns import DNSRRHTTPS, SvcParam
 
     https = DNSRRHTTPS(rrname="api.openai.com", svc_priority=1, target_name=".", svc_params=[SvcParam(key=5, value=b"\x00\x40\xfe\x0d\x00")])
-    reply = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.53", dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(
-        id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=[https, DNSRR(rrname="api.openai.com", type="A", rdata=CDN)])
-    no_question = _raw_dns("10.20.1.9", struct.pack("!HHHHHH", 2, 0x8180, 0, 1, 0, 0) + struct.pack("!BHHIH", 0, 1, 1, 60, 4) + bytes([104, 18, 32, 47]))
+    reply = (
+        Ether(src=MAC_A, dst=MAC_B)
+        / IP(src="10.0.0.53", dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(id=1, qr=1, qd=DNSQR(qname="api.openai.com"), an=[https, DNSRR(rrname="api.openai.com", type="A", rdata=CDN)])
+    )
+    no_question = _raw_dns(
+        "10.20.1.9", struct.pack("!HHHHHH", 2, 0x8180, 0, 1, 0, 0) + struct.pack("!BHHIH", 0, 1, 1, 60, 4) + bytes([104, 18, 32, 47])
+    )
     pkts = [reply, no_question, *hello_to(client_hello(None), 53300), *hello_to(client_hello(None), 53301, src="10.20.1.9")]
     capture, found = events(write(tmp_path / "damaged.pcap", pkts))
     assert [(e.orig_p, e.server_name, e.name_source) for e in found] == [(53300, "api.openai.com", "dns"), (53301, "", "none")]

@@ -236,9 +236,14 @@ MALFORMED = [
     ),
     # A user name one of whose words is itself a hierarchy code and peer: which one is Squid's
     # cannot be told.
-    *(pytest.param(f"1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 {user} HIER_DIRECT/162.159.140.245 - api.openai.com",
-                   "squid: two hierarchy codes (%Sh/%<a) after the URL", id=f"user-holding-a-hierarchy-code-{i}")
-      for i, user in enumerate(["John HIER_DIRECT/203.0.113.9", "PARENT_HIT/203.0.113.9 John", "a b DIRECT/x"])),
+    *(
+        pytest.param(
+            f"1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT 162.159.140.245:443 {user} HIER_DIRECT/162.159.140.245 - api.openai.com",
+            "squid: two hierarchy codes (%Sh/%<a) after the URL",
+            id=f"user-holding-a-hierarchy-code-{i}",
+        )
+        for i, user in enumerate(["John HIER_DIRECT/203.0.113.9", "PARENT_HIT/203.0.113.9 John", "a b DIRECT/x"])
+    ),
 ]
 
 
@@ -250,15 +255,41 @@ def test_malformed(line: str, reason: str) -> None:
 
 
 IGNORED = [
-    pytest.param("1721005926.561      0 10.20.3.8 TCP_DENIED/403 3936 CONNECT api.openai.com:443 - HIER_NONE/- text/html", "denied by the proxy", id="denied-403"),
-    pytest.param("1721005940.220      1 10.20.3.8 TCP_DENIED/407 4012 CONNECT api.openai.com:443 - HIER_NONE/- text/html", "denied by the proxy", id="proxy-auth-407"),
+    pytest.param(
+        "1721005926.561      0 10.20.3.8 TCP_DENIED/403 3936 CONNECT api.openai.com:443 - HIER_NONE/- text/html",
+        "denied by the proxy",
+        id="denied-403",
+    ),
+    pytest.param(
+        "1721005940.220      1 10.20.3.8 TCP_DENIED/407 4012 CONNECT api.openai.com:443 - HIER_NONE/- text/html",
+        "denied by the proxy",
+        id="proxy-auth-407",
+    ),
     # Squid 6 logs the CONNECT it bumped only to show the error page as TCP_DENIED/200.
-    pytest.param("1721005941.000     20 10.20.1.5 TCP_DENIED/200 0 CONNECT api.openai.com:443 - HIER_NONE/- -", "denied by the proxy", id="denied-bumped-connect-200"),
-    pytest.param("1721005942.000      3 10.20.1.5 TCP_DENIED_REPLY/403 3600 GET https://api.openai.com/v1/models - HIER_DIRECT/162.159.140.245 text/html", "denied by the proxy", id="denied-reply"),
-    pytest.param("1721005943.000      0 10.20.1.5 TCP_DENIED_ABORTED/403 0 CONNECT api.openai.com:443 - HIER_NONE/- -", "denied by the proxy", id="denied-aborted"),
-    pytest.param("1721005946.020      0 10.30.2.7 TAG_NONE/403 4153 CONNECT api.openai.com:443 - HIER_NONE/- text/html", "denied by the proxy", id="squid35-TAG_NONE-403"),
+    pytest.param(
+        "1721005941.000     20 10.20.1.5 TCP_DENIED/200 0 CONNECT api.openai.com:443 - HIER_NONE/- -",
+        "denied by the proxy",
+        id="denied-bumped-connect-200",
+    ),
+    pytest.param(
+        "1721005942.000      3 10.20.1.5 TCP_DENIED_REPLY/403 3600 GET https://api.openai.com/v1/models - HIER_DIRECT/162.159.140.245 text/html",
+        "denied by the proxy",
+        id="denied-reply",
+    ),
+    pytest.param(
+        "1721005943.000      0 10.20.1.5 TCP_DENIED_ABORTED/403 0 CONNECT api.openai.com:443 - HIER_NONE/- -",
+        "denied by the proxy",
+        id="denied-aborted",
+    ),
+    pytest.param(
+        "1721005946.020      0 10.30.2.7 TAG_NONE/403 4153 CONNECT api.openai.com:443 - HIER_NONE/- text/html",
+        "denied by the proxy",
+        id="squid35-TAG_NONE-403",
+    ),
     # A request sent to Squid's port as if it were an origin server: no host in the target.
-    pytest.param("1721005947.417     15 192.168.68.50 NONE_NONE/400 3896 GET / - HIER_NONE/- text/html", "not forwarded by the proxy", id="relative-target"),
+    pytest.param(
+        "1721005947.417     15 192.168.68.50 NONE_NONE/400 3896 GET / - HIER_NONE/- text/html", "not forwarded by the proxy", id="relative-target"
+    ),
 ]
 
 
@@ -354,13 +385,17 @@ def test_raw_keeps_the_line_and_redact_removes_its_secrets(line: str, secrets: l
 
 
 SNIFF = [
-    pytest.param("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", True, id="squid6"),
+    pytest.param(
+        "1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", True, id="squid6"
+    ),
     pytest.param("1721005926.007      7 2001:db8::5 TCP_MISS/200 39 GET http://x.example/ - DIRECT/192.0.2.1 text/html", True, id="padded-ipv6-old"),
     pytest.param("1721005928.900      0 10.20.1.5 NONE_NONE/000 0 - error:transaction-end-before-headers - HIER_NONE/- -", True, id="error-record"),
     pytest.param('10.20.1.5 - - [15/Jul/2024:09:10:11 +0000] "CONNECT api.openai.com:443 HTTP/1.1" 200 5120 "-" "curl/8.5.0"', False, id="combined"),
     pytest.param("2024/07/15 09:10:25 [error] 2314#2314: *118 upstream timed out", False, id="nginx-error-log"),
     pytest.param("1721005935.381  20113 10.20.1.5 TCP_TUNNEL/200 5120 CONNECT api.openai.com", False, id="truncated"),
-    pytest.param("\x00\x00\x00\x001721005937.700  30000 10.20.1.5 TCP_TUNNEL/200 700 CONNECT a:443 - HIER_DIRECT/1.2.3.4 -", False, id="nul-prefixed"),
+    pytest.param(
+        "\x00\x00\x00\x001721005937.700  30000 10.20.1.5 TCP_TUNNEL/200 700 CONNECT a:443 - HIER_DIRECT/1.2.3.4 -", False, id="nul-prefixed"
+    ),
     pytest.param("", False, id="empty"),
 ]
 

@@ -21,14 +21,23 @@ NOT_A_CALL = "not a call (calls are read from tls, http and quic events)"
 
 def eve(event_type: str, **extra: Any) -> str:
     record: dict[str, Any] = {
-        "timestamp": "2024-07-15T09:10:11.123456+0000", "flow_id": 1137262880913374, "in_iface": "eth0", "event_type": event_type,
-        "src_ip": "10.20.1.5", "src_port": 51012, "dest_ip": OPENAI, "dest_port": 443, "proto": "TCP",
+        "timestamp": "2024-07-15T09:10:11.123456+0000",
+        "flow_id": 1137262880913374,
+        "in_iface": "eth0",
+        "event_type": event_type,
+        "src_ip": "10.20.1.5",
+        "src_port": 51012,
+        "dest_ip": OPENAI,
+        "dest_port": 443,
+        "proto": "TCP",
     }
     record.update(extra)
     return json.dumps(record, separators=(",", ":"))
 
 
-def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str = "", status: int = 0, ts: str = "2024-07-15 09:10:11.123456") -> dict[str, object]:
+def ev(
+    server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str = "", status: int = 0, ts: str = "2024-07-15 09:10:11.123456"
+) -> dict[str, object]:
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
@@ -39,17 +48,29 @@ PARSED = [
     pytest.param(eve("tls", timestamp="2024-07-15T17:10:11.123456+0800", tls={"sni": "api.openai.com"}), CALL, id="local-offset"),
     pytest.param(eve("tls", timestamp="2024-07-15T09:10:11.123456Z", tls={"sni": "api.openai.com"}), CALL, id="z-suffix"),
     pytest.param(
-        eve("tls", src_ip="2001:0db8:0010:0000:0000:0000:0000:0025", dest_ip="2606:4700:0000:0000:0000:0000:6812:1a2b", tls={"sni": "api.openai.com"}),
+        eve(
+            "tls", src_ip="2001:0db8:0010:0000:0000:0000:0000:0025", dest_ip="2606:4700:0000:0000:0000:0000:6812:1a2b", tls={"sni": "api.openai.com"}
+        ),
         ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443),
         id="expanded-ipv6-normalised",
     ),
     pytest.param(
-        eve("http", src_port=40022, dest_ip="10.20.0.10", dest_port=3128, http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 200}),
+        eve(
+            "http",
+            src_port=40022,
+            dest_ip="10.20.0.10",
+            dest_port=3128,
+            http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 200},
+        ),
         ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200),
         id="http-connect",
     ),
     pytest.param(
-        eve("http", dest_port=80, http={"hostname": "api.openai.com", "url": "/v1/models", "http_method": "GET", "protocol": "HTTP/1.1", "status": 401}),
+        eve(
+            "http",
+            dest_port=80,
+            http={"hostname": "api.openai.com", "url": "/v1/models", "http_method": "GET", "protocol": "HTTP/1.1", "status": 401},
+        ),
         ev("api.openai.com", "10.20.1.5", OPENAI, 80, "GET", 401),
         id="http-plain",
     ),
@@ -69,7 +90,9 @@ PARSED = [
     # rsyslog, eve-log `prefix: "@cee: "`, both, RFC 5424, a container runtime's.
     pytest.param("Jul 15 09:10:11 sensor1 suricata[1234]: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="syslog-file"),
     pytest.param("@cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="cee-prefix"),
-    pytest.param("2024-07-15T09:10:11.200+00:00 sensor1 suricata[1234]: @cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc3339-syslog-cee"),
+    pytest.param(
+        "2024-07-15T09:10:11.200+00:00 sensor1 suricata[1234]: @cee: " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc3339-syslog-cee"
+    ),
     pytest.param("<134>1 2024-07-15T09:10:11.2Z sensor1 suricata 1234 - - " + eve("tls", tls={"sni": "api.openai.com"}), CALL, id="rfc5424"),
 ]
 
@@ -89,23 +112,55 @@ def test_protocol_and_client_port() -> None:
 
 
 IGNORED = [
-    pytest.param(eve("dns", proto="UDP", dns={"type": "query", "rrname": "api.openai.com", "rrtype": "A"}), "suricata dns event: a look-up, not a call", id="dns-query"),
+    pytest.param(
+        eve("dns", proto="UDP", dns={"type": "query", "rrname": "api.openai.com", "rrtype": "A"}),
+        "suricata dns event: a look-up, not a call",
+        id="dns-query",
+    ),
     pytest.param(
         eve("dns", proto="UDP", dns={"type": "answer", "rrname": "api.openai.com", "answers": [{"rrname": "api.openai.com", "rdata": OPENAI}]}),
         "suricata dns event: a look-up, not a call",
         id="dns-answer",
     ),
-    pytest.param(eve("alert", alert={"signature": "LOCAL OpenAI SNI"}, tls={"sni": "api.openai.com"}), f"suricata alert event: {NOT_A_CALL}", id="alert"),
+    pytest.param(
+        eve("alert", alert={"signature": "LOCAL OpenAI SNI"}, tls={"sni": "api.openai.com"}), f"suricata alert event: {NOT_A_CALL}", id="alert"
+    ),
     pytest.param(eve("fileinfo", http={"hostname": "api.openai.com"}, fileinfo={"size": 3}), f"suricata fileinfo event: {NOT_A_CALL}", id="fileinfo"),
-    pytest.param(eve("anomaly", anomaly={"event": "APPLAYER_DETECT_PROTOCOL_ONLY_ONE_DIRECTION"}, app_proto="tls"), "suricata anomaly event", id="anomaly"),
+    pytest.param(
+        eve("anomaly", anomaly={"event": "APPLAYER_DETECT_PROTOCOL_ONLY_ONE_DIRECTION"}, app_proto="tls"), "suricata anomaly event", id="anomaly"
+    ),
     pytest.param(eve("tls", tls={"subject": "CN=api.openai.com", "version": "TLS 1.2"}), "TLS handshake without SNI", id="tls-without-sni"),
     pytest.param(eve("quic", quic={"version": "1"}), "QUIC handshake without SNI", id="quic-without-sni"),
-    pytest.param(eve("http", http={"url": "/v1/models", "http_method": "GET", "http_refer": "https://api.openai.com/"}), "request names no host", id="http-relative"),
-    pytest.param(eve("tls", dest_ip="10.20.0.10", dest_port=3128, tls={"from_proto": "http", "sni": "api.openai.com"}), suricata.TUNNELED, id="tls-inside-a-connect-tunnel"),
-    pytest.param(eve("http", dest_ip="10.20.0.10", dest_port=3128, http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 407}),
-                 CONNECT_REFUSED, id="connect-407-before-retry"),
-    pytest.param(eve("http", dest_ip="10.20.0.10", dest_port=3128, http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 403}),
-                 CONNECT_REFUSED, id="connect-refused-403"),
+    pytest.param(
+        eve("http", http={"url": "/v1/models", "http_method": "GET", "http_refer": "https://api.openai.com/"}),
+        "request names no host",
+        id="http-relative",
+    ),
+    pytest.param(
+        eve("tls", dest_ip="10.20.0.10", dest_port=3128, tls={"from_proto": "http", "sni": "api.openai.com"}),
+        suricata.TUNNELED,
+        id="tls-inside-a-connect-tunnel",
+    ),
+    pytest.param(
+        eve(
+            "http",
+            dest_ip="10.20.0.10",
+            dest_port=3128,
+            http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 407},
+        ),
+        CONNECT_REFUSED,
+        id="connect-407-before-retry",
+    ),
+    pytest.param(
+        eve(
+            "http",
+            dest_ip="10.20.0.10",
+            dest_port=3128,
+            http={"hostname": "api.openai.com", "url": "api.openai.com:443", "http_method": "CONNECT", "status": 403},
+        ),
+        CONNECT_REFUSED,
+        id="connect-refused-403",
+    ),
 ]
 
 
@@ -118,8 +173,10 @@ def test_ignored(line: str, reason: str) -> None:
 
 MALFORMED = [
     pytest.param(eve("tls", tls={"sni": "api.openai.com"})[:-30], "suricata: not JSON", id="truncated"),
-    pytest.param("\x00\x00\ufffd{\"event_type\":\"tls\",\"tls\":{\"sni\":\"api.openai.com\ufffd(\"}}", "suricata: not JSON", id="binary-junk"),
-    pytest.param('{"ts":1721034625.0,"uid":"C1","id.orig_h":"10.20.1.5","server_name":"api.openai.com"}', "suricata: no 'event_type'", id="zeek-json"),
+    pytest.param('\x00\x00\ufffd{"event_type":"tls","tls":{"sni":"api.openai.com\ufffd("}}', "suricata: not JSON", id="binary-junk"),
+    pytest.param(
+        '{"ts":1721034625.0,"uid":"C1","id.orig_h":"10.20.1.5","server_name":"api.openai.com"}', "suricata: no 'event_type'", id="zeek-json"
+    ),
     pytest.param(eve("tls", timestamp=1721034611, tls={"sni": "api.openai.com"}), "suricata: no 'timestamp'", id="numeric-timestamp"),
     pytest.param(eve("tls", timestamp="15/Jul/2024", tls={"sni": "api.openai.com"}), "bad timestamp", id="bad-timestamp"),
     pytest.param(eve("tls", tls="api.openai.com"), "suricata: tls event without a 'tls' object", id="tls-not-an-object"),
@@ -154,11 +211,24 @@ def test_sniff(line: str, expected: bool) -> None:
 
 def test_dumped_request_headers_are_redacted() -> None:
     secret = "sk-proj-Xk3v9QaZ8mT2LwR7pN4cY1uB6eHdJfGs"
-    line = eve("http", http={"hostname": "api.openai.com", "url": "/v1/chat/completions", "http_method": "POST", "status": 200, "request_headers": [
-        {"name": "Host", "value": "api.openai.com"}, {"name": "Authorization", "value": "Basic YWxpY2U6czNjcmV0"}, {"name": "Cookie", "value": "__cf_bm=Zm9vYmFy"},
-        {"name": "X-Api-Key", "value": secret}]})
+    line = eve(
+        "http",
+        http={
+            "hostname": "api.openai.com",
+            "url": "/v1/chat/completions",
+            "http_method": "POST",
+            "status": 200,
+            "request_headers": [
+                {"name": "Host", "value": "api.openai.com"},
+                {"name": "Authorization", "value": "Basic YWxpY2U6czNjcmV0"},
+                {"name": "Cookie", "value": "__cf_bm=Zm9vYmFy"},
+                {"name": "X-Api-Key", "value": secret},
+            ],
+        },
+    )
     assert_redacted(
-        suricata.parse(line, LOC).raw, ["YWxpY2U6czNjcmV0", "Zm9vYmFy", secret],
+        suricata.parse(line, LOC).raw,
+        ["YWxpY2U6czNjcmV0", "Zm9vYmFy", secret],
         ['{"name":"Authorization","value":"[REDACTED]"}', '{"name":"Cookie","value":"[REDACTED]"}', '{"name":"Host","value":"api.openai.com"}'],
     )
 

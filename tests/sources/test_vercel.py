@@ -98,7 +98,13 @@ def test_the_sample_lines_are_what_the_tables_say() -> None:
     classified = sorted([*EVENTS, *IGNORED_LINES, *NOT_CANDIDATES, *(n for ns in SKIPPED.values() for n in ns)])
     assert classified == list(range(1, TOTAL_LINES + 1))
     assert {json.loads(lines[n - 1]).get("source") for n in range(1, TOTAL_LINES + 1) if n not in (10, 19, 20)} == {
-        "build", "lambda", "edge", "external", "static", "firewall", "redirect",
+        "build",
+        "lambda",
+        "edge",
+        "external",
+        "static",
+        "firewall",
+        "redirect",
     }
     assert 300_000 < len(lines[22].encode()) < logfile_mod.MAX_LINE
     assert BODY.replace('"', '\\"') in lines[1]  # the 403 body as an app logs it: escaped inside the message
@@ -143,8 +149,13 @@ TS = 1721005923412
 
 def record(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "id": "1721005923412000000000000001", "deploymentId": "dpl_233NRGRjVZX1caZrXWtz5g1TAksD", "source": "external",
-        "host": "x.vercel.app", "timestamp": TS, "projectId": "prj_chat", "level": "info",
+        "id": "1721005923412000000000000001",
+        "deploymentId": "dpl_233NRGRjVZX1caZrXWtz5g1TAksD",
+        "source": "external",
+        "host": "x.vercel.app",
+        "timestamp": TS,
+        "projectId": "prj_chat",
+        "level": "info",
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not DROP}
@@ -461,7 +472,7 @@ def test_array_rewritten_with_more_records_resumes_with_only_the_new_ones(tmp_pa
     assert [(e.server_name, e.ts) for e in events] == [("api.openai.com", at(60)), ("", at(61))]
     assert [e.message for e in events] == ["第二批 ✓", f"重试失败 {BODY}"]
     starts = expected_lines(form, text, len(old) + len(NEW))
-    assert [e.source for e in events] == [f"{path}:{n}" for n in starts[len(old):]]
+    assert [e.source for e in events] == [f"{path}:{n}" for n in starts[len(old) :]]
     assert log.stats.lines == len(NEW)
 
 
@@ -533,8 +544,17 @@ FINDINGS = {
 def test_pipeline_findings_for_the_ndjson_sample() -> None:
     found = findings(NDJSON, ["prj_chat"])
     got = {
-        n: (f.org, f.egress.region, f.location.basis, f.location.country_code, f.verdict.outcome, f.verdict.rule_id[f.verdict.rule_id.index(":"):], f.host)
-        for n, f in found.items() if n != 23
+        n: (
+            f.org,
+            f.egress.region,
+            f.location.basis,
+            f.location.country_code,
+            f.verdict.outcome,
+            f.verdict.rule_id[f.verdict.rule_id.index(":") :],
+            f.host,
+        )
+        for n, f in found.items()
+        if n != 23
     }
     assert got == FINDINGS
     # lines 4 and 8 name api.openai.com in an ordinary message: not a call the record proves; line 6 is the decoy

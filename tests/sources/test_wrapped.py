@@ -30,11 +30,18 @@ def docker(line: str) -> str:
 
 def ecs(line: str) -> str:
     # Filebeat output.file (filestream input): @timestamp, @metadata, the line in message.
-    return json.dumps({
-        "@timestamp": "2024-07-15T09:10:30.123Z", "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.14.0"},
-        "log": {"offset": 0, "file": {"path": "/var/log/proxy/access.log"}}, "message": line,
-        "input": {"type": "filestream"}, "agent": {"type": "filebeat", "version": "8.14.0"}, "ecs": {"version": "8.0.0"},
-    }, separators=(",", ":"))
+    return json.dumps(
+        {
+            "@timestamp": "2024-07-15T09:10:30.123Z",
+            "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.14.0"},
+            "log": {"offset": 0, "file": {"path": "/var/log/proxy/access.log"}},
+            "message": line,
+            "input": {"type": "filestream"},
+            "agent": {"type": "filebeat", "version": "8.14.0"},
+            "ecs": {"version": "8.0.0"},
+        },
+        separators=(",", ":"),
+    )
 
 
 def cri(line: str) -> str:
@@ -43,9 +50,17 @@ def cri(line: str) -> str:
 
 WRAP = {"docker": docker, "ecs": ecs, "cri": cri}
 SAMPLES = {
-    "squid-access.log": "squid", "squid-common.log": "combined", "nginx-access.log": "combined", "apache-vhost-access.log": "combined",
-    "haproxy-stdout.log": "haproxy", "nginx-stream.log": "nginx-stream", "envoy-access.log": "envoy", "zeek-ssl.json": "zeek",
-    "suricata-eve.json": "suricata", "cloudflare-http_requests.ndjson": "cloudflare", "vercel-drain.ndjson": "vercel",
+    "squid-access.log": "squid",
+    "squid-common.log": "combined",
+    "nginx-access.log": "combined",
+    "apache-vhost-access.log": "combined",
+    "haproxy-stdout.log": "haproxy",
+    "nginx-stream.log": "nginx-stream",
+    "envoy-access.log": "envoy",
+    "zeek-ssl.json": "zeek",
+    "suricata-eve.json": "suricata",
+    "cloudflare-http_requests.ndjson": "cloudflare",
+    "vercel-drain.ndjson": "vercel",
 }
 
 
@@ -61,7 +76,8 @@ def test_a_wrapped_sample_reads_as_the_sample(tmp_path: Path, kind: str, name: s
     assert log.format is not None
     assert log.format.name == f"{inner}+{kind}"
     assert events and [(e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in events] == [
-        (e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in plain]
+        (e.server_name, e.ts, e.orig_h, e.status, e.egress_region, e.message) for e in plain
+    ]
     assert log.stats.events == plain_log.stats.events and sum(log.stats.skipped.values()) == sum(plain_log.stats.skipped.values())
     assert all(e.source.startswith(f"{path}:") for e in events)
 
@@ -81,17 +97,20 @@ def test_the_wrapped_format_is_named_for_the_workers(tmp_path: Path, monkeypatch
     assert logfile.format_named("squid+docker") is not None and logfile.format_named("squid+zip") is None
 
 
-@pytest.mark.parametrize("line, kind", [
-    (docker("x"), "docker"),
-    ('{"log":"x","stream":"stderr","kubernetes":{"pod_name":"squid-0"}}', "docker"),  # Fluent Bit
-    (ecs("x"), "ecs"),
-    (cri("x"), "cri"),
-    ("2024-07-15T09:10:30Z stderr P x", "cri"),
-    ('{"message":"x"}', None),  # no @timestamp: a Vercel-like record, not a wrapper
-    ('{"@timestamp":"2024","message":{"a":1}}', None),
-    ("[1, 2]", None),
-    ("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", None),
-])
+@pytest.mark.parametrize(
+    "line, kind",
+    [
+        (docker("x"), "docker"),
+        ('{"log":"x","stream":"stderr","kubernetes":{"pod_name":"squid-0"}}', "docker"),  # Fluent Bit
+        (ecs("x"), "ecs"),
+        (cri("x"), "cri"),
+        ("2024-07-15T09:10:30Z stderr P x", "cri"),
+        ('{"message":"x"}', None),  # no @timestamp: a Vercel-like record, not a wrapper
+        ('{"@timestamp":"2024","message":{"a":1}}', None),
+        ("[1, 2]", None),
+        ("1721005923.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", None),
+    ],
+)
 def test_kind_of(line: str, kind: str | None) -> None:
     assert wrapped.kind_of(line) == kind
 
@@ -147,8 +166,10 @@ def test_zeek_tsv_inside_a_wrapper_is_refused_with_how_to_unwrap_it(tmp_path: Pa
     for fmt in (None, "zeek+docker"):
         with pytest.raises(SourceError) as info:
             LogFile.open(str(path), NEEDLES, fmt)
-        assert str(info.value) == (f"{path}: Zeek TSV inside docker records cannot be read (its header lines are wrapped too); "
-                                   "take the lines out first: jq -r .log FILE > ssl.log")
+        assert str(info.value) == (
+            f"{path}: Zeek TSV inside docker records cannot be read (its header lines are wrapped too); "
+            "take the lines out first: jq -r .log FILE > ssl.log"
+        )
 
 
 # --- lines the runtime split (over 16 KiB) read as one line --------------------------------------
@@ -158,7 +179,11 @@ def test_zeek_tsv_inside_a_wrapper_is_refused_with_how_to_unwrap_it(tmp_path: Pa
 # and containerd's / CRI-O's CRI files (`<RFC 3339 nano time> <stream> <P|F> <text>`, containerd
 # in UTC with trailing zeros cut, CRI-O with the node's offset).
 SPLIT = "1721034611.123 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 - "
-LATE = "1721034612.500    912 10.30.2.7 TCP_MISS/200 2210 GET http://example.org/?q=a&b=<x>" + "y" * 20_000 + " - HIER_DIRECT/192.0.2.9 - https://api.openai.com/v1/models"
+LATE = (
+    "1721034612.500    912 10.30.2.7 TCP_MISS/200 2210 GET http://example.org/?q=a&b=<x>"
+    + "y" * 20_000
+    + " - HIER_DIRECT/192.0.2.9 - https://api.openai.com/v1/models"
+)
 """A line whose only governed name is in its last part (a POST to a governed URL would carry it
 first; here an appended field names it)."""
 
@@ -231,10 +256,12 @@ def test_split_lines_across_windows_batches_and_pieces(tmp_path: Path, monkeypat
     log, batches = run(path)
     assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped
     data = path.read_bytes()
-    assert all(data[b.offset - 1 : b.offset] == b"\n" and not log._partial(data, data.rfind(b"\n", 0, b.offset - 1) + 1, b.offset - 1)  # type: ignore[misc]
-               for b in batches)  # every checkpoint after a line's last part
+    assert all(
+        data[b.offset - 1 : b.offset] == b"\n" and not log._partial(data, data.rfind(b"\n", 0, b.offset - 1) + 1, b.offset - 1)  # type: ignore[misc]
+        for b in batches
+    )  # every checkpoint after a line's last part
     resumed_log, resumed = run(path, resume=(batches[4].offset, batches[4].line))
-    assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]):]
+    assert [e.server_name for b in resumed for e in b.events] == [x[0] for x in expected][-len([e for b in resumed for e in b.events]) :]
     assert not resumed_log.stats.skipped
     log, batches = run_in_ranges(path, 20_000)
     assert [(e.server_name, e.orig_h, e.resp_h) for b in batches for e in b.events] == expected and not log.stats.skipped

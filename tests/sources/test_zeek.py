@@ -35,23 +35,59 @@ HTTP_FIELDS = (
 
 def header(path: str, names: list[str], separator: str = "\t") -> list[str]:
     escaped = "\\x" + format(ord(separator), "02x")
-    return [f"#separator {escaped}", f"#set_separator{separator},", f"#empty_field{separator}(empty)", f"#unset_field{separator}-", f"#path{separator}{path}",
-            f"#open{separator}2024-07-15-09-00-00", f"#fields{separator}" + separator.join(names), f"#types{separator}" + separator.join("string" for _ in names)]
+    return [
+        f"#separator {escaped}",
+        f"#set_separator{separator},",
+        f"#empty_field{separator}(empty)",
+        f"#unset_field{separator}-",
+        f"#path{separator}{path}",
+        f"#open{separator}2024-07-15-09-00-00",
+        f"#fields{separator}" + separator.join(names),
+        f"#types{separator}" + separator.join("string" for _ in names),
+    ]
 
 
 def ssl_record(**values: str) -> dict[str, str]:
     base = dict.fromkeys(SSL_FIELDS, "-")
-    base.update({"ts": "1721034611.123456", "uid": "CHhAvVGS1DHFjwGM9", "id.orig_h": "10.20.1.5", "id.orig_p": "51012", "id.resp_h": OPENAI, "id.resp_p": "443",
-                 "version": "TLSv13", "server_name": "api.openai.com", "resumed": "F", "established": "T", "client_cert_chain_fps": "(empty)"})
+    base.update(
+        {
+            "ts": "1721034611.123456",
+            "uid": "CHhAvVGS1DHFjwGM9",
+            "id.orig_h": "10.20.1.5",
+            "id.orig_p": "51012",
+            "id.resp_h": OPENAI,
+            "id.resp_p": "443",
+            "version": "TLSv13",
+            "server_name": "api.openai.com",
+            "resumed": "F",
+            "established": "T",
+            "client_cert_chain_fps": "(empty)",
+        }
+    )
     base.update(values)
     return base
 
 
 def http_record(**values: str) -> dict[str, str]:
     base = dict.fromkeys(HTTP_FIELDS, "-")
-    base.update({"ts": "1721034611.123456", "uid": "CHhAvVGS1DHFjwGM9", "id.orig_h": "10.20.1.5", "id.orig_p": "52522", "id.resp_h": "10.20.0.10", "id.resp_p": "3128",
-                 "trans_depth": "1", "method": "CONNECT", "host": "api.openai.com:443", "uri": "api.openai.com:443", "version": "1.1", "status_code": "200",
-                 "status_msg": "Connection Established", "tags": "(empty)"})
+    base.update(
+        {
+            "ts": "1721034611.123456",
+            "uid": "CHhAvVGS1DHFjwGM9",
+            "id.orig_h": "10.20.1.5",
+            "id.orig_p": "52522",
+            "id.resp_h": "10.20.0.10",
+            "id.resp_p": "3128",
+            "trans_depth": "1",
+            "method": "CONNECT",
+            "host": "api.openai.com:443",
+            "uri": "api.openai.com:443",
+            "version": "1.1",
+            "status_code": "200",
+            "status_msg": "Connection Established",
+            "tags": "(empty)",
+        }
+    )
     base.update(values)
     return base
 
@@ -70,7 +106,9 @@ def tsv(record: dict[str, str], names: list[str], separator: str = "\t") -> str:
     return separator.join(record[n] for n in names)
 
 
-def ev(server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str = "", status: int = 0, ts: str = "2024-07-15 09:10:11.123456") -> dict[str, object]:
+def ev(
+    server_name: str, orig_h: str, resp_h: str, resp_p: int, method: str = "", status: int = 0, ts: str = "2024-07-15 09:10:11.123456"
+) -> dict[str, object]:
     return {"server_name": server_name, "orig_h": orig_h, "resp_h": resp_h, "resp_p": resp_p, "method": method, "status": status, "ts": utc(ts)}
 
 
@@ -79,8 +117,14 @@ SSL_PARSED = [
     pytest.param({}, CALL, id="sni"),
     pytest.param({"established": "F", "version": "-", "cipher": "-"}, CALL, id="handshake-not-established"),
     pytest.param({"server_name": "API.OpenAI.com."}, CALL, id="upper-case-fqdn"),
-    pytest.param({"id.orig_h": "2001:db8:10::25", "id.resp_h": "2606:4700::6812:1a2b"}, ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443), id="ipv6"),
-    pytest.param({"server_name": "api.openai.com\\x00.evil.example"}, ev("api.openai.com\\x00.evil.example", "10.20.1.5", OPENAI, 443), id="escaped-byte-decoy"),
+    pytest.param(
+        {"id.orig_h": "2001:db8:10::25", "id.resp_h": "2606:4700::6812:1a2b"},
+        ev("api.openai.com", "2001:db8:10::25", "2606:4700::6812:1a2b", 443),
+        id="ipv6",
+    ),
+    pytest.param(
+        {"server_name": "api.openai.com\\x00.evil.example"}, ev("api.openai.com\\x00.evil.example", "10.20.1.5", OPENAI, 443), id="escaped-byte-decoy"
+    ),
     pytest.param({"id.resp_p": "8443"}, ev("api.openai.com", "10.20.1.5", OPENAI, 8443), id="other-port"),
 ]
 
@@ -140,11 +184,18 @@ HTTP_PARSED = [
         ev("api.openai.com", "10.20.1.5", OPENAI, 80, "GET", 301),
         id="direct-host-header",
     ),
-    pytest.param({"host": "-", "uri": "api.openai.com:443"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-without-host"),
-    pytest.param({"host": "-", "uri": "api.openai.com:443 /"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-uri-with-junk"),
+    pytest.param(
+        {"host": "-", "uri": "api.openai.com:443"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-without-host"
+    ),
+    pytest.param(
+        {"host": "-", "uri": "api.openai.com:443 /"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200), id="connect-uri-with-junk"
+    ),
     pytest.param({"status_code": "-"}, ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 0), id="no-reply"),
-    pytest.param({"status_code": "502", "method": "GET", "host": "api.openai.com", "uri": "http://api.openai.com/v1/models"},
-                 ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 502), id="absolute-uri-the-proxy-failed"),
+    pytest.param(
+        {"status_code": "502", "method": "GET", "host": "api.openai.com", "uri": "http://api.openai.com/v1/models"},
+        ev("api.openai.com", "10.20.1.5", "10.20.0.10", 80, "GET", 502),
+        id="absolute-uri-the-proxy-failed",
+    ),
 ]
 
 
@@ -163,9 +214,21 @@ def test_http_password_is_blanked_in_raw() -> None:
 
 IGNORED = [
     pytest.param("ssl", SSL_FIELDS, ssl_record(server_name="-"), "TLS handshake without SNI", id="ssl-no-sni"),
-    pytest.param("http", HTTP_FIELDS, http_record(host="-", method="GET", uri="/v1/models", referrer="https://api.openai.com/"), "request names no host", id="http-relative"),
+    pytest.param(
+        "http",
+        HTTP_FIELDS,
+        http_record(host="-", method="GET", uri="/v1/models", referrer="https://api.openai.com/"),
+        "request names no host",
+        id="http-relative",
+    ),
     pytest.param("http", HTTP_FIELDS, http_record(status_code="403", status_msg="Forbidden"), CONNECT_REFUSED, id="connect-refused-403"),
-    pytest.param("http", HTTP_FIELDS, http_record(status_code="407", status_msg="Proxy Authentication Required"), CONNECT_REFUSED, id="connect-407-before-retry"),
+    pytest.param(
+        "http",
+        HTTP_FIELDS,
+        http_record(status_code="407", status_msg="Proxy Authentication Required"),
+        CONNECT_REFUSED,
+        id="connect-407-before-retry",
+    ),
     pytest.param("quic", SSL_FIELDS, ssl_record(), "zeek quic.log records are not calls", id="quic-log"),
     pytest.param("dns", SSL_FIELDS, ssl_record(), "zeek dns.log records are not calls", id="dns-log"),
     pytest.param("conn", SSL_FIELDS, ssl_record(), zeek.CONN_HINT, id="conn-log"),
@@ -180,12 +243,22 @@ def test_ignored(path: str, names: list[str], record: dict[str, str], reason: st
 
 
 MALFORMED = [
-    pytest.param("1721034618.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -", "zeek: 1 fields, expected 19", id="squid-line"),
+    pytest.param(
+        "1721034618.412 141516 10.20.1.5 TCP_TUNNEL/200 29012 CONNECT api.openai.com:443 - HIER_DIRECT/162.159.140.245 -",
+        "zeek: 1 fields, expected 19",
+        id="squid-line",
+    ),
     pytest.param("\t".join(tsv(ssl_record(), SSL_FIELDS).split("\t")[:11]), "zeek: 11 fields, expected 19", id="truncated"),
     pytest.param(tsv(ssl_record(ts="XXXXXXXXXX.XXXXXX"), SSL_FIELDS), "bad timestamp", id="btest-canonical-time"),
     pytest.param(tsv(ssl_record(server_name="api.openai.com:99999"), SSL_FIELDS), "bad port", id="bad-port-in-name"),
-    pytest.param('{"ts":1721034615.02,"uid":"C1","id.orig_h":"10.20.1.5","server_name":"api.openai.com","resu', "zeek: not JSON", id="truncated-json"),
-    pytest.param('{"timestamp":"2024-07-15T09:10:17.000000+0000","event_type":"tls","tls":{"sni":"api.openai.com"}}', "zeek: record without 'ts'", id="other-json"),
+    pytest.param(
+        '{"ts":1721034615.02,"uid":"C1","id.orig_h":"10.20.1.5","server_name":"api.openai.com","resu', "zeek: not JSON", id="truncated-json"
+    ),
+    pytest.param(
+        '{"timestamp":"2024-07-15T09:10:17.000000+0000","event_type":"tls","tls":{"sni":"api.openai.com"}}',
+        "zeek: record without 'ts'",
+        id="other-json",
+    ),
     pytest.param("[1]", "zeek: 1 fields, expected 19", id="json-array"),
 ]
 
@@ -221,8 +294,17 @@ JSON_PARSED = [
     pytest.param(zj(ts="2024-07-15T09:10:11.123456Z", uid="C1", **ID, server_name="api.openai.com"), CALL, id="iso8601-timestamps"),
     pytest.param(zj(_path="ssl", ts=1721034611.123456, uid="C1", **ID, server_name="api.openai.com"), CALL, id="shipper-path"),
     pytest.param(
-        zj(ts=1721034611.123456, uid="C1", **ID | {"id.resp_h": "10.20.0.10", "id.resp_p": 3128}, trans_depth=1, method="CONNECT", host="api.openai.com:443",
-           uri="api.openai.com:443", status_code=200, tags=[]),
+        zj(
+            ts=1721034611.123456,
+            uid="C1",
+            **ID | {"id.resp_h": "10.20.0.10", "id.resp_p": 3128},
+            trans_depth=1,
+            method="CONNECT",
+            host="api.openai.com:443",
+            uri="api.openai.com:443",
+            status_code=200,
+            tags=[],
+        ),
         ev("api.openai.com", "10.20.1.5", "10.20.0.10", 443, "CONNECT", 200),
         id="http",
     ),
@@ -303,11 +385,24 @@ JSON_EVENTS = {
 SAMPLES = {
     # name: (events by line, lines, candidates, ignored, malformed lines by reason)
     "zeek-ssl.log": (
-        SSL_EVENTS, 30, 10, {"TLS handshake without SNI (zeek ssl.log server_name unset)": 1},
-        {"zeek: 1 fields, expected 19 (#fields)": [16], "zeek: 11 fields, expected 19 (#fields)": [17], "zeek: 1 fields, expected 21 (#fields)": [29],
-         f"zeek: {NOT_A_HOST}": [15]},  # an SNI holding a NUL (Zeek writes \x00)
+        SSL_EVENTS,
+        30,
+        10,
+        {"TLS handshake without SNI (zeek ssl.log server_name unset)": 1},
+        {
+            "zeek: 1 fields, expected 19 (#fields)": [16],
+            "zeek: 11 fields, expected 19 (#fields)": [17],
+            "zeek: 1 fields, expected 21 (#fields)": [29],
+            f"zeek: {NOT_A_HOST}": [15],
+        },  # an SNI holding a NUL (Zeek writes \x00)
     ),
-    "zeek-http.log": (HTTP_EVENTS, 18, 9, {"request names no host": 1, CONNECT_REFUSED: 1}, {"zeek: 1 fields, expected 30 (#fields)": [16]}),  # 15: a proxy's 403
+    "zeek-http.log": (
+        HTTP_EVENTS,
+        18,
+        9,
+        {"request names no host": 1, CONNECT_REFUSED: 1},
+        {"zeek: 1 fields, expected 30 (#fields)": [16]},
+    ),  # 15: a proxy's 403
     "zeek-conn.log": ({}, 12, 0, {zeek.CONN_HINT: 1}, {}),
     "zeek-ssl.json": (JSON_EVENTS, 7, 6, {}, {"zeek: not JSON (Unterminated string starting at)": [5], "zeek: record without 'ts'": [7]}),
 }
@@ -390,26 +485,38 @@ def test_forced_zeek_reads_json_lines() -> None:
 
 
 # --- a CONNECT tunnel is in http.log and ssl.log: counted once ---------------------------------------
-def proxied_logs(directory: Path, *, json_lines: bool = False, sni: str = "api.openai.com", port: str = "3128",
-                 proxy: str = "10.20.0.10") -> tuple[Path, Path]:
+def proxied_logs(
+    directory: Path, *, json_lines: bool = False, sni: str = "api.openai.com", port: str = "3128", proxy: str = "10.20.0.10"
+) -> tuple[Path, Path]:
     """What Zeek writes for one call through a proxy at `proxy`, listening on `port` (a CONNECT and
     the TLS session in its tunnel, same uid, both to the proxy's port) next to one plain-HTTP request
     the proxy forwarded (in http.log only) and one TLS session straight to the provider (in ssl.log
     only)."""
     connect = http_record(**{"id.resp_h": proxy, "id.resp_p": port})
-    plain = http_record(uid="CwjjYJ2WqgTbAqiHl6", method="POST", host="api.openai.com", uri="http://api.openai.com/v1/chat/completions",
-                        **{"id.orig_p": "52530", "id.resp_h": proxy, "id.resp_p": port, "status_code": "401", "status_msg": "Unauthorized"})
+    plain = http_record(
+        uid="CwjjYJ2WqgTbAqiHl6",
+        method="POST",
+        host="api.openai.com",
+        uri="http://api.openai.com/v1/chat/completions",
+        **{"id.orig_p": "52530", "id.resp_h": proxy, "id.resp_p": port, "status_code": "401", "status_msg": "Unauthorized"},
+    )
     tunnelled = ssl_record(server_name=sni, **{"id.orig_p": "52522", "id.resp_h": proxy, "id.resp_p": port})
     direct = ssl_record(uid="CdirectTLS0000001", **{"id.orig_p": "52540"})
     http, ssl = directory / "http.log", directory / "ssl.log"
     if json_lines:
+
         def js(record: dict[str, str]) -> str:
             return json.dumps({k: v for k, v in record.items() if v not in ("-", "(empty)")})
+
         http.write_text(js(connect) + "\n" + js(plain) + "\n")
         ssl.write_text(js(tunnelled) + "\n" + js(direct) + "\n")
     else:
-        http.write_text("\n".join([*header("http", HTTP_FIELDS), tsv(connect, HTTP_FIELDS), tsv(plain, HTTP_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
-        ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), tsv(tunnelled, SSL_FIELDS), tsv(direct, SSL_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n")
+        http.write_text(
+            "\n".join([*header("http", HTTP_FIELDS), tsv(connect, HTTP_FIELDS), tsv(plain, HTTP_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n"
+        )
+        ssl.write_text(
+            "\n".join([*header("ssl", SSL_FIELDS), tsv(tunnelled, SSL_FIELDS), tsv(direct, SSL_FIELDS), "#close\t2024-07-15-10-00-00"]) + "\n"
+        )
     return http, ssl
 
 
@@ -440,14 +547,22 @@ PUBLIC_PROXY = "34.120.7.10"
 CONNECT names it."""
 
 
-@pytest.mark.parametrize("order, port, proxy", [
-    ("directory", "3128", "10.20.0.10"), ("ssl-then-http", "3128", "10.20.0.10"), ("http-then-ssl", "3128", "10.20.0.10"),
-    # A proxy listening on 443 (its proxied calls counted twice): inside the network, whatever the
-    # order; at a public address, once a CONNECT named it (read first, its TLS sessions count
-    # twice: docs/log-formats.md).
-    ("directory", "443", "10.20.0.10"), ("ssl-then-http", "443", "10.20.0.10"), ("http-then-ssl", "443", "10.20.0.10"),
-    ("directory", "443", PUBLIC_PROXY), ("http-then-ssl", "443", PUBLIC_PROXY),
-])
+@pytest.mark.parametrize(
+    "order, port, proxy",
+    [
+        ("directory", "3128", "10.20.0.10"),
+        ("ssl-then-http", "3128", "10.20.0.10"),
+        ("http-then-ssl", "3128", "10.20.0.10"),
+        # A proxy listening on 443 (its proxied calls counted twice): inside the network, whatever the
+        # order; at a public address, once a CONNECT named it (read first, its TLS sessions count
+        # twice: docs/log-formats.md).
+        ("directory", "443", "10.20.0.10"),
+        ("ssl-then-http", "443", "10.20.0.10"),
+        ("http-then-ssl", "443", "10.20.0.10"),
+        ("directory", "443", PUBLIC_PROXY),
+        ("http-then-ssl", "443", PUBLIC_PROXY),
+    ],
+)
 def test_a_proxied_call_is_counted_once(tmp_path: Path, db_target: str, order: str, port: str, proxy: str) -> None:
     # Behind a proxy Zeek logs each call twice (same uid): a directory of its logs counted it twice.
     http, ssl = proxied_logs(tmp_path, port=port, proxy=proxy)
@@ -537,13 +652,16 @@ def test_a_hostile_uid_or_client_is_stored_within_bounds(tmp_path: Path, db_targ
     assert audit([log], db_target)[0] == 1
 
 
-@pytest.mark.parametrize("block, expected", [
-    (b"1721034611.1\tC1\t10.0.0.1\n#close\t2024\n", True),
-    (b"1721034611.1\tC1\t10.0.0.1\r\n#fields\tts\n", True),
-    (b"#fields\tts\n1721034611.1\tC1\n", False),  # the first line is looked at on its own
-    (b"1721034611.1\tC1\thttp://a/#frag\t#x\n1721034612.1\tC2\t#\n", False),  # '#' inside records
-    (b"1721034611.1\tC1\n" + b"#" * 3, True),
-])
+@pytest.mark.parametrize(
+    "block, expected",
+    [
+        (b"1721034611.1\tC1\t10.0.0.1\n#close\t2024\n", True),
+        (b"1721034611.1\tC1\t10.0.0.1\r\n#fields\tts\n", True),
+        (b"#fields\tts\n1721034611.1\tC1\n", False),  # the first line is looked at on its own
+        (b"1721034611.1\tC1\thttp://a/#frag\t#x\n1721034612.1\tC2\t#\n", False),  # '#' inside records
+        (b"1721034611.1\tC1\n" + b"#" * 3, True),
+    ],
+)
 def test_a_header_line_is_found_inside_a_block(block: bytes, expected: bool) -> None:
     assert logfile_mod._hash_line(bytearray(block), len(block)) is expected
 
@@ -554,8 +672,16 @@ def test_a_group_whose_samples_are_all_left_out_still_stores_its_other_calls(tmp
     # inserted a row of NULLs (exit 3, at every later run too).
     uids = [f"CtunnelSession{i:04d}" for i in range(5)]
     http, ssl = tmp_path / "http.log", tmp_path / "ssl.log"
-    http.write_text("\n".join([*header("http", HTTP_FIELDS), *(tsv(http_record(uid=u, **{"id.orig_p": str(52000 + i)}), HTTP_FIELDS) for i, u in enumerate(uids))]) + "\n")
-    tunnelled = [tsv(ssl_record(uid=u, **{"id.orig_p": str(52000 + i), "id.resp_h": "10.20.0.10", "id.resp_p": "3128"}), SSL_FIELDS) for i, u in enumerate(uids)]
+    http.write_text(
+        "\n".join(
+            [*header("http", HTTP_FIELDS), *(tsv(http_record(uid=u, **{"id.orig_p": str(52000 + i)}), HTTP_FIELDS) for i, u in enumerate(uids))]
+        )
+        + "\n"
+    )
+    tunnelled = [
+        tsv(ssl_record(uid=u, **{"id.orig_p": str(52000 + i), "id.resp_h": "10.20.0.10", "id.resp_p": "3128"}), SSL_FIELDS)
+        for i, u in enumerate(uids)
+    ]
     ssl.write_text("\n".join([*header("ssl", SSL_FIELDS), *tunnelled, tsv(ssl_record(uid="CdirectTLS0000001"), SSL_FIELDS)]) + "\n")
     calls, stderr = audit([http, ssl], db_target)
     assert calls == 6 and f"not counted 5: {TUNNEL_REPEATED}" in stderr
