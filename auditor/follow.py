@@ -586,6 +586,10 @@ class Follower:
         source = pipeline.source(tail.path)
         got = False
         for batch in tail.log.batches():
+            if not tail.stream.pipe and self._truncated(tail):
+                # Truncated and written again since this round looked: what was read is the new
+                # content, read from the old offset. Not stored; the next round reads it from the top.
+                return got
             try:
                 tail.recording.add(pipeline.tally(batch.events, source), batch.offset, batch.line, tail.log.stats)
             except CheckpointMoved as e:
