@@ -36,7 +36,7 @@ demo: $(VENV)/.installed
 # The suite in parallel processes (pytest-xdist), twice as many as the two cores of the
 # project's machines: many tests wait on subprocesses, PostgreSQL or a poll interval. `make test`
 # leaves out the tests marked `slow` (seconds each: large generated inputs, a browser, many real
-# subprocesses; a third of the suite's CPU time in 18 tests); `make test-slow` runs those (CI runs
+# subprocesses; a third of the suite's CPU time in 17 tests); `make test-slow` runs those (CI runs
 # both), `make test-all` every test, the slow ones first. PYTEST_ARGS adds to both (`make test PYTEST_ARGS='-k
 # follow'`); PYTEST_WORKERS=0 runs the tests in one process.
 PYTEST_WORKERS ?= 4
