@@ -402,7 +402,7 @@ class SqlStore(FindingStore):
                 self._path = "" if path in ("", ":memory:") or path.startswith("file:") else path
                 if not create:
                     _require_sqlite_file(path, follow_link="://" in target)
-                    self.read_only = _not_writable(path)
+                    self.read_only = bool(self._path) and _not_writable(path)  # a file: URI or memory opens as asked
                 if self.read_only:
                     url = _read_only_url(path)
                 else:
