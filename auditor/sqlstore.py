@@ -289,10 +289,12 @@ def _prepare_sqlite_file(path: str, *, follow_link: bool) -> list[str]:
     return notices
 
 
-def _require_sqlite_file(path: str, *, follow_link: bool) -> None:
-    """StoreError unless `path` is a SQLite file (not created: a command that only reads)."""
+def _require_sqlite_file(path: str, *, follow_link: bool) -> bool:
+    """StoreError unless `path` is a SQLite file (not created: a command that only reads). True
+    when this process may not write it (_not_writable); False for an in-memory database or a
+    `file:` URI, opened as asked."""
     if path in ("", ":memory:") or path.startswith("file:"):
-        return
+        return False
     if not follow_link and os.path.islink(path):
         raise StoreError(f"{path}: is a symbolic link; pass the file it points to, or sqlite:///{path} to follow it")
     try:
@@ -305,7 +307,9 @@ def _require_sqlite_file(path: str, *, follow_link: bool) -> None:
         raise StoreError(f"{path}: is not a regular file; pass --db with a file path")
     if info.st_size == 0:
         raise StoreError(f"{path}: is an empty file, not a findings database (a copy that failed?); pass another --db")
-    _refuse_foreign_sqlite(path, immutable=_not_writable(path))
+    read_only = _not_writable(path)
+    _refuse_foreign_sqlite(path, immutable=read_only)
+    return read_only
 
 
 def _not_writable(path: str) -> bool:
@@ -401,8 +405,7 @@ class SqlStore(FindingStore):
                 path = parsed.database or ""
                 self._path = "" if path in ("", ":memory:") or path.startswith("file:") else path
                 if not create:
-                    _require_sqlite_file(path, follow_link="://" in target)
-                    self.read_only = bool(self._path) and _not_writable(path)  # a file: URI or memory opens as asked
+                    self.read_only = _require_sqlite_file(path, follow_link="://" in target)
                 if self.read_only:
                     url = _read_only_url(path)
                 else:
@@ -1083,11 +1086,12 @@ def _upsert_statement(insert: Any) -> Any:
 def _located(location: str) -> str:
     """An evidence location (`access.log:12`, `capture.pcap#40`) with its file's absolute path: the
     database is read elsewhere, and two inputs named `access.log` in two directories must not be
-    told apart by nothing. `<stdin>:3` and absolute paths stay as they are."""
+    told apart by nothing. The name is made absolute as the input's checkpoint name is
+    (recorded_name); `<stdin>:3` and absolute paths stay as they are."""
     for separator in (":", "#"):
         name, found, where = location.rpartition(separator)
-        if found and where.isdigit() and name and not name.startswith(("/", "<")):
-            return os.path.abspath(name) + separator + where
+        if found and where.isdigit() and name and not name.startswith("/"):
+            return recorded_name(name) + separator + where
     return location
 
 
