@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from auditor.events import Tally
 from auditor.sources.interface import Resumable, SourceStats
+from auditor.spans import Span
 from auditor.store import TUNNEL_REPEATED, Checkpoint, FindingStore, InputRead
 
 
@@ -44,6 +45,8 @@ class InputSummary:
     """Shorter than the input it starts like, which was audited further: nothing new in it."""
     source_id: int = 0
     """The input's row in the store (its checkpoint's), 0 when not known."""
+    spans: list[Span] = field(default_factory=list)
+    """When its records read were written (SourceStats.spans)."""
 
     @classmethod
     def of_earlier_copy(cls, name: str, fmt: str, compression: str, checkpoint: Checkpoint) -> InputSummary:
@@ -93,6 +96,7 @@ class InputSummary:
             behind=behind,
             from_dns=stats.from_dns,
             source_id=source_id,
+            spans=stats.spans,
         )
 
     def describe(self) -> str:
@@ -221,6 +225,7 @@ class Recorder:
                     events=item.events,
                     calls=item.calls,
                     malformed=tuple(item.skipped.most_common()),
+                    spans=tuple(item.spans),
                 )
                 for item in summary.inputs
                 if item.source_id and not item.earlier_copy

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 
 from auditor.events import Tally, tunnel_record
 from auditor.redact import redact
+from auditor.spans import Span, add_span
 from auditor.store import (
     EVIDENCE_PER_OBSERVATION,
     VERDICT_ORDER,
@@ -166,6 +167,19 @@ input_reads = sa.Table(
 and malformed records by reason (`malformed`: a JSON object, reason -> count), for the report's
 coverage. Added without a schema version: a database without the rows reports its inputs' formats
 and malformed counts as not recorded. No foreign keys, as `contested`."""
+input_spans = sa.Table(
+    "input_spans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("source_id", sa.Integer, nullable=False, index=True),
+    sa.Column("first_record", sa.DateTime, nullable=False),
+    sa.Column("last_record", sa.DateTime, nullable=False),
+)
+"""When the records each run read of each input were written (InputRead.spans, UTC): stretches of
+days with records, for the report's coverage (a day no input has records of is "no input", not "no
+calls"). Added without a schema version, as `input_reads`: an input without rows has its time range
+not recorded."""
 observations = sa.Table(
     "observations",
     metadata,
@@ -404,11 +418,13 @@ class SqlStore(FindingStore):
             if parsed.get_backend_name() == "sqlite":
                 path = parsed.database or ""
                 self._path = "" if path in ("", ":memory:") or path.startswith("file:") else path
-                if not create:
+                if not create and path.startswith("file:") and parsed.query.get("mode") == "ro":
+                    self.read_only = True  # a URI asking for read-only: opened as asked, and nothing is written
+                elif not create:
                     self.read_only = _require_sqlite_file(path, follow_link="://" in target)
-                if self.read_only:
-                    url = _read_only_url(path)
-                else:
+                    if self.read_only:
+                        url = _read_only_url(path)
+                if not self.read_only:
                     self.notices = _prepare_sqlite_file(path, follow_link="://" in target)
             self.engine = sa.create_engine(url, future=True)
         except (NoSuchModuleError, ModuleNotFoundError) as e:
@@ -589,6 +605,7 @@ class SqlStore(FindingStore):
                 conn.execute(sa.delete(prefixes).where(prefixes.c.source_id.in_(ids)))
                 conn.execute(sa.delete(ends).where(ends.c.source_id.in_(ids)))
                 conn.execute(sa.delete(input_reads).where(input_reads.c.source_id.in_(ids)))
+                conn.execute(sa.delete(input_spans).where(input_spans.c.source_id.in_(ids)))
                 audited = sa.select(observations.c.id).where(observations.c.source_id.in_(ids))
                 conn.execute(sa.delete(evidence).where(evidence.c.observation_id.in_(audited)))
                 conn.execute(sa.delete(contested).where(contested.c.observation_id.in_(audited)))
@@ -808,6 +825,13 @@ class SqlStore(FindingStore):
                     for r in reads
                 ],
             )
+            spans = [
+                {"run_id": run_id, "source_id": r.source_id, "first_record": _naive_utc(first), "last_record": _naive_utc(last)}
+                for r in reads
+                for first, last in r.spans
+            ]
+            if spans:
+                conn.execute(sa.insert(input_spans), spans)
 
     def runs(self) -> list[RunRecord]:
         r = runs.c
@@ -822,12 +846,20 @@ class SqlStore(FindingStore):
         calls = _scoped(
             sa.select(t.source_id, sa.func.sum(t.calls), sa.func.min(t.first_seen), sa.func.max(t.last_seen)).group_by(t.source_id), scope
         )
+        p = input_spans.c
         with self._begin() as conn:
+            present = set(sa.inspect(conn).get_table_names())  # a read-only database from before them may lack the last two
             found = conn.execute(sa.select(s.id, s.name, s.line).order_by(s.name, s.id)).all()
             counted = {row[0]: row[1:] for row in conn.execute(calls)}
             reads: dict[int, list[Any]] = {}
-            for row in conn.execute(sa.select(i.source_id, i.format, i.compression, i.malformed).order_by(i.id)):
-                reads.setdefault(row.source_id, []).append(row)
+            if "input_reads" in present:
+                for row in conn.execute(sa.select(i.source_id, i.format, i.compression, i.malformed).order_by(i.id)):
+                    reads.setdefault(row.source_id, []).append(row)
+            spans: dict[int, list[Span]] = {}
+            if "input_spans" in present:
+                for source_id, first, last in conn.execute(sa.select(p.source_id, p.first_record, p.last_record)):
+                    if isinstance(first, dt.datetime) and isinstance(last, dt.datetime):  # SQLite keeps what a hand edit put there
+                        add_span(spans.setdefault(source_id, []), first, last)
         result = []
         for source_id, name, line in found:
             total, first, last = counted.get(source_id, (0, None, None))
@@ -849,6 +881,7 @@ class SqlStore(FindingStore):
                     compression=mine[-1].compression if mine else "",
                     malformed=tuple(sorted(malformed.items(), key=lambda kv: (-kv[1], kv[0]))),
                     recorded=bool(mine),
+                    spans=tuple(spans.get(source_id, ())),
                 )
             )
         return result

@@ -149,6 +149,8 @@ class InputRead:
     calls: int
     malformed: tuple[tuple[str, int], ...]
     """Malformed records by reason, most frequent first."""
+    spans: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
+    """When the records read were written: stretches of days with records (SourceStats.spans)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ class InputRecord:
     """Malformed records by reason over the runs that recorded it, most frequent first."""
     recorded: bool
     """False when no run recorded how it was read (format, malformed counts): "not recorded"."""
+    spans: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
+    """When its records were written (UTC, naive), over every run that recorded it: stretches of
+    days with records, sorted; () when no run recorded them (a database from before they were)."""
 
 
 @dataclass(frozen=True)

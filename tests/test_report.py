@@ -215,14 +215,14 @@ def test_filters_narrow_and_unknown_values_are_said(demo_db: str) -> None:
     misspelt = invoke("report", "--db", demo_db, "--provider", "OpenAI", "--fail-on", "violation")
     assert misspelt.exit_code == 2 and "--provider OpenAI: no policy pack has this id (known: anthropic, gemini, openai)" in misspelt.output
     last = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "9999-12-01", "--until", "9999-12-31").stdout)
-    assert last["coverage"]["days_without_calls"] == [{"first": "9999-12-01", "last": "9999-12-31", "days": 31}]
+    assert last["coverage"]["days_without_calls"] == [{"first": "9999-12-01", "last": "9999-12-31", "days": 31, "cause": "no_input"}]
     later = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-23").stdout)
     assert later["rows"] == [] and later["coverage"]["period_first"] == "2024-07-23"
     window = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--since", "2024-07-20", "--until", "2024-07-24").stdout)
     assert window["summary"]["calls"] == 50
-    assert [(g["first"], g["last"], g["days"]) for g in window["coverage"]["days_without_calls"]] == [
-        ("2024-07-20", "2024-07-21", 2),
-        ("2024-07-23", "2024-07-24", 2),
+    assert [(g["first"], g["last"], g["days"], g["cause"]) for g in window["coverage"]["days_without_calls"]] == [
+        ("2024-07-20", "2024-07-21", 2, "no_input"),  # the demo logs hold 2024-07-22 only
+        ("2024-07-23", "2024-07-24", 2, "no_input"),
     ]
     cut = json.loads(invoke("report", "--db", demo_db, "--format", "json", "--cutoff", "2027-01-01", "--as-of", "2026-12-01").stdout)
     assert cut["summary"]["deadlines"][0] | {"name": ""} == {

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from auditor.report.interface import ReportRenderer
-from auditor.report.model import DayCalls, Report, plural
+from auditor.report.model import DayCalls, Report, day_gaps, plural, records_range
 
 COLORS = {"violation": "#b3261e", "at_risk": "#e8710a", "unknown": "#80868b", "allowed": "#188038", "blocked": "#5f0f0a", "compliant": "#188038"}
 VERDICTS = ("violation", "at_risk", "unknown", "allowed")
@@ -345,30 +345,28 @@ class HtmlReport(ReportRenderer):
         if c.inputs:
             out.append(
                 _table(
-                    ("input", "format", "first call", "last call", "lines", "calls", "malformed"),
+                    ("input", "format", "records", "lines", "calls", "malformed"),
                     (
                         (
                             f"<code>{e(i.name)}</code>",
                             e(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else ""))
                             if i.recorded
                             else "not recorded",
-                            e(_when(i.first_call)),
-                            e(_when(i.last_call)),
+                            e(records_range(i)),
                             str(i.lines),
                             str(i.calls),
                             ("<br>".join(f"{m.records} {e(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded",
                         )
                         for i in c.inputs
                     ),
-                    numeric=(4, 5),
+                    numeric=(3, 4),
                 )
             )
         if c.period_first:
-            gaps = ", ".join(e(g.first.isoformat()) + (f" to {e(g.last.isoformat())}" if g.days > 1 else "") for g in c.days_without_calls)
-            out.append(
-                f"<p>Period {e(c.period_first.isoformat())} to {e(c.period_last.isoformat() if c.period_last else '-')}; "
-                f"days without any recorded call: {gaps or 'none'}.</p>"
-            )
+            out.append(f"<p>Period {e(c.period_first.isoformat())} to {e(c.period_last.isoformat() if c.period_last else '-')}.</p>")
+            gaps = day_gaps(c)
+            items = [f'<li data-cause="{e(cause)}">{e(label)}: {e(", ".join(ranges))}</li>' for cause, label, ranges in gaps]
+            out.append('<ul id="days-without-calls">' + "".join(items or ["<li>Every day of the period has calls.</li>"]) + "</ul>")
         out.append("</body></html>")
         return "\n".join(out) + "\n"
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 
 from auditor.report.interface import ReportRenderer
-from auditor.report.model import Report, plural
+from auditor.report.model import Report, day_gaps, plural, records_range
 
 STATUS_LABEL = {"blocked": "BLOCKED", "violation": "violation", "at_risk": "at risk", "unknown": "unknown (coverage gap)", "compliant": "compliant"}
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -149,15 +149,14 @@ class MarkdownReport(ReportRenderer):
         out.append("")
         if c.inputs:
             out += _table(
-                ("input", "format", "first call", "last call", "lines", "calls", "malformed"),
+                ("input", "format", "records", "lines", "calls", "malformed"),
                 [
                     (
                         md(i.name),
                         md(", ".join(i.formats) + (f" ({i.compression})" if i.compression not in ("", "plain") else ""))
                         if i.recorded
                         else "not recorded",
-                        _when(i.first_call),
-                        _when(i.last_call),
+                        records_range(i),
                         str(i.lines),
                         str(i.calls),
                         ("; ".join(f"{m.records} {md(m.reason)}" for m in i.malformed) or "0") if i.recorded else "not recorded",
@@ -166,14 +165,10 @@ class MarkdownReport(ReportRenderer):
                 ],
             )
         if c.period_first:
-            gaps = ", ".join(f"{g.first.isoformat()}" + (f" to {g.last.isoformat()}" if g.days > 1 else "") for g in c.days_without_calls)
-            out += [
-                (
-                    f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}; "
-                    f"days without any recorded call: {gaps or 'none'}."
-                ),
-                "",
-            ]
+            out += [f"Period {c.period_first.isoformat()} to {c.period_last.isoformat() if c.period_last else '-'}.", ""]
+            gaps = day_gaps(c)
+            out += [f"- {label}: {', '.join(ranges)}" for _, label, ranges in gaps] or ["- Every day of the period has calls."]
+            out.append("")
         return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,8 +330,13 @@ class InputCoverage:
     """Formats it was read as; () when not recorded (a database from before reads were recorded)."""
     compression: str
     """`plain`, `gzip`, ...; "" when not recorded."""
+    first_record: dt.datetime | None
+    """When its first record read was written (all records, calls or not); None when not recorded (a
+    database from before record times were, or an input none of whose records gives a time)."""
+    last_record: dt.datetime | None
+    """When its last record read was written."""
     first_call: dt.datetime | None
-    """Its first governed call in scope (the store keeps calls' times, not every record's)."""
+    """Its first governed call in scope."""
     last_call: dt.datetime | None
     """Its last governed call in scope."""
     lines: int
@@ -346,7 +351,7 @@ class InputCoverage:
 
 @dataclass(frozen=True)
 class DayRange:
-    """Consecutive days."""
+    """Consecutive days without calls, for one cause."""
 
     first: dt.date
     """First day without calls."""
@@ -354,6 +359,11 @@ class DayRange:
     """Last day without calls."""
     days: int
     """How many days."""
+    cause: str
+    """`no_input`: no audited input has records of these days (logs missing: nothing was audited);
+    `no_calls`: inputs have records of them, none of them a governed call in scope; `not_recorded`:
+    no input read since record times are recorded has records of them, and an input read before
+    may have."""
 
 
 @dataclass(frozen=True)
@@ -365,11 +375,13 @@ class Coverage:
     inputs: tuple[InputCoverage, ...]
     """Every audited input."""
     period_first: dt.date | None
-    """The first day of the period covered: --since, else the first call's day."""
+    """The first day of the period covered: --since, else the first day of any input's records or
+    calls."""
     period_last: dt.date | None
-    """The last day: --until, else the last call's day."""
+    """The last day: --until, else the last day of any input's records or calls."""
     days_without_calls: tuple[DayRange, ...]
-    """Days of the period on which no governed call was recorded (no data, or no calls)."""
+    """Days of the period on which no governed call in scope was recorded, by cause: no input, or
+    input without calls."""
     unknown_calls: int
     """Calls whose egress was not established."""
 
@@ -819,24 +831,27 @@ def _nearest_vercel_region(code: str, providers: tuple[str, ...], policies: Poli
 
 
 def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[ReportRow], days: Iterable[Any], filters: Filters) -> Coverage:
-    seen = sorted({d.day for d in days})
-    first = filters.since or (seen[0] if seen else None)
-    last = filters.until or (seen[-1] if seen else None)
+    with_calls = sorted({d.day for d in days})
+    dated: list[tuple[dt.date, dt.date]] = []
+    """Stretches of days some input has records of, from every input's spans."""
+    ends: list[dt.date] = [*with_calls[:1], *with_calls[-1:]]
+    for i in inputs:
+        for start, stop in i.spans:
+            dated.append((start.date(), stop.date()))
+        if i.first_seen is not None and i.last_seen is not None and not i.spans:
+            ends += [i.first_seen.date(), i.last_seen.date()]
+    ends += [d for span in dated for d in span]
+    undated = any(i.lines and not i.spans for i in inputs)
+    """Some input's record times were not recorded (read before they were): a day none of the
+    others has records of may still be one of its."""
+    first = filters.since or min(ends, default=None)
+    last = filters.until or max(ends, default=None)
     gaps: list[DayRange] = []
     if first and last and first <= last:
-        have = set(seen)
-        day, start = first, None
-        while day <= last:
-            if day not in have and start is None:
-                start = day
-            if day in have and start is not None:
-                gaps.append(DayRange(start, day - dt.timedelta(days=1), (day - start).days))
-                start = None
-            if day == dt.date.max:
-                break
-            day += dt.timedelta(days=1)
-        if start is not None:
-            gaps.append(DayRange(start, last, (last - start).days + 1))
+        outside, covered = ("not_recorded" if undated else "no_input"), _merged(dated)
+        for a, b in _without(first, last, with_calls):
+            for x, y, inside in _split(a, b, covered):
+                gaps.append(DayRange(x, y, (y - x).days + 1, "no_calls" if inside else outside))
     return Coverage(
         runs=len(runs),
         inputs=tuple(
@@ -844,6 +859,8 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
                 i.name,
                 i.formats,
                 i.compression,
+                i.spans[0][0] if i.spans else None,
+                i.spans[-1][1] if i.spans else None,
                 i.first_seen,
                 i.last_seen,
                 i.lines,
@@ -858,3 +875,78 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
         days_without_calls=tuple(gaps),
         unknown_calls=sum(r.calls for r in rows if r.verdict == "unknown"),
     )
+
+
+GAP_CAUSES = {
+    "no_input": "Days no audited input has records of (nothing was audited)",
+    "no_calls": "Days with records but no governed call",
+    "not_recorded": "Days without calls that inputs read before record times were recorded may cover",
+}
+"""What the report says of days without calls, by DayRange.cause, in this order."""
+
+
+def day_gaps(coverage: Coverage) -> list[tuple[str, str, list[str]]]:
+    """The days of the period without calls, as the text renderers say them: (cause, what they are,
+    the ranges as `2024-07-01` or `2024-07-01 to 2024-07-03`) for each cause that has any."""
+    said = []
+    for cause, label in GAP_CAUSES.items():
+        ranges = [g.first.isoformat() + (f" to {g.last.isoformat()}" if g.days > 1 else "") for g in coverage.days_without_calls if g.cause == cause]
+        if ranges:
+            said.append((cause, label, ranges))
+    return said
+
+
+def records_range(item: InputCoverage) -> str:
+    """When an input's records were written, as the text renderers say it."""
+    if item.first_record is None or item.last_record is None:
+        return "not recorded"
+    first, last = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (item.first_record, item.last_record))
+    return first if first == last else f"{first} to {last}"
+
+
+def _without(first: dt.date, last: dt.date, days: list[dt.date]) -> Iterator[tuple[dt.date, dt.date]]:
+    """The stretches of days from `first` to `last` (both included) that are not in `days` (sorted)."""
+    start = first
+    for day in days:
+        if day < start:
+            continue
+        if day > last:
+            break
+        if day > start:
+            yield start, day - dt.timedelta(days=1)
+        if day == dt.date.max:
+            return
+        start = day + dt.timedelta(days=1)
+    if start <= last:
+        yield start, last
+
+
+def _merged(spans: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+    """Stretches of days, sorted, the overlapping and adjacent ones joined."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for a, b in sorted(spans):
+        if out and (a - out[-1][1]).days <= 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _split(first: dt.date, last: dt.date, inside: list[tuple[dt.date, dt.date]]) -> Iterator[tuple[dt.date, dt.date, bool]]:
+    """The days from `first` to `last` cut where they enter and leave the stretches `inside`
+    (sorted, apart): (from, to, whether in one of them)."""
+    at = first
+    for a, b in inside:
+        if b < at:
+            continue
+        if a > last:
+            break
+        if a > at:
+            yield at, a - dt.timedelta(days=1), False
+            at = a
+        stop = min(b, last)
+        yield at, stop, True
+        if stop == last:
+            return
+        at = stop + dt.timedelta(days=1)
+    yield at, last, False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 from abc import ABC, abstractmethod
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from auditor.events import ConnectionEvent
+from auditor.spans import Span, add_span
 
 
 class SourceError(Exception):
@@ -49,6 +51,15 @@ class SourceStats:
     """Well-formed records that are not calls, by reason."""
     locations: dict[str, list[str]] = field(default_factory=dict)
     """The first few `file:line` locations per skip reason."""
+    spans: list[Span] = field(default_factory=list)
+    """When the records read were written: stretches of days with records, sorted (add_span). Taken
+    from a few records (the first and last of every MiB or so of a log, of every few thousand
+    packets), not from each: a day with no record inside a stretch is not seen."""
+
+    def dated(self, first: dt.datetime | None, last: dt.datetime | None) -> None:
+        """Note that records were read from `first` to `last` (either None when not known)."""
+        if first is not None or last is not None:
+            add_span(self.spans, first or last, last or first)  # type: ignore[arg-type]
 
     def count(self, event: ConnectionEvent) -> None:
         """Count an event a capture produced (and whether DNS named it)."""

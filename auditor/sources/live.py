@@ -7,6 +7,7 @@ mode (the host's own outbound traffic is what is audited).
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import select
@@ -140,6 +141,9 @@ class LiveCapture(Prefixed, EventSource):
         before = self.stats.lines
         for interface in self._interfaces:
             self._drain(interface, self._extractor, self._events)
+        if self.stats.lines != before:
+            now = dt.datetime.now(dt.UTC)
+            self.stats.dated(now, now)
         batch = None
         if time.monotonic() >= self._flush_at:
             self._flush_at = time.monotonic() + FLUSH_SECONDS

@@ -11,6 +11,7 @@ recognise input it has read before and resume after its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gzip
 import io
 import itertools
@@ -49,6 +50,7 @@ from auditor.sources.interface import (
     SourceStats,
 )
 from auditor.sources.needles import compiled
+from auditor.spans import add_span
 
 CHUNK = 1 << 20
 """Bytes read at a time outside the main loop (long lines, JSON documents)."""
@@ -66,6 +68,24 @@ MAX_DOCUMENT = 512 << 20
 """A JSON array input (Vercel drain batch) is read whole; a larger one is refused."""
 SETTLED_SECONDS = 10.0
 """A plain file unchanged for this long is finished: its last line counts without a newline."""
+SPAN_BYTES = 1 << 20
+"""How far apart (bytes) records are dated for SourceStats.spans: the first and last record of each
+stretch this long (or each read, when shorter) are parsed, however many calls it holds."""
+DATE_TRIES = 8
+"""Lines tried from each end of a stretch for one that gives a time (headers, denied requests and
+other records without a call give none)."""
+
+
+ARRAY_STRETCH = 1000
+"""Entries of a JSON array input per stretch dated (SourceStats.spans): its first and last."""
+
+
+def _entry_time(record: object) -> dt.datetime | None:
+    """The time of a JSON array entry (a Vercel log object), None when it gives none."""
+    try:
+        return vercel.record_time(record)
+    except (Malformed, ValueError, OverflowError):  # passed over, never counted here
+        return None
 
 
 def check_name(path: str) -> None:
@@ -205,6 +225,9 @@ class LogFile(Prefixed, EventSource):
         and reading stops only between whole lines (batches, pieces, checkpoints)."""
         self._path: str | None = None
         """The plain file on disk behind the stream, which other processes may read too; None otherwise."""
+        self._stretch: list[Any] | None = None
+        """The stretch of lines being dated (`_date`): [first record's time, last record's time so
+        far, bytes]; None between stretches."""
         try:
             self._pending = self._read(max(SAMPLE_BYTES, FINGERPRINT_BYTES))
             if self.damaged and not self._pending:
@@ -431,6 +454,7 @@ class LogFile(Prefixed, EventSource):
                     window += bytes(len(window))  # only a WINDOW below MAX_LINE (tests) comes here
                 continue
             n = self._scan(window, events, cut)
+            self._date(window, cut)
             if synthetic:
                 self._offset -= 1  # the newline added above is not in the input
             window[: end - cut] = window[cut:end]
@@ -439,6 +463,7 @@ class LogFile(Prefixed, EventSource):
             if lines_in_batch >= BATCH_LINES:
                 yield Batch(tuple(events), self._offset, self._line)
                 events, lines_in_batch = [], 0
+        self._end_stretch()
         if self.damaged:
             self.stats.skip(self.damaged, f"{self.name}:{self._line + 1}")
         elif have and self._partial is not None and window[have - 1] == 0x0A:
@@ -453,6 +478,59 @@ class LogFile(Prefixed, EventSource):
             self._pending = bytes(window[:have]) + self._pending
         if events or lines_in_batch:
             yield Batch(tuple(events), self._offset, self._line)
+
+    def _date(self, block: bytes | bytearray, cut: int) -> None:
+        """Date the lines `block[:cut]` just read (SourceStats.spans): the first and last record of
+        each stretch of about SPAN_BYTES; a stretch goes on over reads (a pipe gives a few KiB at
+        a time). Two parses a stretch, whatever the prefilter let through."""
+        pos = 0
+        while pos < cut:
+            stretch = self._stretch
+            if stretch is None:
+                first = self._record_time(block, pos, cut, backward=False)
+                stretch = self._stretch = [first, first, 0]
+            left = SPAN_BYTES - stretch[2]
+            if cut - pos <= left:
+                stretch[1] = self._record_time(block, pos, cut, backward=True) or stretch[1]
+                stretch[2] += cut - pos
+                return
+            stop = block.find(b"\n", pos + left - 1, cut) + 1 or cut
+            stretch[1] = self._record_time(block, pos, stop, backward=True) or stretch[1]
+            self._end_stretch()
+            pos = stop
+
+    def _end_stretch(self) -> None:
+        if self._stretch is not None:
+            self.stats.dated(self._stretch[0], self._stretch[1])
+            self._stretch = None
+
+    def _record_time(self, block: bytes | bytearray, start: int, stop: int, *, backward: bool) -> dt.datetime | None:
+        """The time of the first (`backward`: last) record of the whole lines `block[start:stop]`
+        that gives one, among DATE_TRIES lines; None when none does. Nothing is counted."""
+        if self.format is None:
+            return None
+        parse = self._reader.parse if self._reader is not None else self.format.parse
+        here = stop if backward else start
+        for _ in range(DATE_TRIES):
+            if backward:
+                if here <= start:
+                    return None
+                line_start = block.rfind(b"\n", start, here - 1) + 1 or start
+                raw, here = block[line_start : here - 1], line_start
+            else:
+                if here >= stop:
+                    return None
+                line_end = block.find(b"\n", here, stop)
+                line_end = stop if line_end < 0 else line_end
+                raw, here = block[here:line_end], line_end + 1
+            if raw[:1] == b"#" or len(raw) > MAX_LINE:
+                continue
+            text = bytes(raw).decode("utf-8", "replace").rstrip("\r").removeprefix("\ufeff")
+            try:
+                return parse(text, "").ts
+            except (Malformed, Ignored, ValueError, OverflowError, RecursionError):  # passed over, never counted here
+                pass
+        return None
 
     def _whole_lines(self, window: bytearray, cut: int, end: int) -> int:
         """Where the whole lines of `window[:cut]` (complete records) end: before the trailing
@@ -545,6 +623,8 @@ class LogFile(Prefixed, EventSource):
         mine.candidates += stats.candidates
         mine.events += stats.events
         mine.ignored.update(stats.ignored)
+        for span in stats.spans:
+            add_span(mine.spans, *span)
         for reason, count in stats.skipped.items():
             mine.skipped[reason] += count
             where = mine.locations.setdefault(reason, [])
@@ -610,14 +690,25 @@ class LogFile(Prefixed, EventSource):
         data = b"".join(parts)
         events: list[ConnectionEvent] = []
         needles = [n.decode() for n in self.needles]
+        taken = 0
+        stretch: list[Any] = [None, None]  # the first and last entries of the ARRAY_STRETCH being dated
 
         def take(record: object, raw: str, location: str) -> None:
+            nonlocal taken
             low = raw.lower()
             if any(n in low for n in needles):
                 self.stats.candidates += 1
                 self._collect(vercel.parse_record, (record, location, raw), location, events)
+            if taken % ARRAY_STRETCH == 0:
+                stretch[0] = record
+            stretch[1] = record
+            taken += 1
+            if taken % ARRAY_STRETCH == 0:
+                self.stats.dated(_entry_time(stretch[0]), _entry_time(stretch[1]))
 
         self._line = vercel.read_array(data, self.name, self._array_skip, self.stats, take)
+        if taken % ARRAY_STRETCH:
+            self.stats.dated(_entry_time(stretch[0]), _entry_time(stretch[1]))
         self._offset = len(data)
         yield Batch(tuple(events), self._offset, self._line)
 

@@ -9,6 +9,7 @@ extractor (a connection may span the checkpoint) but give no events again.
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -23,6 +24,8 @@ BATCH_EVENTS = 5_000
 """Events per batch at most: a capture of many short connections is stored as it is read, not held."""
 CHUNK = 1 << 20
 """Bytes read at a time."""
+DATE_PACKETS = 4096
+"""pcapng packets per stretch dated for SourceStats.spans (pcap dates each read of CHUNK bytes)."""
 MAX_RECORD = 1 << 24
 """A record claiming more bytes than this is damaged: the rest of the file cannot be trusted."""
 
@@ -156,20 +159,32 @@ class PcapFile(Prefixed, EventSource):
         record = struct.Struct(endian + "IIII").unpack_from
         number = 0
         buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
+        sec = frac = 0
+        first = record(buf, pos)[:2] if pos + 16 <= filled else None
+        """(seconds, fraction) of the first record of the stretch being dated: the records of one
+        read of the window (about CHUNK bytes), dated at each read, outside the loop's hot path."""
         while True:
             if pos + 16 > filled:
                 window.pos, self._number = pos, number
+                if number and first is not None:
+                    self._dated(first[0] + first[1] * scale, sec + frac * scale)
+                    first = None
                 if not window.need(16):
                     if window.left:
                         raise Damaged("capture ends in a truncated record header")
                     return
                 buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
+                first = record(buf, pos)[:2]
+            before = sec, frac
             sec, frac, caplen, wirelen = record(buf, pos)
             start = pos + 16
             pos = start + caplen
             if pos > filled:
                 if caplen > MAX_RECORD:
                     raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
+                if number and first is not None:  # a stretch ends at each read, before this record
+                    self._dated(first[0] + first[1] * scale, before[0] + before[1] * scale)
+                first = (sec, frac)
                 window.pos, self._number = start - 16, number
                 if not window.need(16 + caplen):
                     raise Damaged("capture ends in a record cut short")
@@ -188,9 +203,13 @@ class PcapFile(Prefixed, EventSource):
         endian = "<"
         interfaces: list[tuple[int, float]] = []  # (link type, seconds per timestamp unit)
         last_ts = 0.0
+        first: float | None = None
+        """The timestamp of the first packet of the stretch being dated (DATE_PACKETS packets)."""
         self._number = 0
         while True:
             if not window.need(12):
+                if first is not None:
+                    self._dated(first, last_ts)
                 if window.left:
                     raise Damaged("capture ends in a truncated block header")
                 return
@@ -236,11 +255,23 @@ class PcapFile(Prefixed, EventSource):
                 self.stats.skip("packet with an impossible timestamp (after the year 9999)", f"{self.name}#{self._number}")
                 continue
             last_ts = ts
+            if first is None:
+                first = ts
+            elif not self._number % DATE_PACKETS:
+                self._dated(first, ts)
+                first = None
             if not skip(buf, data_at, data_at + caplen, linktype):
                 if caplen < wirelen:
                     self.stats.skip(SNAPLEN_CUT, f"{self.name}#{self._number}")
                     continue
                 yield self._number, ts, linktype, bytes(window.view[data_at : data_at + caplen])
+
+    def _dated(self, first: float, last: float) -> None:
+        """Note the stretch of packets from `first` to `last` (epoch seconds) in SourceStats.spans."""
+        try:
+            self.stats.dated(dt.datetime.fromtimestamp(first, dt.UTC), dt.datetime.fromtimestamp(last, dt.UTC))
+        except (ValueError, OverflowError, OSError):
+            pass  # a time no datetime holds: damage the readers count elsewhere
 
     @staticmethod
     def _interface(body: bytes, endian: str) -> tuple[int, float]:

@@ -49,14 +49,19 @@ def _region(record: dict[str, Any]) -> str:
     return ""
 
 
-def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
-    """One decoded log object -> ConnectionEvent."""
+def record_time(record: Any) -> dt.datetime:
+    """When a decoded log object was written (its `timestamp`); Malformed when it does not say."""
     if not isinstance(record, dict):
         raise Malformed("vercel: log entry is not a JSON object")
     stamp = record.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not 0 < stamp < 1e14:
         raise Malformed("vercel: missing or bad 'timestamp' (milliseconds)")
-    ts = dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC)
+    return dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC)
+
+
+def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
+    """One decoded log object -> ConnectionEvent."""
+    ts = record_time(record)
     host, port = "", 0
     destination = record.get("destination")
     if record.get("source") == "external" and isinstance(destination, str) and destination:

@@ -410,15 +410,18 @@ def test_prefilter_counts_but_does_not_parse_records_without_a_needle(tmp_path: 
     ]
     items = [*plain[:10], named[0], broken_but_unnamed, *plain[10:20], named[1], *plain[20:], named[2]]
     seen: list[Any] = []
+    dating: list[Any] = []
     real = vercel.parse_record
 
     def spy(rec: Any, location: str, raw: str) -> ConnectionEvent:
-        seen.append(rec)
+        (seen if location else dating).append(rec)  # a line dated for the coverage is parsed without a location
         return real(rec, location, raw)
 
     monkeypatch.setattr(vercel, "parse_record", spy)
     log, batches = run(write(tmp_path / "drain", FORMS[form](items)))
     assert seen == named
+    assert dating in ([], [items[0], items[-1]])  # NDJSON: the first and last line of the one stretch; arrays read the time alone
+    assert [(a.date(), b.date()) for a, b in log.stats.spans] == [(dt.date(2024, 7, 15), dt.date(2024, 7, 15))]
     assert (log.stats.lines, log.stats.candidates, log.stats.events) == (len(items), 3, 3)
     assert not log.stats.skipped and not log.stats.ignored
     assert [e.server_name for e in events_of(batches)] == ["api.openai.com", "", ""]
