@@ -585,23 +585,12 @@ def report(
     3: the database cannot be read or a file cannot be written.
     """
     from auditor.report.model import Filters, Report
-    from auditor.report.output import check_destinations, write_all
+    from auditor.report.output import check_destinations, targets, write_all
 
-    targets: list[tuple[ReportChoice, Path | None]] = []
-    for path in outputs:
-        if str(path) == "-":  # stdout, in --format (default md)
-            if any(destination is None for _, destination in targets):
-                raise click.UsageError("-o - (stdout) is named twice; pass it once")
-            targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
-            continue
-        named = ReportChoice.for_path(str(path))
-        if named is None and fmt is None:
-            raise click.UsageError(f"-o {path}: the extension names no report format (.html, .md, .json, .csv); rename it or pass --format")
-        if named is not None and fmt is not None and named.value != fmt:
-            raise click.UsageError(f"-o {path} names the {named.value} format and --format {fmt} another; drop one of them")
-        targets.append((named or ReportChoice(fmt), path))
-    if not targets:
-        targets.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
+    try:
+        asked = targets(outputs, fmt)
+    except ReportError as e:
+        raise click.UsageError(str(e)) from None
     config = load_config(config_path)
     filters = Filters(providers=providers, orgs=orgs, since=_date(since), until=_date(until), cutoff=_date(cutoff), as_of=_date(as_of))
     policies = load_policies()
@@ -611,13 +600,13 @@ def report(
             raise Failure(f"--provider {provider}: no policy pack has this id (known: {', '.join(packs)})", EXIT_USAGE)
     store = _store(config, db, create=False)
     try:
-        check_destinations([path for _, path in targets if path is not None], store.files())
+        check_destinations([path for _, path in asked if path is not None], store.files())
     except ReportError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     value = Report.from_store(store, filters, policies)
     for notice in value.notices:
         log.warning(notice)
-    rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in targets]
+    rendered = [(choice, path, choice.to_renderer().render(value)) for choice, path in asked]
     try:
         write_all([(path, text) for _, path, text in rendered if path is not None])
     except OSError as e:

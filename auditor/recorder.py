@@ -107,7 +107,7 @@ class InputSummary:
                 f"{self.name} ({kind}): nothing new: it starts like an input audited up to line {self.resumed_at_line} "
                 "and ends before that (an earlier, shorter copy of it)"
             )
-        text = f"{self.name} ({kind}): {self.lines} lines"
+        text = f"{self.name} ({kind}): {self.lines} {'line' if self.lines == 1 else 'lines'}"
         if self.resumed_at_line:
             text += f" after line {self.resumed_at_line} (audited before)"
         text += f", {self.calls} {'call' if self.calls == 1 else 'calls'} to governed hosts"

@@ -903,7 +903,7 @@ def test_a_settled_generations_last_line_without_newline_is_read_once(tmp_path: 
     stored(again.db, governed(first + last + lines(300, 4)))
     assert again.stop() == 0
     codec = {"plain": "", "gz": ", gzip", "xz": ", xz"}[kind]
-    assert f"{generation} (squid{codec}): 1 lines after line 10 (audited before), 1 call" in again.stderr
+    assert f"{generation} (squid{codec}): 1 line after line 10 (audited before), 1 call" in again.stderr
     third = Run(tmp_path, str(log))
     running.append(third)
     third.says(f"{log} (squid): following, after line 4")

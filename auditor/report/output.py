@@ -7,7 +7,31 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from auditor.report.interface import ReportError
+from auditor.report.interface import ReportChoice, ReportError
+
+Target = tuple[ReportChoice, Path | None]
+"""A report to write: its format, and its file (None for stdout)."""
+
+
+def targets(outputs: Sequence[Path], fmt: str | None) -> list[Target]:
+    """What `-o` (repeated; `-` for stdout) and `--format` ask for: each file's format from its
+    extension, else --format; stdout alone when no -o is given. ReportError for a file whose
+    extension names no format without --format, one that names another format than --format, or
+    stdout named twice."""
+    found: list[Target] = []
+    for path in outputs:
+        if str(path) == "-":  # stdout, in --format (default md)
+            if any(destination is None for _, destination in found):
+                raise ReportError("-o - (stdout) is named twice; pass it once")
+            found.append((ReportChoice(fmt or ReportChoice.MARKDOWN.value), None))
+            continue
+        named = ReportChoice.for_path(str(path))
+        if named is None and fmt is None:
+            raise ReportError(f"-o {path}: the extension names no report format (.html, .md, .json, .csv); rename it or pass --format")
+        if named is not None and fmt is not None and named.value != fmt:
+            raise ReportError(f"-o {path} names the {named.value} format and --format {fmt} another; drop one of them")
+        found.append((named or ReportChoice(fmt or ReportChoice.MARKDOWN.value), path))
+    return found or [(ReportChoice(fmt or ReportChoice.MARKDOWN.value), None)]
 
 
 def check_destinations(paths: Sequence[Path], protected: Iterable[str]) -> None:
