@@ -466,6 +466,7 @@ def test_html_in_chromium_demo_numbers(demo_db: str, tmp_path: Path) -> None:
     assert 'data-provider="openai" data-days-left="8"' in dom
     assert re.search(r'<section class="org" data-org="chat-team" data-status="blocked">', dom)
     assert dom.count("<rect ") >= 4  # the charts' bars were parsed as SVG
+    assert '<ul id="days-without-calls"><li>Every day of the period has calls.</li></ul>' in dom  # the demo logs are of one day
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri(), tmp_path=tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
