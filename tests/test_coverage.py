@@ -9,6 +9,7 @@ between records inside one small file, and check the stretches against the recor
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_spans_keep_exactly_the_days_given(stretches: list[tuple[int, int, int]]
         add_span(spans, first, last)
         given_days |= days_of([(first, last)])
     assert spans == sorted(spans)
-    assert all((b[0].date() - a[1].date()).days > 1 for a, b in zip(spans, spans[1:], strict=False))
+    assert all((b[0].date() - a[1].date()).days > 1 for a, b in itertools.pairwise(spans))
     assert days_of(spans) == given_days
     if stretches:
         assert spans[0][0] == min(at(1, h) + dt.timedelta(days=s) for s, _, h in stretches)

@@ -5,6 +5,7 @@ kill -9 at random moments while a writer appends (nothing lost, nothing counted 
 from __future__ import annotations
 
 import bz2
+import datetime as dt
 import gzip
 import lzma
 import os
@@ -196,6 +197,13 @@ def test_appended_lines_are_stored_and_a_partial_line_waits(tmp_path: Path, runn
     table = run.stdout.splitlines()
     assert table[0].split()[:6] == ["ORG", "PROVIDER", "HOST", "EGRESS", "COUNTRY", "VERDICT"]
     assert [row.split()[0] for row in table[1:]] == ["acme", "beta"]
+    # The records' times, from the first line to the last (not governed: dated all the same), for the report's coverage.
+    with sqlite3.connect(run.db) as conn:
+        earliest, latest = conn.execute("SELECT min(first_record), max(last_record) FROM input_spans").fetchone()
+    assert (dt.datetime.fromisoformat(earliest), dt.datetime.fromisoformat(latest)) == (
+        dt.datetime.fromtimestamp(T0 + 1.001, dt.UTC).replace(tzinfo=None),
+        dt.datetime.fromtimestamp(T0 + 51.051, dt.UTC).replace(tzinfo=None),
+    )
     # The checkpoint is the end of the file: a plain `logs` run finds nothing new.
     again = subprocess.run([sys.executable, "-m", "auditor", "logs", str(log), "--db", str(run.db)], capture_output=True, text=True, timeout=60)
     assert "0 lines after line 51 (audited before)" in again.stderr
