@@ -45,8 +45,6 @@ class InputSummary:
     """Shorter than the input it starts like, which was audited further: nothing new in it."""
     source_id: int = 0
     """The input's row in the store (its checkpoint's), 0 when not known."""
-    spans: list[Span] = field(default_factory=list)
-    """When its records read were written (SourceStats.spans)."""
 
     @classmethod
     def of_earlier_copy(cls, name: str, fmt: str, compression: str, checkpoint: Checkpoint) -> InputSummary:
@@ -96,7 +94,6 @@ class InputSummary:
             behind=behind,
             from_dns=stats.from_dns,
             source_id=source_id,
-            spans=stats.spans,
         )
 
     def describe(self) -> str:
@@ -178,6 +175,8 @@ class Recorder:
         self.summary = RunSummary(0)
         """What the run did so far, input by input."""
         self._rescanned: set[int] = set()
+        self.reads = 0
+        """Inputs opened so far (Recording.read)."""
 
     @property
     def run_id(self) -> int:
@@ -225,7 +224,6 @@ class Recorder:
                     events=item.events,
                     calls=item.calls,
                     malformed=tuple(item.skipped.most_common()),
-                    spans=tuple(item.spans),
                 )
                 for item in summary.inputs
                 if item.source_id and not item.earlier_copy
@@ -248,6 +246,11 @@ class Recording:
         audited further, with nothing new in it."""
         self.calls = 0
         """Calls to governed hosts stored (those the other record of their tunnel counted left out)."""
+        recorder.reads += 1
+        self.read = recorder.reads
+        """The run's number for this read of the input (FindingStore.add_batch keeps its record times under it)."""
+        self._spans: list[Span] = []
+        """The record times stored so far."""
 
     @property
     def source_id(self) -> int:
@@ -259,7 +262,10 @@ class Recording:
         store left out as counted already (the other record of a CONNECT tunnel) are counted in
         `stats` as not counted."""
         recorder = self._recorder
-        self.checkpoint, repeated = recorder.store.add_batch(recorder.run_id, self.checkpoint, tallies, offset, line)
+        spans = None if stats.spans == self._spans else list(stats.spans)
+        self.checkpoint, repeated = recorder.store.add_batch(recorder.run_id, self.checkpoint, tallies, offset, line, spans, self.read)
+        if spans is not None:
+            self._spans = spans
         self.calls += sum(t.calls for t in tallies) - repeated
         if repeated:
             stats.ignored[TUNNEL_REPEATED] += repeated

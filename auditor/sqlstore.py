@@ -173,11 +173,13 @@ input_spans = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.Integer, nullable=False),
     sa.Column("source_id", sa.Integer, nullable=False, index=True),
+    sa.Column("read_no", sa.Integer, nullable=False),
     sa.Column("first_record", sa.DateTime, nullable=False),
     sa.Column("last_record", sa.DateTime, nullable=False),
 )
-"""When the records each run read of each input were written (InputRead.spans, UTC): stretches of
-days with records, for the report's coverage (a day no input has records of is "no input", not "no
+"""When the records each run read of each input were written (SourceStats.spans, UTC): stretches of
+days with records, for the report's coverage; stored with each batch (FindingStore.add_batch), in
+place of the read's earlier rows (`read_no`: the run's number for its read of the input) (a day no input has records of is "no input", not "no
 calls"). Added without a schema version, as `input_reads`: an input without rows has its time range
 not recorded."""
 observations = sa.Table(
@@ -666,7 +668,16 @@ class SqlStore(FindingStore):
         with self._begin() as conn:
             return set(conn.execute(sa.select(sources.c.id).where(sources.c.name.in_(_names(name)))).scalars())
 
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
+    def add_batch(
+        self,
+        run_id: int,
+        checkpoint: Checkpoint,
+        tallies: Sequence[Tally],
+        offset: int,
+        line: int,
+        spans: Sequence[Span] | None = None,
+        read: int = 0,
+    ) -> tuple[Checkpoint, int]:
         s = sources.c
         with self._begin() as conn:
             paired = any(t.tunnels for t in tallies)
@@ -696,6 +707,17 @@ class SqlStore(FindingStore):
                         samples = tuple(f for f in t.samples if tunnel_record(f.event) not in set(left_out))
                         t = dataclasses.replace(t, calls=t.calls - len(left_out), samples=samples)
                     self._upsert(conn, run_id, checkpoint.source_id, t)
+            if spans is not None:
+                p = input_spans.c
+                conn.execute(sa.delete(input_spans).where(p.run_id == run_id, p.source_id == checkpoint.source_id, p.read_no == read))
+                if spans:
+                    conn.execute(
+                        sa.insert(input_spans),
+                        [
+                            dict(run_id=run_id, source_id=checkpoint.source_id, read_no=read, first_record=_naive_utc(a), last_record=_naive_utc(z))
+                            for a, z in spans
+                        ],
+                    )
         return Checkpoint(checkpoint.source_id, offset, line), repeated
 
     def _upsert(self, conn: sa.Connection, run_id: int, source_id: int, tally: Tally) -> None:
@@ -825,13 +847,6 @@ class SqlStore(FindingStore):
                     for r in reads
                 ],
             )
-            spans = [
-                {"run_id": run_id, "source_id": r.source_id, "first_record": _naive_utc(first), "last_record": _naive_utc(last)}
-                for r in reads
-                for first, last in r.spans
-            ]
-            if spans:
-                conn.execute(sa.insert(input_spans), spans)
 
     def runs(self) -> list[RunRecord]:
         r = runs.c

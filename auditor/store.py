@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from auditor.events import SAMPLES, Tally
+from auditor.spans import Span
 
 EVIDENCE_PER_OBSERVATION = SAMPLES
 """Evidence events kept per observation (the first ones seen)."""
@@ -149,8 +150,6 @@ class InputRead:
     calls: int
     malformed: tuple[tuple[str, int], ...]
     """Malformed records by reason, most frequent first."""
-    spans: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
-    """When the records read were written: stretches of days with records (SourceStats.spans)."""
 
 
 @dataclass(frozen=True)
@@ -291,14 +290,26 @@ class FindingStore(ABC):
         while they were audited, rotated away since or not."""
 
     @abstractmethod
-    def add_batch(self, run_id: int, checkpoint: Checkpoint, tallies: Sequence[Tally], offset: int, line: int) -> tuple[Checkpoint, int]:
+    def add_batch(
+        self,
+        run_id: int,
+        checkpoint: Checkpoint,
+        tallies: Sequence[Tally],
+        offset: int,
+        line: int,
+        spans: Sequence[Span] | None = None,
+        read: int = 0,
+    ) -> tuple[Checkpoint, int]:
         """Store a batch's findings, grouped (auditor.events.tally), and move the input's checkpoint
         from `checkpoint` (where the batch starts) to (`offset`, `line`), atomically; the new
         checkpoint, for the next batch, and how many of the batch's calls were not counted because
         the other record of their CONNECT tunnel was (Tally.tunnels: the first of the two stored
         counts, in this batch or any earlier one, of any input). CheckpointMoved, with nothing
         stored, when the stored checkpoint is no longer `checkpoint`: another process audited the
-        same lines."""
+        same lines. `spans`: when the records read so far in this run's `read` (a number the run
+        gives each input it reads) of this input were written (SourceStats.spans), stored in the
+        same transaction in place of what earlier batches of the read stored: a run killed later
+        keeps the times of what its checkpoint covers; None leaves them as they are."""
 
     @abstractmethod
     def rows(self, source_ids: Iterable[int] | None = None) -> list[Row]:

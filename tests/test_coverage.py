@@ -138,20 +138,53 @@ def test_records_without_a_time_are_passed_over_and_not_counted(tmp_path: Path, 
 
 
 def test_zeek_headers_are_not_records(tmp_path: Path) -> None:
+    """Zeek's ASCII writer starts with eight header lines: the first record after them is dated,
+    though it is no call (a look-up or a TLS session to another host gives its time too)."""
     fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p server_name".split()
-    head = (
-        "#separator \\x09\n#path\tssl\n#open\t2024-07-01-00-00-00\n#fields\t"
-        + "\t".join(fields)
-        + "\n#types\t"
-        + "\t".join("string" for _ in fields)
-        + "\n"
+    head = "".join(
+        f"{h}\n"
+        for h in (
+            "#separator \\x09",
+            "#set_separator\t,",
+            "#empty_field\t(empty)",
+            "#unset_field\t-",
+            "#path\tssl",
+            "#open\t2024-07-01-00-00-00",
+            "#fields\t" + "\t".join(fields),
+            "#types\t" + "\t".join("string" for _ in fields),
+        )
     )
-    rows = [f"{at(d).timestamp():.6f}\tC{d}\t{BETA}\t5000{d}\t162.159.140.245\t443\t{host}\n" for d, host in ((2, OTHER), (4, GOVERNED))]
+    rows = [f"{at(d).timestamp():.6f}\tC{d}\t{BETA}\t5000{d}\t162.159.140.245\t443\t{host}\n" for d, host in ((2, OTHER), (3, "-"), (4, GOVERNED))]
     path = tmp_path / "ssl.log"
     path.write_text(head + "".join(rows) + "#close\t2024-07-05-00-00-00\n")
     log, batches = run(path)
     assert [e.server_name for b in batches for e in b.events] == [GOVERNED]
     assert log.stats.spans == [(at(2), at(4))]
+
+
+def test_records_that_are_not_calls_date_their_input(tmp_path: Path) -> None:
+    """Requests the proxy denied are no calls, but they were written when they say: a stretch
+    starting with more of them than DATE_TRIES is dated from its first."""
+    denied = "".join(
+        f"{at(1, h).timestamp():.3f}  24625 {BETA} TCP_DENIED/403 3900 CONNECT {GOVERNED}:443 - HIER_NONE/- text/html\n" for h in range(12)
+    )
+    path = tmp_path / "access.log"
+    path.write_text(denied + squid(at(3, 9)))
+    log, batches = run(path)
+    assert log.stats.ignored["denied by the proxy"] == 12 and sum(len(b.events) for b in batches) == 1
+    assert log.stats.spans == [(at(1, 0), at(3, 9))]
+
+
+def test_a_batch_carries_the_times_of_its_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch is dated when it is handed on (the store keeps the times with its checkpoint):
+    a file that ends right after a batch loses none of them."""
+    monkeypatch.setattr(logfile, "BATCH_LINES", 2)
+    monkeypatch.setattr(logfile, "WINDOW", 240)  # two lines a read
+    path = write_log(tmp_path / "access.log", [(at(1, 9), OTHER), (at(2, 9), OTHER), (at(5, 9), OTHER), (at(6, 9), OTHER)])
+    log = logfile.LogFile.open(str(path), (GOVERNED.encode(),))
+    seen = [list(log.stats.spans) for _ in log.batches()]  # as each batch is handed on
+    log.close()
+    assert seen == [[(at(1, 9), at(2, 9))], [(at(1, 9), at(2, 9)), (at(5, 9), at(6, 9))]]
 
 
 def test_a_vercel_array_is_dated_by_its_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,6 +295,52 @@ def test_report_tells_days_without_input_from_days_without_calls(db_target: str,
     assert "| 2024-07-05 09:00:00 to 2024-07-06 10:00:00 |" in markdown
     html = invoke("report", "--db", db_target, "--format", "html").stdout
     assert '<li data-cause="no_input">Days no audited input has records of (nothing was audited): 2024-07-03 to 2024-07-04</li>' in html
+
+
+def test_record_times_are_stored_with_each_batch_and_survive_a_kill(tmp_path: Path) -> None:
+    """A follower killed with -9 keeps the record times of every batch it stored (the run never
+    finished: they are not kept for its end), and a later run adds its own."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = write_log(tmp_path / "access.log", [(at(1, 9), GOVERNED), (at(1, 10), OTHER)])
+    db = tmp_path / "f.db"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "auditor", "logs", "--follow", str(log), "--config", str(DEMO_CONFIG), "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def spans() -> list[tuple[str, str]]:
+            try:
+                with sqlite3.connect(db, timeout=10) as conn:
+                    return conn.execute("SELECT first_record, last_record FROM input_spans ORDER BY first_record").fetchall()
+            except sqlite3.OperationalError:
+                return []
+
+        deadline = time.monotonic() + 30
+        while not spans() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with log.open("a") as f:
+            f.write(squid(at(4, 8), OTHER))
+        while len(spans()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.kill(follower.pid, signal.SIGKILL)
+        follower.wait()
+    assert [(a[:10], b[:10]) for a, b in spans()] == [("2024-07-01", "2024-07-01"), ("2024-07-04", "2024-07-04")]
+    with log.open("a") as f:
+        f.write(squid(at(6, 8)))
+    audit(str(db), log)
+    assert gaps(report(str(db))) == [
+        ("2024-07-02", "2024-07-03", "no_input"),
+        ("2024-07-04", "2024-07-04", "no_calls"),
+        ("2024-07-05", "2024-07-05", "no_input"),
+    ]
 
 
 def test_rescan_replaces_an_inputs_record_times(tmp_path: Path, two_logs: tuple[Path, Path]) -> None:

@@ -93,11 +93,11 @@ def parse(line: str, location: str) -> ConnectionEvent:
     else:
         raise Malformed(f"{NAME}: no 'timestamp'")
     if kind != "alert":
-        raise Ignored(f"{NAME}: {kind} event, not a call (calls are read from alert events)")
+        raise Ignored(f"{NAME}: {kind} event, not a call (calls are read from alert events)", ts)
     alert = event.get("alert")
     if isinstance(alert, dict) and alert.get("action") == "blocked":
-        raise Ignored(BLOCKED)
+        raise Ignored(BLOCKED, ts)
     for app in ("tls", "http"):
         if isinstance(event.get(app), dict):
             return suricata.call(event, app, ts, line, location, egress_region=region_of(record.get("availability_zone")))
-    raise Ignored(NO_HOST)
+    raise Ignored(NO_HOST, ts)

@@ -72,7 +72,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     ts = parse_json_time(stamp)
     host, port = split_host_port(_str(record, "ClientRequestHost"), 0)
     if not host:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     subrequest = record.get("WorkerSubrequest") is True or record.get("ClientRequestSource") in ("edgeWorkerFetch", 5)
     where = colo(record) if subrequest else ""
     return ConnectionEvent(

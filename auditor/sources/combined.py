@@ -92,7 +92,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     if tags is not None:
         reason = not_forwarded(tags["result"], m["status"])
         if reason:
-            raise Ignored(reason)
+            raise Ignored(reason, ts)
     request = m["request"].split(" ")
     if len(request) == 3 and _METHOD.match(request[0]) and request[2].startswith("HTTP/"):
         method, target = request[0], request[1]
@@ -108,9 +108,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
     elif method:
         host, port = host_from_target(method, target)
     else:
-        raise Ignored("request line is not METHOD TARGET PROTOCOL")
+        raise Ignored("request line is not METHOD TARGET PROTOCOL", ts)
     if not host or host in ("-", "_"):
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     return ConnectionEvent(
         ts=ts,
         orig_h=orig_h,

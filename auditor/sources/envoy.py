@@ -90,10 +90,10 @@ def _event(
     _not_forwarded(flags)
     name = authority or sni
     if not name:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     host, port = split_host_port(name, 0)
     if not host:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     resp_h, resp_p = address_port(upstream)
     status = small_int(code, 3) or 0
     return ConnectionEvent(

@@ -172,7 +172,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
             found = host_from_target(method, target)
         found = found or _from_captures(http["captures"]) or (_host_name(http["vhost"]) if http["vhost"] else None) or _from_tail(http["tail"])
         if not found or not found[0]:
-            raise Ignored("request names no host")
+            raise Ignored("request names no host", ts)
         host, port = found
         return ConnectionEvent(
             ts=ts,
@@ -190,9 +190,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
         _not_forwarded(tcp["server"], 0)
         found = _from_tail(tcp["tail"])
         if not found:
-            raise Ignored(NO_SNI)
+            raise Ignored(NO_SNI, ts)
         host, port = found
         return ConnectionEvent(ts=ts, orig_h=orig_h, orig_p=orig_p, server_name=host, source=location, resp_p=port, raw=line)
     if _CONNECTION_ERROR.match(rest):
-        raise Ignored("haproxy: connection error, no request")
+        raise Ignored("haproxy: connection error, no request", ts)
     raise Malformed("haproxy: fields after the accept date are neither httplog nor tcplog")

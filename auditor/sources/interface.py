@@ -26,6 +26,12 @@ class Malformed(Exception):
 class Ignored(Exception):
     """A well-formed record that is not an outbound call (denied by the proxy, no host)."""
 
+    def __init__(self, reason: str, ts: dt.datetime | None = None) -> None:
+        super().__init__(reason)
+        self.ts = ts
+        """When the record was written, when the parser read it before it knew: the record still
+        dates its input (SourceStats.spans)."""
+
 
 FINGERPRINT_BYTES = 4096
 """How much of the start of an input identifies it (Prefixed.prefix)."""

@@ -125,7 +125,7 @@ class Reader:
         # A response body logged as JSON (an object) is searched as the text the provider sent.
         message = json.dumps(body, ensure_ascii=False) if isinstance(body, (dict, list)) else _scalar(body)
         if not host and not message:
-            raise Ignored("request names no host")
+            raise Ignored("request names no host", ts)
         return ConnectionEvent(
             ts=ts,
             orig_h=address(_scalar(got.get("orig_h"))) or _scalar(got.get("orig_h")),

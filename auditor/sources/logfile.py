@@ -72,8 +72,9 @@ SPAN_BYTES = 1 << 20
 """How far apart (bytes) records are dated for SourceStats.spans: the first and last record of each
 stretch this long (or each read, when shorter) are parsed, however many calls it holds."""
 DATE_TRIES = 8
-"""Lines tried from each end of a stretch for one that gives a time (headers, denied requests and
-other records without a call give none)."""
+"""Records tried from each end of a stretch for one that gives a time (a malformed one gives none)."""
+MAX_HEADERS = 64
+"""Header lines (`#`: Zeek's eight, a concatenated log's more) passed over besides DATE_TRIES."""
 
 
 ARRAY_STRETCH = 1000
@@ -461,6 +462,7 @@ class LogFile(Prefixed, EventSource):
             have = front = end - cut
             lines_in_batch += n
             if lines_in_batch >= BATCH_LINES:
+                self._end_stretch()  # its times go with the batch
                 yield Batch(tuple(events), self._offset, self._line)
                 events, lines_in_batch = [], 0
         self._end_stretch()
@@ -506,12 +508,15 @@ class LogFile(Prefixed, EventSource):
 
     def _record_time(self, block: bytes | bytearray, start: int, stop: int, *, backward: bool) -> dt.datetime | None:
         """The time of the first (`backward`: last) record of the whole lines `block[start:stop]`
-        that gives one, among DATE_TRIES lines; None when none does. Nothing is counted."""
+        that gives one (a record that is not a call gives its time too, Ignored.ts), among
+        DATE_TRIES records; header lines (`#`) are passed over, a few dozen at most. None when none
+        does. Nothing is counted."""
         if self.format is None:
             return None
         parse = self._reader.parse if self._reader is not None else self.format.parse
         here = stop if backward else start
-        for _ in range(DATE_TRIES):
+        tries = DATE_TRIES
+        for _ in range(DATE_TRIES + MAX_HEADERS):
             if backward:
                 if here <= start:
                     return None
@@ -523,13 +528,20 @@ class LogFile(Prefixed, EventSource):
                 line_end = block.find(b"\n", here, stop)
                 line_end = stop if line_end < 0 else line_end
                 raw, here = block[here:line_end], line_end + 1
-            if raw[:1] == b"#" or len(raw) > MAX_LINE:
+            if raw[:1] == b"#":
                 continue
-            text = bytes(raw).decode("utf-8", "replace").rstrip("\r").removeprefix("\ufeff")
-            try:
-                return parse(text, "").ts
-            except (Malformed, Ignored, ValueError, OverflowError, RecursionError):  # passed over, never counted here
-                pass
+            if len(raw) <= MAX_LINE:
+                text = bytes(raw).decode("utf-8", "replace").rstrip("\r").removeprefix("\ufeff")
+                try:
+                    return parse(text, "").ts
+                except Ignored as e:
+                    if e.ts is not None:
+                        return e.ts
+                except (Malformed, ValueError, OverflowError, RecursionError):  # passed over, never counted here
+                    pass
+            tries -= 1
+            if not tries:
+                return None
         return None
 
     def _whole_lines(self, window: bytearray, cut: int, end: int) -> int:

@@ -87,9 +87,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed(NOT_A_RECORD)
     ts = parse_clf_time(m["time"])
     if not proxied:
-        raise Ignored(STANDARD)
+        raise Ignored(STANDARD, ts)
     if m["upstream"] == "-":
-        raise Ignored(NO_UPSTREAM)
+        raise Ignored(NO_UPSTREAM, ts)
     resp_h, resp_p = address_port(m["server"])
     forward, port = ("", 0) if resp_h else split_host_port(m["server"].strip(), 0)
     if is_hostname(forward):
@@ -97,7 +97,7 @@ def parse(line: str, location: str) -> ConnectionEvent:
     else:
         host, resp_p = split_host_port(m["host"], 0)[0], resp_p or port
     if not host or host in ("-", "_"):
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     return ConnectionEvent(
         ts=ts,
         orig_h=address(m["client"]),

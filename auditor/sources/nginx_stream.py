@@ -55,9 +55,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
         if is_hostname(candidate):
             host = candidate
     if m["status"] == "403":
-        raise Ignored("denied by the proxy")
+        raise Ignored("denied by the proxy", ts)
     if not host:
-        raise Ignored(NO_NAME)
+        raise Ignored(NO_NAME, ts)
     return ConnectionEvent(
         ts=ts,
         orig_h=address(m["client"]),

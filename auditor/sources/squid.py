@@ -75,14 +75,14 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed("squid: result code without /status")
     reason = not_forwarded(result, status_text)
     if reason:
-        raise Ignored(reason)
+        raise Ignored(reason, ts)
     hier = fields[8]
     if not (hier.startswith(_USUAL) or _HIER.match(hier)) or (len(fields) > 9 and "A" <= fields[9][:1] <= "Z" and _HIER.match(fields[9])):
         fields = _user_with_spaces(line, fields)  # a user name with spaces
     method, target = fields[5], fields[6]
     host, port = host_from_target(method, target)
     if not host:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     if len(fields) == 11 and address(host):
         # An intercepted connection is logged by address (CONNECT 162.159.140.245:443); a format
         # that appends %ssl::>sni names the server after the standard fields.

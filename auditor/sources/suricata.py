@@ -98,9 +98,9 @@ def parse(line: str, location: str) -> ConnectionEvent:
         raise Malformed("suricata: no 'timestamp'")
     ts = parse_iso_time(stamp)
     if kind == "dns":
-        raise Ignored("suricata dns event: a look-up, not a call")
+        raise Ignored("suricata dns event: a look-up, not a call", ts)
     if kind not in ("tls", "http", "quic"):
-        raise Ignored(f"suricata {kind} event: not a call (calls are read from tls, http and quic events)")
+        raise Ignored(f"suricata {kind} event: not a call (calls are read from tls, http and quic events)", ts)
     return call(record, kind, ts, line, location)
 
 
@@ -109,12 +109,12 @@ def call(record: dict[str, Any], kind: str, ts: dt.datetime, line: str, location
     no host."""
     app = record.get(kind)
     if isinstance(app, dict) and app.get("from_proto") == "http":
-        raise Ignored(TUNNELED)
+        raise Ignored(TUNNELED, ts)
     host, port, method, status = app_host(record, kind)
     if connect_refused(method, status):
-        raise Ignored(CONNECT_REFUSED)
+        raise Ignored(CONNECT_REFUSED, ts)
     if not host:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     proto = record.get("proto")
     return ConnectionEvent(
         ts=ts,

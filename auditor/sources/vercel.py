@@ -70,7 +70,7 @@ def parse_record(record: Any, location: str, raw: str) -> ConnectionEvent:
     if not isinstance(message, str):
         message = ""
     if not host and not message:
-        raise Ignored("no outbound call in this record")
+        raise Ignored("no outbound call in this record", ts)
     region = _region(record)
     status = record.get("statusCode")
     return ConnectionEvent(

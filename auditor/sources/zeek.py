@@ -103,21 +103,21 @@ def _kind(path: str, has: Callable[[str], bool]) -> str:
 def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, raw: str) -> ConnectionEvent:
     """One record of a known log, its fields read through `get` (None when unset)."""
     if kind == "conn":
-        raise Ignored(CONN_HINT)
+        raise Ignored(CONN_HINT, ts)
     if kind not in ("ssl", "http"):
-        raise Ignored(f"zeek {kind or 'unknown'}.log records are not calls; audit ssl.log and http.log")
+        raise Ignored(f"zeek {kind or 'unknown'}.log records are not calls; audit ssl.log and http.log", ts)
     method, status, port = "", 0, _port(get("id.resp_p"))
     if kind == "ssl":
         name = get("server_name")
         if not name:
-            raise Ignored("TLS handshake without SNI (zeek ssl.log server_name unset)")
+            raise Ignored("TLS handshake without SNI (zeek ssl.log server_name unset)", ts)
         host, _ = split_host_port(name, 0)
     else:
         method = get("method") or ""
         code = get("status_code") or ""
         status = small_int(code, 3) or 0
         if connect_refused(method, status):
-            raise Ignored(CONNECT_REFUSED)
+            raise Ignored(CONNECT_REFUSED, ts)
         host_field, uri = get("host"), get("uri") or "-"
         if host_field:
             host, named_port = split_host_port(host_field, 0)
@@ -129,7 +129,7 @@ def _event(kind: str, get: Callable[[str], str | None], ts: Any, location: str, 
             host, named_port = host_from_target(method, uri.split(" ")[0])
             port = named_port or port
     if not host:
-        raise Ignored("request names no host")
+        raise Ignored("request names no host", ts)
     resp_h = get("id.resp_h") or ""
     orig_h = address(get("id.orig_h") or "") or (get("id.orig_h") or "")
     uid = get("uid") or ""
