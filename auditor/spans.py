@@ -18,10 +18,11 @@ Span = tuple[dt.datetime, dt.datetime]
 readers give them, naive as the store keeps them (never the two mixed in one list)."""
 
 
-def add_span(spans: list[Span], first: dt.datetime, last: dt.datetime) -> None:
+def add_span(spans: list[Span], first: dt.datetime, last: dt.datetime, limit: int | None = MAX_SPANS) -> None:
     """Add the stretch [first, last] to `spans` (sorted, none on the same or the next day as
     another): joined to every span it shares a day with or touches a day of. What spans keep is
-    which days records were read on, and the first and last record's times."""
+    which days records were read on, and the first and last record's times. Past `limit` spans
+    (a reader's bound on what it holds; None for none) the two closest are joined."""
     if last < first:
         first, last = last, first
     i = bisect.bisect_left(spans, (first, last))
@@ -34,7 +35,7 @@ def add_span(spans: list[Span], first: dt.datetime, last: dt.datetime) -> None:
         last = max(last, spans[hi][1])
         hi += 1
     spans[lo:hi] = [(first, last)]
-    if len(spans) > MAX_SPANS:  # the two closest joined: their days between are taken as read
+    if limit is not None and len(spans) > limit:  # the two closest joined: their days between are taken as read
         j = min(range(len(spans) - 1), key=lambda k: spans[k + 1][0] - spans[k][1])
         spans[j : j + 2] = [(spans[j][0], max(spans[j][1], spans[j + 1][1]))]
 

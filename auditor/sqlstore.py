@@ -874,7 +874,7 @@ class SqlStore(FindingStore):
             if "input_spans" in present:
                 for source_id, first, last in conn.execute(sa.select(p.source_id, p.first_record, p.last_record)):
                     if isinstance(first, dt.datetime) and isinstance(last, dt.datetime):  # SQLite keeps what a hand edit put there
-                        add_span(spans.setdefault(source_id, []), first, last)
+                        add_span(spans.setdefault(source_id, []), first, last, limit=None)  # every row kept: the days between are not read
         result = []
         for source_id, name, line in found:
             total, first, last = counted.get(source_id, (0, None, None))

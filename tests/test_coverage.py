@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import json
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -388,3 +389,39 @@ def test_record_times_are_kept_on_postgresql(pg_url: str, two_logs: tuple[Path, 
         (at(1, 9).replace(tzinfo=None), at(2, 11).replace(tzinfo=None)),
         (at(5, 9).replace(tzinfo=None), at(6, 10).replace(tzinfo=None)),
     ]
+
+
+@pytest.mark.parametrize("ng", [False, True], ids=["pcap", "pcapng"])
+def test_a_damaged_capture_is_dated_up_to_the_damage(tmp_path: Path, ng: bool) -> None:
+    path = write_capture(tmp_path / "c.pcap", [at(1, 1), at(1, 2), at(3, 1), at(3, 2)], ng)
+    with path.open("ab") as f:  # a record (block) header claiming 2 GiB: the rest cannot be read
+        f.write(struct.pack("<IIII", 0, 0, 0x7FFFFFFF, 0x7FFFFFFF) if not ng else struct.pack("<II", 6, 0x7FFFFFF0))
+    capture = PcapFile.open(str(path))
+    list(capture.batches())
+    capture.close()
+    assert capture.stats.skipped and capture.stats.lines == 4
+    assert capture.stats.spans == [(at(1, 1), at(3, 2))]
+
+
+def test_many_runs_of_one_input_keep_every_stretch(tmp_path: Path, two_logs: tuple[Path, Path]) -> None:
+    """The store keeps every run's stretches apart (a reader's bound on how many it holds is not
+    the store's): days between them stay days without input."""
+    db = tmp_path / "f.db"
+    audit(str(db), two_logs[0])
+    with sqlite3.connect(db) as conn:
+        source_id, run_id = conn.execute("SELECT source_id, run_id FROM input_spans").fetchone()
+        base = dt.datetime(2023, 1, 1, 12)
+        conn.executemany(
+            "INSERT INTO input_spans (run_id, source_id, read_no, first_record, last_record) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, source_id, 100 + k, str(base + dt.timedelta(days=3 * k)), str(base + dt.timedelta(days=3 * k))) for k in range(300)],
+        )
+    document = report(str(db), "--since", "2023-01-01", "--until", "2023-12-31")
+    assert sum(g["days"] for g in document["coverage"]["days_without_calls"] if g["cause"] == "no_input") == 365 - 122
+    assert len(gaps(document)) == 2 * 122 - 1 + 1
+
+
+def test_record_times_of_early_years_are_written_in_full() -> None:
+    from auditor.report.model import InputCoverage, records_range
+
+    item = InputCoverage("x", ("combined",), "plain", dt.datetime(1, 1, 1), dt.datetime(999, 12, 31, 23, 59, 59, 5), None, None, 2, 0, (), True)
+    assert records_range(item) == "0001-01-01 00:00:00 to 0999-12-31 23:59:59"

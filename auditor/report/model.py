@@ -859,8 +859,8 @@ def _coverage(runs: list[RunRecord], inputs: list[InputRecord], rows: list[Repor
                 i.name,
                 i.formats,
                 i.compression,
-                i.spans[0][0] if i.spans else None,
-                i.spans[-1][1] if i.spans else None,
+                min(i.spans[0][0], i.first_seen or i.spans[0][0]) if i.spans else None,  # a call is a record too
+                max(i.spans[-1][1], i.last_seen or i.spans[-1][1]) if i.spans else None,
                 i.first_seen,
                 i.last_seen,
                 i.lines,
@@ -900,7 +900,7 @@ def records_range(item: InputCoverage) -> str:
     """When an input's records were written, as the text renderers say it."""
     if item.first_record is None or item.last_record is None:
         return "not recorded"
-    first, last = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (item.first_record, item.last_record))
+    first, last = (t.replace(tzinfo=None, microsecond=0).isoformat(" ") for t in (item.first_record, item.last_record))  # years < 1000 too
     return first if first == last else f"{first} to {last}"
 
 

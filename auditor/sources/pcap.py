@@ -163,41 +163,47 @@ class PcapFile(Prefixed, EventSource):
         first = record(buf, pos)[:2] if pos + 16 <= filled else None
         """(seconds, fraction) of the first record of the stretch being dated: the records of one
         read of the window (about CHUNK bytes), dated at each read, outside the loop's hot path."""
-        while True:
-            if pos + 16 > filled:
-                window.pos, self._number = pos, number
-                if number and first is not None:
-                    self._dated(first[0] + first[1] * scale, sec + frac * scale)
-                    first = None
-                if not window.need(16):
-                    if window.left:
-                        raise Damaged("capture ends in a truncated record header")
-                    return
-                buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
-                first = record(buf, pos)[:2]
-            before = sec, frac
-            sec, frac, caplen, wirelen = record(buf, pos)
-            start = pos + 16
-            pos = start + caplen
-            if pos > filled:
-                if caplen > MAX_RECORD:
-                    raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
-                if number and first is not None:  # a stretch ends at each read, before this record
-                    self._dated(first[0] + first[1] * scale, before[0] + before[1] * scale)
-                first = (sec, frac)
-                window.pos, self._number = start - 16, number
-                if not window.need(16 + caplen):
-                    raise Damaged("capture ends in a record cut short")
-                buf, view, filled = window.buf, window.view, window.filled
-                start = window.pos + 16
+        before = (0, 0)
+        try:
+            while True:
+                if pos + 16 > filled:
+                    window.pos, self._number = pos, number
+                    if number and first is not None:
+                        self._dated(first[0] + first[1] * scale, sec + frac * scale)
+                        first = None
+                    if not window.need(16):
+                        if window.left:
+                            raise Damaged("capture ends in a truncated record header")
+                        return
+                    buf, view, pos, filled = window.buf, window.view, window.pos, window.filled
+                    first = record(buf, pos)[:2]
+                before = sec, frac
+                sec, frac, caplen, wirelen = record(buf, pos)
+                start = pos + 16
                 pos = start + caplen
-            number += 1
-            if not skip(buf, start, pos, linktype):
-                if caplen < wirelen:
-                    self.stats.skip(SNAPLEN_CUT, f"{self.name}#{number}")
-                else:
-                    self._number = number
-                    yield number, sec + frac * scale, linktype, bytes(view[start:pos])
+                if pos > filled:
+                    if caplen > MAX_RECORD:
+                        raise Damaged(f"damaged record header (claims {caplen} bytes); the rest of the file was not read")
+                    if number and first is not None:  # a stretch ends at each read, before this record
+                        self._dated(first[0] + first[1] * scale, before[0] + before[1] * scale)
+                    first = (sec, frac)
+                    window.pos, self._number = start - 16, number
+                    if not window.need(16 + caplen):
+                        raise Damaged("capture ends in a record cut short")
+                    buf, view, filled = window.buf, window.view, window.filled
+                    start = window.pos + 16
+                    pos = start + caplen
+                number += 1
+                if not skip(buf, start, pos, linktype):
+                    if caplen < wirelen:
+                        self.stats.skip(SNAPLEN_CUT, f"{self.name}#{number}")
+                    else:
+                        self._number = number
+                        yield number, sec + frac * scale, linktype, bytes(view[start:pos])
+        except Damaged:  # the records read before the damage are dated all the same
+            if number and first is not None:
+                self._dated(first[0] + first[1] * scale, before[0] + before[1] * scale)
+            raise
 
     def _pcapng(self, window: _Window, skip: Skip) -> Iterator[Packet]:
         endian = "<"
@@ -206,65 +212,70 @@ class PcapFile(Prefixed, EventSource):
         first: float | None = None
         """The timestamp of the first packet of the stretch being dated (DATE_PACKETS packets)."""
         self._number = 0
-        while True:
-            if not window.need(12):
-                if first is not None:
-                    self._dated(first, last_ts)
-                if window.left:
-                    raise Damaged("capture ends in a truncated block header")
-                return
-            buf, pos = window.buf, window.pos
-            if buf[pos : pos + 4] == _PCAPNG_MAGIC:  # section header: its own byte order
-                order = buf[pos + 8 : pos + 12]
-                endian = "<" if order == b"\x4d\x3c\x2b\x1a" else ">" if order == b"\x1a\x2b\x3c\x4d" else ""
-                if not endian:
-                    raise Damaged("pcapng section header with an unknown byte order")
-                interfaces = []
-            btype, length = struct.unpack_from(endian + "II", buf, pos)
-            if length < 12 or length % 4 or length > MAX_RECORD:
-                raise Damaged(f"damaged pcapng block (length {length}); the rest of the file was not read")
-            if not window.need(length):
-                raise Damaged("capture ends in a block cut short")
-            buf, pos = window.buf, window.pos
-            body = pos + 8
-            window.pos = pos + length
-            if btype == 6:  # enhanced packet block
-                iface, high, low, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
-                ts_high_low = (high << 32) | low
-                data_at, limit = body + 20, pos + length - 4
-            elif btype == 3:  # simple packet block: interface 0, no timestamp
-                iface, ts_high_low = 0, -1
-                data_at, limit = body + 4, pos + length - 4
-                wirelen = struct.unpack_from(endian + "I", buf, body)[0]
-                caplen = min(wirelen, limit - data_at)
-            elif btype == 2:  # obsolete packet block
-                iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
-                ts_high_low = (high << 32) | low
-                data_at, limit = body + 20, pos + length - 4
-            else:
-                if btype == 1:  # interface description
-                    interfaces.append(self._interface(bytes(buf[body : pos + length - 4]), endian))
-                continue
-            self._number += 1
-            if iface >= len(interfaces) or data_at + caplen > limit:
-                self.stats.skip("pcapng packet block names an unknown interface or overruns its block", f"{self.name}#{self._number}")
-                continue
-            linktype, unit = interfaces[iface]
-            ts = last_ts if ts_high_low < 0 else ts_high_low * unit
-            if ts >= LAST_SECOND:
-                self.stats.skip("packet with an impossible timestamp (after the year 9999)", f"{self.name}#{self._number}")
-                continue
-            last_ts = ts
-            if first is None:
-                first = ts
-            elif not self._number % DATE_PACKETS:
-                self._dated(first, ts)
-                first = None
-            if not skip(buf, data_at, data_at + caplen, linktype):
-                if caplen < wirelen:
-                    self.stats.skip(SNAPLEN_CUT, f"{self.name}#{self._number}")
+        try:
+            while True:
+                if not window.need(12):
+                    if first is not None:
+                        self._dated(first, last_ts)
+                    if window.left:
+                        raise Damaged("capture ends in a truncated block header")
+                    return
+                buf, pos = window.buf, window.pos
+                if buf[pos : pos + 4] == _PCAPNG_MAGIC:  # section header: its own byte order
+                    order = buf[pos + 8 : pos + 12]
+                    endian = "<" if order == b"\x4d\x3c\x2b\x1a" else ">" if order == b"\x1a\x2b\x3c\x4d" else ""
+                    if not endian:
+                        raise Damaged("pcapng section header with an unknown byte order")
+                    interfaces = []
+                btype, length = struct.unpack_from(endian + "II", buf, pos)
+                if length < 12 or length % 4 or length > MAX_RECORD:
+                    raise Damaged(f"damaged pcapng block (length {length}); the rest of the file was not read")
+                if not window.need(length):
+                    raise Damaged("capture ends in a block cut short")
+                buf, pos = window.buf, window.pos
+                body = pos + 8
+                window.pos = pos + length
+                if btype == 6:  # enhanced packet block
+                    iface, high, low, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
+                    ts_high_low = (high << 32) | low
+                    data_at, limit = body + 20, pos + length - 4
+                elif btype == 3:  # simple packet block: interface 0, no timestamp
+                    iface, ts_high_low = 0, -1
+                    data_at, limit = body + 4, pos + length - 4
+                    wirelen = struct.unpack_from(endian + "I", buf, body)[0]
+                    caplen = min(wirelen, limit - data_at)
+                elif btype == 2:  # obsolete packet block
+                    iface, _drops, high, low, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
+                    ts_high_low = (high << 32) | low
+                    data_at, limit = body + 20, pos + length - 4
+                else:
+                    if btype == 1:  # interface description
+                        interfaces.append(self._interface(bytes(buf[body : pos + length - 4]), endian))
                     continue
-                yield self._number, ts, linktype, bytes(window.view[data_at : data_at + caplen])
+                self._number += 1
+                if iface >= len(interfaces) or data_at + caplen > limit:
+                    self.stats.skip("pcapng packet block names an unknown interface or overruns its block", f"{self.name}#{self._number}")
+                    continue
+                linktype, unit = interfaces[iface]
+                ts = last_ts if ts_high_low < 0 else ts_high_low * unit
+                if ts >= LAST_SECOND:
+                    self.stats.skip("packet with an impossible timestamp (after the year 9999)", f"{self.name}#{self._number}")
+                    continue
+                last_ts = ts
+                if first is None:
+                    first = ts
+                elif not self._number % DATE_PACKETS:
+                    self._dated(first, ts)
+                    first = None
+                if not skip(buf, data_at, data_at + caplen, linktype):
+                    if caplen < wirelen:
+                        self.stats.skip(SNAPLEN_CUT, f"{self.name}#{self._number}")
+                        continue
+                    yield self._number, ts, linktype, bytes(window.view[data_at : data_at + caplen])
+        except Damaged:  # the packets read before the damage are dated all the same
+            if first is not None:
+                self._dated(first, last_ts)
+            raise
 
     def _dated(self, first: float, last: float) -> None:
         """Note the stretch of packets from `first` to `last` (epoch seconds) in SourceStats.spans."""
