@@ -178,10 +178,10 @@ input_spans = sa.Table(
     sa.Column("last_record", sa.DateTime, nullable=False),
 )
 """When the records each run read of each input were written (SourceStats.spans, UTC): stretches of
-days with records, for the report's coverage; stored with each batch (FindingStore.add_batch), in
-place of the read's earlier rows (`read_no`: the run's number for its read of the input) (a day no input has records of is "no input", not "no
-calls"). Added without a schema version, as `input_reads`: an input without rows has its time range
-not recorded."""
+days with records, for the report's coverage (a day no input has records of is "no input", not "no
+calls"). Stored with each batch (FindingStore.add_batch), in place of the read's earlier rows
+(`read_no`: the run's number for its read of the input). Added without a schema version, as
+`input_reads`: an input without rows has its time range not recorded."""
 observations = sa.Table(
     "observations",
     metadata,
