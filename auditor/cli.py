@@ -293,7 +293,7 @@ def _audit(
     command: str,
     fmt: str | None = None,
     opener: Callable[[str], Any] | None = None,
-    unit: str = "lines",
+    unit: str = "line",
     rescan: bool = False,
     tolerate: Collection[str] = (),
     progress_bytes: int = 0,
@@ -324,7 +324,7 @@ def _print_summary(summary: RunSummary, unit: str) -> None:
     for note in summary.unread:
         log.warning(note)
     for item in summary.inputs:
-        log.info(item.describe().replace(" lines", f" {unit}"))
+        log.info(item.describe(unit))
 
 
 def _follow(
@@ -442,7 +442,7 @@ def pcap(
                 capture.close()
             _describe_skips(capture)
         return
-    _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packets", fail_on=fail_on)
+    _audit(files, config_path, db, geoip_db, providers, as_json, command="pcap", opener=PcapFile.open, unit="packet", fail_on=fail_on)
 
 
 @cli.command()

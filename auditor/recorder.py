@@ -96,15 +96,15 @@ class InputSummary:
             source_id=source_id,
         )
 
-    def describe(self) -> str:
-        """One paragraph for stderr."""
+    def describe(self, unit: str = "line") -> str:
+        """One paragraph for stderr; `unit`: what a record is (`packet` for a capture)."""
         kind = self.format if self.compression == "plain" else f"{self.format}, {self.compression}"
         if self.earlier_copy:
             return (
                 f"{self.name} ({kind}): nothing new: it starts like an input audited up to line {self.resumed_at_line} "
                 "and ends before that (an earlier, shorter copy of it)"
             )
-        text = f"{self.name} ({kind}): {self.lines} {'line' if self.lines == 1 else 'lines'}"
+        text = f"{self.name} ({kind}): {self.lines} {unit if self.lines == 1 else unit + 's'}"
         if self.resumed_at_line:
             text += f" after line {self.resumed_at_line} (audited before)"
         text += f", {self.calls} {'call' if self.calls == 1 else 'calls'} to governed hosts"

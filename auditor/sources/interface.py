@@ -64,8 +64,9 @@ class SourceStats:
 
     def dated(self, first: dt.datetime | None, last: dt.datetime | None) -> None:
         """Note that records were read from `first` to `last` (either None when not known)."""
-        if first is not None or last is not None:
-            add_span(self.spans, first or last, last or first)  # type: ignore[arg-type]
+        first, last = first or last, last or first
+        if first is not None and last is not None:
+            add_span(self.spans, first, last)
 
     def count(self, event: ConnectionEvent) -> None:
         """Count an event a capture produced (and whether DNS named it)."""

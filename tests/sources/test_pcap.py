@@ -241,6 +241,9 @@ def test_cli_pcap_audit_and_events(tmp_path: Path) -> None:
     assert result.exit_code == 1
     rows = {r["org"]: (r["verdict"], r["country"], r["calls"]) for r in json.loads(result.stdout)}
     assert rows == {"acme-research": ("violation", "HK", 1), "beta-labs": ("allowed", "SG", 1)}
+    assert f"{path} (pcap): {len(pkts)} packets, 2 calls to governed hosts" in result.stderr
+    one = write(tmp_path / "one.pcap", pkts[:1])
+    assert f"{one} (pcap): 1 packet, 0 calls to governed hosts" in runner.invoke(cli, ["pcap", str(one), "--db", db]).stderr
     again = runner.invoke(cli, ["pcap", str(path), "--config", str(EXAMPLE_CONFIG), "--db", db, "--json"])
     assert {r["org"]: r["calls"] for r in json.loads(again.stdout)} == {"acme-research": 1, "beta-labs": 1}
     bad = runner.invoke(cli, ["pcap", str(EXAMPLE_CONFIG), "--db", db])
